@@ -1,0 +1,57 @@
+import { checkToken, parseWith } from "@taskjet/schemas";
+import { z } from "zod";
+
+/** Default NATS URL when neither a flag nor `TASKJET_NATS_URL` names one. */
+export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
+
+const positiveMs = z.number().int().positive();
+
+/** The engine's resolved configuration. */
+export const EngineConfigSchema = z.object({
+  /** NATS server URLs. @default ["nats://127.0.0.1:4222"] */
+  servers: z.array(z.string().min(1)).min(1).default([DEFAULT_NATS_URL]),
+  /** Namespaces this engine serves. @default ["default"] */
+  namespaces: z.array(z.string()).min(1).default(["default"]),
+  /** Replication of the streams and buckets the engine creates (1 for dev, 3 for clusters). @default 1 */
+  replicas: z.number().int().min(1).max(5).default(1),
+  /** How long history is kept. @default 30 days */
+  historyMaxAgeMs: positiveMs.default(30 * 24 * 3600_000),
+  /** How long pushed events and task logs are kept. @default 7 days */
+  eventsMaxAgeMs: positiveMs.default(7 * 24 * 3600_000),
+  /** A worker silent this long is gone (the workers bucket TTL). @default 15 s */
+  workerTtlMs: positiveMs.default(15_000),
+  /** Projection writes are coalesced over this window. @default 25 ms */
+  projectionFlushMs: z.number().int().min(0).default(25),
+  /** pino level. @default "info" */
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+export type EngineConfig = z.output<typeof EngineConfigSchema>;
+export type EngineConfigInput = z.input<typeof EngineConfigSchema>;
+
+/** Splits `a,b` server lists. */
+export function splitServers(value: string): string[] {
+  return value
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+/**
+ * Resolves the configuration: defaults < environment (`TASKJET_NATS_URL`, `TASKJET_NAMESPACE`, `TASKJET_REPLICAS`,
+ * `TASKJET_LOG_LEVEL`) < explicit options. The only place the engine reads `process.env`.
+ * @throws ValidationError listing `path: message` per problem
+ */
+export function resolveEngineConfig(
+  options: EngineConfigInput = {},
+  env: NodeJS.ProcessEnv = process.env,
+): EngineConfig {
+  const fromEnv: EngineConfigInput = {};
+  if (env.TASKJET_NATS_URL) fromEnv.servers = splitServers(env.TASKJET_NATS_URL);
+  if (env.TASKJET_NAMESPACE) fromEnv.namespaces = splitServers(env.TASKJET_NAMESPACE);
+  if (env.TASKJET_REPLICAS) fromEnv.replicas = Number(env.TASKJET_REPLICAS);
+  if (env.TASKJET_LOG_LEVEL) fromEnv.logLevel = env.TASKJET_LOG_LEVEL as EngineConfig["logLevel"];
+  const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+  const config = parseWith(EngineConfigSchema, { ...fromEnv, ...defined });
+  for (const [i, ns] of config.namespaces.entries()) checkToken(ns, `namespaces[${i}]`);
+  return config;
+}

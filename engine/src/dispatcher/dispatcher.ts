@@ -1,0 +1,55 @@
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { type Assignment, type RunState, Streams, subjects } from "@taskjet/schemas";
+import type { Logger } from "pino";
+import { attemptKey, type Placement } from "../scheduler/core.js";
+
+export interface DispatcherOptions {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  ns: string;
+  log: Logger;
+  /** Called for a placement whose assignment could not be published. */
+  onUndelivered: (placement: Placement) => void;
+}
+
+/** Publishes placements to the workers' assignment subjects, pipelined. */
+export class Dispatcher {
+  constructor(private readonly o: DispatcherOptions) {}
+
+  send(placements: Placement[], stateOf: (runId: string) => RunState | undefined): void {
+    const now = new Date().toISOString();
+    for (const placement of placements) {
+      const { task, workerId } = placement;
+      const state = stateOf(task.runId);
+      if (!state) {
+        this.o.onUndelivered(placement);
+        continue;
+      }
+      const assignment: Assignment = {
+        v: 1,
+        runId: task.runId,
+        taskRunId: task.taskRunId,
+        taskName: task.taskName,
+        attempt: task.attempt,
+        input: state.input,
+        additionalMetadata: state.additionalMetadata,
+        expectedSeq: state.lastSeq,
+        assignedAt: now,
+      };
+      // The worker id is part of the dedup id: the same attempt placed again on another worker is a new message.
+      this.o.js
+        .publish(subjects.assign(this.o.ns, workerId), JSON.stringify(assignment), {
+          msgID: `${attemptKey(task)}:${workerId}`,
+        })
+        .catch((err) => {
+          this.o.log.warn({ err, runId: task.runId, workerId }, "assignment not delivered");
+          this.o.onUndelivered(placement);
+        });
+    }
+  }
+
+  /** Drops a departed worker's undelivered assignments; the scheduler places them again. */
+  async purge(workerId: string): Promise<void> {
+    await this.o.jsm.streams.purge(Streams.assign, { filter: subjects.assign(this.o.ns, workerId) });
+  }
+}

@@ -1,0 +1,124 @@
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { Buckets } from "@taskjet/schemas";
+import { type Logger, pino } from "pino";
+import { type EngineConfig, type EngineConfigInput, resolveEngineConfig } from "./config.js";
+import { Dispatcher } from "./dispatcher/dispatcher.js";
+import { provision } from "./log/provision.js";
+import { connectNats } from "./nats/connect.js";
+import { Projector } from "./projector/projector.js";
+import { RunStore } from "./projector/run-store.js";
+import { Scheduler } from "./scheduler/scheduler.js";
+import { WorkerRegistry } from "./workers/registry.js";
+
+/** What the engine is given rather than makes: a logger, or an existing connection to share. */
+export interface EngineDeps {
+  logger?: Logger;
+  /** A connection to use instead of opening one; the engine then does not close it. */
+  connection?: NatsConnection;
+}
+
+/** A running engine. */
+export interface Engine {
+  readonly config: EngineConfig;
+  /** Connects, provisions streams and buckets, recovers state and starts serving its namespaces. */
+  start(): Promise<void>;
+  /** Stops taking work, writes pending projections and disconnects. */
+  stop(): Promise<void>;
+}
+
+/** One namespace's projector, scheduler, dispatcher and worker registry. */
+class NamespaceRuntime {
+  private readonly projector: Projector;
+  private readonly scheduler: Scheduler;
+  private readonly registry: WorkerRegistry;
+
+  constructor(ns: string, js: JetStreamClient, jsm: JetStreamManager, kvs: Kvs, config: EngineConfig, log: Logger) {
+    const nsLog = log.child({ ns });
+    const dispatcher = new Dispatcher({
+      js,
+      jsm,
+      ns,
+      log: nsLog.child({ module: "dispatcher" }),
+      onUndelivered: (p) => this.scheduler.undelivered(p),
+    });
+    this.projector = new Projector({
+      js,
+      jsm,
+      ns,
+      store: new RunStore(js, kvs.runs, ns),
+      log: nsLog.child({ module: "projector" }),
+      flushMs: config.projectionFlushMs,
+      onChange: (change) => this.scheduler.onChange(change),
+    });
+    this.scheduler = new Scheduler({
+      log: nsLog.child({ module: "scheduler" }),
+      dispatcher,
+      states: this.projector.states,
+    });
+    this.registry = new WorkerRegistry({
+      js,
+      kv: kvs.workers,
+      ns,
+      ttlMs: config.workerTtlMs,
+      log: nsLog.child({ module: "workers" }),
+      onUp: (w) => this.scheduler.workerUp(w),
+      onDown: (id) => this.scheduler.workerDown(id),
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.registry.start();
+    await this.projector.start();
+    this.scheduler.recover();
+  }
+
+  async stop(): Promise<void> {
+    this.scheduler.stop();
+    this.registry.stop();
+    await this.projector.stop();
+  }
+}
+
+type Kvs = { runs: Awaited<ReturnType<Kvm["open"]>>; workers: Awaited<ReturnType<Kvm["open"]>> };
+
+/**
+ * The composition root.
+ *
+ * @example
+ * const engine = createEngine({ servers: ["nats://127.0.0.1:4222"] });
+ * await engine.start();
+ * process.on("SIGINT", () => engine.stop());
+ */
+export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps = {}): Engine {
+  const config = resolveEngineConfig(options);
+  const log = (deps.logger ?? pino({ level: config.logLevel })).child({ module: "engine" });
+  let nc: NatsConnection | undefined;
+  let runtimes: NamespaceRuntime[] = [];
+  let state: "new" | "started" | "stopped" = "new";
+
+  return {
+    config,
+    async start() {
+      if (state !== "new") throw new Error(`engine already ${state}`);
+      state = "started";
+      nc = deps.connection ?? (await connectNats(config.servers, "taskjet-engine"));
+      const js = jetstream(nc);
+      const jsm = await jetstreamManager(nc);
+      await provision(nc, jsm, config, log);
+      const kvm = new Kvm(nc);
+      const kvs: Kvs = { runs: await kvm.open(Buckets.runs), workers: await kvm.open(Buckets.workers) };
+      runtimes = config.namespaces.map((ns) => new NamespaceRuntime(ns, js, jsm, kvs, config, log));
+      for (const rt of runtimes) await rt.start();
+      log.info({ servers: config.servers, namespaces: config.namespaces }, "engine started");
+    },
+    async stop() {
+      if (state !== "started") return;
+      state = "stopped";
+      for (const rt of runtimes) await rt.stop();
+      if (nc && !deps.connection) await nc.drain().catch(() => nc?.close());
+      log.info({}, "engine stopped");
+    },
+  };
+}

@@ -1,0 +1,11 @@
+export {
+  DEFAULT_NATS_URL,
+  type EngineConfig,
+  type EngineConfigInput,
+  resolveEngineConfig,
+  splitServers,
+} from "./config.js";
+export { createEngine, type Engine, type EngineDeps } from "./engine.js";
+export { connectNats } from "./nats/connect.js";
+export { type RebuildReport, rebuildProjection } from "./projector/rebuild.js";
+export { SchedulerCore } from "./scheduler/core.js";

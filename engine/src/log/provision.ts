@@ -1,0 +1,120 @@
+import { type JetStreamManager, RetentionPolicy, StorageType, type StreamConfig } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { nanos } from "@nats-io/transport-node";
+import { Buckets, StreamSubjects, Streams } from "@taskjet/schemas";
+import type { Logger } from "pino";
+
+/** What the engine asks of the streams and buckets it creates. */
+export interface StorageSettings {
+  replicas: number;
+  historyMaxAgeMs: number;
+  eventsMaxAgeMs: number;
+  workerTtlMs: number;
+}
+
+const DEDUP_WINDOW_MS = 120_000;
+const LEASE_TTL_MS = 10_000;
+
+function streamConfigs(s: StorageSettings): (Partial<StreamConfig> & { name: string })[] {
+  const common = {
+    storage: StorageType.File,
+    num_replicas: s.replicas,
+    duplicate_window: nanos(DEDUP_WINDOW_MS),
+    max_age: 0,
+  };
+  return [
+    {
+      ...common,
+      name: Streams.commands,
+      subjects: [StreamSubjects[Streams.commands]],
+      retention: RetentionPolicy.Workqueue,
+    },
+    {
+      ...common,
+      name: Streams.history,
+      subjects: [StreamSubjects[Streams.history]],
+      retention: RetentionPolicy.Limits,
+      max_age: nanos(s.historyMaxAgeMs),
+      allow_direct: true,
+    },
+    {
+      ...common,
+      name: Streams.assign,
+      subjects: [StreamSubjects[Streams.assign]],
+      retention: RetentionPolicy.Workqueue,
+    },
+    {
+      ...common,
+      name: Streams.events,
+      subjects: [StreamSubjects[Streams.events]],
+      retention: RetentionPolicy.Limits,
+      max_age: nanos(s.eventsMaxAgeMs),
+    },
+    {
+      ...common,
+      name: Streams.logs,
+      subjects: [StreamSubjects[Streams.logs]],
+      retention: RetentionPolicy.Limits,
+      max_age: nanos(s.eventsMaxAgeMs),
+    },
+  ];
+}
+
+/** Fields whose value on the server must equal what we asked for. */
+const CHECKED = ["subjects", "retention", "storage", "num_replicas", "max_age", "duplicate_window"] as const;
+
+/**
+ * Creates the streams and buckets, or updates them to the requested settings. Safe to run from every engine at
+ * every start. Fails when the server silently keeps a different setting (nats-server 2.9 drops fields it does not
+ * know instead of refusing them).
+ */
+export async function provision(
+  nc: NatsConnection,
+  jsm: JetStreamManager,
+  s: StorageSettings,
+  log: Logger,
+): Promise<void> {
+  for (const wanted of streamConfigs(s)) {
+    const { name } = wanted;
+    let config: StreamConfig;
+    try {
+      const info = await jsm.streams.info(name);
+      const differs = CHECKED.some((k) => JSON.stringify(info.config[k]) !== JSON.stringify(wanted[k]));
+      config = differs ? (await jsm.streams.update(name, { ...info.config, ...wanted })).config : info.config;
+      if (differs) log.info({ stream: name }, "stream updated");
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      config = (await jsm.streams.add(wanted)).config;
+      log.info({ stream: name }, "stream created");
+    }
+    for (const k of CHECKED) {
+      if (JSON.stringify(config[k]) !== JSON.stringify(wanted[k])) {
+        throw new Error(
+          `stream ${name}: server kept ${k}=${JSON.stringify(config[k])}, wanted ${JSON.stringify(wanted[k])}`,
+        );
+      }
+    }
+  }
+  const kvm = new Kvm(nc);
+  const buckets: { name: string; ttl?: number; history: number }[] = [
+    { name: Buckets.runs, history: 1 },
+    { name: Buckets.workers, history: 1, ttl: s.workerTtlMs },
+    { name: Buckets.defs, history: 1 },
+    { name: Buckets.leases, history: 1, ttl: LEASE_TTL_MS },
+  ];
+  for (const b of buckets) {
+    await kvm.create(b.name, { history: b.history, replicas: s.replicas, ...(b.ttl ? { ttl: b.ttl } : {}) });
+    const streamName = `KV_${b.name}`;
+    const info = await jsm.streams.info(streamName);
+    const maxAge = b.ttl ? nanos(b.ttl) : 0;
+    if (info.config.num_replicas !== s.replicas || info.config.max_age !== maxAge) {
+      await jsm.streams.update(streamName, { ...info.config, num_replicas: s.replicas, max_age: maxAge });
+      log.info({ bucket: b.name }, "bucket updated");
+    }
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return err instanceof Error && /stream not found/i.test(err.message);
+}

@@ -1,0 +1,235 @@
+/**
+ * The scheduler's memory and decisions, pure: no I/O, no clock. The shell feeds it facts (tasks queued, workers
+ * joining and leaving, attempts started and finished) and asks it which queued tasks go to which worker now.
+ */
+
+/** A task-run attempt waiting for a slot. */
+export interface QueuedTask {
+  runId: string;
+  taskRunId: string;
+  taskName: string;
+  attempt: number;
+  /** Global FIFO position: the stream sequence at which the attempt was queued. */
+  order: number;
+}
+
+/** A worker's capacity as the scheduler sees it. */
+export interface WorkerSlots {
+  workerId: string;
+  tasks: readonly string[];
+  slots: number;
+}
+
+/** One decision: run this attempt on that worker. */
+export interface Placement {
+  task: QueuedTask;
+  workerId: string;
+}
+
+interface WorkerState {
+  workerId: string;
+  tasks: Set<string>;
+  slots: number;
+  /** Attempts placed on this worker and not finished, by attempt key. */
+  held: Map<string, QueuedTask>;
+}
+
+/** FIFO queue with O(1) amortised shift and removal by key. */
+class TaskQueue {
+  private items: (QueuedTask | undefined)[] = [];
+  private head = 0;
+  size = 0;
+
+  push(task: QueuedTask): void {
+    this.items.push(task);
+    this.size++;
+  }
+
+  peek(): QueuedTask | undefined {
+    this.skipHoles();
+    return this.items[this.head];
+  }
+
+  shift(): QueuedTask | undefined {
+    this.skipHoles();
+    const task = this.items[this.head];
+    if (task) {
+      this.items[this.head++] = undefined;
+      this.size--;
+      this.compact();
+    }
+    return task;
+  }
+
+  remove(key: string): boolean {
+    for (let i = this.head; i < this.items.length; i++) {
+      const task = this.items[i];
+      if (task && attemptKey(task) === key) {
+        this.items[i] = undefined;
+        this.size--;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private skipHoles(): void {
+    while (this.head < this.items.length && this.items[this.head] === undefined) this.head++;
+  }
+
+  private compact(): void {
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+  }
+}
+
+/** Identity of one attempt of one task-run. */
+export function attemptKey(task: { taskRunId: string; attempt: number }): string {
+  return `${task.taskRunId}:${task.attempt}`;
+}
+
+export class SchedulerCore {
+  private readonly queues = new Map<string, TaskQueue>();
+  private readonly workers = new Map<string, WorkerState>();
+  /** Where each placed attempt is held, by attempt key. */
+  private readonly placedOn = new Map<string, string>();
+  /** Every attempt the core knows (queued or placed), so duplicates are ignored. */
+  private readonly known = new Set<string>();
+
+  /** Queues an attempt; an attempt already queued or placed is ignored. */
+  enqueue(task: QueuedTask): void {
+    const key = attemptKey(task);
+    if (this.known.has(key)) return;
+    this.known.add(key);
+    let queue = this.queues.get(task.taskName);
+    if (!queue) {
+      queue = new TaskQueue();
+      this.queues.set(task.taskName, queue);
+    }
+    queue.push(task);
+  }
+
+  /** Adds a worker or updates its tasks and slots. */
+  upsertWorker(worker: WorkerSlots): void {
+    const existing = this.workers.get(worker.workerId);
+    if (existing) {
+      existing.tasks = new Set(worker.tasks);
+      existing.slots = worker.slots;
+      return;
+    }
+    this.workers.set(worker.workerId, {
+      workerId: worker.workerId,
+      tasks: new Set(worker.tasks),
+      slots: worker.slots,
+      held: new Map(),
+    });
+  }
+
+  /**
+   * Removes a worker. Returns the attempts it held; the caller re-queues those it knows were never started.
+   */
+  removeWorker(workerId: string): QueuedTask[] {
+    const worker = this.workers.get(workerId);
+    if (!worker) return [];
+    this.workers.delete(workerId);
+    const held = [...worker.held.values()];
+    for (const task of held) {
+      const key = attemptKey(task);
+      this.placedOn.delete(key);
+      this.known.delete(key);
+    }
+    return held;
+  }
+
+  /** Records that an attempt is held by a worker (placed by a previous engine, or started elsewhere than placed). */
+  hold(task: QueuedTask, workerId: string): void {
+    const key = attemptKey(task);
+    const current = this.placedOn.get(key);
+    if (current === workerId) return;
+    if (current !== undefined) this.workers.get(current)?.held.delete(key);
+    else this.queues.get(task.taskName)?.remove(key);
+    this.known.add(key);
+    const worker = this.workers.get(workerId);
+    if (!worker) {
+      // A worker we do not (yet) know: track nothing; its slot is accounted once it registers.
+      this.placedOn.delete(key);
+      return;
+    }
+    worker.held.set(key, task);
+    this.placedOn.set(key, workerId);
+  }
+
+  /** An attempt reached a final state (or will never run): frees its slot or drops it from its queue. */
+  finish(task: { taskRunId: string; attempt: number; taskName: string }): void {
+    const key = attemptKey(task);
+    if (!this.known.delete(key)) return;
+    const workerId = this.placedOn.get(key);
+    if (workerId !== undefined) {
+      this.placedOn.delete(key);
+      this.workers.get(workerId)?.held.delete(key);
+    } else {
+      this.queues.get(task.taskName)?.remove(key);
+    }
+  }
+
+  /** Undo a placement whose assignment could not be delivered: the attempt goes back to its queue. */
+  unplace(task: QueuedTask): void {
+    const key = attemptKey(task);
+    const workerId = this.placedOn.get(key);
+    if (workerId === undefined) return;
+    this.placedOn.delete(key);
+    this.workers.get(workerId)?.held.delete(key);
+    this.known.delete(key);
+    this.enqueue(task);
+  }
+
+  /**
+   * Places as many queued attempts as free slots allow, oldest first across tasks. Each attempt goes to the
+   * eligible worker with the most free slots, so load spreads across workers.
+   */
+  place(): Placement[] {
+    const placements: Placement[] = [];
+    for (;;) {
+      let best: { queue: TaskQueue; task: QueuedTask; worker: WorkerState } | undefined;
+      for (const [taskName, queue] of this.queues) {
+        const head = queue.peek();
+        if (!head || (best && best.task.order <= head.order)) continue;
+        const worker = this.roomiestWorker(taskName);
+        if (worker) best = { queue, task: head, worker };
+      }
+      if (!best) return placements;
+      best.queue.shift();
+      const key = attemptKey(best.task);
+      best.worker.held.set(key, best.task);
+      this.placedOn.set(key, best.worker.workerId);
+      placements.push({ task: best.task, workerId: best.worker.workerId });
+    }
+  }
+
+  /** Queued attempts per task name. */
+  depths(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [name, queue] of this.queues) if (queue.size > 0) out.set(name, queue.size);
+    return out;
+  }
+
+  /** Slots in use per worker. */
+  usage(workerId: string): number {
+    return this.workers.get(workerId)?.held.size ?? 0;
+  }
+
+  private roomiestWorker(taskName: string): WorkerState | undefined {
+    let best: WorkerState | undefined;
+    let bestFree = 0;
+    for (const worker of this.workers.values()) {
+      const free = worker.slots - worker.held.size;
+      if (free > bestFree && worker.tasks.has(taskName)) {
+        best = worker;
+        bestFree = free;
+      }
+    }
+    return best;
+  }
+}

@@ -1,0 +1,119 @@
+import { EventTypes, isTerminal, type RunState, RunStatuses, type WorkerRegistration } from "@taskjet/schemas";
+import type { Logger } from "pino";
+import type { Dispatcher } from "../dispatcher/dispatcher.js";
+import type { RunChange } from "../projector/projector.js";
+import { type Placement, type QueuedTask, SchedulerCore } from "./core.js";
+
+export interface SchedulerOptions {
+  log: Logger;
+  dispatcher: Dispatcher;
+  /** The projector's live run states. */
+  states: ReadonlyMap<string, RunState>;
+}
+
+/**
+ * The shell around `SchedulerCore`: turns run changes and worker changes into core calls, and places work in batches
+ * (all inputs of one I/O turn first, then one placement pass).
+ */
+export class Scheduler {
+  readonly core = new SchedulerCore();
+  private kicked = false;
+  private stopped = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly o: SchedulerOptions) {}
+
+  /** Rebuilds memory from the projected states of unfinished runs. */
+  recover(): void {
+    for (const state of this.o.states.values()) {
+      for (const task of state.tasks) {
+        const queued: QueuedTask = {
+          ...taskRef(state, task.taskRunId, task.taskName, task.attempt),
+          order: state.lastSeq,
+        };
+        if (task.status === RunStatuses.queued) this.core.enqueue(queued);
+        else if (task.status === RunStatuses.running && task.workerId) this.core.hold(queued, task.workerId);
+      }
+    }
+    this.kick();
+  }
+
+  onChange({ event, seq, state }: RunChange): void {
+    switch (event.type) {
+      case EventTypes.RunCreated:
+        for (const task of state.tasks) {
+          this.core.enqueue({ ...taskRef(state, task.taskRunId, task.taskName, task.attempt), order: seq });
+        }
+        break;
+      case EventTypes.TaskStarted: {
+        const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
+        if (task?.status === RunStatuses.running && task.attempt === event.data.attempt) {
+          this.core.hold(
+            { ...taskRef(state, task.taskRunId, task.taskName, task.attempt), order: seq },
+            event.data.workerId,
+          );
+        }
+        break;
+      }
+      case EventTypes.TaskCompleted:
+      case EventTypes.TaskFailed: {
+        const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
+        if (task && isTerminal(task.status)) this.core.finish(task);
+        break;
+      }
+      default:
+        return;
+    }
+    this.kick();
+  }
+
+  workerUp(worker: WorkerRegistration): void {
+    // A draining worker keeps what it runs and gets nothing new.
+    this.core.upsertWorker({
+      workerId: worker.workerId,
+      tasks: worker.tasks,
+      slots: worker.draining ? 0 : worker.slots,
+    });
+    this.kick();
+  }
+
+  /** A departed worker's attempts that never started go back to their queues. */
+  workerDown(workerId: string): void {
+    for (const task of this.core.removeWorker(workerId)) {
+      const current = this.o.states.get(task.runId)?.tasks.find((t) => t.taskRunId === task.taskRunId);
+      if (current?.status === RunStatuses.queued && current.attempt === task.attempt) this.core.enqueue(task);
+    }
+    this.o.dispatcher.purge(workerId).catch((err) => this.o.log.warn({ err, workerId }, "could not purge assignments"));
+    this.kick();
+  }
+
+  /** An assignment that could not be published: back to the queue, and try again shortly. */
+  undelivered(placement: Placement): void {
+    this.core.unplace(placement.task);
+    if (this.retryTimer || this.stopped) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.kick();
+    }, 250);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+  }
+
+  private kick(): void {
+    if (this.kicked || this.stopped) return;
+    this.kicked = true;
+    setImmediate(() => {
+      this.kicked = false;
+      if (this.stopped) return;
+      const placements = this.core.place();
+      if (placements.length > 0) this.o.dispatcher.send(placements, (runId) => this.o.states.get(runId));
+    });
+  }
+}
+
+function taskRef(state: RunState, taskRunId: string, taskName: string, attempt: number) {
+  return { runId: state.runId, taskRunId, taskName, attempt };
+}

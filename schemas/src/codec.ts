@@ -1,0 +1,63 @@
+import { ulid } from "ulid";
+import { EventTypes, type TaskjetEvent, type TaskjetEventInput, TaskjetEventSchema } from "./events.js";
+import { zodIssues } from "./validation.js";
+
+const decoder = new TextDecoder();
+
+/** The outcome of decoding one message from a run's subject. */
+export type Decoded = { ok: true; event: TaskjetEvent } | { ok: false; reason: string };
+
+/**
+ * Decodes and validates one history message. `runId` is the run the subject belongs to: an event naming another run
+ * is refused. Old envelope versions are upcast here, before validation, once a `v: 2` exists.
+ */
+export function decodeEvent(data: Uint8Array, runId: string): Decoded {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(decoder.decode(data));
+  } catch (err) {
+    return { ok: false, reason: `not JSON: ${(err as Error).message}` };
+  }
+  const result = TaskjetEventSchema.safeParse(raw);
+  if (!result.success) {
+    const issues = zodIssues(result.error, raw).map((i) => (i.path ? `${i.path}: ${i.message}` : i.message));
+    return { ok: false, reason: `invalid event: ${issues.join("; ")}` };
+  }
+  if (result.data.runId !== runId) {
+    return { ok: false, reason: `event names run ${result.data.runId} on the subject of run ${runId}` };
+  }
+  return { ok: true, event: result.data };
+}
+
+/** Encodes an event for appending. */
+export function encodeEvent(event: TaskjetEventInput): string {
+  return JSON.stringify(event);
+}
+
+type EventOf<T extends TaskjetEventInput["type"]> = Extract<TaskjetEventInput, { type: T }>;
+
+/** Builds an event envelope with a fresh id and the current time. */
+export function makeEvent<T extends TaskjetEventInput["type"]>(
+  type: T,
+  fields: Omit<EventOf<T>, "v" | "id" | "type" | "at">,
+  at: Date = new Date(),
+): EventOf<T> {
+  return { v: 1, id: ulid(), type, at: at.toISOString(), ...fields } as unknown as EventOf<T>;
+}
+
+/** Dedup id (`Nats-Msg-Id`) of an event: retries of the same append collapse into one message. */
+export function eventMsgId(event: TaskjetEventInput): string {
+  switch (event.type) {
+    case EventTypes.RunCreated:
+      return event.runId;
+    case EventTypes.TaskStarted:
+      return `${event.taskRunId}:${event.data.attempt}:started`;
+    case EventTypes.TaskCompleted:
+    case EventTypes.TaskFailed:
+      return `${event.taskRunId}:${event.data.attempt}:result`;
+    case EventTypes.EventRejected:
+      return `${event.runId}:rejected:${event.data.rejectedSeq}`;
+    default:
+      return event.id;
+  }
+}

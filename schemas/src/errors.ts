@@ -1,0 +1,182 @@
+/**
+ * Typed errors shared by the SDK, CLI and engine. Check `code`, never the message text.
+ */
+
+/** Stable error codes. */
+export const ErrorCodes = {
+  invalidArgument: "INVALID_ARGUMENT",
+  payloadTooLarge: "PAYLOAD_TOO_LARGE",
+  appendConflict: "APPEND_CONFLICT",
+  connectionFailed: "CONNECTION_FAILED",
+  runNotFound: "RUN_NOT_FOUND",
+  taskFailed: "TASK_FAILED",
+  runRejected: "RUN_REJECTED",
+  closed: "CLOSED",
+  timeout: "TIMEOUT",
+  notProvisioned: "NOT_PROVISIONED",
+} as const;
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/** Base class of every Taskjet error. */
+export class TaskjetError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "TaskjetError";
+    this.code = code;
+  }
+}
+
+/** One problem found while validating a value: where it is and what is wrong. */
+export interface ValidationIssue {
+  path: string;
+  message: string;
+}
+
+/** Bad input at an edge (SDK, CLI, HTTP, engine): names the field and the value. */
+export class ValidationError extends TaskjetError {
+  readonly issues: ValidationIssue[];
+  constructor(issues: ValidationIssue[], options?: { cause?: unknown }) {
+    super(
+      ErrorCodes.invalidArgument,
+      issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join("; "),
+      options,
+    );
+    this.name = "ValidationError";
+    this.issues = issues;
+  }
+  /** The first field named by this error. */
+  get field(): string {
+    return this.issues[0]?.path ?? "";
+  }
+}
+
+/** A payload (input or output) over the size limit. */
+export class PayloadTooLargeError extends TaskjetError {
+  readonly field: string;
+  readonly size: number;
+  readonly limit: number;
+  constructor(field: string, size: number, limit: number) {
+    super(ErrorCodes.payloadTooLarge, `${field} is ${size} bytes as JSON, over the limit of ${limit} bytes`);
+    this.name = "PayloadTooLargeError";
+    this.field = field;
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
+/**
+ * An append to a run's history was refused because someone else appended first (invariant 2): the caller must
+ * re-read the run and decide again.
+ */
+export class AppendConflictError extends TaskjetError {
+  readonly subject: string;
+  readonly expectedSeq: number;
+  constructor(subject: string, expectedSeq: number, options?: { cause?: unknown }) {
+    super(
+      ErrorCodes.appendConflict,
+      `append to ${subject} expected last sequence ${expectedSeq}, but the subject has moved on`,
+      options,
+    );
+    this.name = "AppendConflictError";
+    this.subject = subject;
+    this.expectedSeq = expectedSeq;
+  }
+}
+
+/** The NATS servers could not be reached. */
+export class ConnectionError extends TaskjetError {
+  readonly servers: string[];
+  constructor(servers: string[], options?: { cause?: unknown }) {
+    const reason = options?.cause instanceof Error ? `: ${options.cause.message}` : "";
+    super(ErrorCodes.connectionFailed, `cannot connect to NATS at ${servers.join(", ")}${reason}`, options);
+    this.name = "ConnectionError";
+    this.servers = servers;
+  }
+}
+
+/** No run with this id in the namespace. */
+export class RunNotFoundError extends TaskjetError {
+  readonly runId: string;
+  constructor(runId: string) {
+    super(ErrorCodes.runNotFound, `run ${runId} not found`);
+    this.name = "RunNotFoundError";
+    this.runId = runId;
+  }
+}
+
+/** The error a task function raised, as recorded in history. */
+export interface RecordedError {
+  name: string;
+  message: string;
+  stack?: string | undefined;
+}
+
+/** Thrown by `run()` / `result()` when the task failed; carries the task's own error as recorded. */
+export class TaskRunError extends TaskjetError {
+  readonly runId: string;
+  readonly taskName: string;
+  readonly taskError: RecordedError;
+  constructor(runId: string, taskName: string, taskError: RecordedError) {
+    super(ErrorCodes.taskFailed, `task ${taskName} (run ${runId}) failed: ${taskError.name}: ${taskError.message}`);
+    this.name = "TaskRunError";
+    this.runId = runId;
+    this.taskName = taskName;
+    this.taskError = taskError;
+    // The remote stack is what the user debugs; keep ours in the message's first line only.
+    if (taskError.stack) this.stack = `${this.name}: ${this.message}\n--- task stack ---\n${taskError.stack}`;
+  }
+}
+
+/** The engine refused a run's creation event (malformed or of unknown shape); the reason is in its history. */
+export class RunRejectedError extends TaskjetError {
+  readonly runId: string;
+  constructor(runId: string, reason: string) {
+    super(ErrorCodes.runRejected, `run ${runId} was rejected: ${reason}`);
+    this.name = "RunRejectedError";
+    this.runId = runId;
+  }
+}
+
+/** An operation on a closed client or worker. */
+export class ClosedError extends TaskjetError {
+  constructor(what: string) {
+    super(ErrorCodes.closed, `${what} is closed`);
+    this.name = "ClosedError";
+  }
+}
+
+/** Waiting took longer than the caller allowed. */
+export class WaitTimeoutError extends TaskjetError {
+  constructor(what: string, ms: number) {
+    super(ErrorCodes.timeout, `${what} did not finish within ${ms} ms`);
+    this.name = "WaitTimeoutError";
+  }
+}
+
+/** The streams Taskjet needs do not exist on the server: no engine has ever started against it. */
+export class NotProvisionedError extends TaskjetError {
+  readonly stream: string;
+  constructor(stream: string, servers: string[]) {
+    super(
+      ErrorCodes.notProvisioned,
+      `stream ${stream} does not exist on ${servers.join(", ")}: start an engine against this NATS first (taskjet dev, or taskjet engine --nats ${servers.join(",")})`,
+    );
+    this.name = "NotProvisionedError";
+    this.stream = stream;
+  }
+}
+
+/** Turns anything thrown into the recorded shape. */
+export function toRecordedError(err: unknown): RecordedError {
+  if (err instanceof Error) return { name: err.name, message: err.message, stack: err.stack };
+  return { name: "Error", message: typeof err === "string" ? err : safeString(err) };
+}
+
+function safeString(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

@@ -1,0 +1,123 @@
+import { z } from "zod";
+
+/**
+ * History events: the envelope `{ v, id, type, runId, taskRunId?, at, data }` and one payload schema per type.
+ *
+ * A published shape is never edited: a change is a new `v` plus an upcaster in `decodeEvent`, and the golden files
+ * in `test/fixtures/` prove old logs still replay.
+ */
+
+/** Event type names (past tense). */
+export const EventTypes = {
+  RunCreated: "RunCreated",
+  TaskStarted: "TaskStarted",
+  TaskCompleted: "TaskCompleted",
+  TaskFailed: "TaskFailed",
+  ReportIgnored: "ReportIgnored",
+  EventRejected: "EventRejected",
+} as const;
+export type EventType = (typeof EventTypes)[keyof typeof EventTypes];
+
+const token = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "must be a subject token (letters, digits, _ and -)");
+const jsonObject = z.record(z.string(), z.unknown());
+
+/** Why a run exists. */
+export const TriggerKinds = ["run", "schedule", "cron", "event", "webhook", "child", "replay"] as const;
+export const TriggerSchema = z.object({ kind: z.enum(TriggerKinds) }).loose();
+
+/** One task of a run (a standalone task is a one-task workflow). */
+export const TaskSpecSchema = z.object({
+  taskRunId: token,
+  taskName: z.string().min(1).max(128),
+});
+export type TaskSpec = z.output<typeof TaskSpecSchema>;
+
+export const RecordedErrorSchema = z.object({
+  name: z.string(),
+  message: z.string(),
+  stack: z.string().optional(),
+});
+
+const attemptFacts = {
+  attempt: z.number().int().min(0),
+  workerId: token,
+};
+
+const envelope = {
+  v: z.literal(1),
+  id: z.string().min(1).max(128),
+  runId: token,
+  at: z.iso.datetime(),
+};
+
+export const RunCreatedSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.RunCreated),
+  data: z.object({
+    workflowName: z.string().min(1).max(128),
+    input: jsonObject,
+    tasks: z.array(TaskSpecSchema).min(1),
+    trigger: TriggerSchema,
+    additionalMetadata: z.record(z.string(), z.string()).default({}),
+    priority: z.number().int().min(1).max(3).default(1),
+  }),
+});
+
+export const TaskStartedSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.TaskStarted),
+  taskRunId: token,
+  data: z.object({ ...attemptFacts, workerName: z.string(), assignedAt: z.iso.datetime() }),
+});
+
+export const TaskCompletedSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.TaskCompleted),
+  taskRunId: token,
+  data: z.object({ ...attemptFacts, output: jsonObject }),
+});
+
+export const TaskFailedSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.TaskFailed),
+  taskRunId: token,
+  data: z.object({ ...attemptFacts, error: RecordedErrorSchema }),
+});
+
+/** A report from an attempt that was no longer current when it arrived: recorded, never applied. */
+export const ReportIgnoredSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.ReportIgnored),
+  taskRunId: token,
+  data: z.object({
+    ...attemptFacts,
+    report: z.enum(["started", "completed", "failed"]),
+    reason: z.string(),
+  }),
+});
+
+/** The engine could not accept the message at `rejectedSeq` on this run's subject. */
+export const EventRejectedSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.EventRejected),
+  data: z.object({ rejectedSeq: z.number().int().min(1), reason: z.string() }),
+});
+
+export const TaskjetEventSchema = z.discriminatedUnion("type", [
+  RunCreatedSchema,
+  TaskStartedSchema,
+  TaskCompletedSchema,
+  TaskFailedSchema,
+  ReportIgnoredSchema,
+  EventRejectedSchema,
+]);
+
+export type TaskjetEvent = z.output<typeof TaskjetEventSchema>;
+export type RunCreated = z.output<typeof RunCreatedSchema>;
+export type TaskStarted = z.output<typeof TaskStartedSchema>;
+export type TaskCompleted = z.output<typeof TaskCompletedSchema>;
+export type TaskFailed = z.output<typeof TaskFailedSchema>;
+export type ReportIgnored = z.output<typeof ReportIgnoredSchema>;
+export type EventRejected = z.output<typeof EventRejectedSchema>;
+/** What a writer passes in: defaults may be left out. */
+export type TaskjetEventInput = z.input<typeof TaskjetEventSchema>;

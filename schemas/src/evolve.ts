@@ -1,0 +1,131 @@
+import { EventTypes, type TaskjetEvent } from "./events.js";
+import { isTerminal, type RunState, RunStatuses, type TaskRunState } from "./run-state.js";
+
+/**
+ * The one reducer: folds one history event (at stream sequence `seq`) into a run's state. Pure, no I/O; the
+ * projector, the scheduler's recovery, the CLI's history view and the tests all use it.
+ *
+ * Facts that no longer apply (a report for an attempt that is not current, an event for a finished task) change
+ * nothing but the position: appends are CAS-guarded, so such events only reach the log as `ReportIgnored`.
+ */
+export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: number): RunState | undefined {
+  if (state === undefined) return created(event, seq);
+  if (seq <= state.lastSeq) return state; // already folded (redelivery)
+  const next = { ...state, lastSeq: seq, eventCount: state.eventCount + 1 };
+  switch (event.type) {
+    case EventTypes.TaskStarted: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt);
+      if (!task || task.status !== RunStatuses.queued) return next;
+      return withTask(next, {
+        ...task,
+        status: RunStatuses.running,
+        workerId: event.data.workerId,
+        workerName: event.data.workerName,
+        startedAt: event.at,
+      });
+    }
+    case EventTypes.TaskCompleted: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt);
+      if (!task || isTerminal(task.status)) return next;
+      return withTask(next, {
+        ...task,
+        status: RunStatuses.completed,
+        workerId: event.data.workerId,
+        finishedAt: event.at,
+        output: event.data.output,
+      });
+    }
+    case EventTypes.TaskFailed: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt);
+      if (!task || isTerminal(task.status)) return next;
+      return withTask(next, {
+        ...task,
+        status: RunStatuses.failed,
+        workerId: event.data.workerId,
+        finishedAt: event.at,
+        error: event.data.error,
+      });
+    }
+    case EventTypes.RunCreated: // a second creation cannot be appended (CAS on sequence 0)
+    case EventTypes.ReportIgnored:
+    case EventTypes.EventRejected:
+      return next;
+  }
+}
+
+/** Folds a whole history. */
+export function fold(events: Iterable<{ event: TaskjetEvent; seq: number }>): RunState | undefined {
+  let state: RunState | undefined;
+  for (const { event, seq } of events) state = evolve(state, event, seq);
+  return state;
+}
+
+function created(event: TaskjetEvent, seq: number): RunState | undefined {
+  if (event.type === EventTypes.RunCreated) {
+    const d = event.data;
+    return {
+      v: 1,
+      runId: event.runId,
+      workflowName: d.workflowName,
+      status: RunStatuses.queued,
+      input: d.input,
+      additionalMetadata: d.additionalMetadata,
+      priority: d.priority,
+      trigger: d.trigger,
+      tasks: d.tasks.map((t) => ({
+        taskRunId: t.taskRunId,
+        taskName: t.taskName,
+        status: RunStatuses.queued,
+        attempt: 0,
+      })),
+      createdAt: event.at,
+      lastSeq: seq,
+      eventCount: 1,
+    };
+  }
+  if (event.type === EventTypes.EventRejected) {
+    // The run's first message was refused: the run exists only as that refusal, failed.
+    return {
+      v: 1,
+      runId: event.runId,
+      workflowName: "",
+      status: RunStatuses.failed,
+      input: {},
+      additionalMetadata: {},
+      priority: 1,
+      trigger: { kind: "run" },
+      tasks: [],
+      error: { name: "EventRejected", message: event.data.reason },
+      createdAt: event.at,
+      finishedAt: event.at,
+      lastSeq: seq,
+      eventCount: 1,
+    };
+  }
+  return undefined;
+}
+
+function currentTask(state: RunState, taskRunId: string, attempt: number): TaskRunState | undefined {
+  const task = state.tasks.find((t) => t.taskRunId === taskRunId);
+  return task && task.attempt === attempt ? task : undefined;
+}
+
+/** Replaces one task and derives the run's status, timing and result from its tasks. */
+function withTask(state: RunState, task: TaskRunState): RunState {
+  const tasks = state.tasks.map((t) => (t.taskRunId === task.taskRunId ? task : t));
+  const next: RunState = { ...state, tasks };
+  if (task.startedAt && !next.startedAt) next.startedAt = task.startedAt;
+  const failed = tasks.find((t) => t.status === RunStatuses.failed);
+  if (failed) {
+    next.status = RunStatuses.failed;
+    next.error = failed.error;
+    next.finishedAt = task.finishedAt;
+  } else if (tasks.every((t) => t.status === RunStatuses.completed)) {
+    next.status = RunStatuses.completed;
+    next.output = tasks.length === 1 ? tasks[0]?.output : Object.fromEntries(tasks.map((t) => [t.taskName, t.output]));
+    next.finishedAt = task.finishedAt;
+  } else if (tasks.some((t) => t.status === RunStatuses.running)) {
+    next.status = RunStatuses.running;
+  }
+  return next;
+}

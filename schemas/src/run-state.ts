@@ -1,0 +1,56 @@
+import type { RecordedError } from "./errors.js";
+
+/** Lifecycle of a run and of each of its task-runs. */
+export const RunStatuses = {
+  queued: "QUEUED",
+  running: "RUNNING",
+  completed: "COMPLETED",
+  failed: "FAILED",
+  cancelled: "CANCELLED",
+} as const;
+export type RunStatus = (typeof RunStatuses)[keyof typeof RunStatuses];
+export const RUN_STATUS_VALUES = Object.values(RunStatuses) as RunStatus[];
+
+const TERMINAL: ReadonlySet<RunStatus> = new Set([RunStatuses.completed, RunStatuses.failed, RunStatuses.cancelled]);
+
+/** COMPLETED, FAILED and CANCELLED are final. */
+export function isTerminal(status: RunStatus): boolean {
+  return TERMINAL.has(status);
+}
+
+/** One task of a run, as folded from its history. */
+export interface TaskRunState {
+  taskRunId: string;
+  taskName: string;
+  status: RunStatus;
+  /** The current attempt index (0 for the first). */
+  attempt: number;
+  workerId?: string;
+  workerName?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  output?: Record<string, unknown>;
+  error?: RecordedError;
+}
+
+/** A run's state: the projection `evolve` folds from the run's history, stored in `TJ_RUNS`. */
+export interface RunState {
+  v: 1;
+  runId: string;
+  workflowName: string;
+  status: RunStatus;
+  input: Record<string, unknown>;
+  additionalMetadata: Record<string, string>;
+  priority: number;
+  trigger: { kind: string; [k: string]: unknown };
+  tasks: TaskRunState[];
+  output?: Record<string, unknown>;
+  error?: RecordedError;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  /** Stream sequence of the last event folded in: the expected sequence for the next append. */
+  lastSeq: number;
+  /** How many valid events were folded. */
+  eventCount: number;
+}

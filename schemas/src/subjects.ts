@@ -1,0 +1,82 @@
+/**
+ * Every stream, bucket, subject and consumer name Taskjet uses. Nothing else builds a name.
+ *
+ * `<ns>` is the namespace token. Streams and buckets are shared by all namespaces; subjects and keys carry the
+ * namespace so permissions can be scoped per namespace.
+ */
+
+/** JetStream stream names. */
+export const Streams = {
+  /** Commands from clients (cancel, replay, admin): WorkQueue, consumed by the engine intake. */
+  commands: "TJ_COMMANDS",
+  /** The append-only event log: one subject per run. */
+  history: "TJ_HISTORY",
+  /** Per-worker assignment subjects: WorkQueue, each worker consumes its own subject. */
+  assign: "TJ_ASSIGN",
+  /** Pushed events (`events.push`, webhooks). */
+  events: "TJ_EVENTS",
+  /** Task log lines and stream chunks. */
+  logs: "TJ_LOGS",
+} as const;
+export type Streams = (typeof Streams)[keyof typeof Streams];
+
+/** JetStream KV bucket names. */
+export const Buckets = {
+  /** Projection of every run's state, key `<ns>.<runId>`. */
+  runs: "TJ_RUNS",
+  /** Live workers, key `<ns>.<workerId>`; bucket TTL makes a silent worker's key vanish. */
+  workers: "TJ_WORKERS",
+  /** Task definitions registered by workers, key `<ns>.<taskName>`. */
+  defs: "TJ_DEFS",
+  /** Scheduler leases, key `<ns>`; bucket TTL. */
+  leases: "TJ_LEASES",
+} as const;
+export type Buckets = (typeof Buckets)[keyof typeof Buckets];
+
+/** Subject patterns each stream captures, across all namespaces. */
+export const StreamSubjects = {
+  [Streams.commands]: "tj.*.cmd.>",
+  [Streams.history]: "tj.*.hist.*",
+  [Streams.assign]: "tj.*.assign.*",
+  [Streams.events]: "tj.*.event.>",
+  [Streams.logs]: "tj.*.log.*",
+} as const satisfies Record<Streams, string>;
+
+/** Subjects within one namespace. */
+export const subjects = {
+  /** The history subject of one run: every event of the run, in order. */
+  history: (ns: string, runId: string) => `tj.${ns}.hist.${runId}`,
+  /** Every run's history in a namespace. */
+  historyAll: (ns: string) => `tj.${ns}.hist.*`,
+  /** The assignment subject a worker consumes. */
+  assign: (ns: string, workerId: string) => `tj.${ns}.assign.${workerId}`,
+  /** Commands of one kind. */
+  command: (ns: string, kind: string) => `tj.${ns}.cmd.${kind}`,
+  /** Engine → worker control messages (core NATS, not captured). */
+  control: (ns: string, workerId: string) => `tj.${ns}.ctl.${workerId}`,
+  /** Task log lines of one run. */
+  log: (ns: string, runId: string) => `tj.${ns}.log.${runId}`,
+} as const;
+
+/** KV keys within one namespace. */
+export const keys = {
+  run: (ns: string, runId: string) => `${ns}.${runId}`,
+  runsOf: (ns: string) => `${ns}.*`,
+  worker: (ns: string, workerId: string) => `${ns}.${workerId}`,
+  workersOf: (ns: string) => `${ns}.*`,
+  def: (ns: string, taskName: string) => `${ns}.${taskName}`,
+  lease: (ns: string) => ns,
+} as const;
+
+/** Durable consumer names (no dots allowed). */
+export const consumers = {
+  /** The engine's projector over one namespace's history. */
+  projector: (ns: string) => `tj_${ns}_projector`,
+  /** One worker's assignment consumer. */
+  worker: (ns: string, workerId: string) => `tj_${ns}_worker_${workerId}`,
+} as const;
+
+/** The run id is the last token of a history subject. */
+export function runIdFromHistorySubject(subject: string): string {
+  return subject.slice(subject.lastIndexOf(".") + 1);
+}

@@ -1,0 +1,131 @@
+import type { z } from "zod";
+import { PayloadTooLargeError, ValidationError, type ValidationIssue } from "./errors.js";
+
+/** Default largest input or output, in bytes of JSON (NATS' default max_payload). */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
+
+const NAME = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+const TOKEN = /^[A-Za-z0-9_-]+$/;
+
+/** Renders a value for an error message, short. */
+export function describeValue(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
+  if (value === undefined) return "undefined";
+  if (typeof value === "function") return "a function";
+  if (typeof value === "bigint") return `${value}n`;
+  if (typeof value === "symbol") return value.toString();
+  try {
+    const s = JSON.stringify(value);
+    return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+/** A task or workflow name: letters, digits, `_`, `-`, dot-separated, at most 128 characters. */
+export function checkTaskName(name: unknown, field = "name"): string {
+  if (typeof name !== "string" || name.length === 0 || name.length > 128 || !NAME.test(name)) {
+    throw new ValidationError([
+      {
+        path: field,
+        message: `must be 1-128 characters of letters, digits, "_", "-" and inner dots, got ${describeValue(name)}`,
+      },
+    ]);
+  }
+  return name;
+}
+
+/** A single subject token (namespace, run id, worker id): letters, digits, `_`, `-`, at most 64 characters. */
+export function checkToken(value: unknown, field: string): string {
+  if (typeof value !== "string" || value.length === 0 || value.length > 64 || !TOKEN.test(value)) {
+    throw new ValidationError([
+      { path: field, message: `must be 1-64 characters of letters, digits, "_" and "-", got ${describeValue(value)}` },
+    ]);
+  }
+  return value;
+}
+
+/**
+ * Where `value` stops being plain JSON (the path of the first offending part), or undefined when it is plain JSON.
+ * Plain JSON: null, booleans, finite numbers, strings, arrays and plain objects, without cycles.
+ */
+export function findNonJson(value: unknown, path: string, seen = new Set<object>()): ValidationIssue | undefined {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return undefined;
+    case "number":
+      return Number.isFinite(value) ? undefined : { path, message: `must be JSON, got ${String(value)}` };
+    case "object": {
+      if (value === null) return undefined;
+      if (seen.has(value)) return { path, message: "must be JSON, got a circular reference" };
+      seen.add(value);
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          const issue = findNonJson(value[i], `${path}[${i}]`, seen);
+          if (issue) return issue;
+        }
+      } else {
+        const proto = Object.getPrototypeOf(value);
+        if (proto !== Object.prototype && proto !== null) {
+          const kind = (value as object).constructor?.name ?? "object";
+          return { path, message: `must be JSON, got a ${kind} instance (convert it to plain JSON first)` };
+        }
+        for (const [k, v] of Object.entries(value)) {
+          const issue = findNonJson(v, `${path}.${k}`, seen);
+          if (issue) return issue;
+        }
+      }
+      seen.delete(value);
+      return undefined;
+    }
+    default:
+      return { path, message: `must be JSON, got ${describeValue(value)}` };
+  }
+}
+
+/**
+ * Checks that `value` is a plain JSON object within `maxBytes` and returns its JSON text.
+ * @throws ValidationError naming the field and value, PayloadTooLargeError with the size and limit
+ */
+export function encodeJsonObject(value: unknown, field: string, maxBytes: number): string {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ValidationError([{ path: field, message: `must be a JSON object, got ${describeValue(value)}` }]);
+  }
+  const issue = findNonJson(value, field);
+  if (issue) throw new ValidationError([issue]);
+  const json = JSON.stringify(value);
+  // Most inputs are far below the limit; only count bytes exactly when the string could be over it.
+  if (json.length * 3 > maxBytes) {
+    const size = Buffer.byteLength(json, "utf8");
+    if (size > maxBytes) throw new PayloadTooLargeError(field, size, maxBytes);
+  }
+  return json;
+}
+
+/** Parses with a zod schema and turns failures into a ValidationError naming each field and the value found. */
+export function parseWith<T extends z.ZodType>(schema: T, value: unknown, root = ""): z.output<T> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  throw new ValidationError(zodIssues(result.error, value, root));
+}
+
+/** The issues of a zod error as `path: message, got <value>`. */
+export function zodIssues(error: z.ZodError, value: unknown, root = ""): ValidationIssue[] {
+  return error.issues.map((issue) => {
+    const segments = issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
+    const path = `${root}${segments}`.replace(/^\./, "");
+    const got = valueAt(value, issue.path);
+    const suffix = got.found ? `, got ${describeValue(got.value)}` : "";
+    return { path, message: `${issue.message}${suffix}` };
+  });
+}
+
+function valueAt(value: unknown, path: readonly PropertyKey[]): { found: boolean; value?: unknown } {
+  let current: unknown = value;
+  for (const key of path) {
+    if (typeof current !== "object" || current === null || !(key in current)) return { found: false };
+    current = (current as Record<PropertyKey, unknown>)[key];
+  }
+  return { found: true, value: current };
+}

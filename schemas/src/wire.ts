@@ -1,0 +1,49 @@
+import { z } from "zod";
+
+/**
+ * Messages that are not history events: assignments (engine → worker), worker registrations and task definitions.
+ */
+
+const token = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/);
+
+/** Everything a worker needs to run one attempt, published on the worker's assignment subject. */
+export const AssignmentSchema = z.object({
+  v: z.literal(1),
+  runId: token,
+  taskRunId: token,
+  taskName: z.string(),
+  attempt: z.number().int().min(0),
+  input: z.record(z.string(), z.unknown()),
+  additionalMetadata: z.record(z.string(), z.string()),
+  /** The run subject's last sequence the engine saw: the worker's first append expects it (CAS). */
+  expectedSeq: z.number().int().min(1),
+  assignedAt: z.iso.datetime(),
+});
+export type Assignment = z.output<typeof AssignmentSchema>;
+
+/** A live worker, refreshed every heartbeat in `TJ_WORKERS`. */
+export const WorkerRegistrationSchema = z.object({
+  v: z.literal(1),
+  workerId: token,
+  name: z.string().min(1),
+  tasks: z.array(z.string()),
+  slots: z.number().int().min(1),
+  labels: z.record(z.string(), z.union([z.string(), z.number()])).default({}),
+  sdkVersion: z.string(),
+  hostname: z.string(),
+  pid: z.number().int(),
+  startedAt: z.iso.datetime(),
+  heartbeatAt: z.iso.datetime(),
+  /** Stopping: finishing what it runs, taking nothing new. */
+  draining: z.boolean().default(false),
+});
+export type WorkerRegistration = z.output<typeof WorkerRegistrationSchema>;
+
+/** A task definition as a worker registered it in `TJ_DEFS`. */
+export const TaskDefinitionSchema = z.object({
+  v: z.literal(1),
+  name: z.string(),
+  registeredBy: z.string(),
+  registeredAt: z.iso.datetime(),
+});
+export type TaskDefinition = z.output<typeof TaskDefinitionSchema>;

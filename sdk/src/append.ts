@@ -1,0 +1,60 @@
+import { JetStreamApiError, jserrors } from "@nats-io/jetstream/internal";
+import { TimeoutError } from "@nats-io/transport-node";
+import {
+  AppendConflictError,
+  encodeEvent,
+  eventMsgId,
+  NotProvisionedError,
+  Streams,
+  subjects,
+  type TaskjetEventInput,
+} from "@taskjet/schemas";
+import type { Connection } from "./connection.js";
+
+const WRONG_LAST_SEQUENCE = 10071;
+/** How long an append keeps retrying through a leader election (measured 5-8 s on a 3-node cluster). */
+const RETRY_FOR_MS = 15_000;
+
+/**
+ * Appends one event to its run's subject with CAS on `expectedSeq` (invariant 2) and its dedup id, retrying
+ * transient failures with the same id: a retry of an append that was stored returns the stored sequence.
+ * @throws AppendConflictError when someone else appended first; NotProvisionedError when no stream captures it
+ */
+export async function appendEvent(
+  conn: Connection,
+  ns: string,
+  event: TaskjetEventInput,
+  expectedSeq: number,
+): Promise<number> {
+  const subject = subjects.history(ns, event.runId);
+  const data = encodeEvent(event);
+  const msgID = eventMsgId(event);
+  const deadline = Date.now() + RETRY_FOR_MS;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const ack = await conn.js.publish(subject, data, { msgID, expect: { lastSubjectSequence: expectedSeq } });
+      return ack.seq;
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) {
+        throw new AppendConflictError(subject, expectedSeq, { cause: err });
+      }
+      // No responders is what a missing stream and a stream between leaders both look like.
+      if (err instanceof jserrors.JetStreamNotEnabled && attempt === 0 && !(await streamExists(conn))) {
+        throw new NotProvisionedError(Streams.history, [conn.nc.getServer()]);
+      }
+      const transient = err instanceof jserrors.JetStreamNotEnabled || err instanceof TimeoutError;
+      if (!transient || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** attempt)));
+    }
+  }
+}
+
+async function streamExists(conn: Connection): Promise<boolean> {
+  try {
+    await conn.jsm.streams.info(Streams.history);
+    return true;
+  } catch (err) {
+    if (err instanceof Error && /stream not found/i.test(err.message)) return false;
+    return true; // cannot tell (the server is unavailable): treat as transient
+  }
+}

@@ -1,0 +1,181 @@
+import {
+  AppendConflictError,
+  ClosedError,
+  checkTaskName,
+  EventTypes,
+  encodeJsonObject,
+  makeEvent,
+  parseWith,
+  type RunCreated,
+  type RunOptions,
+  RunOptionsSchema,
+  type RunState,
+  ValidationError,
+} from "@taskjet/schemas";
+import { ulid } from "ulid";
+import { appendEvent } from "./append.js";
+import { type ClientConfig, type ClientOptions, resolveClientConfig } from "./config.js";
+import { type Connection, openConnection } from "./connection.js";
+import { outcome, RunRef } from "./run-ref.js";
+import { RunsClient } from "./runs.js";
+import { type JsonObject, TaskDeclaration, type TaskOptions, type Triggers } from "./task.js";
+import { RunWaiter } from "./waiter.js";
+import { Worker, type WorkerOptions } from "./worker/worker.js";
+
+/**
+ * The Taskjet client: declares tasks, starts workers, triggers and reads runs.
+ *
+ * @example
+ * const tj = await Taskjet.connect({ servers: "nats://127.0.0.1:4222" });
+ * const hello = tj.task({ name: "hello", fn: async (input: { name: string }) => ({ greeting: `hi ${input.name}` }) });
+ * const worker = await tj.worker("w1", { workflows: [hello], slots: 10 });
+ * await worker.start();
+ * console.log(await hello.run({ name: "x" }));
+ * await tj.close();
+ */
+export class Taskjet implements Triggers {
+  /** Reading runs: `get`, `list`, `history`. */
+  readonly runs: RunsClient;
+  private readonly waiters = new Set<RunWaiter>();
+  private readonly workers = new Set<Worker>();
+  private closed = false;
+
+  private constructor(
+    /** @internal */ readonly connection: Connection,
+    /** @internal */ readonly config: ClientConfig,
+  ) {
+    this.runs = new RunsClient(connection, config.namespace);
+    this.watchReconnects().catch((err) => config.logger.warn({ err }, "connection status watch ended"));
+  }
+
+  /**
+   * Connects to NATS.
+   * @throws ConnectionError naming the server URLs; ValidationError for bad options
+   */
+  static async connect(options: ClientOptions = {}): Promise<Taskjet> {
+    const config = resolveClientConfig(options);
+    const connection = await openConnection(config.servers, config.name, config.maxPayloadBytes);
+    return new Taskjet(connection, config);
+  }
+
+  /** The namespace this client works in. */
+  get namespace(): string {
+    return this.config.namespace;
+  }
+
+  /** Declares a task. The returned runnable is registered on workers and triggers runs. */
+  task<I extends JsonObject = JsonObject, O extends JsonObject | void = JsonObject>(
+    options: TaskOptions<I, O>,
+  ): TaskDeclaration<I, O> {
+    if (typeof options !== "object" || options === null) {
+      throw new ValidationError([
+        { path: "task", message: `must be an object with name and fn, got ${String(options)}` },
+      ]);
+    }
+    checkTaskName(options.name, "name");
+    if (typeof options.fn !== "function") {
+      throw new ValidationError([{ path: "fn", message: `must be a function, got ${typeof options.fn}` }]);
+    }
+    return new TaskDeclaration(this, options);
+  }
+
+  /** Creates a worker; `await worker.start()` registers it and starts taking work. */
+  async worker(name: string, options: WorkerOptions): Promise<Worker> {
+    this.assertOpen();
+    const worker = new Worker(this.connection, this.config, name, options, (w) => this.workers.delete(w));
+    this.workers.add(worker);
+    return worker;
+  }
+
+  /** Triggers a run of a task by name and waits for its output. */
+  async run<O = JsonObject>(taskName: string, input: JsonObject, options?: RunOptions): Promise<O> {
+    const event = this.runCreated(taskName, input, options);
+    const waiter = this.waiter(event.runId);
+    try {
+      waiter.seed(event, await appendEvent(this.connection, this.namespace, event, 0));
+    } catch (err) {
+      if (err instanceof AppendConflictError)
+        await waiter.catchUp(); // the run exists already: wait for it
+      else {
+        waiter.fail(err);
+        throw err;
+      }
+    }
+    return outcome<O>(await waiter.done);
+  }
+
+  /** Triggers a run of a task by name and returns once it is recorded in the log. */
+  async runNoWait<O = JsonObject>(taskName: string, input: JsonObject, options?: RunOptions): Promise<RunRef<O>> {
+    const event = this.runCreated(taskName, input, options);
+    try {
+      await appendEvent(this.connection, this.namespace, event, 0);
+    } catch (err) {
+      if (!(err instanceof AppendConflictError)) throw err; // the run exists already: same run
+    }
+    return this.ref<O>(event.runId);
+  }
+
+  /** A handle on an existing run. */
+  ref<O = JsonObject>(runId: string): RunRef<O> {
+    return new RunRef<O>(
+      runId,
+      () => this.waitFor(runId),
+      () => this.runs.get(runId),
+    );
+  }
+
+  /** Stops this client's workers (gracefully), fails pending waits and disconnects. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.workers].map((w) => w.stop()));
+    for (const w of [...this.waiters]) w.fail(new ClosedError("client"));
+    await this.connection.nc.drain().catch(() => this.connection.nc.close());
+  }
+
+  private async waitFor(runId: string): Promise<RunState> {
+    const waiter = this.waiter(runId);
+    await waiter.catchUp().catch((err) => waiter.fail(err));
+    return waiter.done;
+  }
+
+  private waiter(runId: string): RunWaiter {
+    this.assertOpen();
+    const waiter = new RunWaiter(this.connection, this.namespace, runId, (w) => this.waiters.delete(w));
+    this.waiters.add(waiter);
+    return waiter;
+  }
+
+  /** Validates a trigger at the edge and builds its `RunCreated` event. */
+  private runCreated(taskName: string, input: JsonObject, options: RunOptions = {}): RunCreated {
+    this.assertOpen();
+    checkTaskName(taskName, "taskName");
+    const opts = parseWith(RunOptionsSchema, options, "options");
+    encodeJsonObject(input, "input", this.connection.payloadLimit);
+    const runId = opts.runId ?? ulid();
+    return makeEvent(EventTypes.RunCreated, {
+      runId,
+      data: {
+        workflowName: taskName,
+        input,
+        tasks: [{ taskRunId: `${runId}-0`, taskName }],
+        trigger: { kind: "run" },
+        additionalMetadata: opts.additionalMetadata ?? {},
+        priority: opts.priority ?? 1,
+      },
+    }) as RunCreated;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClosedError("client");
+  }
+
+  /** After a reconnect, plain subscriptions may have missed events: waiters re-read the log. */
+  private async watchReconnects(): Promise<void> {
+    for await (const status of this.connection.nc.status()) {
+      if (status.type !== "reconnect") continue;
+      for (const w of this.waiters)
+        w.catchUp().catch((err) => this.config.logger.warn({ err, runId: w.runId }, "catch-up failed"));
+    }
+  }
+}

@@ -1,0 +1,28 @@
+export {
+  AppendConflictError,
+  ClosedError,
+  ConnectionError,
+  ErrorCodes,
+  NotProvisionedError,
+  PayloadTooLargeError,
+  type RecordedError,
+  RunNotFoundError,
+  type RunOptions,
+  RunRejectedError,
+  type RunState,
+  type RunStatus,
+  RunStatuses,
+  TaskjetError,
+  type TaskjetEvent,
+  TaskRunError,
+  type TaskRunState,
+  ValidationError,
+} from "@taskjet/schemas";
+export { Taskjet } from "./client.js";
+export { type ClientOptions, DEFAULT_NATS_URL } from "./config.js";
+export type { HistoryEntry } from "./history.js";
+export { RunRef } from "./run-ref.js";
+export type { ListRunsOptions, RunsClient } from "./runs.js";
+export type { JsonObject, Output, TaskDeclaration, TaskFn, TaskOptions } from "./task.js";
+export type { Context, TaskLogger } from "./worker/context.js";
+export { Worker, type WorkerOptions } from "./worker/worker.js";

@@ -1,0 +1,33 @@
+import { RunRejectedError, type RunState, type RunStatus, RunStatuses, TaskRunError } from "@taskjet/schemas";
+
+/** Turns a final run state into the caller's result: the output, or a typed error carrying the task's error. */
+export function outcome<O>(state: RunState): O {
+  if (state.status === RunStatuses.completed) return (state.output ?? {}) as O;
+  const failed = state.tasks.find((t) => t.status === RunStatuses.failed);
+  if (!failed && state.error?.name === "EventRejected") throw new RunRejectedError(state.runId, state.error.message);
+  throw new TaskRunError(
+    state.runId,
+    failed?.taskName ?? state.workflowName,
+    state.error ?? { name: "Error", message: `run ended ${state.status}` },
+  );
+}
+
+/** A handle on a triggered run. */
+export class RunRef<O = Record<string, unknown>> {
+  constructor(
+    /** The run's id (client-made). */
+    readonly runId: string,
+    private readonly wait: () => Promise<RunState>,
+    private readonly read: () => Promise<RunState>,
+  ) {}
+
+  /** Waits for the run to finish: its output, or a TaskRunError carrying the task's error. */
+  async result(): Promise<O> {
+    return outcome<O>(await this.wait());
+  }
+
+  /** The run's current status. */
+  async status(): Promise<RunStatus> {
+    return (await this.read()).status;
+  }
+}

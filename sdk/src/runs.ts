@@ -1,0 +1,121 @@
+import { type KV, Kvm } from "@nats-io/kv";
+import {
+  Buckets,
+  checkToken,
+  evolve,
+  isTerminal,
+  keys,
+  RUN_STATUS_VALUES,
+  RunNotFoundError,
+  type RunState,
+  type RunStatus,
+  Streams,
+  subjects,
+  ValidationError,
+} from "@taskjet/schemas";
+import type { Connection } from "./connection.js";
+import { type HistoryEntry, readHistory } from "./history.js";
+import { readStream } from "./read-stream.js";
+
+/** Filters of `runs.list`. */
+export interface ListRunsOptions {
+  /** Only runs in these statuses. */
+  statuses?: RunStatus[];
+  /** Only runs of this task (or workflow). */
+  taskName?: string;
+  /** At most this many, newest first. @default 100 */
+  limit?: number;
+}
+
+const decoder = new TextDecoder();
+
+/** Reading runs: state, lists and history. */
+export class RunsClient {
+  private kv: Promise<KV> | undefined;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly ns: string,
+  ) {}
+
+  /**
+   * A run's current state. Reads the projection and checks it against the run's last event: a projection that trails
+   * the log (its writes are coalesced) is brought up to date from the log, so a read after a write sees the write.
+   * @throws RunNotFoundError
+   */
+  async get(runId: string): Promise<RunState> {
+    checkToken(runId, "runId");
+    const [entry, last] = await Promise.all([
+      this.bucket().then((kv) => kv.get(keys.run(this.ns, runId))),
+      this.conn.jsm.direct.getMessage(Streams.history, { last_by_subj: subjects.history(this.ns, runId) }),
+    ]);
+    let state = entry?.operation === "PUT" && entry.length > 0 ? entry.json<RunState>() : undefined;
+    if (last && (!state || state.lastSeq < last.seq)) {
+      for await (const e of readHistory(this.conn.js, this.ns, runId, { fromSeq: (state?.lastSeq ?? 0) + 1 })) {
+        if (e.event) state = evolve(state, e.event, e.seq);
+      }
+    }
+    if (!state) throw new RunNotFoundError(runId);
+    return state;
+  }
+
+  /** Runs of the namespace, newest first, from the projection (which trails the log by one flush window, ~25 ms). */
+  async list(options: ListRunsOptions = {}): Promise<RunState[]> {
+    const { statuses, taskName } = options;
+    const limit = options.limit ?? 100;
+    if (!Number.isInteger(limit) || limit <= 0) {
+      throw new ValidationError([{ path: "limit", message: `must be a positive integer, got ${limit}` }]);
+    }
+    for (const [i, s] of (statuses ?? []).entries()) {
+      if (!RUN_STATUS_VALUES.includes(s)) {
+        throw new ValidationError([
+          {
+            path: `statuses[${i}]`,
+            message: `must be one of ${RUN_STATUS_VALUES.join(", ")}, got ${JSON.stringify(s)}`,
+          },
+        ]);
+      }
+    }
+    await this.bucket();
+    const out: RunState[] = [];
+    const filter = `$KV.${Buckets.runs}.${keys.runsOf(this.ns)}`;
+    for await (const m of readStream(this.conn.js, `KV_${Buckets.runs}`, filter, "lastPerSubject")) {
+      if (m.data.length === 0) continue;
+      const state = JSON.parse(decoder.decode(m.data)) as RunState;
+      if (statuses && !statuses.includes(state.status)) continue;
+      if (taskName && state.workflowName !== taskName && !state.tasks.some((t) => t.taskName === taskName)) continue;
+      out.push(state);
+    }
+    out.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+    return out.slice(0, limit);
+  }
+
+  /**
+   * A run's history, in order. With `follow`, yields live events until the run ends.
+   * @throws RunNotFoundError when the run has no history
+   */
+  async *history(runId: string, options: { follow?: boolean } = {}): AsyncGenerator<HistoryEntry> {
+    checkToken(runId, "runId");
+    const last = await this.conn.jsm.direct.getMessage(Streams.history, {
+      last_by_subj: subjects.history(this.ns, runId),
+    });
+    if (!last) throw new RunNotFoundError(runId);
+    if (!options.follow) {
+      yield* readHistory(this.conn.js, this.ns, runId);
+      return;
+    }
+    let state: RunState | undefined;
+    yield* readHistory(this.conn.js, this.ns, runId, {
+      follow: true,
+      until: (e) => {
+        if (e.event) state = evolve(state, e.event, e.seq);
+        return state !== undefined && isTerminal(state.status);
+      },
+    });
+  }
+
+  private bucket(): Promise<KV> {
+    this.kv ??= new Kvm(this.conn.nc).open(Buckets.runs);
+    return this.kv;
+  }
+}

@@ -1,0 +1,53 @@
+import type { RunOptions } from "@taskjet/schemas";
+import type { RunRef } from "./run-ref.js";
+import type { Context } from "./worker/context.js";
+
+/** A JSON object: what tasks take and return. */
+export type JsonObject = Record<string, unknown>;
+
+/** A task function. Returning nothing records `{}`. */
+export type TaskFn<I extends JsonObject, O extends JsonObject | void> = (input: I, ctx: Context) => O | Promise<O>;
+
+/** What `tj.task()` takes. */
+export interface TaskOptions<I extends JsonObject, O extends JsonObject | void> {
+  /** Unique within the namespace: letters, digits, `_`, `-` and inner dots. */
+  name: string;
+  /** The work. */
+  fn: TaskFn<I, O>;
+}
+
+/** Output type as the caller receives it. */
+export type Output<O> = O extends void ? JsonObject : O;
+
+/** How a declaration triggers runs: implemented by the client. */
+export interface Triggers {
+  run<O>(taskName: string, input: JsonObject, options?: RunOptions): Promise<O>;
+  runNoWait<O>(taskName: string, input: JsonObject, options?: RunOptions): Promise<RunRef<O>>;
+}
+
+/** A declared task: the runnable returned by `tj.task()`, registered on workers and triggered through it. */
+export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonObject | void = JsonObject> {
+  readonly name: string;
+  readonly fn: TaskFn<I, O>;
+
+  constructor(
+    private readonly triggers: Triggers,
+    options: TaskOptions<I, O>,
+  ) {
+    this.name = options.name;
+    this.fn = options.fn;
+  }
+
+  /**
+   * Triggers a run and waits for its output.
+   * @throws TaskRunError carrying the task's error when it failed; ValidationError / PayloadTooLargeError for bad input
+   */
+  run(input: I, options?: RunOptions): Promise<Output<O>> {
+    return this.triggers.run<Output<O>>(this.name, input, options);
+  }
+
+  /** Triggers a run and returns once it is recorded: `ref.runId`, `await ref.result()`, `await ref.status()`. */
+  runNoWait(input: I, options?: RunOptions): Promise<RunRef<Output<O>>> {
+    return this.triggers.runNoWait<Output<O>>(this.name, input, options);
+  }
+}

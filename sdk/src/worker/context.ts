@@ -1,0 +1,63 @@
+import type { Assignment, Logger } from "@taskjet/schemas";
+
+/** Log methods of `ctx.logger`: message first, optional fields. */
+export interface TaskLogger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+/** The task's handle on the runtime while it runs. */
+export class Context {
+  /** Aborted when the attempt is cancelled or the worker gives up on it. */
+  readonly abortController = new AbortController();
+  /** Logs tagged with the run, task-run and attempt. */
+  readonly logger: TaskLogger;
+  /** The worker running this attempt. */
+  readonly worker: { id(): string; name(): string };
+
+  constructor(
+    private readonly assignment: Assignment,
+    worker: { id: string; name: string },
+    log: Logger,
+  ) {
+    this.worker = { id: () => worker.id, name: () => worker.name };
+    this.logger = {
+      debug: (message, fields) => log.debug(fields ?? {}, message),
+      info: (message, fields) => log.info(fields ?? {}, message),
+      warn: (message, fields) => log.warn(fields ?? {}, message),
+      error: (message, fields) => log.error(fields ?? {}, message),
+    };
+  }
+
+  /** True once the attempt was cancelled: stop and return. */
+  get cancelled(): boolean {
+    return this.abortController.signal.aborted;
+  }
+
+  /** The run (workflow run) this task belongs to. */
+  workflowRunId(): string {
+    return this.assignment.runId;
+  }
+
+  /** This task-run's id. */
+  taskRunId(): string {
+    return this.assignment.taskRunId;
+  }
+
+  /** The task's name. */
+  taskName(): string {
+    return this.assignment.taskName;
+  }
+
+  /** The attempt index: 0 on the first run, n on the n-th retry. */
+  retryCount(): number {
+    return this.assignment.attempt;
+  }
+
+  /** The string key/value pairs the run was triggered with. */
+  additionalMetadata(): Record<string, string> {
+    return this.assignment.additionalMetadata;
+  }
+}

@@ -1,0 +1,158 @@
+import {
+  AppendConflictError,
+  type Assignment,
+  EventTypes,
+  encodeJsonObject,
+  evolve,
+  makeEvent,
+  type RunState,
+  RunStatuses,
+  Streams,
+  subjects,
+  type TaskCompleted,
+  type TaskFailed,
+  toRecordedError,
+} from "@taskjet/schemas";
+import { appendEvent } from "../append.js";
+import type { Connection } from "../connection.js";
+import { readHistory } from "../history.js";
+
+/** The attempt was started elsewhere, or the run moved on: this worker must not run it. */
+export class NotCurrentError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = "NotCurrentError";
+  }
+}
+
+/** Who reports. */
+export interface Reporter {
+  conn: Connection;
+  ns: string;
+  workerId: string;
+  workerName: string;
+}
+
+async function currentState(conn: Connection, ns: string, runId: string): Promise<RunState | undefined> {
+  let state: RunState | undefined;
+  for await (const e of readHistory(conn.js, ns, runId)) if (e.event) state = evolve(state, e.event, e.seq);
+  return state;
+}
+
+/**
+ * Appends `TaskStarted` with CAS on the sequence the assignment was handed. On a conflict the run is re-read: if the
+ * attempt is still waiting to start, the append is retried on the new tail; otherwise the attempt is not ours.
+ * @returns the sequence of our `TaskStarted`
+ * @throws NotCurrentError
+ */
+export async function reportStarted(r: Reporter, a: Assignment): Promise<number> {
+  const event = makeEvent(EventTypes.TaskStarted, {
+    runId: a.runId,
+    taskRunId: a.taskRunId,
+    data: { attempt: a.attempt, workerId: r.workerId, workerName: r.workerName, assignedAt: a.assignedAt },
+  });
+  let expected = a.expectedSeq;
+  for (;;) {
+    try {
+      return await appendEvent(r.conn, r.ns, event, expected);
+    } catch (err) {
+      if (!(err instanceof AppendConflictError)) throw err;
+      const state = await currentState(r.conn, r.ns, a.runId);
+      const task = state?.tasks.find((t) => t.taskRunId === a.taskRunId);
+      if (!state || task?.status !== RunStatuses.queued || task.attempt !== a.attempt) {
+        throw new NotCurrentError(`task is ${task?.status ?? "unknown"} at attempt ${task?.attempt ?? "?"}`);
+      }
+      expected = state.lastSeq;
+    }
+  }
+}
+
+/**
+ * Appends the attempt's result with CAS on the last sequence this worker knows. On a conflict: if the attempt is
+ * still ours and running, retry on the new tail; if it was timed out, cancelled or reassigned meanwhile, the result is
+ * stale and is recorded as `ReportIgnored` (invariant 4), never applied.
+ * @returns whether the result was applied
+ */
+export async function reportResult(
+  r: Reporter,
+  a: Assignment,
+  startedSeq: number,
+  result: { ok: true; output: unknown } | { ok: false; error: unknown },
+  payloadLimit: number,
+): Promise<boolean> {
+  const event = resultEvent(r, a, result, payloadLimit);
+  let expected = startedSeq;
+  for (;;) {
+    try {
+      await appendEvent(r.conn, r.ns, event, expected);
+      return true;
+    } catch (err) {
+      if (!(err instanceof AppendConflictError)) throw err;
+      const state = await currentState(r.conn, r.ns, a.runId);
+      const task = state?.tasks.find((t) => t.taskRunId === a.taskRunId);
+      if (state && task?.status === RunStatuses.running && task.attempt === a.attempt && task.workerId === r.workerId) {
+        expected = state.lastSeq;
+        continue;
+      }
+      await recordIgnored(r, a, event.type === EventTypes.TaskCompleted ? "completed" : "failed", task, state);
+      return false;
+    }
+  }
+}
+
+function resultEvent(
+  r: Reporter,
+  a: Assignment,
+  result: { ok: true; output: unknown } | { ok: false; error: unknown },
+  payloadLimit: number,
+): TaskCompleted | TaskFailed {
+  const base = { runId: a.runId, taskRunId: a.taskRunId };
+  if (result.ok) {
+    try {
+      const output = result.output === undefined ? {} : result.output;
+      encodeJsonObject(output, "output", payloadLimit);
+      return makeEvent(EventTypes.TaskCompleted, {
+        ...base,
+        data: { attempt: a.attempt, workerId: r.workerId, output: output as Record<string, unknown> },
+      }) as TaskCompleted;
+    } catch (err) {
+      return resultEvent(r, a, { ok: false, error: err }, payloadLimit);
+    }
+  }
+  return makeEvent(EventTypes.TaskFailed, {
+    ...base,
+    data: { attempt: a.attempt, workerId: r.workerId, error: toRecordedError(result.error) },
+  }) as TaskFailed;
+}
+
+async function recordIgnored(
+  r: Reporter,
+  a: Assignment,
+  report: "completed" | "failed",
+  task: { status: string; attempt: number } | undefined,
+  state: RunState | undefined,
+): Promise<void> {
+  const event = makeEvent(EventTypes.ReportIgnored, {
+    runId: a.runId,
+    taskRunId: a.taskRunId,
+    data: {
+      attempt: a.attempt,
+      workerId: r.workerId,
+      report,
+      reason: `attempt ${a.attempt} is no longer current: task is ${task?.status ?? "unknown"} at attempt ${task?.attempt ?? "?"}`,
+    },
+  });
+  let expected = state?.lastSeq ?? 0;
+  for (let i = 0; i < 10; i++) {
+    try {
+      await appendEvent(r.conn, r.ns, event, expected);
+      return;
+    } catch (err) {
+      if (!(err instanceof AppendConflictError)) throw err;
+      const last = await r.conn.jsm.direct.getMessage(Streams.history, {
+        last_by_subj: subjects.history(r.ns, a.runId),
+      });
+      expected = last?.seq ?? 0;
+    }
+  }
+}

@@ -1,0 +1,275 @@
+import { hostname } from "node:os";
+import { AckPolicy, type ConsumerMessages, DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
+import { type KV, Kvm } from "@nats-io/kv";
+import { nanos } from "@nats-io/transport-node";
+import {
+  type Assignment,
+  AssignmentSchema,
+  Buckets,
+  consumers,
+  keys,
+  type Logger,
+  Streams,
+  subjects,
+  type TaskDefinition,
+  ValidationError,
+  type WorkerRegistration,
+} from "@taskjet/schemas";
+import { ulid } from "ulid";
+import type { ClientConfig } from "../config.js";
+import type { Connection } from "../connection.js";
+import type { JsonObject, TaskDeclaration } from "../task.js";
+import { Context } from "./context.js";
+import { NotCurrentError, type Reporter, reportResult, reportStarted } from "./reports.js";
+
+export const SDK_VERSION = "0.1.0";
+
+/** Options of `tj.worker()`. */
+export interface WorkerOptions {
+  /** The tasks this worker runs. */
+  // biome-ignore lint/suspicious/noExplicitAny: a worker holds tasks of every input and output type
+  workflows: TaskDeclaration<any, any>[];
+  /** How many tasks it runs at once. @default 100 */
+  slots?: number;
+  /** Labels for routing. @default {} */
+  labels?: Record<string, string | number>;
+  /** How long `stop()` lets running tasks finish before aborting them. @default 30000 */
+  shutdownGraceMs?: number;
+}
+
+interface Pending {
+  assignment: Assignment;
+  msg: JsMsg;
+}
+
+/**
+ * A long-running process's slots for tasks: registers in `TJ_WORKERS`, consumes its own assignment subject, runs
+ * each attempt and appends its facts (started, completed, failed) to the run's history with CAS.
+ */
+export class Worker {
+  /** Unique per process: a restarted worker is a new worker. */
+  readonly id = ulid();
+  readonly name: string;
+  readonly slots: number;
+  private readonly tasks = new Map<string, TaskDeclaration<JsonObject, JsonObject>>();
+  private readonly labels: Record<string, string | number>;
+  private readonly graceMs: number;
+  private readonly log: Logger;
+  private readonly pending: Pending[] = [];
+  private readonly running = new Map<string, { ctx: Context; done: Promise<void> }>();
+  private state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
+  private messages: ConsumerMessages | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private workersKv: KV | undefined;
+  private startedAt = new Date().toISOString();
+  private readonly reporter: Reporter;
+
+  /** @internal use `tj.worker()` */
+  constructor(
+    private readonly conn: Connection,
+    private readonly config: ClientConfig,
+    name: string,
+    options: WorkerOptions,
+    private readonly onStopped: (w: Worker) => void,
+  ) {
+    if (typeof name !== "string" || name.trim() === "" || name.length > 128) {
+      throw new ValidationError([
+        { path: "name", message: `must be a non-empty string of at most 128 characters, got ${JSON.stringify(name)}` },
+      ]);
+    }
+    const { workflows, slots = 100, labels = {}, shutdownGraceMs = 30_000 } = options ?? ({} as WorkerOptions);
+    if (!Array.isArray(workflows) || workflows.length === 0) {
+      throw new ValidationError([
+        { path: "workflows", message: "must list at least one task declared with tj.task()" },
+      ]);
+    }
+    for (const [i, task] of workflows.entries()) {
+      if (typeof task?.name !== "string" || typeof task.fn !== "function") {
+        throw new ValidationError([{ path: `workflows[${i}]`, message: "must be a task declared with tj.task()" }]);
+      }
+      if (this.tasks.has(task.name)) {
+        throw new ValidationError([{ path: `workflows[${i}]`, message: `task name "${task.name}" is listed twice` }]);
+      }
+      this.tasks.set(task.name, task);
+    }
+    if (!Number.isInteger(slots) || slots < 1 || slots > 100_000) {
+      throw new ValidationError([
+        { path: "slots", message: `must be an integer from 1 to 100000, got ${JSON.stringify(slots)}` },
+      ]);
+    }
+    if (!Number.isInteger(shutdownGraceMs) || shutdownGraceMs < 0) {
+      throw new ValidationError([
+        { path: "shutdownGraceMs", message: `must be a non-negative integer, got ${JSON.stringify(shutdownGraceMs)}` },
+      ]);
+    }
+    this.name = name;
+    this.slots = slots;
+    this.labels = labels;
+    this.graceMs = shutdownGraceMs;
+    this.log = config.logger.child({ module: "worker", workerId: this.id, worker: name });
+    this.reporter = { conn, ns: config.namespace, workerId: this.id, workerName: name };
+  }
+
+  /** Registers the worker and starts taking work; resolves once registered. */
+  async start(): Promise<void> {
+    if (this.state !== "new") throw new Error(`worker ${this.name} is ${this.state}`);
+    this.state = "starting";
+    const { js, jsm, nc } = this.conn;
+    const ns = this.config.namespace;
+    const durable = consumers.worker(ns, this.id);
+    await jsm.consumers.add(Streams.assign, {
+      durable_name: durable,
+      filter_subject: subjects.assign(ns, this.id),
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      max_ack_pending: this.slots,
+      ack_wait: nanos(30_000),
+      // A worker that dies leaves its consumer behind; the server removes it after this long unused.
+      inactive_threshold: nanos(3_600_000),
+    });
+    const kvm = new Kvm(nc);
+    const defs = await kvm.open(Buckets.defs);
+    this.workersKv = await kvm.open(Buckets.workers);
+    const now = new Date().toISOString();
+    await Promise.all(
+      [...this.tasks.keys()].map((name) => {
+        const def: TaskDefinition = { v: 1, name, registeredBy: this.name, registeredAt: now };
+        return defs.put(keys.def(ns, name), JSON.stringify(def));
+      }),
+    );
+    const consumer = await js.consumers.get(Streams.assign, durable);
+    this.messages = await consumer.consume({
+      max_messages: this.slots,
+      // Short pulls: a pull waiting on a consumer leader that died is only noticed when it expires.
+      expires: 5000,
+      callback: (m) => this.receive(m),
+    });
+    await this.register(false);
+    const ttl = (await this.workersKv.status()).ttl;
+    this.heartbeat = setInterval(
+      () => this.register(false).catch((err) => this.log.warn({ err }, "heartbeat failed")),
+      ttl > 0 ? Math.max(250, Math.floor(ttl / 3)) : 5000,
+    );
+    this.state = "started";
+    this.log.info({ tasks: [...this.tasks.keys()], slots: this.slots }, "worker started");
+  }
+
+  /**
+   * Stops taking work and lets running tasks finish, up to `shutdownGraceMs`; then aborts the rest and leaves.
+   * Assignments it had not started go back to the queue.
+   */
+  async stop(): Promise<void> {
+    if (this.state !== "started" && this.state !== "starting") return;
+    this.state = "stopping";
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    await this.messages?.close().catch(() => undefined);
+    this.pending.length = 0;
+    await this.register(true).catch((err) => this.log.warn({ err }, "could not announce draining"));
+    const drained = Promise.all([...this.running.values()].map((r) => r.done));
+    const timer = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), this.graceMs).unref());
+    if ((await Promise.race([drained, timer])) === "timeout") {
+      for (const [key, r] of this.running) {
+        this.log.warn({ attempt: key }, "task still running after the shutdown grace: aborting it");
+        r.ctx.abortController.abort(new Error("worker stopped"));
+      }
+    }
+    const ns = this.config.namespace;
+    await this.workersKv?.delete(keys.worker(ns, this.id)).catch(() => undefined);
+    await this.conn.jsm.consumers.delete(Streams.assign, consumers.worker(ns, this.id)).catch(() => undefined);
+    this.state = "stopped";
+    this.onStopped(this);
+    this.log.info({}, "worker stopped");
+  }
+
+  /** How many tasks run right now. */
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  private async register(draining: boolean): Promise<void> {
+    const registration: WorkerRegistration = {
+      v: 1,
+      workerId: this.id,
+      name: this.name,
+      tasks: [...this.tasks.keys()],
+      slots: this.slots,
+      labels: this.labels,
+      sdkVersion: SDK_VERSION,
+      hostname: hostname(),
+      pid: process.pid,
+      startedAt: this.startedAt,
+      heartbeatAt: new Date().toISOString(),
+      draining,
+    };
+    await this.workersKv?.put(keys.worker(this.config.namespace, this.id), JSON.stringify(registration));
+  }
+
+  private receive(msg: JsMsg): void {
+    // Stopping: leave it unacknowledged; the engine re-queues it when this worker leaves.
+    if (this.state === "stopping" || this.state === "stopped") return;
+    let assignment: Assignment;
+    try {
+      assignment = AssignmentSchema.parse(msg.json());
+    } catch (err) {
+      this.log.error({ err, seq: msg.seq }, "malformed assignment dropped");
+      msg.term();
+      return;
+    }
+    if (!this.tasks.has(assignment.taskName)) {
+      this.log.error(
+        { runId: assignment.runId, taskName: assignment.taskName },
+        "assignment for a task this worker does not have",
+      );
+      msg.term();
+      return;
+    }
+    this.pending.push({ assignment, msg });
+    this.pump();
+  }
+
+  /** Starts pending attempts while slots are free (invariant 6: never more than `slots` at once). */
+  private pump(): void {
+    while (this.running.size < this.slots && this.pending.length > 0 && this.state !== "stopping") {
+      const next = this.pending.shift() as Pending;
+      const key = `${next.assignment.taskRunId}:${next.assignment.attempt}`;
+      const log = this.log.child({
+        runId: next.assignment.runId,
+        taskRunId: next.assignment.taskRunId,
+        attempt: next.assignment.attempt,
+      });
+      const ctx = new Context(next.assignment, { id: this.id, name: this.name }, log);
+      const done = this.execute(next, ctx, log)
+        .catch((err) => log.error({ err }, "attempt failed to report"))
+        .finally(() => {
+          this.running.delete(key);
+          this.pump();
+        });
+      this.running.set(key, { ctx, done });
+    }
+  }
+
+  private async execute({ assignment: a, msg }: Pending, ctx: Context, log: Logger): Promise<void> {
+    let startedSeq: number;
+    try {
+      startedSeq = await reportStarted(this.reporter, a);
+    } catch (err) {
+      if (err instanceof NotCurrentError) {
+        log.debug({ reason: err.message }, "assignment no longer current");
+        msg.ack();
+        return;
+      }
+      msg.nak(1000);
+      throw err;
+    }
+    msg.ack();
+    const task = this.tasks.get(a.taskName) as TaskDeclaration<JsonObject, JsonObject>;
+    let result: { ok: true; output: unknown } | { ok: false; error: unknown };
+    try {
+      result = { ok: true, output: await task.fn(a.input, ctx) };
+    } catch (error) {
+      result = { ok: false, error };
+    }
+    const applied = await reportResult(this.reporter, a, startedSeq, result, this.conn.payloadLimit);
+    if (!applied) log.warn({}, "result arrived after the attempt was superseded: recorded as ReportIgnored");
+  }
+}

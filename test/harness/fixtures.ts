@@ -1,0 +1,91 @@
+import { createEngine, type Engine, type EngineConfigInput } from "@taskjet/engine";
+import { type ClientOptions, Taskjet } from "@taskjet/sdk";
+import { pino } from "pino";
+import { afterAll, afterEach, beforeAll } from "vitest";
+import { type NatsServer, startNatsServer } from "./nats-server.js";
+
+/** Every engine and client a test opened, so a leak fails the test that made it. */
+const open = new Map<object, { what: string; close: () => Promise<void> }>();
+
+afterEach(async () => {
+  const leaked = [...open.values()];
+  open.clear();
+  await Promise.allSettled(leaked.map((l) => l.close()));
+  if (leaked.length > 0) throw new Error(`test leaked ${leaked.map((l) => l.what).join(", ")}: close them in the test`);
+});
+
+/** A nats-server for the tests of one file: started before them, stopped after. */
+export function useNatsServer(): { readonly server: NatsServer; readonly url: string } {
+  let server: NatsServer | undefined;
+  beforeAll(async () => {
+    server = await startNatsServer();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+  return {
+    get server() {
+      if (!server) throw new Error("server not started");
+      return server;
+    },
+    get url() {
+      if (!server) throw new Error("server not started");
+      return server.url;
+    },
+  };
+}
+
+/** A unique namespace per test, so tests sharing a server never see each other's runs. */
+export function uniqueNamespace(prefix = "t"): string {
+  return `${prefix}${Math.random().toString(36).slice(2, 10)}`;
+}
+
+/** Test logger: quiet unless TASKJET_TEST_LOG is set. */
+export function testLogger() {
+  return pino({ level: process.env.TASKJET_TEST_LOG ?? "silent" });
+}
+
+/** Starts an engine; the test must stop it. */
+export async function startEngine(url: string, config: EngineConfigInput = {}): Promise<Engine> {
+  const engine = createEngine({ servers: [url], logLevel: "silent", ...config }, { logger: testLogger() });
+  await engine.start();
+  const stop = engine.stop.bind(engine);
+  open.set(engine, { what: "an engine", close: stop });
+  engine.stop = async () => {
+    open.delete(engine);
+    await stop();
+  };
+  return engine;
+}
+
+/** Connects a client; the test must close it. */
+export async function connectClient(url: string, options: ClientOptions = {}): Promise<Taskjet> {
+  const tj = await Taskjet.connect({ servers: url, logger: testLogger(), ...options });
+  const close = tj.close.bind(tj);
+  open.set(tj, { what: "a client", close });
+  tj.close = async () => {
+    open.delete(tj);
+    await close();
+  };
+  return tj;
+}
+
+/** Polls `check` until it returns a value other than undefined, or fails after `ms`. */
+export async function eventually<T>(
+  check: () => Promise<T | undefined> | T | undefined,
+  ms = 10_000,
+  what = "condition",
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`${what} not reached within ${ms} ms${lastError ? `: ${String(lastError)}` : ""}`);
+}

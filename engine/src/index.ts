@@ -6,6 +6,7 @@ export {
   splitServers,
 } from "./config.js";
 export { createEngine, type Engine, type EngineDeps } from "./engine.js";
+export { appendEvent, lastSequence } from "./log/append.js";
 export { connectNats } from "./nats/connect.js";
 export { type RebuildReport, rebuildProjection } from "./projector/rebuild.js";
 export { SchedulerCore } from "./scheduler/core.js";

@@ -50,11 +50,13 @@ export function eventMsgId(event: TaskjetEventInput): string {
   switch (event.type) {
     case EventTypes.RunCreated:
       return event.runId;
+    // The worker is part of the id: two workers handed the same attempt are two writers, and the CAS must decide
+    // between them; dedup (checked first by the server) is only for one writer retrying.
     case EventTypes.TaskStarted:
-      return `${event.taskRunId}:${event.data.attempt}:started`;
+      return `${event.taskRunId}:${event.data.attempt}:${event.data.workerId}:started`;
     case EventTypes.TaskCompleted:
     case EventTypes.TaskFailed:
-      return `${event.taskRunId}:${event.data.attempt}:result`;
+      return `${event.taskRunId}:${event.data.attempt}:${event.data.workerId}:result`;
     case EventTypes.EventRejected:
       return `${event.runId}:rejected:${event.data.rejectedSeq}`;
     default:

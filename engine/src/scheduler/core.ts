@@ -34,15 +34,26 @@ interface WorkerState {
   held: Map<string, QueuedTask>;
 }
 
-/** FIFO queue with O(1) amortised shift and removal by key. */
+/** Queue ordered by `order`: O(1) for the usual append at the tail and shift at the head. */
 class TaskQueue {
   private items: (QueuedTask | undefined)[] = [];
   private head = 0;
   size = 0;
 
-  push(task: QueuedTask): void {
-    this.items.push(task);
+  insert(task: QueuedTask): void {
     this.size++;
+    let i = this.items.length;
+    // Only a re-queued or recovered attempt lands before the tail: walk back to its place.
+    while (i > this.head) {
+      const prev = this.items[i - 1];
+      if (prev !== undefined && prev.order <= task.order) break;
+      i--;
+    }
+    if (i === this.items.length) this.items.push(task);
+    else if (this.items[i] === undefined)
+      this.items[i] = task; // a hole left by a removal
+    else if (i === this.head && this.head > 0) this.items[--this.head] = task;
+    else this.items.splice(i, 0, task);
   }
 
   peek(): QueuedTask | undefined {
@@ -108,7 +119,7 @@ export class SchedulerCore {
       queue = new TaskQueue();
       this.queues.set(task.taskName, queue);
     }
-    queue.push(task);
+    queue.insert(task);
   }
 
   /** Adds a worker or updates its tasks and slots. */

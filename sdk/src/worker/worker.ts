@@ -223,6 +223,9 @@ export class Worker {
       msg.term();
       return;
     }
+    // A redelivery of an attempt already here (it waited past ack_wait): the first copy's ack covers both.
+    const key = `${assignment.taskRunId}:${assignment.attempt}`;
+    if (this.running.has(key) || this.pending.some((p) => p.msg.seq === msg.seq)) return;
     this.pending.push({ assignment, msg });
     this.pump();
   }

@@ -1,0 +1,251 @@
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { Streams } from "@taskjet/schemas";
+import {
+  ConnectionError,
+  NotProvisionedError,
+  PayloadTooLargeError,
+  RunNotFoundError,
+  Taskjet,
+  ValidationError,
+} from "@taskjet/sdk";
+import { describe, expect, it } from "vitest";
+import { startNatsServer } from "../harness/nats-server.js";
+import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+
+const nats = useNatsServer();
+
+async function historyMessages(url: string): Promise<number> {
+  const nc = await connect({ servers: url });
+  const jsm = await jetstreamManager(nc);
+  const n = (await jsm.streams.info(Streams.history)).state.messages;
+  await nc.close();
+  return n;
+}
+
+describe("skeleton", () => {
+  it("slots - 1,000 runs over 2 workers with 10 slots each all complete, never more than 10 running on a worker", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const client = await connectClient(nats.url, { namespace });
+    const workerClients = [await connectClient(nats.url, { namespace }), await connectClient(nats.url, { namespace })];
+    const running = [0, 0];
+    const peak = [0, 0];
+    const ran = [0, 0];
+    const workers = await Promise.all(
+      workerClients.map(async (tj, i) => {
+        const task = tj.task({
+          name: "count",
+          fn: async (input: { i: number }) => {
+            running[i] = (running[i] ?? 0) + 1;
+            peak[i] = Math.max(peak[i] ?? 0, running[i] ?? 0);
+            await new Promise((r) => setTimeout(r, 1 + (input.i % 4)));
+            running[i] = (running[i] ?? 0) - 1;
+            ran[i] = (ran[i] ?? 0) + 1;
+            return { i: input.i };
+          },
+        });
+        const w = await tj.worker(`w${i}`, { workflows: [task], slots: 10 });
+        await w.start();
+        return w;
+      }),
+    );
+    const trigger = client.task({ name: "count", fn: async () => ({}) });
+    const refs = await Promise.all(Array.from({ length: 1000 }, (_, i) => trigger.runNoWait({ i })));
+    const outputs = await Promise.all(refs.map((r) => r.result()));
+    expect(outputs.map((o) => o.i)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+    expect((ran[0] ?? 0) + (ran[1] ?? 0)).toBe(1000);
+    expect(peak[0]).toBeLessThanOrEqual(10);
+    expect(peak[1]).toBeLessThanOrEqual(10);
+    // Both workers took part, and the slots were used.
+    expect(Math.min(ran[0] ?? 0, ran[1] ?? 0)).toBeGreaterThan(100);
+    expect(Math.max(peak[0] ?? 0, peak[1] ?? 0)).toBe(10);
+    await Promise.all(workers.map((w) => w.stop()));
+    await Promise.all([client, ...workerClients].map((tj) => tj.close()));
+    await engine.stop();
+  });
+
+  it("runs - get, list and history agree with what happened", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const ok = tj.task({ name: "ok", fn: async (input: { v: number }) => ({ v: input.v + 1 }) });
+    const bad = tj.task({
+      name: "bad",
+      fn: async () => {
+        throw new TypeError("bad input");
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [ok, bad] });
+    await worker.start();
+    const okRef = await ok.runNoWait({ v: 1 }, { additionalMetadata: { tenant: "acme" } });
+    const badRef = await bad.runNoWait({});
+    expect(await okRef.result()).toEqual({ v: 2 });
+    await badRef.result().catch(() => undefined);
+    const queuedRef = await tj.runNoWait("no-worker-yet", { x: 1 });
+
+    const okState = await tj.runs.get(okRef.runId);
+    expect(okState).toMatchObject({
+      runId: okRef.runId,
+      workflowName: "ok",
+      status: "COMPLETED",
+      input: { v: 1 },
+      output: { v: 2 },
+      additionalMetadata: { tenant: "acme" },
+      trigger: { kind: "run" },
+    });
+    expect(okState.tasks[0]).toMatchObject({ taskName: "ok", status: "COMPLETED", attempt: 0, workerId: worker.id });
+    expect(new Date(okState.finishedAt as string) >= new Date(okState.startedAt as string)).toBe(true);
+    expect(await okRef.status()).toBe("COMPLETED");
+    expect((await tj.runs.get(badRef.runId)).error).toMatchObject({ name: "TypeError", message: "bad input" });
+    expect(await tj.runs.get(queuedRef.runId)).toMatchObject({ status: "QUEUED" });
+
+    const listed = await eventually(async () => {
+      const all = await tj.runs.list();
+      return all.length === 3 && all.every((s) => s.status !== "RUNNING") ? all : undefined;
+    });
+    expect(listed.map((s) => s.runId)).toEqual([queuedRef.runId, badRef.runId, okRef.runId]);
+    expect((await tj.runs.list({ statuses: ["FAILED"] })).map((s) => s.runId)).toEqual([badRef.runId]);
+    expect((await tj.runs.list({ taskName: "ok" })).map((s) => s.runId)).toEqual([okRef.runId]);
+    expect(await tj.runs.list({ limit: 1 })).toHaveLength(1);
+
+    const history: { seq: number; type?: string }[] = [];
+    for await (const e of tj.runs.history(okRef.runId)) history.push({ seq: e.seq, type: e.event?.type });
+    expect(history.map((h) => h.type)).toEqual(["RunCreated", "TaskStarted", "TaskCompleted"]);
+    expect(history.map((h) => h.seq)).toEqual([...history.map((h) => h.seq)].sort((a, b) => a - b));
+    expect(history.at(-1)?.seq).toBe(okState.lastSeq);
+
+    const followed: string[] = [];
+    const follow = (async () => {
+      for await (const e of tj.runs.history(queuedRef.runId, { follow: true })) followed.push(e.event?.type ?? "?");
+    })();
+    const late = tj.task({ name: "no-worker-yet", fn: async () => ({ late: true }) });
+    const worker2 = await tj.worker("w2", { workflows: [late] });
+    await worker2.start();
+    await follow;
+    expect(followed).toEqual(["RunCreated", "TaskStarted", "TaskCompleted"]);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("queue - a trigger for a task no worker ever registered waits QUEUED, and runs once a worker starts", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const ref = await tj.runNoWait("later", { n: 7 });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await ref.status()).toBe("QUEUED");
+    await eventually(async () => ((await tj.runs.list({ statuses: ["QUEUED"] })).length === 1 ? true : undefined));
+    const later = tj.task({ name: "later", fn: async (input: { n: number }) => ({ n: input.n * 2 }) });
+    const worker = await tj.worker("w", { workflows: [later] });
+    await worker.start();
+    expect(await ref.result()).toEqual({ n: 14 });
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("recovery - runs triggered while the engine is down are run after it restarts; finished ones are not run again", async () => {
+    const namespace = uniqueNamespace();
+    let engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    let calls = 0;
+    const t = tj.task({
+      name: "r",
+      fn: async (input: { i: number }) => {
+        calls++;
+        return { i: input.i };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [t], slots: 5 });
+    await worker.start();
+    const before = await Promise.all(Array.from({ length: 20 }, (_, i) => t.run({ i })));
+    expect(before).toHaveLength(20);
+    await engine.stop();
+    const refs = await Promise.all(Array.from({ length: 20 }, (_, i) => t.runNoWait({ i: 100 + i })));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(calls).toBe(20);
+    engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const after = await Promise.all(refs.map((r) => r.result()));
+    expect(after.map((o) => o.i)).toEqual(Array.from({ length: 20 }, (_, i) => 100 + i));
+    expect(calls).toBe(40);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("bad input - each kind gets its typed error before anything is sent", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const t = tj.task({ name: "in", fn: async () => ({}) });
+    const before = await historyMessages(nats.url);
+    const circular: Record<string, unknown> = {};
+    circular.me = circular;
+    const cases: [string, () => Promise<unknown>, string][] = [
+      ["array", () => t.runNoWait([1, 2] as unknown as Record<string, unknown>), "input"],
+      ["string", () => t.runNoWait("hello" as unknown as Record<string, unknown>), "input"],
+      ["function", () => t.runNoWait({ f: () => 1 }), "input.f"],
+      ["bigint", () => t.run({ n: 10n }), "input.n"],
+      ["circular", () => t.runNoWait(circular), "input.me"],
+      ["empty task name", () => tj.runNoWait("", {}), "taskName"],
+      ["invalid task name", () => tj.runNoWait("has space", {}), "taskName"],
+      ["bad priority", () => t.runNoWait({}, { priority: 9 as 1 }), "options.priority"],
+      ["bad run id", () => t.runNoWait({}, { runId: "a.b" }), "options.runId"],
+      ["unknown option", () => t.runNoWait({}, { retries: 3 } as never), "options"],
+    ];
+    for (const [what, call, field] of cases) {
+      const err = await call().catch((e: unknown) => e);
+      expect(err, what).toBeInstanceOf(ValidationError);
+      expect((err as ValidationError).field, what).toBe(field);
+      expect((err as ValidationError).code, what).toBe("INVALID_ARGUMENT");
+    }
+    const big = await t.runNoWait({ blob: "x".repeat(1024 * 1024) }).catch((e: unknown) => e);
+    expect(big).toBeInstanceOf(PayloadTooLargeError);
+    expect((big as PayloadTooLargeError).limit).toBe(1024 * 1024);
+    expect((big as PayloadTooLargeError).message).toContain("input is 1048587 bytes");
+    expect(() => tj.task({ name: "bad name!", fn: async () => ({}) })).toThrow(ValidationError);
+    expect(() => tj.task({ name: "ok", fn: "nope" as never })).toThrow(/fn: must be a function/);
+    await expect(tj.worker("w", { workflows: [t], slots: 0 })).rejects.toThrow(/slots: must be an integer/);
+    await expect(tj.worker("w", { workflows: [] })).rejects.toThrow(ValidationError);
+    await expect(tj.runs.get("no.such")).rejects.toThrow(ValidationError);
+    await expect(tj.runs.get("nosuchrun")).rejects.toThrow(RunNotFoundError);
+    await expect(tj.runs.list({ statuses: ["DONE" as never] })).rejects.toThrow(/statuses\[0\]: must be one of/);
+    // Nothing half-created: the log did not move.
+    expect(await historyMessages(nats.url)).toBe(before);
+    // Just under the limit is fine end to end.
+    const worker = await tj.worker("w", { workflows: [tj.task({ name: "echo", fn: async (i: Record<string, unknown>) => i })] });
+    await worker.start();
+    const payload = { blob: "y".repeat(1024 * 1024 - 20) };
+    const out = (await tj.run("echo", payload)) as { blob: string };
+    expect(out.blob.length).toBe(payload.blob.length);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("bad input - output that is not a JSON object fails the task with a clear error", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const t = tj.task({ name: "weird", fn: async () => 42 as unknown as Record<string, unknown> });
+    const v = tj.task({ name: "void", fn: async () => {} });
+    const worker = await tj.worker("w", { workflows: [t, v] });
+    await worker.start();
+    await expect(t.run({})).rejects.toThrow(/output: must be a JSON object, got 42/);
+    expect(await v.run({})).toEqual({});
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("connection - failures name the server URL; a NATS without Taskjet's streams says to start an engine", async () => {
+    const err = await Taskjet.connect({ servers: "nats://127.0.0.1:1" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConnectionError);
+    expect((err as Error).message).toContain("nats://127.0.0.1:1");
+    await expect(Taskjet.connect({ namespace: "a.b" })).rejects.toThrow(/namespace/);
+    const bare = await startNatsServer();
+    const tj = await connectClient(bare.url);
+    const notYet = await tj.runNoWait("t", {}).catch((e: unknown) => e);
+    expect(notYet).toBeInstanceOf(NotProvisionedError);
+    expect((notYet as Error).message).toContain("start an engine");
+    await tj.close();
+    await bare.stop();
+  });
+});

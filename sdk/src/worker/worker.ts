@@ -172,6 +172,8 @@ export class Worker {
         this.log.warn({ attempt: key }, "task still running after the shutdown grace: aborting it");
         r.ctx.abortController.abort(new Error("worker stopped"));
       }
+      // Give aborted tasks a moment to report; one that ignores its signal is abandoned.
+      await Promise.race([drained, new Promise((r) => setTimeout(r, 1000).unref())]);
     }
     const ns = this.config.namespace;
     await this.workersKv?.delete(keys.worker(ns, this.id)).catch(() => undefined);

@@ -1,0 +1,121 @@
+import { describe, expect, it } from "vitest";
+import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+
+const nats = useNatsServer();
+
+describe("worker", () => {
+  it("context - exposes run, task-run, task name, attempt, worker and metadata; logs carry the ids", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const lines: Record<string, unknown>[] = [];
+    const capture = {
+      debug: (o: object, m?: string) => lines.push({ ...o, msg: m }),
+      info: (o: object, m?: string) => lines.push({ ...o, msg: m }),
+      warn: (o: object, m?: string) => lines.push({ ...o, msg: m }),
+      error: (o: object, m?: string) => lines.push({ ...o, msg: m }),
+      child(bindings: Record<string, unknown>) {
+        const parent = this;
+        const wrap =
+          (level: "debug" | "info" | "warn" | "error") =>
+          (o: object, m?: string) =>
+            parent[level]({ ...bindings, ...o }, m);
+        return { debug: wrap("debug"), info: wrap("info"), warn: wrap("warn"), error: wrap("error"), child: parent.child };
+      },
+    };
+    const tj = await connectClient(nats.url, { namespace, logger: capture });
+    const t = tj.task({
+      name: "ctx",
+      fn: async (_input, ctx) => {
+        ctx.logger.info("hello from the task", { n: 1 });
+        return {
+          workflowRunId: ctx.workflowRunId(),
+          taskRunId: ctx.taskRunId(),
+          taskName: ctx.taskName(),
+          retryCount: ctx.retryCount(),
+          workerId: ctx.worker.id(),
+          workerName: ctx.worker.name(),
+          cancelled: ctx.cancelled,
+          aborted: ctx.abortController.signal.aborted,
+          metadata: ctx.additionalMetadata(),
+        };
+      },
+    });
+    const worker = await tj.worker("ctx-worker", { workflows: [t] });
+    await worker.start();
+    const ref = await t.runNoWait({}, { additionalMetadata: { user: "u1" } });
+    const out = await ref.result();
+    expect(out).toEqual({
+      workflowRunId: ref.runId,
+      taskRunId: `${ref.runId}-0`,
+      taskName: "ctx",
+      retryCount: 0,
+      workerId: worker.id,
+      workerName: "ctx-worker",
+      cancelled: false,
+      aborted: false,
+      metadata: { user: "u1" },
+    });
+    const line = lines.find((l) => l.msg === "hello from the task");
+    expect(line).toMatchObject({ runId: ref.runId, taskRunId: `${ref.runId}-0`, attempt: 0, workerId: worker.id, n: 1 });
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("stop - lets running tasks finish, and what it had not started runs on another worker", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const a = await connectClient(nats.url, { namespace });
+    const b = await connectClient(nats.url, { namespace });
+    const ranOn: Record<string, string> = {};
+    const decl = (tj: typeof a, name: string) =>
+      tj.task({
+        name: "slow",
+        fn: async (input: { i: number }) => {
+          ranOn[input.i] = name;
+          await new Promise((r) => setTimeout(r, 300));
+          return { i: input.i, by: name };
+        },
+      });
+    const wa = await a.worker("a", { workflows: [decl(a, "a")], slots: 2 });
+    await wa.start();
+    const refs = await Promise.all(Array.from({ length: 6 }, (_, i) => a.runNoWait("slow", { i })));
+    await eventually(() => (wa.runningCount === 2 ? true : undefined));
+    const stopping = wa.stop();
+    const wb = await b.worker("b", { workflows: [decl(b, "b")], slots: 4 });
+    await wb.start();
+    await stopping;
+    const outs = await Promise.all(refs.map((r) => r.result()));
+    expect(outs.map((o) => o.i)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(outs.filter((o) => o.by === "a")).toHaveLength(2);
+    expect(outs.filter((o) => o.by === "b")).toHaveLength(4);
+    await a.close();
+    await b.close();
+    await engine.stop();
+  });
+
+  it("stop - a task still running after the grace period is aborted through its signal", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    let sawAbort = false;
+    const stuck = tj.task({
+      name: "stuck",
+      fn: async (_input, ctx) => {
+        await new Promise<void>((resolve) => ctx.abortController.signal.addEventListener("abort", () => resolve()));
+        sawAbort = ctx.cancelled;
+        throw new Error("aborted by shutdown");
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [stuck], shutdownGraceMs: 200 });
+    await worker.start();
+    const ref = await stuck.runNoWait({});
+    await eventually(() => (worker.runningCount === 1 ? true : undefined));
+    const started = Date.now();
+    await worker.stop();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(190);
+    expect(sawAbort).toBe(true);
+    await expect(ref.result()).rejects.toThrow(/aborted by shutdown/);
+    await tj.close();
+    await engine.stop();
+  });
+});

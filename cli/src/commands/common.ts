@@ -1,0 +1,105 @@
+import { Taskjet } from "@taskjet/sdk";
+import { type Command, Option } from "commander";
+import { type CliEnv, type ConnectionConfig, type ConnectionFlags, LOG_LEVELS, resolveConnection } from "../config.js";
+import type { ExitCode } from "../errors.js";
+import { LogFormats } from "../logger.js";
+import type { Io } from "../output.js";
+
+/** What every command is given: where to print, the environment it may read, the working directory. */
+export interface CliContext {
+  io: Io;
+  env: CliEnv;
+  cwd: string;
+  /** Set by the command's action: the process exit code. */
+  exitCode: ExitCode;
+  /** Printed under the error message, when the command fails with one. */
+  hint?: string;
+}
+
+/** Adds `--nats` and `--namespace`. */
+export function connectionOptions(cmd: Command, namespaceHelp = "namespace to work in"): Command {
+  return cmd
+    .option(
+      "--nats <urls>",
+      "NATS URL(s), comma-separated (default: $TASKJET_NATS_URL, then a running `taskjet dev`, then nats://127.0.0.1:4222)",
+    )
+    .option("--namespace <ns>", `${namespaceHelp} (default: $TASKJET_NAMESPACE, then "default")`);
+}
+
+/** Adds `--log-level` and `--log-format` for long-running commands. */
+export function logOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option("--log-level <level>", "log level (default: $TASKJET_LOG_LEVEL, then info)").choices(LOG_LEVELS),
+    )
+    .addOption(new Option("--log-format <format>", "log format").choices(LogFormats).default("pretty"));
+}
+
+/** Resolves the connection flags and connects the SDK client. The caller closes it. */
+export async function connectClient(
+  flags: ConnectionFlags,
+  ctx: CliContext,
+): Promise<{ tj: Taskjet; conn: ConnectionConfig }> {
+  const conn = resolveConnection(flags, ctx.env, ctx.cwd);
+  if (conn.serversFrom === "default") {
+    ctx.hint = `used the default ${conn.servers.join(",")}: no --nats, no TASKJET_NATS_URL and no running \`taskjet dev\` was found`;
+  }
+  const tj = await Taskjet.connect({ servers: conn.servers, namespace: conn.namespace, name: "taskjet-cli" });
+  return { tj, conn };
+}
+
+/** Runs `fn` with a client and closes it however `fn` ends. */
+export async function withClient<T>(
+  flags: ConnectionFlags,
+  ctx: CliContext,
+  fn: (tj: Taskjet, conn: ConnectionConfig) => Promise<T>,
+): Promise<T> {
+  const { tj, conn } = await connectClient(flags, ctx);
+  try {
+    return await fn(tj, conn);
+  } finally {
+    await tj.close();
+  }
+}
+
+/**
+ * Resolves on the first SIGINT or SIGTERM with its name. `onAgain` runs on any further signal (a person pressing
+ * Ctrl-C twice wants out now).
+ */
+export function waitForStopSignal(onAgain: (signal: NodeJS.Signals) => void): {
+  signal: Promise<NodeJS.Signals>;
+  dispose: () => void;
+} {
+  let received = false;
+  let resolveSignal!: (s: NodeJS.Signals) => void;
+  const signal = new Promise<NodeJS.Signals>((r) => {
+    resolveSignal = r;
+  });
+  const handler = (s: NodeJS.Signals) => {
+    if (received) onAgain(s);
+    received = true;
+    resolveSignal(s);
+  };
+  process.on("SIGINT", handler);
+  process.on("SIGTERM", handler);
+  return {
+    signal,
+    dispose: () => {
+      process.off("SIGINT", handler);
+      process.off("SIGTERM", handler);
+    },
+  };
+}
+
+/** `promise`, or `undefined` after `ms` (the promise keeps running). */
+export async function within<T>(promise: Promise<T>, ms: number): Promise<{ value: T } | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((r) => {
+    timer = setTimeout(() => r(undefined), ms);
+  });
+  try {
+    return await Promise.race([promise.then((value) => ({ value })), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

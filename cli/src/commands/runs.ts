@@ -1,0 +1,196 @@
+import type { HistoryEntry, RunState, RunStatus, TaskjetEvent } from "@taskjet/sdk";
+import { Argument, type Command } from "commander";
+import { ExitCodes } from "../errors.js";
+import {
+  formatBytes,
+  formatDuration,
+  formatFields,
+  formatTable,
+  isoUtc,
+  jsonLine,
+  jsonSize,
+  msBetween,
+  padRow,
+  prettyJson,
+  short,
+} from "../output.js";
+import { collectStatuses, intIn, parseRunIdArgument } from "../parse.js";
+import { type CliContext, connectionOptions, withClient } from "./common.js";
+
+interface ConnFlags {
+  nats?: string;
+  namespace?: string;
+}
+
+/** `taskjet runs list|get|history`. */
+export function registerRuns(program: Command, ctx: CliContext): void {
+  const runs = program.command("runs").description("list and inspect runs");
+
+  const list = runs
+    .command("list")
+    .description("list runs, newest first")
+    .option("-s, --status <statuses>", "only runs in these statuses, comma-separated or repeated", collectStatuses)
+    .option("-t, --task <name>", "only runs of this task")
+    .option("-n, --limit <n>", "at most this many", intIn("--limit", 1, 100_000), 50)
+    .option("--json", "print a JSON array of run states");
+  connectionOptions(list).action(
+    async (flags: ConnFlags & { status?: RunStatus[]; task?: string; limit: number; json?: boolean }) => {
+      ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
+        const states = await tj.runs.list({
+          ...(flags.status ? { statuses: flags.status } : {}),
+          ...(flags.task ? { taskName: flags.task } : {}),
+          limit: flags.limit,
+        });
+        if (flags.json) ctx.io.out(`${JSON.stringify(states, null, 2)}\n`);
+        else if (states.length === 0) ctx.io.out(`no runs in namespace ${conn.namespace}\n`);
+        else ctx.io.out(`${runsTable(states)}\n`);
+        return ExitCodes.ok;
+      });
+    },
+  );
+
+  const get = runs
+    .command("get")
+    .description("show a run: status, times, input, output or error")
+    .addArgument(new Argument("<id>", "run id").argParser(parseRunIdArgument))
+    .option("--json", "print the run state as JSON");
+  connectionOptions(get).action(async (id: string, flags: ConnFlags & { json?: boolean }) => {
+    ctx.exitCode = await withClient(flags, ctx, async (tj) => {
+      const state = await tj.runs.get(id);
+      ctx.io.out(flags.json ? `${JSON.stringify(state, null, 2)}\n` : `${runView(state)}\n`);
+      return ExitCodes.ok;
+    });
+  });
+
+  const history = runs
+    .command("history")
+    .description("show a run's history as a timeline")
+    .addArgument(new Argument("<id>", "run id").argParser(parseRunIdArgument))
+    .option("-f, --follow", "keep printing new events until the run ends")
+    .option("--json", "print one JSON object per event (JSON Lines)");
+  connectionOptions(history).action(async (id: string, flags: ConnFlags & { json?: boolean; follow?: boolean }) => {
+    ctx.exitCode = await withClient(flags, ctx, async (tj) => {
+      const entries = tj.runs.history(id, { follow: flags.follow === true });
+      const timeline = new Timeline();
+      if (flags.json) {
+        for await (const entry of entries) ctx.io.out(jsonLine(entry));
+      } else if (flags.follow) {
+        ctx.io.out(`${padRow(HISTORY_HEADERS, FOLLOW_WIDTHS)}\n`);
+        for await (const entry of entries) ctx.io.out(`${padRow(timeline.row(entry), FOLLOW_WIDTHS)}\n`);
+      } else {
+        const rows: string[][] = [];
+        for await (const entry of entries) rows.push(timeline.row(entry));
+        ctx.io.out(`${formatTable(HISTORY_HEADERS, rows)}\n`);
+      }
+      return ExitCodes.ok;
+    });
+  });
+}
+
+function runsTable(states: RunState[]): string {
+  return formatTable(
+    ["RUN ID", "TASK", "STATUS", "CREATED", "DURATION"],
+    states.map((s) => [
+      s.runId,
+      s.workflowName || "-",
+      s.status,
+      isoUtc(s.createdAt),
+      formatDuration(msBetween(s.createdAt, s.finishedAt)),
+    ]),
+  );
+}
+
+/** The human view of one run. */
+export function runView(s: RunState): string {
+  const fields: [string, string][] = [
+    ["Run", s.runId],
+    ["Task", s.workflowName || "-"],
+    ["Status", s.status],
+    ["Created", isoUtc(s.createdAt)],
+    ["Started", isoUtc(s.startedAt)],
+    ["Finished", isoUtc(s.finishedAt)],
+  ];
+  const waited = msBetween(s.createdAt, s.startedAt);
+  const ran = msBetween(s.startedAt, s.finishedAt);
+  if (s.finishedAt) {
+    const parts = [
+      waited !== undefined ? `queued ${formatDuration(waited)}` : "",
+      ran !== undefined ? `ran ${formatDuration(ran)}` : "",
+    ];
+    const detail = parts.filter((p) => p !== "").join(", ");
+    fields.push(["Duration", `${formatDuration(msBetween(s.createdAt, s.finishedAt))}${detail ? ` (${detail})` : ""}`]);
+  }
+  for (const t of s.tasks) {
+    const label = s.tasks.length > 1 ? `Task ${t.taskName}` : "Attempt";
+    const worker = t.workerName ? `, worker ${t.workerName} (${t.workerId ?? "?"})` : "";
+    fields.push([label, `${s.tasks.length > 1 ? `${t.status}, attempt ` : ""}${t.attempt}${worker}`]);
+  }
+  if (Object.keys(s.additionalMetadata).length > 0) {
+    fields.push([
+      "Metadata",
+      Object.entries(s.additionalMetadata)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(" "),
+    ]);
+  }
+  fields.push(["Input", prettyJson(s.input)]);
+  if (s.output !== undefined) fields.push(["Output", prettyJson(s.output)]);
+  if (s.error)
+    fields.push(["Error", `${s.error.name}: ${s.error.message}${s.error.stack ? `\n${s.error.stack}` : ""}`]);
+  return formatFields(fields);
+}
+
+const HISTORY_HEADERS = ["SEQ", "TIME (UTC)", "DELTA", "EVENT", "TASK/ATTEMPT", "WORKER", "DETAILS"];
+const FOLLOW_WIDTHS = [4, 24, 9, 14, 16, 12, 0];
+
+/** Turns history entries into rows, remembering what later events refer back to (task names, worker names). */
+class Timeline {
+  private previous: Date | undefined;
+  private readonly taskNames = new Map<string, string>();
+  private readonly workerNames = new Map<string, string>();
+
+  row(entry: HistoryEntry): string[] {
+    const delta = this.previous ? `+${entry.time.getTime() - this.previous.getTime()}ms` : "+0ms";
+    this.previous = entry.time;
+    const cells = [String(entry.seq), isoUtc(entry.time), delta];
+    if (!entry.event) return [...cells, "(unreadable)", "-", "-", short(entry.rejected, 100)];
+    const e = entry.event;
+    return [...cells, e.type, this.taskOf(e), this.workerOf(e), this.details(e)];
+  }
+
+  private taskOf(e: TaskjetEvent): string {
+    if (e.type === "RunCreated") {
+      for (const t of e.data.tasks) this.taskNames.set(t.taskRunId, t.taskName);
+      return e.data.workflowName;
+    }
+    if (e.type === "EventRejected") return "-";
+    return `${this.taskNames.get(e.taskRunId) ?? e.taskRunId}/${e.data.attempt}`;
+  }
+
+  private workerOf(e: TaskjetEvent): string {
+    if (e.type === "RunCreated" || e.type === "EventRejected") return "-";
+    if (e.type === "TaskStarted") this.workerNames.set(e.data.workerId, e.data.workerName);
+    return this.workerNames.get(e.data.workerId) ?? e.data.workerId;
+  }
+
+  private details(e: TaskjetEvent): string {
+    switch (e.type) {
+      case "RunCreated": {
+        const meta = Object.entries(e.data.additionalMetadata).map(([k, v]) => `${k}=${v}`);
+        return [`input ${formatBytes(jsonSize(e.data.input))}`, `trigger ${e.data.trigger.kind}`, ...meta].join(", ");
+      }
+      case "TaskStarted": {
+        const waited = msBetween(e.data.assignedAt, e.at);
+        return waited === undefined ? "" : `assigned ${waited}ms before`;
+      }
+      case "TaskCompleted":
+        return `output ${formatBytes(jsonSize(e.data.output))}`;
+      case "TaskFailed":
+        return short(`${e.data.error.name}: ${e.data.error.message}`, 100);
+      case "ReportIgnored":
+        return short(`${e.data.report} report ignored: ${e.data.reason}`, 100);
+      case "EventRejected":
+        return short(`seq ${e.data.rejectedSeq} rejected: ${e.data.reason}`, 100);
+    }
+  }
+}

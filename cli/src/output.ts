@@ -1,0 +1,144 @@
+/** Where a command prints: stdout for results, stderr for errors, hints and progress. */
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+  /** True when stdout is a terminal (hints are printed only to people). */
+  readonly interactive: boolean;
+}
+
+/** The process's own streams. */
+export function processIo(): Io {
+  return {
+    out: (text) => process.stdout.write(text),
+    err: (text) => process.stderr.write(text),
+    interactive: process.stdout.isTTY === true,
+  };
+}
+
+/** One line of text. */
+export function println(write: (text: string) => void, line = ""): void {
+  write(`${line}\n`);
+}
+
+/** One JSON document per line (JSON Lines). */
+export function jsonLine(value: unknown): string {
+  return `${JSON.stringify(value)}\n`;
+}
+
+/** Indented JSON for people. */
+export function prettyJson(value: unknown): string {
+  return JSON.stringify(value, null, 2);
+}
+
+/** Left-aligned columns separated by two spaces; the last column is not padded. */
+export function formatTable(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  return [headers, ...rows].map((row) => padRow(row, widths)).join("\n");
+}
+
+/** One row padded to `widths`. */
+export function padRow(row: string[], widths: number[]): string {
+  return row
+    .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? cell.length)))
+    .join("  ")
+    .trimEnd();
+}
+
+/** `2025-01-02T03:04:05.678Z`: every time the CLI prints is UTC. */
+export function isoUtc(time: Date | string | undefined): string {
+  if (time === undefined) return "-";
+  const date = typeof time === "string" ? new Date(time) : time;
+  return Number.isNaN(date.getTime()) ? String(time) : date.toISOString();
+}
+
+/** Milliseconds between two times, or undefined when either is missing. */
+export function msBetween(from: string | Date | undefined, to: string | Date | undefined): number | undefined {
+  if (from === undefined || to === undefined) return undefined;
+  const ms = new Date(to).getTime() - new Date(from).getTime();
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+/** `850 ms`, `12.3 s`, `4m 05s`, `2h 03m`. */
+export function formatDuration(ms: number | undefined): string {
+  if (ms === undefined) return "-";
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+  const totalSeconds = Math.floor(ms / 1000);
+  if (totalSeconds < 3600) {
+    return `${Math.floor(totalSeconds / 60)}m ${String(totalSeconds % 60).padStart(2, "0")}s`;
+  }
+  const totalMinutes = Math.floor(totalSeconds / 60);
+  return `${Math.floor(totalMinutes / 60)}h ${String(totalMinutes % 60).padStart(2, "0")}m`;
+}
+
+/** `312 B`, `4.1 KiB`, `1.0 MiB`. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** Size of a value as JSON, in UTF-8 bytes. */
+export function jsonSize(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value) ?? "", "utf8");
+}
+
+/** The first line of a text, cut to `max` characters. */
+export function short(text: string, max = 80): string {
+  const line = text.split("\n", 1)[0] ?? "";
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+/** Indents every line of a block. */
+export function indent(text: string, by = "  "): string {
+  return text
+    .split("\n")
+    .map((l) => (l === "" ? l : by + l))
+    .join("\n");
+}
+
+/** `key: value` lines with aligned values; multi-line values continue indented under the value column. */
+export function formatFields(fields: [string, string][]): string {
+  const width = Math.max(...fields.map(([k]) => k.length)) + 2;
+  return fields
+    .map(([k, v]) => {
+      const [first, ...rest] = v.split("\n");
+      const pad = " ".repeat(width);
+      return [`${k.padEnd(width)}${first ?? ""}`, ...rest.map((l) => (l === "" ? "" : pad + l))].join("\n");
+    })
+    .join("\n");
+}
+
+const LEVELS: Record<number, string> = {
+  10: "TRACE",
+  20: "DEBUG",
+  30: "INFO ",
+  40: "WARN ",
+  50: "ERROR",
+  60: "FATAL",
+};
+const HIDDEN_KEYS = new Set(["level", "time", "msg", "pid", "hostname", "module", "err"]);
+
+/**
+ * Turns one pino JSON line into `HH:MM:SS.mmm LEVEL [module] message key=value ...` for people; an error's stack
+ * follows, indented. Lines that are not pino JSON pass through unchanged.
+ */
+export function prettyLogLine(line: string): string {
+  let rec: Record<string, unknown>;
+  try {
+    rec = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return line.endsWith("\n") ? line : `${line}\n`;
+  }
+  const time = typeof rec.time === "number" ? new Date(rec.time).toISOString().slice(11, 23) : "";
+  const level = LEVELS[rec.level as number] ?? String(rec.level);
+  const module = typeof rec.module === "string" ? `[${rec.module}] ` : "";
+  const fields = Object.entries(rec)
+    .filter(([k]) => !HIDDEN_KEYS.has(k))
+    .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .join(" ");
+  const err = rec.err as { type?: string; message?: string; stack?: string } | undefined;
+  const errText = err ? ` err=${err.type ?? "Error"}: ${err.message ?? ""}` : "";
+  const stack = err?.stack && (rec.level as number) >= 50 ? `\n${indent(err.stack, "    ")}` : "";
+  return `${time} ${level} ${module}${String(rec.msg ?? "")}${fields ? ` ${fields}` : ""}${errText}${stack}\n`;
+}

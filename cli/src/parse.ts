@@ -1,0 +1,103 @@
+import {
+  checkTaskName,
+  checkToken,
+  parseWith,
+  RUN_STATUS_VALUES,
+  RunOptionsSchema,
+  type RunStatus,
+  ValidationError,
+} from "@taskjet/schemas";
+import { InvalidArgumentError } from "commander";
+
+/**
+ * Flag value parsers for commander. Each throws `InvalidArgumentError`, which commander reports as
+ * `error: option '--flag <x>' argument 'value' is invalid. <why>` and the CLI exits 2.
+ */
+
+/** `--input`: a JSON object. */
+export function parseJsonObject(value: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch (err) {
+    throw new InvalidArgumentError(
+      `not JSON (${(err as Error).message}); --input takes a JSON object like '{"name":"world"}'`,
+    );
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new InvalidArgumentError(`--input takes a JSON object like '{"name":"world"}'`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** `--metadata k=v`, repeatable: collects into one record. */
+export function collectKeyValue(value: string, previous: Record<string, string>): Record<string, string> {
+  const eq = value.indexOf("=");
+  if (eq <= 0) throw new InvalidArgumentError("--metadata takes key=value with a non-empty key");
+  return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
+}
+
+/** `--status QUEUED,RUNNING`, case-insensitive, repeatable. */
+export function collectStatuses(value: string, previous: RunStatus[] | undefined): RunStatus[] {
+  const out = [...(previous ?? [])];
+  for (const raw of value.split(",")) {
+    const s = raw.trim().toUpperCase();
+    if (s === "") continue;
+    if (!(RUN_STATUS_VALUES as string[]).includes(s)) {
+      throw new InvalidArgumentError(`allowed statuses: ${RUN_STATUS_VALUES.join(", ")}`);
+    }
+    if (!out.includes(s as RunStatus)) out.push(s as RunStatus);
+  }
+  if (out.length === 0) throw new InvalidArgumentError(`--status must list one of ${RUN_STATUS_VALUES.join(", ")}`);
+  return out;
+}
+
+/** An integer in [min, max]. */
+export function intIn(flag: string, min: number, max: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${flag} must be an integer from ${min} to ${max}`);
+    }
+    return n;
+  };
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** `500ms`, `30s`, `2m`, `1h`, or a bare number of milliseconds. */
+export function parseDuration(flag: string): (value: string) => number {
+  return (value) => {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+    const ms = m ? Number(m[1]) * (UNITS[m[2] ?? "ms"] ?? 1) : Number.NaN;
+    if (!Number.isFinite(ms) || ms <= 0) {
+      throw new InvalidArgumentError(`${flag} must be a positive duration like 500ms, 30s or 2m`);
+    }
+    return Math.round(ms);
+  };
+}
+
+/** `--run-id`: the SDK's rule, checked before connecting. */
+export function parseRunId(value: string): string {
+  return usage(() => `${parseWith(RunOptionsSchema.shape.runId, value)}`, "--run-id ");
+}
+
+/** A task name argument. */
+export function parseTaskName(value: string): string {
+  return usage(() => checkTaskName(value, ""));
+}
+
+/** A run id argument. */
+export function parseRunIdArgument(value: string): string {
+  return usage(() => checkToken(value, ""));
+}
+
+/** Runs a schemas check, turning its ValidationError into commander's usage error. */
+function usage<T>(check: () => T, prefix = ""): T {
+  try {
+    return check();
+  } catch (err) {
+    if (err instanceof ValidationError) throw new InvalidArgumentError(`${prefix}${err.message}`);
+    throw err;
+  }
+}

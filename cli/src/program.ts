@@ -1,0 +1,76 @@
+import { createRequire } from "node:module";
+import { TaskjetError } from "@taskjet/sdk";
+import { Command, CommanderError } from "commander";
+import type { CliContext } from "./commands/common.js";
+import { registerDev } from "./commands/dev.js";
+import { registerEngine } from "./commands/engine.js";
+import { registerRuns } from "./commands/runs.js";
+import { registerTrigger } from "./commands/trigger.js";
+import { type CliEnv, loadEnv } from "./config.js";
+import { type ExitCode, ExitCodes, UsageError } from "./errors.js";
+import { type Io, processIo } from "./output.js";
+
+const { version } = createRequire(import.meta.url)("../package.json") as { version: string };
+
+/** Builds the `taskjet` command tree; actions store their exit code in `ctx.exitCode`. */
+export function buildProgram(ctx: CliContext): Command {
+  const program = new Command("taskjet")
+    .description("Taskjet: durable tasks on NATS JetStream")
+    .version(version, "-V, --version")
+    // Set before the subcommands are added: they inherit it.
+    .exitOverride()
+    .configureOutput({ writeOut: ctx.io.out, writeErr: ctx.io.err })
+    .showHelpAfterError("(add --help for usage)");
+  registerDev(program, ctx);
+  registerEngine(program, ctx);
+  registerTrigger(program, ctx);
+  registerRuns(program, ctx);
+  return program;
+}
+
+/** What `main` may be given instead of the process's own. */
+export interface MainOptions {
+  io?: Io;
+  env?: CliEnv;
+  cwd?: string;
+}
+
+/**
+ * Runs the CLI on `argv` (as in `process.argv`) and returns the exit code: 0 ok, 1 failure, 2 usage.
+ *
+ * @example
+ * process.exitCode = await main(process.argv);
+ */
+export async function main(argv: string[], options: MainOptions = {}): Promise<ExitCode> {
+  const ctx: CliContext = {
+    io: options.io ?? processIo(),
+    env: options.env ?? loadEnv(),
+    cwd: options.cwd ?? process.cwd(),
+    exitCode: ExitCodes.ok,
+  };
+  try {
+    await buildProgram(ctx).parseAsync(argv);
+    return ctx.exitCode;
+  } catch (err) {
+    const code = report(err, ctx.io);
+    if (code === ExitCodes.failure && ctx.hint) ctx.io.err(`hint: ${ctx.hint}\n`);
+    return code;
+  }
+}
+
+/** Prints an error the way the CLI promises and picks the exit code. */
+function report(err: unknown, io: Io): ExitCode {
+  // Commander printed its own message (or the help) already.
+  if (err instanceof CommanderError) return err.exitCode === 0 ? ExitCodes.ok : ExitCodes.usage;
+  if (err instanceof UsageError) {
+    io.err(`error: ${err.message}\n(add --help for usage)\n`);
+    return ExitCodes.usage;
+  }
+  if (err instanceof TaskjetError) {
+    io.err(`error: ${err.message}\n`);
+    return ExitCodes.failure;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  io.err(`error: ${message}\n`);
+  return ExitCodes.failure;
+}

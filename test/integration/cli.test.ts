@@ -1,0 +1,393 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Taskjet } from "@taskjet/sdk";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+
+const BIN = fileURLToPath(new URL("../../cli/dist/bin.js", import.meta.url));
+const nats = useNatsServer();
+
+/** A scratch working directory, so no `.taskjet/dev.json` of a developer's `taskjet dev` is ever found. */
+let cwd: string;
+beforeAll(async () => {
+  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build the CLI first (npx tsc -p cli/tsconfig.build.json)`);
+  cwd = await mkdtemp(join(tmpdir(), "tj-cli-"));
+});
+afterAll(async () => {
+  await rm(cwd, { recursive: true, force: true });
+});
+
+/** The child's environment: no TASKJET_* of the developer's shell, plus `env`. */
+function childEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("TASKJET_")));
+  return { ...clean, ...env };
+}
+
+interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `taskjet <args>` to completion, killing it after `timeoutMs`. */
+function taskjet(args: string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Result> {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: childEnv(options.env), stdio: "pipe" });
+  return collect(child, options.timeoutMs ?? 20_000, args);
+}
+
+function collect(child: ChildProcess, timeoutMs: number, args: string[]): Promise<Result> {
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`taskjet ${args.join(" ")} did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    child.once("error", reject);
+    child.once("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+/** `--nats <harness url> --namespace <ns>`: the CLI never falls back to 127.0.0.1:4222 here. */
+function at(namespace: string): string[] {
+  return ["--nats", nats.url, "--namespace", namespace];
+}
+
+/** A worker with `hello` (greets) and `boom` (throws); the caller closes `tj`. */
+async function helloWorker(namespace: string): Promise<Taskjet> {
+  const tj = await connectClient(nats.url, { namespace });
+  const hello = tj.task({
+    name: "hello",
+    fn: async (input: { name?: string }) => ({ greeting: `hello ${input.name ?? "nobody"}` }),
+  });
+  const boom = tj.task({
+    name: "boom",
+    fn: async () => {
+      throw new RangeError("out of range: 42");
+    },
+  });
+  const worker = await tj.worker("cli-test", { workflows: [hello, boom] });
+  await worker.start();
+  return tj;
+}
+
+async function runState(namespace: string, runId: string): Promise<{ status: string; runId: string }> {
+  const res = await taskjet(["runs", "get", runId, "--json", ...at(namespace)]);
+  expect(res.stderr).toBe("");
+  expect(res.code).toBe(0);
+  return JSON.parse(res.stdout) as { status: string; runId: string };
+}
+
+describe("cli", () => {
+  it("trigger - --wait prints the task's output", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await helloWorker(namespace);
+    try {
+      const res = await taskjet(["trigger", "hello", "--input", '{"name":"cli"}', "--wait", ...at(namespace)]);
+      expect(res.stderr).toBe("");
+      expect(res.code).toBe(0);
+      expect(JSON.parse(res.stdout)).toEqual({ greeting: "hello cli" });
+
+      const json = await taskjet(["trigger", "hello", "--wait", "--json", ...at(namespace)]);
+      expect(json.code).toBe(0);
+      const parsed = JSON.parse(json.stdout) as { runId: string; status: string; output: unknown };
+      expect(parsed.status).toBe("COMPLETED");
+      expect(parsed.output).toEqual({ greeting: "hello nobody" });
+      expect(parsed.runId).toMatch(/^[0-9A-Z]{26}$/);
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
+  it("trigger - --wait on a failing task prints its error and exits 1", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await helloWorker(namespace);
+    try {
+      const res = await taskjet(["trigger", "boom", "--wait", ...at(namespace)]);
+      expect(res.code).toBe(1);
+      expect(res.stdout).toBe("");
+      expect(res.stderr).toMatch(/^error: task boom \(run [0-9A-Z]+\) failed: RangeError: out of range: 42/);
+      expect(res.stderr).toContain("cli.test.ts"); // the task's own stack
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
+  it("trigger - without --wait prints the run id, and runs get shows the run", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await helloWorker(namespace);
+    try {
+      const res = await taskjet(["trigger", "hello", "-i", '{"name":"later"}', "-m", "team=infra", ...at(namespace)]);
+      expect(res.code).toBe(0);
+      const runId = res.stdout.trim();
+      expect(runId).toMatch(/^[0-9A-Z]{26}$/);
+
+      await eventually(async () => ((await runState(namespace, runId)).status === "COMPLETED" ? true : undefined));
+      const human = await taskjet(["runs", "get", runId, ...at(namespace)]);
+      expect(human.code).toBe(0);
+      expect(human.stdout).toMatch(new RegExp(`^Run\\s+${runId}$`, "m"));
+      expect(human.stdout).toMatch(/^Task\s+hello$/m);
+      expect(human.stdout).toMatch(/^Status\s+COMPLETED$/m);
+      expect(human.stdout).toMatch(/^Metadata\s+team=infra$/m);
+      expect(human.stdout).toContain('"greeting": "hello later"');
+      expect(human.stdout).toMatch(/^Duration\s+\d/m);
+
+      const json = await taskjet(["trigger", "hello", "--json", "--run-id", "my-run-1", ...at(namespace)]);
+      expect(json.code).toBe(0);
+      expect(JSON.parse(json.stdout)).toEqual({ runId: "my-run-1", task: "hello", namespace });
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
+  it("trigger - a task no worker has is accepted and stays QUEUED", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    try {
+      const res = await taskjet(["trigger", "nobody-runs-this", ...at(namespace)]);
+      expect(res.code).toBe(0);
+      const runId = res.stdout.trim();
+      expect((await runState(namespace, runId)).status).toBe("QUEUED");
+      const human = await taskjet(["runs", "get", runId, ...at(namespace)]);
+      expect(human.stdout).toMatch(/^Status\s+QUEUED$/m);
+
+      const waited = await taskjet(["trigger", "nobody-runs-this", "--wait", "--timeout", "300ms", ...at(namespace)]);
+      expect(waited.code).toBe(1);
+      expect(waited.stderr).toMatch(/is still QUEUED after 300 ms/);
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  it("runs list - --status filters runs", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await helloWorker(namespace);
+    try {
+      const done = JSON.parse((await taskjet(["trigger", "hello", "--wait", "--json", ...at(namespace)])).stdout) as {
+        runId: string;
+      };
+      const queued = (await taskjet(["trigger", "nobody-runs-this", ...at(namespace)])).stdout.trim();
+      const ids = async (...flags: string[]) => {
+        const res = await taskjet(["runs", "list", "--json", ...flags, ...at(namespace)]);
+        expect(res.code).toBe(0);
+        return (JSON.parse(res.stdout) as { runId: string }[]).map((r) => r.runId);
+      };
+      // The list reads the projection, which trails the log by a flush window.
+      await eventually(async () => ((await ids()).length === 2 ? true : undefined));
+      expect(await ids("--status", "COMPLETED")).toEqual([done.runId]);
+      expect(await ids("--status", "queued")).toEqual([queued]);
+      expect((await ids("--status", "QUEUED,COMPLETED")).sort()).toEqual([done.runId, queued].sort());
+      expect(await ids("--status", "FAILED")).toEqual([]);
+      expect(await ids("--task", "hello")).toEqual([done.runId]);
+
+      const table = await taskjet(["runs", "list", "--status", "COMPLETED", ...at(namespace)]);
+      expect(table.code).toBe(0);
+      const lines = table.stdout.trim().split("\n");
+      expect(lines[0]).toMatch(/^RUN ID\s+TASK\s+STATUS\s+CREATED\s+DURATION$/);
+      expect(lines.slice(1)).toHaveLength(1);
+      expect(lines[1]).toMatch(new RegExp(`^${done.runId}\\s+hello\\s+COMPLETED\\s+\\d{4}-\\d\\d-\\d\\dT`));
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
+  it("runs list - a bad --status is a usage error listing the allowed ones", async () => {
+    const res = await taskjet(["runs", "list", "--status", "DONE", ...at("unused")]);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain("'DONE'");
+    expect(res.stderr).toContain("QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED");
+  });
+
+  it("runs history - shows RunCreated, TaskStarted, TaskCompleted in order, and --json lines parse", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await helloWorker(namespace);
+    try {
+      const { runId } = JSON.parse(
+        (await taskjet(["trigger", "hello", "--wait", "--json", "-i", '{"name":"h"}', ...at(namespace)])).stdout,
+      ) as { runId: string };
+
+      const res = await taskjet(["runs", "history", runId, ...at(namespace)]);
+      expect(res.code).toBe(0);
+      const [header, ...rows] = res.stdout.trim().split("\n");
+      expect(header).toMatch(/^SEQ\s+TIME \(UTC\)\s+DELTA\s+EVENT\s+TASK\/ATTEMPT\s+WORKER\s+DETAILS$/);
+      const cells = rows.map((r) => r.split(/\s{2,}/));
+      expect(cells.map((c) => c[3])).toEqual(["RunCreated", "TaskStarted", "TaskCompleted"]);
+      const seqs = cells.map((c) => Number(c[0]));
+      expect(seqs.every((s, i) => Number.isInteger(s) && (i === 0 || s > (seqs[i - 1] as number)))).toBe(true);
+      for (const c of cells) expect(c[1]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      expect(cells.map((c) => c[2]?.startsWith("+"))).toEqual([true, true, true]);
+      expect(cells[1]?.[4]).toBe("hello/0");
+      expect(cells[1]?.[5]).toBe("cli-test");
+      expect(cells[2]?.[6]).toMatch(/^output \d+ B$/);
+
+      const json = await taskjet(["runs", "history", runId, "--json", ...at(namespace)]);
+      expect(json.code).toBe(0);
+      const entries = json.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { seq: number; time: string; event: { type: string; runId: string } });
+      expect(entries.map((e) => e.event.type)).toEqual(["RunCreated", "TaskStarted", "TaskCompleted"]);
+      expect(entries.map((e) => e.seq)).toEqual(seqs);
+      expect(entries.every((e) => e.event.runId === runId && !Number.isNaN(Date.parse(e.time)))).toBe(true);
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
+  it("trigger - invalid --input JSON exits 2 naming the flag and the value", async () => {
+    const res = await taskjet(["trigger", "hello", "--input", "{not json", ...at("unused")]);
+    expect(res.code).toBe(2);
+    expect(res.stdout).toBe("");
+    expect(res.stderr).toContain("--input");
+    expect(res.stderr).toContain("{not json");
+
+    const array = await taskjet(["trigger", "hello", "--input", "[1,2]", ...at("unused")]);
+    expect(array.code).toBe(2);
+    expect(array.stderr).toContain("JSON object");
+  });
+
+  it("cli - an unknown flag or command exits 2", async () => {
+    const flag = await taskjet(["runs", "list", "--no-such-flag", ...at("unused")]);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toContain("unknown option '--no-such-flag'");
+    const command = await taskjet(["no-such-command"]);
+    expect(command.code).toBe(2);
+    const help = await taskjet(["--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("trigger");
+  });
+
+  it("runs get - an unknown id exits 1 with not found", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    try {
+      const res = await taskjet(["runs", "get", "no-such-run", ...at(namespace)]);
+      expect(res.code).toBe(1);
+      expect(res.stderr).toBe("error: run no-such-run not found\n");
+      const history = await taskjet(["runs", "history", "no-such-run", ...at(namespace)]);
+      expect(history.code).toBe(1);
+      expect(history.stderr).toContain("not found");
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  it("cli - TASKJET_NATS_URL and TASKJET_NAMESPACE are used without flags", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    try {
+      const env = { TASKJET_NATS_URL: nats.url, TASKJET_NAMESPACE: namespace };
+      const res = await taskjet(["trigger", "nobody-runs-this", "--json"], { env });
+      expect(res.code).toBe(0);
+      expect((JSON.parse(res.stdout) as { namespace: string }).namespace).toBe(namespace);
+      const bad = await taskjet(["runs", "list"], { env: { ...env, TASKJET_NAMESPACE: "bad ns" } });
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain("TASKJET_NAMESPACE");
+    } finally {
+      await engine.stop();
+    }
+  });
+});
+
+describe("cli dev", () => {
+  it("dev - serves the example worker until SIGINT, then stops nats-server and exits 0", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tj-dev-"));
+    const port = await freePort();
+    const child = spawn(process.execPath, [BIN, "dev", "--port", String(port), "--dir", dir, "--example"], {
+      cwd,
+      env: childEnv(),
+      stdio: "pipe",
+    });
+    const exit = collect(child, 45_000, ["dev"]);
+    try {
+      const devFile = join(dir, "dev.json");
+      const info = await eventually(
+        async () => {
+          if (child.exitCode !== null) throw new Error(`taskjet dev exited with ${child.exitCode}`);
+          return existsSync(devFile)
+            ? (JSON.parse(await readFile(devFile, "utf8")) as { url: string; pid: number; namespace: string })
+            : undefined;
+        },
+        20_000,
+        "dev.json",
+      );
+      expect(info.url).toBe(`nats://127.0.0.1:${port}`);
+      expect(info.namespace).toBe("default");
+      expect(isAlive(info.pid)).toBe(true);
+
+      const res = await taskjet(["trigger", "hello", "--input", '{"name":"dev"}', "--wait", "--nats", info.url]);
+      expect(res.stderr).toBe("");
+      expect(res.code).toBe(0);
+      expect(JSON.parse(res.stdout)).toEqual({ greeting: "hello, dev!" });
+
+      child.kill("SIGINT");
+      const result = await exit;
+      expect(result.stderr).toBe("");
+      expect(result.code).toBe(0);
+      expect(result.stdout).toContain("taskjet dev is ready");
+      expect(isAlive(info.pid)).toBe(false);
+      expect(existsSync(devFile)).toBe(false);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exit.catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("dev - without nats-server exits 1 and says how to install it", async () => {
+    const res = await taskjet(["dev", "--dir", join(cwd, "no-server")], {
+      env: { TASKJET_NATS_SERVER_BIN: join(cwd, "no-such-nats-server") },
+    });
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain("nats-server not found");
+    expect(res.stderr).toContain("sudo apt-get install -y nats-server");
+    expect(res.stderr).toContain("https://github.com/nats-io/nats-server/releases");
+  });
+});
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** A loopback port nothing listens on right now. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}

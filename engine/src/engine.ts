@@ -34,8 +34,11 @@ class NamespaceRuntime {
   private readonly scheduler: Scheduler;
   private readonly registry: WorkerRegistry;
 
+  private readonly log: Logger;
+
   constructor(ns: string, js: JetStreamClient, jsm: JetStreamManager, kvs: Kvs, config: EngineConfig, log: Logger) {
     const nsLog = log.child({ ns });
+    this.log = nsLog.child({ module: "engine" });
     const dispatcher = new Dispatcher({
       js,
       jsm,
@@ -70,6 +73,7 @@ class NamespaceRuntime {
 
   async start(): Promise<void> {
     await this.registry.start();
+    this.log.debug({}, "workers loaded");
     await this.projector.start();
     this.scheduler.recover();
   }
@@ -93,7 +97,8 @@ type Kvs = { runs: Awaited<ReturnType<Kvm["open"]>>; workers: Awaited<ReturnType
  */
 export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps = {}): Engine {
   const config = resolveEngineConfig(options);
-  const log = (deps.logger ?? pino({ level: config.logLevel })).child({ module: "engine" });
+  const baseLog = deps.logger ?? pino({ level: config.logLevel });
+  const log = baseLog.child({ module: "engine" });
   let nc: NatsConnection | undefined;
   let runtimes: NamespaceRuntime[] = [];
   let state: "new" | "started" | "stopped" = "new";
@@ -103,14 +108,20 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
     async start() {
       if (state !== "new") throw new Error(`engine already ${state}`);
       state = "started";
-      nc = deps.connection ?? (await connectNats(config.servers, "taskjet-engine"));
-      const js = jetstream(nc);
-      const jsm = await jetstreamManager(nc);
-      await provision(nc, jsm, config, log);
-      const kvm = new Kvm(nc);
-      const kvs: Kvs = { runs: await kvm.open(Buckets.runs), workers: await kvm.open(Buckets.workers) };
-      runtimes = config.namespaces.map((ns) => new NamespaceRuntime(ns, js, jsm, kvs, config, log));
-      for (const rt of runtimes) await rt.start();
+      try {
+        nc = deps.connection ?? (await connectNats(config.servers, "taskjet-engine"));
+        const js = jetstream(nc);
+        const jsm = await jetstreamManager(nc);
+        await provision(nc, jsm, config, log);
+        log.debug({}, "streams and buckets ready");
+        const kvm = new Kvm(nc);
+        const kvs: Kvs = { runs: await kvm.open(Buckets.runs), workers: await kvm.open(Buckets.workers) };
+        runtimes = config.namespaces.map((ns) => new NamespaceRuntime(ns, js, jsm, kvs, config, baseLog));
+        for (const rt of runtimes) await rt.start();
+      } catch (err) {
+        await this.stop();
+        throw err;
+      }
       log.info({ servers: config.servers, namespaces: config.namespaces }, "engine started");
     },
     async stop() {

@@ -12,7 +12,7 @@ import {
   type RunState,
   ValidationError,
 } from "@taskjet/schemas";
-import { ulid } from "ulid";
+import { monotonicFactory } from "ulid";
 import { appendEvent } from "./append.js";
 import { type ClientConfig, type ClientOptions, resolveClientConfig } from "./config.js";
 import { type Connection, openConnection } from "./connection.js";
@@ -21,6 +21,9 @@ import { RunsClient } from "./runs.js";
 import { type JsonObject, TaskDeclaration, type TaskOptions, type Triggers } from "./task.js";
 import { RunWaiter } from "./waiter.js";
 import { Worker, type WorkerOptions } from "./worker/worker.js";
+
+/** Run ids increase within a process, so runs created in one millisecond keep their order. */
+const ulid = monotonicFactory();
 
 /**
  * The Taskjet client: declares tasks, starts workers, triggers and reads runs.

@@ -1,6 +1,6 @@
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { ConnectionError } from "@taskjet/schemas";
+import { ConnectionError, NotProvisionedError } from "@taskjet/schemas";
 
 /** Room left in a message for the envelope around an input or output. */
 export const ENVELOPE_BYTES = 8 * 1024;
@@ -29,4 +29,14 @@ export async function openConnection(servers: string[], name: string, maxPayload
   const jsm = await jetstreamManager(nc, { checkAPI: false });
   const serverMax = nc.info?.max_payload ?? maxPayloadBytes + ENVELOPE_BYTES;
   return { nc, js, jsm, payloadLimit: Math.min(maxPayloadBytes, serverMax - ENVELOPE_BYTES) };
+}
+
+/** Turns the server's "stream not found" into NotProvisionedError (no engine has started against this NATS). */
+export function withProvisioningHint(conn: Connection, stream: string): (err: unknown) => never {
+  return (err) => {
+    if (err instanceof Error && /stream not found/i.test(err.message)) {
+      throw new NotProvisionedError(stream, [conn.nc.getServer()]);
+    }
+    throw err;
+  };
 }

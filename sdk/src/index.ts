@@ -6,6 +6,7 @@ export {
   NotProvisionedError,
   PayloadTooLargeError,
   type RecordedError,
+  RUN_STATUS_VALUES,
   RunNotFoundError,
   type RunOptions,
   RunRejectedError,
@@ -17,6 +18,7 @@ export {
   TaskRunError,
   type TaskRunState,
   ValidationError,
+  WaitTimeoutError,
 } from "@taskjet/schemas";
 export { Taskjet } from "./client.js";
 export { type ClientOptions, DEFAULT_NATS_URL } from "./config.js";

@@ -22,7 +22,8 @@ export async function* readStream(
   });
   try {
     if (!options.follow && (await consumer.info(true)).num_pending === 0) return;
-    const messages = await consumer.consume({ max_messages: 1000 });
+    // Short pulls: a lost pull (server busy, leader change) is noticed when it expires, not after 30 s.
+    const messages = await consumer.consume({ max_messages: 1000, expires: 2000 });
     for await (const m of messages) {
       yield m;
       if (options.follow ? options.until?.(m) : m.info.pending === 0) break;

@@ -1,4 +1,12 @@
-import { RunRejectedError, type RunState, type RunStatus, RunStatuses, TaskRunError } from "@taskjet/schemas";
+import {
+  RunRejectedError,
+  type RunState,
+  type RunStatus,
+  RunStatuses,
+  TaskRunError,
+  ValidationError,
+  WaitTimeoutError,
+} from "@taskjet/schemas";
 
 /** Turns a final run state into the caller's result: the output, or a typed error carrying the task's error. */
 export function outcome<O>(state: RunState): O {
@@ -21,9 +29,25 @@ export class RunRef<O = Record<string, unknown>> {
     private readonly read: () => Promise<RunState>,
   ) {}
 
-  /** Waits for the run to finish: its output, or a TaskRunError carrying the task's error. */
-  async result(): Promise<O> {
-    return outcome<O>(await this.wait());
+  /**
+   * Waits for the run to finish: its output, or a TaskRunError carrying the task's error.
+   * @param options.timeoutMs give up after this long with a WaitTimeoutError (the run goes on)
+   */
+  async result(options: { timeoutMs?: number } = {}): Promise<O> {
+    const { timeoutMs } = options;
+    if (timeoutMs === undefined) return outcome<O>(await this.wait());
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+      throw new ValidationError([{ path: "timeoutMs", message: `must be a positive number, got ${timeoutMs}` }]);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new WaitTimeoutError(`run ${this.runId}`, timeoutMs)), timeoutMs);
+    });
+    try {
+      return outcome<O>(await Promise.race([this.wait(), expired]));
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** The run's current status. */

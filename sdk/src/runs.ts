@@ -13,7 +13,7 @@ import {
   subjects,
   ValidationError,
 } from "@taskjet/schemas";
-import type { Connection } from "./connection.js";
+import { type Connection, withProvisioningHint } from "./connection.js";
 import { type HistoryEntry, readHistory } from "./history.js";
 import { readStream } from "./read-stream.js";
 
@@ -47,8 +47,8 @@ export class RunsClient {
     checkToken(runId, "runId");
     const [entry, last] = await Promise.all([
       this.bucket().then((kv) => kv.get(keys.run(this.ns, runId))),
-      this.conn.jsm.direct.getMessage(Streams.history, { last_by_subj: subjects.history(this.ns, runId) }),
-    ]);
+      this.lastMessage(runId),
+    ]).catch(withProvisioningHint(this.conn, Streams.history));
     let state = entry?.operation === "PUT" && entry.length > 0 ? entry.json<RunState>() : undefined;
     if (last && (!state || state.lastSeq < last.seq)) {
       for await (const e of readHistory(this.conn.js, this.ns, runId, { fromSeq: (state?.lastSeq ?? 0) + 1 })) {
@@ -76,17 +76,19 @@ export class RunsClient {
         ]);
       }
     }
-    await this.bucket();
     const out: RunState[] = [];
     const filter = `$KV.${Buckets.runs}.${keys.runsOf(this.ns)}`;
-    for await (const m of readStream(this.conn.js, `KV_${Buckets.runs}`, filter, "lastPerSubject")) {
+    const stream = `KV_${Buckets.runs}`;
+    await this.conn.jsm.streams.info(stream).catch(withProvisioningHint(this.conn, stream));
+    for await (const m of readStream(this.conn.js, stream, filter, "lastPerSubject")) {
       if (m.data.length === 0) continue;
       const state = JSON.parse(decoder.decode(m.data)) as RunState;
       if (statuses && !statuses.includes(state.status)) continue;
       if (taskName && state.workflowName !== taskName && !state.tasks.some((t) => t.taskName === taskName)) continue;
       out.push(state);
     }
-    out.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+    // Newest first; run ids break ties within a millisecond (ULIDs sort by creation).
+    out.sort((a, b) => (a.createdAt === b.createdAt ? cmp(b.runId, a.runId) : cmp(b.createdAt, a.createdAt)));
     return out.slice(0, limit);
   }
 
@@ -114,8 +116,16 @@ export class RunsClient {
     });
   }
 
+  private lastMessage(runId: string) {
+    return this.conn.jsm.direct.getMessage(Streams.history, { last_by_subj: subjects.history(this.ns, runId) });
+  }
+
   private bucket(): Promise<KV> {
     this.kv ??= new Kvm(this.conn.nc).open(Buckets.runs);
     return this.kv;
   }
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

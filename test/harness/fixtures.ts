@@ -7,7 +7,14 @@ import { type NatsServer, startNatsServer } from "./nats-server.js";
 /** Every engine and client a test opened, so a leak fails the test that made it. */
 const open = new Map<object, { what: string; close: () => Promise<void> }>();
 
-afterEach(async () => {
+/** Log lines of the running test, printed only if it fails. */
+const logLines: string[] = [];
+
+afterEach(async (ctx) => {
+  if (ctx.task.result?.state === "fail" && logLines.length > 0) {
+    process.stderr.write(`--- last log lines of "${ctx.task.name}" ---\n${logLines.slice(-300).join("")}\n`);
+  }
+  logLines.length = 0;
   const leaked = [...open.values()];
   open.clear();
   await Promise.allSettled(leaked.map((l) => l.close()));
@@ -40,9 +47,17 @@ export function uniqueNamespace(prefix = "t"): string {
   return `${prefix}${Math.random().toString(36).slice(2, 10)}`;
 }
 
-/** Test logger: quiet unless TASKJET_TEST_LOG is set. */
+/** Test logger: kept in memory and printed when the test fails (level TASKJET_TEST_LOG, default debug). */
 export function testLogger() {
-  return pino({ level: process.env.TASKJET_TEST_LOG ?? "silent" });
+  return pino(
+    { level: process.env.TASKJET_TEST_LOG ?? "debug" },
+    {
+      write(line: string) {
+        logLines.push(line);
+        if (logLines.length > 5000) logLines.splice(0, 1000);
+      },
+    },
+  );
 }
 
 /** Starts an engine; the test must stop it. */

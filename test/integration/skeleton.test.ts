@@ -10,8 +10,8 @@ import {
   ValidationError,
 } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
-import { startNatsServer } from "../harness/nats-server.js";
 import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import { startNatsServer } from "../harness/nats-server.js";
 
 const nats = useNatsServer();
 
@@ -50,7 +50,7 @@ describe("skeleton", () => {
         return w;
       }),
     );
-    const trigger = client.task({ name: "count", fn: async () => ({}) });
+    const trigger = client.task({ name: "count", fn: async (input: { i: number }) => ({ i: input.i }) });
     const refs = await Promise.all(Array.from({ length: 1000 }, (_, i) => trigger.runNoWait({ i })));
     const outputs = await Promise.all(refs.map((r) => r.result()));
     expect(outputs.map((o) => o.i)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
@@ -212,7 +212,9 @@ describe("skeleton", () => {
     // Nothing half-created: the log did not move.
     expect(await historyMessages(nats.url)).toBe(before);
     // Just under the limit is fine end to end.
-    const worker = await tj.worker("w", { workflows: [tj.task({ name: "echo", fn: async (i: Record<string, unknown>) => i })] });
+    const worker = await tj.worker("w", {
+      workflows: [tj.task({ name: "echo", fn: async (i: Record<string, unknown>) => i })],
+    });
     await worker.start();
     const payload = { blob: "y".repeat(1024 * 1024 - 20) };
     const out = (await tj.run("echo", payload)) as { blob: string };

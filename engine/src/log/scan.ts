@@ -20,7 +20,8 @@ export async function scan(
   try {
     const info = await consumer.info(true);
     if (info.num_pending === 0) return;
-    const messages = await consumer.consume({ max_messages: 1000 });
+    // Short pulls: a lost pull (server busy, leader change) is noticed when it expires, not after 30 s.
+    const messages = await consumer.consume({ max_messages: 1000, expires: 2000 });
     for await (const m of messages) {
       onMessage(m);
       if (m.info.pending === 0) break;

@@ -14,12 +14,15 @@ describe("worker", () => {
       warn: (o: object, m?: string) => lines.push({ ...o, msg: m }),
       error: (o: object, m?: string) => lines.push({ ...o, msg: m }),
       child(bindings: Record<string, unknown>) {
-        const parent = this;
-        const wrap =
-          (level: "debug" | "info" | "warn" | "error") =>
-          (o: object, m?: string) =>
-            parent[level]({ ...bindings, ...o }, m);
-        return { debug: wrap("debug"), info: wrap("info"), warn: wrap("warn"), error: wrap("error"), child: parent.child };
+        const wrap = (level: "debug" | "info" | "warn" | "error") => (o: object, m?: string) =>
+          this[level]({ ...bindings, ...o }, m);
+        return {
+          debug: wrap("debug"),
+          info: wrap("info"),
+          warn: wrap("warn"),
+          error: wrap("error"),
+          child: this.child,
+        };
       },
     };
     const tj = await connectClient(nats.url, { namespace, logger: capture });
@@ -56,7 +59,13 @@ describe("worker", () => {
       metadata: { user: "u1" },
     });
     const line = lines.find((l) => l.msg === "hello from the task");
-    expect(line).toMatchObject({ runId: ref.runId, taskRunId: `${ref.runId}-0`, attempt: 0, workerId: worker.id, n: 1 });
+    expect(line).toMatchObject({
+      runId: ref.runId,
+      taskRunId: `${ref.runId}-0`,
+      attempt: 0,
+      workerId: worker.id,
+      n: 1,
+    });
     await tj.close();
     await engine.stop();
   });

@@ -1,0 +1,119 @@
+/**
+ * The child side of a benchmark process: answers the orchestrator's IPC requests `{ id, cmd, ...args }` with
+ * `{ id, ok, result | error }`, and offers what every process reports: CPU time, event-loop utilisation, a CPU
+ * profile of one phase, and (opt-in) a count of what it publishes, by kind of subject.
+ */
+import { writeFile } from "node:fs/promises";
+import { Session } from "node:inspector/promises";
+import { performance } from "node:perf_hooks";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { applyWhatIf } from "./whatif.js";
+
+export type Handler = (args: Record<string, unknown>) => unknown;
+
+export interface CpuSnapshot {
+  userUs: number;
+  systemUs: number;
+  elu: { idle: number; active: number; utilization: number };
+  /** NATS connection counters (messages and bytes in and out), summed over the process's connections. */
+  nats: { inMsgs: number; outMsgs: number; inBytes: number; outBytes: number };
+}
+
+const whatIf = applyWhatIf(process.env.TJ_BENCH_WHATIF);
+const connections: NatsConnection[] = [];
+const ops = new Map<string, number>();
+let session: Session | undefined;
+
+/** Takes part in the process's reports (`nc.stats()`), and with `countOps` counts every publish by subject kind. */
+export function watchConnection(nc: NatsConnection, countOps: boolean): void {
+  connections.push(nc);
+  if (!countOps) return;
+  // Every outgoing message (publishes, requests, pulls, acks) goes through protocol.publish.
+  const protocol = (nc as unknown as { protocol: { publish: (subject: string, ...rest: unknown[]) => unknown } })
+    .protocol;
+  const publish = protocol.publish.bind(protocol);
+  protocol.publish = (subject: string, ...rest: unknown[]) => {
+    const kind = subjectKind(subject);
+    ops.set(kind, (ops.get(kind) ?? 0) + 1);
+    return publish(subject, ...rest);
+  };
+}
+
+/** Collapses ids out of a subject: `tj.<ns>.hist.<runId>` → `tj.*.hist`, `$JS.API.CONSUMER.INFO.S.C` → `$JS.API.CONSUMER.INFO`. */
+export function subjectKind(subject: string): string {
+  const t = subject.split(".");
+  if (t[0] === "tj") return `tj.*.${t[2]}`;
+  if (t[0] === "$KV") return `$KV.${t[1]}`;
+  if (t[0] === "$JS" && t[1] === "ACK") return "$JS.ACK";
+  if (t[0] === "$JS" && t[1] === "FC") return "$JS.FC";
+  if (t[0] === "$JS" && t[1] === "API") {
+    if (t[2] === "DIRECT") return `$JS.API.DIRECT.GET.${t[4]}`;
+    if (t[2] === "CONSUMER" && t[3] === "MSG") return `$JS.API.CONSUMER.MSG.NEXT.${t[5]}`;
+    return t.slice(0, 4).join(".");
+  }
+  if (t[0]?.startsWith("_INBOX")) return "_INBOX";
+  return t.slice(0, 2).join(".");
+}
+
+function snapshot(): CpuSnapshot {
+  const cpu = process.cpuUsage();
+  const elu = performance.eventLoopUtilization();
+  const nats = { inMsgs: 0, outMsgs: 0, inBytes: 0, outBytes: 0 };
+  for (const nc of connections) {
+    const s = nc.stats();
+    nats.inMsgs += s.inMsgs;
+    nats.outMsgs += s.outMsgs;
+    nats.inBytes += s.inBytes;
+    nats.outBytes += s.outBytes;
+  }
+  return { userUs: cpu.user, systemUs: cpu.system, elu, nats };
+}
+
+const common: Record<string, Handler> = {
+  cpu: () => snapshot(),
+  exit: () => true,
+  ops: () => Object.fromEntries(ops),
+  async profStart(args) {
+    session = new Session();
+    session.connect();
+    await session.post("Profiler.enable");
+    await session.post("Profiler.setSamplingInterval", { interval: Number(args.intervalUs ?? 500) });
+    await session.post("Profiler.start");
+    return true;
+  },
+  async profStop(args) {
+    if (!session) return false;
+    const { profile } = await session.post("Profiler.stop");
+    session.disconnect();
+    session = undefined;
+    await writeFile(String(args.file), JSON.stringify(profile));
+    return args.file;
+  },
+};
+
+/** Serves IPC requests until `exit`; a process whose parent is gone exits too (no orphans). */
+export function serve(handlers: Record<string, Handler>): void {
+  if (!process.send) throw new Error("run me from throughput.ts (needs an IPC channel)");
+  const all = { ...common, ...handlers };
+  process.on("disconnect", () => process.exit(2));
+  process.on("message", (msg: { id: number; cmd: string; args?: Record<string, unknown> }) => {
+    const handler = all[msg.cmd];
+    Promise.resolve()
+      .then(() => {
+        if (!handler) throw new Error(`unknown command ${msg.cmd}`);
+        return handler(msg.args ?? {});
+      })
+      .then(
+        (result) => ({ id: msg.id, ok: true, result }),
+        (err: unknown) => ({ id: msg.id, ok: false, error: String((err as Error)?.stack ?? err) }),
+      )
+      .then((reply) => {
+        // exit only once the reply is flushed; the CPU profile of `--cpu-prof` is written on a normal exit
+        process.send?.(reply, undefined, {}, () => {
+          if (msg.cmd === "exit") process.exit(0);
+        });
+      })
+      .catch(() => process.exit(3));
+  });
+  process.send({ ready: true, whatIf });
+}

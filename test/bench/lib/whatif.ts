@@ -1,0 +1,56 @@
+/**
+ * "What if" switches for measuring a suggested fix before anyone makes it: applied at runtime inside the benchmark
+ * processes only (env `TJ_BENCH_WHATIF`, comma-separated), never in the packages.
+ *
+ * - `cancel`: nats-core 3.4.0 `RequestOne.cancel()` builds `new RequestError("cancelled")` (an Error with a captured
+ *   stack) after EVERY request, even one already answered and even with `noAsyncTraces`; here it reuses one instance.
+ * - `ulid`: `ulid()` 3.0.2 re-detects its PRNG per call and asks `crypto.getRandomValues` for ONE byte per character
+ *   (16 native calls per id); here 1-byte requests are served from a 8 KiB pool filled by the same CSPRNG.
+ */
+import { randomFillSync } from "node:crypto";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+
+export function applyWhatIf(spec: string | undefined): string[] {
+  const applied: string[] = [];
+  for (const what of (spec ?? "").split(",").filter(Boolean)) {
+    if (what === "cancel") patchRequestCancel();
+    else if (what === "ulid") patchRandomBytePool();
+    else throw new Error(`unknown what-if ${what}`);
+    applied.push(what);
+  }
+  return applied;
+}
+
+function patchRequestCancel(): void {
+  const require = createRequire(import.meta.url);
+  const lib = dirname(require.resolve("@nats-io/nats-core")); // the same module instance transport-node uses
+  const { RequestOne } = require(join(lib, "request.js"));
+  const { RequestError } = require(join(lib, "errors.js"));
+  const cancelled = new RequestError("cancelled");
+  RequestOne.prototype.cancel = function cancel(
+    this: { timer?: { cancel(): void }; mux: { cancel(r: unknown): void }; deferred: { reject(e: unknown): void } },
+    err?: Error,
+  ) {
+    this.timer?.cancel();
+    this.mux.cancel(this);
+    this.deferred.reject(err ?? cancelled);
+  };
+}
+
+function patchRandomBytePool(): void {
+  const pool = new Uint8Array(8192);
+  let pos = pool.length;
+  const original = globalThis.crypto.getRandomValues.bind(globalThis.crypto);
+  globalThis.crypto.getRandomValues = (<T extends ArrayBufferView | null>(array: T): T => {
+    if (array instanceof Uint8Array && array.length === 1) {
+      if (pos >= pool.length) {
+        randomFillSync(pool);
+        pos = 0;
+      }
+      array[0] = pool[pos++] as number;
+      return array;
+    }
+    return original(array as Parameters<typeof original>[0]) as unknown as T;
+  }) as typeof globalThis.crypto.getRandomValues;
+}

@@ -1,0 +1,203 @@
+"use strict";
+// Taskjet adapter for the shared peer benchmark (/work/shared/peers, contract at the top of lib/driver.js).
+//
+//   SETS="bullmq-aof" EXTRA=/work/main/test/bench/peers/bench-taskjet.js \
+//     EXTRA_ARGS="--tests=enqueue_bulk,enqueue_seq,e2e50,e2e200,lat50" REPS=1 /work/shared/peers/run-all.sh
+//
+// Uses the built packages (/work/main/{sdk,engine}/dist: run `npm run build` first) against $NATS_URL.
+// Processes: the driver (producer: Taskjet client), the driver's forked worker child (Taskjet worker), and the engine
+// in a child process of its own, started per test with the test's queue name as its namespace (so every test starts
+// from a fresh namespace and fresh engine memory, as the peers start from an emptied store). Node runs with default
+// flags everywhere, like the peers.
+//
+// Mapping: enqueueOne = tj.runNoWait (returns once RunCreated is stored); enqueueBulk = runNoWait for each job of the
+// chunk, pipelined (the SDK has no bulk call yet); countDone = distinct runs whose TaskCompleted the producer has read
+// from the stream (one ordered consumer per test over the namespace's history subjects); waitDone = resolved by that
+// same reader (opt.wait=stream, default; like BullMQ's shared QueueEvents) or by the SDK's ref.result()
+// (opt.wait=ref: re-reads the run's history, then listens). No retries exist yet: leave retry50 out of --tests.
+const path = require("node:path");
+const { spawn } = require("node:child_process");
+const { pathToFileURL } = require("node:url");
+const { main } = require(process.env.PEERS_DRIVER || "/work/shared/peers/lib/driver.js");
+
+const ROOT = path.resolve(__dirname, "..", "..", "..");
+const fromRoot = (id) => require(require.resolve(id, { paths: [ROOT] }));
+const importDist = (pkg) => import(pathToFileURL(path.join(ROOT, pkg, "dist", "index.js")).href);
+const NATS_URL = process.env.NATS_URL || "nats://127.0.0.1:14222";
+const TASK = "noop";
+const STREAMS = ["TJ_HISTORY", "TJ_ASSIGN", "KV_TJ_RUNS", "KV_TJ_WORKERS", "KV_TJ_DEFS"];
+
+/** The engine child (`--tj-engine <ns>`): one engine for the test's namespace, stopped over IPC. */
+async function engineMain(ns) {
+  const { createEngine } = await importDist("engine");
+  const engine = createEngine({ servers: [NATS_URL], namespaces: [ns], logLevel: "warn" });
+  await engine.start();
+  process.on("disconnect", () => process.exit(2));
+  process.on("message", (m) => {
+    if (m === "stop")
+      engine.stop().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+  });
+  process.send("ready");
+}
+
+let admin; // { nc, jsm } for purges
+let engineChild;
+let tj; // producer client of the current test
+let reader; // the producer's completion reader of the current test
+let waitMode = "stream";
+
+function startEngine(ns) {
+  const child = spawn(process.execPath, [__filename, "--tj-engine", ns], {
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+    env: process.env,
+  });
+  const exited = new Promise((r) => child.once("exit", r));
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error("engine did not start within 30 s")), 30000);
+    child.once("message", () => {
+      clearTimeout(t);
+      resolve({ child, exited });
+    });
+    exited.then(
+      (code) => reject(new Error(`engine exited with ${code}`)),
+      () => undefined,
+    );
+  });
+}
+
+async function stopEngine() {
+  if (!engineChild) return;
+  const { child, exited } = engineChild;
+  engineChild = undefined;
+  child.send("stop");
+  const t = setTimeout(() => child.kill("SIGKILL"), 15000);
+  await exited;
+  clearTimeout(t);
+}
+
+/** Distinct runs whose TaskCompleted is in the stream, read by one ordered consumer; resolves waiters by run id. */
+async function startReader(ns) {
+  const { DeliverPolicy } = fromRoot("@nats-io/jetstream");
+  const consumer = await tj.connection.js.consumers.get("TJ_HISTORY", {
+    filter_subjects: `tj.${ns}.hist.*`,
+    deliver_policy: DeliverPolicy.New,
+  });
+  const done = new Set();
+  const waiters = new Map();
+  const messages = await consumer.consume({
+    callback: (m) => {
+      const event = m.json();
+      if (event.type !== "TaskCompleted" || done.has(event.runId)) return;
+      done.add(event.runId);
+      const w = waiters.get(event.runId);
+      if (w) {
+        waiters.delete(event.runId);
+        w.resolve();
+      }
+    },
+  });
+  return {
+    done,
+    wait(runId) {
+      if (done.has(runId)) return Promise.resolve();
+      return new Promise((resolve, reject) => waiters.set(runId, { resolve, reject }));
+    },
+    abort() {
+      for (const w of waiters.values()) w.reject(new Error("aborted"));
+      waiters.clear();
+    },
+    stop: () => messages.close(),
+  };
+}
+
+const adapter = {
+  name: "taskjet",
+  version: require(path.join(ROOT, "sdk", "package.json")).version,
+  describe: (c) => ({
+    backend: "nats-server 2.9.10 JetStream (file store, R1, default sync_interval 2 min), one engine process",
+    worker: "tj.worker(slots = c), no-op task returning {}",
+    enqueue: "runNoWait per job, chunks of 1,000 pipelined (no bulk API yet)",
+    runAndWait: `${c.opts?.wait || "stream"}: ${
+      c.opts?.wait === "ref"
+        ? "SDK ref.result() (re-reads the run's history, then listens)"
+        : "one ordered consumer per test over the namespace's history, resolving waiters by run id"
+    }`,
+    node: "default flags",
+  }),
+
+  async init(c) {
+    waitMode = c.opts?.wait || "stream";
+    const { connect } = fromRoot("@nats-io/transport-node");
+    const { jetstreamManager } = fromRoot("@nats-io/jetstream");
+    const nc = await connect({ servers: NATS_URL, name: "bench-admin", noAsyncTraces: true });
+    admin = { nc, jsm: await jetstreamManager(nc) };
+  },
+  async reset() {
+    for (const s of STREAMS) await admin.jsm.streams.purge(s).catch(() => undefined); // absent before the 1st engine
+  },
+  async prepare(queue) {
+    await stopEngine();
+    engineChild = await startEngine(queue);
+    const { Taskjet } = await importDist("sdk");
+    tj = await Taskjet.connect({ servers: NATS_URL, namespace: queue, name: "bench-producer" });
+    reader = await startReader(queue);
+  },
+  async enqueueOne(data) {
+    return tj.runNoWait(TASK, data);
+  },
+  async enqueueBulk(datas) {
+    return Promise.all(datas.map((d) => tj.runNoWait(TASK, d)));
+  },
+  waitDone(ref) {
+    return waitMode === "ref" ? ref.result() : reader.wait(ref.runId);
+  },
+  async countDone() {
+    return reader.done.size;
+  },
+  abortWaits() {
+    reader?.abort();
+  },
+  async cleanup() {
+    await reader?.stop();
+    await tj?.close();
+    tj = undefined;
+    reader = undefined;
+    await stopEngine();
+  },
+  async close() {
+    await stopEngine();
+    await admin?.nc.close();
+  },
+
+  // ---- worker side (the driver's forked child)
+  async workerInit() {
+    process.on("disconnect", () => process.exit(2));
+  },
+  async startWorker(queue, concurrency, handle) {
+    const { Taskjet } = await importDist("sdk");
+    const wtj = await Taskjet.connect({ servers: NATS_URL, namespace: queue, name: "bench-worker" });
+    const task = wtj.task({
+      name: TASK,
+      fn: async (input, ctx) => {
+        await handle(input, ctx.workflowRunId());
+        return {};
+      },
+    });
+    const worker = await wtj.worker("bench", { workflows: [task], slots: concurrency });
+    await worker.start();
+    return { stop: () => wtj.close() };
+  },
+  async workerClose() {},
+};
+
+if (process.argv[2] === "--tj-engine") {
+  engineMain(process.argv[3]).catch((err) => {
+    console.error("[taskjet engine]", err);
+    process.exit(1);
+  });
+} else {
+  main(adapter, __filename);
+}

@@ -1,0 +1,178 @@
+/**
+ * Benchmark process: the client. Triggers runs and observes every completion.
+ *
+ * Wait modes (how the client learns a run finished):
+ * - `run`: `tj.run()` per run (the SDK subscribes to the run's subject before appending `RunCreated`);
+ * - `ref`: `tj.runNoWait()`, then `ref.result()` (the SDK re-reads the run's history, then listens);
+ * - `sub`: `tj.runNoWait()` plus ONE wildcard core-NATS subscription on the namespace's history subjects that counts
+ *   `TaskCompleted` per distinct run (not an SDK API: what the design's "one subscription for many waiters" costs).
+ */
+import type { Msg } from "@nats-io/transport-node";
+import { Taskjet } from "@taskjet/sdk";
+import { serve, watchConnection } from "../lib/child.js";
+import { benchInput, nowMs, percentiles } from "../lib/clock.js";
+
+type Mode = "run" | "ref" | "sub";
+
+let tj: Taskjet | undefined;
+let ns = "";
+let taskName = "";
+
+function client(): Taskjet {
+  if (!tj) throw new Error("not connected");
+  return tj;
+}
+
+/** Runs `one(i)` for i < n with exactly `inflight` outstanding (closed loop per lane). */
+async function windowed(n: number, inflight: number, one: (i: number) => Promise<unknown>): Promise<number> {
+  let next = 0;
+  let errors = 0;
+  const lane = async () => {
+    while (next < n) {
+      const i = next++;
+      try {
+        await one(i);
+      } catch (err) {
+        if (errors++ < 3) console.error("[client] run failed:", err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(inflight, n) }, lane));
+  return errors;
+}
+
+/** Counts distinct runs whose `TaskCompleted` was heard on the namespace's history subjects. */
+function completionCounter(target: number): { done: Promise<void>; heard: () => number; stop: () => void } {
+  const decoder = new TextDecoder();
+  const completed = new Set<string>();
+  let resolve: () => void = () => undefined;
+  const done = new Promise<void>((r) => {
+    resolve = r;
+  });
+  const sub = client().connection.nc.subscribe(`tj.${ns}.hist.*`, {
+    callback: (_err: Error | null, msg: Msg) => {
+      const event = JSON.parse(decoder.decode(msg.data)) as { type: string; runId: string };
+      if (event.type !== "TaskCompleted" || completed.has(event.runId)) return;
+      completed.add(event.runId);
+      if (completed.size === target) resolve();
+    },
+  });
+  return { done, heard: () => completed.size, stop: () => sub.unsubscribe() };
+}
+
+async function runOne(mode: Mode, input: Record<string, unknown>): Promise<void> {
+  if (mode === "run") await client().run(taskName, input);
+  else {
+    const ref = await client().runNoWait(taskName, input);
+    if (mode === "ref") await ref.result();
+  }
+}
+
+serve({
+  async connect(args) {
+    ns = String(args.ns);
+    taskName = String(args.task);
+    tj = await Taskjet.connect({ servers: String(args.url), namespace: ns, name: "bench-client" });
+    watchConnection(tj.connection.nc, Boolean(args.countOps));
+    return true;
+  },
+
+  /** `n` runs, `inflight` outstanding; time from the first trigger until the client has seen every completion. */
+  async throughput(args) {
+    const n = Number(args.n);
+    const inflight = Number(args.inflight);
+    const mode = String(args.mode) as Mode;
+    const counter = mode === "sub" ? completionCounter(n) : undefined;
+    if (counter) await client().connection.nc.flush(); // the subscription is in place before the first trigger
+    const t0 = nowMs();
+    const errors = await windowed(n, inflight, (i) => runOne(mode, benchInput(i, false)));
+    const triggeredMs = nowMs() - t0;
+    if (counter) {
+      await Promise.race([counter.done, new Promise((r) => setTimeout(r, 120_000))]);
+      counter.stop();
+    }
+    const ms = nowMs() - t0;
+    const completed = counter ? counter.heard() : n - errors;
+    return { n, inflight, mode, ms, triggeredMs, errors, completed, rate: (completed / ms) * 1000 };
+  },
+
+  /** Plain closed-loop runs (warm-up). */
+  async warm(args) {
+    const errors = await windowed(Number(args.n), Number(args.inflight ?? 50), (i) =>
+      runOne("run", benchInput(i, false)),
+    );
+    return { errors };
+  },
+
+  /**
+   * Open loop: run i is triggered at T0 + i/rate whatever happened before (no coordinated omission). Returns the
+   * trigger timestamps' outcomes: run-and-wait per index, and (mode `ref`) how long `runNoWait` took.
+   */
+  async latency(args) {
+    const rate = Number(args.rate);
+    const n = Math.round(rate * Number(args.seconds));
+    const mode = String(args.mode) as Mode;
+    const period = 1000 / rate;
+    const runAndWait = new Float64Array(n).fill(Number.NaN);
+    const triggerCall = new Float64Array(n).fill(Number.NaN);
+    const pending: Promise<void>[] = [];
+    let errors = 0;
+    let maxLag = 0;
+    const T0 = nowMs() + 5;
+    await new Promise<void>((resolve) => {
+      let i = 0;
+      const tick = () => {
+        const tn = nowMs();
+        while (i < n && T0 + i * period <= tn) {
+          const idx = i++;
+          maxLag = Math.max(maxLag, tn - (T0 + idx * period));
+          const t = nowMs();
+          const input = benchInput(idx, true, t);
+          const p =
+            mode === "run"
+              ? client().run(taskName, input)
+              : client()
+                  .runNoWait(taskName, input)
+                  .then((ref) => {
+                    triggerCall[idx] = nowMs() - t;
+                    return ref.result();
+                  });
+          pending.push(
+            p.then(
+              () => {
+                runAndWait[idx] = nowMs() - t;
+              },
+              (err: unknown) => {
+                if (errors++ < 3) console.error("[client] latency run failed:", err);
+              },
+            ),
+          );
+        }
+        if (i >= n) return resolve();
+        setTimeout(tick, Math.max(0, T0 + i * period - nowMs()));
+      };
+      tick();
+    });
+    const trickleMs = nowMs() - T0;
+    const allDone = await Promise.race([
+      Promise.all(pending).then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 60_000)),
+    ]);
+    return {
+      n,
+      rate,
+      mode,
+      trickleMs,
+      maxScheduleLagMs: maxLag,
+      allDone,
+      errors,
+      runAndWait: percentiles(runAndWait),
+      triggerCall: mode === "run" ? null : percentiles(triggerCall),
+    };
+  },
+
+  async stop() {
+    await tj?.close();
+    return true;
+  },
+});

@@ -20,8 +20,10 @@ export const EngineConfigSchema = z.object({
   eventsMaxAgeMs: positiveMs.default(7 * 24 * 3600_000),
   /** A worker silent this long is gone (the workers bucket TTL). @default 15 s */
   workerTtlMs: positiveMs.default(15_000),
-  /** Projection writes are coalesced over this window. @default 25 ms */
+  /** Projection writes of finished runs are coalesced over this window. @default 25 ms */
   projectionFlushMs: z.number().int().min(0).default(25),
+  /** Unfinished runs are written to the projection only after this long unwritten. @default 1000 ms */
+  projectionActiveDelayMs: z.number().int().min(0).default(1000),
   /** pino level. @default "info" */
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });

@@ -53,6 +53,7 @@ class NamespaceRuntime {
       store: new RunStore(js, kvs.runs, ns),
       log: nsLog.child({ module: "projector" }),
       flushMs: config.projectionFlushMs,
+      activeDelayMs: config.projectionActiveDelayMs,
       onChange: (change) => this.scheduler.onChange(change),
     });
     this.scheduler = new Scheduler({

@@ -1,5 +1,5 @@
-import { ulid } from "ulid";
 import { EventTypes, type TaskjetEvent, type TaskjetEventInput, TaskjetEventSchema } from "./events.js";
+import { newId } from "./ids.js";
 import { zodIssues } from "./validation.js";
 
 const decoder = new TextDecoder();
@@ -42,7 +42,7 @@ export function makeEvent<T extends TaskjetEventInput["type"]>(
   fields: Omit<EventOf<T>, "v" | "id" | "type" | "at">,
   at: Date = new Date(),
 ): EventOf<T> {
-  return { v: 1, id: ulid(), type, at: at.toISOString(), ...fields } as unknown as EventOf<T>;
+  return { v: 1, id: newId(), type, at: at.toISOString(), ...fields } as unknown as EventOf<T>;
 }
 
 /** Dedup id (`Nats-Msg-Id`) of an event: retries of the same append collapse into one message. */

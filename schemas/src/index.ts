@@ -2,6 +2,7 @@ export * from "./codec.js";
 export * from "./errors.js";
 export * from "./events.js";
 export * from "./evolve.js";
+export * from "./ids.js";
 export * from "./logger.js";
 export * from "./options.js";
 export * from "./run-state.js";

@@ -42,12 +42,20 @@ export const StreamSubjects = {
   [Streams.logs]: "tj.*.log.*",
 } as const satisfies Record<Streams, string>;
 
+/** The history stream's RePublish rule: `tj.<ns>.hist.<runId>` → `tj.<ns>.stored.<runId>`. */
+export const HistoryRepublish = { src: "tj.*.hist.*", dest: "tj.{{wildcard(1)}}.stored.{{wildcard(2)}}" } as const;
+
 /** Subjects within one namespace. */
 export const subjects = {
   /** The history subject of one run: every event of the run, in order. */
   history: (ns: string, runId: string) => `tj.${ns}.hist.${runId}`,
   /** Every run's history in a namespace. */
   historyAll: (ns: string) => `tj.${ns}.hist.*`,
+  /**
+   * Where the history stream republishes each event it stored (core NATS, with `Nats-Sequence`): waiters listen
+   * here, so they never hear an append the stream refused.
+   */
+  stored: (ns: string, runId: string) => `tj.${ns}.stored.${runId}`,
   /** The assignment subject a worker consumes. */
   assign: (ns: string, workerId: string) => `tj.${ns}.assign.${workerId}`,
   /** Commands of one kind. */

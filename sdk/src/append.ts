@@ -25,7 +25,7 @@ export async function appendEvent(
   ns: string,
   event: TaskjetEventInput,
   expectedSeq: number,
-): Promise<number> {
+): Promise<{ seq: number; duplicate: boolean }> {
   const subject = subjects.history(ns, event.runId);
   const data = encodeEvent(event);
   const msgID = eventMsgId(event);
@@ -33,7 +33,7 @@ export async function appendEvent(
   for (let attempt = 0; ; attempt++) {
     try {
       const ack = await conn.js.publish(subject, data, { msgID, expect: { lastSubjectSequence: expectedSeq } });
-      return ack.seq;
+      return { seq: ack.seq, duplicate: ack.duplicate };
     } catch (err) {
       if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) {
         throw new AppendConflictError(subject, expectedSeq, { cause: err });

@@ -5,6 +5,7 @@ import {
   EventTypes,
   encodeJsonObject,
   makeEvent,
+  newId,
   parseWith,
   type RunCreated,
   type RunOptions,
@@ -12,7 +13,6 @@ import {
   type RunState,
   ValidationError,
 } from "@taskjet/schemas";
-import { monotonicFactory } from "ulid";
 import { appendEvent } from "./append.js";
 import { type ClientConfig, type ClientOptions, resolveClientConfig } from "./config.js";
 import { type Connection, openConnection } from "./connection.js";
@@ -21,9 +21,6 @@ import { RunsClient } from "./runs.js";
 import { type JsonObject, TaskDeclaration, type TaskOptions, type Triggers } from "./task.js";
 import { RunWaiter } from "./waiter.js";
 import { Worker, type WorkerOptions } from "./worker/worker.js";
-
-/** Run ids increase within a process, so runs created in one millisecond keep their order. */
-const ulid = monotonicFactory();
 
 /**
  * The Taskjet client: declares tasks, starts workers, triggers and reads runs.
@@ -93,17 +90,20 @@ export class Taskjet implements Triggers {
   /** Triggers a run of a task by name and waits for its output. */
   async run<O = JsonObject>(taskName: string, input: JsonObject, options?: RunOptions): Promise<O> {
     const event = this.runCreated(taskName, input, options);
+    // Listening before appending: every stored event of the run is heard, from RunCreated on.
     const waiter = this.waiter(event.runId);
+    let existed: boolean;
     try {
-      waiter.seed(event, await appendEvent(this.connection, this.namespace, event, 0));
+      existed = (await appendEvent(this.connection, this.namespace, event, 0)).duplicate;
     } catch (err) {
-      if (err instanceof AppendConflictError)
-        await waiter.catchUp(); // the run exists already: wait for it
-      else {
+      if (!(err instanceof AppendConflictError)) {
         waiter.fail(err);
         throw err;
       }
+      existed = true;
     }
+    // The run existed already (same run id): it may have moved on before we listened.
+    if (existed) await this.catchUp(waiter);
     return outcome<O>(await waiter.done);
   }
 
@@ -138,15 +138,19 @@ export class Taskjet implements Triggers {
 
   private async waitFor(runId: string): Promise<RunState> {
     const waiter = this.waiter(runId);
-    await waiter.catchUp().catch((err) => waiter.fail(err));
+    await this.catchUp(waiter);
     return waiter.done;
   }
 
   private waiter(runId: string): RunWaiter {
     this.assertOpen();
-    const waiter = new RunWaiter(this.connection, this.namespace, runId, (w) => this.waiters.delete(w));
+    const waiter = new RunWaiter(this.connection.nc, this.namespace, runId, (w) => this.waiters.delete(w));
     this.waiters.add(waiter);
     return waiter;
+  }
+
+  private catchUp(waiter: RunWaiter): Promise<void> {
+    return waiter.catchUp((known) => this.runs.read(waiter.runId, known)).catch((err) => waiter.fail(err));
   }
 
   /** Validates a trigger at the edge and builds its `RunCreated` event. */
@@ -155,7 +159,7 @@ export class Taskjet implements Triggers {
     checkTaskName(taskName, "taskName");
     const opts = parseWith(RunOptionsSchema, options, "options");
     encodeJsonObject(input, "input", this.connection.payloadLimit);
-    const runId = opts.runId ?? ulid();
+    const runId = opts.runId ?? newId();
     return makeEvent(EventTypes.RunCreated, {
       runId,
       data: {
@@ -177,8 +181,7 @@ export class Taskjet implements Triggers {
   private async watchReconnects(): Promise<void> {
     for await (const status of this.connection.nc.status()) {
       if (status.type !== "reconnect") continue;
-      for (const w of this.waiters)
-        w.catchUp().catch((err) => this.config.logger.warn({ err, runId: w.runId }, "catch-up failed"));
+      await Promise.all([...this.waiters].map((w) => this.catchUp(w)));
     }
   }
 }

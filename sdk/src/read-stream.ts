@@ -22,8 +22,17 @@ export async function* readStream(
   });
   try {
     if (!options.follow && (await consumer.info(true)).num_pending === 0) return;
-    // Short pulls: a lost pull (server busy, leader change) is noticed when it expires, not after 30 s.
-    const messages = await consumer.consume({ max_messages: 1000, expires: 2000 });
+    // Short pulls and heartbeats: a lost pull is noticed in seconds, and the end of the data in half a second.
+    const messages = await consumer.consume({ max_messages: 1000, expires: 2000, idle_heartbeat: 500 });
+    // nats-server 2.9.10 can over-count `pending` for filtered consumers starting mid-stream: when the consumer goes
+    // idle (a heartbeat, or a pull expiring short of its batch) there is nothing more to read.
+    if (!options.follow) {
+      (async () => {
+        for await (const s of messages.status()) {
+          if (s.type === "heartbeat" || (s.type === "debug" && s.code === 408)) return messages.stop();
+        }
+      })().catch(() => undefined);
+    }
     for await (const m of messages) {
       yield m;
       if (options.follow ? options.until?.(m) : m.info.pending === 0) break;

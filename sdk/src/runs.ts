@@ -16,6 +16,7 @@ import {
 import { type Connection, withProvisioningHint } from "./connection.js";
 import { type HistoryEntry, readHistory } from "./history.js";
 import { readStream } from "./read-stream.js";
+import { readRunState, readTail } from "./run-reader.js";
 
 /** Filters of `runs.list`. */
 export interface ListRunsOptions {
@@ -39,24 +40,21 @@ export class RunsClient {
   ) {}
 
   /**
-   * A run's current state. Reads the projection and checks it against the run's last event: a projection that trails
-   * the log (its writes are coalesced) is brought up to date from the log, so a read after a write sees the write.
+   * A run's current state: the projection, brought up to date with the log's tail (the projection's writes are
+   * coalesced), so a read after a write sees the write.
    * @throws RunNotFoundError
    */
   async get(runId: string): Promise<RunState> {
     checkToken(runId, "runId");
-    const [entry, last] = await Promise.all([
-      this.bucket().then((kv) => kv.get(keys.run(this.ns, runId))),
-      this.lastMessage(runId),
-    ]).catch(withProvisioningHint(this.conn, Streams.history));
-    let state = entry?.operation === "PUT" && entry.length > 0 ? entry.json<RunState>() : undefined;
-    if (last && (!state || state.lastSeq < last.seq)) {
-      for await (const e of readHistory(this.conn.js, this.ns, runId, { fromSeq: (state?.lastSeq ?? 0) + 1 })) {
-        if (e.event) state = evolve(state, e.event, e.seq);
-      }
-    }
+    const state = await this.read(runId, undefined);
     if (!state) throw new RunNotFoundError(runId);
     return state;
+  }
+
+  /** @internal The latest state, from `known` (folding only the log after it) or from the projection. */
+  async read(runId: string, known: RunState | undefined): Promise<RunState | undefined> {
+    if (known) return readTail(this.conn, this.ns, runId, known);
+    return readRunState(this.conn, await this.bucket(), this.ns, runId);
   }
 
   /** Runs of the namespace, newest first, from the projection (which trails the log by one flush window, ~25 ms). */

@@ -2,7 +2,7 @@ import { type JetStreamManager, RetentionPolicy, StorageType, type StreamConfig 
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { nanos } from "@nats-io/transport-node";
-import { Buckets, StreamSubjects, Streams } from "@taskjet/schemas";
+import { Buckets, HistoryRepublish, StreamSubjects, Streams } from "@taskjet/schemas";
 import type { Logger } from "pino";
 
 /** What the engine asks of the streams and buckets it creates. */
@@ -37,6 +37,7 @@ function streamConfigs(s: StorageSettings): (Partial<StreamConfig> & { name: str
       retention: RetentionPolicy.Limits,
       max_age: nanos(s.historyMaxAgeMs),
       allow_direct: true,
+      republish: { ...HistoryRepublish },
     },
     {
       ...common,
@@ -62,7 +63,15 @@ function streamConfigs(s: StorageSettings): (Partial<StreamConfig> & { name: str
 }
 
 /** Fields whose value on the server must equal what we asked for. */
-const CHECKED = ["subjects", "retention", "storage", "num_replicas", "max_age", "duplicate_window"] as const;
+const CHECKED = [
+  "subjects",
+  "retention",
+  "storage",
+  "num_replicas",
+  "max_age",
+  "duplicate_window",
+  "republish",
+] as const;
 
 /**
  * Creates the streams and buckets, or updates them to the requested settings. Safe to run from every engine at

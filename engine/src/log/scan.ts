@@ -1,4 +1,20 @@
-import { DeliverPolicy, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+import { type ConsumerMessages, DeliverPolicy, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+
+/**
+ * Calls `onIdle` once the consumer has nothing more to deliver for now: an idle heartbeat, or a pull that expired
+ * short of its batch. nats-server 2.9.10 over-counts `num_pending` for wildcard-filtered consumers that start mid-stream
+ * (seen: pending 8 with the stream at its end), so "pending reached 0" alone cannot mark the end of a read.
+ */
+export function onIdle(messages: ConsumerMessages, idle: () => void): void {
+  (async () => {
+    for await (const s of messages.status()) {
+      if (s.type === "heartbeat" || (s.type === "debug" && s.code === 408)) {
+        idle();
+        return;
+      }
+    }
+  })().catch(() => undefined);
+}
 
 /**
  * Reads every message of `stream` matching `filter` from `startSeq` (or only the last per subject) to the end as of
@@ -20,8 +36,9 @@ export async function scan(
   try {
     const info = await consumer.info(true);
     if (info.num_pending === 0) return;
-    // Short pulls: a lost pull (server busy, leader change) is noticed when it expires, not after 30 s.
-    const messages = await consumer.consume({ max_messages: 1000, expires: 2000 });
+    // Short pulls and heartbeats: a lost pull is noticed in seconds, and the end of the data in half a second.
+    const messages = await consumer.consume({ max_messages: 1000, expires: 2000, idle_heartbeat: 500 });
+    onIdle(messages, () => messages.stop());
     for await (const m of messages) {
       onMessage(m);
       if (m.info.pending === 0) break;

@@ -19,7 +19,11 @@ import {
 } from "@taskjet/schemas";
 import type { Logger } from "pino";
 import { appendAtTail } from "../log/append.js";
+import { onIdle } from "../log/scan.js";
 import type { RunStore } from "./run-store.js";
+
+/** Marks, in the backlog, the point where the consumer had nothing more to deliver. */
+const IDLE = Symbol("idle");
 
 /** One event folded into a run, as the scheduler hears of it. */
 export interface RunChange {
@@ -36,6 +40,8 @@ export interface ProjectorOptions {
   log: Logger;
   /** Coalescing window for KV writes. */
   flushMs: number;
+  /** A run not finished is written only once it has waited this long unwritten: most runs get one write, final. */
+  activeDelayMs: number;
   /** Called for every folded event once the projector has caught up with the log. */
   onChange: (change: RunChange) => void;
 }
@@ -45,19 +51,26 @@ export interface ProjectorOptions {
  *
  * It reads the log with an ordered consumer from a checkpoint stored beside the states, not with a durable consumer:
  * after a crash a durable redelivers its unacknowledged tail only after ack_wait while later messages flow, so a run's
- * events would arrive out of order. The checkpoint is written after the states it covers, so a restart re-reads at
- * most one flush window, and folding is idempotent (`evolve` skips sequences it has seen).
+ * events would arrive out of order. The checkpoint is written after the states it covers and never passes an event
+ * whose run is still unwritten, so a restart re-reads only that tail; folding is idempotent (`evolve` skips sequences
+ * it has seen).
+ *
+ * Finished runs are written within `flushMs`; unfinished ones only after `activeDelayMs`, so a short run costs one
+ * write instead of one per event. Readers that need the latest state fold the log's tail on top (`runs.get`).
  */
 export class Projector {
   /** Runs not finished, plus finished ones until their last state is written. */
   readonly states = new Map<string, RunState>();
-  private readonly dirty = new Set<string>();
+  /** Runs with unwritten changes: when the first unwritten change happened, and its sequence. */
+  private readonly dirty = new Map<string, { since: number; firstSeq: number }>();
   private position = 0;
-  private readonly backlog: JsMsg[] = [];
+  private readonly backlog: (JsMsg | typeof IDLE)[] = [];
   private draining = false;
   private live = false;
   private onLive?: () => void;
   private flushTimer: NodeJS.Timeout | undefined;
+  private flushDue = 0;
+  private savedCheckpoint = 0;
   private flushing: Promise<void> | undefined;
   private messages: ConsumerMessages | undefined;
   private stopped = false;
@@ -69,6 +82,8 @@ export class Projector {
     const { js, ns, store } = this.o;
     for (const state of await store.all({ activeOnly: true })) this.states.set(state.runId, state);
     this.position = await store.checkpoint();
+    this.o.log.debug({ active: this.states.size, position: this.position }, "projection loaded");
+    this.savedCheckpoint = this.position;
     const consumer = await js.consumers.get(Streams.history, {
       filter_subjects: subjects.historyAll(ns),
       deliver_policy: DeliverPolicy.StartSequence,
@@ -77,8 +92,15 @@ export class Projector {
     const caughtUp = new Promise<void>((resolve) => {
       this.onLive = resolve;
     });
-    if ((await consumer.info(true)).num_pending === 0) this.goLive();
+    const pending = (await consumer.info(true)).num_pending;
+    this.o.log.debug({ pending }, "reading the log");
+    if (pending === 0) this.goLive();
     this.messages = await consumer.consume({ callback: (m) => this.receive(m), max_messages: 2000, expires: 5000 });
+    onIdle(this.messages, () => {
+      // Caught up once what was pending is folded: queue behind the backlog.
+      if (!this.live) this.backlog.push(IDLE);
+      if (!this.draining) this.drain().catch((err) => this.o.log.error({ err }, "projector stalled"));
+    });
     await caughtUp;
     this.o.log.info({ active: this.states.size, position: this.position }, "projector caught up");
   }
@@ -90,7 +112,7 @@ export class Projector {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     await this.flushing;
-    if (this.dirty.size > 0) await this.flush();
+    if (this.dirty.size > 0) await this.flush(true);
   }
 
   private goLive(): void {
@@ -109,6 +131,10 @@ export class Projector {
     this.draining = true;
     try {
       for (let m = this.backlog.shift(); m !== undefined; m = this.backlog.shift()) {
+        if (m === IDLE) {
+          this.goLive();
+          continue;
+        }
         if (m.seq > this.position) await this.fold(m);
         if (!this.live && m.info.pending === 0) this.goLive();
       }
@@ -139,8 +165,8 @@ export class Projector {
     this.position = m.seq;
     if (!state || state === prev) return;
     this.states.set(runId, state);
-    this.dirty.add(runId);
-    this.scheduleFlush();
+    if (!this.dirty.has(runId)) this.dirty.set(runId, { since: Date.now(), firstSeq: m.seq });
+    this.scheduleFlush(isTerminal(state.status) ? this.o.flushMs : this.o.activeDelayMs);
     if (this.live) this.o.onChange({ event, seq: m.seq, state });
   }
 
@@ -154,36 +180,63 @@ export class Projector {
     );
   }
 
-  private scheduleFlush(): void {
-    if (this.flushTimer || this.flushing || this.stopped) return;
+  private scheduleFlush(inMs: number): void {
+    if (this.flushing || this.stopped) return;
+    const due = Date.now() + inMs;
+    if (this.flushTimer && this.flushDue <= due) return;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushDue = due;
     this.flushTimer = setTimeout(() => {
       this.flushTimer = undefined;
-      this.flush().catch((err) => this.o.log.error({ err }, "projection flush failed"));
-    }, this.o.flushMs);
+      this.flush(false).catch((err) => this.o.log.error({ err }, "projection flush failed"));
+    }, inMs);
   }
 
-  private flush(): Promise<void> {
+  /** Writes finished runs and those unwritten for `activeDelayMs` (all with `everything`), then the checkpoint. */
+  private flush(everything: boolean): Promise<void> {
     const run = async () => {
-      const ids = [...this.dirty];
-      this.dirty.clear();
+      const now = Date.now();
+      const batch: RunState[] = [];
+      for (const [runId, { since }] of this.dirty) {
+        const state = this.states.get(runId);
+        // While catching up, unfinished states are not final yet: the next events are already waiting.
+        const ripe = isTerminal(state?.status ?? "COMPLETED") || (this.live && now - since >= this.o.activeDelayMs);
+        if (state && (everything || ripe)) batch.push(state);
+      }
       const upTo = this.position;
-      const batch = ids.map((id) => this.states.get(id)).filter((s): s is RunState => s !== undefined);
       try {
         await this.o.store.putMany(batch);
-        await this.o.store.saveCheckpoint(upTo);
         for (const s of batch) {
-          if (isTerminal(s.status) && this.states.get(s.runId) === s) this.states.delete(s.runId);
+          if (this.states.get(s.runId) !== s) continue; // changed while writing: stays dirty
+          this.dirty.delete(s.runId);
+          if (isTerminal(s.status)) this.states.delete(s.runId);
+        }
+        let checkpoint = upTo;
+        for (const { firstSeq } of this.dirty.values()) checkpoint = Math.min(checkpoint, firstSeq - 1);
+        if (checkpoint > this.savedCheckpoint) {
+          await this.o.store.saveCheckpoint(checkpoint);
+          this.savedCheckpoint = checkpoint;
         }
       } catch (err) {
-        for (const id of ids) this.dirty.add(id);
-        this.o.log.warn({ err, runs: ids.length }, "projection write failed; will retry");
+        this.o.log.warn({ err, runs: batch.length }, "projection write failed; will retry");
         await new Promise((r) => setTimeout(r, 500));
       }
     };
     this.flushing = run().finally(() => {
       this.flushing = undefined;
-      if (this.dirty.size > 0) this.scheduleFlush();
+      this.rescheduleFlush();
     });
     return this.flushing;
+  }
+
+  private rescheduleFlush(): void {
+    let next = Number.POSITIVE_INFINITY;
+    const now = Date.now();
+    for (const [runId, { since }] of this.dirty) {
+      const state = this.states.get(runId);
+      const due = !state || isTerminal(state.status) ? now + this.o.flushMs : since + this.o.activeDelayMs;
+      next = Math.min(next, due);
+    }
+    if (next !== Number.POSITIVE_INFINITY) this.scheduleFlush(Math.max(0, next - now));
   }
 }

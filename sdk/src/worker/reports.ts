@@ -15,7 +15,7 @@ import {
 } from "@taskjet/schemas";
 import { appendEvent } from "../append.js";
 import type { Connection } from "../connection.js";
-import { readHistory } from "../history.js";
+import { readTail } from "../run-reader.js";
 
 /** The attempt was started elsewhere, or the run moved on: this worker must not run it. */
 export class NotCurrentError extends Error {
@@ -33,10 +33,9 @@ export interface Reporter {
   workerName: string;
 }
 
-async function currentState(conn: Connection, ns: string, runId: string): Promise<RunState | undefined> {
-  let state: RunState | undefined;
-  for await (const e of readHistory(conn.js, ns, runId)) if (e.event) state = evolve(state, e.event, e.seq);
-  return state;
+/** The run as the log has it now (the rare path after a conflict: read it all, no consumer). */
+function currentState(conn: Connection, ns: string, runId: string): Promise<RunState | undefined> {
+  return readTail(conn, ns, runId, undefined);
 }
 
 /**
@@ -54,7 +53,7 @@ export async function reportStarted(r: Reporter, a: Assignment): Promise<number>
   let expected = a.expectedSeq;
   for (;;) {
     try {
-      return await appendEvent(r.conn, r.ns, event, expected);
+      return (await appendEvent(r.conn, r.ns, event, expected)).seq;
     } catch (err) {
       if (!(err instanceof AppendConflictError)) throw err;
       const state = await currentState(r.conn, r.ns, a.runId);

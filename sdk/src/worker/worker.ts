@@ -9,13 +9,13 @@ import {
   consumers,
   keys,
   type Logger,
+  newId,
   Streams,
   subjects,
   type TaskDefinition,
   ValidationError,
   type WorkerRegistration,
 } from "@taskjet/schemas";
-import { ulid } from "ulid";
 import type { ClientConfig } from "../config.js";
 import type { Connection } from "../connection.js";
 import type { JsonObject, TaskDeclaration } from "../task.js";
@@ -48,7 +48,7 @@ interface Pending {
  */
 export class Worker {
   /** Unique per process: a restarted worker is a new worker. */
-  readonly id = ulid();
+  readonly id = newId();
   readonly name: string;
   readonly slots: number;
   private readonly tasks = new Map<string, TaskDeclaration<JsonObject, JsonObject>>();

@@ -96,9 +96,7 @@ export class RunsClient {
    */
   async *history(runId: string, options: { follow?: boolean } = {}): AsyncGenerator<HistoryEntry> {
     checkToken(runId, "runId");
-    const last = await this.conn.jsm.direct.getMessage(Streams.history, {
-      last_by_subj: subjects.history(this.ns, runId),
-    });
+    const last = await this.lastMessage(runId).catch(withProvisioningHint(this.conn, Streams.history));
     if (!last) throw new RunNotFoundError(runId);
     if (!options.follow) {
       yield* readHistory(this.conn.js, this.ns, runId);

@@ -3,7 +3,6 @@ import {
   type Assignment,
   EventTypes,
   encodeJsonObject,
-  evolve,
   makeEvent,
   type RunState,
   RunStatuses,

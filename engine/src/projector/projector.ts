@@ -99,7 +99,7 @@ export class Projector {
     onIdle(this.messages, () => {
       // Caught up once what was pending is folded: queue behind the backlog.
       if (!this.live) this.backlog.push(IDLE);
-      if (!this.draining) this.drain().catch((err) => this.o.log.error({ err }, "projector stalled"));
+      this.receive(undefined);
     });
     await caughtUp;
     this.o.log.info({ active: this.states.size, position: this.position }, "projector caught up");
@@ -121,8 +121,8 @@ export class Projector {
     this.onLive?.();
   }
 
-  private receive(m: JsMsg): void {
-    this.backlog.push(m);
+  private receive(m: JsMsg | undefined): void {
+    if (m) this.backlog.push(m);
     if (!this.draining) this.drain().catch((err) => this.o.log.error({ err }, "projector stalled"));
   }
 
@@ -135,7 +135,15 @@ export class Projector {
           this.goLive();
           continue;
         }
-        if (m.seq > this.position) await this.fold(m);
+        try {
+          if (m.seq > this.position) await this.fold(m);
+        } catch (err) {
+          // Never skip an event: keep it at the head and try again shortly (a failed read of a stored state).
+          this.o.log.warn({ err, seq: m.seq }, "could not fold an event; retrying");
+          this.backlog.unshift(m);
+          setTimeout(() => this.receive(undefined), 500).unref();
+          return;
+        }
         if (!this.live && m.info.pending === 0) this.goLive();
       }
     } finally {

@@ -57,7 +57,11 @@ export class RunsClient {
     return readRunState(this.conn, await this.bucket(), this.ns, runId);
   }
 
-  /** Runs of the namespace, newest first, from the projection (which trails the log by one flush window, ~25 ms). */
+  /**
+   * Runs of the namespace, newest first, from the projection. The projection trails the log: a finished run shows
+   * within ~25 ms, a run still queued or running once it has been so for ~1 s (engine `projectionActiveDelayMs`).
+   * `get` has no such lag.
+   */
   async list(options: ListRunsOptions = {}): Promise<RunState[]> {
     const { statuses, taskName } = options;
     const limit = options.limit ?? 100;

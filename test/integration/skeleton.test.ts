@@ -1,11 +1,12 @@
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { Streams } from "@taskjet/schemas";
+import { Buckets, HistoryRepublish, Streams, subjects } from "@taskjet/schemas";
 import {
   ConnectionError,
   NotProvisionedError,
   PayloadTooLargeError,
   RunNotFoundError,
+  RunRejectedError,
   Taskjet,
   ValidationError,
 } from "@taskjet/sdk";
@@ -169,6 +170,54 @@ describe("skeleton", () => {
     expect(after.map((o) => o.i)).toEqual(Array.from({ length: 20 }, (_, i) => 100 + i));
     expect(calls).toBe(40);
     await tj.close();
+    await engine.stop();
+  });
+
+  it("rejection - malformed and unknown-shape messages on a run's subject are recorded, never silently dropped", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const nc = await connect({ servers: nats.url });
+    const ref = await tj.runNoWait("nobody", { a: 1 });
+    nc.publish(subjects.history(namespace, ref.runId), JSON.stringify({ v: 1, type: "Mystery", runId: ref.runId }));
+    nc.publish(
+      subjects.history(namespace, "bogus-run"),
+      JSON.stringify({ v: 9, type: "RunCreated", runId: "bogus-run" }),
+    );
+    const waited = tj
+      .ref("bogus-run")
+      .result()
+      .catch((e: unknown) => e);
+    const rejectedOf = async (runId: string) => {
+      const out: string[] = [];
+      for await (const e of tj.runs.history(runId)) {
+        if (e.event?.type === "EventRejected") out.push(e.event.data.reason);
+      }
+      return out.length > 0 ? out : undefined;
+    };
+    const reasons = await eventually(() => rejectedOf(ref.runId));
+    expect(reasons[0]).toMatch(/invalid event: type/);
+    expect((await tj.runs.get(ref.runId)).status).toBe("QUEUED");
+    const bogus = await eventually(() => rejectedOf("bogus-run"));
+    expect(bogus[0]).toMatch(/invalid event/);
+    expect(await tj.runs.get("bogus-run")).toMatchObject({ status: "FAILED", error: { name: "EventRejected" } });
+    expect(await waited).toBeInstanceOf(RunRejectedError);
+    await nc.close();
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("provisioning - streams and buckets are created once and updated to new settings on restart", async () => {
+    const namespace = uniqueNamespace();
+    let engine = await startEngine(nats.url, { namespaces: [namespace], historyMaxAgeMs: 3_600_000 });
+    await engine.stop();
+    engine = await startEngine(nats.url, { namespaces: [namespace], historyMaxAgeMs: 7_200_000, workerTtlMs: 9_000 });
+    const nc = await connect({ servers: nats.url });
+    const jsm = await jetstreamManager(nc);
+    expect((await jsm.streams.info(Streams.history)).config.max_age).toBe(7_200_000 * 1e6);
+    expect((await jsm.streams.info(`KV_${Buckets.workers}`)).config.max_age).toBe(9_000 * 1e6);
+    expect((await jsm.streams.info(Streams.history)).config.republish).toEqual(HistoryRepublish);
+    await nc.close();
     await engine.stop();
   });
 

@@ -118,7 +118,14 @@ export async function provision(
     const info = await jsm.streams.info(streamName);
     const maxAge = b.ttl ? nanos(b.ttl) : 0;
     if (info.config.num_replicas !== s.replicas || info.config.max_age !== maxAge) {
-      await jsm.streams.update(streamName, { ...info.config, num_replicas: s.replicas, max_age: maxAge });
+      // The server refuses a dedup window longer than the age limit (a bucket TTL shortened).
+      const window = maxAge > 0 ? Math.min(info.config.duplicate_window, maxAge) : info.config.duplicate_window;
+      await jsm.streams.update(streamName, {
+        ...info.config,
+        num_replicas: s.replicas,
+        max_age: maxAge,
+        duplicate_window: window,
+      });
       log.info({ bucket: b.name }, "bucket updated");
     }
   }

@@ -95,7 +95,12 @@ export class Projector {
     const pending = (await consumer.info(true)).num_pending;
     this.o.log.debug({ pending }, "reading the log");
     if (pending === 0) this.goLive();
-    this.messages = await consumer.consume({ callback: (m) => this.receive(m), max_messages: 2000, expires: 5000 });
+    this.messages = await consumer.consume({
+      callback: (m) => this.receive(m),
+      max_messages: 2000,
+      expires: 5000,
+      idle_heartbeat: 1000,
+    });
     onIdle(this.messages, () => {
       // Caught up once what was pending is folded: queue behind the backlog.
       if (!this.live) this.backlog.push(IDLE);

@@ -78,8 +78,6 @@ export const keys = {
 
 /** Durable consumer names (no dots allowed). */
 export const consumers = {
-  /** The engine's projector over one namespace's history. */
-  projector: (ns: string) => `tj_${ns}_projector`,
   /** One worker's assignment consumer. */
   worker: (ns: string, workerId: string) => `tj_${ns}_worker_${workerId}`,
 } as const;

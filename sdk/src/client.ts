@@ -30,7 +30,7 @@ import { Worker, type WorkerOptions } from "./worker/worker.js";
  * const hello = tj.task({ name: "hello", fn: async (input: { name: string }) => ({ greeting: `hi ${input.name}` }) });
  * const worker = await tj.worker("w1", { workflows: [hello], slots: 10 });
  * await worker.start();
- * console.log(await hello.run({ name: "x" }));
+ * const { greeting } = await hello.run({ name: "x" });
  * await tj.close();
  */
 export class Taskjet implements Triggers {

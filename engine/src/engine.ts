@@ -5,11 +5,14 @@ import { Buckets } from "@taskjet/schemas";
 import { type Logger, pino } from "pino";
 import { type EngineConfig, type EngineConfigInput, resolveEngineConfig } from "./config.js";
 import { Dispatcher } from "./dispatcher/dispatcher.js";
+import { appendEvent } from "./log/append.js";
 import { provision } from "./log/provision.js";
 import { connectNats } from "./nats/connect.js";
 import { Projector } from "./projector/projector.js";
 import { RunStore } from "./projector/run-store.js";
 import { Scheduler } from "./scheduler/scheduler.js";
+import { Retrier } from "./timers/retrier.js";
+import { systemClock, Timers } from "./timers/timers.js";
 import { WorkerRegistry } from "./workers/registry.js";
 
 /** What the engine is given rather than makes: a logger, or an existing connection to share. */
@@ -33,6 +36,7 @@ class NamespaceRuntime {
   private readonly projector: Projector;
   private readonly scheduler: Scheduler;
   private readonly registry: WorkerRegistry;
+  private readonly timers: Timers;
 
   private readonly log: Logger;
 
@@ -56,9 +60,18 @@ class NamespaceRuntime {
       activeDelayMs: config.projectionActiveDelayMs,
       onChange: (change) => this.scheduler.onChange(change),
     });
+    this.timers = new Timers(systemClock);
+    const retrier = new Retrier({
+      timers: this.timers,
+      clock: systemClock,
+      log: nsLog.child({ module: "retries" }),
+      states: this.projector.states,
+      append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
+    });
     this.scheduler = new Scheduler({
       log: nsLog.child({ module: "scheduler" }),
       dispatcher,
+      retrier,
       states: this.projector.states,
     });
     this.registry = new WorkerRegistry({
@@ -80,6 +93,7 @@ class NamespaceRuntime {
   }
 
   async stop(): Promise<void> {
+    this.timers.stop();
     this.scheduler.stop();
     this.registry.stop();
     await this.projector.stop();

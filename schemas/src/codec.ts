@@ -57,6 +57,10 @@ export function eventMsgId(event: TaskjetEventInput): string {
     case EventTypes.TaskCompleted:
     case EventTypes.TaskFailed:
       return `${event.taskRunId}:${event.data.attempt}:${event.data.workerId}:result`;
+    case EventTypes.TaskRetryScheduled:
+      return `${event.taskRunId}:${event.data.attempt}:retry`;
+    case EventTypes.TaskQueued:
+      return `${event.taskRunId}:${event.data.attempt}:queued`;
     case EventTypes.EventRejected:
       return `${event.runId}:rejected:${event.data.rejectedSeq}`;
     default:

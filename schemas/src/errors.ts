@@ -167,6 +167,22 @@ export class NotProvisionedError extends TaskjetError {
   }
 }
 
+/**
+ * Thrown from a task to fail it at once, whatever retries remain.
+ * @example throw new NonRetryableError("invoice already paid")
+ */
+export class NonRetryableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "NonRetryableError";
+  }
+}
+
+/** Whether a task's error forbids retrying it (checked by name, so copies of the SDK agree). */
+export function isNonRetryable(err: unknown): boolean {
+  return err instanceof Error && err.name === "NonRetryableError";
+}
+
 /** Turns anything thrown into the recorded shape. */
 export function toRecordedError(err: unknown): RecordedError {
   if (err instanceof Error) return { name: err.name, message: err.message, stack: err.stack };

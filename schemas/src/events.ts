@@ -13,6 +13,8 @@ export const EventTypes = {
   TaskStarted: "TaskStarted",
   TaskCompleted: "TaskCompleted",
   TaskFailed: "TaskFailed",
+  TaskRetryScheduled: "TaskRetryScheduled",
+  TaskQueued: "TaskQueued",
   ReportIgnored: "ReportIgnored",
   EventRejected: "EventRejected",
 } as const;
@@ -31,6 +33,25 @@ export const TaskSpecSchema = z.object({
   taskName: z.string().min(1).max(128),
 });
 export type TaskSpec = z.output<typeof TaskSpecSchema>;
+
+/** How a task is retried, as its worker declared it (recorded with each start). */
+export const RetryPolicySchema = z.object({
+  /** How many times a failed attempt is retried. */
+  retries: z.number().int().min(0).max(1000),
+  /** Delay before retry n = min(maxSeconds, factor^n) seconds, optionally jittered; without it, a short fixed delay. */
+  backoff: z
+    .object({
+      factor: z.number().min(1).max(1000),
+      maxSeconds: z
+        .number()
+        .positive()
+        .max(31 * 24 * 3600),
+      jitter: z.boolean().default(false),
+    })
+    .strict()
+    .optional(),
+});
+export type RetryPolicy = z.output<typeof RetryPolicySchema>;
 
 export const RecordedErrorSchema = z.object({
   name: z.string(),
@@ -67,7 +88,12 @@ export const TaskStartedSchema = z.object({
   ...envelope,
   type: z.literal(EventTypes.TaskStarted),
   taskRunId: token,
-  data: z.object({ ...attemptFacts, workerName: z.string(), assignedAt: z.iso.datetime() }),
+  data: z.object({
+    ...attemptFacts,
+    workerName: z.string(),
+    assignedAt: z.iso.datetime(),
+    policy: RetryPolicySchema.optional(),
+  }),
 });
 
 export const TaskCompletedSchema = z.object({
@@ -81,7 +107,23 @@ export const TaskFailedSchema = z.object({
   ...envelope,
   type: z.literal(EventTypes.TaskFailed),
   taskRunId: token,
-  data: z.object({ ...attemptFacts, error: RecordedErrorSchema }),
+  data: z.object({ ...attemptFacts, error: RecordedErrorSchema, nonRetryable: z.boolean().optional() }),
+});
+
+/** The engine will queue attempt `attempt` at `at` (an engine timer: no slot or ack is held meanwhile). */
+export const TaskRetryScheduledSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.TaskRetryScheduled),
+  taskRunId: token,
+  data: z.object({ attempt: z.number().int().min(1), at: z.iso.datetime(), delayMs: z.number().int().min(0) }),
+});
+
+/** Attempt `attempt` waits for a worker slot (a retry; the first attempt is queued by RunCreated). */
+export const TaskQueuedSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.TaskQueued),
+  taskRunId: token,
+  data: z.object({ attempt: z.number().int().min(1) }),
 });
 
 /** A report from an attempt that was no longer current when it arrived: recorded, never applied. */
@@ -108,6 +150,8 @@ export const TaskjetEventSchema = z.discriminatedUnion("type", [
   TaskStartedSchema,
   TaskCompletedSchema,
   TaskFailedSchema,
+  TaskRetryScheduledSchema,
+  TaskQueuedSchema,
   ReportIgnoredSchema,
   EventRejectedSchema,
 ]);
@@ -117,6 +161,8 @@ export type RunCreated = z.output<typeof RunCreatedSchema>;
 export type TaskStarted = z.output<typeof TaskStartedSchema>;
 export type TaskCompleted = z.output<typeof TaskCompletedSchema>;
 export type TaskFailed = z.output<typeof TaskFailedSchema>;
+export type TaskRetryScheduled = z.output<typeof TaskRetryScheduledSchema>;
+export type TaskQueued = z.output<typeof TaskQueuedSchema>;
 export type ReportIgnored = z.output<typeof ReportIgnoredSchema>;
 export type EventRejected = z.output<typeof EventRejectedSchema>;
 /** What a writer passes in: defaults may be left out. */

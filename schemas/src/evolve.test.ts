@@ -110,3 +110,69 @@ describe("evolve", () => {
     expect(evolve(undefined, started(), 1)).toBeUndefined();
   });
 });
+
+describe("evolve - retries", () => {
+  const policy = { retries: 1 };
+  const startedWith = (attempt: number) =>
+    ev(
+      makeEvent(EventTypes.TaskStarted, {
+        runId,
+        taskRunId,
+        data: { attempt, workerId: "w1", workerName: "worker", assignedAt: new Date().toISOString(), policy },
+      }),
+    );
+  const scheduled = ev(
+    makeEvent(EventTypes.TaskRetryScheduled, {
+      runId,
+      taskRunId,
+      data: { attempt: 1, at: "2026-11-28T10:00:00.000Z", delayMs: 100 },
+    }),
+  );
+  const queued = ev(makeEvent(EventTypes.TaskQueued, { runId, taskRunId, data: { attempt: 1 } }));
+
+  it("evolve - a failure with retries left is not final: retry pending, then scheduled, then the next attempt queued", () => {
+    const afterFail = fold([
+      { event: created, seq: 1 },
+      { event: startedWith(0), seq: 2 },
+      { event: failed(0), seq: 3 },
+    ]);
+    expect(afterFail?.status).toBe(RunStatuses.running);
+    expect(afterFail?.tasks[0]).toMatchObject({ status: "QUEUED", attempt: 0, retry: { attempt: 1 } });
+    const afterSchedule = evolve(afterFail, scheduled, 4);
+    expect(afterSchedule?.tasks[0]?.retry).toEqual({ attempt: 1, at: "2026-11-28T10:00:00.000Z" });
+    // A start of the next attempt before it is queued changes nothing.
+    expect(evolve(afterSchedule, startedWith(1), 5)?.tasks[0]?.status).toBe("QUEUED");
+    const afterQueued = evolve(afterSchedule, queued, 5);
+    expect(afterQueued?.tasks[0]).toMatchObject({ status: "QUEUED", attempt: 1 });
+    expect(afterQueued?.tasks[0]?.retry).toBeUndefined();
+    const final = evolve(evolve(afterQueued, startedWith(1), 6), completed(1), 7);
+    expect(final?.status).toBe(RunStatuses.completed);
+    expect(final?.tasks[0]?.error).toBeUndefined();
+  });
+
+  it("evolve - the last allowed failure, and a non-retryable one, are final", () => {
+    const last = fold([
+      { event: created, seq: 1 },
+      { event: startedWith(0), seq: 2 },
+      { event: failed(0), seq: 3 },
+      { event: scheduled, seq: 4 },
+      { event: queued, seq: 5 },
+      { event: startedWith(1), seq: 6 },
+      { event: failed(1), seq: 7 },
+    ]);
+    expect(last?.status).toBe(RunStatuses.failed);
+    const nonRetryable = ev(
+      makeEvent(EventTypes.TaskFailed, {
+        runId,
+        taskRunId,
+        data: { attempt: 0, workerId: "w1", error: { name: "NonRetryableError", message: "no" }, nonRetryable: true },
+      }),
+    );
+    const fatal = fold([
+      { event: created, seq: 1 },
+      { event: startedWith(0), seq: 2 },
+      { event: nonRetryable, seq: 3 },
+    ]);
+    expect(fatal?.status).toBe(RunStatuses.failed);
+  });
+});

@@ -15,20 +15,22 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
   switch (event.type) {
     case EventTypes.TaskStarted: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
-      if (!task || task.status !== RunStatuses.queued) return next;
+      if (!task || task.status !== RunStatuses.queued || task.retry) return next;
       return withTask(next, {
         ...task,
         status: RunStatuses.running,
         workerId: event.data.workerId,
         workerName: event.data.workerName,
         startedAt: event.at,
+        ...(event.data.policy ? { policy: event.data.policy } : {}),
       });
     }
     case EventTypes.TaskCompleted: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
-      if (!task || isTerminal(task.status)) return next;
+      if (!task || isTerminal(task.status) || task.retry) return next;
+      const { error: _lastError, ...rest } = task;
       return withTask(next, {
-        ...task,
+        ...rest,
         status: RunStatuses.completed,
         workerId: event.data.workerId,
         finishedAt: event.at,
@@ -37,7 +39,17 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
     }
     case EventTypes.TaskFailed: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
-      if (!task || isTerminal(task.status)) return next;
+      if (!task || isTerminal(task.status) || task.retry) return next;
+      const retries = task.policy?.retries ?? 0;
+      if (!event.data.nonRetryable && event.data.attempt < retries) {
+        // Not final: the engine schedules the next attempt (TaskRetryScheduled, then TaskQueued).
+        return withTask(next, {
+          ...task,
+          status: RunStatuses.queued,
+          error: event.data.error,
+          retry: { attempt: event.data.attempt + 1 },
+        });
+      }
       return withTask(next, {
         ...task,
         status: RunStatuses.failed,
@@ -45,6 +57,17 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
         finishedAt: event.at,
         error: event.data.error,
       });
+    }
+    case EventTypes.TaskRetryScheduled: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt - 1);
+      if (task?.retry?.attempt !== event.data.attempt) return next;
+      return withTask(next, { ...task, retry: { attempt: event.data.attempt, at: event.data.at } });
+    }
+    case EventTypes.TaskQueued: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt - 1);
+      if (task?.retry?.attempt !== event.data.attempt) return next;
+      const { retry: _done, workerId: _w, workerName: _n, startedAt: _s, ...rest } = task;
+      return withTask(next, { ...rest, attempt: event.data.attempt, status: RunStatuses.queued });
     }
     case EventTypes.RunCreated: // a second creation cannot be appended (CAS on sequence 0)
     case EventTypes.ReportIgnored:

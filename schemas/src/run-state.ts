@@ -1,4 +1,5 @@
 import type { RecordedError } from "./errors.js";
+import type { RetryPolicy } from "./events.js";
 
 /** Lifecycle of a run and of each of its task-runs. */
 export const RunStatuses = {
@@ -30,7 +31,12 @@ export interface TaskRunState {
   startedAt?: string;
   finishedAt?: string;
   output?: Record<string, unknown>;
+  /** The last attempt's error (also while a retry is pending). */
   error?: RecordedError;
+  /** How failed attempts are retried, as recorded by the last start. */
+  policy?: RetryPolicy;
+  /** A retry decided but not yet queued: the attempt it will be, and when (once scheduled). */
+  retry?: { attempt: number; at?: string };
 }
 
 /** A run's state: the projection `evolve` folds from the run's history, stored in `TJ_RUNS`. */

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { RetryPolicySchema } from "./events.js";
 
 /**
  * Messages that are not history events: assignments (engine → worker), worker registrations and task definitions.
@@ -43,6 +44,7 @@ export type WorkerRegistration = z.output<typeof WorkerRegistrationSchema>;
 export const TaskDefinitionSchema = z.object({
   v: z.literal(1),
   name: z.string(),
+  policy: RetryPolicySchema.optional(),
   registeredBy: z.string(),
   registeredAt: z.iso.datetime(),
 });

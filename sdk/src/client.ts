@@ -7,6 +7,7 @@ import {
   makeEvent,
   newId,
   parseWith,
+  RetryPolicySchema,
   type RunCreated,
   type RunOptions,
   RunOptionsSchema,
@@ -76,7 +77,8 @@ export class Taskjet implements Triggers {
     if (typeof options.fn !== "function") {
       throw new ValidationError([{ path: "fn", message: `must be a function, got ${typeof options.fn}` }]);
     }
-    return new TaskDeclaration(this, options);
+    const policy = parseWith(RetryPolicySchema, { retries: options.retries ?? 0, backoff: options.backoff });
+    return new TaskDeclaration(this, options, policy);
   }
 
   /** Creates a worker; `await worker.start()` registers it and starts taking work. */

@@ -3,6 +3,7 @@ export {
   ClosedError,
   ConnectionError,
   ErrorCodes,
+  NonRetryableError,
   NotProvisionedError,
   PayloadTooLargeError,
   type RecordedError,

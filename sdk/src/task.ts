@@ -1,4 +1,4 @@
-import type { RunOptions } from "@taskjet/schemas";
+import type { RetryPolicy, RunOptions } from "@taskjet/schemas";
 import type { RunRef } from "./run-ref.js";
 import type { Context } from "./worker/context.js";
 
@@ -14,6 +14,13 @@ export interface TaskOptions<I extends JsonObject, O extends JsonObject | void> 
   name: string;
   /** The work. */
   fn: TaskFn<I, O>;
+  /** How many times a failed attempt is retried. @default 0 */
+  retries?: number;
+  /**
+   * Delay before retry n = min(maxSeconds, factor^n) seconds; `jitter` spreads it by ±50 %. Without it, retries
+   * follow after a short fixed delay (100 ms).
+   */
+  backoff?: { factor: number; maxSeconds: number; jitter?: boolean };
 }
 
 /** Output type as the caller receives it. */
@@ -29,13 +36,17 @@ export interface Triggers {
 export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonObject | void = JsonObject> {
   readonly name: string;
   readonly fn: TaskFn<I, O>;
+  /** Retries and backoff, validated. */
+  readonly policy: RetryPolicy;
 
   constructor(
     private readonly triggers: Triggers,
     options: TaskOptions<I, O>,
+    policy: RetryPolicy,
   ) {
     this.name = options.name;
     this.fn = options.fn;
+    this.policy = policy;
   }
 
   /**

@@ -168,7 +168,7 @@ class Timeline {
   }
 
   private workerOf(e: TaskjetEvent): string {
-    if (e.type === "RunCreated" || e.type === "EventRejected") return "-";
+    if (!("workerId" in e.data)) return "-"; // facts the engine appends
     if (e.type === "TaskStarted") this.workerNames.set(e.data.workerId, e.data.workerName);
     return this.workerNames.get(e.data.workerId) ?? e.data.workerId;
   }
@@ -186,7 +186,14 @@ class Timeline {
       case "TaskCompleted":
         return `output ${formatBytes(jsonSize(e.data.output))}`;
       case "TaskFailed":
-        return short(`${e.data.error.name}: ${e.data.error.message}`, 100);
+        return short(
+          `${e.data.error.name}: ${e.data.error.message}${e.data.nonRetryable ? " (not retryable)" : ""}`,
+          100,
+        );
+      case "TaskRetryScheduled":
+        return `attempt ${e.data.attempt} at ${e.data.at} (in ${e.data.delayMs}ms)`;
+      case "TaskQueued":
+        return `attempt ${e.data.attempt} queued`;
       case "ReportIgnored":
         return short(`${e.data.report} report ignored: ${e.data.reason}`, 100);
       case "EventRejected":

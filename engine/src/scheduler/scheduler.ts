@@ -1,12 +1,14 @@
-import { EventTypes, isTerminal, type RunState, RunStatuses, type WorkerRegistration } from "@taskjet/schemas";
+import { EventTypes, type RunState, RunStatuses, type WorkerRegistration } from "@taskjet/schemas";
 import type { Logger } from "pino";
 import type { Dispatcher } from "../dispatcher/dispatcher.js";
 import type { RunChange } from "../projector/projector.js";
+import type { Retrier } from "../timers/retrier.js";
 import { type Placement, type QueuedTask, SchedulerCore } from "./core.js";
 
 export interface SchedulerOptions {
   log: Logger;
   dispatcher: Dispatcher;
+  retrier: Retrier;
   /** The projector's live run states. */
   states: ReadonlyMap<string, RunState>;
 }
@@ -31,9 +33,10 @@ export class Scheduler {
           ...taskRef(state, task.taskRunId, task.taskName, task.attempt),
           order: state.lastSeq,
         };
-        if (task.status === RunStatuses.queued) this.core.enqueue(queued);
+        if (task.status === RunStatuses.queued && !task.retry) this.core.enqueue(queued);
         else if (task.status === RunStatuses.running && task.workerId) this.core.hold(queued, task.workerId);
       }
+      this.o.retrier.onState(state);
     }
     this.kick();
   }
@@ -57,8 +60,20 @@ export class Scheduler {
       }
       case EventTypes.TaskCompleted:
       case EventTypes.TaskFailed: {
+        // The attempt is over (final or not): its slot is free.
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
-        if (task && isTerminal(task.status)) this.core.finish(task);
+        if (task) this.core.finish({ taskRunId: task.taskRunId, taskName: task.taskName, attempt: event.data.attempt });
+        if (task?.retry) this.o.retrier.onState(state);
+        break;
+      }
+      case EventTypes.TaskRetryScheduled:
+        this.o.retrier.onState(state);
+        return;
+      case EventTypes.TaskQueued: {
+        const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
+        if (task?.status === RunStatuses.queued && task.attempt === event.data.attempt) {
+          this.core.enqueue({ ...taskRef(state, task.taskRunId, task.taskName, task.attempt), order: seq });
+        }
         break;
       }
       default:

@@ -3,7 +3,9 @@ import {
   type Assignment,
   EventTypes,
   encodeJsonObject,
+  isNonRetryable,
   makeEvent,
+  type RetryPolicy,
   type RunState,
   RunStatuses,
   Streams,
@@ -43,11 +45,11 @@ function currentState(conn: Connection, ns: string, runId: string): Promise<RunS
  * @returns the sequence of our `TaskStarted`
  * @throws NotCurrentError
  */
-export async function reportStarted(r: Reporter, a: Assignment): Promise<number> {
+export async function reportStarted(r: Reporter, a: Assignment, policy: RetryPolicy): Promise<number> {
   const event = makeEvent(EventTypes.TaskStarted, {
     runId: a.runId,
     taskRunId: a.taskRunId,
-    data: { attempt: a.attempt, workerId: r.workerId, workerName: r.workerName, assignedAt: a.assignedAt },
+    data: { attempt: a.attempt, workerId: r.workerId, workerName: r.workerName, assignedAt: a.assignedAt, policy },
   });
   let expected = a.expectedSeq;
   for (;;) {
@@ -119,7 +121,12 @@ function resultEvent(
   }
   return makeEvent(EventTypes.TaskFailed, {
     ...base,
-    data: { attempt: a.attempt, workerId: r.workerId, error: toRecordedError(result.error) },
+    data: {
+      attempt: a.attempt,
+      workerId: r.workerId,
+      error: toRecordedError(result.error),
+      ...(isNonRetryable(result.error) ? { nonRetryable: true } : {}),
+    },
   }) as TaskFailed;
 }
 

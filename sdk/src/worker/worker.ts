@@ -132,9 +132,15 @@ export class Worker {
     this.workersKv = await kvm.open(Buckets.workers);
     const now = new Date().toISOString();
     await Promise.all(
-      [...this.tasks.keys()].map((name) => {
-        const def: TaskDefinition = { v: 1, name, registeredBy: this.name, registeredAt: now };
-        return defs.put(keys.def(ns, name), JSON.stringify(def));
+      [...this.tasks.values()].map((task) => {
+        const def: TaskDefinition = {
+          v: 1,
+          name: task.name,
+          policy: task.policy,
+          registeredBy: this.name,
+          registeredAt: now,
+        };
+        return defs.put(keys.def(ns, task.name), JSON.stringify(def));
       }),
     );
     const consumer = await js.consumers.get(Streams.assign, durable);
@@ -256,7 +262,7 @@ export class Worker {
   private async execute({ assignment: a, msg }: Pending, ctx: Context, log: Logger): Promise<void> {
     let startedSeq: number;
     try {
-      startedSeq = await reportStarted(this.reporter, a);
+      startedSeq = await reportStarted(this.reporter, a, (this.tasks.get(a.taskName) as TaskDeclaration).policy);
     } catch (err) {
       if (err instanceof NotCurrentError) {
         log.debug({ reason: err.message }, "assignment no longer current");

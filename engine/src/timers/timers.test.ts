@@ -1,0 +1,86 @@
+import { describe, expect, it } from "vitest";
+import { retryDelayMs } from "./retry-delay.js";
+import { type Clock, Timers } from "./timers.js";
+
+/** A clock whose time moves only when the test says so. */
+function fakeClock() {
+  let now = 1_000_000;
+  const pending = new Map<number, { at: number; fn: () => void }>();
+  let id = 0;
+  const clock: Clock = {
+    now: () => now,
+    setTimeout: (fn, ms) => {
+      pending.set(++id, { at: now + ms, fn });
+      return id;
+    },
+    clearTimeout: (h) => {
+      pending.delete(h as number);
+    },
+  };
+  const advance = (ms: number) => {
+    now += ms;
+    for (const [h, t] of [...pending].sort((a, b) => a[1].at - b[1].at)) {
+      if (t.at <= now && pending.delete(h)) t.fn();
+    }
+  };
+  return { clock, advance, armed: () => pending.size, now: () => now };
+}
+
+describe("timers", () => {
+  it("timers - fire in due order, once, with one host timer armed", () => {
+    const c = fakeClock();
+    const timers = new Timers(c.clock);
+    const fired: string[] = [];
+    timers.set("b", c.now() + 200, () => fired.push("b"));
+    timers.set("a", c.now() + 100, () => fired.push("a"));
+    timers.set("c", c.now() + 300, () => fired.push("c"));
+    expect(c.armed()).toBe(1);
+    c.advance(150);
+    expect(fired).toEqual(["a"]);
+    c.advance(1000);
+    expect(fired).toEqual(["a", "b", "c"]);
+    expect(timers.size).toBe(0);
+  });
+
+  it("timers - replacing or cancelling a key drops the old entry", () => {
+    const c = fakeClock();
+    const timers = new Timers(c.clock);
+    const fired: string[] = [];
+    timers.set("x", c.now() + 100, () => fired.push("x1"));
+    timers.set("x", c.now() + 500, () => fired.push("x2"));
+    timers.set("y", c.now() + 50, () => fired.push("y"));
+    timers.cancel("y");
+    c.advance(200);
+    expect(fired).toEqual([]);
+    c.advance(400);
+    expect(fired).toEqual(["x2"]);
+  });
+
+  it("timers - a timer already due fires on the next turn; stop() silences everything", () => {
+    const c = fakeClock();
+    const timers = new Timers(c.clock);
+    const fired: string[] = [];
+    timers.set("late", c.now() - 1000, () => fired.push("late"));
+    c.advance(0);
+    expect(fired).toEqual(["late"]);
+    timers.set("never", c.now() + 10, () => fired.push("never"));
+    timers.stop();
+    c.advance(100);
+    expect(fired).toEqual(["late"]);
+  });
+});
+
+describe("retry delay", () => {
+  it("retries - backoff is min(maxSeconds, factor^n) seconds; without it a short fixed delay", () => {
+    const policy = { retries: 5, backoff: { factor: 2, maxSeconds: 10, jitter: false } };
+    expect([1, 2, 3, 4, 5].map((n) => retryDelayMs(policy, n))).toEqual([2000, 4000, 8000, 10000, 10000]);
+    expect(retryDelayMs({ retries: 3 }, 1)).toBe(100);
+  });
+
+  it("retries - jitter spreads the delay by ±50 % and never passes the cap", () => {
+    const policy = { retries: 5, backoff: { factor: 2, maxSeconds: 10, jitter: true } };
+    expect(retryDelayMs(policy, 1, () => 0)).toBe(1000);
+    expect(retryDelayMs(policy, 1, () => 0.999)).toBe(2998);
+    expect(retryDelayMs(policy, 4, () => 0.999)).toBe(10000);
+  });
+});

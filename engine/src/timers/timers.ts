@@ -1,0 +1,122 @@
+/** Time as the engine sees it: injected so timer logic is tested without sleeping. */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => {
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return t;
+  },
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+interface Entry {
+  key: string;
+  due: number;
+  fn: () => void;
+}
+
+/**
+ * The engine's one timer heap (nats-server 2.9 has no message scheduling): retry backoffs now, timeouts and schedules
+ * later. A min-heap by due time with lazy deletion, and a single armed host timer for the earliest entry.
+ */
+export class Timers {
+  private heap: Entry[] = [];
+  private readonly live = new Map<string, Entry>();
+  private armed: { handle: unknown; due: number } | undefined;
+  private stopped = false;
+
+  constructor(private readonly clock: Clock = systemClock) {}
+
+  /** Runs `fn` at `due` (epoch ms); replaces a timer with the same key. */
+  set(key: string, due: number, fn: () => void): void {
+    if (this.stopped) return;
+    const entry = { key, due, fn };
+    this.live.set(key, entry);
+    this.push(entry);
+    this.arm();
+  }
+
+  cancel(key: string): void {
+    this.live.delete(key);
+  }
+
+  has(key: string): boolean {
+    return this.live.has(key);
+  }
+
+  get size(): number {
+    return this.live.size;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.armed) this.clock.clearTimeout(this.armed.handle);
+    this.armed = undefined;
+    this.live.clear();
+    this.heap = [];
+  }
+
+  private arm(): void {
+    const next = this.peek();
+    if (!next) return;
+    if (this.armed && this.armed.due <= next.due) return;
+    if (this.armed) this.clock.clearTimeout(this.armed.handle);
+    const delay = Math.max(0, next.due - this.clock.now());
+    this.armed = { due: next.due, handle: this.clock.setTimeout(() => this.fire(), delay) };
+  }
+
+  private fire(): void {
+    this.armed = undefined;
+    const now = this.clock.now();
+    for (let next = this.peek(); next && next.due <= now; next = this.peek()) {
+      this.pop();
+      this.live.delete(next.key);
+      next.fn();
+    }
+    this.arm();
+  }
+
+  /** The earliest entry still live (dropping cancelled and replaced ones). */
+  private peek(): Entry | undefined {
+    for (;;) {
+      const top = this.heap[0];
+      if (!top || this.live.get(top.key) === top) return top;
+      this.pop();
+    }
+  }
+
+  private push(entry: Entry): void {
+    const h = this.heap;
+    h.push(entry);
+    for (let i = h.length - 1; i > 0; ) {
+      const parent = (i - 1) >> 1;
+      if ((h[parent] as Entry).due <= entry.due) break;
+      h[i] = h[parent] as Entry;
+      h[parent] = entry;
+      i = parent;
+    }
+  }
+
+  private pop(): void {
+    const h = this.heap;
+    const last = h.pop();
+    if (!last || h.length === 0) return;
+    h[0] = last;
+    for (let i = 0; ; ) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let min = i;
+      if (l < h.length && (h[l] as Entry).due < (h[min] as Entry).due) min = l;
+      if (r < h.length && (h[r] as Entry).due < (h[min] as Entry).due) min = r;
+      if (min === i) break;
+      [h[i], h[min]] = [h[min] as Entry, h[i] as Entry];
+      i = min;
+    }
+  }
+}

@@ -12,6 +12,7 @@ import { Projector } from "./projector/projector.js";
 import { RunStore } from "./projector/run-store.js";
 import { Scheduler } from "./scheduler/scheduler.js";
 import { Retrier } from "./timers/retrier.js";
+import { Timeouts } from "./timers/timeouts.js";
 import { systemClock, Timers } from "./timers/timers.js";
 import { WorkerRegistry } from "./workers/registry.js";
 
@@ -68,10 +69,17 @@ class NamespaceRuntime {
       states: this.projector.states,
       append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
     });
+    const timeouts = new Timeouts({
+      timers: this.timers,
+      log: nsLog.child({ module: "timeouts" }),
+      states: this.projector.states,
+      append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
+    });
     this.scheduler = new Scheduler({
       log: nsLog.child({ module: "scheduler" }),
       dispatcher,
       retrier,
+      timeouts,
       states: this.projector.states,
     });
     this.registry = new WorkerRegistry({

@@ -61,6 +61,8 @@ export function eventMsgId(event: TaskjetEventInput): string {
       return `${event.taskRunId}:${event.data.attempt}:retry`;
     case EventTypes.TaskQueued:
       return `${event.taskRunId}:${event.data.attempt}:queued`;
+    case EventTypes.TaskTimedOut:
+      return `${event.taskRunId}:${event.data.attempt}:timedout`;
     case EventTypes.EventRejected:
       return `${event.runId}:rejected:${event.data.rejectedSeq}`;
     default:

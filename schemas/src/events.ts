@@ -14,6 +14,8 @@ export const EventTypes = {
   TaskCompleted: "TaskCompleted",
   TaskFailed: "TaskFailed",
   TaskRetryScheduled: "TaskRetryScheduled",
+  TaskTimedOut: "TaskTimedOut",
+  TaskTimeoutRefreshed: "TaskTimeoutRefreshed",
   TaskQueued: "TaskQueued",
   ReportIgnored: "ReportIgnored",
   EventRejected: "EventRejected",
@@ -93,6 +95,8 @@ export const TaskStartedSchema = z.object({
     workerName: z.string(),
     assignedAt: z.iso.datetime(),
     policy: RetryPolicySchema.optional(),
+    /** When the engine times the attempt out unless it finished or was refreshed. */
+    timeoutAt: z.iso.datetime().optional(),
   }),
 });
 
@@ -108,6 +112,22 @@ export const TaskFailedSchema = z.object({
   type: z.literal(EventTypes.TaskFailed),
   taskRunId: token,
   data: z.object({ ...attemptFacts, error: RecordedErrorSchema, nonRetryable: z.boolean().optional() }),
+});
+
+/** The engine failed a running attempt past its execution deadline; retries apply. */
+export const TaskTimedOutSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.TaskTimedOut),
+  taskRunId: token,
+  data: z.object({ attempt: z.number().int().min(0), timeoutAt: z.iso.datetime() }),
+});
+
+/** The running attempt moved its execution deadline (`ctx.refreshTimeout`). */
+export const TaskTimeoutRefreshedSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.TaskTimeoutRefreshed),
+  taskRunId: token,
+  data: z.object({ ...attemptFacts, timeoutAt: z.iso.datetime() }),
 });
 
 /** The engine will queue attempt `attempt` at `at` (an engine timer: no slot or ack is held meanwhile). */
@@ -152,6 +172,8 @@ export const TaskjetEventSchema = z.discriminatedUnion("type", [
   TaskFailedSchema,
   TaskRetryScheduledSchema,
   TaskQueuedSchema,
+  TaskTimedOutSchema,
+  TaskTimeoutRefreshedSchema,
   ReportIgnoredSchema,
   EventRejectedSchema,
 ]);
@@ -163,6 +185,8 @@ export type TaskCompleted = z.output<typeof TaskCompletedSchema>;
 export type TaskFailed = z.output<typeof TaskFailedSchema>;
 export type TaskRetryScheduled = z.output<typeof TaskRetryScheduledSchema>;
 export type TaskQueued = z.output<typeof TaskQueuedSchema>;
+export type TaskTimedOut = z.output<typeof TaskTimedOutSchema>;
+export type TaskTimeoutRefreshed = z.output<typeof TaskTimeoutRefreshedSchema>;
 export type ReportIgnored = z.output<typeof ReportIgnoredSchema>;
 export type EventRejected = z.output<typeof EventRejectedSchema>;
 /** What a writer passes in: defaults may be left out. */

@@ -1,3 +1,4 @@
+import type { RecordedError } from "./errors.js";
 import { EventTypes, type TaskjetEvent } from "./events.js";
 import { isTerminal, type RunState, RunStatuses, type TaskRunState } from "./run-state.js";
 
@@ -23,12 +24,13 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
         workerName: event.data.workerName,
         startedAt: event.at,
         ...(event.data.policy ? { policy: event.data.policy } : {}),
+        ...(event.data.timeoutAt ? { timeoutAt: event.data.timeoutAt } : {}),
       });
     }
     case EventTypes.TaskCompleted: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
       if (!task || isTerminal(task.status) || task.retry) return next;
-      const { error: _lastError, ...rest } = task;
+      const { error: _lastError, timeoutAt: _t, ...rest } = task;
       return withTask(next, {
         ...rest,
         status: RunStatuses.completed,
@@ -40,23 +42,21 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
     case EventTypes.TaskFailed: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
       if (!task || isTerminal(task.status) || task.retry) return next;
-      const retries = task.policy?.retries ?? 0;
-      if (!event.data.nonRetryable && event.data.attempt < retries) {
-        // Not final: the engine schedules the next attempt (TaskRetryScheduled, then TaskQueued).
-        return withTask(next, {
-          ...task,
-          status: RunStatuses.queued,
-          error: event.data.error,
-          retry: { attempt: event.data.attempt + 1 },
-        });
-      }
-      return withTask(next, {
-        ...task,
-        status: RunStatuses.failed,
-        workerId: event.data.workerId,
-        finishedAt: event.at,
-        error: event.data.error,
-      });
+      return attemptFailed(next, task, event.data.error, event.at, event.data.nonRetryable === true);
+    }
+    case EventTypes.TaskTimedOut: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt);
+      if (!task || task.status !== RunStatuses.running) return next;
+      const error = {
+        name: "TaskTimedOut",
+        message: `execution timeout: attempt ${event.data.attempt} still running at ${event.data.timeoutAt}`,
+      };
+      return attemptFailed(next, task, error, event.at, false);
+    }
+    case EventTypes.TaskTimeoutRefreshed: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt);
+      if (!task || task.status !== RunStatuses.running || task.workerId !== event.data.workerId) return next;
+      return withTask(next, { ...task, timeoutAt: event.data.timeoutAt });
     }
     case EventTypes.TaskRetryScheduled: {
       const task = currentTask(next, event.taskRunId, event.data.attempt - 1);
@@ -66,7 +66,7 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
     case EventTypes.TaskQueued: {
       const task = currentTask(next, event.taskRunId, event.data.attempt - 1);
       if (task?.retry?.attempt !== event.data.attempt) return next;
-      const { retry: _done, workerId: _w, workerName: _n, startedAt: _s, ...rest } = task;
+      const { retry: _done, workerId: _w, workerName: _n, startedAt: _s, timeoutAt: _t, ...rest } = task;
       return withTask(next, { ...rest, attempt: event.data.attempt, status: RunStatuses.queued });
     }
     case EventTypes.RunCreated: // a second creation cannot be appended (CAS on sequence 0)
@@ -126,6 +126,22 @@ function created(event: TaskjetEvent, seq: number): RunState | undefined {
     };
   }
   return undefined;
+}
+
+/** An attempt ended in failure: retried while the policy allows, else final. */
+function attemptFailed(
+  state: RunState,
+  task: TaskRunState,
+  error: RecordedError,
+  at: string,
+  nonRetryable: boolean,
+): RunState {
+  const { timeoutAt: _t, ...rest } = task;
+  if (!nonRetryable && task.attempt < (task.policy?.retries ?? 0)) {
+    // Not final: the engine schedules the next attempt (TaskRetryScheduled, then TaskQueued).
+    return withTask(state, { ...rest, status: RunStatuses.queued, error, retry: { attempt: task.attempt + 1 } });
+  }
+  return withTask(state, { ...rest, status: RunStatuses.failed, finishedAt: at, error });
 }
 
 function currentTask(state: RunState, taskRunId: string, attempt: number): TaskRunState | undefined {

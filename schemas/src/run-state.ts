@@ -33,6 +33,8 @@ export interface TaskRunState {
   output?: Record<string, unknown>;
   /** The last attempt's error (also while a retry is pending). */
   error?: RecordedError;
+  /** The running attempt's execution deadline. */
+  timeoutAt?: string;
   /** How failed attempts are retried, as recorded by the last start. */
   policy?: RetryPolicy;
   /** A retry decided but not yet queued: the attempt it will be, and when (once scheduled). */

@@ -6,6 +6,7 @@ import {
   encodeJsonObject,
   makeEvent,
   newId,
+  parseDuration,
   parseWith,
   RetryPolicySchema,
   type RunCreated,
@@ -22,6 +23,9 @@ import { RunsClient } from "./runs.js";
 import { type JsonObject, TaskDeclaration, type TaskOptions, type Triggers } from "./task.js";
 import { RunWaiter } from "./waiter.js";
 import { Worker, type WorkerOptions } from "./worker/worker.js";
+
+/** How long one attempt may run unless the task says otherwise. */
+const DEFAULT_EXECUTION_TIMEOUT = "60s";
 
 /**
  * The Taskjet client: declares tasks, starts workers, triggers and reads runs.
@@ -78,7 +82,8 @@ export class Taskjet implements Triggers {
       throw new ValidationError([{ path: "fn", message: `must be a function, got ${typeof options.fn}` }]);
     }
     const policy = parseWith(RetryPolicySchema, { retries: options.retries ?? 0, backoff: options.backoff });
-    return new TaskDeclaration(this, options, policy);
+    const executionTimeoutMs = parseDuration(options.executionTimeout ?? DEFAULT_EXECUTION_TIMEOUT, "executionTimeout");
+    return new TaskDeclaration(this, options, { policy, executionTimeoutMs });
   }
 
   /** Creates a worker; `await worker.start()` registers it and starts taking work. */

@@ -1,4 +1,4 @@
-import type { RetryPolicy, RunOptions } from "@taskjet/schemas";
+import type { Duration, RetryPolicy, RunOptions } from "@taskjet/schemas";
 import type { RunRef } from "./run-ref.js";
 import type { Context } from "./worker/context.js";
 
@@ -21,6 +21,12 @@ export interface TaskOptions<I extends JsonObject, O extends JsonObject | void> 
    * follow after a short fixed delay (100 ms).
    */
   backoff?: { factor: number; maxSeconds: number; jitter?: boolean };
+  /**
+   * How long one attempt may run (`"1h30m5s"`, `"15s"`, `"500ms"` or milliseconds). Past it the attempt fails with
+   * `TaskTimedOut` (retries apply) and its `ctx.abortController.signal` aborts; `ctx.refreshTimeout()` extends it.
+   * @default "60s"
+   */
+  executionTimeout?: Duration;
 }
 
 /** Output type as the caller receives it. */
@@ -38,15 +44,18 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   readonly fn: TaskFn<I, O>;
   /** Retries and backoff, validated. */
   readonly policy: RetryPolicy;
+  /** Execution timeout in milliseconds. */
+  readonly executionTimeoutMs: number;
 
   constructor(
     private readonly triggers: Triggers,
     options: TaskOptions<I, O>,
-    policy: RetryPolicy,
+    resolved: { policy: RetryPolicy; executionTimeoutMs: number },
   ) {
     this.name = options.name;
     this.fn = options.fn;
-    this.policy = policy;
+    this.policy = resolved.policy;
+    this.executionTimeoutMs = resolved.executionTimeoutMs;
   }
 
   /**

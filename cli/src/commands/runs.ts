@@ -194,6 +194,10 @@ class Timeline {
         return `attempt ${e.data.attempt} at ${e.data.at} (in ${e.data.delayMs}ms)`;
       case "TaskQueued":
         return `attempt ${e.data.attempt} queued`;
+      case "TaskTimedOut":
+        return `execution timeout (deadline ${e.data.timeoutAt})`;
+      case "TaskTimeoutRefreshed":
+        return `deadline moved to ${e.data.timeoutAt}`;
       case "ReportIgnored":
         return short(`${e.data.report} report ignored: ${e.data.reason}`, 100);
       case "EventRejected":

@@ -3,12 +3,14 @@ import type { Logger } from "pino";
 import type { Dispatcher } from "../dispatcher/dispatcher.js";
 import type { RunChange } from "../projector/projector.js";
 import type { Retrier } from "../timers/retrier.js";
+import type { Timeouts } from "../timers/timeouts.js";
 import { type Placement, type QueuedTask, SchedulerCore } from "./core.js";
 
 export interface SchedulerOptions {
   log: Logger;
   dispatcher: Dispatcher;
   retrier: Retrier;
+  timeouts: Timeouts;
   /** The projector's live run states. */
   states: ReadonlyMap<string, RunState>;
 }
@@ -37,11 +39,13 @@ export class Scheduler {
         else if (task.status === RunStatuses.running && task.workerId) this.core.hold(queued, task.workerId);
       }
       this.o.retrier.onState(state);
+      this.o.timeouts.onState(state);
     }
     this.kick();
   }
 
   onChange({ event, seq, state }: RunChange): void {
+    this.o.timeouts.onState(state);
     switch (event.type) {
       case EventTypes.RunCreated:
         for (const task of state.tasks) {
@@ -59,7 +63,8 @@ export class Scheduler {
         break;
       }
       case EventTypes.TaskCompleted:
-      case EventTypes.TaskFailed: {
+      case EventTypes.TaskFailed:
+      case EventTypes.TaskTimedOut: {
         // The attempt is over (final or not): its slot is free.
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
         if (task) this.core.finish({ taskRunId: task.taskRunId, taskName: task.taskName, attempt: event.data.attempt });

@@ -50,6 +50,11 @@ export class Timers {
     return this.live.has(key);
   }
 
+  /** When the live timer of `key` is due, if there is one. */
+  dueOf(key: string): number | undefined {
+    return this.live.get(key)?.due;
+  }
+
   get size(): number {
     return this.live.size;
   }

@@ -1,4 +1,4 @@
-import type { Assignment, Logger } from "@taskjet/schemas";
+import { type Assignment, type Duration, type Logger, parseDuration } from "@taskjet/schemas";
 
 /** Log methods of `ctx.logger`: message first, optional fields. */
 export interface TaskLogger {
@@ -21,6 +21,7 @@ export class Context {
     private readonly assignment: Assignment,
     worker: { id: string; name: string },
     log: Logger,
+    private readonly refresh: (ms: number) => Promise<void>,
   ) {
     this.worker = { id: () => worker.id, name: () => worker.name };
     this.logger = {
@@ -54,6 +55,14 @@ export class Context {
   /** The attempt index: 0 on the first run, n on the n-th retry. */
   retryCount(): number {
     return this.assignment.attempt;
+  }
+
+  /**
+   * Moves this attempt's execution deadline to `duration` from now, recorded in history (`TaskTimeoutRefreshed`).
+   * @throws ValidationError for a bad duration; an error when the attempt is no longer current (timed out, cancelled)
+   */
+  async refreshTimeout(duration: Duration): Promise<void> {
+    await this.refresh(parseDuration(duration, "refreshTimeout"));
   }
 
   /** The string key/value pairs the run was triggered with. */

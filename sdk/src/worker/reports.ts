@@ -45,11 +45,23 @@ function currentState(conn: Connection, ns: string, runId: string): Promise<RunS
  * @returns the sequence of our `TaskStarted`
  * @throws NotCurrentError
  */
-export async function reportStarted(r: Reporter, a: Assignment, policy: RetryPolicy): Promise<number> {
+export async function reportStarted(
+  r: Reporter,
+  a: Assignment,
+  policy: RetryPolicy,
+  timeoutAt: string,
+): Promise<number> {
   const event = makeEvent(EventTypes.TaskStarted, {
     runId: a.runId,
     taskRunId: a.taskRunId,
-    data: { attempt: a.attempt, workerId: r.workerId, workerName: r.workerName, assignedAt: a.assignedAt, policy },
+    data: {
+      attempt: a.attempt,
+      workerId: r.workerId,
+      workerName: r.workerName,
+      assignedAt: a.assignedAt,
+      policy,
+      timeoutAt,
+    },
   });
   let expected = a.expectedSeq;
   for (;;) {
@@ -65,6 +77,68 @@ export async function reportStarted(r: Reporter, a: Assignment, policy: RetryPol
       expected = state.lastSeq;
     }
   }
+}
+
+/**
+ * Appends `TaskTimeoutRefreshed` with CAS on the last sequence this worker wrote for the attempt; on a conflict,
+ * retries on the new tail while the attempt is still ours and running.
+ * @returns the new last sequence
+ * @throws NotCurrentError when the attempt was timed out, cancelled or reassigned meanwhile
+ */
+export async function reportTimeoutRefreshed(
+  r: Reporter,
+  a: Assignment,
+  lastSeq: number,
+  timeoutAt: string,
+): Promise<number> {
+  const event = makeEvent(EventTypes.TaskTimeoutRefreshed, {
+    runId: a.runId,
+    taskRunId: a.taskRunId,
+    data: { attempt: a.attempt, workerId: r.workerId, timeoutAt },
+  });
+  let expected = lastSeq;
+  for (;;) {
+    try {
+      return (await appendEvent(r.conn, r.ns, event, expected)).seq;
+    } catch (err) {
+      if (!(err instanceof AppendConflictError)) throw err;
+      const state = await currentState(r.conn, r.ns, a.runId);
+      const task = state?.tasks.find((t) => t.taskRunId === a.taskRunId);
+      if (!state || !isOurs(task, a, r)) {
+        throw new NotCurrentError(`task is ${task?.status ?? "unknown"} at attempt ${task?.attempt ?? "?"}`);
+      }
+      expected = state.lastSeq;
+    }
+  }
+}
+
+/**
+ * Records that this worker's attempt passed its deadline (`TaskTimedOut`, the same fact and dedup id the engine's
+ * timer appends, so whichever comes second is a duplicate). Nothing is appended when the attempt is no longer ours.
+ */
+export async function reportTimedOut(r: Reporter, a: Assignment, lastSeq: number, timeoutAt: string): Promise<void> {
+  const event = makeEvent(EventTypes.TaskTimedOut, {
+    runId: a.runId,
+    taskRunId: a.taskRunId,
+    data: { attempt: a.attempt, timeoutAt },
+  });
+  let expected = lastSeq;
+  for (;;) {
+    try {
+      await appendEvent(r.conn, r.ns, event, expected);
+      return;
+    } catch (err) {
+      if (!(err instanceof AppendConflictError)) throw err;
+      const state = await currentState(r.conn, r.ns, a.runId);
+      const task = state?.tasks.find((t) => t.taskRunId === a.taskRunId);
+      if (!state || !isOurs(task, a, r) || Date.parse(task?.timeoutAt ?? timeoutAt) > Date.now()) return;
+      expected = state.lastSeq;
+    }
+  }
+}
+
+function isOurs(task: { status: string; attempt: number; workerId?: string } | undefined, a: Assignment, r: Reporter) {
+  return task?.status === RunStatuses.running && task.attempt === a.attempt && task.workerId === r.workerId;
 }
 
 /**
@@ -90,7 +164,7 @@ export async function reportResult(
       if (!(err instanceof AppendConflictError)) throw err;
       const state = await currentState(r.conn, r.ns, a.runId);
       const task = state?.tasks.find((t) => t.taskRunId === a.taskRunId);
-      if (state && task?.status === RunStatuses.running && task.attempt === a.attempt && task.workerId === r.workerId) {
+      if (state && isOurs(task, a, r)) {
         expected = state.lastSeq;
         continue;
       }

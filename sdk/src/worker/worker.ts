@@ -20,7 +20,14 @@ import type { ClientConfig } from "../config.js";
 import type { Connection } from "../connection.js";
 import type { JsonObject, TaskDeclaration } from "../task.js";
 import { Context } from "./context.js";
-import { NotCurrentError, type Reporter, reportResult, reportStarted } from "./reports.js";
+import {
+  NotCurrentError,
+  type Reporter,
+  reportResult,
+  reportStarted,
+  reportTimedOut,
+  reportTimeoutRefreshed,
+} from "./reports.js";
 
 export const SDK_VERSION = "0.1.0";
 
@@ -248,10 +255,23 @@ export class Worker {
         taskRunId: next.assignment.taskRunId,
         attempt: next.assignment.attempt,
       });
-      const ctx = new Context(next.assignment, { id: this.id, name: this.name }, log);
-      const done = this.execute(next, ctx, log)
+      const attempt = new AttemptClock(
+        next.assignment,
+        this.reporter,
+        this.tasks.get(next.assignment.taskName) as Task,
+      );
+      const ctx = new Context(next.assignment, { id: this.id, name: this.name }, log, (ms) => attempt.refresh(ms));
+      attempt.onDeadline = () => {
+        log.warn({ timeoutAt: attempt.timeoutAt }, "execution timeout: aborting the task");
+        // Record the timeout first, so the aborted task's own failure is not taken for the attempt's outcome.
+        reportTimedOut(this.reporter, next.assignment, attempt.lastSeq, new Date(attempt.timeoutAt).toISOString())
+          .catch((err) => log.warn({ err }, "could not record the timeout; the engine will"))
+          .finally(() => ctx.abortController.abort(new Error(`execution timeout of ${attempt.timeoutMs} ms exceeded`)));
+      };
+      const done = this.execute(next, ctx, attempt, log)
         .catch((err) => log.error({ err }, "attempt failed to report"))
         .finally(() => {
+          attempt.stop();
           this.running.delete(key);
           this.pump();
         });
@@ -259,10 +279,14 @@ export class Worker {
     }
   }
 
-  private async execute({ assignment: a, msg }: Pending, ctx: Context, log: Logger): Promise<void> {
-    let startedSeq: number;
+  private async execute(
+    { assignment: a, msg }: Pending,
+    ctx: Context,
+    attempt: AttemptClock,
+    log: Logger,
+  ): Promise<void> {
     try {
-      startedSeq = await reportStarted(this.reporter, a, (this.tasks.get(a.taskName) as TaskDeclaration).policy);
+      await attempt.start();
     } catch (err) {
       if (err instanceof NotCurrentError) {
         log.debug({ reason: err.message }, "assignment no longer current");
@@ -280,7 +304,55 @@ export class Worker {
     } catch (error) {
       result = { ok: false, error };
     }
-    const applied = await reportResult(this.reporter, a, startedSeq, result, this.conn.payloadLimit);
+    attempt.stop();
+    const applied = await reportResult(this.reporter, a, attempt.lastSeq, result, this.conn.payloadLimit);
     if (!applied) log.warn({}, "result arrived after the attempt was superseded: recorded as ReportIgnored");
+  }
+}
+
+type Task = TaskDeclaration<JsonObject, JsonObject>;
+
+/**
+ * One attempt's place in the log and its deadline: the last sequence this worker wrote for it (the next append's
+ * expected sequence) and the local timer that aborts the task when its execution timeout passes.
+ */
+class AttemptClock {
+  lastSeq = 0;
+  timeoutAt = 0;
+  onDeadline: () => void = () => {};
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly a: Assignment,
+    private readonly reporter: Reporter,
+    private readonly task: Task,
+  ) {}
+
+  get timeoutMs(): number {
+    return this.task.executionTimeoutMs;
+  }
+
+  async start(): Promise<void> {
+    this.timeoutAt = Date.now() + this.task.executionTimeoutMs;
+    this.lastSeq = await reportStarted(this.reporter, this.a, this.task.policy, new Date(this.timeoutAt).toISOString());
+    this.arm();
+  }
+
+  async refresh(ms: number): Promise<void> {
+    const timeoutAt = Date.now() + ms;
+    this.lastSeq = await reportTimeoutRefreshed(this.reporter, this.a, this.lastSeq, new Date(timeoutAt).toISOString());
+    this.timeoutAt = timeoutAt;
+    this.arm();
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private arm(): void {
+    this.stop();
+    this.timer = setTimeout(() => this.onDeadline(), Math.max(0, this.timeoutAt - Date.now()));
+    this.timer.unref();
   }
 }

@@ -1,0 +1,113 @@
+import { TaskRunError, ValidationError } from "@taskjet/sdk";
+import { describe, expect, it } from "vitest";
+import { connectClient, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+
+const nats = useNatsServer();
+
+async function types(tj: Awaited<ReturnType<typeof connectClient>>, runId: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of tj.runs.history(runId)) {
+    const attempt = e.event && "attempt" in e.event.data ? String(e.event.data.attempt) : "";
+    out.push(`${e.event?.type ?? "rejected"}${attempt}`);
+  }
+  return out;
+}
+
+describe("timeouts", () => {
+  it("timeouts - an attempt past its execution timeout fails with TaskTimedOut, its signal aborts, retries apply, the late result is ignored", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const aborted: boolean[] = [];
+    const slowThenFast = tj.task({
+      name: "slow-then-fast",
+      executionTimeout: "300ms",
+      retries: 1,
+      fn: async (_input, ctx) => {
+        if (ctx.retryCount() === 0) {
+          // Ignores its signal for a while, then reports a result that comes too late.
+          await new Promise((r) => setTimeout(r, 700));
+          aborted.push(ctx.abortController.signal.aborted, ctx.cancelled);
+          return { attempt: 0 };
+        }
+        return { attempt: ctx.retryCount() };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [slowThenFast] });
+    await worker.start();
+    const ref = await slowThenFast.runNoWait({});
+    expect(await ref.result()).toEqual({ attempt: 1 });
+    await new Promise((r) => setTimeout(r, 800)); // let attempt 0 report late
+    expect(aborted).toEqual([true, true]);
+    const h = await types(tj, ref.runId);
+    expect(h.slice(0, 4)).toEqual(["RunCreated", "TaskStarted0", "TaskTimedOut0", "TaskRetryScheduled1"]);
+    expect(h).toContain("TaskCompleted1");
+    expect(h.filter((t) => t.startsWith("TaskCompleted"))).toEqual(["TaskCompleted1"]);
+    expect(h).toContain("ReportIgnored0");
+    expect(await tj.runs.get(ref.runId)).toMatchObject({ status: "COMPLETED", output: { attempt: 1 } });
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("timeouts - without retries a timed-out run fails with a TaskTimedOut error", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const stuck = tj.task({
+      name: "stuck",
+      executionTimeout: 200,
+      fn: async (_input, ctx) => {
+        await new Promise((resolve) => ctx.abortController.signal.addEventListener("abort", resolve));
+        throw new Error("gave up");
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [stuck] });
+    await worker.start();
+    const err = (await stuck.run({}).catch((e: unknown) => e)) as TaskRunError;
+    expect(err).toBeInstanceOf(TaskRunError);
+    expect(err.taskError.name).toBe("TaskTimedOut");
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("timeouts - ctx.refreshTimeout extends the deadline, recorded in history", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const long = tj.task({
+      name: "long",
+      executionTimeout: "300ms",
+      fn: async (_input, ctx) => {
+        for (let i = 0; i < 3; i++) {
+          await new Promise((r) => setTimeout(r, 200));
+          await ctx.refreshTimeout("300ms");
+        }
+        return { ok: !ctx.cancelled };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [long] });
+    await worker.start();
+    const ref = await long.runNoWait({});
+    expect(await ref.result()).toEqual({ ok: true });
+    expect(await types(tj, ref.runId)).toEqual([
+      "RunCreated",
+      "TaskStarted0",
+      "TaskTimeoutRefreshed0",
+      "TaskTimeoutRefreshed0",
+      "TaskTimeoutRefreshed0",
+      "TaskCompleted0",
+    ]);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("timeouts - durations are checked when the task is declared and when refreshed", async () => {
+    const tj = await connectClient(nats.url);
+    const fn = async () => ({});
+    expect(() => tj.task({ name: "a", fn, executionTimeout: "-5s" })).toThrow(
+      /executionTimeout: must be a positive duration.*got "-5s"/,
+    );
+    expect(() => tj.task({ name: "a", fn, executionTimeout: "soon" })).toThrow(ValidationError);
+    await tj.close();
+  });
+});

@@ -41,10 +41,19 @@ class NamespaceRuntime {
 
   private readonly log: Logger;
 
-  constructor(ns: string, js: JetStreamClient, jsm: JetStreamManager, kvs: Kvs, config: EngineConfig, log: Logger) {
+  constructor(
+    ns: string,
+    nc: NatsConnection,
+    js: JetStreamClient,
+    jsm: JetStreamManager,
+    kvs: Kvs,
+    config: EngineConfig,
+    log: Logger,
+  ) {
     const nsLog = log.child({ ns });
     this.log = nsLog.child({ module: "engine" });
     const dispatcher = new Dispatcher({
+      nc,
       js,
       jsm,
       ns,
@@ -139,7 +148,9 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
         log.debug({}, "streams and buckets ready");
         const kvm = new Kvm(nc);
         const kvs: Kvs = { runs: await kvm.open(Buckets.runs), workers: await kvm.open(Buckets.workers) };
-        runtimes = config.namespaces.map((ns) => new NamespaceRuntime(ns, js, jsm, kvs, config, baseLog));
+        runtimes = config.namespaces.map(
+          (ns) => new NamespaceRuntime(ns, nc as NatsConnection, js, jsm, kvs, config, baseLog),
+        );
         for (const rt of runtimes) await rt.start();
       } catch (err) {
         await this.stop();

@@ -65,6 +65,8 @@ export function eventMsgId(event: TaskjetEventInput): string {
       return `${event.taskRunId}:${event.data.attempt}:timedout`;
     case EventTypes.EventRejected:
       return `${event.runId}:rejected:${event.data.rejectedSeq}`;
+    case EventTypes.RunCancelled:
+      return `${event.runId}:cancelled`;
     default:
       return event.id;
   }

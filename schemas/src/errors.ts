@@ -14,6 +14,7 @@ export const ErrorCodes = {
   closed: "CLOSED",
   timeout: "TIMEOUT",
   notProvisioned: "NOT_PROVISIONED",
+  runCancelled: "RUN_CANCELLED",
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -125,6 +126,18 @@ export class TaskRunError extends TaskjetError {
     this.taskError = taskError;
     // The remote stack is what the user debugs; keep ours in the message's first line only.
     if (taskError.stack) this.stack = `${this.name}: ${this.message}\n--- task stack ---\n${taskError.stack}`;
+  }
+}
+
+/** Thrown by `run()` / `result()` when the run was cancelled. */
+export class RunCancelledError extends TaskjetError {
+  readonly runId: string;
+  readonly reason: string;
+  constructor(runId: string, reason: string) {
+    super(ErrorCodes.runCancelled, `run ${runId} was cancelled: ${reason}`);
+    this.name = "RunCancelledError";
+    this.runId = runId;
+    this.reason = reason;
   }
 }
 

@@ -16,6 +16,7 @@ export const EventTypes = {
   TaskRetryScheduled: "TaskRetryScheduled",
   TaskTimedOut: "TaskTimedOut",
   TaskTimeoutRefreshed: "TaskTimeoutRefreshed",
+  RunCancelled: "RunCancelled",
   TaskQueued: "TaskQueued",
   ReportIgnored: "ReportIgnored",
   EventRejected: "EventRejected",
@@ -130,6 +131,13 @@ export const TaskTimeoutRefreshedSchema = z.object({
   data: z.object({ ...attemptFacts, timeoutAt: z.iso.datetime() }),
 });
 
+/** The run was cancelled: its unfinished tasks end CANCELLED; running attempts are told to stop. */
+export const RunCancelledSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.RunCancelled),
+  data: z.object({ reason: z.string().min(1).max(200) }),
+});
+
 /** The engine will queue attempt `attempt` at `at` (an engine timer: no slot or ack is held meanwhile). */
 export const TaskRetryScheduledSchema = z.object({
   ...envelope,
@@ -174,6 +182,7 @@ export const TaskjetEventSchema = z.discriminatedUnion("type", [
   TaskQueuedSchema,
   TaskTimedOutSchema,
   TaskTimeoutRefreshedSchema,
+  RunCancelledSchema,
   ReportIgnoredSchema,
   EventRejectedSchema,
 ]);
@@ -187,6 +196,7 @@ export type TaskRetryScheduled = z.output<typeof TaskRetryScheduledSchema>;
 export type TaskQueued = z.output<typeof TaskQueuedSchema>;
 export type TaskTimedOut = z.output<typeof TaskTimedOutSchema>;
 export type TaskTimeoutRefreshed = z.output<typeof TaskTimeoutRefreshedSchema>;
+export type RunCancelled = z.output<typeof RunCancelledSchema>;
 export type ReportIgnored = z.output<typeof ReportIgnoredSchema>;
 export type EventRejected = z.output<typeof EventRejectedSchema>;
 /** What a writer passes in: defaults may be left out. */

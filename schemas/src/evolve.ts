@@ -69,6 +69,16 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
       const { retry: _done, workerId: _w, workerName: _n, startedAt: _s, timeoutAt: _t, ...rest } = task;
       return withTask(next, { ...rest, attempt: event.data.attempt, status: RunStatuses.queued });
     }
+    case EventTypes.RunCancelled: {
+      if (isTerminal(next.status)) return next;
+      const error = { name: "RunCancelled", message: event.data.reason };
+      const tasks = next.tasks.map((t) => {
+        if (isTerminal(t.status)) return t;
+        const { retry: _r, timeoutAt: _t, ...rest } = t;
+        return { ...rest, status: RunStatuses.cancelled, finishedAt: event.at };
+      });
+      return { ...next, tasks, status: RunStatuses.cancelled, error, finishedAt: event.at };
+    }
     case EventTypes.RunCreated: // a second creation cannot be appended (CAS on sequence 0)
     case EventTypes.ReportIgnored:
     case EventTypes.EventRejected:

@@ -49,3 +49,14 @@ export const TaskDefinitionSchema = z.object({
   registeredAt: z.iso.datetime(),
 });
 export type TaskDefinition = z.output<typeof TaskDefinitionSchema>;
+
+/** Engine → worker control message (core NATS, at most once; CAS fencing covers a worker that misses it). */
+export const ControlMessageSchema = z.object({
+  v: z.literal(1),
+  type: z.literal("cancel"),
+  runId: token,
+  taskRunId: token,
+  attempt: z.number().int().min(0),
+  reason: z.string(),
+});
+export type ControlMessage = z.output<typeof ControlMessageSchema>;

@@ -131,6 +131,7 @@ export class Taskjet implements Triggers {
       runId,
       () => this.waitFor(runId),
       () => this.runs.get(runId),
+      (reason) => this.runs.cancelOne(runId, reason),
     );
   }
 

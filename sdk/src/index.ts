@@ -8,6 +8,7 @@ export {
   PayloadTooLargeError,
   type RecordedError,
   RUN_STATUS_VALUES,
+  RunCancelledError,
   RunNotFoundError,
   type RunOptions,
   RunRejectedError,
@@ -25,7 +26,7 @@ export { Taskjet } from "./client.js";
 export { type ClientOptions, DEFAULT_NATS_URL } from "./config.js";
 export type { HistoryEntry } from "./history.js";
 export { RunRef } from "./run-ref.js";
-export type { ListRunsOptions, RunsClient } from "./runs.js";
+export type { CancelRunsOptions, ListRunsOptions, RunsClient } from "./runs.js";
 export type { JsonObject, Output, TaskDeclaration, TaskFn, TaskOptions } from "./task.js";
 export type { Context, TaskLogger } from "./worker/context.js";
 export { Worker, type WorkerOptions } from "./worker/worker.js";

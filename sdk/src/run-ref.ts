@@ -1,4 +1,5 @@
 import {
+  RunCancelledError,
   RunRejectedError,
   type RunState,
   type RunStatus,
@@ -11,6 +12,8 @@ import {
 /** Turns a final run state into the caller's result: the output, or a typed error carrying the task's error. */
 export function outcome<O>(state: RunState): O {
   if (state.status === RunStatuses.completed) return (state.output ?? {}) as O;
+  if (state.status === RunStatuses.cancelled)
+    throw new RunCancelledError(state.runId, state.error?.message ?? "cancelled");
   const failed = state.tasks.find((t) => t.status === RunStatuses.failed);
   if (!failed && state.error?.name === "EventRejected") throw new RunRejectedError(state.runId, state.error.message);
   throw new TaskRunError(
@@ -27,7 +30,16 @@ export class RunRef<O = Record<string, unknown>> {
     readonly runId: string,
     private readonly wait: () => Promise<RunState>,
     private readonly read: () => Promise<RunState>,
+    private readonly cancelRun: (reason?: string) => Promise<boolean>,
   ) {}
+
+  /**
+   * Cancels the run: queued tasks leave the queue, running ones are aborted through their signal. Resolves `true` when
+   * this call cancelled it, `false` when it had already finished.
+   */
+  cancel(reason?: string): Promise<boolean> {
+    return this.cancelRun(reason);
+  }
 
   /**
    * Waits for the run to finish: its output, or a TaskRunError carrying the task's error.

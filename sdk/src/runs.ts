@@ -1,22 +1,44 @@
 import { type KV, Kvm } from "@nats-io/kv";
 import {
+  AppendConflictError,
   Buckets,
   checkToken,
+  EventTypes,
   evolve,
   isTerminal,
   keys,
+  makeEvent,
   RUN_STATUS_VALUES,
   RunNotFoundError,
   type RunState,
   type RunStatus,
+  RunStatuses,
   Streams,
   subjects,
   ValidationError,
 } from "@taskjet/schemas";
+import { appendEvent } from "./append.js";
 import { type Connection, withProvisioningHint } from "./connection.js";
 import { type HistoryEntry, readHistory } from "./history.js";
 import { readStream } from "./read-stream.js";
 import { readRunState, readTail } from "./run-reader.js";
+
+/** Which runs `runs.cancel` cancels: by id, or every unfinished run matching filters. */
+export type CancelRunsOptions =
+  | { ids: string[]; reason?: string }
+  | {
+      filters: {
+        statuses?: RunStatus[];
+        taskName?: string;
+        /** Created at or after. */
+        since?: Date | string;
+        /** Created before. */
+        until?: Date | string;
+        /** Runs whose metadata has all these pairs. */
+        additionalMetadata?: Record<string, string>;
+      };
+      reason?: string;
+    };
 
 /** Filters of `runs.list`. */
 export interface ListRunsOptions {
@@ -49,6 +71,64 @@ export class RunsClient {
     const state = await this.read(runId, undefined);
     if (!state) throw new RunNotFoundError(runId);
     return state;
+  }
+
+  /**
+   * Cancels runs by id or by filters (filters read the projection: a run created in the last second may be missed).
+   * Appends `RunCancelled` with CAS to each unfinished run.
+   * @returns the runs cancelled now, and those that had already finished
+   */
+  async cancel(options: CancelRunsOptions): Promise<{ cancelled: string[]; alreadyFinished: string[] }> {
+    const reason = options.reason ?? "cancelled by request";
+    let ids: string[];
+    if ("ids" in options) {
+      if (!Array.isArray(options.ids)) {
+        throw new ValidationError([
+          { path: "ids", message: `must be an array of run ids, got ${JSON.stringify(options.ids)}` },
+        ]);
+      }
+      ids = options.ids.map((id, i) => checkToken(id, `ids[${i}]`));
+    } else {
+      const f = options.filters ?? {};
+      const since = f.since === undefined ? undefined : dateOf(f.since, "filters.since");
+      const until = f.until === undefined ? undefined : dateOf(f.until, "filters.until");
+      const matches = await this.list({
+        statuses: f.statuses ?? [RunStatuses.queued, RunStatuses.running],
+        ...(f.taskName ? { taskName: f.taskName } : {}),
+        limit: Number.MAX_SAFE_INTEGER,
+      });
+      ids = matches
+        .filter((s) => (since === undefined || s.createdAt >= since) && (until === undefined || s.createdAt < until))
+        .filter((s) => Object.entries(f.additionalMetadata ?? {}).every(([k, v]) => s.additionalMetadata[k] === v))
+        .map((s) => s.runId);
+    }
+    const cancelled: string[] = [];
+    const alreadyFinished: string[] = [];
+    for (const id of ids) {
+      if (await this.cancelOne(id, reason)) cancelled.push(id);
+      else alreadyFinished.push(id);
+    }
+    return { cancelled, alreadyFinished };
+  }
+
+  /**
+   * @internal Cancels one run; `false` when it had already finished.
+   * @throws RunNotFoundError
+   */
+  async cancelOne(runId: string, reason = "cancelled by request"): Promise<boolean> {
+    let state = await this.read(runId, undefined);
+    if (!state) throw new RunNotFoundError(runId);
+    const event = makeEvent(EventTypes.RunCancelled, { runId, data: { reason } });
+    for (;;) {
+      if (isTerminal(state.status)) return false;
+      try {
+        const { duplicate } = await appendEvent(this.conn, this.ns, event, state.lastSeq);
+        return !duplicate;
+      } catch (err) {
+        if (!(err instanceof AppendConflictError)) throw err;
+        state = (await this.read(runId, state)) ?? state; // someone wrote first: decide again on the new tail
+      }
+    }
   }
 
   /** @internal The latest state, from `known` (folding only the log after it) or from the projection. */
@@ -124,6 +204,14 @@ export class RunsClient {
     this.kv ??= new Kvm(this.conn.nc).open(Buckets.runs);
     return this.kv;
   }
+}
+
+function dateOf(value: Date | string, field: string): string {
+  const d = value instanceof Date ? value : new Date(value);
+  if (Number.isNaN(d.getTime())) {
+    throw new ValidationError([{ path: field, message: `must be a date, got ${JSON.stringify(value)}` }]);
+  }
+  return d.toISOString();
 }
 
 function cmp(a: string, b: string): number {

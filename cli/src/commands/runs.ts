@@ -1,6 +1,6 @@
 import type { HistoryEntry, RunState, RunStatus, TaskjetEvent } from "@taskjet/sdk";
 import { Argument, type Command } from "commander";
-import { ExitCodes } from "../errors.js";
+import { ExitCodes, UsageError } from "../errors.js";
 import {
   formatBytes,
   formatDuration,
@@ -16,6 +16,11 @@ import {
 } from "../output.js";
 import { collectStatuses, intIn, parseRunIdArgument } from "../parse.js";
 import { type CliContext, connectionOptions, withClient } from "./common.js";
+
+/** Variadic run ids, each checked like a single one. */
+function collectRunIds(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), parseRunIdArgument(value)];
+}
 
 interface ConnFlags {
   nats?: string;
@@ -61,6 +66,45 @@ export function registerRuns(program: Command, ctx: CliContext): void {
       return ExitCodes.ok;
     });
   });
+
+  const cancel = runs
+    .command("cancel")
+    .description("cancel runs by id, or every unfinished run matching --status/--task")
+    .addArgument(new Argument("[ids...]", "run ids").argParser(collectRunIds))
+    .option("--filter", "cancel every unfinished run matching --status and --task instead of ids")
+    .option("-s, --status <statuses>", "with --filter: only runs in these statuses", collectStatuses)
+    .option("-t, --task <name>", "with --filter: only runs of this task")
+    .option("--reason <text>", "recorded in history", "cancelled from the CLI")
+    .option("--json", "print {cancelled, alreadyFinished} as JSON");
+  connectionOptions(cancel).action(
+    async (
+      ids: string[] | undefined,
+      flags: ConnFlags & { filter?: boolean; status?: RunStatus[]; task?: string; reason: string; json?: boolean },
+    ) => {
+      if (!flags.filter && (!ids || ids.length === 0)) throw new UsageError("give run ids, or --filter");
+      if (flags.filter && ids && ids.length > 0) throw new UsageError("give run ids or --filter, not both");
+      ctx.exitCode = await withClient(flags, ctx, async (tj) => {
+        const result = await tj.runs.cancel(
+          flags.filter
+            ? {
+                filters: {
+                  ...(flags.status ? { statuses: flags.status } : {}),
+                  ...(flags.task ? { taskName: flags.task } : {}),
+                },
+                reason: flags.reason,
+              }
+            : { ids: ids ?? [], reason: flags.reason },
+        );
+        if (flags.json) ctx.io.out(`${JSON.stringify(result)}\n`);
+        else {
+          for (const id of result.cancelled) ctx.io.out(`cancelled ${id}\n`);
+          for (const id of result.alreadyFinished) ctx.io.out(`already finished ${id}\n`);
+          if (result.cancelled.length + result.alreadyFinished.length === 0) ctx.io.out("no matching runs\n");
+        }
+        return ExitCodes.ok;
+      });
+    },
+  );
 
   const history = runs
     .command("history")
@@ -163,7 +207,7 @@ class Timeline {
       for (const t of e.data.tasks) this.taskNames.set(t.taskRunId, t.taskName);
       return e.data.workflowName;
     }
-    if (e.type === "EventRejected") return "-";
+    if (e.type === "EventRejected" || e.type === "RunCancelled") return "-";
     return `${this.taskNames.get(e.taskRunId) ?? e.taskRunId}/${e.data.attempt}`;
   }
 
@@ -198,6 +242,8 @@ class Timeline {
         return `execution timeout (deadline ${e.data.timeoutAt})`;
       case "TaskTimeoutRefreshed":
         return `deadline moved to ${e.data.timeoutAt}`;
+      case "RunCancelled":
+        return short(`cancelled: ${e.data.reason}`, 100);
       case "ReportIgnored":
         return short(`${e.data.report} report ignored: ${e.data.reason}`, 100);
       case "EventRejected":

@@ -1,9 +1,11 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { type Assignment, type RunState, Streams, subjects } from "@taskjet/schemas";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { type Assignment, type ControlMessage, type RunState, Streams, subjects } from "@taskjet/schemas";
 import type { Logger } from "pino";
 import { attemptKey, type Placement } from "../scheduler/core.js";
 
 export interface DispatcherOptions {
+  nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
   ns: string;
@@ -46,6 +48,11 @@ export class Dispatcher {
           this.o.onUndelivered(placement);
         });
     }
+  }
+
+  /** Tells a worker to stop an attempt (core NATS: a worker that misses it is fenced by CAS anyway). */
+  control(workerId: string, message: ControlMessage): void {
+    this.o.nc.publish(subjects.control(this.o.ns, workerId), JSON.stringify(message));
   }
 
   /** Drops a departed worker's undelivered assignments; the scheduler places them again. */

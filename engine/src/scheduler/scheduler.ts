@@ -74,6 +74,23 @@ export class Scheduler {
       case EventTypes.TaskRetryScheduled:
         this.o.retrier.onState(state);
         return;
+      case EventTypes.RunCancelled:
+        for (const task of state.tasks) {
+          if (task.status !== RunStatuses.cancelled) continue;
+          this.core.finish(task);
+          // It had started: its worker aborts it (and abandons it after a grace period if it ignores the signal).
+          if (task.workerId && task.startedAt) {
+            this.o.dispatcher.control(task.workerId, {
+              v: 1,
+              type: "cancel",
+              runId: state.runId,
+              taskRunId: task.taskRunId,
+              attempt: task.attempt,
+              reason: event.data.reason,
+            });
+          }
+        }
+        break;
       case EventTypes.TaskQueued: {
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
         if (task?.status === RunStatuses.queued && task.attempt === event.data.attempt) {

@@ -1,11 +1,13 @@
 import { hostname } from "node:os";
 import { AckPolicy, type ConsumerMessages, DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
-import { nanos } from "@nats-io/transport-node";
+import { nanos, type Subscription } from "@nats-io/transport-node";
 import {
   type Assignment,
   AssignmentSchema,
   Buckets,
+  type ControlMessage,
+  ControlMessageSchema,
   consumers,
   keys,
   type Logger,
@@ -42,6 +44,8 @@ export interface WorkerOptions {
   labels?: Record<string, string | number>;
   /** How long `stop()` lets running tasks finish before aborting them. @default 30000 */
   shutdownGraceMs?: number;
+  /** How long a cancelled task may ignore its signal before its slot is freed anyway. @default 1000 */
+  cancelGraceMs?: number;
 }
 
 interface Pending {
@@ -61,6 +65,8 @@ export class Worker {
   private readonly tasks = new Map<string, TaskDeclaration<JsonObject, JsonObject>>();
   private readonly labels: Record<string, string | number>;
   private readonly graceMs: number;
+  private readonly cancelGraceMs: number;
+  private control: Subscription | undefined;
   private readonly log: Logger;
   private readonly pending: Pending[] = [];
   private readonly running = new Map<string, { ctx: Context; done: Promise<void> }>();
@@ -84,7 +90,13 @@ export class Worker {
         { path: "name", message: `must be a non-empty string of at most 128 characters, got ${JSON.stringify(name)}` },
       ]);
     }
-    const { workflows, slots = 100, labels = {}, shutdownGraceMs = 30_000 } = options ?? ({} as WorkerOptions);
+    const {
+      workflows,
+      slots = 100,
+      labels = {},
+      shutdownGraceMs = 30_000,
+      cancelGraceMs = 1000,
+    } = options ?? ({} as WorkerOptions);
     if (!Array.isArray(workflows) || workflows.length === 0) {
       throw new ValidationError([
         { path: "workflows", message: "must list at least one task declared with tj.task()" },
@@ -113,6 +125,12 @@ export class Worker {
     this.slots = slots;
     this.labels = labels;
     this.graceMs = shutdownGraceMs;
+    if (!Number.isInteger(cancelGraceMs) || cancelGraceMs < 0) {
+      throw new ValidationError([
+        { path: "cancelGraceMs", message: `must be a non-negative integer, got ${JSON.stringify(cancelGraceMs)}` },
+      ]);
+    }
+    this.cancelGraceMs = cancelGraceMs;
     this.log = config.logger.child({ module: "worker", workerId: this.id, worker: name });
     this.reporter = { conn, ns: config.namespace, workerId: this.id, workerName: name };
   }
@@ -157,6 +175,7 @@ export class Worker {
       expires: 5000,
       callback: (m) => this.receive(m),
     });
+    this.control = nc.subscribe(subjects.control(ns, this.id), { callback: (_err, m) => this.onControl(m.data) });
     await this.register(false);
     const ttl = (await this.workersKv.status()).ttl;
     this.heartbeat = setInterval(
@@ -189,6 +208,7 @@ export class Worker {
       await Promise.race([drained, new Promise((r) => setTimeout(r, 1000).unref())]);
     }
     const ns = this.config.namespace;
+    this.control?.unsubscribe();
     await this.workersKv?.delete(keys.worker(ns, this.id)).catch(() => undefined);
     await this.conn.jsm.consumers.delete(Streams.assign, consumers.worker(ns, this.id)).catch(() => undefined);
     this.state = "stopped";
@@ -217,6 +237,35 @@ export class Worker {
       draining,
     };
     await this.workersKv?.put(keys.worker(this.config.namespace, this.id), JSON.stringify(registration));
+  }
+
+  /** The engine says an attempt was cancelled: abort it; after the grace period, free its slot even if it runs on. */
+  private onControl(data: Uint8Array): void {
+    let message: ControlMessage;
+    try {
+      message = ControlMessageSchema.parse(JSON.parse(new TextDecoder().decode(data)));
+    } catch (err) {
+      this.log.warn({ err }, "malformed control message ignored");
+      return;
+    }
+    const key = `${message.taskRunId}:${message.attempt}`;
+    const running = this.running.get(key);
+    if (!running) return;
+    running.ctx.abortController.abort(new Error(`cancelled: ${message.reason}`));
+    setTimeout(() => {
+      if (this.running.get(key) !== running) return;
+      this.log.warn(
+        {
+          runId: message.runId,
+          taskRunId: message.taskRunId,
+          taskName: running.ctx.taskName(),
+          graceMs: this.cancelGraceMs,
+        },
+        "cancelled task ignored its signal: abandoned, its slot freed",
+      );
+      this.running.delete(key);
+      this.pump();
+    }, this.cancelGraceMs).unref();
   }
 
   private receive(msg: JsMsg): void {
@@ -272,7 +321,8 @@ export class Worker {
         .catch((err) => log.error({ err }, "attempt failed to report"))
         .finally(() => {
           attempt.stop();
-          this.running.delete(key);
+          // Abandoned after a cancellation, the slot may already serve another attempt.
+          if (this.running.get(key)?.done === done) this.running.delete(key);
           this.pump();
         });
       this.running.set(key, { ctx, done });

@@ -1,0 +1,123 @@
+import { RunCancelledError, ValidationError } from "@taskjet/sdk";
+import { describe, expect, it } from "vitest";
+import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+
+const nats = useNatsServer();
+
+async function types(tj: Awaited<ReturnType<typeof connectClient>>, runId: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of tj.runs.history(runId)) out.push(e.event?.type ?? "rejected");
+  return out;
+}
+
+describe("cancellation", () => {
+  it("cancel - a queued run leaves the queue and never runs; waiters get RunCancelledError", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const ref = await tj.runNoWait("later", { n: 1 });
+    const waiting = ref.result().catch((e: unknown) => e);
+    expect(await ref.cancel("not needed")).toBe(true);
+    expect(await ref.cancel()).toBe(false); // already finished (cancelled)
+    const err = await waiting;
+    expect(err).toBeInstanceOf(RunCancelledError);
+    expect((err as RunCancelledError).reason).toBe("not needed");
+    let ran = 0;
+    const later = tj.task({
+      name: "later",
+      fn: async () => {
+        ran++;
+        return {};
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [later] });
+    await worker.start();
+    const other = await later.run({ n: 2 }); // the queue moves on; the cancelled run never runs
+    expect(other).toEqual({});
+    expect(ran).toBe(1);
+    expect(await tj.runs.get(ref.runId)).toMatchObject({ status: "CANCELLED", tasks: [{ status: "CANCELLED" }] });
+    expect(await types(tj, ref.runId)).toEqual(["RunCreated", "RunCancelled"]);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("cancel - a running task's signal aborts and ctx.cancelled turns true; its late result is ReportIgnored", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    let sawCancel = false;
+    let started = false;
+    const slow = tj.task({
+      name: "slow",
+      fn: async (_input, ctx) => {
+        started = true;
+        await new Promise((resolve) => ctx.abortController.signal.addEventListener("abort", resolve));
+        sawCancel = ctx.cancelled;
+        return { finished: true }; // a result after the cancellation
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [slow] });
+    await worker.start();
+    const ref = await slow.runNoWait({});
+    await eventually(() => (started ? true : undefined));
+    const { cancelled } = await tj.runs.cancel({ ids: [ref.runId] });
+    expect(cancelled).toEqual([ref.runId]);
+    await expect(ref.result()).rejects.toBeInstanceOf(RunCancelledError);
+    await eventually(() => (sawCancel ? true : undefined));
+    const h = await eventually(async () => {
+      const t = await types(tj, ref.runId);
+      return t.includes("ReportIgnored") ? t : undefined;
+    });
+    expect(h).toEqual(["RunCreated", "TaskStarted", "RunCancelled", "ReportIgnored"]);
+    expect((await tj.runs.get(ref.runId)).status).toBe("CANCELLED");
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("cancel - a task that ignores its signal is abandoned after the grace period and its slot freed", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    let release: () => void = () => {};
+    const stubborn = tj.task({
+      name: "stubborn",
+      fn: async () => {
+        await new Promise<void>((r) => {
+          release = r;
+        });
+        return {};
+      },
+    });
+    const quick = tj.task({ name: "quick", fn: async () => ({ quick: true }) });
+    const worker = await tj.worker("w", { workflows: [stubborn, quick], slots: 1, cancelGraceMs: 300 });
+    await worker.start();
+    const ref = await stubborn.runNoWait({});
+    await eventually(() => (worker.runningCount === 1 ? true : undefined));
+    await ref.cancel();
+    // With its only slot taken by the abandoned task, the next run starts once the grace period has passed.
+    const t0 = Date.now();
+    expect(await quick.run({})).toEqual({ quick: true });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    release();
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("cancel - by filters cancels the matching unfinished runs only", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], projectionActiveDelayMs: 0 });
+    const tj = await connectClient(nats.url, { namespace });
+    const a = await tj.runNoWait("a", {}, { additionalMetadata: { tenant: "x" } });
+    const b = await tj.runNoWait("a", {}, { additionalMetadata: { tenant: "y" } });
+    const c = await tj.runNoWait("b", {}, { additionalMetadata: { tenant: "x" } });
+    await eventually(async () => ((await tj.runs.list()).length === 3 ? true : undefined));
+    const result = await tj.runs.cancel({ filters: { taskName: "a", additionalMetadata: { tenant: "x" } } });
+    expect(result.cancelled).toEqual([a.runId]);
+    expect((await tj.runs.get(b.runId)).status).toBe("QUEUED");
+    expect((await tj.runs.get(c.runId)).status).toBe("QUEUED");
+    await expect(tj.runs.cancel({ ids: ["bad.id"] })).rejects.toThrow(ValidationError);
+    await expect(tj.runs.cancel({ filters: { since: "yesterday-ish" } })).rejects.toThrow(/filters.since/);
+    await tj.close();
+    await engine.stop();
+  });
+});

@@ -89,6 +89,7 @@ class NamespaceRuntime {
       dispatcher,
       retrier,
       timeouts,
+      append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
       states: this.projector.states,
     });
     this.registry = new WorkerRegistry({
@@ -98,7 +99,7 @@ class NamespaceRuntime {
       ttlMs: config.workerTtlMs,
       log: nsLog.child({ module: "workers" }),
       onUp: (w) => this.scheduler.workerUp(w),
-      onDown: (id) => this.scheduler.workerDown(id),
+      onDown: (id, reason) => this.scheduler.workerDown(id, reason),
     });
   }
 

@@ -17,6 +17,7 @@ export const EventTypes = {
   TaskTimedOut: "TaskTimedOut",
   TaskTimeoutRefreshed: "TaskTimeoutRefreshed",
   RunCancelled: "RunCancelled",
+  TaskReassigned: "TaskReassigned",
   TaskQueued: "TaskQueued",
   ReportIgnored: "ReportIgnored",
   EventRejected: "EventRejected",
@@ -131,6 +132,14 @@ export const TaskTimeoutRefreshedSchema = z.object({
   data: z.object({ ...attemptFacts, timeoutAt: z.iso.datetime() }),
 });
 
+/** The worker running the attempt was lost: the same attempt is queued again (not counted as a retry). */
+export const TaskReassignedSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.TaskReassigned),
+  taskRunId: token,
+  data: z.object({ attempt: z.number().int().min(0), fromWorkerId: token, reason: z.string() }),
+});
+
 /** The run was cancelled: its unfinished tasks end CANCELLED; running attempts are told to stop. */
 export const RunCancelledSchema = z.object({
   ...envelope,
@@ -183,6 +192,7 @@ export const TaskjetEventSchema = z.discriminatedUnion("type", [
   TaskTimedOutSchema,
   TaskTimeoutRefreshedSchema,
   RunCancelledSchema,
+  TaskReassignedSchema,
   ReportIgnoredSchema,
   EventRejectedSchema,
 ]);
@@ -197,6 +207,7 @@ export type TaskQueued = z.output<typeof TaskQueuedSchema>;
 export type TaskTimedOut = z.output<typeof TaskTimedOutSchema>;
 export type TaskTimeoutRefreshed = z.output<typeof TaskTimeoutRefreshedSchema>;
 export type RunCancelled = z.output<typeof RunCancelledSchema>;
+export type TaskReassigned = z.output<typeof TaskReassignedSchema>;
 export type ReportIgnored = z.output<typeof ReportIgnoredSchema>;
 export type EventRejected = z.output<typeof EventRejectedSchema>;
 /** What a writer passes in: defaults may be left out. */

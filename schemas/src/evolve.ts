@@ -29,7 +29,7 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
     }
     case EventTypes.TaskCompleted: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
-      if (!task || isTerminal(task.status) || task.retry) return next;
+      if (!task || isTerminal(task.status) || task.retry || !fromRunner(task, event.data.workerId)) return next;
       const { error: _lastError, timeoutAt: _t, ...rest } = task;
       return withTask(next, {
         ...rest,
@@ -41,7 +41,7 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
     }
     case EventTypes.TaskFailed: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
-      if (!task || isTerminal(task.status) || task.retry) return next;
+      if (!task || isTerminal(task.status) || task.retry || !fromRunner(task, event.data.workerId)) return next;
       return attemptFailed(next, task, event.data.error, event.at, event.data.nonRetryable === true);
     }
     case EventTypes.TaskTimedOut: {
@@ -68,6 +68,12 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
       if (task?.retry?.attempt !== event.data.attempt) return next;
       const { retry: _done, workerId: _w, workerName: _n, startedAt: _s, timeoutAt: _t, ...rest } = task;
       return withTask(next, { ...rest, attempt: event.data.attempt, status: RunStatuses.queued });
+    }
+    case EventTypes.TaskReassigned: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt);
+      if (!task || task.status !== RunStatuses.running || task.workerId !== event.data.fromWorkerId) return next;
+      const { workerId: _w, workerName: _n, timeoutAt: _t, ...rest } = task;
+      return withTask(next, { ...rest, status: RunStatuses.queued });
     }
     case EventTypes.RunCancelled: {
       if (isTerminal(next.status)) return next;
@@ -152,6 +158,11 @@ function attemptFailed(
     return withTask(state, { ...rest, status: RunStatuses.queued, error, retry: { attempt: task.attempt + 1 } });
   }
   return withTask(state, { ...rest, status: RunStatuses.failed, finishedAt: at, error });
+}
+
+/** A result counts only from the worker running the attempt (a reassigned attempt's old worker is stale). */
+function fromRunner(task: TaskRunState, workerId: string): boolean {
+  return task.workerId === undefined || task.workerId === workerId;
 }
 
 function currentTask(state: RunState, taskRunId: string, attempt: number): TaskRunState | undefined {

@@ -161,13 +161,14 @@ export class SchedulerCore {
     if (current === workerId) return;
     if (current !== undefined) this.workers.get(current)?.held.delete(key);
     else this.queues.get(task.taskName)?.remove(key);
-    this.known.add(key);
     const worker = this.workers.get(workerId);
     if (!worker) {
-      // A worker we do not (yet) know: track nothing; its slot is accounted once it registers.
+      // A worker we do not know: track nothing, so the attempt can be queued again if it is reassigned.
       this.placedOn.delete(key);
+      this.known.delete(key);
       return;
     }
+    this.known.add(key);
     worker.held.set(key, task);
     this.placedOn.set(key, workerId);
   }
@@ -224,6 +225,11 @@ export class SchedulerCore {
     const out = new Map<string, number>();
     for (const [name, queue] of this.queues) if (queue.size > 0) out.set(name, queue.size);
     return out;
+  }
+
+  /** Whether a worker is known (registered and not gone). */
+  hasWorker(workerId: string): boolean {
+    return this.workers.has(workerId);
   }
 
   /** Slots in use per worker. */

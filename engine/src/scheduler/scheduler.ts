@@ -1,4 +1,11 @@
-import { EventTypes, type RunState, RunStatuses, type WorkerRegistration } from "@taskjet/schemas";
+import {
+  EventTypes,
+  makeEvent,
+  type RunState,
+  RunStatuses,
+  type TaskjetEventInput,
+  type WorkerRegistration,
+} from "@taskjet/schemas";
 import type { Logger } from "pino";
 import type { Dispatcher } from "../dispatcher/dispatcher.js";
 import type { RunChange } from "../projector/projector.js";
@@ -11,6 +18,8 @@ export interface SchedulerOptions {
   dispatcher: Dispatcher;
   retrier: Retrier;
   timeouts: Timeouts;
+  /** Appends with CAS on `expectedSeq`. */
+  append: (event: TaskjetEventInput, expectedSeq: number) => Promise<number>;
   /** The projector's live run states. */
   states: ReadonlyMap<string, RunState>;
 }
@@ -36,7 +45,18 @@ export class Scheduler {
           order: state.lastSeq,
         };
         if (task.status === RunStatuses.queued && !task.retry) this.core.enqueue(queued);
-        else if (task.status === RunStatuses.running && task.workerId) this.core.hold(queued, task.workerId);
+        else if (task.status === RunStatuses.running && task.workerId) {
+          // Its worker vanished while no engine watched: the attempt goes to another worker.
+          if (this.core.hasWorker(task.workerId)) this.core.hold(queued, task.workerId);
+          else
+            this.reassign(
+              state.runId,
+              task.taskRunId,
+              task.attempt,
+              task.workerId,
+              "worker gone before the engine started",
+            );
+        }
       }
       this.o.retrier.onState(state);
       this.o.timeouts.onState(state);
@@ -91,6 +111,7 @@ export class Scheduler {
           }
         }
         break;
+      case EventTypes.TaskReassigned:
       case EventTypes.TaskQueued: {
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
         if (task?.status === RunStatuses.queued && task.attempt === event.data.attempt) {
@@ -114,14 +135,48 @@ export class Scheduler {
     this.kick();
   }
 
-  /** A departed worker's attempts that never started go back to their queues. */
-  workerDown(workerId: string): void {
+  /**
+   * A departed worker: attempts it never started go back to their queues; attempts it was running are reassigned
+   * (`TaskReassigned`: the same attempt, not a retry) to run elsewhere.
+   */
+  workerDown(workerId: string, reason: string): void {
     for (const task of this.core.removeWorker(workerId)) {
       const current = this.o.states.get(task.runId)?.tasks.find((t) => t.taskRunId === task.taskRunId);
-      if (current?.status === RunStatuses.queued && current.attempt === task.attempt) this.core.enqueue(task);
+      if (current?.status === RunStatuses.queued && current.attempt === task.attempt && !current.retry) {
+        this.core.enqueue(task);
+      }
+    }
+    for (const state of this.o.states.values()) {
+      for (const t of state.tasks) {
+        if (t.status === RunStatuses.running && t.workerId === workerId) {
+          this.reassign(state.runId, t.taskRunId, t.attempt, workerId, `worker ${reason}`);
+        }
+      }
     }
     this.o.dispatcher.purge(workerId).catch((err) => this.o.log.warn({ err, workerId }, "could not purge assignments"));
     this.kick();
+  }
+
+  /** Appends `TaskReassigned` while the attempt is still running on the lost worker (CAS; retried on conflicts). */
+  private reassign(
+    runId: string,
+    taskRunId: string,
+    attempt: number,
+    fromWorkerId: string,
+    reason: string,
+    tries = 0,
+  ): void {
+    const state = this.o.states.get(runId);
+    const task = state?.tasks.find((t) => t.taskRunId === taskRunId);
+    if (!state || task?.status !== RunStatuses.running || task.attempt !== attempt || task.workerId !== fromWorkerId)
+      return;
+    this.o.log.info({ runId, taskRunId, attempt, fromWorkerId, reason }, "reassigning a lost worker's attempt");
+    const event = makeEvent(EventTypes.TaskReassigned, { runId, taskRunId, data: { attempt, fromWorkerId, reason } });
+    this.o.append(event, state.lastSeq).catch((err) => {
+      if (this.stopped || tries >= 20) return this.o.log.warn({ err, runId }, "could not reassign");
+      // Someone wrote first: decide again on the folded tail shortly.
+      setTimeout(() => this.reassign(runId, taskRunId, attempt, fromWorkerId, reason, tries + 1), 100).unref();
+    });
   }
 
   /** An assignment that could not be published: back to the queue, and try again shortly. */

@@ -1,0 +1,37 @@
+/**
+ * A worker in its own process, for tests that kill workers for real (by PID):
+ *   node --import tsx harness/worker-process.ts <natsUrl> <namespace> <taskName> <slots> <taskMs>
+ * The task sleeps `taskMs` (aborting early on its signal) and returns where it ran. Prints "ready <workerId>".
+ */
+import { Taskjet } from "@taskjet/sdk";
+
+const [url, namespace, taskName, slots, taskMs] = process.argv.slice(2);
+const tj = await Taskjet.connect({ servers: url as string, namespace: namespace as string });
+const task = tj.task({
+  name: taskName as string,
+  executionTimeout: "5m",
+  fn: async (input: Record<string, unknown>, ctx) => {
+    await new Promise((resolve) => {
+      const t = setTimeout(resolve, Number(taskMs));
+      ctx.abortController.signal.addEventListener("abort", () => {
+        clearTimeout(t);
+        resolve(undefined);
+      });
+    });
+    return { ...input, worker: ctx.worker.id(), pid: process.pid };
+  },
+});
+const worker = await tj.worker(`proc-${process.pid}`, { workflows: [task], slots: Number(slots) });
+await worker.start();
+process.stdout.write(`ready ${worker.id}\n`);
+const stop = () => {
+  worker
+    .stop()
+    .then(() => tj.close())
+    .then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+};
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);

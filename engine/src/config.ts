@@ -24,6 +24,8 @@ export const EngineConfigSchema = z.object({
   projectionFlushMs: z.number().int().min(0).default(25),
   /** Unfinished runs are written to the projection only after this long unwritten. @default 1000 ms */
   projectionActiveDelayMs: z.number().int().min(0).default(1000),
+  /** How long a task may wait for a worker when neither its run nor its task says. @default 5 min */
+  defaultScheduleTimeoutMs: positiveMs.default(5 * 60_000),
   /** pino level. @default "info" */
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });

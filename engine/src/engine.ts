@@ -81,6 +81,7 @@ class NamespaceRuntime {
     const timeouts = new Timeouts({
       timers: this.timers,
       log: nsLog.child({ module: "timeouts" }),
+      defaultScheduleTimeoutMs: config.defaultScheduleTimeoutMs,
       states: this.projector.states,
       append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
     });

@@ -18,6 +18,7 @@ export const EventTypes = {
   TaskTimeoutRefreshed: "TaskTimeoutRefreshed",
   RunCancelled: "RunCancelled",
   TaskReassigned: "TaskReassigned",
+  TaskCancelled: "TaskCancelled",
   TaskQueued: "TaskQueued",
   ReportIgnored: "ReportIgnored",
   EventRejected: "EventRejected",
@@ -35,6 +36,8 @@ export const TriggerSchema = z.object({ kind: z.enum(TriggerKinds) }).loose();
 export const TaskSpecSchema = z.object({
   taskRunId: token,
   taskName: z.string().min(1).max(128),
+  /** How long an attempt may wait for a worker before it is cancelled (engine default when absent). */
+  scheduleTimeoutMs: z.number().int().positive().optional(),
 });
 export type TaskSpec = z.output<typeof TaskSpecSchema>;
 
@@ -140,6 +143,14 @@ export const TaskReassignedSchema = z.object({
   data: z.object({ attempt: z.number().int().min(0), fromWorkerId: token, reason: z.string() }),
 });
 
+/** One task was cancelled by the engine (e.g. `SCHEDULE_TIMEOUT`: queued too long). */
+export const TaskCancelledSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.TaskCancelled),
+  taskRunId: token,
+  data: z.object({ attempt: z.number().int().min(0), reason: z.string().min(1) }),
+});
+
 /** The run was cancelled: its unfinished tasks end CANCELLED; running attempts are told to stop. */
 export const RunCancelledSchema = z.object({
   ...envelope,
@@ -193,6 +204,7 @@ export const TaskjetEventSchema = z.discriminatedUnion("type", [
   TaskTimeoutRefreshedSchema,
   RunCancelledSchema,
   TaskReassignedSchema,
+  TaskCancelledSchema,
   ReportIgnoredSchema,
   EventRejectedSchema,
 ]);
@@ -208,6 +220,7 @@ export type TaskTimedOut = z.output<typeof TaskTimedOutSchema>;
 export type TaskTimeoutRefreshed = z.output<typeof TaskTimeoutRefreshedSchema>;
 export type RunCancelled = z.output<typeof RunCancelledSchema>;
 export type TaskReassigned = z.output<typeof TaskReassignedSchema>;
+export type TaskCancelled = z.output<typeof TaskCancelledSchema>;
 export type ReportIgnored = z.output<typeof ReportIgnoredSchema>;
 export type EventRejected = z.output<typeof EventRejectedSchema>;
 /** What a writer passes in: defaults may be left out. */

@@ -46,7 +46,7 @@ describe("evolve", () => {
   it("evolve - RunCreated makes a queued run with its tasks and defaults", () => {
     const s = evolve(undefined, created, 5);
     expect(s?.status).toBe(RunStatuses.queued);
-    expect(s?.tasks).toEqual([{ taskRunId, taskName: "hello", status: "QUEUED", attempt: 0 }]);
+    expect(s?.tasks).toEqual([{ taskRunId, taskName: "hello", status: "QUEUED", attempt: 0, queuedAt: created.at }]);
     expect(s?.priority).toBe(1);
     expect(s?.additionalMetadata).toEqual({});
     expect(s?.lastSeq).toBe(5);

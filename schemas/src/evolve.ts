@@ -67,13 +67,20 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
       const task = currentTask(next, event.taskRunId, event.data.attempt - 1);
       if (task?.retry?.attempt !== event.data.attempt) return next;
       const { retry: _done, workerId: _w, workerName: _n, startedAt: _s, timeoutAt: _t, ...rest } = task;
-      return withTask(next, { ...rest, attempt: event.data.attempt, status: RunStatuses.queued });
+      return withTask(next, { ...rest, attempt: event.data.attempt, status: RunStatuses.queued, queuedAt: event.at });
     }
     case EventTypes.TaskReassigned: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
       if (!task || task.status !== RunStatuses.running || task.workerId !== event.data.fromWorkerId) return next;
       const { workerId: _w, workerName: _n, timeoutAt: _t, ...rest } = task;
-      return withTask(next, { ...rest, status: RunStatuses.queued });
+      return withTask(next, { ...rest, status: RunStatuses.queued, queuedAt: event.at });
+    }
+    case EventTypes.TaskCancelled: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt);
+      if (!task || isTerminal(task.status)) return next;
+      const { retry: _r, timeoutAt: _t, ...rest } = task;
+      const error = { name: "TaskCancelled", message: event.data.reason };
+      return withTask(next, { ...rest, status: RunStatuses.cancelled, finishedAt: event.at, error });
     }
     case EventTypes.RunCancelled: {
       if (isTerminal(next.status)) return next;
@@ -116,6 +123,8 @@ function created(event: TaskjetEvent, seq: number): RunState | undefined {
         taskName: t.taskName,
         status: RunStatuses.queued,
         attempt: 0,
+        queuedAt: event.at,
+        ...(t.scheduleTimeoutMs ? { scheduleTimeoutMs: t.scheduleTimeoutMs } : {}),
       })),
       createdAt: event.at,
       lastSeq: seq,
@@ -176,9 +185,14 @@ function withTask(state: RunState, task: TaskRunState): RunState {
   const next: RunState = { ...state, tasks };
   if (task.startedAt && !next.startedAt) next.startedAt = task.startedAt;
   const failed = tasks.find((t) => t.status === RunStatuses.failed);
+  const cancelled = tasks.find((t) => t.status === RunStatuses.cancelled);
   if (failed) {
     next.status = RunStatuses.failed;
     next.error = failed.error;
+    next.finishedAt = task.finishedAt;
+  } else if (cancelled) {
+    next.status = RunStatuses.cancelled;
+    next.error = cancelled.error;
     next.finishedAt = task.finishedAt;
   } else if (tasks.every((t) => t.status === RunStatuses.completed)) {
     next.status = RunStatuses.completed;

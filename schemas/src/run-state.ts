@@ -33,6 +33,10 @@ export interface TaskRunState {
   output?: Record<string, unknown>;
   /** The last attempt's error (also while a retry is pending). */
   error?: RecordedError;
+  /** When the current attempt started waiting for a worker. */
+  queuedAt?: string;
+  /** How long an attempt may wait for a worker (absent: the engine's default). */
+  scheduleTimeoutMs?: number;
   /** The running attempt's execution deadline. */
   timeoutAt?: string;
   /** How failed attempts are retried, as recorded by the last start. */

@@ -20,7 +20,7 @@ import { type ClientConfig, type ClientOptions, resolveClientConfig } from "./co
 import { type Connection, openConnection } from "./connection.js";
 import { outcome, RunRef } from "./run-ref.js";
 import { RunsClient } from "./runs.js";
-import { type JsonObject, TaskDeclaration, type TaskOptions, type Triggers } from "./task.js";
+import { type DeclaredOptions, type JsonObject, TaskDeclaration, type TaskOptions, type Triggers } from "./task.js";
 import { RunWaiter } from "./waiter.js";
 import { Worker, type WorkerOptions } from "./worker/worker.js";
 
@@ -83,7 +83,9 @@ export class Taskjet implements Triggers {
     }
     const policy = parseWith(RetryPolicySchema, { retries: options.retries ?? 0, backoff: options.backoff });
     const executionTimeoutMs = parseDuration(options.executionTimeout ?? DEFAULT_EXECUTION_TIMEOUT, "executionTimeout");
-    return new TaskDeclaration(this, options, { policy, executionTimeoutMs });
+    const scheduleTimeoutMs =
+      options.scheduleTimeout === undefined ? undefined : parseDuration(options.scheduleTimeout, "scheduleTimeout");
+    return new TaskDeclaration(this, options, { policy, executionTimeoutMs, scheduleTimeoutMs });
   }
 
   /** Creates a worker; `await worker.start()` registers it and starts taking work. */
@@ -95,8 +97,13 @@ export class Taskjet implements Triggers {
   }
 
   /** Triggers a run of a task by name and waits for its output. */
-  async run<O = JsonObject>(taskName: string, input: JsonObject, options?: RunOptions): Promise<O> {
-    const event = this.runCreated(taskName, input, options);
+  async run<O = JsonObject>(
+    taskName: string,
+    input: JsonObject,
+    options?: RunOptions,
+    declared?: DeclaredOptions,
+  ): Promise<O> {
+    const event = this.runCreated(taskName, input, options, declared);
     // Listening before appending: every stored event of the run is heard, from RunCreated on.
     const waiter = this.waiter(event.runId);
     let existed: boolean;
@@ -115,8 +122,13 @@ export class Taskjet implements Triggers {
   }
 
   /** Triggers a run of a task by name and returns once it is recorded in the log. */
-  async runNoWait<O = JsonObject>(taskName: string, input: JsonObject, options?: RunOptions): Promise<RunRef<O>> {
-    const event = this.runCreated(taskName, input, options);
+  async runNoWait<O = JsonObject>(
+    taskName: string,
+    input: JsonObject,
+    options?: RunOptions,
+    declared?: DeclaredOptions,
+  ): Promise<RunRef<O>> {
+    const event = this.runCreated(taskName, input, options, declared);
     try {
       await appendEvent(this.connection, this.namespace, event, 0);
     } catch (err) {
@@ -162,7 +174,12 @@ export class Taskjet implements Triggers {
   }
 
   /** Validates a trigger at the edge and builds its `RunCreated` event. */
-  private runCreated(taskName: string, input: JsonObject, options: RunOptions = {}): RunCreated {
+  private runCreated(
+    taskName: string,
+    input: JsonObject,
+    options: RunOptions = {},
+    declared: DeclaredOptions = {},
+  ): RunCreated {
     this.assertOpen();
     checkTaskName(taskName, "taskName");
     const opts = parseWith(RunOptionsSchema, options, "options");
@@ -173,7 +190,13 @@ export class Taskjet implements Triggers {
       data: {
         workflowName: taskName,
         input,
-        tasks: [{ taskRunId: `${runId}-0`, taskName }],
+        tasks: [
+          {
+            taskRunId: `${runId}-0`,
+            taskName,
+            ...(declared.scheduleTimeoutMs ? { scheduleTimeoutMs: declared.scheduleTimeoutMs } : {}),
+          },
+        ],
         trigger: { kind: "run" },
         additionalMetadata: opts.additionalMetadata ?? {},
         priority: opts.priority ?? 1,

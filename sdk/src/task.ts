@@ -27,6 +27,12 @@ export interface TaskOptions<I extends JsonObject, O extends JsonObject | void> 
    * @default "60s"
    */
   executionTimeout?: Duration;
+  /**
+   * How long a run may wait for a worker before it is cancelled (`SCHEDULE_TIMEOUT`). Applies to runs triggered
+   * through this declaration; runs triggered by name use the engine's default.
+   * @default the engine's (5 minutes)
+   */
+  scheduleTimeout?: Duration;
 }
 
 /** Output type as the caller receives it. */
@@ -34,8 +40,18 @@ export type Output<O> = O extends void ? JsonObject : O;
 
 /** How a declaration triggers runs: implemented by the client. */
 export interface Triggers {
-  run<O>(taskName: string, input: JsonObject, options?: RunOptions): Promise<O>;
-  runNoWait<O>(taskName: string, input: JsonObject, options?: RunOptions): Promise<RunRef<O>>;
+  run<O>(taskName: string, input: JsonObject, options?: RunOptions, declared?: DeclaredOptions): Promise<O>;
+  runNoWait<O>(
+    taskName: string,
+    input: JsonObject,
+    options?: RunOptions,
+    declared?: DeclaredOptions,
+  ): Promise<RunRef<O>>;
+}
+
+/** What a declaration adds to the runs it triggers. */
+export interface DeclaredOptions {
+  scheduleTimeoutMs?: number | undefined;
 }
 
 /** A declared task: the runnable returned by `tj.task()`, registered on workers and triggered through it. */
@@ -46,16 +62,19 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   readonly policy: RetryPolicy;
   /** Execution timeout in milliseconds. */
   readonly executionTimeoutMs: number;
+  /** Schedule timeout in milliseconds, when set. */
+  readonly scheduleTimeoutMs: number | undefined;
 
   constructor(
     private readonly triggers: Triggers,
     options: TaskOptions<I, O>,
-    resolved: { policy: RetryPolicy; executionTimeoutMs: number },
+    resolved: { policy: RetryPolicy; executionTimeoutMs: number; scheduleTimeoutMs: number | undefined },
   ) {
     this.name = options.name;
     this.fn = options.fn;
     this.policy = resolved.policy;
     this.executionTimeoutMs = resolved.executionTimeoutMs;
+    this.scheduleTimeoutMs = resolved.scheduleTimeoutMs;
   }
 
   /**
@@ -63,11 +82,13 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
    * @throws TaskRunError carrying the task's error when it failed; ValidationError / PayloadTooLargeError for bad input
    */
   run(input: I, options?: RunOptions): Promise<Output<O>> {
-    return this.triggers.run<Output<O>>(this.name, input, options);
+    return this.triggers.run<Output<O>>(this.name, input, options, { scheduleTimeoutMs: this.scheduleTimeoutMs });
   }
 
   /** Triggers a run and returns once it is recorded: `ref.runId`, `await ref.result()`, `await ref.status()`. */
   runNoWait(input: I, options?: RunOptions): Promise<RunRef<Output<O>>> {
-    return this.triggers.runNoWait<Output<O>>(this.name, input, options);
+    return this.triggers.runNoWait<Output<O>>(this.name, input, options, {
+      scheduleTimeoutMs: this.scheduleTimeoutMs,
+    });
   }
 }

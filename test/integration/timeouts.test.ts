@@ -111,3 +111,38 @@ describe("timeouts", () => {
     await tj.close();
   });
 });
+
+describe("schedule timeouts", () => {
+  it("timeouts - a run nobody picks up within its scheduleTimeout is cancelled with SCHEDULE_TIMEOUT", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], defaultScheduleTimeoutMs: 400 });
+    const tj = await connectClient(nats.url, { namespace });
+    const declared = tj.task({ name: "unattended", scheduleTimeout: "250ms", fn: async () => ({}) });
+    const viaDeclaration = await declared.runNoWait({});
+    const byName = await tj.runNoWait("unattended", {});
+    const t0 = Date.now();
+    await expect(viaDeclaration.result()).rejects.toThrow(/SCHEDULE_TIMEOUT/);
+    await expect(byName.result()).rejects.toThrow(/SCHEDULE_TIMEOUT/);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(300);
+    expect(await types(tj, viaDeclaration.runId)).toEqual(["RunCreated", "TaskCancelled0"]);
+    expect(await tj.runs.get(byName.runId)).toMatchObject({
+      status: "CANCELLED",
+      tasks: [{ status: "CANCELLED", error: { name: "TaskCancelled", message: "SCHEDULE_TIMEOUT" } }],
+    });
+    // A worker starting later does not run them.
+    let ran = 0;
+    const late = tj.task({
+      name: "unattended",
+      fn: async () => {
+        ran++;
+        return {};
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [late] });
+    await worker.start();
+    await late.run({});
+    expect(ran).toBe(1);
+    await tj.close();
+    await engine.stop();
+  });
+});

@@ -244,6 +244,8 @@ class Timeline {
         return `deadline moved to ${e.data.timeoutAt}`;
       case "RunCancelled":
         return short(`cancelled: ${e.data.reason}`, 100);
+      case "TaskCancelled":
+        return `cancelled: ${e.data.reason}`;
       case "TaskReassigned":
         return short(`from worker ${e.data.fromWorkerId}: ${e.data.reason}`, 100);
       case "ReportIgnored":

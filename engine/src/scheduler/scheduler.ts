@@ -94,6 +94,11 @@ export class Scheduler {
       case EventTypes.TaskRetryScheduled:
         this.o.retrier.onState(state);
         return;
+      case EventTypes.TaskCancelled: {
+        const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
+        if (task) this.core.finish({ taskRunId: task.taskRunId, taskName: task.taskName, attempt: event.data.attempt });
+        break;
+      }
       case EventTypes.RunCancelled:
         for (const task of state.tasks) {
           if (task.status !== RunStatuses.cancelled) continue;

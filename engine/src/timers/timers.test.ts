@@ -70,6 +70,22 @@ describe("timers", () => {
   });
 });
 
+describe("timers - churn", () => {
+  it("timers - many timers set and cancelled keep the heap bounded and the survivors firing", () => {
+    const c = fakeClock();
+    const timers = new Timers(c.clock);
+    const fired: string[] = [];
+    for (let i = 0; i < 50_000; i++) {
+      timers.set(`t${i}`, c.now() + 60_000, () => fired.push(`t${i}`));
+      if (i % 1000 !== 0) timers.cancel(`t${i}`);
+    }
+    expect(timers.size).toBe(50);
+    expect((timers as unknown as { heap: unknown[] }).heap.length).toBeLessThan(2 * 50 + 1024 + 2);
+    c.advance(60_000);
+    expect(fired).toHaveLength(50);
+  });
+});
+
 describe("retry delay", () => {
   it("retries - backoff is min(maxSeconds, factor^n) seconds; without it a short fixed delay", () => {
     const policy = { retries: 5, backoff: { factor: 2, maxSeconds: 10, jitter: false } };

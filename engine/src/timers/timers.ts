@@ -39,6 +39,9 @@ export class Timers {
     const entry = { key, due, fn };
     this.live.set(key, entry);
     this.push(entry);
+    // Cancelled and replaced entries stay in the heap until they surface; most timers (schedule deadlines) are
+    // cancelled long before they are due, so rebuild from the live ones when the dead outnumber them.
+    if (this.heap.length > 2 * this.live.size + 1024) this.rebuild();
     this.arm();
   }
 
@@ -94,6 +97,11 @@ export class Timers {
       if (!top || this.live.get(top.key) === top) return top;
       this.pop();
     }
+  }
+
+  private rebuild(): void {
+    this.heap = [];
+    for (const entry of this.live.values()) this.push(entry);
   }
 
   private push(entry: Entry): void {

@@ -17,26 +17,29 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
     case EventTypes.TaskStarted: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
       if (!task || task.status !== RunStatuses.queued || task.retry) return next;
-      return withTask(next, {
+      const started: TaskRunState = {
         ...task,
         status: RunStatuses.running,
         workerId: event.data.workerId,
         workerName: event.data.workerName,
         startedAt: event.at,
-        ...(event.data.policy ? { policy: event.data.policy } : {}),
-        ...(event.data.timeoutAt ? { timeoutAt: event.data.timeoutAt } : {}),
-      });
+      };
+      if (event.data.policy) started.policy = event.data.policy;
+      if (event.data.timeoutAt) started.timeoutAt = event.data.timeoutAt;
+      return withTask(next, started);
     }
     case EventTypes.TaskCompleted: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
       if (!task || isTerminal(task.status) || task.retry || !fromRunner(task, event.data.workerId)) return next;
-      const { error: _lastError, timeoutAt: _t, ...rest } = task;
+      // Fields set to undefined rather than removed: cheaper than a rest copy, and JSON drops them alike.
       return withTask(next, {
-        ...rest,
+        ...task,
         status: RunStatuses.completed,
         workerId: event.data.workerId,
         finishedAt: event.at,
         output: event.data.output,
+        error: undefined,
+        timeoutAt: undefined,
       });
     }
     case EventTypes.TaskFailed: {
@@ -161,12 +164,17 @@ function attemptFailed(
   at: string,
   nonRetryable: boolean,
 ): RunState {
-  const { timeoutAt: _t, ...rest } = task;
   if (!nonRetryable && task.attempt < (task.policy?.retries ?? 0)) {
     // Not final: the engine schedules the next attempt (TaskRetryScheduled, then TaskQueued).
-    return withTask(state, { ...rest, status: RunStatuses.queued, error, retry: { attempt: task.attempt + 1 } });
+    return withTask(state, {
+      ...task,
+      status: RunStatuses.queued,
+      error,
+      retry: { attempt: task.attempt + 1 },
+      timeoutAt: undefined,
+    });
   }
-  return withTask(state, { ...rest, status: RunStatuses.failed, finishedAt: at, error });
+  return withTask(state, { ...task, status: RunStatuses.failed, finishedAt: at, error, timeoutAt: undefined });
 }
 
 /** A result counts only from the worker running the attempt (a reassigned attempt's old worker is stale). */
@@ -179,10 +187,13 @@ function currentTask(state: RunState, taskRunId: string, attempt: number): TaskR
   return task && task.attempt === attempt ? task : undefined;
 }
 
-/** Replaces one task and derives the run's status, timing and result from its tasks. */
-function withTask(state: RunState, task: TaskRunState): RunState {
-  const tasks = state.tasks.map((t) => (t.taskRunId === task.taskRunId ? task : t));
-  const next: RunState = { ...state, tasks };
+/**
+ * Replaces one task and derives the run's status, timing and result from its tasks. `next` is the fresh copy `evolve`
+ * made for this event, so it is filled in place.
+ */
+function withTask(next: RunState, task: TaskRunState): RunState {
+  const tasks = next.tasks.length === 1 ? [task] : next.tasks.map((t) => (t.taskRunId === task.taskRunId ? task : t));
+  next.tasks = tasks;
   if (task.startedAt && !next.startedAt) next.startedAt = task.startedAt;
   const failed = tasks.find((t) => t.status === RunStatuses.failed);
   const cancelled = tasks.find((t) => t.status === RunStatuses.cancelled);

@@ -1,7 +1,8 @@
 /**
  * A worker in its own process, for tests that kill workers for real (by PID):
  *   node --import tsx harness/worker-process.ts <natsUrl> <namespace> <taskName> <slots> <taskMs>
- * The task sleeps `taskMs` (aborting early on its signal) and returns where it ran. Prints "ready <workerId>".
+ * The task sleeps `taskMs` (aborting early on its signal) and returns where it ran. Prints "ready <workerId>", and
+ * "done <runId>" as each task returns.
  */
 import { Taskjet } from "@taskjet/sdk";
 
@@ -18,20 +19,11 @@ const task = tj.task({
         resolve(undefined);
       });
     });
+    process.stdout.write(`done ${ctx.workflowRunId()}\n`);
     return { ...input, worker: ctx.worker.id(), pid: process.pid };
   },
 });
 const worker = await tj.worker(`proc-${process.pid}`, { workflows: [task], slots: Number(slots) });
 await worker.start();
 process.stdout.write(`ready ${worker.id}\n`);
-const stop = () => {
-  worker
-    .stop()
-    .then(() => tj.close())
-    .then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-};
-process.on("SIGTERM", stop);
-process.on("SIGINT", stop);
+// SIGTERM/SIGINT: the SDK drains the worker and exits (handleSignals defaults to true).

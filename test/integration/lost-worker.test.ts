@@ -20,7 +20,7 @@ async function workerProcess(namespace: string, task: string, slots: number, tas
     out += d.toString();
   });
   const workerId = await eventually(() => /ready (\S+)/.exec(out)?.[1], 20_000, "worker ready");
-  return { child, workerId };
+  return { child, workerId, output: () => out };
 }
 
 function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
@@ -32,6 +32,33 @@ function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
 }
 
 describe("lost workers", () => {
+  it("drain - SIGTERM on a worker process lets its running tasks finish, takes nothing new, and exits 0", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const draining = await workerProcess(namespace, "job", 2, 800);
+    const refs = await Promise.all([1, 2, 3, 4].map((i) => tj.runNoWait("job", { i })));
+    await eventually(async () => {
+      const states = await Promise.all(refs.map((r) => tj.runs.get(r.runId)));
+      return states.filter((s) => s.status === "RUNNING").length === 2 ? true : undefined;
+    });
+    const exited = new Promise<number | null>((r) => draining.child.once("exit", (code) => r(code)));
+    draining.child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    // Both running tasks finished before it exited; the two it had not started wait for another worker.
+    expect(draining.output().match(/^done /gm)).toHaveLength(2);
+    const next = await workerProcess(namespace, "job", 2, 10);
+    const outputs = await Promise.all(refs.map((r) => r.result({ timeoutMs: 20_000 })));
+    expect(outputs.filter((o) => o.worker === draining.workerId)).toHaveLength(2);
+    expect(outputs.filter((o) => o.worker === next.workerId)).toHaveLength(2);
+    for (const ref of refs) {
+      for await (const e of tj.runs.history(ref.runId)) expect(e.event?.type).not.toBe("TaskReassigned");
+    }
+    await kill(next.child, "SIGTERM");
+    await tj.close();
+    await engine.stop();
+  });
+
   it("reassign - a worker killed with SIGKILL mid-task: its attempts are reassigned (not retried) and complete on another worker", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace], workerTtlMs: 1500 });

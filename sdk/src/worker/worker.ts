@@ -46,6 +46,12 @@ export interface WorkerOptions {
   shutdownGraceMs?: number;
   /** How long a cancelled task may ignore its signal before its slot is freed anyway. @default 1000 */
   cancelGraceMs?: number;
+  /**
+   * On SIGTERM or SIGINT, drain (`stop()`: no new work, running tasks finish within `shutdownGraceMs`) and exit the
+   * process. Set false to handle signals yourself.
+   * @default true
+   */
+  handleSignals?: boolean;
 }
 
 interface Pending {
@@ -66,6 +72,14 @@ export class Worker {
   private readonly labels: Record<string, string | number>;
   private readonly graceMs: number;
   private readonly cancelGraceMs: number;
+  private readonly handleSignals: boolean;
+  private readonly onSignal = (signal: NodeJS.Signals) => {
+    this.log.info({ signal }, "signal received: draining");
+    this.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
   private control: Subscription | undefined;
   private readonly log: Logger;
   private readonly pending: Pending[] = [];
@@ -96,7 +110,9 @@ export class Worker {
       labels = {},
       shutdownGraceMs = 30_000,
       cancelGraceMs = 1000,
+      handleSignals = true,
     } = options ?? ({} as WorkerOptions);
+    this.handleSignals = handleSignals;
     if (!Array.isArray(workflows) || workflows.length === 0) {
       throw new ValidationError([
         { path: "workflows", message: "must list at least one task declared with tj.task()" },
@@ -183,6 +199,10 @@ export class Worker {
       ttl > 0 ? Math.max(250, Math.floor(ttl / 3)) : 5000,
     );
     this.state = "started";
+    if (this.handleSignals) {
+      process.once("SIGTERM", this.onSignal);
+      process.once("SIGINT", this.onSignal);
+    }
     this.log.info({ tasks: [...this.tasks.keys()], slots: this.slots }, "worker started");
   }
 
@@ -193,6 +213,8 @@ export class Worker {
   async stop(): Promise<void> {
     if (this.state !== "started" && this.state !== "starting") return;
     this.state = "stopping";
+    process.off("SIGTERM", this.onSignal);
+    process.off("SIGINT", this.onSignal);
     if (this.heartbeat) clearInterval(this.heartbeat);
     await this.messages?.close().catch(() => undefined);
     this.pending.length = 0;

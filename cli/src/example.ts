@@ -37,7 +37,13 @@ export async function startExampleWorker(tj: Taskjet): Promise<Worker> {
     },
   });
   // A short grace: Ctrl-C on `taskjet dev` should not wait long for a `slow` run.
-  const worker = await tj.worker("example", { workflows: [hello, slow, fail], slots: 10, shutdownGraceMs: 2000 });
+  const worker = await tj.worker("example", {
+    workflows: [hello, slow, fail],
+    slots: 10,
+    shutdownGraceMs: 2000,
+    // `taskjet dev` stops worker, engine and nats-server in order on Ctrl-C itself.
+    handleSignals: false,
+  });
   await worker.start();
   return worker;
 }

@@ -67,6 +67,8 @@ export function eventMsgId(event: TaskjetEventInput): string {
       return `${event.runId}:rejected:${event.data.rejectedSeq}`;
     case EventTypes.RunCancelled:
       return `${event.runId}:cancelled`;
+    case EventTypes.TaskSlotReleased:
+      return `${event.taskRunId}:${event.data.attempt}:${event.data.workerId}:released`;
     case EventTypes.TaskCancelled:
       return `${event.taskRunId}:${event.data.attempt}:cancelled`;
     case EventTypes.TaskReassigned:

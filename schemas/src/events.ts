@@ -19,6 +19,7 @@ export const EventTypes = {
   RunCancelled: "RunCancelled",
   TaskReassigned: "TaskReassigned",
   TaskCancelled: "TaskCancelled",
+  TaskSlotReleased: "TaskSlotReleased",
   TaskQueued: "TaskQueued",
   ReportIgnored: "ReportIgnored",
   EventRejected: "EventRejected",
@@ -143,6 +144,14 @@ export const TaskReassignedSchema = z.object({
   data: z.object({ attempt: z.number().int().min(0), fromWorkerId: token, reason: z.string() }),
 });
 
+/** The running attempt gave its worker slot back early (`ctx.releaseSlot()`); it keeps running. */
+export const TaskSlotReleasedSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.TaskSlotReleased),
+  taskRunId: token,
+  data: z.object({ ...attemptFacts }),
+});
+
 /** One task was cancelled by the engine (e.g. `SCHEDULE_TIMEOUT`: queued too long). */
 export const TaskCancelledSchema = z.object({
   ...envelope,
@@ -205,6 +214,7 @@ export const TaskjetEventSchema = z.discriminatedUnion("type", [
   RunCancelledSchema,
   TaskReassignedSchema,
   TaskCancelledSchema,
+  TaskSlotReleasedSchema,
   ReportIgnoredSchema,
   EventRejectedSchema,
 ]);

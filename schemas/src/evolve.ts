@@ -69,14 +69,27 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
     case EventTypes.TaskQueued: {
       const task = currentTask(next, event.taskRunId, event.data.attempt - 1);
       if (task?.retry?.attempt !== event.data.attempt) return next;
-      const { retry: _done, workerId: _w, workerName: _n, startedAt: _s, timeoutAt: _t, ...rest } = task;
+      const {
+        retry: _done,
+        workerId: _w,
+        workerName: _n,
+        startedAt: _s,
+        timeoutAt: _t,
+        slotReleased: _r,
+        ...rest
+      } = task;
       return withTask(next, { ...rest, attempt: event.data.attempt, status: RunStatuses.queued, queuedAt: event.at });
     }
     case EventTypes.TaskReassigned: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
       if (!task || task.status !== RunStatuses.running || task.workerId !== event.data.fromWorkerId) return next;
-      const { workerId: _w, workerName: _n, timeoutAt: _t, ...rest } = task;
+      const { workerId: _w, workerName: _n, timeoutAt: _t, slotReleased: _s, ...rest } = task;
       return withTask(next, { ...rest, status: RunStatuses.queued, queuedAt: event.at });
+    }
+    case EventTypes.TaskSlotReleased: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt);
+      if (task?.status !== RunStatuses.running || task.workerId !== event.data.workerId) return next;
+      return withTask(next, { ...task, slotReleased: true });
     }
     case EventTypes.TaskCancelled: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);

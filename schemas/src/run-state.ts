@@ -37,6 +37,8 @@ export interface TaskRunState {
   queuedAt?: string;
   /** How long an attempt may wait for a worker (absent: the engine's default). */
   scheduleTimeoutMs?: number;
+  /** The running attempt gave its slot back: it is not reassigned if its worker dies. */
+  slotReleased?: boolean;
   /** The running attempt's execution deadline. */
   timeoutAt?: string;
   /** How failed attempts are retried, as recorded by the last start. */

@@ -128,3 +128,41 @@ describe("worker", () => {
     await engine.stop();
   });
 });
+
+describe("slots", () => {
+  it("releaseSlot - a task that gives its slot back keeps running while the worker starts another", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const order: string[] = [];
+    const long = tj.task({
+      name: "long",
+      fn: async (_input, ctx) => {
+        order.push("long started");
+        await ctx.releaseSlot();
+        await new Promise((r) => setTimeout(r, 600));
+        order.push("long finished");
+        return { long: true };
+      },
+    });
+    const short = tj.task({
+      name: "short",
+      fn: async () => {
+        order.push("short ran");
+        return { short: true };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [long, short], slots: 1 });
+    await worker.start();
+    const longRef = await long.runNoWait({});
+    await eventually(() => (order.includes("long started") ? true : undefined));
+    expect(await short.run({})).toEqual({ short: true });
+    expect(order).toEqual(["long started", "short ran"]);
+    expect(await longRef.result()).toEqual({ long: true });
+    const types: string[] = [];
+    for await (const e of tj.runs.history(longRef.runId)) types.push(e.event?.type ?? "?");
+    expect(types).toEqual(["RunCreated", "TaskStarted", "TaskSlotReleased", "TaskCompleted"]);
+    await tj.close();
+    await engine.stop();
+  });
+});

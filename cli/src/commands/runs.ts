@@ -244,6 +244,8 @@ class Timeline {
         return `deadline moved to ${e.data.timeoutAt}`;
       case "RunCancelled":
         return short(`cancelled: ${e.data.reason}`, 100);
+      case "TaskSlotReleased":
+        return "slot released early";
       case "TaskCancelled":
         return `cancelled: ${e.data.reason}`;
       case "TaskReassigned":

@@ -45,7 +45,7 @@ export class Scheduler {
           order: state.lastSeq,
         };
         if (task.status === RunStatuses.queued && !task.retry) this.core.enqueue(queued);
-        else if (task.status === RunStatuses.running && task.workerId) {
+        else if (task.status === RunStatuses.running && task.workerId && !task.slotReleased) {
           // Its worker vanished while no engine watched: the attempt goes to another worker.
           if (this.core.hasWorker(task.workerId)) this.core.hold(queued, task.workerId);
           else
@@ -94,6 +94,7 @@ export class Scheduler {
       case EventTypes.TaskRetryScheduled:
         this.o.retrier.onState(state);
         return;
+      case EventTypes.TaskSlotReleased:
       case EventTypes.TaskCancelled: {
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
         if (task) this.core.finish({ taskRunId: task.taskRunId, taskName: task.taskName, attempt: event.data.attempt });
@@ -153,7 +154,7 @@ export class Scheduler {
     }
     for (const state of this.o.states.values()) {
       for (const t of state.tasks) {
-        if (t.status === RunStatuses.running && t.workerId === workerId) {
+        if (t.status === RunStatuses.running && t.workerId === workerId && !t.slotReleased) {
           this.reassign(state.runId, t.taskRunId, t.attempt, workerId, `worker ${reason}`);
         }
       }

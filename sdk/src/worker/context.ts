@@ -21,7 +21,7 @@ export class Context {
     private readonly assignment: Assignment,
     worker: { id: string; name: string },
     log: Logger,
-    private readonly refresh: (ms: number) => Promise<void>,
+    private readonly hooks: { refresh(ms: number): Promise<void>; releaseSlot(): Promise<void> },
   ) {
     this.worker = { id: () => worker.id, name: () => worker.name };
     this.logger = {
@@ -62,7 +62,15 @@ export class Context {
    * @throws ValidationError for a bad duration; an error when the attempt is no longer current (timed out, cancelled)
    */
   async refreshTimeout(duration: Duration): Promise<void> {
-    await this.refresh(parseDuration(duration, "refreshTimeout"));
+    await this.hooks.refresh(parseDuration(duration, "refreshTimeout"));
+  }
+
+  /**
+   * Gives this attempt's worker slot back while the task keeps running (recorded as `TaskSlotReleased`); the worker
+   * may start another task at once. A task that released its slot is not reassigned if its worker dies.
+   */
+  async releaseSlot(): Promise<void> {
+    await this.hooks.releaseSlot();
   }
 
   /** The string key/value pairs the run was triggered with. */

@@ -80,22 +80,23 @@ export async function reportStarted(
 }
 
 /**
- * Appends `TaskTimeoutRefreshed` with CAS on the last sequence this worker wrote for the attempt; on a conflict,
- * retries on the new tail while the attempt is still ours and running.
+ * Appends a fact about this worker's running attempt (`TaskTimeoutRefreshed`, `TaskSlotReleased`) with CAS on the
+ * last sequence this worker wrote for it; on a conflict, retries on the new tail while the attempt is still ours.
  * @returns the new last sequence
  * @throws NotCurrentError when the attempt was timed out, cancelled or reassigned meanwhile
  */
-export async function reportTimeoutRefreshed(
+export async function reportRunningFact(
   r: Reporter,
   a: Assignment,
   lastSeq: number,
-  timeoutAt: string,
+  fact: { type: "timeoutRefreshed"; timeoutAt: string } | { type: "slotReleased" },
 ): Promise<number> {
-  const event = makeEvent(EventTypes.TaskTimeoutRefreshed, {
-    runId: a.runId,
-    taskRunId: a.taskRunId,
-    data: { attempt: a.attempt, workerId: r.workerId, timeoutAt },
-  });
+  const base = { runId: a.runId, taskRunId: a.taskRunId };
+  const attemptFacts = { attempt: a.attempt, workerId: r.workerId };
+  const event =
+    fact.type === "timeoutRefreshed"
+      ? makeEvent(EventTypes.TaskTimeoutRefreshed, { ...base, data: { ...attemptFacts, timeoutAt: fact.timeoutAt } })
+      : makeEvent(EventTypes.TaskSlotReleased, { ...base, data: attemptFacts });
   let expected = lastSeq;
   for (;;) {
     try {

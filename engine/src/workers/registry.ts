@@ -45,7 +45,8 @@ export class WorkerRegistry {
         else this.down(e.key.slice(ns.length + 1), "left");
       }
     })().catch((err) => this.o.log.error({ err }, "worker watch ended"));
-    const every = Math.max(250, Math.floor(this.o.ttlMs / 3));
+    // Often enough that a silent worker is declared gone within a second of its TTL.
+    const every = Math.max(100, Math.min(1000, Math.floor(this.o.ttlMs / 3)));
     this.sweeper = setInterval(() => this.sweep(), every);
     this.sweeper.unref();
   }

@@ -180,6 +180,31 @@ describe("cli", () => {
     }
   });
 
+  it("runs cancel - cancels by id and by --filter; without either it is a usage error", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], projectionActiveDelayMs: 0 });
+    try {
+      const ids: string[] = [];
+      for (const task of ["a", "a", "b"]) ids.push((await taskjet(["trigger", task, ...at(namespace)])).stdout.trim());
+      const byId = await taskjet(["runs", "cancel", ids[0] as string, ...at(namespace)]);
+      expect(byId.code).toBe(0);
+      expect(byId.stdout).toContain(`cancelled ${ids[0]}`);
+      expect((await runState(namespace, ids[0] as string)).status).toBe("CANCELLED");
+      const again = await taskjet(["runs", "cancel", ids[0] as string, ...at(namespace)]);
+      expect(again.stdout).toContain(`already finished ${ids[0]}`);
+      await eventually(async () =>
+        (await runState(namespace, ids[1] as string)).status === "QUEUED" ? true : undefined,
+      );
+      const filtered = await taskjet(["runs", "cancel", "--filter", "--task", "a", "--json", ...at(namespace)]);
+      expect(JSON.parse(filtered.stdout)).toEqual({ cancelled: [ids[1]], alreadyFinished: [] });
+      expect((await runState(namespace, ids[2] as string)).status).toBe("QUEUED");
+      const usage = await taskjet(["runs", "cancel", ...at(namespace)]);
+      expect(usage.code).toBe(2);
+    } finally {
+      await engine.stop();
+    }
+  });
+
   it("runs list - --status filters runs", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });

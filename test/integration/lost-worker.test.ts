@@ -59,6 +59,44 @@ describe("lost workers", () => {
     await engine.stop();
   });
 
+  it("reassign - a worker declared dead that comes back has its stale result recorded as ReportIgnored, never applied", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], workerTtlMs: 1500 });
+    const tj = await connectClient(nats.url, { namespace });
+    const frozen = await workerProcess(namespace, "job", 1, 1500);
+    const ref = await tj.runNoWait("job", { n: 1 });
+    await eventually(async () => ((await tj.runs.get(ref.runId)).status === "RUNNING" ? true : undefined));
+    frozen.child.kill("SIGSTOP"); // silent: no heartbeats, no reports
+    const survivor = await workerProcess(namespace, "job", 1, 10);
+    expect(await ref.result({ timeoutMs: 20_000 })).toMatchObject({ worker: survivor.workerId });
+    frozen.child.kill("SIGCONT"); // wakes up and reports its (stale) result
+    const h = await eventually(async () => {
+      const out: { type: string; worker?: string }[] = [];
+      for await (const e of tj.runs.history(ref.runId)) {
+        out.push({
+          type: e.event?.type ?? "?",
+          worker: (e.event?.data as { workerId?: string } | undefined)?.workerId,
+        });
+      }
+      return out.some((e) => e.type === "ReportIgnored") ? out : undefined;
+    }, 20_000);
+    expect(h.map((e) => e.type)).toEqual([
+      "RunCreated",
+      "TaskStarted",
+      "TaskReassigned",
+      "TaskStarted",
+      "TaskCompleted",
+      "ReportIgnored",
+    ]);
+    expect(h[4]?.worker).toBe(survivor.workerId);
+    expect(h[5]?.worker).toBe(frozen.workerId);
+    expect(await tj.runs.get(ref.runId)).toMatchObject({ status: "COMPLETED", output: { worker: survivor.workerId } });
+    await kill(frozen.child, "SIGKILL");
+    await kill(survivor.child, "SIGTERM");
+    await tj.close();
+    await engine.stop();
+  });
+
   it("reassign - a worker killed with SIGKILL mid-task: its attempts are reassigned (not retried) and complete on another worker", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace], workerTtlMs: 1500 });

@@ -1,17 +1,18 @@
 /**
  * A worker in its own process, for tests that kill workers for real (by PID):
- *   node --import tsx harness/worker-process.ts <natsUrl> <namespace> <taskName> <slots> <taskMs>
+ *   node --import tsx harness/worker-process.ts <natsUrl> <namespace> <taskName> <slots> <taskMs> [release]
  * The task sleeps `taskMs` (aborting early on its signal) and returns where it ran. Prints "ready <workerId>", and
  * "done <runId>" as each task returns.
  */
 import { Taskjet } from "@taskjet/sdk";
 
-const [url, namespace, taskName, slots, taskMs] = process.argv.slice(2);
+const [url, namespace, taskName, slots, taskMs, release] = process.argv.slice(2);
 const tj = await Taskjet.connect({ servers: url as string, namespace: namespace as string });
 const task = tj.task({
   name: taskName as string,
   executionTimeout: "5m",
   fn: async (input: Record<string, unknown>, ctx) => {
+    if (release === "release") await ctx.releaseSlot();
     await new Promise((resolve) => {
       const t = setTimeout(resolve, Number(taskMs));
       ctx.abortController.signal.addEventListener("abort", () => {

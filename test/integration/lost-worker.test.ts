@@ -7,14 +7,9 @@ const nats = useNatsServer();
 const WORKER = fileURLToPath(new URL("../harness/worker-process.ts", import.meta.url));
 
 /** A worker in a child process; resolves once it is registered. */
-async function workerProcess(namespace: string, task: string, slots: number, taskMs: number) {
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", WORKER, nats.url, namespace, task, String(slots), String(taskMs)],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
+async function workerProcess(namespace: string, task: string, slots: number, taskMs: number, release = false) {
+  const args = [WORKER, nats.url, namespace, task, String(slots), String(taskMs), ...(release ? ["release"] : [])];
+  const child = spawn(process.execPath, ["--import", "tsx", ...args], { stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   child.stdout?.on("data", (d: Buffer) => {
     out += d.toString();
@@ -93,6 +88,29 @@ describe("lost workers", () => {
     expect(await tj.runs.get(ref.runId)).toMatchObject({ status: "COMPLETED", output: { worker: survivor.workerId } });
     await kill(frozen.child, "SIGKILL");
     await kill(survivor.child, "SIGTERM");
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("releaseSlot - a task that released its slot is not reassigned when its worker dies", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], workerTtlMs: 1000 });
+    const tj = await connectClient(nats.url, { namespace });
+    const w = await workerProcess(namespace, "detached", 1, 60_000, true);
+    const ref = await tj.runNoWait("detached", {});
+    await eventually(async () => {
+      for await (const e of tj.runs.history(ref.runId)) if (e.event?.type === "TaskSlotReleased") return true;
+      return undefined;
+    });
+    await kill(w.child, "SIGKILL");
+    const other = await workerProcess(namespace, "detached", 1, 10);
+    await new Promise((r) => setTimeout(r, 3000)); // well past the TTL and a sweep
+    const types: string[] = [];
+    for await (const e of tj.runs.history(ref.runId)) types.push(e.event?.type ?? "?");
+    expect(types).toEqual(["RunCreated", "TaskStarted", "TaskSlotReleased"]);
+    expect((await tj.runs.get(ref.runId)).status).toBe("RUNNING");
+    expect(await ref.cancel()).toBe(true);
+    await kill(other.child, "SIGTERM");
     await tj.close();
     await engine.stop();
   });

@@ -111,6 +111,11 @@ describe("cancellation", () => {
     const b = await tj.runNoWait("a", {}, { additionalMetadata: { tenant: "y" } });
     const c = await tj.runNoWait("b", {}, { additionalMetadata: { tenant: "x" } });
     await eventually(async () => ((await tj.runs.list()).length === 3 ? true : undefined));
+    const future = new Date(Date.now() + 60_000);
+    expect((await tj.runs.cancel({ filters: { taskName: "a", since: future } })).cancelled).toEqual([]);
+    expect((await tj.runs.cancel({ filters: { taskName: "a", until: new Date(0).toISOString() } })).cancelled).toEqual(
+      [],
+    );
     const result = await tj.runs.cancel({ filters: { taskName: "a", additionalMetadata: { tenant: "x" } } });
     expect(result.cancelled).toEqual([a.runId]);
     expect((await tj.runs.get(b.runId)).status).toBe("QUEUED");

@@ -12,6 +12,8 @@ import {
   subjects,
   type TaskCompleted,
   type TaskFailed,
+  type TaskjetEventInput,
+  type TaskRunState,
   toRecordedError,
 } from "@taskjet/schemas";
 import { appendEvent } from "../append.js";
@@ -40,6 +42,36 @@ function currentState(conn: Connection, ns: string, runId: string): Promise<RunS
 }
 
 /**
+ * Appends with CAS on `expected`. On a conflict the run is re-read; while `stillValid` holds for the attempt's task the
+ * append is retried on the new tail, otherwise the outcome is `{ stale }` with what the log now says.
+ */
+async function appendWhileCurrent(
+  r: Reporter,
+  a: Assignment,
+  event: TaskjetEventInput,
+  expected: number,
+  stillValid: (task: TaskRunState | undefined) => boolean,
+): Promise<
+  { seq: number; duplicate: boolean } | { stale: { state: RunState | undefined; task: TaskRunState | undefined } }
+> {
+  for (;;) {
+    try {
+      return await appendEvent(r.conn, r.ns, event, expected);
+    } catch (err) {
+      if (!(err instanceof AppendConflictError)) throw err;
+      const state = await currentState(r.conn, r.ns, a.runId);
+      const task = state?.tasks.find((t) => t.taskRunId === a.taskRunId);
+      if (!state || !stillValid(task)) return { stale: { state, task } };
+      expected = state.lastSeq;
+    }
+  }
+}
+
+function notCurrent(task: TaskRunState | undefined): NotCurrentError {
+  return new NotCurrentError(`task is ${task?.status ?? "unknown"} at attempt ${task?.attempt ?? "?"}`);
+}
+
+/**
  * Appends `TaskStarted` with CAS on the sequence the assignment was handed. On a conflict the run is re-read: if the
  * attempt is still waiting to start, the append is retried on the new tail; otherwise the attempt is not ours.
  * @returns the sequence of our `TaskStarted`
@@ -63,20 +95,17 @@ export async function reportStarted(
       timeoutAt,
     },
   });
-  let expected = a.expectedSeq;
-  for (;;) {
-    try {
-      return (await appendEvent(r.conn, r.ns, event, expected)).seq;
-    } catch (err) {
-      if (!(err instanceof AppendConflictError)) throw err;
-      const state = await currentState(r.conn, r.ns, a.runId);
-      const task = state?.tasks.find((t) => t.taskRunId === a.taskRunId);
-      if (!state || task?.status !== RunStatuses.queued || task.attempt !== a.attempt) {
-        throw new NotCurrentError(`task is ${task?.status ?? "unknown"} at attempt ${task?.attempt ?? "?"}`);
-      }
-      expected = state.lastSeq;
-    }
+  const waiting = (t: TaskRunState | undefined) =>
+    t?.status === RunStatuses.queued && t.attempt === a.attempt && !t.retry;
+  const outcome = await appendWhileCurrent(r, a, event, a.expectedSeq, waiting);
+  if ("stale" in outcome) throw notCurrent(outcome.stale.task);
+  if (outcome.duplicate) {
+    // This worker started the attempt before: our own retry of a lost ack (go on), or the assignment redelivered
+    // after it already ran (a server restart lost the ack), which must not run it again.
+    const task = (await currentState(r.conn, r.ns, a.runId))?.tasks.find((t) => t.taskRunId === a.taskRunId);
+    if (!isOurs(task, a, r)) throw notCurrent(task);
   }
+  return outcome.seq;
 }
 
 /**
@@ -97,20 +126,9 @@ export async function reportRunningFact(
     fact.type === "timeoutRefreshed"
       ? makeEvent(EventTypes.TaskTimeoutRefreshed, { ...base, data: { ...attemptFacts, timeoutAt: fact.timeoutAt } })
       : makeEvent(EventTypes.TaskSlotReleased, { ...base, data: attemptFacts });
-  let expected = lastSeq;
-  for (;;) {
-    try {
-      return (await appendEvent(r.conn, r.ns, event, expected)).seq;
-    } catch (err) {
-      if (!(err instanceof AppendConflictError)) throw err;
-      const state = await currentState(r.conn, r.ns, a.runId);
-      const task = state?.tasks.find((t) => t.taskRunId === a.taskRunId);
-      if (!state || !isOurs(task, a, r)) {
-        throw new NotCurrentError(`task is ${task?.status ?? "unknown"} at attempt ${task?.attempt ?? "?"}`);
-      }
-      expected = state.lastSeq;
-    }
-  }
+  const outcome = await appendWhileCurrent(r, a, event, lastSeq, (t) => isOurs(t, a, r));
+  if ("stale" in outcome) throw notCurrent(outcome.stale.task);
+  return outcome.seq;
 }
 
 /**
@@ -123,22 +141,12 @@ export async function reportTimedOut(r: Reporter, a: Assignment, lastSeq: number
     taskRunId: a.taskRunId,
     data: { attempt: a.attempt, timeoutAt },
   });
-  let expected = lastSeq;
-  for (;;) {
-    try {
-      await appendEvent(r.conn, r.ns, event, expected);
-      return;
-    } catch (err) {
-      if (!(err instanceof AppendConflictError)) throw err;
-      const state = await currentState(r.conn, r.ns, a.runId);
-      const task = state?.tasks.find((t) => t.taskRunId === a.taskRunId);
-      if (!state || !isOurs(task, a, r) || Date.parse(task?.timeoutAt ?? timeoutAt) > Date.now()) return;
-      expected = state.lastSeq;
-    }
-  }
+  const expired = (t: TaskRunState | undefined) =>
+    isOurs(t, a, r) && Date.parse(t?.timeoutAt ?? timeoutAt) <= Date.now();
+  await appendWhileCurrent(r, a, event, lastSeq, expired);
 }
 
-function isOurs(task: { status: string; attempt: number; workerId?: string } | undefined, a: Assignment, r: Reporter) {
+function isOurs(task: TaskRunState | undefined, a: Assignment, r: Reporter): boolean {
   return task?.status === RunStatuses.running && task.attempt === a.attempt && task.workerId === r.workerId;
 }
 
@@ -156,23 +164,11 @@ export async function reportResult(
   payloadLimit: number,
 ): Promise<boolean> {
   const event = resultEvent(r, a, result, payloadLimit);
-  let expected = startedSeq;
-  for (;;) {
-    try {
-      await appendEvent(r.conn, r.ns, event, expected);
-      return true;
-    } catch (err) {
-      if (!(err instanceof AppendConflictError)) throw err;
-      const state = await currentState(r.conn, r.ns, a.runId);
-      const task = state?.tasks.find((t) => t.taskRunId === a.taskRunId);
-      if (state && isOurs(task, a, r)) {
-        expected = state.lastSeq;
-        continue;
-      }
-      await recordIgnored(r, a, event.type === EventTypes.TaskCompleted ? "completed" : "failed", task, state);
-      return false;
-    }
-  }
+  const outcome = await appendWhileCurrent(r, a, event, startedSeq, (t) => isOurs(t, a, r));
+  if (!("stale" in outcome)) return true;
+  const { task, state } = outcome.stale;
+  await recordIgnored(r, a, event.type === EventTypes.TaskCompleted ? "completed" : "failed", task, state);
+  return false;
 }
 
 function resultEvent(

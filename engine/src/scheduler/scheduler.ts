@@ -84,8 +84,10 @@ export class Scheduler {
       }
       case EventTypes.TaskCompleted:
       case EventTypes.TaskFailed:
-      case EventTypes.TaskTimedOut: {
-        // The attempt is over (final or not): its slot is free.
+      case EventTypes.TaskTimedOut:
+      case EventTypes.TaskCancelled:
+      case EventTypes.TaskSlotReleased: {
+        // The attempt is over (final or not), or gave its slot back: the slot is free.
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
         if (task) this.core.finish({ taskRunId: task.taskRunId, taskName: task.taskName, attempt: event.data.attempt });
         if (task?.retry) this.o.retrier.onState(state);
@@ -94,12 +96,6 @@ export class Scheduler {
       case EventTypes.TaskRetryScheduled:
         this.o.retrier.onState(state);
         return;
-      case EventTypes.TaskSlotReleased:
-      case EventTypes.TaskCancelled: {
-        const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
-        if (task) this.core.finish({ taskRunId: task.taskRunId, taskName: task.taskName, attempt: event.data.attempt });
-        break;
-      }
       case EventTypes.RunCancelled:
         for (const task of state.tasks) {
           if (task.status !== RunStatuses.cancelled) continue;

@@ -85,7 +85,13 @@ export class Taskjet implements Triggers {
     const executionTimeoutMs = parseDuration(options.executionTimeout ?? DEFAULT_EXECUTION_TIMEOUT, "executionTimeout");
     const scheduleTimeoutMs =
       options.scheduleTimeout === undefined ? undefined : parseDuration(options.scheduleTimeout, "scheduleTimeout");
-    return new TaskDeclaration(this, options, { policy, executionTimeoutMs, scheduleTimeoutMs });
+    const { defaultPriority } = options;
+    if (defaultPriority !== undefined && ![1, 2, 3].includes(defaultPriority)) {
+      throw new ValidationError([
+        { path: "defaultPriority", message: `must be 1, 2 or 3, got ${JSON.stringify(defaultPriority)}` },
+      ]);
+    }
+    return new TaskDeclaration(this, options, { policy, executionTimeoutMs, scheduleTimeoutMs, defaultPriority });
   }
 
   /** Creates a worker; `await worker.start()` registers it and starts taking work. */
@@ -199,7 +205,7 @@ export class Taskjet implements Triggers {
         ],
         trigger: { kind: "run" },
         additionalMetadata: opts.additionalMetadata ?? {},
-        priority: opts.priority ?? 1,
+        priority: opts.priority ?? declared.defaultPriority ?? 1,
       },
     }) as RunCreated;
   }

@@ -33,6 +33,8 @@ export interface TaskOptions<I extends JsonObject, O extends JsonObject | void> 
    * @default the engine's (5 minutes)
    */
   scheduleTimeout?: Duration;
+  /** Priority of runs triggered through this declaration without one: 1 (low) to 3 (high). @default 1 */
+  defaultPriority?: 1 | 2 | 3;
 }
 
 /** Output type as the caller receives it. */
@@ -52,6 +54,7 @@ export interface Triggers {
 /** What a declaration adds to the runs it triggers. */
 export interface DeclaredOptions {
   scheduleTimeoutMs?: number | undefined;
+  defaultPriority?: number | undefined;
 }
 
 /** A declared task: the runnable returned by `tj.task()`, registered on workers and triggered through it. */
@@ -64,17 +67,25 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   readonly executionTimeoutMs: number;
   /** Schedule timeout in milliseconds, when set. */
   readonly scheduleTimeoutMs: number | undefined;
+  /** Priority of its runs unless a run says otherwise. */
+  readonly defaultPriority: number | undefined;
 
   constructor(
     private readonly triggers: Triggers,
     options: TaskOptions<I, O>,
-    resolved: { policy: RetryPolicy; executionTimeoutMs: number; scheduleTimeoutMs: number | undefined },
+    resolved: {
+      policy: RetryPolicy;
+      executionTimeoutMs: number;
+      scheduleTimeoutMs: number | undefined;
+      defaultPriority: number | undefined;
+    },
   ) {
     this.name = options.name;
     this.fn = options.fn;
     this.policy = resolved.policy;
     this.executionTimeoutMs = resolved.executionTimeoutMs;
     this.scheduleTimeoutMs = resolved.scheduleTimeoutMs;
+    this.defaultPriority = resolved.defaultPriority;
   }
 
   /**
@@ -82,13 +93,15 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
    * @throws TaskRunError carrying the task's error when it failed; ValidationError / PayloadTooLargeError for bad input
    */
   run(input: I, options?: RunOptions): Promise<Output<O>> {
-    return this.triggers.run<Output<O>>(this.name, input, options, { scheduleTimeoutMs: this.scheduleTimeoutMs });
+    return this.triggers.run<Output<O>>(this.name, input, options, this.declared());
+  }
+
+  private declared(): DeclaredOptions {
+    return { scheduleTimeoutMs: this.scheduleTimeoutMs, defaultPriority: this.defaultPriority };
   }
 
   /** Triggers a run and returns once it is recorded: `ref.runId`, `await ref.result()`, `await ref.status()`. */
   runNoWait(input: I, options?: RunOptions): Promise<RunRef<Output<O>>> {
-    return this.triggers.runNoWait<Output<O>>(this.name, input, options, {
-      scheduleTimeoutMs: this.scheduleTimeoutMs,
-    });
+    return this.triggers.runNoWait<Output<O>>(this.name, input, options, this.declared());
   }
 }

@@ -76,6 +76,19 @@ describe("scheduler core", () => {
     expect(core.place().map((p) => p.task.order)).toEqual([1, 2, 3, 5, 6, 7, 8, 9]);
   });
 
+  it("scheduler - higher priority first across tasks, FIFO within a priority", () => {
+    const core = new SchedulerCore();
+    core.enqueue({ ...task("a", 1), priority: 1 });
+    core.enqueue({ ...task("b", 2), priority: 2 });
+    core.enqueue({ ...task("a", 3), priority: 3 });
+    core.enqueue({ ...task("b", 4), priority: 3 });
+    core.enqueue({ ...task("a", 5), priority: 2 });
+    core.upsertWorker({ workerId: "w", tasks: ["a", "b"], slots: 10 });
+    expect(core.place().map((p) => p.task.order)).toEqual([3, 4, 2, 5, 1]);
+    core.finish({ taskRunId: "r1-0", attempt: 0, taskName: "a" });
+    expect(core.usage("w")).toBe(4);
+  });
+
   it("scheduler - an undelivered placement goes back to the head of its queue", () => {
     const core = new SchedulerCore();
     core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 1 });

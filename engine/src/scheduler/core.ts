@@ -11,6 +11,8 @@ export interface QueuedTask {
   attempt: number;
   /** Global FIFO position: the stream sequence at which the attempt was queued. */
   order: number;
+  /** 1 (low) to 3 (high): higher is placed first, FIFO within a priority. @default 1 */
+  priority?: number;
 }
 
 /** A worker's capacity as the scheduler sees it. */
@@ -96,13 +98,21 @@ class TaskQueue {
   }
 }
 
+/** Whether `a` is placed before `b`: higher priority, then older. */
+function before(a: QueuedTask, b: QueuedTask): boolean {
+  const pa = a.priority ?? 1;
+  const pb = b.priority ?? 1;
+  return pa !== pb ? pa > pb : a.order < b.order;
+}
+
 /** Identity of one attempt of one task-run. */
 export function attemptKey(task: { taskRunId: string; attempt: number }): string {
   return `${task.taskRunId}:${task.attempt}`;
 }
 
 export class SchedulerCore {
-  private readonly queues = new Map<string, TaskQueue>();
+  /** Per task, one FIFO queue per priority (index 0 = priority 1). */
+  private readonly queues = new Map<string, TaskQueue[]>();
   private readonly workers = new Map<string, WorkerState>();
   /** Where each placed attempt is held, by attempt key. */
   private readonly placedOn = new Map<string, string>();
@@ -114,12 +124,7 @@ export class SchedulerCore {
     const key = attemptKey(task);
     if (this.known.has(key)) return;
     this.known.add(key);
-    let queue = this.queues.get(task.taskName);
-    if (!queue) {
-      queue = new TaskQueue();
-      this.queues.set(task.taskName, queue);
-    }
-    queue.insert(task);
+    this.queueOf(task).insert(task);
   }
 
   /** Adds a worker or updates its tasks and slots. */
@@ -160,7 +165,7 @@ export class SchedulerCore {
     const current = this.placedOn.get(key);
     if (current === workerId) return;
     if (current !== undefined) this.workers.get(current)?.held.delete(key);
-    else this.queues.get(task.taskName)?.remove(key);
+    else this.queueOf(task).remove(key);
     const worker = this.workers.get(workerId);
     if (!worker) {
       // A worker we do not know: track nothing, so the attempt can be queued again if it is reassigned.
@@ -174,7 +179,7 @@ export class SchedulerCore {
   }
 
   /** An attempt reached a final state (or will never run): frees its slot or drops it from its queue. */
-  finish(task: { taskRunId: string; attempt: number; taskName: string }): void {
+  finish(task: { taskRunId: string; attempt: number; taskName: string; priority?: number }): void {
     const key = attemptKey(task);
     if (!this.known.delete(key)) return;
     const workerId = this.placedOn.get(key);
@@ -182,7 +187,7 @@ export class SchedulerCore {
       this.placedOn.delete(key);
       this.workers.get(workerId)?.held.delete(key);
     } else {
-      this.queues.get(task.taskName)?.remove(key);
+      for (const queue of this.queues.get(task.taskName) ?? []) if (queue.remove(key)) break;
     }
   }
 
@@ -198,16 +203,21 @@ export class SchedulerCore {
   }
 
   /**
-   * Places as many queued attempts as free slots allow, oldest first across tasks. Each attempt goes to the
-   * eligible worker with the most free slots, so load spreads across workers.
+   * Places as many queued attempts as free slots allow: highest priority first, oldest first within a priority,
+   * across tasks. Each attempt goes to the eligible worker with the most free slots, so load spreads across workers.
    */
   place(): Placement[] {
     const placements: Placement[] = [];
     for (;;) {
       let best: { queue: TaskQueue; task: QueuedTask; worker: WorkerState } | undefined;
-      for (const [taskName, queue] of this.queues) {
-        const head = queue.peek();
-        if (!head || (best && best.task.order <= head.order)) continue;
+      for (const [taskName, byPriority] of this.queues) {
+        let queue: TaskQueue | undefined;
+        let head: QueuedTask | undefined;
+        for (let p = byPriority.length - 1; p >= 0 && !head; p--) {
+          queue = byPriority[p];
+          head = queue?.peek();
+        }
+        if (!head || !queue || (best && !before(head, best.task))) continue;
         const worker = this.roomiestWorker(taskName);
         if (worker) best = { queue, task: head, worker };
       }
@@ -223,8 +233,20 @@ export class SchedulerCore {
   /** Queued attempts per task name. */
   depths(): Map<string, number> {
     const out = new Map<string, number>();
-    for (const [name, queue] of this.queues) if (queue.size > 0) out.set(name, queue.size);
+    for (const [name, queues] of this.queues) {
+      const size = queues.reduce((n, q) => n + q.size, 0);
+      if (size > 0) out.set(name, size);
+    }
     return out;
+  }
+
+  private queueOf(task: QueuedTask): TaskQueue {
+    let byPriority = this.queues.get(task.taskName);
+    if (!byPriority) {
+      byPriority = [new TaskQueue(), new TaskQueue(), new TaskQueue()];
+      this.queues.set(task.taskName, byPriority);
+    }
+    return byPriority[Math.min(3, Math.max(1, task.priority ?? 1)) - 1] as TaskQueue;
   }
 
   /** Whether a worker is known (registered and not gone). */

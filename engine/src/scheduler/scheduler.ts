@@ -209,5 +209,5 @@ export class Scheduler {
 }
 
 function taskRef(state: RunState, taskRunId: string, taskName: string, attempt: number) {
-  return { runId: state.runId, taskRunId, taskName, attempt };
+  return { runId: state.runId, taskRunId, taskName, attempt, priority: state.priority };
 }

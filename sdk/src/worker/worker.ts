@@ -313,7 +313,7 @@ export class Worker {
     }
     // A redelivery of an attempt already here (it waited past ack_wait): the first copy's ack covers both.
     const key = `${assignment.taskRunId}:${assignment.attempt}`;
-    if (this.running.has(key) || this.pending.some((p) => p.msg.seq === msg.seq)) return;
+    if (this.running.has(key) || this.released.has(key) || this.pending.some((p) => p.msg.seq === msg.seq)) return;
     this.pending.push({ assignment, msg });
     this.pump();
   }

@@ -85,6 +85,23 @@ export async function connectClient(url: string, options: ClientOptions = {}): P
   return tj;
 }
 
+/**
+ * A run's history as event types (`"rejected"` for a message the model refuses), each followed by its attempt with
+ * `{ attempts: true }` (e.g. `"TaskStarted1"`).
+ */
+export async function historyTypes(
+  tj: Taskjet,
+  runId: string,
+  options: { attempts?: boolean } = {},
+): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of tj.runs.history(runId)) {
+    const data = e.event?.data as { attempt?: number } | undefined;
+    out.push(`${e.event?.type ?? "rejected"}${options.attempts ? (data?.attempt ?? "") : ""}`);
+  }
+  return out;
+}
+
 /** Polls `check` until it returns a value other than undefined, or fails after `ms`. */
 export async function eventually<T>(
   check: () => Promise<T | undefined> | T | undefined,

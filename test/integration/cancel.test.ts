@@ -1,14 +1,18 @@
+import type { Taskjet } from "@taskjet/sdk";
 import { RunCancelledError, ValidationError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
-import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import {
+  connectClient,
+  eventually,
+  historyTypes,
+  startEngine,
+  uniqueNamespace,
+  useNatsServer,
+} from "../harness/fixtures.js";
 
 const nats = useNatsServer();
 
-async function types(tj: Awaited<ReturnType<typeof connectClient>>, runId: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const e of tj.runs.history(runId)) out.push(e.event?.type ?? "rejected");
-  return out;
-}
+const types = (tj: Taskjet, runId: string) => historyTypes(tj, runId);
 
 describe("cancellation", () => {
   it("cancel - a queued run leaves the queue and never runs; waiters get RunCancelledError", async () => {

@@ -55,24 +55,32 @@ async function checkHistories(tj: Taskjet, runIds: string[], executions: Map<str
   }
 }
 
+/**
+ * Starts a worker whose task counts its executions per run (sleeping `ms`), then triggers `n` runs of it: the refs and
+ * the promise of all their outputs.
+ */
+async function countedRuns(tj: Taskjet, n: number, slots: number, ms: number) {
+  const executions = new Map<string, number>();
+  const t = tj.task({
+    name: "work",
+    fn: async (input: { i: number }, ctx) => {
+      executions.set(ctx.workflowRunId(), (executions.get(ctx.workflowRunId()) ?? 0) + 1);
+      await new Promise((r) => setTimeout(r, ms));
+      return { i: input.i };
+    },
+  });
+  const worker = await tj.worker("w", { workflows: [t], slots });
+  await worker.start();
+  const refs = await Promise.all(Array.from({ length: n }, (_, i) => t.runNoWait({ i })));
+  return { executions, refs, results: Promise.all(refs.map((r) => r.result())) };
+}
+
 describe("engine crash", () => {
   it("recovery - an engine killed with SIGKILL with 5,000 runs in flight is replaced; every run completes, recorded once, run as often as recorded", async () => {
     const namespace = uniqueNamespace();
     let engine = await engineProcess(namespace);
     const tj = await connectClient(nats.url, { namespace });
-    const executions = new Map<string, number>();
-    const t = tj.task({
-      name: "work",
-      fn: async (input: { i: number }, ctx) => {
-        executions.set(ctx.workflowRunId(), (executions.get(ctx.workflowRunId()) ?? 0) + 1);
-        await new Promise((r) => setTimeout(r, 1));
-        return { i: input.i };
-      },
-    });
-    const worker = await tj.worker("w", { workflows: [t], slots: 50 });
-    await worker.start();
-    const refs = await Promise.all(Array.from({ length: 5000 }, (_, i) => t.runNoWait({ i })));
-    const results = Promise.all(refs.map((r) => r.result()));
+    const { executions, refs, results } = await countedRuns(tj, 5000, 50, 1);
     await eventually(() => (executions.size >= 1000 ? true : undefined), 60_000, "some progress");
     await kill(engine.child, "SIGKILL");
     const doneAtKill = executions.size;
@@ -98,19 +106,7 @@ describe("engine crash", () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });
     const tj = await connectClient(nats.url, { namespace });
-    const executions = new Map<string, number>();
-    const t = tj.task({
-      name: "work",
-      fn: async (input: { i: number }, ctx) => {
-        executions.set(ctx.workflowRunId(), (executions.get(ctx.workflowRunId()) ?? 0) + 1);
-        await new Promise((r) => setTimeout(r, 2));
-        return { i: input.i };
-      },
-    });
-    const worker = await tj.worker("w", { workflows: [t], slots: 20 });
-    await worker.start();
-    const refs = await Promise.all(Array.from({ length: 1000 }, (_, i) => t.runNoWait({ i })));
-    const results = Promise.all(refs.map((r) => r.result()));
+    const { executions, refs, results } = await countedRuns(tj, 1000, 20, 2);
     await eventually(() => (executions.size >= 200 ? true : undefined), 60_000, "some progress");
     await nats.server.kill("SIGKILL");
     await nats.server.restart();

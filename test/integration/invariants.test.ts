@@ -4,7 +4,14 @@ import { connect } from "@nats-io/transport-node";
 import { appendEvent, rebuildProjection } from "@taskjet/engine";
 import { AppendConflictError, Buckets, EventTypes, keys, makeEvent, type RunState, subjects } from "@taskjet/schemas";
 import { describe, expect, it } from "vitest";
-import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import {
+  connectClient,
+  eventually,
+  historyTypes,
+  startEngine,
+  uniqueNamespace,
+  useNatsServer,
+} from "../harness/fixtures.js";
 
 const nats = useNatsServer();
 
@@ -137,9 +144,13 @@ describe("invariants", () => {
     await worker.start();
     const ref = await t.runNoWait({});
     expect(await ref.result()).toEqual({ done: true });
-    const types: string[] = [];
-    for await (const e of tj.runs.history(ref.runId)) types.push(e.event?.type ?? "rejected");
-    expect(types).toEqual(["RunCreated", "TaskStarted", "rejected", "EventRejected", "TaskCompleted"]);
+    expect(await historyTypes(tj, ref.runId)).toEqual([
+      "RunCreated",
+      "TaskStarted",
+      "rejected",
+      "EventRejected",
+      "TaskCompleted",
+    ]);
     await nc.close();
     await tj.close();
     await engine.stop();

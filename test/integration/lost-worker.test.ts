@@ -1,7 +1,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import {
+  connectClient,
+  eventually,
+  historyTypes,
+  startEngine,
+  uniqueNamespace,
+  useNatsServer,
+} from "../harness/fixtures.js";
 
 const nats = useNatsServer();
 const WORKER = fileURLToPath(new URL("../harness/worker-process.ts", import.meta.url));
@@ -105,9 +112,7 @@ describe("lost workers", () => {
     await kill(w.child, "SIGKILL");
     const other = await workerProcess(namespace, "detached", 1, 10);
     await new Promise((r) => setTimeout(r, 3000)); // well past the TTL and a sweep
-    const types: string[] = [];
-    for await (const e of tj.runs.history(ref.runId)) types.push(e.event?.type ?? "?");
-    expect(types).toEqual(["RunCreated", "TaskStarted", "TaskSlotReleased"]);
+    expect(await historyTypes(tj, ref.runId)).toEqual(["RunCreated", "TaskStarted", "TaskSlotReleased"]);
     expect((await tj.runs.get(ref.runId)).status).toBe("RUNNING");
     expect(await ref.cancel()).toBe(true);
     await kill(other.child, "SIGTERM");
@@ -132,11 +137,7 @@ describe("lost workers", () => {
     const tookMs = Date.now() - killedAt;
     for (const [i, out] of outputs.entries()) expect(out).toMatchObject({ i: i + 1, worker: survivor.workerId });
     for (const ref of refs) {
-      const h: string[] = [];
-      for await (const e of tj.runs.history(ref.runId)) {
-        const d = (e.event?.data ?? {}) as { attempt?: number };
-        h.push(`${e.event?.type}${d.attempt ?? ""}`);
-      }
+      const h = await historyTypes(tj, ref.runId, { attempts: true });
       expect(h).toEqual(["RunCreated", "TaskStarted0", "TaskReassigned0", "TaskStarted0", "TaskCompleted0"]);
       const state = await tj.runs.get(ref.runId);
       expect(state.tasks[0]).toMatchObject({ attempt: 0, status: "COMPLETED", workerId: survivor.workerId });

@@ -1,17 +1,11 @@
+import type { Taskjet } from "@taskjet/sdk";
 import { TaskRunError, ValidationError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
-import { connectClient, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import { connectClient, historyTypes, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
 
 const nats = useNatsServer();
 
-async function types(tj: Awaited<ReturnType<typeof connectClient>>, runId: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const e of tj.runs.history(runId)) {
-    const attempt = e.event && "attempt" in e.event.data ? String(e.event.data.attempt) : "";
-    out.push(`${e.event?.type ?? "rejected"}${attempt}`);
-  }
-  return out;
-}
+const types = (tj: Taskjet, runId: string) => historyTypes(tj, runId, { attempts: true });
 
 describe("timeouts", () => {
   it("timeouts - an attempt past its execution timeout fails with TaskTimedOut, its signal aborts, retries apply, the late result is ignored", async () => {

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import {
+  connectClient,
+  eventually,
+  historyTypes,
+  startEngine,
+  uniqueNamespace,
+  useNatsServer,
+} from "../harness/fixtures.js";
 
 const nats = useNatsServer();
 
@@ -159,9 +166,12 @@ describe("slots", () => {
     expect(await short.run({})).toEqual({ short: true });
     expect(order).toEqual(["long started", "short ran"]);
     expect(await longRef.result()).toEqual({ long: true });
-    const types: string[] = [];
-    for await (const e of tj.runs.history(longRef.runId)) types.push(e.event?.type ?? "?");
-    expect(types).toEqual(["RunCreated", "TaskStarted", "TaskSlotReleased", "TaskCompleted"]);
+    expect(await historyTypes(tj, longRef.runId)).toEqual([
+      "RunCreated",
+      "TaskStarted",
+      "TaskSlotReleased",
+      "TaskCompleted",
+    ]);
     await tj.close();
     await engine.stop();
   });

@@ -1,4 +1,3 @@
-import type { Taskjet } from "@taskjet/sdk";
 import { RunCancelledError, ValidationError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import {
@@ -11,8 +10,6 @@ import {
 } from "../harness/fixtures.js";
 
 const nats = useNatsServer();
-
-const types = (tj: Taskjet, runId: string) => historyTypes(tj, runId);
 
 describe("cancellation", () => {
   it("cancel - a queued run leaves the queue and never runs; waiters get RunCancelledError", async () => {
@@ -40,7 +37,7 @@ describe("cancellation", () => {
     expect(other).toEqual({});
     expect(ran).toBe(1);
     expect(await tj.runs.get(ref.runId)).toMatchObject({ status: "CANCELLED", tasks: [{ status: "CANCELLED" }] });
-    expect(await types(tj, ref.runId)).toEqual(["RunCreated", "RunCancelled"]);
+    expect(await historyTypes(tj, ref.runId)).toEqual(["RunCreated", "RunCancelled"]);
     await tj.close();
     await engine.stop();
   });
@@ -69,7 +66,7 @@ describe("cancellation", () => {
     await expect(ref.result()).rejects.toBeInstanceOf(RunCancelledError);
     await eventually(() => (sawCancel ? true : undefined));
     const h = await eventually(async () => {
-      const t = await types(tj, ref.runId);
+      const t = await historyTypes(tj, ref.runId);
       return t.includes("ReportIgnored") ? t : undefined;
     });
     expect(h).toEqual(["RunCreated", "TaskStarted", "RunCancelled", "ReportIgnored"]);

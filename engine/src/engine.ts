@@ -10,6 +10,7 @@ import { provision } from "./log/provision.js";
 import { connectNats } from "./nats/connect.js";
 import { Projector } from "./projector/projector.js";
 import { RunStore } from "./projector/run-store.js";
+import { Definitions } from "./scheduler/definitions.js";
 import { Scheduler } from "./scheduler/scheduler.js";
 import { Retrier } from "./timers/retrier.js";
 import { Timeouts } from "./timers/timeouts.js";
@@ -37,6 +38,7 @@ class NamespaceRuntime {
   private readonly projector: Projector;
   private readonly scheduler: Scheduler;
   private readonly registry: WorkerRegistry;
+  private readonly definitions: Definitions;
   private readonly timers: Timers;
 
   private readonly log: Logger;
@@ -92,6 +94,16 @@ class NamespaceRuntime {
       timeouts,
       append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
       states: this.projector.states,
+      definition: (name) => this.definitions.get(name),
+    });
+    this.definitions = new Definitions({
+      js,
+      defsKv: kvs.defs,
+      rateLimitsKv: kvs.rateLimits,
+      ns,
+      log: nsLog.child({ module: "definitions" }),
+      onDefinition: (def) => this.scheduler.definitionChanged(def),
+      onRateLimit: (key, limit, durationMs) => this.scheduler.rateLimitChanged(key, limit, durationMs),
     });
     this.registry = new WorkerRegistry({
       js,
@@ -105,6 +117,7 @@ class NamespaceRuntime {
   }
 
   async start(): Promise<void> {
+    await this.definitions.start();
     await this.registry.start();
     this.log.debug({}, "workers loaded");
     await this.projector.start();
@@ -115,11 +128,12 @@ class NamespaceRuntime {
     this.timers.stop();
     this.scheduler.stop();
     this.registry.stop();
+    this.definitions.stop();
     await this.projector.stop();
   }
 }
 
-type Kvs = { runs: Awaited<ReturnType<Kvm["open"]>>; workers: Awaited<ReturnType<Kvm["open"]>> };
+type Kvs = Record<"runs" | "workers" | "defs" | "rateLimits", Awaited<ReturnType<Kvm["open"]>>>;
 
 /**
  * The composition root.
@@ -149,7 +163,12 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
         await provision(nc, jsm, config, log);
         log.debug({}, "streams and buckets ready");
         const kvm = new Kvm(nc);
-        const kvs: Kvs = { runs: await kvm.open(Buckets.runs), workers: await kvm.open(Buckets.workers) };
+        const kvs: Kvs = {
+          runs: await kvm.open(Buckets.runs),
+          workers: await kvm.open(Buckets.workers),
+          defs: await kvm.open(Buckets.defs),
+          rateLimits: await kvm.open(Buckets.rateLimits),
+        };
         runtimes = config.namespaces.map(
           (ns) => new NamespaceRuntime(ns, nc as NatsConnection, js, jsm, kvs, config, baseLog),
         );

@@ -191,6 +191,28 @@ export class NonRetryableError extends Error {
   }
 }
 
+/**
+ * Thrown from a task when an upstream service refused it for now (an HTTP 429): the attempt ends, `key` (or the
+ * task's own rate-limit keys) pauses until `retryAfter`, and the run is queued again without using a retry.
+ * @example throw new RateLimitedError({ key: "openai", retryAfter: "30s" })
+ */
+export class RateLimitedError extends Error {
+  readonly key: string | undefined;
+  /** A date, or a delay in milliseconds or as a duration string (`"30s"`). */
+  readonly retryAfter: Date | number | string;
+  constructor(options: { key?: string; retryAfter: Date | number | string; message?: string }) {
+    super(options.message ?? `rate limited${options.key ? ` on ${options.key}` : ""}`);
+    this.name = "RateLimitedError";
+    this.key = options.key;
+    this.retryAfter = options.retryAfter;
+  }
+}
+
+/** Whether a task's error asks to pause and retry later (checked by name, so copies of the SDK agree). */
+export function isRateLimited(err: unknown): err is RateLimitedError {
+  return err instanceof Error && err.name === "RateLimitedError" && "retryAfter" in err;
+}
+
 /** Whether a task's error forbids retrying it (checked by name, so copies of the SDK agree). */
 export function isNonRetryable(err: unknown): boolean {
   return err instanceof Error && err.name === "NonRetryableError";

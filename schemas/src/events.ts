@@ -21,6 +21,8 @@ export const EventTypes = {
   TaskCancelled: "TaskCancelled",
   TaskSlotReleased: "TaskSlotReleased",
   TaskQueued: "TaskQueued",
+  TaskWaiting: "TaskWaiting",
+  TaskRateLimited: "TaskRateLimited",
   ReportIgnored: "ReportIgnored",
   EventRejected: "EventRejected",
 } as const;
@@ -103,6 +105,8 @@ export const TaskStartedSchema = z.object({
     policy: RetryPolicySchema.optional(),
     /** When the engine times the attempt out unless it finished or was refreshed. */
     timeoutAt: z.iso.datetime().optional(),
+    /** The task's sticky mode: the run's later attempts prefer (SOFT) or require (HARD) the first worker. */
+    sticky: z.enum(["SOFT", "HARD"]).optional(),
   }),
 });
 
@@ -183,6 +187,32 @@ export const TaskQueuedSchema = z.object({
   data: z.object({ attempt: z.number().int().min(1) }),
 });
 
+/** Why a queued attempt is not placed yet (recorded once per attempt, when the scheduler first holds it back). */
+export const WaitReasons = ["CONCURRENCY", "RATE_LIMIT", "NO_WORKER"] as const;
+export const TaskWaitingSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.TaskWaiting),
+  taskRunId: token,
+  data: z.object({ attempt: z.number().int().min(0), reason: z.enum(WaitReasons), detail: z.string().max(500) }),
+});
+
+/**
+ * The running attempt hit an upstream rate limit (`ctx.rateLimited`, `RateLimitedError`): it ends, the keys are
+ * paused until `until`, and the next attempt is queued without counting as a retry.
+ */
+export const TaskRateLimitedSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.TaskRateLimited),
+  taskRunId: token,
+  data: z.object({
+    ...attemptFacts,
+    /** The rate-limit keys to pause; absent: the task's own keys (or the task itself when it has none). */
+    keys: z.array(z.string().min(1).max(256)).max(16).optional(),
+    until: z.iso.datetime(),
+    message: z.string().max(1000).optional(),
+  }),
+});
+
 /** A report from an attempt that was no longer current when it arrived: recorded, never applied. */
 export const ReportIgnoredSchema = z.object({
   ...envelope,
@@ -190,7 +220,7 @@ export const ReportIgnoredSchema = z.object({
   taskRunId: token,
   data: z.object({
     ...attemptFacts,
-    report: z.enum(["started", "completed", "failed"]),
+    report: z.enum(["started", "completed", "failed", "rateLimited"]),
     reason: z.string(),
   }),
 });
@@ -209,6 +239,8 @@ export const TaskjetEventSchema = z.discriminatedUnion("type", [
   TaskFailedSchema,
   TaskRetryScheduledSchema,
   TaskQueuedSchema,
+  TaskWaitingSchema,
+  TaskRateLimitedSchema,
   TaskTimedOutSchema,
   TaskTimeoutRefreshedSchema,
   RunCancelledSchema,
@@ -226,6 +258,8 @@ export type TaskCompleted = z.output<typeof TaskCompletedSchema>;
 export type TaskFailed = z.output<typeof TaskFailedSchema>;
 export type TaskRetryScheduled = z.output<typeof TaskRetryScheduledSchema>;
 export type TaskQueued = z.output<typeof TaskQueuedSchema>;
+export type TaskWaiting = z.output<typeof TaskWaitingSchema>;
+export type TaskRateLimited = z.output<typeof TaskRateLimitedSchema>;
 export type TaskTimedOut = z.output<typeof TaskTimedOutSchema>;
 export type TaskTimeoutRefreshed = z.output<typeof TaskTimeoutRefreshedSchema>;
 export type RunCancelled = z.output<typeof RunCancelledSchema>;

@@ -17,8 +17,9 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
     case EventTypes.TaskStarted: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
       if (!task || task.status !== RunStatuses.queued || task.retry) return next;
+      const { waiting: _w, rateLimited: _r, ...waited } = task;
       const started: TaskRunState = {
-        ...task,
+        ...waited,
         status: RunStatuses.running,
         workerId: event.data.workerId,
         workerName: event.data.workerName,
@@ -26,6 +27,7 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
       };
       if (event.data.policy) started.policy = event.data.policy;
       if (event.data.timeoutAt) started.timeoutAt = event.data.timeoutAt;
+      if (event.data.sticky && !next.sticky) next.sticky = { mode: event.data.sticky, workerId: event.data.workerId };
       return withTask(next, started);
     }
     case EventTypes.TaskCompleted: {
@@ -79,6 +81,29 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
         ...rest
       } = task;
       return withTask(next, { ...rest, attempt: event.data.attempt, status: RunStatuses.queued, queuedAt: event.at });
+    }
+    case EventTypes.TaskWaiting: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt);
+      if (task?.status !== RunStatuses.queued || task.retry) return next;
+      return withTask(next, {
+        ...task,
+        waiting: { reason: event.data.reason, detail: event.data.detail, since: event.at },
+      });
+    }
+    case EventTypes.TaskRateLimited: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt);
+      if (task?.status !== RunStatuses.running || !fromRunner(task, event.data.workerId)) return next;
+      const { workerId: _w, workerName: _n, startedAt: _s, timeoutAt: _t, slotReleased: _r, ...rest } = task;
+      const { keys, until, message } = event.data;
+      return withTask(next, {
+        ...rest,
+        status: RunStatuses.queued,
+        attempt: task.attempt + 1,
+        queuedAt: event.at,
+        requeues: (task.requeues ?? 0) + 1,
+        rateLimited: keys ? { until, keys } : { until },
+        error: { name: "RateLimited", message: message ?? `rate limited until ${until}` },
+      });
     }
     case EventTypes.TaskReassigned: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
@@ -177,7 +202,7 @@ function attemptFailed(
   at: string,
   nonRetryable: boolean,
 ): RunState {
-  if (!nonRetryable && task.attempt < (task.policy?.retries ?? 0)) {
+  if (!nonRetryable && task.attempt - (task.requeues ?? 0) < (task.policy?.retries ?? 0)) {
     // Not final: the engine schedules the next attempt (TaskRetryScheduled, then TaskQueued).
     return withTask(state, {
       ...task,

@@ -3,6 +3,7 @@ export * from "./durations.js";
 export * from "./errors.js";
 export * from "./events.js";
 export * from "./evolve.js";
+export * from "./flow.js";
 export * from "./ids.js";
 export * from "./logger.js";
 export * from "./options.js";

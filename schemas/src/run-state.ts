@@ -43,6 +43,12 @@ export interface TaskRunState {
   timeoutAt?: string;
   /** How failed attempts are retried, as recorded by the last start. */
   policy?: RetryPolicy;
+  /** Attempts that ended without counting against the retries (rate limited upstream). */
+  requeues?: number;
+  /** Why the queued attempt waits, as the scheduler recorded it. */
+  waiting?: { reason: string; detail: string; since: string };
+  /** The last attempt hit an upstream rate limit: these keys (all the task's when absent) pause until `until`. */
+  rateLimited?: { until: string; keys?: string[] };
   /** A retry decided but not yet queued: the attempt it will be, and when (once scheduled). */
   retry?: { attempt: number; at?: string };
 }
@@ -58,6 +64,8 @@ export interface RunState {
   priority: number;
   trigger: { kind: string; [k: string]: unknown };
   tasks: TaskRunState[];
+  /** Sticky runs: the worker that ran the first task, which later attempts prefer (SOFT) or require (HARD). */
+  sticky?: { mode: "SOFT" | "HARD"; workerId: string };
   output?: Record<string, unknown>;
   error?: RecordedError;
   createdAt: string;

@@ -28,6 +28,8 @@ export const Buckets = {
   workers: "TJ_WORKERS",
   /** Task definitions registered by workers, key `<ns>.<taskName>`. */
   defs: "TJ_DEFS",
+  /** Static rate limits (`tj.ratelimits.upsert`), key `<ns>.<key>`. */
+  rateLimits: "TJ_RATELIMITS",
   /** Scheduler leases, key `<ns>`; bucket TTL. */
   leases: "TJ_LEASES",
 } as const;
@@ -73,6 +75,9 @@ export const keys = {
   worker: (ns: string, workerId: string) => `${ns}.${workerId}`,
   workersOf: (ns: string) => `${ns}.*`,
   def: (ns: string, taskName: string) => `${ns}.${taskName}`,
+  defsOf: (ns: string) => `${ns}.>`,
+  rateLimit: (ns: string, key: string) => `${ns}.${key}`,
+  rateLimitsOf: (ns: string) => `${ns}.>`,
   lease: (ns: string) => ns,
 } as const;
 

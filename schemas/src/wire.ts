@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { RetryPolicySchema } from "./events.js";
+import { FlowOptionsSchema, WorkerLabelsSchema } from "./flow.js";
 
 /**
  * Messages that are not history events: assignments (engine → worker), worker registrations and task definitions.
@@ -29,7 +30,7 @@ export const WorkerRegistrationSchema = z.object({
   name: z.string().min(1),
   tasks: z.array(z.string()),
   slots: z.number().int().min(1),
-  labels: z.record(z.string(), z.union([z.string(), z.number()])).default({}),
+  labels: WorkerLabelsSchema.default({}),
   sdkVersion: z.string(),
   hostname: z.string(),
   pid: z.number().int(),
@@ -45,6 +46,8 @@ export const TaskDefinitionSchema = z.object({
   v: z.literal(1),
   name: z.string(),
   policy: RetryPolicySchema.optional(),
+  /** Concurrency, rate limits, routing and slot cost: applied by the scheduler to every run of the task. */
+  flow: FlowOptionsSchema.optional(),
   registeredBy: z.string(),
   registeredAt: z.iso.datetime(),
 });

@@ -4,6 +4,7 @@ import {
   checkTaskName,
   EventTypes,
   encodeJsonObject,
+  FlowOptionsSchema,
   makeEvent,
   newId,
   parseDuration,
@@ -18,6 +19,7 @@ import {
 import { appendEvent } from "./append.js";
 import { type ClientConfig, type ClientOptions, resolveClientConfig } from "./config.js";
 import { type Connection, openConnection } from "./connection.js";
+import { RateLimitsClient } from "./rate-limits.js";
 import { outcome, RunRef } from "./run-ref.js";
 import { RunsClient } from "./runs.js";
 import { type DeclaredOptions, type JsonObject, TaskDeclaration, type TaskOptions, type Triggers } from "./task.js";
@@ -41,6 +43,8 @@ const DEFAULT_EXECUTION_TIMEOUT = "60s";
 export class Taskjet implements Triggers {
   /** Reading runs: `get`, `list`, `history`. */
   readonly runs: RunsClient;
+  /** Static rate limits: `upsert`, `get`. */
+  readonly ratelimits: RateLimitsClient;
   private readonly waiters = new Set<RunWaiter>();
   private readonly workers = new Set<Worker>();
   private closed = false;
@@ -50,6 +54,7 @@ export class Taskjet implements Triggers {
     /** @internal */ readonly config: ClientConfig,
   ) {
     this.runs = new RunsClient(connection, config.namespace);
+    this.ratelimits = new RateLimitsClient(connection, config.namespace);
     this.watchReconnects().catch((err) => config.logger.warn({ err }, "connection status watch ended"));
   }
 
@@ -91,13 +96,28 @@ export class Taskjet implements Triggers {
         { path: "defaultPriority", message: `must be 1, 2 or 3, got ${JSON.stringify(defaultPriority)}` },
       ]);
     }
-    return new TaskDeclaration(this, options, { policy, executionTimeoutMs, scheduleTimeoutMs, defaultPriority });
+    const { concurrency, rateLimits, desiredWorkerLabels, sticky, slotCost } = options;
+    const flow = parseWith(FlowOptionsSchema, {
+      concurrency: concurrency === undefined || Array.isArray(concurrency) ? concurrency : [concurrency],
+      rateLimits,
+      desiredWorkerLabels,
+      sticky,
+      slotCost,
+    });
+    return new TaskDeclaration(this, options, { policy, executionTimeoutMs, scheduleTimeoutMs, defaultPriority, flow });
   }
 
   /** Creates a worker; `await worker.start()` registers it and starts taking work. */
   async worker(name: string, options: WorkerOptions): Promise<Worker> {
     this.assertOpen();
-    const worker = new Worker(this.connection, this.config, name, options, (w) => this.workers.delete(w));
+    const worker = new Worker(
+      this.connection,
+      this.config,
+      name,
+      options,
+      (w) => this.workers.delete(w),
+      this.ratelimits,
+    );
     this.workers.add(worker);
     return worker;
   }

@@ -1,11 +1,17 @@
 export {
   AppendConflictError,
   ClosedError,
+  type ConcurrencyRule,
   ConnectionError,
+  type DesiredLabel,
   ErrorCodes,
+  LimitStrategies,
+  type LimitStrategy,
   NonRetryableError,
   NotProvisionedError,
   PayloadTooLargeError,
+  type RateLimitDuration,
+  RateLimitedError,
   type RecordedError,
   RUN_STATUS_VALUES,
   RunCancelledError,
@@ -15,8 +21,10 @@ export {
   type RunState,
   type RunStatus,
   RunStatuses,
+  type StickyMode,
   TaskjetError,
   type TaskjetEvent,
+  type TaskRateLimit,
   TaskRunError,
   type TaskRunState,
   ValidationError,
@@ -25,6 +33,7 @@ export {
 export { Taskjet } from "./client.js";
 export { type ClientOptions, DEFAULT_NATS_URL } from "./config.js";
 export type { HistoryEntry } from "./history.js";
+export type { RateLimitsClient } from "./rate-limits.js";
 export { RunRef } from "./run-ref.js";
 export type { CancelRunsOptions, ListRunsOptions, RunsClient } from "./runs.js";
 export type { JsonObject, Output, TaskDeclaration, TaskFn, TaskOptions } from "./task.js";

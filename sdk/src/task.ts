@@ -1,4 +1,4 @@
-import type { Duration, RetryPolicy, RunOptions } from "@taskjet/schemas";
+import type { Duration, FlowOptions, FlowOptionsInput, RetryPolicy, RunOptions } from "@taskjet/schemas";
 import type { RunRef } from "./run-ref.js";
 import type { Context } from "./worker/context.js";
 
@@ -35,7 +35,35 @@ export interface TaskOptions<I extends JsonObject, O extends JsonObject | void> 
   scheduleTimeout?: Duration;
   /** Priority of runs triggered through this declaration without one: 1 (low) to 3 (high). @default 1 */
   defaultPriority?: 1 | 2 | 3;
+  /**
+   * At most `maxRuns` (default 1) runs at once per value of the CEL `expression` over `input` and
+   * `additional_metadata` (`"'global'"` caps the task). Several rules must all admit a run. `limitStrategy`:
+   * `GROUP_ROUND_ROBIN` (default: queue, serve the values in turn), `CANCEL_IN_PROGRESS` (cancel the oldest runs of
+   * the value to admit the new one) or `CANCEL_NEWEST` (cancel the new one). A `key` shares the rule's groups with
+   * every task that names the same key.
+   * @example concurrency: { expression: "input.userId", maxRuns: 2 }
+   */
+  concurrency?: ConcurrencyOption | ConcurrencyOption[];
+  /**
+   * Units each run takes from rate limits: a static one (`tj.ratelimits.upsert`) by `staticKey`, or one per value
+   * of the CEL `dynamicKey` with its own `limit` per `duration`. A run over a limit stays queued until units free up.
+   * @example rateLimits: [{ staticKey: "openai", units: 1 }, { dynamicKey: "input.userId", limit: 10, duration: "MINUTE" }]
+   */
+  rateLimits?: NonNullable<FlowOptionsInput["rateLimits"]>;
+  /**
+   * Worker labels this task wants: `required` ones filter workers (`comparator`, default EQUAL), the others add
+   * their `weight` (default 100) to a worker's rank.
+   * @example desiredWorkerLabels: { memory: { value: 256, required: true, comparator: "GREATER_THAN_OR_EQUAL" } }
+   */
+  desiredWorkerLabels?: NonNullable<FlowOptionsInput["desiredWorkerLabels"]>;
+  /** Later attempts of a run prefer (`SOFT`) or require (`HARD`) the worker that ran its first attempt. */
+  sticky?: "SOFT" | "HARD";
+  /** Worker slots one run occupies. @default 1 */
+  slotCost?: number;
 }
+
+/** One concurrency rule as users write it. */
+export type ConcurrencyOption = NonNullable<FlowOptionsInput["concurrency"]>[number];
 
 /** Output type as the caller receives it. */
 export type Output<O> = O extends void ? JsonObject : O;
@@ -69,6 +97,8 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   readonly scheduleTimeoutMs: number | undefined;
   /** Priority of its runs unless a run says otherwise. */
   readonly defaultPriority: number | undefined;
+  /** Flow control, validated (expressions are compiled when a worker registers the task). */
+  readonly flow: FlowOptions;
 
   constructor(
     private readonly triggers: Triggers,
@@ -78,6 +108,7 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
       executionTimeoutMs: number;
       scheduleTimeoutMs: number | undefined;
       defaultPriority: number | undefined;
+      flow: FlowOptions;
     },
   ) {
     this.name = options.name;
@@ -86,6 +117,7 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
     this.executionTimeoutMs = resolved.executionTimeoutMs;
     this.scheduleTimeoutMs = resolved.scheduleTimeoutMs;
     this.defaultPriority = resolved.defaultPriority;
+    this.flow = resolved.flow;
   }
 
   /**

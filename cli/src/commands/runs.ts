@@ -238,6 +238,10 @@ class Timeline {
         return `attempt ${e.data.attempt} at ${e.data.at} (in ${e.data.delayMs}ms)`;
       case "TaskQueued":
         return `attempt ${e.data.attempt} queued`;
+      case "TaskWaiting":
+        return short(`${e.data.reason}: ${e.data.detail}`, 100);
+      case "TaskRateLimited":
+        return short(`rate limited${e.data.keys ? ` on ${e.data.keys.join(", ")}` : ""} until ${e.data.until}`, 100);
       case "TaskTimedOut":
         return `execution timeout (deadline ${e.data.timeoutAt})`;
       case "TaskTimeoutRefreshed":

@@ -110,6 +110,7 @@ export async function provision(
     { name: Buckets.runs, history: 1 },
     { name: Buckets.workers, history: 1, ttl: s.workerTtlMs },
     { name: Buckets.defs, history: 1 },
+    { name: Buckets.rateLimits, history: 1 },
     { name: Buckets.leases, history: 1, ttl: LEASE_TTL_MS },
   ];
   for (const b of buckets) {

@@ -11,9 +11,9 @@ describe("scheduler core", () => {
   it("scheduler - places nothing without a worker; a task no worker has waits", () => {
     const core = new SchedulerCore();
     core.enqueue(task("a", 1));
-    expect(core.place()).toEqual([]);
+    expect(core.place(0)).toEqual([]);
     core.upsertWorker({ workerId: "w", tasks: ["b"], slots: 5 });
-    expect(core.place()).toEqual([]);
+    expect(core.place(0)).toEqual([]);
     expect(core.depths().get("a")).toBe(1);
   });
 
@@ -23,10 +23,10 @@ describe("scheduler core", () => {
     core.enqueue(task("a", 1));
     core.enqueue(task("a", 3));
     core.upsertWorker({ workerId: "w", tasks: ["a", "b"], slots: 2 });
-    expect(core.place().map((p) => p.task.order)).toEqual([1, 2]);
-    expect(core.place()).toEqual([]);
-    core.finish({ taskRunId: "r1-0", attempt: 0, taskName: "a" });
-    expect(core.place().map((p) => p.task.order)).toEqual([3]);
+    expect(core.place(0).map((p) => p.task.order)).toEqual([1, 2]);
+    expect(core.place(0)).toEqual([]);
+    core.finish({ taskRunId: "r1-0", attempt: 0 });
+    expect(core.place(0).map((p) => p.task.order)).toEqual([3]);
     expect(core.usage("w")).toBe(2);
   });
 
@@ -35,7 +35,7 @@ describe("scheduler core", () => {
     core.upsertWorker({ workerId: "w1", tasks: ["a"], slots: 2 });
     core.upsertWorker({ workerId: "w2", tasks: ["a"], slots: 2 });
     for (let i = 0; i < 4; i++) core.enqueue(task("a", 10 + i));
-    const placed = core.place();
+    const placed = core.place(0);
     expect(placed.filter((p) => p.workerId === "w1")).toHaveLength(2);
     expect(placed.filter((p) => p.workerId === "w2")).toHaveLength(2);
   });
@@ -46,11 +46,11 @@ describe("scheduler core", () => {
     core.enqueue(t);
     core.enqueue({ ...t });
     core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 5 });
-    expect(core.place()).toHaveLength(1);
+    expect(core.place(0)).toHaveLength(1);
     expect(core.removeWorker("w")).toEqual([t]);
     core.enqueue(t);
     core.upsertWorker({ workerId: "w2", tasks: ["a"], slots: 1 });
-    expect(core.place()).toEqual([{ task: t, workerId: "w2" }]);
+    expect(core.place(0)).toEqual([{ task: t, workerId: "w2" }]);
   });
 
   it("scheduler - hold moves an attempt to the worker that started it and frees the other slot", () => {
@@ -59,7 +59,7 @@ describe("scheduler core", () => {
     core.upsertWorker({ workerId: "w2", tasks: ["a"], slots: 1 });
     const t = task("a", 1);
     core.enqueue(t);
-    const [p] = core.place();
+    const [p] = core.place(0);
     const other = p?.workerId === "w1" ? "w2" : "w1";
     core.hold(t, other);
     expect(core.usage(other)).toBe(1);
@@ -69,11 +69,11 @@ describe("scheduler core", () => {
   it("scheduler - the queue stays in order across removals, re-queues and recovery in any order", () => {
     const core = new SchedulerCore();
     for (const n of [5, 1, 4, 2, 3, 9, 7]) core.enqueue(task("a", n));
-    core.finish({ taskRunId: "r4-0", attempt: 0, taskName: "a" });
+    core.finish({ taskRunId: "r4-0", attempt: 0 });
     core.enqueue(task("a", 6));
     core.enqueue(task("a", 8));
     core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 100 });
-    expect(core.place().map((p) => p.task.order)).toEqual([1, 2, 3, 5, 6, 7, 8, 9]);
+    expect(core.place(0).map((p) => p.task.order)).toEqual([1, 2, 3, 5, 6, 7, 8, 9]);
   });
 
   it("scheduler - higher priority first across tasks, FIFO within a priority", () => {
@@ -84,8 +84,8 @@ describe("scheduler core", () => {
     core.enqueue({ ...task("b", 4), priority: 3 });
     core.enqueue({ ...task("a", 5), priority: 2 });
     core.upsertWorker({ workerId: "w", tasks: ["a", "b"], slots: 10 });
-    expect(core.place().map((p) => p.task.order)).toEqual([3, 4, 2, 5, 1]);
-    core.finish({ taskRunId: "r1-0", attempt: 0, taskName: "a" });
+    expect(core.place(0).map((p) => p.task.order)).toEqual([3, 4, 2, 5, 1]);
+    core.finish({ taskRunId: "r1-0", attempt: 0 });
     expect(core.usage("w")).toBe(4);
   });
 
@@ -95,10 +95,10 @@ describe("scheduler core", () => {
     const t = task("a", 1);
     core.enqueue(t);
     core.enqueue(task("a", 2));
-    const [p] = core.place();
+    const [p] = core.place(0);
     core.unplace(p?.task as QueuedTask);
     expect(core.usage("w")).toBe(0);
     expect(core.depths().get("a")).toBe(2);
-    expect(core.place()[0]?.task.order).toBe(1);
+    expect(core.place(0)[0]?.task.order).toBe(1);
   });
 });

@@ -1,7 +1,37 @@
 /**
- * The scheduler's memory and decisions, pure: no I/O, no clock. The shell feeds it facts (tasks queued, workers
- * joining and leaving, attempts started and finished) and asks it which queued tasks go to which worker now.
+ * The scheduler's memory and decisions, pure: no I/O, no clock (time is passed in). The shell feeds it facts (tasks
+ * queued, workers joining and leaving, attempts started and finished) and asks it which queued tasks go to which
+ * worker now.
+ *
+ * Queued attempts live in lanes: one lane per task and flow key (the values of its concurrency expressions and
+ * dynamic rate-limit keys, and its HARD-sticky worker), so a blocked key never holds up another. A task serves its
+ * lanes round robin within a priority. A lane whose head is held back by a concurrency group or a rate limit is
+ * parked on that blocker and comes back when the blocker clears, so placement never scans what cannot move.
  */
+import { type DesiredLabel, type LimitStrategy, labelMatches, type StickyMode } from "@taskjet/schemas";
+import { MinHeap } from "./min-heap.js";
+import { type RateLimiter, RateLimiter as RateLimiterImpl, type RateUse } from "./rate-limiter.js";
+
+/** A concurrency group an attempt belongs to: one rule's value. */
+export interface GroupRef {
+  id: string;
+  maxRuns: number;
+  strategy: LimitStrategy;
+}
+
+/** Everything flow control needs to know about one attempt, resolved by the shell from the task's definition. */
+export interface Flow {
+  /** The lane within the task: attempts with equal keys share one. */
+  lane: string;
+  groups: readonly GroupRef[];
+  rates: readonly RateUse[];
+  labels: readonly { key: string; desired: DesiredLabel }[];
+  slotCost: number;
+  sticky?: { mode: StickyMode; workerId: string } | undefined;
+}
+
+/** No flow control: one lane, one slot, any worker. */
+export const NO_FLOW: Flow = { lane: "", groups: [], rates: [], labels: [], slotCost: 1 };
 
 /** A task-run attempt waiting for a slot. */
 export interface QueuedTask {
@@ -13,6 +43,8 @@ export interface QueuedTask {
   order: number;
   /** 1 (low) to 3 (high): higher is placed first, FIFO within a priority. @default 1 */
   priority?: number;
+  /** @default NO_FLOW */
+  flow?: Flow;
 }
 
 /** A worker's capacity as the scheduler sees it. */
@@ -20,6 +52,7 @@ export interface WorkerSlots {
   workerId: string;
   tasks: readonly string[];
   slots: number;
+  labels?: Readonly<Record<string, string | number>>;
 }
 
 /** One decision: run this attempt on that worker. */
@@ -28,12 +61,63 @@ export interface Placement {
   workerId: string;
 }
 
+/** An attempt a concurrency strategy cancels, and why. */
+export interface Cancellation {
+  task: QueuedTask;
+  reason: string;
+}
+
+/** Why an attempt waits, reported once per attempt. */
+export interface Wait {
+  task: QueuedTask;
+  reason: "CONCURRENCY" | "RATE_LIMIT" | "NO_WORKER";
+  detail: string;
+}
+
 interface WorkerState {
   workerId: string;
   tasks: Set<string>;
   slots: number;
+  used: number;
+  labels: Readonly<Record<string, string | number>>;
   /** Attempts placed on this worker and not finished, by attempt key. */
   held: Map<string, QueuedTask>;
+}
+
+interface Group {
+  id: string;
+  maxRuns: number;
+  /** Queued and running attempts not being cancelled: what strategies count. */
+  members: Map<string, QueuedTask>;
+  /** Attempts placed and not finished: what admission counts. */
+  held: Set<string>;
+  waiters: Set<Lane>;
+}
+
+type Park = { kind: "group"; group: Group } | { kind: "time"; at: number } | { kind: "key"; key: string };
+
+interface Lane {
+  key: string;
+  task: TaskEntry;
+  queues: [TaskQueue, TaskQueue, TaskQueue];
+  inRing: [boolean, boolean, boolean];
+  parked: Park | undefined;
+}
+
+interface TaskEntry {
+  name: string;
+  lanes: Map<string, Lane>;
+  /** Per priority, lanes with attempts at that priority, served round robin. */
+  rings: [Deque<Lane>, Deque<Lane>, Deque<Lane>];
+  size: number;
+}
+
+/** Where the core keeps an attempt it knows. */
+interface Known {
+  task: QueuedTask;
+  lane?: Lane;
+  workerId?: string;
+  cancelling?: boolean;
 }
 
 /** Queue ordered by `order`: O(1) for the usual append at the tail and shift at the head. */
@@ -86,6 +170,13 @@ class TaskQueue {
     return false;
   }
 
+  *values(): IterableIterator<QueuedTask> {
+    for (let i = this.head; i < this.items.length; i++) {
+      const task = this.items[i];
+      if (task) yield task;
+    }
+  }
+
   private skipHoles(): void {
     while (this.head < this.items.length && this.items[this.head] === undefined) this.head++;
   }
@@ -98,6 +189,35 @@ class TaskQueue {
   }
 }
 
+/** A FIFO of lanes. */
+class Deque<T> {
+  private items: (T | undefined)[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(value: T): void {
+    this.items.push(value);
+  }
+
+  peek(): T | undefined {
+    return this.items[this.head];
+  }
+
+  shift(): T | undefined {
+    const value = this.items[this.head];
+    if (value === undefined) return undefined;
+    this.items[this.head++] = undefined;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return value;
+  }
+}
+
 /** Whether `a` is placed before `b`: higher priority, then older. */
 function before(a: QueuedTask, b: QueuedTask): boolean {
   const pa = a.priority ?? 1;
@@ -105,40 +225,86 @@ function before(a: QueuedTask, b: QueuedTask): boolean {
   return pa !== pb ? pa > pb : a.order < b.order;
 }
 
+function priorityIndex(task: QueuedTask): 0 | 1 | 2 {
+  return (Math.min(3, Math.max(1, task.priority ?? 1)) - 1) as 0 | 1 | 2;
+}
+
 /** Identity of one attempt of one task-run. */
 export function attemptKey(task: { taskRunId: string; attempt: number }): string {
   return `${task.taskRunId}:${task.attempt}`;
 }
 
-export class SchedulerCore {
-  /** Per task, one FIFO queue per priority (index 0 = priority 1). */
-  private readonly queues = new Map<string, TaskQueue[]>();
-  private readonly workers = new Map<string, WorkerState>();
-  /** Where each placed attempt is held, by attempt key. */
-  private readonly placedOn = new Map<string, string>();
-  /** Every attempt the core knows (queued or placed), so duplicates are ignored. */
-  private readonly known = new Set<string>();
+/** The key that pauses a whole task (`ctx.rateLimited()` in a task without rate limits). */
+export function taskPauseKey(taskName: string): string {
+  return `task:${taskName}`;
+}
 
-  /** Queues an attempt; an attempt already queued or placed is ignored. */
-  enqueue(task: QueuedTask): void {
+export class SchedulerCore {
+  readonly rates: RateLimiter = new RateLimiterImpl();
+  private readonly tasks = new Map<string, TaskEntry>();
+  private readonly workers = new Map<string, WorkerState>();
+  private readonly known = new Map<string, Known>();
+  private readonly groups = new Map<string, Group>();
+  private readonly timeParked = new MinHeap<Lane>();
+  /** Lanes waiting for a static rate limit to be defined. */
+  private readonly keyParked = new Map<string, Set<Lane>>();
+  private waits: Wait[] = [];
+  private readonly waitReported = new Set<string>();
+
+  /**
+   * Queues an attempt; an attempt already queued or placed is ignored. Returns what its concurrency strategies
+   * cancel: the attempt itself (CANCEL_NEWEST) or older members of its groups (CANCEL_IN_PROGRESS).
+   */
+  enqueue(task: QueuedTask): Cancellation[] {
     const key = attemptKey(task);
-    if (this.known.has(key)) return;
-    this.known.add(key);
-    this.queueOf(task).insert(task);
+    if (this.known.has(key)) return [];
+    const flow = task.flow ?? NO_FLOW;
+    const cancellations: Cancellation[] = [];
+    for (const ref of flow.groups) {
+      const group = this.groupOf(ref);
+      if (ref.strategy === "GROUP_ROUND_ROBIN" || group.members.size < ref.maxRuns) continue;
+      if (ref.strategy === "CANCEL_NEWEST") {
+        // Known but nowhere: the cancellation's event finishes it.
+        this.known.set(key, { task, cancelling: true });
+        return [{ task, reason: `CONCURRENCY_CANCEL_NEWEST: group ${ref.id} already has ${ref.maxRuns} run(s)` }];
+      }
+      const victims = [...group.members.values()].sort((a, b) => a.order - b.order);
+      for (const victim of victims.slice(0, group.members.size - ref.maxRuns + 1)) {
+        this.cancel(victim);
+        cancellations.push({
+          task: victim,
+          reason: `CONCURRENCY_CANCEL_IN_PROGRESS: group ${ref.id} admits newer run ${task.runId}`,
+        });
+      }
+    }
+    const lane = this.laneOf(task, flow);
+    this.known.set(key, { task, lane });
+    for (const ref of flow.groups) this.groupOf(ref).members.set(key, task);
+    const p = priorityIndex(task);
+    lane.queues[p].insert(task);
+    lane.task.size++;
+    if (!lane.parked && !lane.inRing[p]) {
+      lane.inRing[p] = true;
+      lane.task.rings[p].push(lane);
+    }
+    return cancellations;
   }
 
-  /** Adds a worker or updates its tasks and slots. */
+  /** Adds a worker or updates its tasks, slots and labels. */
   upsertWorker(worker: WorkerSlots): void {
     const existing = this.workers.get(worker.workerId);
     if (existing) {
       existing.tasks = new Set(worker.tasks);
       existing.slots = worker.slots;
+      existing.labels = worker.labels ?? {};
       return;
     }
     this.workers.set(worker.workerId, {
       workerId: worker.workerId,
       tasks: new Set(worker.tasks),
       slots: worker.slots,
+      used: 0,
+      labels: worker.labels ?? {},
       held: new Map(),
     });
   }
@@ -151,102 +317,147 @@ export class SchedulerCore {
     if (!worker) return [];
     this.workers.delete(workerId);
     const held = [...worker.held.values()];
-    for (const task of held) {
-      const key = attemptKey(task);
-      this.placedOn.delete(key);
-      this.known.delete(key);
-    }
+    for (const task of held) this.forget(attemptKey(task));
     return held;
   }
 
   /** Records that an attempt is held by a worker (placed by a previous engine, or started elsewhere than placed). */
   hold(task: QueuedTask, workerId: string): void {
     const key = attemptKey(task);
-    const current = this.placedOn.get(key);
-    if (current === workerId) return;
-    if (current !== undefined) this.workers.get(current)?.held.delete(key);
-    else this.queueOf(task).remove(key);
+    const known = this.known.get(key);
+    if (known?.workerId === workerId) return;
     const worker = this.workers.get(workerId);
     if (!worker) {
       // A worker we do not know: track nothing, so the attempt can be queued again if it is reassigned.
-      this.placedOn.delete(key);
-      this.known.delete(key);
+      if (known) this.forget(key);
       return;
     }
-    this.known.add(key);
-    worker.held.set(key, task);
-    this.placedOn.set(key, workerId);
+    const flow = (known?.task ?? task).flow ?? NO_FLOW;
+    if (known?.workerId !== undefined) this.release(known, false);
+    else if (known?.lane) this.unqueue(known);
+    const entry: Known = { task: known?.task ?? task, workerId, cancelling: known?.cancelling };
+    this.known.set(key, entry);
+    worker.held.set(key, entry.task);
+    worker.used += flow.slotCost;
+    for (const ref of flow.groups) {
+      const group = this.groupOf(ref);
+      group.held.add(key);
+      if (!entry.cancelling) group.members.set(key, entry.task);
+    }
   }
 
-  /** An attempt reached a final state (or will never run): frees its slot or drops it from its queue. */
-  finish(task: { taskRunId: string; attempt: number; taskName: string; priority?: number }): void {
-    const key = attemptKey(task);
-    if (!this.known.delete(key)) return;
-    const workerId = this.placedOn.get(key);
-    if (workerId !== undefined) {
-      this.placedOn.delete(key);
-      this.workers.get(workerId)?.held.delete(key);
-    } else {
-      for (const queue of this.queues.get(task.taskName) ?? []) if (queue.remove(key)) break;
-    }
+  /** An attempt reached a final state (or will never run): frees its slot and groups, or drops it from its queue. */
+  finish(task: Pick<QueuedTask, "taskRunId" | "attempt">): void {
+    this.forget(attemptKey(task));
   }
 
   /** Undo a placement whose assignment could not be delivered: the attempt goes back to its queue. */
   unplace(task: QueuedTask): void {
     const key = attemptKey(task);
-    const workerId = this.placedOn.get(key);
-    if (workerId === undefined) return;
-    this.placedOn.delete(key);
-    this.workers.get(workerId)?.held.delete(key);
-    this.known.delete(key);
-    this.enqueue(task);
+    const known = this.known.get(key);
+    if (known?.workerId === undefined) return;
+    this.forget(key);
+    this.enqueue(known.task);
+  }
+
+  /** Removes the queued (not placed) attempts of a task, so the caller can queue them again with a new flow. */
+  takeQueued(taskName: string): QueuedTask[] {
+    const entry = this.tasks.get(taskName);
+    if (!entry) return [];
+    const out: QueuedTask[] = [];
+    for (const lane of entry.lanes.values()) for (const q of lane.queues) out.push(...q.values());
+    for (const task of out) this.forget(attemptKey(task));
+    return out;
+  }
+
+  /** A static rate limit was defined or changed: lanes waiting for it may move. */
+  setRateLimit(key: string, limit: number, durationMs: number): void {
+    this.rates.setLimit(key, limit, durationMs);
+    const lanes = this.keyParked.get(key);
+    this.keyParked.delete(key);
+    for (const lane of lanes ?? []) this.unpark(lane);
+  }
+
+  /** Pauses a rate-limit key until `until` (epoch ms). */
+  pauseKey(key: string, until: number): void {
+    this.rates.pause(key, until);
   }
 
   /**
-   * Places as many queued attempts as free slots allow: highest priority first, oldest first within a priority,
-   * across tasks. Each attempt goes to the eligible worker with the most free slots, so load spreads across workers.
+   * Places as many queued attempts as flow control and free slots allow: highest priority first, oldest first within
+   * a priority across tasks, lanes of a task in turn. Each attempt goes to the best eligible worker: its sticky
+   * worker, then the best label match, then the most free slots.
    */
-  place(): Placement[] {
+  place(now: number): Placement[] {
+    this.wake(now);
     const placements: Placement[] = [];
+    const blocked = new Set<TaskEntry>();
     for (;;) {
-      let best: { queue: TaskQueue; task: QueuedTask; worker: WorkerState } | undefined;
-      for (const [taskName, byPriority] of this.queues) {
-        let queue: TaskQueue | undefined;
-        let head: QueuedTask | undefined;
-        for (let p = byPriority.length - 1; p >= 0 && !head; p--) {
-          queue = byPriority[p];
-          head = queue?.peek();
-        }
-        if (!head || !queue || (best && !before(head, best.task))) continue;
-        const worker = this.roomiestWorker(taskName);
-        if (worker) best = { queue, task: head, worker };
+      let best: { lane: Lane; task: QueuedTask; p: 0 | 1 | 2 } | undefined;
+      for (const entry of this.tasks.values()) {
+        if (entry.size === 0 || blocked.has(entry)) continue;
+        const candidate = this.candidate(entry);
+        if (candidate && (!best || before(candidate.task, best.task))) best = candidate;
       }
       if (!best) return placements;
-      best.queue.shift();
-      const key = attemptKey(best.task);
-      best.worker.held.set(key, best.task);
-      this.placedOn.set(key, best.worker.workerId);
-      placements.push({ task: best.task, workerId: best.worker.workerId });
+      const { lane, task, p } = best;
+      const flow = task.flow ?? NO_FLOW;
+      if (this.heldBack(lane, task, flow, now)) continue;
+      const worker = this.bestWorker(task.taskName, flow);
+      if (!worker) {
+        this.noWorker(task, flow);
+        // A HARD-sticky lane waits for its own worker; any other lane of the task would find none either.
+        if (flow.sticky?.mode === "HARD") this.park(lane, { kind: "time", at: now + 1000 });
+        else blocked.add(lane.task);
+        continue;
+      }
+      lane.task.rings[p].shift();
+      lane.queues[p].shift();
+      lane.task.size--;
+      if (lane.queues[p].size > 0) lane.task.rings[p].push(lane);
+      else lane.inRing[p] = false;
+      if (lane.queues.every((q) => q.size === 0)) this.dropLane(lane);
+      const key = attemptKey(task);
+      this.waitReported.delete(key);
+      this.rates.consume(flow.rates, now);
+      for (const ref of flow.groups) this.groupOf(ref).held.add(key);
+      const known = this.known.get(key) as Known;
+      known.lane = undefined;
+      known.workerId = worker.workerId;
+      worker.held.set(key, task);
+      worker.used += flow.slotCost;
+      placements.push({ task, workerId: worker.workerId });
     }
+  }
+
+  /** When a parked lane is next due to be looked at again, if any. */
+  nextWakeAt(): number | undefined {
+    for (;;) {
+      const top = this.timeParked.peek();
+      if (!top) return undefined;
+      const park = top.value.parked;
+      if (park?.kind === "time" && park.at === top.at) return top.at;
+      this.timeParked.pop(); // stale: the lane moved on
+    }
+  }
+
+  /** Why attempts started waiting since the last call (each attempt reported once). */
+  drainWaits(): Wait[] {
+    const waits = this.waits;
+    this.waits = [];
+    return waits;
   }
 
   /** Queued attempts per task name. */
   depths(): Map<string, number> {
     const out = new Map<string, number>();
-    for (const [name, queues] of this.queues) {
-      const size = queues.reduce((n, q) => n + q.size, 0);
-      if (size > 0) out.set(name, size);
-    }
+    for (const [name, entry] of this.tasks) if (entry.size > 0) out.set(name, entry.size);
     return out;
   }
 
-  private queueOf(task: QueuedTask): TaskQueue {
-    let byPriority = this.queues.get(task.taskName);
-    if (!byPriority) {
-      byPriority = [new TaskQueue(), new TaskQueue(), new TaskQueue()];
-      this.queues.set(task.taskName, byPriority);
-    }
-    return byPriority[Math.min(3, Math.max(1, task.priority ?? 1)) - 1] as TaskQueue;
+  /** Whether the core tracks an attempt (queued, placed or being cancelled). */
+  knows(task: Pick<QueuedTask, "taskRunId" | "attempt">): boolean {
+    return this.known.has(attemptKey(task));
   }
 
   /** Whether a worker is known (registered and not gone). */
@@ -254,19 +465,234 @@ export class SchedulerCore {
     return this.workers.has(workerId);
   }
 
-  /** Slots in use per worker. */
+  /** Slots in use on a worker. */
   usage(workerId: string): number {
-    return this.workers.get(workerId)?.held.size ?? 0;
+    return this.workers.get(workerId)?.used ?? 0;
   }
 
-  private roomiestWorker(taskName: string): WorkerState | undefined {
-    let best: WorkerState | undefined;
-    let bestFree = 0;
+  /** Attempts held (placed or running) in a concurrency group. */
+  groupUsage(groupId: string): number {
+    return this.groups.get(groupId)?.held.size ?? 0;
+  }
+
+  /** The lane and priority a task serves next, skipping lanes that were parked or emptied. */
+  private candidate(entry: TaskEntry): { lane: Lane; task: QueuedTask; p: 0 | 1 | 2 } | undefined {
+    for (let p = 2 as 0 | 1 | 2; p >= 0; p--) {
+      const ring = entry.rings[p];
+      for (;;) {
+        const lane = ring.peek();
+        if (!lane) break;
+        const head = lane.parked ? undefined : lane.queues[p].peek();
+        if (head) return { lane, task: head, p };
+        ring.shift();
+        lane.inRing[p] = false;
+      }
+      if (p === 0) break;
+    }
+    return undefined;
+  }
+
+  /** Parks the lane when a concurrency group or rate limit holds its head back. */
+  private heldBack(lane: Lane, task: QueuedTask, flow: Flow, now: number): boolean {
+    for (const ref of flow.groups) {
+      const group = this.groupOf(ref);
+      if (group.held.size < ref.maxRuns) continue;
+      this.reportWait(task, "CONCURRENCY", `group ${ref.id} is running ${group.held.size} of ${ref.maxRuns}`);
+      group.waiters.add(lane);
+      this.park(lane, { kind: "group", group });
+      return true;
+    }
+    const paused = this.rates.pausedUntil(taskPauseKey(task.taskName), now);
+    const block =
+      paused !== undefined
+        ? ({ kind: "until", at: paused, detail: `task paused until ${new Date(paused).toISOString()}` } as const)
+        : flow.rates.length > 0
+          ? this.rates.check(flow.rates, now)
+          : undefined;
+    if (!block) return false;
+    this.reportWait(task, "RATE_LIMIT", block.detail);
+    if (block.kind === "until") this.park(lane, { kind: "time", at: block.at });
+    else if (block.kind === "undefined") {
+      const lanes = this.keyParked.get(block.key) ?? new Set<Lane>();
+      this.keyParked.set(block.key, lanes);
+      lanes.add(lane);
+      this.park(lane, { kind: "key", key: block.key });
+    } else this.park(lane, { kind: "time", at: now + 60_000 }); // units above the limit: look again after a change
+    return true;
+  }
+
+  private noWorker(task: QueuedTask, flow: Flow): void {
+    const key = attemptKey(task);
+    if (this.waitReported.has(key)) return;
+    // Worth a history event only when routing is the cause: workers run the task, but none could take this attempt
+    // even with free slots (labels, HARD sticky, slot cost). No worker at all is the ordinary wait for one to start.
+    let runsTask = false;
     for (const worker of this.workers.values()) {
-      const free = worker.slots - worker.held.size;
-      if (free > bestFree && worker.tasks.has(taskName)) {
+      if (!worker.tasks.has(task.taskName)) continue;
+      runsTask = true;
+      if (this.eligible(worker, task.taskName, flow)) return;
+    }
+    if (!runsTask && flow.sticky?.mode !== "HARD") return;
+    const wants = flow.labels
+      .filter((l) => l.desired.required)
+      .map((l) => `${l.key} ${l.desired.comparator} ${l.desired.value}`);
+    const sticky = flow.sticky?.mode === "HARD" ? `its HARD-sticky worker ${flow.sticky.workerId}` : undefined;
+    const detail = sticky
+      ? `waiting for ${sticky}`
+      : `no live worker running ${task.taskName} has${wants.length ? ` ${wants.join(", ")}` : ""}${flow.slotCost > 1 ? ` ${flow.slotCost} slots` : ""}`;
+    this.reportWait(task, "NO_WORKER", detail);
+  }
+
+  private reportWait(task: QueuedTask, reason: Wait["reason"], detail: string): void {
+    const key = attemptKey(task);
+    if (this.waitReported.has(key)) return;
+    this.waitReported.add(key);
+    this.waits.push({ task, reason, detail });
+  }
+
+  private park(lane: Lane, park: Park): void {
+    lane.parked = park;
+    if (park.kind === "time") this.timeParked.push(park.at, lane);
+  }
+
+  private unpark(lane: Lane): void {
+    if (!lane.parked) return;
+    lane.parked = undefined;
+    for (const p of [0, 1, 2] as const) {
+      if (lane.queues[p].size > 0 && !lane.inRing[p]) {
+        lane.inRing[p] = true;
+        lane.task.rings[p].push(lane);
+      }
+    }
+  }
+
+  /** Lanes whose time came (rate limit window, pause, sticky worker check). */
+  private wake(now: number): void {
+    for (;;) {
+      const top = this.timeParked.peek();
+      if (!top || top.at > now) return;
+      this.timeParked.pop();
+      const park = top.value.parked;
+      if (park?.kind === "time" && park.at === top.at) this.unpark(top.value);
+    }
+  }
+
+  /** The attempt is cancelled by a strategy: it stops counting as a member, and a queued one is never placed. */
+  private cancel(victim: QueuedTask): void {
+    const key = attemptKey(victim);
+    const known = this.known.get(key);
+    if (!known) return;
+    known.cancelling = true;
+    for (const ref of victim.flow?.groups ?? []) this.groups.get(ref.id)?.members.delete(key);
+    if (known.lane) this.unqueue(known);
+  }
+
+  private forget(key: string): void {
+    const known = this.known.get(key);
+    if (!known) return;
+    this.known.delete(key);
+    this.waitReported.delete(key);
+    if (known.workerId !== undefined) this.release(known, true);
+    else if (known.lane) this.unqueue(known);
+    for (const ref of known.task.flow?.groups ?? []) {
+      const group = this.groups.get(ref.id);
+      if (!group) continue;
+      group.members.delete(key);
+      this.maybeDropGroup(group);
+    }
+  }
+
+  /** Frees the slot and group places of a placed attempt. */
+  private release(known: Known, wakeGroups: boolean): void {
+    const key = attemptKey(known.task);
+    const worker = known.workerId === undefined ? undefined : this.workers.get(known.workerId);
+    if (worker?.held.delete(key)) worker.used -= known.task.flow?.slotCost ?? 1;
+    known.workerId = undefined;
+    for (const ref of known.task.flow?.groups ?? []) {
+      const group = this.groups.get(ref.id);
+      if (!group?.held.delete(key) || !wakeGroups) continue;
+      for (const lane of group.waiters)
+        if (lane.parked?.kind === "group" && lane.parked.group === group) this.unpark(lane);
+      group.waiters.clear();
+    }
+  }
+
+  /** Takes a queued attempt out of its lane. */
+  private unqueue(known: Known): void {
+    const lane = known.lane;
+    if (!lane) return;
+    known.lane = undefined;
+    if (lane.queues[priorityIndex(known.task)].remove(attemptKey(known.task))) lane.task.size--;
+    if (lane.queues.every((q) => q.size === 0)) this.dropLane(lane);
+  }
+
+  private dropLane(lane: Lane): void {
+    // Ring entries and heap entries of a dropped lane are skipped when they surface (its queues are empty).
+    if (lane.task.lanes.get(lane.key) === lane) lane.task.lanes.delete(lane.key);
+    if (lane.parked?.kind === "group") lane.parked.group.waiters.delete(lane);
+    if (lane.parked?.kind === "key") this.keyParked.get(lane.parked.key)?.delete(lane);
+    lane.parked = undefined;
+  }
+
+  private laneOf(task: QueuedTask, flow: Flow): Lane {
+    let entry = this.tasks.get(task.taskName);
+    if (!entry) {
+      entry = { name: task.taskName, lanes: new Map(), rings: [new Deque(), new Deque(), new Deque()], size: 0 };
+      this.tasks.set(task.taskName, entry);
+    }
+    let lane = entry.lanes.get(flow.lane);
+    if (!lane) {
+      lane = {
+        key: flow.lane,
+        task: entry,
+        queues: [new TaskQueue(), new TaskQueue(), new TaskQueue()],
+        inRing: [false, false, false],
+        parked: undefined,
+      };
+      entry.lanes.set(flow.lane, lane);
+    }
+    return lane;
+  }
+
+  private groupOf(ref: GroupRef): Group {
+    let group = this.groups.get(ref.id);
+    if (!group) {
+      group = { id: ref.id, maxRuns: ref.maxRuns, members: new Map(), held: new Set(), waiters: new Set() };
+      this.groups.set(ref.id, group);
+    }
+    return group;
+  }
+
+  private maybeDropGroup(group: Group): void {
+    if (group.members.size === 0 && group.held.size === 0 && group.waiters.size === 0) this.groups.delete(group.id);
+  }
+
+  private eligible(worker: WorkerState, taskName: string, flow: Flow): boolean {
+    if (!worker.tasks.has(taskName) || worker.slots < flow.slotCost) return false;
+    if (flow.sticky?.mode === "HARD" && worker.workerId !== flow.sticky.workerId) return false;
+    for (const { key, desired } of flow.labels) {
+      if (desired.required && !labelMatches(worker.labels[key], desired)) return false;
+    }
+    return true;
+  }
+
+  private bestWorker(taskName: string, flow: Flow): WorkerState | undefined {
+    let best: WorkerState | undefined;
+    let bestRank: [number, number, number] = [-1, -1, -1];
+    for (const worker of this.workers.values()) {
+      const free = worker.slots - worker.used;
+      if (free < flow.slotCost || !this.eligible(worker, taskName, flow)) continue;
+      let score = 0;
+      for (const { key, desired } of flow.labels) {
+        if (!desired.required && labelMatches(worker.labels[key], desired)) score += desired.weight;
+      }
+      const rank: [number, number, number] = [flow.sticky?.workerId === worker.workerId ? 1 : 0, score, free];
+      if (
+        rank[0] > bestRank[0] ||
+        (rank[0] === bestRank[0] && (rank[1] > bestRank[1] || (rank[1] === bestRank[1] && rank[2] > bestRank[2])))
+      ) {
         best = worker;
-        bestFree = free;
+        bestRank = rank;
       }
     }
     return best;

@@ -4,6 +4,7 @@ import {
   type RunState,
   RunStatuses,
   type TaskjetEventInput,
+  type TaskRunState,
   type WorkerRegistration,
 } from "@taskjet/schemas";
 import type { Logger } from "pino";
@@ -11,7 +12,8 @@ import type { Dispatcher } from "../dispatcher/dispatcher.js";
 import type { RunChange } from "../projector/projector.js";
 import type { Retrier } from "../timers/retrier.js";
 import type { Timeouts } from "../timers/timeouts.js";
-import { type Placement, type QueuedTask, SchedulerCore } from "./core.js";
+import { type Cancellation, type Placement, type QueuedTask, SchedulerCore, taskPauseKey, type Wait } from "./core.js";
+import { type CompiledDefinition, FlowKeyError, resolveFlow } from "./flow.js";
 
 export interface SchedulerOptions {
   log: Logger;
@@ -22,32 +24,44 @@ export interface SchedulerOptions {
   append: (event: TaskjetEventInput, expectedSeq: number) => Promise<number>;
   /** The projector's live run states. */
   states: ReadonlyMap<string, RunState>;
+  /** Registered task definitions. */
+  definition: (taskName: string) => CompiledDefinition | undefined;
+  now?: () => number;
 }
 
+/** How often an engine decision is tried again on a CAS conflict before it is left to the next change. */
+const MAX_DECISION_TRIES = 20;
+
 /**
- * The shell around `SchedulerCore`: turns run changes and worker changes into core calls, and places work in batches
- * (all inputs of one I/O turn first, then one placement pass).
+ * The shell around `SchedulerCore`: turns run changes, worker changes and definitions into core calls, places work in
+ * batches (all inputs of one I/O turn first, then one placement pass), and appends what flow control decides
+ * (strategy cancellations, why an attempt waits).
  */
 export class Scheduler {
   readonly core = new SchedulerCore();
   private kicked = false;
   private stopped = false;
   private retryTimer: NodeJS.Timeout | undefined;
+  private wakeTimer: { handle: NodeJS.Timeout; at: number } | undefined;
+  /** Registrations as the workers sent them: re-applied when a definition arrives. */
+  private readonly registrations = new Map<string, WorkerRegistration>();
+  private readonly now: () => number;
 
-  constructor(private readonly o: SchedulerOptions) {}
+  constructor(private readonly o: SchedulerOptions) {
+    this.now = o.now ?? Date.now;
+  }
 
   /** Rebuilds memory from the projected states of unfinished runs. */
   recover(): void {
+    const now = this.now();
     for (const state of this.o.states.values()) {
       for (const task of state.tasks) {
-        const queued: QueuedTask = {
-          ...taskRef(state, task.taskRunId, task.taskName, task.attempt),
-          order: state.lastSeq,
-        };
-        if (task.status === RunStatuses.queued && !task.retry) this.core.enqueue(queued);
-        else if (task.status === RunStatuses.running && task.workerId && !task.slotReleased) {
+        if (task.status === RunStatuses.queued && !task.retry) {
+          this.reapplyPause(state, task, now);
+          this.enqueue(state, task, state.lastSeq);
+        } else if (task.status === RunStatuses.running && task.workerId && !task.slotReleased) {
           // Its worker vanished while no engine watched: the attempt goes to another worker.
-          if (this.core.hasWorker(task.workerId)) this.core.hold(queued, task.workerId);
+          if (this.core.hasWorker(task.workerId)) this.hold(state, task, state.lastSeq);
           else
             this.reassign(
               state.runId,
@@ -68,18 +82,11 @@ export class Scheduler {
     this.o.timeouts.onState(state);
     switch (event.type) {
       case EventTypes.RunCreated:
-        for (const task of state.tasks) {
-          this.core.enqueue({ ...taskRef(state, task.taskRunId, task.taskName, task.attempt), order: seq });
-        }
+        for (const task of state.tasks) this.enqueue(state, task, seq);
         break;
       case EventTypes.TaskStarted: {
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
-        if (task?.status === RunStatuses.running && task.attempt === event.data.attempt) {
-          this.core.hold(
-            { ...taskRef(state, task.taskRunId, task.taskName, task.attempt), order: seq },
-            event.data.workerId,
-          );
-        }
+        if (task?.status === RunStatuses.running && task.attempt === event.data.attempt) this.hold(state, task, seq);
         break;
       }
       case EventTypes.TaskCompleted:
@@ -89,7 +96,7 @@ export class Scheduler {
       case EventTypes.TaskSlotReleased: {
         // The attempt is over (final or not), or gave its slot back: the slot is free.
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
-        if (task) this.core.finish({ taskRunId: task.taskRunId, taskName: task.taskName, attempt: event.data.attempt });
+        if (task) this.core.finish({ taskRunId: task.taskRunId, attempt: event.data.attempt });
         if (task?.retry) this.o.retrier.onState(state);
         break;
       }
@@ -113,12 +120,20 @@ export class Scheduler {
           }
         }
         break;
+      case EventTypes.TaskRateLimited: {
+        // The attempt ended on the worker: its slot is free, its keys pause, and the next attempt queues.
+        this.core.finish({ taskRunId: event.taskRunId, attempt: event.data.attempt });
+        const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
+        if (task?.status === RunStatuses.queued && task.attempt === event.data.attempt + 1) {
+          this.reapplyPause(state, task, this.now());
+          this.enqueue(state, task, seq);
+        }
+        break;
+      }
       case EventTypes.TaskReassigned:
       case EventTypes.TaskQueued: {
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
-        if (task?.status === RunStatuses.queued && task.attempt === event.data.attempt) {
-          this.core.enqueue({ ...taskRef(state, task.taskRunId, task.taskName, task.attempt), order: seq });
-        }
+        if (task?.status === RunStatuses.queued && task.attempt === event.data.attempt) this.enqueue(state, task, seq);
         break;
       }
       default:
@@ -128,12 +143,30 @@ export class Scheduler {
   }
 
   workerUp(worker: WorkerRegistration): void {
-    // A draining worker keeps what it runs and gets nothing new.
-    this.core.upsertWorker({
-      workerId: worker.workerId,
-      tasks: worker.tasks,
-      slots: worker.draining ? 0 : worker.slots,
-    });
+    this.registrations.set(worker.workerId, worker);
+    this.applyWorker(worker);
+    this.kick();
+  }
+
+  /**
+   * A definition arrived or changed: workers may now take its task, and its queued attempts are queued again under
+   * the new flow options.
+   */
+  definitionChanged(def: CompiledDefinition): void {
+    for (const worker of this.registrations.values()) if (worker.tasks.includes(def.name)) this.applyWorker(worker);
+    for (const queued of this.core.takeQueued(def.name)) {
+      const state = this.o.states.get(queued.runId);
+      const task = state?.tasks.find((t) => t.taskRunId === queued.taskRunId);
+      if (state && task?.status === RunStatuses.queued && task.attempt === queued.attempt) {
+        this.enqueue(state, task, queued.order);
+      }
+    }
+    this.kick();
+  }
+
+  /** A static rate limit was defined or changed. */
+  rateLimitChanged(key: string, limit: number, durationMs: number): void {
+    this.core.setRateLimit(key, limit, durationMs);
     this.kick();
   }
 
@@ -142,10 +175,12 @@ export class Scheduler {
    * (`TaskReassigned`: the same attempt, not a retry) to run elsewhere.
    */
   workerDown(workerId: string, reason: string): void {
-    for (const task of this.core.removeWorker(workerId)) {
-      const current = this.o.states.get(task.runId)?.tasks.find((t) => t.taskRunId === task.taskRunId);
-      if (current?.status === RunStatuses.queued && current.attempt === task.attempt && !current.retry) {
-        this.core.enqueue(task);
+    this.registrations.delete(workerId);
+    for (const held of this.core.removeWorker(workerId)) {
+      const state = this.o.states.get(held.runId);
+      const current = state?.tasks.find((t) => t.taskRunId === held.taskRunId);
+      if (state && current?.status === RunStatuses.queued && current.attempt === held.attempt && !current.retry) {
+        this.enqueue(state, current, held.order);
       }
     }
     for (const state of this.o.states.values()) {
@@ -157,28 +192,6 @@ export class Scheduler {
     }
     this.o.dispatcher.purge(workerId).catch((err) => this.o.log.warn({ err, workerId }, "could not purge assignments"));
     this.kick();
-  }
-
-  /** Appends `TaskReassigned` while the attempt is still running on the lost worker (CAS; retried on conflicts). */
-  private reassign(
-    runId: string,
-    taskRunId: string,
-    attempt: number,
-    fromWorkerId: string,
-    reason: string,
-    tries = 0,
-  ): void {
-    const state = this.o.states.get(runId);
-    const task = state?.tasks.find((t) => t.taskRunId === taskRunId);
-    if (!state || task?.status !== RunStatuses.running || task.attempt !== attempt || task.workerId !== fromWorkerId)
-      return;
-    this.o.log.info({ runId, taskRunId, attempt, fromWorkerId, reason }, "reassigning a lost worker's attempt");
-    const event = makeEvent(EventTypes.TaskReassigned, { runId, taskRunId, data: { attempt, fromWorkerId, reason } });
-    this.o.append(event, state.lastSeq).catch((err) => {
-      if (this.stopped || tries >= 20) return this.o.log.warn({ err, runId }, "could not reassign");
-      // Someone wrote first: decide again on the folded tail shortly.
-      setTimeout(() => this.reassign(runId, taskRunId, attempt, fromWorkerId, reason, tries + 1), 100).unref();
-    });
   }
 
   /** An assignment that could not be published: back to the queue, and try again shortly. */
@@ -194,6 +207,162 @@ export class Scheduler {
   stop(): void {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.wakeTimer) clearTimeout(this.wakeTimer.handle);
+  }
+
+  /** A worker takes only tasks the engine has a definition for, so flow control always applies. */
+  private applyWorker(worker: WorkerRegistration): void {
+    this.core.upsertWorker({
+      workerId: worker.workerId,
+      tasks: worker.tasks.filter((t) => this.o.definition(t) !== undefined),
+      // A draining worker keeps what it runs and gets nothing new.
+      slots: worker.draining ? 0 : worker.slots,
+      labels: worker.labels,
+    });
+  }
+
+  private queued(state: RunState, task: TaskRunState, order: number): QueuedTask {
+    return {
+      runId: state.runId,
+      taskRunId: task.taskRunId,
+      taskName: task.taskName,
+      attempt: task.attempt,
+      priority: state.priority,
+      order,
+      flow: resolveFlow(this.o.definition(task.taskName), state, task.taskName),
+    };
+  }
+
+  private enqueue(state: RunState, task: TaskRunState, order: number): void {
+    let queued: QueuedTask;
+    try {
+      queued = this.queued(state, task, order);
+    } catch (err) {
+      if (!(err instanceof FlowKeyError)) throw err;
+      this.failUnschedulable(state, task, err);
+      return;
+    }
+    for (const c of this.core.enqueue(queued)) this.cancelByStrategy(c);
+  }
+
+  private hold(state: RunState, task: TaskRunState, order: number): void {
+    const workerId = task.workerId as string;
+    if (this.core.knows(task)) {
+      this.core.hold({ ...task, runId: state.runId, order }, workerId);
+      return;
+    }
+    try {
+      this.core.hold(this.queued(state, task, order), workerId);
+    } catch (err) {
+      // Running already: it holds its slot without flow groups.
+      if (!(err instanceof FlowKeyError)) throw err;
+      this.core.hold(
+        { runId: state.runId, taskRunId: task.taskRunId, taskName: task.taskName, attempt: task.attempt, order },
+        workerId,
+      );
+    }
+  }
+
+  /** Pauses the keys a rate-limited attempt asked for, while the pause lasts. */
+  private reapplyPause(state: RunState, task: TaskRunState, now: number): void {
+    const limited = task.rateLimited;
+    if (!limited) return;
+    const until = Date.parse(limited.until);
+    if (!(until > now)) return;
+    let keys = limited.keys;
+    if (!keys) {
+      const own = this.o.definition(task.taskName)?.flow.rateLimits ?? [];
+      try {
+        keys = own.length > 0 ? this.queued(state, task, 0).flow?.rates.map((r) => r.key) : undefined;
+      } catch {
+        keys = undefined;
+      }
+    }
+    for (const key of keys ?? [taskPauseKey(task.taskName)]) this.core.pauseKey(key, until);
+  }
+
+  /** A key expression failed on this run: the attempt can never be placed, so it fails now, saying why. */
+  private failUnschedulable(state: RunState, task: TaskRunState, err: FlowKeyError): void {
+    this.o.log.warn({ runId: state.runId, taskRunId: task.taskRunId, err }, "flow key could not be evaluated");
+    this.decide(state.runId, (s) => {
+      const t = s.tasks.find((x) => x.taskRunId === task.taskRunId);
+      if (t?.status !== RunStatuses.queued || t.attempt !== task.attempt) return undefined;
+      return makeEvent(EventTypes.TaskFailed, {
+        runId: s.runId,
+        taskRunId: t.taskRunId,
+        data: {
+          attempt: t.attempt,
+          workerId: "engine",
+          error: { name: err.name, message: err.message },
+          nonRetryable: true,
+        },
+      });
+    });
+  }
+
+  /** A concurrency strategy cancels a run: `RunCancelled` with the strategy as the reason. */
+  private cancelByStrategy({ task, reason }: Cancellation): void {
+    this.o.log.info({ runId: task.runId, reason }, "cancelled by a concurrency strategy");
+    this.decide(task.runId, (s) => {
+      if (s.status === RunStatuses.completed || s.status === RunStatuses.failed || s.status === RunStatuses.cancelled) {
+        // Finished meanwhile: nothing to cancel, but the core must let go of it.
+        this.core.finish(task);
+        this.kick();
+        return undefined;
+      }
+      return makeEvent(EventTypes.RunCancelled, { runId: s.runId, data: { reason: reason.slice(0, 200) } });
+    });
+  }
+
+  /** Records why attempts wait (history: TaskQueued → why it waits → TaskStarted). */
+  private recordWaits(waits: Wait[]): void {
+    for (const { task, reason, detail } of waits) {
+      this.decide(
+        task.runId,
+        (s) => {
+          const t = s.tasks.find((x) => x.taskRunId === task.taskRunId);
+          if (t?.status !== RunStatuses.queued || t.attempt !== task.attempt || t.retry || t.waiting) return undefined;
+          return makeEvent(EventTypes.TaskWaiting, {
+            runId: s.runId,
+            taskRunId: t.taskRunId,
+            data: { attempt: t.attempt, reason, detail: detail.slice(0, 500) },
+          });
+        },
+        3,
+      );
+    }
+  }
+
+  /** Appends `TaskReassigned` while the attempt is still running on the lost worker. */
+  private reassign(runId: string, taskRunId: string, attempt: number, fromWorkerId: string, reason: string): void {
+    this.decide(runId, (state) => {
+      const task = state.tasks.find((t) => t.taskRunId === taskRunId);
+      if (task?.status !== RunStatuses.running || task.attempt !== attempt || task.workerId !== fromWorkerId) {
+        return undefined;
+      }
+      this.o.log.info({ runId, taskRunId, attempt, fromWorkerId, reason }, "reassigning a lost worker's attempt");
+      return makeEvent(EventTypes.TaskReassigned, { runId, taskRunId, data: { attempt, fromWorkerId, reason } });
+    });
+  }
+
+  /**
+   * Appends the event `build` makes from the run's current state, with CAS; on a conflict, decides again on the folded
+   * tail shortly. `build` returning nothing means the decision no longer applies.
+   */
+  private decide(
+    runId: string,
+    build: (state: RunState) => TaskjetEventInput | undefined,
+    maxTries = MAX_DECISION_TRIES,
+    tries = 0,
+  ): void {
+    const state = this.o.states.get(runId);
+    const event = state && build(state);
+    if (!state || !event) return;
+    this.o.append(event, state.lastSeq).catch((err) => {
+      if (this.stopped || tries + 1 >= maxTries)
+        return this.o.log.warn({ err, runId, type: event.type }, "decision not recorded");
+      setTimeout(() => this.decide(runId, build, maxTries, tries + 1), 100).unref();
+    });
   }
 
   private kick(): void {
@@ -202,12 +371,27 @@ export class Scheduler {
     setImmediate(() => {
       this.kicked = false;
       if (this.stopped) return;
-      const placements = this.core.place();
+      const placements = this.core.place(this.now());
       if (placements.length > 0) this.o.dispatcher.send(placements, (runId) => this.o.states.get(runId));
+      const waits = this.core.drainWaits();
+      if (waits.length > 0) this.recordWaits(waits);
+      this.armWake();
     });
   }
-}
 
-function taskRef(state: RunState, taskRunId: string, taskName: string, attempt: number) {
-  return { runId: state.runId, taskRunId, taskName, attempt, priority: state.priority };
+  /** One host timer for the earliest parked lane (rate limit windows, pauses). */
+  private armWake(): void {
+    const at = this.core.nextWakeAt();
+    if (at === undefined || (this.wakeTimer && this.wakeTimer.at <= at)) return;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer.handle);
+    const handle = setTimeout(
+      () => {
+        this.wakeTimer = undefined;
+        this.kick();
+      },
+      Math.max(0, at - this.now()),
+    );
+    handle.unref();
+    this.wakeTimer = { handle, at };
+  }
 }

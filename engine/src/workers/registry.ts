@@ -2,7 +2,7 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { Buckets, keys, type WorkerRegistration, WorkerRegistrationSchema } from "@taskjet/schemas";
 import type { Logger } from "pino";
-import { scan } from "../log/scan.js";
+import { followKv } from "../log/follow-kv.js";
 
 export interface RegistryOptions {
   js: JetStreamClient;
@@ -15,8 +15,6 @@ export interface RegistryOptions {
   onDown: (workerId: string, reason: "left" | "expired") => void;
 }
 
-const decoder = new TextDecoder();
-
 /** The namespace's live workers, from `TJ_WORKERS`: registrations, heartbeats, departures and silent deaths. */
 export class WorkerRegistry {
   private readonly lastSeen = new Map<string, number>();
@@ -25,26 +23,14 @@ export class WorkerRegistry {
 
   constructor(private readonly o: RegistryOptions) {}
 
-  /** Loads the current workers, then follows changes from the revision after them. */
+  /** Loads the current workers, then follows changes. */
   async start(): Promise<void> {
     const { js, kv, ns } = this.o;
-    let revision = 0;
-    await scan(js, `KV_${Buckets.workers}`, `$KV.${Buckets.workers}.${keys.workersOf(ns)}`, "lastPerSubject", (m) => {
-      revision = Math.max(revision, m.seq);
-      if (m.data.length > 0) this.put(m.subject, decoder.decode(m.data));
+    this.stopWatch = await followKv(js, kv, Buckets.workers, keys.workersOf(ns), {
+      put: (key, json) => this.put(key, json),
+      remove: (key) => this.down(key.slice(ns.length + 1), "left"),
+      log: this.o.log,
     });
-    // From the revision after the scan, so no change between the two is missed; with nothing found, from the start.
-    const watcher = await kv.watch({
-      key: keys.workersOf(ns),
-      ...(revision > 0 ? { resumeFromRevision: revision + 1 } : {}),
-    });
-    this.stopWatch = () => watcher.stop();
-    (async () => {
-      for await (const e of watcher) {
-        if (e.operation === "PUT") this.put(e.key, e.string());
-        else this.down(e.key.slice(ns.length + 1), "left");
-      }
-    })().catch((err) => this.o.log.error({ err }, "worker watch ended"));
     // Often enough that a silent worker is declared gone within a second of its TTL.
     const every = Math.max(100, Math.min(1000, Math.floor(this.o.ttlMs / 3)));
     this.sweeper = setInterval(() => this.sweep(), every);

@@ -1,4 +1,4 @@
-import { type Assignment, type Duration, type Logger, parseDuration } from "@taskjet/schemas";
+import { type Assignment, type Duration, type Logger, parseDuration, RateLimitedError } from "@taskjet/schemas";
 
 /** Log methods of `ctx.logger`: message first, optional fields. */
 export interface TaskLogger {
@@ -71,6 +71,19 @@ export class Context {
    */
   async releaseSlot(): Promise<void> {
     await this.hooks.releaseSlot();
+  }
+
+  /**
+   * Ends this attempt because an upstream service is rate limiting (an HTTP 429): throws a `RateLimitedError`, so
+   * call it as `return ctx.rateLimited(...)` or let it propagate. The run's rate-limit keys (or `key`, or the task
+   * itself when it has none) pause until `retryAfter` (a date, or a delay such as `"30s"`), and the run is queued
+   * again without using a retry.
+   */
+  rateLimited(retryAfter: Date | Duration, key?: string): never {
+    if (retryAfter instanceof Date) {
+      if (Number.isNaN(retryAfter.getTime())) parseDuration("invalid date", "retryAfter");
+    } else parseDuration(retryAfter, "retryAfter", { allowZero: true });
+    throw new RateLimitedError({ retryAfter, ...(key === undefined ? {} : { key }) });
   }
 
   /** The string key/value pairs the run was triggered with. */

@@ -4,7 +4,9 @@ import {
   EventTypes,
   encodeJsonObject,
   isNonRetryable,
+  isRateLimited,
   makeEvent,
+  parseDuration,
   type RetryPolicy,
   type RunState,
   RunStatuses,
@@ -13,6 +15,7 @@ import {
   type TaskCompleted,
   type TaskFailed,
   type TaskjetEventInput,
+  type TaskRateLimited,
   type TaskRunState,
   toRecordedError,
 } from "@taskjet/schemas";
@@ -82,6 +85,7 @@ export async function reportStarted(
   a: Assignment,
   policy: RetryPolicy,
   timeoutAt: string,
+  sticky?: "SOFT" | "HARD",
 ): Promise<number> {
   const event = makeEvent(EventTypes.TaskStarted, {
     runId: a.runId,
@@ -93,6 +97,7 @@ export async function reportStarted(
       assignedAt: a.assignedAt,
       policy,
       timeoutAt,
+      ...(sticky ? { sticky } : {}),
     },
   });
   const waiting = (t: TaskRunState | undefined) =>
@@ -167,7 +172,13 @@ export async function reportResult(
   const outcome = await appendWhileCurrent(r, a, event, startedSeq, (t) => isOurs(t, a, r));
   if (!("stale" in outcome)) return true;
   const { task, state } = outcome.stale;
-  await recordIgnored(r, a, event.type === EventTypes.TaskCompleted ? "completed" : "failed", task, state);
+  const report =
+    event.type === EventTypes.TaskCompleted
+      ? "completed"
+      : event.type === EventTypes.TaskFailed
+        ? "failed"
+        : "rateLimited";
+  await recordIgnored(r, a, report, task, state);
   return false;
 }
 
@@ -176,8 +187,31 @@ function resultEvent(
   a: Assignment,
   result: { ok: true; output: unknown } | { ok: false; error: unknown },
   payloadLimit: number,
-): TaskCompleted | TaskFailed {
+): TaskCompleted | TaskFailed | TaskRateLimited {
   const base = { runId: a.runId, taskRunId: a.taskRunId };
+  if (!result.ok && isRateLimited(result.error)) {
+    const { key, retryAfter, message } = result.error;
+    let until: number;
+    try {
+      until =
+        retryAfter instanceof Date
+          ? retryAfter.getTime()
+          : Date.now() + parseDuration(retryAfter, "retryAfter", { allowZero: true });
+      if (Number.isNaN(until)) throw new TypeError(`retryAfter: must be a valid date, got ${String(retryAfter)}`);
+    } catch (err) {
+      return resultEvent(r, a, { ok: false, error: err }, payloadLimit);
+    }
+    return makeEvent(EventTypes.TaskRateLimited, {
+      ...base,
+      data: {
+        attempt: a.attempt,
+        workerId: r.workerId,
+        until: new Date(until).toISOString(),
+        message,
+        ...(key ? { keys: [key] } : {}),
+      },
+    }) as TaskRateLimited;
+  }
   if (result.ok) {
     try {
       const output = result.output === undefined ? {} : result.output;
@@ -204,7 +238,7 @@ function resultEvent(
 async function recordIgnored(
   r: Reporter,
   a: Assignment,
-  report: "completed" | "failed",
+  report: "completed" | "failed" | "rateLimited",
   task: { status: string; attempt: number } | undefined,
   state: RunState | undefined,
 ): Promise<void> {

@@ -8,18 +8,23 @@ import {
   Buckets,
   type ControlMessage,
   ControlMessageSchema,
+  compileFlow,
   consumers,
   keys,
   type Logger,
   newId,
+  parseWith,
   Streams,
   subjects,
   type TaskDefinition,
   ValidationError,
+  type WorkerLabels,
+  WorkerLabelsSchema,
   type WorkerRegistration,
 } from "@taskjet/schemas";
 import type { ClientConfig } from "../config.js";
 import type { Connection } from "../connection.js";
+import type { RateLimitsClient } from "../rate-limits.js";
 import type { JsonObject, TaskDeclaration } from "../task.js";
 import { Context } from "./context.js";
 import {
@@ -69,7 +74,9 @@ export class Worker {
   readonly name: string;
   readonly slots: number;
   private readonly tasks = new Map<string, TaskDeclaration<JsonObject, JsonObject>>();
-  private readonly labels: Record<string, string | number>;
+  private labels: WorkerLabels;
+  /** Slots taken by running attempts (a task with `slotCost: n` takes n). */
+  private used = 0;
   private readonly graceMs: number;
   private readonly cancelGraceMs: number;
   private readonly handleSignals: boolean;
@@ -83,9 +90,9 @@ export class Worker {
   private control: Subscription | undefined;
   private readonly log: Logger;
   private readonly pending: Pending[] = [];
-  private readonly running = new Map<string, { ctx: Context; done: Promise<void> }>();
+  private readonly running = new Map<string, { ctx: Context; done: Promise<void>; cost: number }>();
   /** Attempts that gave their slot back (`ctx.releaseSlot()`) and run on. */
-  private readonly released = new Map<string, { ctx: Context; done: Promise<void> }>();
+  private readonly released = new Map<string, { ctx: Context; done: Promise<void>; cost: number }>();
   private state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
   private messages: ConsumerMessages | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -100,6 +107,7 @@ export class Worker {
     name: string,
     options: WorkerOptions,
     private readonly onStopped: (w: Worker) => void,
+    private readonly rateLimits: RateLimitsClient,
   ) {
     if (typeof name !== "string" || name.trim() === "" || name.length > 128) {
       throw new ValidationError([
@@ -139,9 +147,20 @@ export class Worker {
         { path: "shutdownGraceMs", message: `must be a non-negative integer, got ${JSON.stringify(shutdownGraceMs)}` },
       ]);
     }
+    for (const [i, task] of workflows.entries()) {
+      const cost = task.flow?.slotCost ?? 1;
+      if (cost > slots) {
+        throw new ValidationError([
+          {
+            path: `workflows[${i}].slotCost`,
+            message: `task "${task.name}" needs ${cost} slots but this worker has ${slots}, got ${cost}`,
+          },
+        ]);
+      }
+    }
     this.name = name;
     this.slots = slots;
-    this.labels = labels;
+    this.labels = parseWith(WorkerLabelsSchema, labels, "labels");
     this.graceMs = shutdownGraceMs;
     if (!Number.isInteger(cancelGraceMs) || cancelGraceMs < 0) {
       throw new ValidationError([
@@ -157,6 +176,12 @@ export class Worker {
   async start(): Promise<void> {
     if (this.state !== "new") throw new Error(`worker ${this.name} is ${this.state}`);
     this.state = "starting";
+    try {
+      await this.checkFlow();
+    } catch (err) {
+      this.state = "new";
+      throw err;
+    }
     const { js, jsm, nc } = this.conn;
     const ns = this.config.namespace;
     const durable = consumers.worker(ns, this.id);
@@ -180,6 +205,7 @@ export class Worker {
           v: 1,
           name: task.name,
           policy: task.policy,
+          flow: task.flow,
           registeredBy: this.name,
           registeredAt: now,
         };
@@ -240,6 +266,42 @@ export class Worker {
     this.log.info({}, "worker stopped");
   }
 
+  /**
+   * Replaces or adds labels (`{ gpu: "a100" }`) and announces them at once; the scheduler routes by the new ones.
+   * @throws ValidationError naming a bad label
+   */
+  async upsertLabels(labels: Record<string, string | number>): Promise<void> {
+    this.labels = { ...this.labels, ...parseWith(WorkerLabelsSchema, labels, "labels") };
+    if (this.state === "started") await this.register(false);
+  }
+
+  /** The labels the scheduler routes by. */
+  getLabels(): Readonly<WorkerLabels> {
+    return this.labels;
+  }
+
+  /**
+   * What registration checks beyond the declaration: every CEL expression compiles, and no task takes more units of
+   * a static rate limit than the limit allows.
+   */
+  private async checkFlow(): Promise<void> {
+    for (const task of this.tasks.values()) {
+      compileFlow(task.flow, `${task.name}.`);
+      for (const [i, use] of (task.flow.rateLimits ?? []).entries()) {
+        if (!("staticKey" in use)) continue;
+        const limit = await this.rateLimits.get(use.staticKey);
+        if (limit && use.units > limit.limit) {
+          throw new ValidationError([
+            {
+              path: `${task.name}.rateLimits[${i}].units`,
+              message: `must not exceed the limit of "${use.staticKey}" (${limit.limit} per ${limit.duration}), got ${use.units}`,
+            },
+          ]);
+        }
+      }
+    }
+  }
+
   /** How many tasks run right now. */
   get runningCount(): number {
     return this.running.size;
@@ -287,7 +349,7 @@ export class Worker {
         },
         "cancelled task ignored its signal: abandoned, its slot freed",
       );
-      this.running.delete(key);
+      this.freeSlot(key);
       this.pump();
     }, this.cancelGraceMs).unref();
   }
@@ -320,7 +382,9 @@ export class Worker {
 
   /** Starts pending attempts while slots are free (invariant 6: never more than `slots` at once). */
   private pump(): void {
-    while (this.running.size < this.slots && this.pending.length > 0 && this.state !== "stopping") {
+    while (this.pending.length > 0 && this.state !== "stopping") {
+      const cost = (this.tasks.get((this.pending[0] as Pending).assignment.taskName)?.flow.slotCost ?? 1) as number;
+      if (this.used + cost > this.slots) return;
       const next = this.pending.shift() as Pending;
       const key = `${next.assignment.taskRunId}:${next.assignment.attempt}`;
       const log = this.log.child({
@@ -341,7 +405,7 @@ export class Worker {
           // Still running and still reported, but no longer counted against the slots.
           const entry = this.running.get(key);
           if (!entry) return;
-          this.running.delete(key);
+          this.freeSlot(key);
           this.released.set(key, entry);
           this.pump();
         },
@@ -358,12 +422,20 @@ export class Worker {
         .finally(() => {
           attempt.stop();
           // Abandoned after a cancellation, the slot may already serve another attempt.
-          if (this.running.get(key)?.done === done) this.running.delete(key);
+          if (this.running.get(key)?.done === done) this.freeSlot(key);
           this.released.delete(key);
           this.pump();
         });
-      this.running.set(key, { ctx, done });
+      this.running.set(key, { ctx, done, cost });
+      this.used += cost;
     }
+  }
+
+  private freeSlot(key: string): void {
+    const entry = this.running.get(key);
+    if (!entry) return;
+    this.running.delete(key);
+    this.used -= entry.cost;
   }
 
   private async execute(
@@ -421,7 +493,8 @@ class AttemptClock {
 
   async start(): Promise<void> {
     this.timeoutAt = Date.now() + this.task.executionTimeoutMs;
-    this.lastSeq = await reportStarted(this.reporter, this.a, this.task.policy, new Date(this.timeoutAt).toISOString());
+    const timeoutAt = new Date(this.timeoutAt).toISOString();
+    this.lastSeq = await reportStarted(this.reporter, this.a, this.task.policy, timeoutAt, this.task.flow.sticky);
     this.arm();
   }
 

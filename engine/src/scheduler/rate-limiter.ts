@@ -1,0 +1,191 @@
+/**
+ * Rate limits as the scheduler enforces them, pure (time is passed in).
+ *
+ * Two rules together: a hard cap (never more than `limit` units admitted in any window of `duration`), and pacing
+ * (units are spread one every `duration / limit`, so a queue of 200 runs under 20/s takes ten seconds instead of
+ * leaving in bursts). The window is stretched by a small guard so that the jitter between the engine's decision and
+ * the worker's start cannot make a downstream observer see more than `limit` in a window.
+ */
+
+/** How far ahead of its paced time a unit may be admitted, so one placement pass can admit several. */
+const PACING_TOLERANCE_MS = 25;
+
+/** The window the hard cap counts in: the duration plus 2 % (at least 5 ms, at most 250 ms). */
+export function guardedWindow(durationMs: number): number {
+  return durationMs + Math.min(250, Math.max(5, Math.round(durationMs * 0.02)));
+}
+
+/** One key's use of the limit as a task declares it. */
+export interface RateUse {
+  key: string;
+  units: number;
+  /** For keys not configured with `setLimit` (dynamic keys): their limit. */
+  limit?: number;
+  durationMs?: number;
+}
+
+/** Admissions of one key, merged into buckets so a high limit keeps a short log. */
+interface Bucket {
+  start: number;
+  last: number;
+  units: number;
+}
+
+interface KeyState {
+  limit: number;
+  windowMs: number;
+  /** Paced time of the next unit. */
+  nextAt: number;
+  log: Bucket[];
+  head: number;
+  sum: number;
+  /** Set by `setLimit`: kept when idle. */
+  configured: boolean;
+}
+
+/** Why a use cannot be admitted now. */
+export type RateBlock =
+  | { kind: "until"; at: number; detail: string }
+  | { kind: "undefined"; key: string; detail: string }
+  | { kind: "never"; detail: string };
+
+export class RateLimiter {
+  private readonly keys = new Map<string, KeyState>();
+  private readonly paused = new Map<string, number>();
+  private admitted = 0;
+
+  /** Configures a static limit (`tj.ratelimits.upsert`); the units already admitted still count. */
+  setLimit(key: string, limit: number, durationMs: number): void {
+    const state = this.keys.get(key);
+    if (state) {
+      state.limit = limit;
+      state.windowMs = guardedWindow(durationMs);
+      state.configured = true;
+    } else this.keys.set(key, fresh(limit, durationMs, true));
+  }
+
+  /** Whether a static key is configured. */
+  has(key: string): boolean {
+    return this.keys.get(key)?.configured === true;
+  }
+
+  /** Nothing is admitted on `key` before `until` (an upstream asked to back off). */
+  pause(key: string, until: number): void {
+    if ((this.paused.get(key) ?? 0) < until) this.paused.set(key, until);
+  }
+
+  /** Until when `key` is paused, if it is at `now`. */
+  pausedUntil(key: string, now: number): number | undefined {
+    const until = this.paused.get(key);
+    if (until === undefined) return undefined;
+    if (until > now) return until;
+    this.paused.delete(key);
+    return undefined;
+  }
+
+  /** Whether all uses can be admitted at `now`; otherwise the block that lasts longest. */
+  check(uses: readonly RateUse[], now: number): RateBlock | undefined {
+    let worst: RateBlock | undefined;
+    for (const use of uses) {
+      const block = this.checkOne(use, now);
+      if (!block) continue;
+      if (block.kind !== "until") return block;
+      if (!worst || (worst.kind === "until" && block.at > worst.at)) worst = block;
+    }
+    return worst;
+  }
+
+  /** Records the admission of all uses at `now` (after `check` allowed it). */
+  consume(uses: readonly RateUse[], now: number): void {
+    for (const use of uses) {
+      const state = this.stateOf(use);
+      if (!state) continue;
+      const interval = state.windowMs / state.limit;
+      state.nextAt = Math.max(state.nextAt, now) + use.units * interval;
+      const width = Math.max(1, state.windowMs / 1000);
+      const tail = state.log[state.log.length - 1];
+      if (tail && state.log.length > state.head && now - tail.start < width) {
+        tail.units += use.units;
+        tail.last = now;
+      } else state.log.push({ start: now, last: now, units: use.units });
+      state.sum += use.units;
+    }
+    if (++this.admitted % 4096 === 0) this.prune(now);
+  }
+
+  private checkOne(use: RateUse, now: number): RateBlock | undefined {
+    const paused = this.pausedUntil(use.key, now);
+    if (paused !== undefined) {
+      return { kind: "until", at: paused, detail: `rate limit key "${use.key}" paused until ${iso(paused)}` };
+    }
+    const state = this.stateOf(use);
+    if (!state) {
+      return {
+        kind: "undefined",
+        key: use.key,
+        detail: `rate limit "${use.key}" is not defined (tj.ratelimits.upsert)`,
+      };
+    }
+    if (use.units > state.limit) {
+      return { kind: "never", detail: `needs ${use.units} units of "${use.key}", whose limit is ${state.limit}` };
+    }
+    expire(state, now);
+    const paced = state.nextAt - PACING_TOLERANCE_MS;
+    let at = paced > now ? paced : 0;
+    if (state.sum + use.units > state.limit) {
+      // The cap: wait until enough of the oldest admissions leave the window.
+      let remaining = state.sum;
+      for (let i = state.head; i < state.log.length && remaining + use.units > state.limit; i++) {
+        const bucket = state.log[i] as Bucket;
+        remaining -= bucket.units;
+        at = Math.max(at, bucket.last + state.windowMs);
+      }
+    }
+    if (at === 0) return undefined;
+    return { kind: "until", at, detail: `rate limit "${use.key}" (${state.limit} per window) until ${iso(at)}` };
+  }
+
+  private stateOf(use: RateUse): KeyState | undefined {
+    let state = this.keys.get(use.key);
+    if (state?.configured) return state;
+    if (use.limit === undefined || use.durationMs === undefined) return undefined;
+    if (!state) {
+      state = fresh(use.limit, use.durationMs, false);
+      this.keys.set(use.key, state);
+    } else {
+      state.limit = use.limit;
+      state.windowMs = guardedWindow(use.durationMs);
+    }
+    return state;
+  }
+
+  /** Forgets dynamic keys that have nothing left in their window. */
+  private prune(now: number): void {
+    for (const [key, state] of this.keys) {
+      if (state.configured) continue;
+      expire(state, now);
+      if (state.sum === 0 && state.nextAt <= now) this.keys.delete(key);
+    }
+  }
+}
+
+function fresh(limit: number, durationMs: number, configured: boolean): KeyState {
+  return { limit, windowMs: guardedWindow(durationMs), nextAt: 0, log: [], head: 0, sum: 0, configured };
+}
+
+function expire(state: KeyState, now: number): void {
+  while (state.head < state.log.length) {
+    const bucket = state.log[state.head] as Bucket;
+    if (bucket.last + state.windowMs > now) break;
+    state.sum -= bucket.units;
+    state.head++;
+  }
+  if (state.head > 64 && state.head * 2 > state.log.length) {
+    state.log = state.log.slice(state.head);
+    state.head = 0;
+  }
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}

@@ -1,0 +1,57 @@
+import { type KV, Kvm } from "@nats-io/kv";
+import {
+  Buckets,
+  keys,
+  parseWith,
+  type RateLimitDefinition,
+  RateLimitDefinitionSchema,
+  type RateLimitDuration,
+} from "@taskjet/schemas";
+import { type Connection, withProvisioningHint } from "./connection.js";
+
+/** A static rate limit as users write it. */
+export interface RateLimitSpec {
+  /** The name tasks use as `rateLimits: [{ staticKey }]`. */
+  key: string;
+  /** Units allowed per `duration`. */
+  limit: number;
+  duration: RateLimitDuration;
+}
+
+const SpecSchema = RateLimitDefinitionSchema.omit({ v: true, updatedAt: true });
+
+/** Static rate limits (`tj.ratelimits`), stored in `TJ_RATELIMITS` and enforced by the engine's scheduler. */
+export class RateLimitsClient {
+  private kv: Promise<KV> | undefined;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly ns: string,
+  ) {}
+
+  /**
+   * Creates or changes a static limit; tasks waiting on it move as soon as the engine sees it.
+   * @throws ValidationError naming the field and value
+   * @example await tj.ratelimits.upsert({ key: "openai", limit: 60, duration: "MINUTE" })
+   */
+  async upsert(spec: RateLimitSpec): Promise<void> {
+    const { key, limit, duration } = parseWith(SpecSchema, spec, "ratelimit");
+    const def: RateLimitDefinition = { v: 1, key, limit, duration, updatedAt: new Date().toISOString() };
+    await (await this.bucket()).put(keys.rateLimit(this.ns, key), JSON.stringify(def));
+  }
+
+  /** A static limit, if defined. */
+  async get(key: string): Promise<RateLimitSpec | undefined> {
+    const entry = await (await this.bucket()).get(keys.rateLimit(this.ns, key));
+    if (entry?.operation !== "PUT" || entry.length === 0) return undefined;
+    const { limit, duration } = RateLimitDefinitionSchema.parse(entry.json());
+    return { key, limit, duration };
+  }
+
+  private bucket(): Promise<KV> {
+    this.kv ??= new Kvm(this.conn.nc)
+      .open(Buckets.rateLimits)
+      .catch(withProvisioningHint(this.conn, `KV_${Buckets.rateLimits}`));
+    return this.kv;
+  }
+}

@@ -249,6 +249,8 @@ export class SchedulerCore {
   /** Lanes waiting for a static rate limit to be defined. */
   private readonly keyParked = new Map<string, Set<Lane>>();
   private waits: Wait[] = [];
+  /** The latest time the shell passed in: when a finish without a clock settles rate units. */
+  private lastNow = 0;
   private readonly waitReported = new Set<string>();
 
   /**
@@ -378,6 +380,12 @@ export class SchedulerCore {
     for (const lane of lanes ?? []) this.unpark(lane);
   }
 
+  /** The attempt started at `now`: its rate-limit units count from now, and lanes waiting on them learn when. */
+  started(task: Pick<QueuedTask, "taskRunId" | "attempt">, now: number): void {
+    this.lastNow = Math.max(this.lastNow, now);
+    this.settle(attemptKey(task), now);
+  }
+
   /** Pauses a rate-limit key until `until` (epoch ms). */
   pauseKey(key: string, until: number): void {
     this.rates.pause(key, until);
@@ -389,6 +397,7 @@ export class SchedulerCore {
    * worker, then the best label match, then the most free slots.
    */
   place(now: number): Placement[] {
+    this.lastNow = Math.max(this.lastNow, now);
     this.wake(now);
     const placements: Placement[] = [];
     const blocked = new Set<TaskEntry>();
@@ -419,7 +428,7 @@ export class SchedulerCore {
       if (lane.queues.every((q) => q.size === 0)) this.dropLane(lane);
       const key = attemptKey(task);
       this.waitReported.delete(key);
-      this.rates.consume(flow.rates, now);
+      this.rates.consume(flow.rates, now, key);
       for (const ref of flow.groups) this.groupOf(ref).held.add(key);
       const known = this.known.get(key) as Known;
       known.lane = undefined;
@@ -512,7 +521,7 @@ export class SchedulerCore {
     if (!block) return false;
     this.reportWait(task, "RATE_LIMIT", block.detail);
     if (block.kind === "until") this.park(lane, { kind: "time", at: block.at });
-    else if (block.kind === "undefined") {
+    else if (block.kind === "undefined" || block.kind === "reserved") {
       const lanes = this.keyParked.get(block.key) ?? new Set<Lane>();
       this.keyParked.set(block.key, lanes);
       lanes.add(lane);
@@ -587,10 +596,20 @@ export class SchedulerCore {
     if (known.lane) this.unqueue(known);
   }
 
+  private settle(key: string, now: number): void {
+    for (const use of this.rates.settle(key, now)) {
+      const lanes = this.keyParked.get(use.key);
+      if (!lanes) continue;
+      this.keyParked.delete(use.key);
+      for (const lane of lanes) this.unpark(lane);
+    }
+  }
+
   private forget(key: string): void {
     const known = this.known.get(key);
     if (!known) return;
     this.known.delete(key);
+    this.settle(key, this.lastNow);
     this.waitReported.delete(key);
     if (known.workerId !== undefined) this.release(known, true);
     else if (known.lane) this.unqueue(known);

@@ -86,7 +86,10 @@ export class Scheduler {
         break;
       case EventTypes.TaskStarted: {
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
-        if (task?.status === RunStatuses.running && task.attempt === event.data.attempt) this.hold(state, task, seq);
+        if (task?.status === RunStatuses.running && task.attempt === event.data.attempt) {
+          this.hold(state, task, seq);
+          this.core.started(task, this.now());
+        }
         break;
       }
       case EventTypes.TaskCompleted:

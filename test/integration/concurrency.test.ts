@@ -1,0 +1,216 @@
+import { RunCancelledError, RunStatuses, ValidationError } from "@taskjet/sdk";
+import { describe, expect, it } from "vitest";
+import { ConcurrencyProbe, sleep } from "../harness/concurrency-probe.js";
+import {
+  connectClient,
+  eventually,
+  historyTypes,
+  startEngine,
+  uniqueNamespace,
+  useNatsServer,
+} from "../harness/fixtures.js";
+
+const nats = useNatsServer();
+
+async function setup() {
+  const namespace = uniqueNamespace();
+  const engine = await startEngine(nats.url, { namespaces: [namespace] });
+  const tj = await connectClient(nats.url, { namespace });
+  return { engine, tj };
+}
+
+describe("concurrency", () => {
+  it("concurrency - maxRuns 2 per key over 500 runs across 5 keys: never more than 2 of a key at once", async () => {
+    const { engine, tj } = await setup();
+    const probe = new ConcurrencyProbe();
+    const capped = tj.task({
+      name: "capped",
+      concurrency: { expression: "input.key", maxRuns: 2 },
+      fn: (input: { key: string }) => probe.around(input.key, () => sleep(10).then(() => ({}))),
+    });
+    const worker = await tj.worker("w", { workflows: [capped], slots: 20 });
+    await worker.start();
+    const refs = await Promise.all(Array.from({ length: 500 }, (_, i) => capped.runNoWait({ key: `k${i % 5}` })));
+    await Promise.all(refs.map((r) => r.result()));
+    expect(probe.starts).toHaveLength(500);
+    // Reaches the cap (the keys ran in parallel) and never passes it.
+    expect([...probe.maxByKey.values()]).toEqual([2, 2, 2, 2, 2]);
+    expect(probe.maxTotal).toBeLessThanOrEqual(10);
+    // Why runs waited is in their history.
+    let waited = 0;
+    for (const ref of refs.slice(-20)) if ((await historyTypes(tj, ref.runId)).includes("TaskWaiting")) waited++;
+    expect(waited).toBeGreaterThan(0);
+    const state = await tj.runs.get(refs[refs.length - 1]?.runId as string);
+    expect(state.status).toBe(RunStatuses.completed);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("GROUP_ROUND_ROBIN - a key with 200 queued runs does not starve keys with 25 queued after it", async () => {
+    const { engine, tj } = await setup();
+    const probe = new ConcurrencyProbe();
+    const fair = tj.task({
+      name: "fair",
+      concurrency: { expression: "input.key", maxRuns: 2, limitStrategy: "GROUP_ROUND_ROBIN" },
+      fn: (input: { key: string }) => probe.around(input.key, () => sleep(2).then(() => ({}))),
+    });
+    const big = await Promise.all(Array.from({ length: 200 }, () => fair.runNoWait({ key: "big" })));
+    const small = await Promise.all(Array.from({ length: 100 }, (_, i) => fair.runNoWait({ key: `small${i % 4}` })));
+    // Two slots, as many as one key may use: only the order of service decides who progresses.
+    const worker = await tj.worker("w", { workflows: [fair], slots: 2 });
+    await worker.start();
+    await Promise.all([...big, ...small].map((r) => r.result()));
+    const order = probe.starts.map((s) => s.key);
+    // In turn: every key gets a start in each round of 5 while it has runs queued.
+    const lastSmall = Math.max(...["small0", "small1", "small2", "small3"].map((k) => order.lastIndexOf(k)));
+    expect(lastSmall).toBeLessThan(140); // FIFO would start the small keys at 200..299
+    for (const key of ["small0", "small1", "small2", "small3"]) {
+      expect(order.indexOf(key)).toBeLessThan(10);
+    }
+    expect(order.slice(140).every((k) => k === "big")).toBe(true);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("CANCEL_IN_PROGRESS - a new run of a key cancels the running one, which history says; the new one runs", async () => {
+    const { engine, tj } = await setup();
+    const probe = new ConcurrencyProbe();
+    const deploy = tj.task({
+      name: "deploy",
+      concurrency: { expression: "input.env", maxRuns: 1, limitStrategy: "CANCEL_IN_PROGRESS" },
+      fn: (input: { env: string; n: number }, ctx) =>
+        probe.around(input.env, async () => {
+          if (input.n === 1) {
+            await new Promise((resolve) => ctx.abortController.signal.addEventListener("abort", resolve));
+            return { aborted: true };
+          }
+          return { n: input.n };
+        }),
+    });
+    const worker = await tj.worker("w", { workflows: [deploy], slots: 5 });
+    await worker.start();
+    const first = await deploy.runNoWait({ env: "prod", n: 1 });
+    await eventually(async () => ((await first.status()) === RunStatuses.running ? true : undefined));
+    const other = await deploy.runNoWait({ env: "staging", n: 3 });
+    const second = await deploy.runNoWait({ env: "prod", n: 2 });
+    expect(await second.result()).toEqual({ n: 2 });
+    expect(await other.result()).toEqual({ n: 3 });
+    const err = await first.result().catch((e) => e);
+    expect(err).toBeInstanceOf(RunCancelledError);
+    expect((err as RunCancelledError).reason).toMatch(/CANCEL_IN_PROGRESS/);
+    const history = await historyTypes(tj, first.runId);
+    expect(history).toContain("RunCancelled");
+    expect(probe.maxByKey.get("prod")).toBe(1);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("CANCEL_NEWEST - a run arriving while its key is full is cancelled; the running one finishes", async () => {
+    const { engine, tj } = await setup();
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const started: number[] = [];
+    const once = tj.task({
+      name: "once",
+      concurrency: { expression: "input.account", maxRuns: 1, limitStrategy: "CANCEL_NEWEST" },
+      fn: async (input: { account: string; n: number }) => {
+        started.push(input.n);
+        if (input.n === 1) await gate;
+        return { n: input.n };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [once], slots: 5 });
+    await worker.start();
+    const first = await once.runNoWait({ account: "a", n: 1 });
+    await eventually(() => (started.includes(1) ? true : undefined));
+    const newest = await once.runNoWait({ account: "a", n: 2 });
+    const err = await newest.result().catch((e) => e);
+    expect(err).toBeInstanceOf(RunCancelledError);
+    expect((err as RunCancelledError).reason).toMatch(/CANCEL_NEWEST/);
+    expect(await once.run({ account: "b", n: 3 })).toEqual({ n: 3 });
+    release();
+    expect(await first.result()).toEqual({ n: 1 });
+    expect(started).not.toContain(2);
+    expect(await historyTypes(tj, newest.runId)).toEqual(["RunCreated", "RunCancelled"]);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("shared key - two tasks naming the same rule key never overlap; the global expression caps a task", async () => {
+    const { engine, tj } = await setup();
+    const probe = new ConcurrencyProbe();
+    const rule = { expression: "'db'", maxRuns: 1, key: "migrations" };
+    const a = tj.task({
+      name: "migrate-a",
+      concurrency: rule,
+      fn: () => probe.around("db", () => sleep(5).then(() => ({}))),
+    });
+    const b = tj.task({
+      name: "migrate-b",
+      concurrency: rule,
+      fn: () => probe.around("db", () => sleep(5).then(() => ({}))),
+    });
+    const capped = tj.task({
+      name: "global",
+      concurrency: [
+        { expression: "'global'", maxRuns: 3 },
+        { expression: "input.user", maxRuns: 1 },
+      ],
+      fn: (input: { user: string }) =>
+        probe.around("global", () => probe.around(input.user, () => sleep(5).then(() => ({})))),
+    });
+    const worker = await tj.worker("w", { workflows: [a, b, capped], slots: 20 });
+    await worker.start();
+    const runs = [
+      ...Array.from({ length: 30 }, (_, i) => (i % 2 ? a : b).runNoWait({})),
+      ...Array.from({ length: 60 }, (_, i) => capped.runNoWait({ user: `u${i % 6}` })),
+    ];
+    await Promise.all((await Promise.all(runs)).map((r) => r.result()));
+    expect(probe.maxByKey.get("db")).toBe(1);
+    expect(probe.maxByKey.get("global")).toBe(3);
+    for (let u = 0; u < 6; u++) expect(probe.maxByKey.get(`u${u}`)).toBe(1);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("bad rules - shapes are refused when declared, expressions that do not compile when the worker registers", async () => {
+    const { engine, tj } = await setup();
+    expect(() =>
+      tj.task({ name: "x", concurrency: { expression: "input.k", maxRuns: 0 }, fn: async () => ({}) }),
+    ).toThrow(/concurrency\[0\]\.maxRuns/);
+    expect(() =>
+      tj.task({
+        name: "x",
+        concurrency: { expression: "input.k", limitStrategy: "DROP" as "CANCEL_NEWEST" },
+        fn: async () => ({}),
+      }),
+    ).toThrow(ValidationError);
+    const bad = tj.task({ name: "bad", concurrency: { expression: "input.(" }, fn: async () => ({}) });
+    const worker = await tj.worker("w", { workflows: [bad] });
+    const err = await worker.start().catch((e) => e);
+    expect(err).toBeInstanceOf(ValidationError);
+    expect((err as ValidationError).message).toMatch(/bad\.concurrency\[0\]\.expression.*CEL.*input\.\(/);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("key errors - a run whose expression cannot be evaluated on its input fails at once, saying why", async () => {
+    const { engine, tj } = await setup();
+    const keyed = tj.task({
+      name: "keyed",
+      concurrency: { expression: "input.tenant" },
+      fn: async () => ({ ok: true }),
+    });
+    const worker = await tj.worker("w", { workflows: [keyed] });
+    await worker.start();
+    const ref = await keyed.runNoWait({ other: 1 });
+    await expect(ref.result()).rejects.toThrow(
+      /concurrency\[0\]\.expression "input\.tenant" failed: No such key: tenant/,
+    );
+    expect(await keyed.run({ tenant: "t1" })).toEqual({ ok: true });
+    await tj.close();
+    await engine.stop();
+  });
+});

@@ -94,7 +94,11 @@ interface Group {
   waiters: Set<Lane>;
 }
 
-type Park = { kind: "group"; group: Group } | { kind: "time"; at: number } | { kind: "key"; key: string };
+type Park =
+  | { kind: "group"; group: Group }
+  | { kind: "time"; at: number }
+  | { kind: "key"; key: string }
+  | { kind: "worker"; workerId: string };
 
 interface Lane {
   key: string;
@@ -246,8 +250,10 @@ export class SchedulerCore {
   private readonly known = new Map<string, Known>();
   private readonly groups = new Map<string, Group>();
   private readonly timeParked = new MinHeap<Lane>();
-  /** Lanes waiting for a static rate limit to be defined. */
+  /** Lanes waiting for a static rate limit to be defined, or for reserved units to start. */
   private readonly keyParked = new Map<string, Set<Lane>>();
+  /** HARD-sticky lanes waiting for their worker to have room (or the labels they need). */
+  private readonly workerParked = new Map<string, Set<Lane>>();
   private waits: Wait[] = [];
   /** The latest time the shell passed in: when a finish without a clock settles rate units. */
   private lastNow = 0;
@@ -299,8 +305,10 @@ export class SchedulerCore {
       existing.tasks = new Set(worker.tasks);
       existing.slots = worker.slots;
       existing.labels = worker.labels ?? {};
+      this.wakeAll(this.workerParked, worker.workerId);
       return;
     }
+    this.wakeAll(this.workerParked, worker.workerId);
     this.workers.set(worker.workerId, {
       workerId: worker.workerId,
       tasks: new Set(worker.tasks),
@@ -375,9 +383,7 @@ export class SchedulerCore {
   /** A static rate limit was defined or changed: lanes waiting for it may move. */
   setRateLimit(key: string, limit: number, durationMs: number): void {
     this.rates.setLimit(key, limit, durationMs);
-    const lanes = this.keyParked.get(key);
-    this.keyParked.delete(key);
-    for (const lane of lanes ?? []) this.unpark(lane);
+    this.wakeAll(this.keyParked, key);
   }
 
   /** The attempt started at `now`: its rate-limit units count from now, and lanes waiting on them learn when. */
@@ -416,7 +422,11 @@ export class SchedulerCore {
       if (!worker) {
         this.noWorker(task, flow);
         // A HARD-sticky lane waits for its own worker; any other lane of the task would find none either.
-        if (flow.sticky?.mode === "HARD") this.park(lane, { kind: "time", at: now + 1000 });
+        if (flow.sticky?.mode === "HARD")
+          this.parkOn(this.workerParked, flow.sticky.workerId, lane, {
+            kind: "worker",
+            workerId: flow.sticky.workerId,
+          });
         else blocked.add(lane.task);
         continue;
       }
@@ -522,10 +532,7 @@ export class SchedulerCore {
     this.reportWait(task, "RATE_LIMIT", block.detail);
     if (block.kind === "until") this.park(lane, { kind: "time", at: block.at });
     else if (block.kind === "undefined" || block.kind === "reserved") {
-      const lanes = this.keyParked.get(block.key) ?? new Set<Lane>();
-      this.keyParked.set(block.key, lanes);
-      lanes.add(lane);
-      this.park(lane, { kind: "key", key: block.key });
+      this.parkOn(this.keyParked, block.key, lane, { kind: "key", key: block.key });
     } else this.park(lane, { kind: "time", at: now + 60_000 }); // units above the limit: look again after a change
     return true;
   }
@@ -597,12 +604,21 @@ export class SchedulerCore {
   }
 
   private settle(key: string, now: number): void {
-    for (const use of this.rates.settle(key, now)) {
-      const lanes = this.keyParked.get(use.key);
-      if (!lanes) continue;
-      this.keyParked.delete(use.key);
-      for (const lane of lanes) this.unpark(lane);
-    }
+    for (const use of this.rates.settle(key, now)) this.wakeAll(this.keyParked, use.key);
+  }
+
+  private parkOn(index: Map<string, Set<Lane>>, id: string, lane: Lane, park: Park): void {
+    const lanes = index.get(id) ?? new Set<Lane>();
+    index.set(id, lanes);
+    lanes.add(lane);
+    this.park(lane, park);
+  }
+
+  private wakeAll(index: Map<string, Set<Lane>>, id: string): void {
+    const lanes = index.get(id);
+    if (!lanes) return;
+    index.delete(id);
+    for (const lane of lanes) this.unpark(lane);
   }
 
   private forget(key: string): void {
@@ -625,7 +641,10 @@ export class SchedulerCore {
   private release(known: Known, wakeGroups: boolean): void {
     const key = attemptKey(known.task);
     const worker = known.workerId === undefined ? undefined : this.workers.get(known.workerId);
-    if (worker?.held.delete(key)) worker.used -= known.task.flow?.slotCost ?? 1;
+    if (worker?.held.delete(key)) {
+      worker.used -= known.task.flow?.slotCost ?? 1;
+      if (wakeGroups) this.wakeAll(this.workerParked, worker.workerId);
+    }
     known.workerId = undefined;
     for (const ref of known.task.flow?.groups ?? []) {
       const group = this.groups.get(ref.id);
@@ -650,6 +669,7 @@ export class SchedulerCore {
     if (lane.task.lanes.get(lane.key) === lane) lane.task.lanes.delete(lane.key);
     if (lane.parked?.kind === "group") lane.parked.group.waiters.delete(lane);
     if (lane.parked?.kind === "key") this.keyParked.get(lane.parked.key)?.delete(lane);
+    if (lane.parked?.kind === "worker") this.workerParked.get(lane.parked.workerId)?.delete(lane);
     lane.parked = undefined;
   }
 

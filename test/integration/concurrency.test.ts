@@ -46,6 +46,30 @@ describe("concurrency", () => {
     await engine.stop();
   });
 
+  it("recovery - an engine restart mid-way keeps the cap: running runs still count, queued ones keep their keys", async () => {
+    const namespace = uniqueNamespace();
+    let engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const probe = new ConcurrencyProbe();
+    const capped = tj.task({
+      name: "capped",
+      concurrency: { expression: "input.key", maxRuns: 2 },
+      fn: (input: { key: string }) => probe.around(input.key, () => sleep(800).then(() => ({}))),
+    });
+    const worker = await tj.worker("w", { workflows: [capped], slots: 20 });
+    await worker.start();
+    const refs = await Promise.all(Array.from({ length: 24 }, (_, i) => capped.runNoWait({ key: `k${i % 4}` })));
+    // Restarted while the first eight run: the new engine must count them from the log.
+    await eventually(() => (probe.starts.length >= 8 ? true : undefined));
+    await engine.stop();
+    engine = await startEngine(nats.url, { namespaces: [namespace] });
+    await Promise.all(refs.map((r) => r.result()));
+    expect(probe.starts).toHaveLength(24);
+    expect([...probe.maxByKey.values()]).toEqual([2, 2, 2, 2]);
+    await tj.close();
+    await engine.stop();
+  });
+
   it("GROUP_ROUND_ROBIN - a key with 200 queued runs does not starve keys with 25 queued after it", async () => {
     const { engine, tj } = await setup();
     const probe = new ConcurrencyProbe();

@@ -168,7 +168,11 @@ export function runView(s: RunState): string {
     const label = s.tasks.length > 1 ? `Task ${t.taskName}` : "Attempt";
     const worker = t.workerName ? `, worker ${t.workerName} (${t.workerId ?? "?"})` : "";
     fields.push([label, `${s.tasks.length > 1 ? `${t.status}, attempt ` : ""}${t.attempt}${worker}`]);
+    if (t.waiting && t.status === "QUEUED") {
+      fields.push(["Waiting", `${t.waiting.reason}: ${t.waiting.detail} (since ${isoUtc(t.waiting.since)})`]);
+    }
   }
+  if (s.sticky) fields.push(["Sticky", `${s.sticky.mode} on worker ${s.sticky.workerId}`]);
   if (Object.keys(s.additionalMetadata).length > 0) {
     fields.push([
       "Metadata",

@@ -15,6 +15,7 @@
  *   --prof-dir /tmp/tj-prof             where the .cpuprofile files go
  *   --flush-ms 25      the engine's projectionFlushMs (KV projection coalescing window; engine default 25)
  *   --what-if cancel,ulid  apply a suggested fix at runtime in the child processes only (see lib/whatif.ts)
+ *   --flow none        the task's flow control: none | concurrency | ratelimit | both, never binding (lib/flow.ts)
  *   --out <file>       JSON results (default bench/results/throughput-<stamp>.json; the folder is gitignored)
  *
  * Prints a Markdown report and the JSON. Timestamps are `process.hrtime` (CLOCK_MONOTONIC, shared across processes).
@@ -26,10 +27,13 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Buckets, type FlowOptions, keys, type TaskDefinition } from "@taskjet/schemas";
 import { startNatsServer } from "../harness/nats-server.js";
 import type { CpuSnapshot } from "./lib/child.js";
 import { nowMs, percentiles } from "./lib/clock.js";
+import { FLOWS, type Flow, isFlow, usesConcurrency, usesRateLimit } from "./lib/flow.js";
 import { Proc } from "./lib/proc.js";
 
 const { values: opt } = parseArgs({
@@ -51,6 +55,7 @@ const { values: opt } = parseArgs({
     out: { type: "string" },
     "what-if": { type: "string", default: "" },
     "flush-ms": { type: "string" },
+    flow: { type: "string", default: "none" },
   },
   strict: true,
 });
@@ -70,6 +75,8 @@ const PROFILED = new Set(String(opt["cpu-prof"]).split(",").filter(Boolean));
 const PROF_DIR = String(opt["prof-dir"]);
 for (const m of [MODE, LAT_MODE]) if (!["run", "ref", "sub"].includes(m)) throw new Error(`unknown mode ${m}`);
 if (LAT_MODE === "sub") throw new Error("--lat-mode must be run or ref");
+const FLOW = String(opt.flow) as Flow;
+if (!isFlow(FLOW)) throw new Error(`--flow must be one of ${FLOWS.join(", ")}`);
 
 const NS = "bench";
 const TASK = "noop";
@@ -150,10 +157,12 @@ async function main(): Promise<void> {
     const jsm = await jetstreamManager(nc);
     for (const role of ROLES)
       procs[role] = await Proc.start(role, env.nodeFlags, { TJ_BENCH_WHATIF: env.whatIf.join(",") });
-    const common = { url: server.url, ns: NS, task: TASK, countOps: COUNT_OPS };
+    const common = { url: server.url, ns: NS, task: TASK, countOps: COUNT_OPS, flow: FLOW };
     await procs.engine.request("start", { ...common, flushMs: opt["flush-ms"] ? Number(opt["flush-ms"]) : undefined });
     const workerId = await procs.worker.request<string>("start", { ...common, slots: SLOTS });
     await procs.client.request("connect", common);
+    const registeredFlow = await registeredFlowOf(nc);
+    console.error(`[bench] flow ${FLOW}: the worker registered ${JSON.stringify(registeredFlow)}`);
     console.error(
       `[bench] nats-server ${server.url} pid ${server.pid}; worker ${workerId}; warming up with ${WARM} runs`,
     );
@@ -299,6 +308,8 @@ async function main(): Promise<void> {
         latMode: LAT_MODE,
         warm: WARM,
         countOps: COUNT_OPS,
+        flow: FLOW,
+        registeredFlow,
       },
       ...results,
     };
@@ -316,6 +327,16 @@ async function main(): Promise<void> {
     await nc.close();
     await server.stop();
   }
+}
+
+/** The flow options the engine reads for the task (TJ_DEFS), checked against `--flow`: a typo would measure nothing. */
+async function registeredFlowOf(nc: NatsConnection): Promise<FlowOptions> {
+  const entry = await (await new Kvm(nc).open(Buckets.defs)).get(keys.def(NS, TASK));
+  const flow = entry?.json<TaskDefinition>().flow ?? {};
+  if (Boolean(flow.concurrency) !== usesConcurrency(FLOW) || Boolean(flow.rateLimits) !== usesRateLimit(FLOW)) {
+    throw new Error(`--flow ${FLOW}, but the task's definition has ${JSON.stringify(flow)}`);
+  }
+  return flow;
 }
 
 // ------------------------------------------------------------------ report
@@ -369,7 +390,9 @@ function markdown(r: any): string {
     lines.push("");
   };
   if (r.throughput) {
-    lines.push(`### Throughput: ${p.n} no-op runs, ${p.slots} slots, ${p.inflight} in flight, wait mode \`${p.mode}\``);
+    lines.push(
+      `### Throughput: ${p.n} no-op runs, ${p.slots} slots, ${p.inflight} in flight, wait mode \`${p.mode}\`, flow \`${p.flow}\``,
+    );
     lines.push("");
     lines.push("| rep | tasks/s | ms | completed | load before |");
     lines.push("|---|---|---|---|---|");

@@ -1,3 +1,5 @@
+import { FLOW_KEYS } from "./flow.js";
+
 /**
  * Monotonic milliseconds from `process.hrtime` (CLOCK_MONOTONIC on Linux, shared by every process on the host), so a
  * timestamp taken in the client and one taken in the worker are directly comparable (as in the peers' driver).
@@ -6,13 +8,24 @@ export function nowMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;
 }
 
-/** ~100-byte JSON input, the same shape the peers' driver uses. */
+/**
+ * ~100-byte JSON input, the same shape the peers' driver uses, plus `k`, the key of `--flow`'s concurrency rule (there
+ * in every mode, so that modes differ in their flow options only).
+ */
 export function benchInput(
   i: number,
   measured: boolean,
   t = 0,
 ): { i: number; m: number; t: number; [k: string]: unknown } {
-  return { i, m: measured ? 1 : 0, t, user: "user-000042", kind: "bench.noop", pad: "xxxxxxxxxxxxxxx" };
+  return {
+    i,
+    m: measured ? 1 : 0,
+    t,
+    k: `k${i % FLOW_KEYS}`,
+    user: "user-000042",
+    kind: "bench.noop",
+    pad: "xxxxxxxxxxxxxxx",
+  };
 }
 
 export interface Percentiles {

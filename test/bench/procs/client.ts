@@ -11,6 +11,7 @@ import type { Msg } from "@nats-io/transport-node";
 import { Taskjet } from "@taskjet/sdk";
 import { serve, watchConnection } from "../lib/child.js";
 import { benchInput, nowMs, percentiles } from "../lib/clock.js";
+import { type Flow, RATE_KEY, RATE_LIMIT, usesRateLimit } from "../lib/flow.js";
 
 type Mode = "run" | "ref" | "sub";
 
@@ -74,6 +75,10 @@ serve({
     taskName = String(args.task);
     tj = await Taskjet.connect({ servers: String(args.url), namespace: ns, name: "bench-client" });
     watchConnection(tj.connection.nc, Boolean(args.countOps));
+    // Triggers go by name: only the worker's declaration carries flow options, but a static limit must exist first.
+    if (usesRateLimit(args.flow as Flow)) {
+      await tj.ratelimits.upsert({ key: RATE_KEY, limit: RATE_LIMIT, duration: "SECOND" });
+    }
     return true;
   },
 

@@ -5,6 +5,7 @@
 import { Taskjet, type Worker } from "@taskjet/sdk";
 import { serve, watchConnection } from "../lib/child.js";
 import { nowMs } from "../lib/clock.js";
+import { type Flow, flowOptions } from "../lib/flow.js";
 
 let tj: Taskjet | undefined;
 let worker: Worker | undefined;
@@ -17,6 +18,8 @@ serve({
     watchConnection(tj.connection.nc, Boolean(args.countOps));
     const task = tj.task({
       name: String(args.task),
+      // The worker's declaration is what registers the flow options with the engine (TJ_DEFS).
+      ...flowOptions(args.flow as Flow, Number(args.slots)),
       fn: async (input: { i: number; m: number; t: number }) => {
         const started = nowMs();
         calls++;

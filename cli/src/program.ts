@@ -4,6 +4,7 @@ import { Command, CommanderError } from "commander";
 import type { CliContext } from "./commands/common.js";
 import { registerDev } from "./commands/dev.js";
 import { registerEngine } from "./commands/engine.js";
+import { registerRateLimits } from "./commands/ratelimits.js";
 import { registerRuns } from "./commands/runs.js";
 import { registerTrigger } from "./commands/trigger.js";
 import { type CliEnv, loadEnv } from "./config.js";
@@ -25,6 +26,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerEngine(program, ctx);
   registerTrigger(program, ctx);
   registerRuns(program, ctx);
+  registerRateLimits(program, ctx);
   return program;
 }
 

@@ -33,7 +33,7 @@ export {
 export { Taskjet } from "./client.js";
 export { type ClientOptions, DEFAULT_NATS_URL } from "./config.js";
 export type { HistoryEntry } from "./history.js";
-export type { RateLimitsClient } from "./rate-limits.js";
+export type { RateLimitSpec, RateLimitsClient } from "./rate-limits.js";
 export { RunRef } from "./run-ref.js";
 export type { CancelRunsOptions, ListRunsOptions, RunsClient } from "./runs.js";
 export type { JsonObject, Output, TaskDeclaration, TaskFn, TaskOptions } from "./task.js";

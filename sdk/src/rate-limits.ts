@@ -48,6 +48,15 @@ export class RateLimitsClient {
     return { key, limit, duration };
   }
 
+  /** Every static limit of the namespace, by key. */
+  async list(): Promise<RateLimitSpec[]> {
+    const kv = await this.bucket();
+    const names: string[] = [];
+    for await (const k of await kv.keys(keys.rateLimitsOf(this.ns))) names.push(k.slice(this.ns.length + 1));
+    const limits = await Promise.all(names.sort().map((key) => this.get(key)));
+    return limits.filter((l): l is RateLimitSpec => l !== undefined);
+  }
+
   private bucket(): Promise<KV> {
     this.kv ??= new Kvm(this.conn.nc)
       .open(Buckets.rateLimits)

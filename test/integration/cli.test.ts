@@ -322,6 +322,65 @@ describe("cli", () => {
     }
   });
 
+  it("ratelimits - set creates and changes a static limit, list shows it; a bad key or limit is refused", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    try {
+      const set = await taskjet([
+        "ratelimits",
+        "set",
+        "openai",
+        "--limit",
+        "60",
+        "--duration",
+        "MINUTE",
+        ...at(namespace),
+      ]);
+      expect(set.stderr).toBe("");
+      expect(set.stdout).toBe("openai: 60 per MINUTE\n");
+      await taskjet(["ratelimits", "set", "openai", "--limit", "30", "--duration", "SECOND", ...at(namespace)]);
+      await taskjet(["ratelimits", "set", "mail", "--limit", "5", "--duration", "DAY", ...at(namespace)]);
+      const list = await taskjet(["ratelimits", "list", "--json", ...at(namespace)]);
+      expect(
+        list.stdout
+          .trim()
+          .split("\n")
+          .map((l) => JSON.parse(l)),
+      ).toEqual([
+        { key: "mail", limit: 5, duration: "DAY" },
+        { key: "openai", limit: 30, duration: "SECOND" },
+      ]);
+      const table = await taskjet(["ratelimits", "list", ...at(namespace)]);
+      expect(table.stdout).toMatch(/KEY\s+LIMIT\s+PER\nmail\s+5\s+DAY\nopenai\s+30\s+SECOND/);
+      const badKey = await taskjet([
+        "ratelimits",
+        "set",
+        "no spaces",
+        "--limit",
+        "1",
+        "--duration",
+        "DAY",
+        ...at(namespace),
+      ]);
+      expect(badKey.code).toBe(1);
+      expect(badKey.stderr).toMatch(/ratelimit\.key.*"no spaces"/);
+      const badDuration = await taskjet([
+        "ratelimits",
+        "set",
+        "k",
+        "--limit",
+        "1",
+        "--duration",
+        "WEEK",
+        ...at(namespace),
+      ]);
+      expect(badDuration.code).toBe(2);
+      expect(badDuration.stderr).toMatch(/WEEK/);
+    } finally {
+      await engine.stop();
+    }
+  });
+
   it("cli - TASKJET_NATS_URL and TASKJET_NAMESPACE are used without flags", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });

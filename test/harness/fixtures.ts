@@ -73,6 +73,14 @@ export async function startEngine(url: string, config: EngineConfigInput = {}): 
   return engine;
 }
 
+/** An engine and a client on a fresh namespace; the test must stop and close them. */
+export async function startNamespace(url: string): Promise<{ engine: Engine; tj: Taskjet; namespace: string }> {
+  const namespace = uniqueNamespace();
+  const engine = await startEngine(url, { namespaces: [namespace] });
+  const tj = await connectClient(url, { namespace });
+  return { engine, tj, namespace };
+}
+
 /** Connects a client; the test must close it. */
 export async function connectClient(url: string, options: ClientOptions = {}): Promise<Taskjet> {
   const tj = await Taskjet.connect({ servers: url, logger: testLogger(), ...options });

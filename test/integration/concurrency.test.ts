@@ -6,18 +6,14 @@ import {
   eventually,
   historyTypes,
   startEngine,
+  startNamespace,
   uniqueNamespace,
   useNatsServer,
 } from "../harness/fixtures.js";
 
 const nats = useNatsServer();
 
-async function setup() {
-  const namespace = uniqueNamespace();
-  const engine = await startEngine(nats.url, { namespaces: [namespace] });
-  const tj = await connectClient(nats.url, { namespace });
-  return { engine, tj };
-}
+const setup = () => startNamespace(nats.url);
 
 describe("concurrency", () => {
   it("concurrency - maxRuns 2 per key over 500 runs across 5 keys: never more than 2 of a key at once", async () => {

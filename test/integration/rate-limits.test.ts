@@ -1,23 +1,11 @@
 import { RateLimitedError, ValidationError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import { ConcurrencyProbe } from "../harness/concurrency-probe.js";
-import {
-  connectClient,
-  eventually,
-  historyTypes,
-  startEngine,
-  uniqueNamespace,
-  useNatsServer,
-} from "../harness/fixtures.js";
+import { eventually, historyTypes, startNamespace, useNatsServer } from "../harness/fixtures.js";
 
 const nats = useNatsServer();
 
-async function setup() {
-  const namespace = uniqueNamespace();
-  const engine = await startEngine(nats.url, { namespaces: [namespace] });
-  const tj = await connectClient(nats.url, { namespace });
-  return { engine, tj };
-}
+const setup = () => startNamespace(nats.url);
 
 describe("rate limits", () => {
   it("static - 200 runs under 20/s take at least 9.5 s and no 1 s window sees more than 20 starts", async () => {

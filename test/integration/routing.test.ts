@@ -1,23 +1,11 @@
 import { type Context, type Taskjet, ValidationError, type Worker } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import { ConcurrencyProbe, sleep } from "../harness/concurrency-probe.js";
-import {
-  connectClient,
-  eventually,
-  historyTypes,
-  startEngine,
-  uniqueNamespace,
-  useNatsServer,
-} from "../harness/fixtures.js";
+import { eventually, historyTypes, startNamespace, useNatsServer } from "../harness/fixtures.js";
 
 const nats = useNatsServer();
 
-async function setup() {
-  const namespace = uniqueNamespace();
-  const engine = await startEngine(nats.url, { namespaces: [namespace] });
-  const tj = await connectClient(nats.url, { namespace });
-  return { engine, tj };
-}
+const setup = () => startNamespace(nats.url);
 
 /** The worker names each attempt of each run ran on, from the run's history. */
 async function workersByAttempt(tj: Taskjet, runId: string): Promise<string[]> {

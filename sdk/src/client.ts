@@ -22,9 +22,20 @@ import { type Connection, openConnection } from "./connection.js";
 import { RateLimitsClient } from "./rate-limits.js";
 import { outcome, RunRef } from "./run-ref.js";
 import { RunsClient } from "./runs.js";
-import { type DeclaredOptions, type JsonObject, TaskDeclaration, type TaskOptions, type Triggers } from "./task.js";
+import {
+  type BulkItem,
+  type BulkOptions,
+  type DeclaredOptions,
+  type JsonObject,
+  TaskDeclaration,
+  type TaskOptions,
+  type Triggers,
+} from "./task.js";
 import { RunWaiter } from "./waiter.js";
 import { Worker, type WorkerOptions } from "./worker/worker.js";
+
+/** Appends a bulk trigger keeps in flight at once. */
+const BULK_IN_FLIGHT = 1024;
 
 /** How long one attempt may run unless the task says otherwise. */
 const DEFAULT_EXECUTION_TIMEOUT = "60s";
@@ -163,6 +174,58 @@ export class Taskjet implements Triggers {
     return this.ref<O>(event.runId);
   }
 
+  /**
+   * Triggers many runs of a task by name, pipelined (no round trip per run), and returns their handles in input
+   * order once every run is recorded. Every item is validated before anything is sent.
+   * @throws ValidationError naming the item (`[3].input`), unless `returnExceptions` puts each error in its place
+   */
+  async runManyNoWait<O = JsonObject>(
+    taskName: string,
+    items: readonly BulkItem[],
+    options: BulkOptions = {},
+    declared?: DeclaredOptions,
+  ): Promise<(RunRef<O> | Error)[]> {
+    const events = this.bulkEvents(taskName, items, options, declared);
+    const appended = await this.appendAll(events);
+    return appended.map((r, i) => (r instanceof Error ? r : this.ref<O>((events[i] as RunCreated).runId)));
+  }
+
+  /**
+   * Triggers many runs of a task by name and waits for all of them: outputs in input order. Without
+   * `returnExceptions` the first failure (in input order) is thrown once every run has finished.
+   */
+  async runMany<O = JsonObject>(
+    taskName: string,
+    items: readonly BulkItem[],
+    options: BulkOptions = {},
+    declared?: DeclaredOptions,
+  ): Promise<(O | Error)[]> {
+    const events = this.bulkEvents(taskName, items, options, declared);
+    // Listening before appending, as in run().
+    const waiters = events.map((e) => (e instanceof Error ? undefined : this.waiter(e.runId)));
+    const appended = await this.appendAll(events);
+    const results = await Promise.all(
+      appended.map(async (r, i) => {
+        const waiter = waiters[i];
+        if (r instanceof Error || !waiter) {
+          waiter?.fail(r);
+          return r instanceof Error ? r : new Error("not sent");
+        }
+        if (r === "existed") await this.catchUp(waiter);
+        try {
+          return outcome<O>(await waiter.done);
+        } catch (err) {
+          return err instanceof Error ? err : new Error(String(err));
+        }
+      }),
+    );
+    if (!options.returnExceptions) {
+      const failed = results.find((r) => r instanceof Error);
+      if (failed) throw failed;
+    }
+    return results;
+  }
+
   /** A handle on an existing run. */
   ref<O = JsonObject>(runId: string): RunRef<O> {
     return new RunRef<O>(
@@ -199,17 +262,85 @@ export class Taskjet implements Triggers {
     return waiter.catchUp((known) => this.runs.read(waiter.runId, known)).catch((err) => waiter.fail(err));
   }
 
+  /** Validates every item (all of them, before anything is sent) and builds their events, or errors in place. */
+  private bulkEvents(
+    taskName: string,
+    items: readonly BulkItem[],
+    options: BulkOptions,
+    declared: DeclaredOptions | undefined,
+  ): (RunCreated | Error)[] {
+    this.assertOpen();
+    checkTaskName(taskName, "taskName");
+    if (!Array.isArray(items)) {
+      throw new ValidationError([
+        { path: "items", message: `must be an array of { input, options }, got ${typeof items}` },
+      ]);
+    }
+    const events = items.map((item, i) => {
+      try {
+        if (typeof item !== "object" || item === null) {
+          throw new ValidationError([{ path: `[${i}]`, message: `must be { input, options? }, got ${String(item)}` }]);
+        }
+        return this.runCreated(taskName, item.input, item.options, declared, `[${i}].`);
+      } catch (err) {
+        if (!options.returnExceptions) throw err;
+        return err instanceof Error ? err : new Error(String(err));
+      }
+    });
+    const seen = new Set<string>();
+    for (const [i, e] of events.entries()) {
+      if (e instanceof Error) continue;
+      if (seen.has(e.runId)) {
+        const err = new ValidationError([
+          { path: `[${i}].options.runId`, message: `repeats an earlier item's, got "${e.runId}"` },
+        ]);
+        if (!options.returnExceptions) throw err;
+        events[i] = err;
+      }
+      seen.add(e.runId);
+    }
+    return events;
+  }
+
+  /**
+   * Appends `RunCreated` events with many in flight at once over the one connection. An existing run id is that
+   * run (`"existed"`), as for a single trigger.
+   */
+  private async appendAll(events: readonly (RunCreated | Error)[]): Promise<("created" | "existed" | Error)[]> {
+    const results: ("created" | "existed" | Error)[] = new Array(events.length);
+    let next = 0;
+    const lane = async () => {
+      while (next < events.length) {
+        const i = next++;
+        const event = events[i] as RunCreated | Error;
+        if (event instanceof Error) {
+          results[i] = event;
+          continue;
+        }
+        try {
+          results[i] = (await appendEvent(this.connection, this.namespace, event, 0)).duplicate ? "existed" : "created";
+        } catch (err) {
+          results[i] =
+            err instanceof AppendConflictError ? "existed" : err instanceof Error ? err : new Error(String(err));
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(BULK_IN_FLIGHT, events.length) }, lane));
+    return results;
+  }
+
   /** Validates a trigger at the edge and builds its `RunCreated` event. */
   private runCreated(
     taskName: string,
     input: JsonObject,
     options: RunOptions = {},
     declared: DeclaredOptions = {},
+    path = "",
   ): RunCreated {
     this.assertOpen();
     checkTaskName(taskName, "taskName");
-    const opts = parseWith(RunOptionsSchema, options, "options");
-    encodeJsonObject(input, "input", this.connection.payloadLimit);
+    const opts = parseWith(RunOptionsSchema, options ?? {}, `${path}options`);
+    encodeJsonObject(input, `${path}input`, this.connection.payloadLimit);
     const runId = opts.runId ?? newId();
     return makeEvent(EventTypes.RunCreated, {
       runId,

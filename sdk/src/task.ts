@@ -68,6 +68,18 @@ export type ConcurrencyOption = NonNullable<FlowOptionsInput["concurrency"]>[num
 /** Output type as the caller receives it. */
 export type Output<O> = O extends void ? JsonObject : O;
 
+/** One run of a bulk trigger. */
+export interface BulkItem<I extends JsonObject = JsonObject> {
+  input: I;
+  options?: RunOptions;
+}
+
+/** Options of a bulk trigger. */
+export interface BulkOptions {
+  /** Return each item's error (validation, sending, or the run's failure) in its place instead of throwing. */
+  returnExceptions?: boolean;
+}
+
 /** How a declaration triggers runs: implemented by the client. */
 export interface Triggers {
   run<O>(taskName: string, input: JsonObject, options?: RunOptions, declared?: DeclaredOptions): Promise<O>;
@@ -77,6 +89,18 @@ export interface Triggers {
     options?: RunOptions,
     declared?: DeclaredOptions,
   ): Promise<RunRef<O>>;
+  runMany<O>(
+    taskName: string,
+    items: readonly BulkItem[],
+    options?: BulkOptions,
+    declared?: DeclaredOptions,
+  ): Promise<(O | Error)[]>;
+  runManyNoWait<O>(
+    taskName: string,
+    items: readonly BulkItem[],
+    options?: BulkOptions,
+    declared?: DeclaredOptions,
+  ): Promise<(RunRef<O> | Error)[]>;
 }
 
 /** What a declaration adds to the runs it triggers. */
@@ -121,19 +145,49 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   }
 
   /**
-   * Triggers a run and waits for its output.
+   * Triggers a run and waits for its output; given an array of inputs, triggers them all (pipelined) and returns the
+   * outputs in input order.
    * @throws TaskRunError carrying the task's error when it failed; ValidationError / PayloadTooLargeError for bad input
    */
-  run(input: I, options?: RunOptions): Promise<Output<O>> {
-    return this.triggers.run<Output<O>>(this.name, input, options, this.declared());
+  run(input: I, options?: RunOptions): Promise<Output<O>>;
+  run(inputs: readonly I[], options?: RunOptions): Promise<Output<O>[]>;
+  run(input: I | readonly I[], options?: RunOptions): Promise<Output<O> | Output<O>[]> {
+    if (Array.isArray(input)) return this.runMany(input.map((i) => ({ input: i, options }))) as Promise<Output<O>[]>;
+    return this.triggers.run<Output<O>>(this.name, input as I, options, this.declared());
+  }
+
+  /**
+   * Triggers a run and returns once it is recorded: `ref.runId`, `await ref.result()`, `await ref.status()`. Given an
+   * array of inputs, returns a handle per input, in order.
+   */
+  runNoWait(input: I, options?: RunOptions): Promise<RunRef<Output<O>>>;
+  runNoWait(inputs: readonly I[], options?: RunOptions): Promise<RunRef<Output<O>>[]>;
+  runNoWait(input: I | readonly I[], options?: RunOptions): Promise<RunRef<Output<O>> | RunRef<Output<O>>[]> {
+    if (Array.isArray(input)) {
+      return this.runManyNoWait(input.map((i) => ({ input: i, options }))) as Promise<RunRef<Output<O>>[]>;
+    }
+    return this.triggers.runNoWait<Output<O>>(this.name, input as I, options, this.declared());
+  }
+
+  /**
+   * Triggers many runs, pipelined, and waits for all: outputs in input order. Throws the first failure unless
+   * `returnExceptions` puts each error in its place.
+   * @example const [a, b] = await task.runMany([{ input: { n: 1 } }, { input: { n: 2 }, options: { priority: 3 } }])
+   */
+  runMany(items: readonly BulkItem<I>[], options?: { returnExceptions?: false }): Promise<Output<O>[]>;
+  runMany(items: readonly BulkItem<I>[], options: BulkOptions): Promise<(Output<O> | Error)[]>;
+  runMany(items: readonly BulkItem<I>[], options: BulkOptions = {}): Promise<(Output<O> | Error)[]> {
+    return this.triggers.runMany<Output<O>>(this.name, items, options, this.declared());
+  }
+
+  /** Triggers many runs, pipelined; resolves with their handles in input order once all are recorded. */
+  runManyNoWait(items: readonly BulkItem<I>[], options?: { returnExceptions?: false }): Promise<RunRef<Output<O>>[]>;
+  runManyNoWait(items: readonly BulkItem<I>[], options: BulkOptions): Promise<(RunRef<Output<O>> | Error)[]>;
+  runManyNoWait(items: readonly BulkItem<I>[], options: BulkOptions = {}): Promise<(RunRef<Output<O>> | Error)[]> {
+    return this.triggers.runManyNoWait<Output<O>>(this.name, items, options, this.declared());
   }
 
   private declared(): DeclaredOptions {
     return { scheduleTimeoutMs: this.scheduleTimeoutMs, defaultPriority: this.defaultPriority };
-  }
-
-  /** Triggers a run and returns once it is recorded: `ref.runId`, `await ref.result()`, `await ref.status()`. */
-  runNoWait(input: I, options?: RunOptions): Promise<RunRef<Output<O>>> {
-    return this.triggers.runNoWait<Output<O>>(this.name, input, options, this.declared());
   }
 }

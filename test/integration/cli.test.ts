@@ -1,12 +1,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Taskjet } from "@taskjet/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sleep } from "../harness/concurrency-probe.js";
 import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
 
 const BIN = fileURLToPath(new URL("../../cli/dist/bin.js", import.meta.url));
@@ -318,6 +319,46 @@ describe("cli", () => {
       expect(history.code).toBe(1);
       expect(history.stderr).toContain("not found");
     } finally {
+      await engine.stop();
+    }
+  });
+
+  it("trigger --bulk - one run per line, each run once even when the file is sent twice; a bad line exits 2", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    try {
+      const seen = new Map<number, number>();
+      const count = tj.task({
+        name: "count",
+        fn: async (input: { n: number }) => {
+          seen.set(input.n, (seen.get(input.n) ?? 0) + 1);
+          return {};
+        },
+      });
+      const worker = await tj.worker("w", { workflows: [count], slots: 50 });
+      await worker.start();
+      const file = join(cwd, "runs.jsonl");
+      await writeFile(file, `${Array.from({ length: 3000 }, (_, n) => JSON.stringify({ n })).join("\n")}\n\n`);
+      const first = await taskjet(["trigger", "count", "--bulk", file, ...at(namespace)], { timeoutMs: 60_000 });
+      expect(first.stderr).toBe("");
+      expect(first.stdout).toBe(`3000 runs of count accepted from ${file}\n`);
+      const again = await taskjet(["trigger", "count", "--bulk", file, "--json", ...at(namespace)], { timeoutMs: 60_000 });
+      const lines = again.stdout.trim().split("\n").map((l) => JSON.parse(l) as { line: number; runId: string });
+      expect(lines).toHaveLength(3000);
+      expect(lines[0]?.line).toBe(1);
+      await eventually(() => (seen.size === 3000 ? true : undefined), 30_000);
+      await sleep(500);
+      expect([...seen.values()].every((c) => c === 1)).toBe(true);
+      // A new batch id: the same file as new runs.
+      await taskjet(["trigger", "count", "--bulk", file, "--batch-id", "second", ...at(namespace)], { timeoutMs: 60_000 });
+      await eventually(() => ([...seen.values()].every((c) => c === 2) ? true : undefined), 30_000);
+      await writeFile(file, '{"n": 1}\n[1, 2]\n');
+      const bad = await taskjet(["trigger", "count", "--bulk", file, ...at(namespace)]);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain("line 2: must be a JSON object");
+    } finally {
+      await tj.close();
       await engine.stop();
     }
   });

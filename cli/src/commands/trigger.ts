@@ -1,8 +1,9 @@
 import { type JsonObject, type RunOptions, TaskRunError } from "@taskjet/sdk";
 import { Argument, type Command } from "commander";
-import { ExitCodes } from "../errors.js";
+import { ExitCodes, UsageError } from "../errors.js";
 import { indent, jsonLine, prettyJson } from "../output.js";
 import { collectKeyValue, intIn, parseDuration, parseJsonObject, parseRunId, parseTaskName } from "../parse.js";
+import { triggerBulk } from "./bulk.js";
 import { type CliContext, connectionOptions, withClient, within } from "./common.js";
 
 interface TriggerFlags {
@@ -15,6 +16,8 @@ interface TriggerFlags {
   metadata: Record<string, string>;
   runId?: string;
   priority?: number;
+  bulk?: string;
+  batchId: string;
 }
 
 /** `taskjet trigger <task>`. */
@@ -29,6 +32,12 @@ export function registerTrigger(program: Command, ctx: CliContext): void {
     .option("-m, --metadata <key=value>", "metadata kept with the run; repeat for more", collectKeyValue, {})
     .option("--run-id <id>", "run id to use: triggering the same id twice makes one run", parseRunId)
     .option("--priority <n>", "1 (low) to 3 (high)", intIn("--priority", 1, 3))
+    .option("--bulk <file.jsonl>", "one run per line of a JSON Lines file (each line an input); resumable")
+    .option(
+      "--batch-id <id>",
+      "with --bulk: part of each run id; change it to send the same file as new runs",
+      "default",
+    )
     .option("--json", "print JSON");
   connectionOptions(cmd).action(async (task: string, flags: TriggerFlags) => {
     ctx.exitCode = await trigger(task, flags, ctx);
@@ -42,6 +51,22 @@ async function trigger(task: string, flags: TriggerFlags, ctx: CliContext): Prom
     ...(flags.runId ? { runId: flags.runId } : {}),
     ...(flags.priority ? { priority: flags.priority } : {}),
   };
+  if (flags.bulk) {
+    if (flags.runId || flags.wait) throw new UsageError("--bulk does not go with --run-id or --wait");
+    const path = flags.bulk;
+    return withClient(flags, ctx, async (tj) => {
+      const { sent, failed } = await triggerBulk(tj, ctx, task, path, {
+        batch: flags.batchId,
+        json: flags.json === true,
+        runOptions: options,
+      });
+      if (!flags.json) {
+        io.out(`${sent} runs of ${task} accepted from ${path}${failed ? `, ${failed} refused` : ""}\n`);
+        if (ctx.io.interactive) io.err("run ids come from the file's lines: sending it again creates no run twice\n");
+      }
+      return failed > 0 ? ExitCodes.failure : ExitCodes.ok;
+    });
+  }
   return withClient(flags, ctx, async (tj, conn) => {
     const ref = await tj.runNoWait(task, flags.input, options);
     if (!flags.wait) {

@@ -1,0 +1,89 @@
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import type { JsonObject, RunOptions, Taskjet } from "@taskjet/sdk";
+import { SingleBar } from "cli-progress";
+import { UsageError } from "../errors.js";
+import { jsonLine } from "../output.js";
+import type { CliContext } from "./common.js";
+
+/** Runs sent per call: large enough to pipeline, small enough for a lively progress bar. */
+const CHUNK = 2000;
+
+/** One input per non-empty line of a JSON Lines file, with its line number. */
+export async function readBulkFile(path: string): Promise<{ line: number; text: string; input: JsonObject }[]> {
+  let content: string;
+  try {
+    content = await readFile(path, "utf8");
+  } catch (err) {
+    throw new UsageError(`--bulk: cannot read ${path}: ${(err as Error).message}`);
+  }
+  const rows: { line: number; text: string; input: JsonObject }[] = [];
+  for (const [i, raw] of content.split("\n").entries()) {
+    const text = raw.trim();
+    if (text === "") continue;
+    let input: unknown;
+    try {
+      input = JSON.parse(text);
+    } catch (err) {
+      throw new UsageError(`--bulk ${path} line ${i + 1}: not JSON (${(err as Error).message})`);
+    }
+    if (typeof input !== "object" || input === null || Array.isArray(input)) {
+      throw new UsageError(
+        `--bulk ${path} line ${i + 1}: must be a JSON object (the run's input), got ${text.slice(0, 40)}`,
+      );
+    }
+    rows.push({ line: i + 1, text, input: input as JsonObject });
+  }
+  return rows;
+}
+
+/**
+ * The run id of one line: derived from the task, the batch id and the line, so sending the same file again (after an
+ * interruption, or twice) creates no run twice.
+ */
+export function bulkRunId(task: string, batch: string, line: number, text: string): string {
+  const digest = createHash("sha256").update(`${task}\n${batch}\n${line}\n${text}`).digest("base64url");
+  return `b${digest.slice(0, 31)}`; // base64url: letters, digits, - and _, a valid run id
+}
+
+/** Triggers one run per line of `path`, with a progress bar on a terminal. Returns how many were sent. */
+export async function triggerBulk(
+  tj: Taskjet,
+  ctx: CliContext,
+  task: string,
+  path: string,
+  options: { batch: string; json: boolean; runOptions: Omit<RunOptions, "runId"> },
+): Promise<{ sent: number; failed: number }> {
+  const rows = await readBulkFile(path);
+  const bar = ctx.io.interactive
+    ? new SingleBar({ format: "{bar} {value}/{total} runs  {eta_formatted} left", hideCursor: true })
+    : undefined;
+  bar?.start(rows.length, 0);
+  let failed = 0;
+  try {
+    for (let i = 0; i < rows.length; i += CHUNK) {
+      const chunk = rows.slice(i, i + CHUNK);
+      const refs = await tj.runManyNoWait(
+        task,
+        chunk.map((r) => ({
+          input: r.input,
+          options: { ...options.runOptions, runId: bulkRunId(task, options.batch, r.line, r.text) },
+        })),
+        { returnExceptions: true },
+      );
+      for (const [k, ref] of refs.entries()) {
+        const row = chunk[k] as (typeof chunk)[number];
+        if (ref instanceof Error) {
+          failed++;
+          bar?.stop();
+          ctx.io.err(`line ${row.line}: ${ref.message}\n`);
+          bar?.start(rows.length, i + k);
+        } else if (options.json) ctx.io.out(jsonLine({ line: row.line, runId: ref.runId }));
+      }
+      bar?.update(i + chunk.length);
+    }
+  } finally {
+    bar?.stop();
+  }
+  return { sent: rows.length - failed, failed };
+}

@@ -6,6 +6,7 @@ import { registerDev } from "./commands/dev.js";
 import { registerEngine } from "./commands/engine.js";
 import { registerRateLimits } from "./commands/ratelimits.js";
 import { registerRuns } from "./commands/runs.js";
+import { registerScheduled } from "./commands/scheduled.js";
 import { registerTrigger } from "./commands/trigger.js";
 import { type CliEnv, loadEnv } from "./config.js";
 import { type ExitCode, ExitCodes, UsageError } from "./errors.js";
@@ -27,6 +28,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerTrigger(program, ctx);
   registerRuns(program, ctx);
   registerRateLimits(program, ctx);
+  registerScheduled(program, ctx);
   return program;
 }
 

@@ -13,6 +13,7 @@ import { RunStore } from "./projector/run-store.js";
 import { Definitions } from "./scheduler/definitions.js";
 import { Scheduler } from "./scheduler/scheduler.js";
 import { Retrier } from "./timers/retrier.js";
+import { Schedules } from "./timers/schedules.js";
 import { Timeouts } from "./timers/timeouts.js";
 import { systemClock, Timers } from "./timers/timers.js";
 import { WorkerRegistry } from "./workers/registry.js";
@@ -87,11 +88,18 @@ class NamespaceRuntime {
       states: this.projector.states,
       append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
     });
+    const schedules = new Schedules({
+      timers: this.timers,
+      log: nsLog.child({ module: "schedules" }),
+      states: this.projector.states,
+      append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
+    });
     this.scheduler = new Scheduler({
       log: nsLog.child({ module: "scheduler" }),
       dispatcher,
       retrier,
       timeouts,
+      schedules,
       append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
       states: this.projector.states,
       definition: (name) => this.definitions.get(name),

@@ -15,6 +15,7 @@ export const ErrorCodes = {
   timeout: "TIMEOUT",
   notProvisioned: "NOT_PROVISIONED",
   runCancelled: "RUN_CANCELLED",
+  notScheduled: "NOT_SCHEDULED",
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -103,6 +104,18 @@ export class RunNotFoundError extends TaskjetError {
     super(ErrorCodes.runNotFound, `run ${runId} not found`);
     this.name = "RunNotFoundError";
     this.runId = runId;
+  }
+}
+
+/** A scheduled-run operation on a run that is not (or no longer) SCHEDULED. */
+export class RunNotScheduledError extends TaskjetError {
+  readonly runId: string;
+  readonly status: string;
+  constructor(runId: string, status: string) {
+    super(ErrorCodes.notScheduled, `run ${runId} is not scheduled: it is ${status}`);
+    this.name = "RunNotScheduledError";
+    this.runId = runId;
+    this.status = status;
   }
 }
 

@@ -10,6 +10,8 @@ import { z } from "zod";
 /** Event type names (past tense). */
 export const EventTypes = {
   RunCreated: "RunCreated",
+  RunRescheduled: "RunRescheduled",
+  RunDue: "RunDue",
   TaskStarted: "TaskStarted",
   TaskCompleted: "TaskCompleted",
   TaskFailed: "TaskFailed",
@@ -91,7 +93,23 @@ export const RunCreatedSchema = z.object({
     trigger: TriggerSchema,
     additionalMetadata: z.record(z.string(), z.string()).default({}),
     priority: z.number().int().min(1).max(3).default(1),
+    /** Start later: the run stays SCHEDULED until the engine queues it at this time (`RunDue`). */
+    scheduledAt: z.iso.datetime().optional(),
   }),
+});
+
+/** A scheduled run's time moved (`tj.scheduled.update`). */
+export const RunRescheduledSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.RunRescheduled),
+  data: z.object({ scheduledAt: z.iso.datetime() }),
+});
+
+/** The engine queued a scheduled run: its time (`scheduledAt`) came. */
+export const RunDueSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.RunDue),
+  data: z.object({ scheduledAt: z.iso.datetime() }),
 });
 
 export const TaskStartedSchema = z.object({
@@ -234,6 +252,8 @@ export const EventRejectedSchema = z.object({
 
 export const TaskjetEventSchema = z.discriminatedUnion("type", [
   RunCreatedSchema,
+  RunRescheduledSchema,
+  RunDueSchema,
   TaskStartedSchema,
   TaskCompletedSchema,
   TaskFailedSchema,
@@ -253,6 +273,8 @@ export const TaskjetEventSchema = z.discriminatedUnion("type", [
 
 export type TaskjetEvent = z.output<typeof TaskjetEventSchema>;
 export type RunCreated = z.output<typeof RunCreatedSchema>;
+export type RunRescheduled = z.output<typeof RunRescheduledSchema>;
+export type RunDue = z.output<typeof RunDueSchema>;
 export type TaskStarted = z.output<typeof TaskStartedSchema>;
 export type TaskCompleted = z.output<typeof TaskCompletedSchema>;
 export type TaskFailed = z.output<typeof TaskFailedSchema>;

@@ -133,6 +133,17 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
       });
       return { ...next, tasks, status: RunStatuses.cancelled, error, finishedAt: event.at };
     }
+    case EventTypes.RunRescheduled:
+      if (next.status !== RunStatuses.scheduled) return next;
+      next.scheduledAt = event.data.scheduledAt;
+      return next;
+    case EventTypes.RunDue:
+      if (next.status !== RunStatuses.scheduled || next.scheduledAt !== event.data.scheduledAt) return next;
+      next.status = RunStatuses.queued;
+      next.tasks = next.tasks.map((t) =>
+        t.status === RunStatuses.scheduled ? { ...t, status: RunStatuses.queued, queuedAt: event.at } : t,
+      );
+      return next;
     case EventTypes.RunCreated: // a second creation cannot be appended (CAS on sequence 0)
     case EventTypes.ReportIgnored:
     case EventTypes.EventRejected:
@@ -150,11 +161,12 @@ export function fold(events: Iterable<{ event: TaskjetEvent; seq: number }>): Ru
 function created(event: TaskjetEvent, seq: number): RunState | undefined {
   if (event.type === EventTypes.RunCreated) {
     const d = event.data;
+    const status = d.scheduledAt ? RunStatuses.scheduled : RunStatuses.queued;
     return {
       v: 1,
       runId: event.runId,
       workflowName: d.workflowName,
-      status: RunStatuses.queued,
+      status,
       input: d.input,
       additionalMetadata: d.additionalMetadata,
       priority: d.priority,
@@ -162,12 +174,13 @@ function created(event: TaskjetEvent, seq: number): RunState | undefined {
       tasks: d.tasks.map((t) => ({
         taskRunId: t.taskRunId,
         taskName: t.taskName,
-        status: RunStatuses.queued,
+        status,
         attempt: 0,
-        queuedAt: event.at,
+        ...(d.scheduledAt ? {} : { queuedAt: event.at }),
         ...(t.scheduleTimeoutMs ? { scheduleTimeoutMs: t.scheduleTimeoutMs } : {}),
       })),
       createdAt: event.at,
+      ...(d.scheduledAt ? { scheduledAt: d.scheduledAt } : {}),
       lastSeq: seq,
       eventCount: 1,
     };

@@ -3,6 +3,8 @@ import type { RetryPolicy } from "./events.js";
 
 /** Lifecycle of a run and of each of its task-runs. */
 export const RunStatuses = {
+  /** Created to start later (`task.schedule`, `task.delay`): nothing is queued before its time. */
+  scheduled: "SCHEDULED",
   queued: "QUEUED",
   running: "RUNNING",
   completed: "COMPLETED",
@@ -69,6 +71,8 @@ export interface RunState {
   output?: Record<string, unknown>;
   error?: RecordedError;
   createdAt: string;
+  /** Scheduled runs: when the engine queues it (moved by `RunRescheduled`). */
+  scheduledAt?: string;
   startedAt?: string;
   finishedAt?: string;
   /** Stream sequence of the last event folded in: the expected sequence for the next append. */

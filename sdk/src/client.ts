@@ -22,6 +22,8 @@ import { type Connection, openConnection } from "./connection.js";
 import { RateLimitsClient } from "./rate-limits.js";
 import { outcome, RunRef } from "./run-ref.js";
 import { RunsClient } from "./runs.js";
+import { scheduleTime } from "./schedule-time.js";
+import { ScheduledClient } from "./scheduled.js";
 import {
   type BulkItem,
   type BulkOptions,
@@ -54,8 +56,10 @@ const DEFAULT_EXECUTION_TIMEOUT = "60s";
 export class Taskjet implements Triggers {
   /** Reading runs: `get`, `list`, `history`. */
   readonly runs: RunsClient;
-  /** Static rate limits: `upsert`, `get`. */
+  /** Static rate limits: `upsert`, `get`, `list`. */
   readonly ratelimits: RateLimitsClient;
+  /** Scheduled runs: `list`, `get`, `update`, `delete`. */
+  readonly scheduled: ScheduledClient;
   private readonly waiters = new Set<RunWaiter>();
   private readonly workers = new Set<Worker>();
   private closed = false;
@@ -66,6 +70,7 @@ export class Taskjet implements Triggers {
   ) {
     this.runs = new RunsClient(connection, config.namespace);
     this.ratelimits = new RateLimitsClient(connection, config.namespace);
+    this.scheduled = new ScheduledClient(connection, config.namespace, this.runs);
     this.watchReconnects().catch((err) => config.logger.warn({ err }, "connection status watch ended"));
   }
 
@@ -224,6 +229,29 @@ export class Taskjet implements Triggers {
       if (failed) throw failed;
     }
     return results;
+  }
+
+  /**
+   * Creates a run that starts at `at` (a Date or an ISO time; a time in the past starts it at once). It is
+   * SCHEDULED until then: `tj.scheduled` lists, moves and deletes it.
+   * @throws ValidationError for a bad time, one beyond the history's retention, or bad input
+   */
+  async schedule<O = JsonObject>(
+    taskName: string,
+    at: Date | string,
+    input: JsonObject,
+    options?: RunOptions,
+    declared?: DeclaredOptions,
+  ): Promise<RunRef<O>> {
+    const event = this.runCreated(taskName, input, options, declared);
+    event.data.scheduledAt = scheduleTime(at, "at");
+    event.data.trigger = { kind: "schedule" };
+    try {
+      await appendEvent(this.connection, this.namespace, event, 0);
+    } catch (err) {
+      if (!(err instanceof AppendConflictError)) throw err;
+    }
+    return this.ref<O>(event.runId);
   }
 
   /** A handle on an existing run. */

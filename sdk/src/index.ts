@@ -16,6 +16,7 @@ export {
   RUN_STATUS_VALUES,
   RunCancelledError,
   RunNotFoundError,
+  RunNotScheduledError,
   type RunOptions,
   RunRejectedError,
   type RunState,
@@ -36,6 +37,7 @@ export type { HistoryEntry } from "./history.js";
 export type { RateLimitSpec, RateLimitsClient } from "./rate-limits.js";
 export { RunRef } from "./run-ref.js";
 export type { CancelRunsOptions, ListRunsOptions, RunsClient } from "./runs.js";
+export type { ScheduledClient } from "./scheduled.js";
 export type { BulkItem, BulkOptions, JsonObject, Output, TaskDeclaration, TaskFn, TaskOptions } from "./task.js";
 export type { Context, TaskLogger } from "./worker/context.js";
 export { Worker, type WorkerOptions } from "./worker/worker.js";

@@ -1,4 +1,11 @@
-import type { Duration, FlowOptions, FlowOptionsInput, RetryPolicy, RunOptions } from "@taskjet/schemas";
+import {
+  type Duration,
+  type FlowOptions,
+  type FlowOptionsInput,
+  parseDuration,
+  type RetryPolicy,
+  type RunOptions,
+} from "@taskjet/schemas";
 import type { RunRef } from "./run-ref.js";
 import type { Context } from "./worker/context.js";
 
@@ -101,6 +108,13 @@ export interface Triggers {
     options?: BulkOptions,
     declared?: DeclaredOptions,
   ): Promise<(RunRef<O> | Error)[]>;
+  schedule<O>(
+    taskName: string,
+    at: Date | string,
+    input: JsonObject,
+    options?: RunOptions,
+    declared?: DeclaredOptions,
+  ): Promise<RunRef<O>>;
 }
 
 /** What a declaration adds to the runs it triggers. */
@@ -185,6 +199,20 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   runManyNoWait(items: readonly BulkItem<I>[], options: BulkOptions): Promise<(RunRef<Output<O>> | Error)[]>;
   runManyNoWait(items: readonly BulkItem<I>[], options: BulkOptions = {}): Promise<(RunRef<Output<O>> | Error)[]> {
     return this.triggers.runManyNoWait<Output<O>>(this.name, items, options, this.declared());
+  }
+
+  /**
+   * Creates a run that starts at `at` (a time in the past starts it at once); SCHEDULED until then.
+   * @example const ref = await remind.schedule(new Date(Date.now() + 3_600_000), { userId: "u1" })
+   */
+  schedule(at: Date | string, input: I, options?: RunOptions): Promise<RunRef<Output<O>>> {
+    return this.triggers.schedule<Output<O>>(this.name, at, input, options, this.declared());
+  }
+
+  /** Creates a run that starts after `duration` (`"10m"`, `"1h30m"`, milliseconds). */
+  async delay(duration: Duration, input: I, options?: RunOptions): Promise<RunRef<Output<O>>> {
+    const ms = parseDuration(duration, "duration", { allowZero: true });
+    return this.schedule(new Date(Date.now() + ms), input, options);
   }
 
   private declared(): DeclaredOptions {

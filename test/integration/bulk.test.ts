@@ -25,7 +25,11 @@ describe("bulk", () => {
     expect(outputs.every((o, n) => o.sq === n * n)).toBe(true);
     expect(seen.size).toBe(10_000);
     expect([...seen.values()].every((count) => count === 1)).toBe(true);
-    expect(await historyTypes(tj, refs[9_999]?.runId as string)).toEqual(["RunCreated", "TaskStarted", "TaskCompleted"]);
+    expect(await historyTypes(tj, refs[9_999]?.runId as string)).toEqual([
+      "RunCreated",
+      "TaskStarted",
+      "TaskCompleted",
+    ]);
     await tj.close();
     await engine.stop();
   }, 120_000);
@@ -71,9 +75,9 @@ describe("bulk", () => {
     const err = await half.runMany(bad).catch((e) => e);
     expect(err).toBeInstanceOf(ValidationError);
     expect((err as ValidationError).message).toMatch(/\[2\]\.input: must be a JSON object, got "not an object"/);
-    await expect(
-      half.runManyNoWait([{ input: { n: 1 }, options: { priority: 9 as 3 } }]),
-    ).rejects.toThrow(/\[0\]\.options\.priority/);
+    await expect(half.runManyNoWait([{ input: { n: 1 }, options: { priority: 9 as 3 } }])).rejects.toThrow(
+      /\[0\]\.options\.priority/,
+    );
     expect(calls).toBe(0);
     const results = await half.runMany([...bad, { input: { n: 3 } }, { input: { n: 4 } }], { returnExceptions: true });
     expect(results[0]).toEqual({ half: 0 });

@@ -343,20 +343,65 @@ describe("cli", () => {
       const first = await taskjet(["trigger", "count", "--bulk", file, ...at(namespace)], { timeoutMs: 60_000 });
       expect(first.stderr).toBe("");
       expect(first.stdout).toBe(`3000 runs of count accepted from ${file}\n`);
-      const again = await taskjet(["trigger", "count", "--bulk", file, "--json", ...at(namespace)], { timeoutMs: 60_000 });
-      const lines = again.stdout.trim().split("\n").map((l) => JSON.parse(l) as { line: number; runId: string });
+      const again = await taskjet(["trigger", "count", "--bulk", file, "--json", ...at(namespace)], {
+        timeoutMs: 60_000,
+      });
+      const lines = again.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { line: number; runId: string });
       expect(lines).toHaveLength(3000);
       expect(lines[0]?.line).toBe(1);
       await eventually(() => (seen.size === 3000 ? true : undefined), 30_000);
       await sleep(500);
       expect([...seen.values()].every((c) => c === 1)).toBe(true);
       // A new batch id: the same file as new runs.
-      await taskjet(["trigger", "count", "--bulk", file, "--batch-id", "second", ...at(namespace)], { timeoutMs: 60_000 });
+      await taskjet(["trigger", "count", "--bulk", file, "--batch-id", "second", ...at(namespace)], {
+        timeoutMs: 60_000,
+      });
       await eventually(() => ([...seen.values()].every((c) => c === 2) ? true : undefined), 30_000);
       await writeFile(file, '{"n": 1}\n[1, 2]\n');
       const bad = await taskjet(["trigger", "count", "--bulk", file, ...at(namespace)]);
       expect(bad.code).toBe(2);
       expect(bad.stderr).toContain("line 2: must be a JSON object");
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
+  it("scheduled - trigger --delay/--at creates SCHEDULED runs; scheduled list/get/update/delete manage them", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await helloWorker(namespace);
+    try {
+      const delayed = await taskjet(["trigger", "hello", "--delay", "1s", "-i", '{"name":"later"}', ...at(namespace)]);
+      expect(delayed.code).toBe(0);
+      const runId = delayed.stdout.trim();
+      const far = new Date(Date.now() + 3_600_000).toISOString();
+      const farRun = (await taskjet(["trigger", "hello", "--at", far, ...at(namespace)])).stdout.trim();
+      const got = await taskjet(["scheduled", "get", farRun, "--json", ...at(namespace)]);
+      expect(JSON.parse(got.stdout)).toMatchObject({ status: "SCHEDULED", scheduledAt: far });
+      const listed = await eventually(async () => {
+        const res = await taskjet(["scheduled", "list", ...at(namespace)]);
+        return res.stdout.includes(farRun) ? res.stdout : undefined;
+      });
+      expect(listed).toMatch(/RUN\s+TASK\s+STARTS/);
+      expect(await tj.ref(runId).result()).toEqual({ greeting: "hello later" });
+      const soon = new Date(Date.now() + 500).toISOString();
+      const moved = await taskjet(["scheduled", "update", farRun, "--at", soon, ...at(namespace)]);
+      expect(moved.stdout).toContain(`now starts ${soon}`);
+      expect(await tj.ref(farRun).result()).toEqual({ greeting: "hello nobody" });
+      const third = (await taskjet(["trigger", "hello", "--delay", "10m", ...at(namespace)])).stdout.trim();
+      expect((await taskjet(["scheduled", "delete", third, ...at(namespace)])).stdout).toBe(`${third} deleted\n`);
+      const late = await taskjet(["scheduled", "update", third, "--at", soon, ...at(namespace)]);
+      expect(late.code).toBe(1);
+      expect(late.stderr).toContain("is not scheduled: it is CANCELLED");
+      const both = await taskjet(["trigger", "hello", "--delay", "1s", "--at", soon, ...at(namespace)]);
+      expect(both.code).toBe(2);
+      const badAt = await taskjet(["trigger", "hello", "--at", "tomorrow", ...at(namespace)]);
+      expect(badAt.code).toBe(2);
+      expect(badAt.stderr).toContain("--at must be an ISO date-time");
     } finally {
       await tj.close();
       await engine.stop();

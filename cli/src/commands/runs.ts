@@ -151,6 +151,7 @@ export function runView(s: RunState): string {
     ["Task", s.workflowName || "-"],
     ["Status", s.status],
     ["Created", isoUtc(s.createdAt)],
+    ...(s.scheduledAt ? ([["Starts", isoUtc(s.scheduledAt)]] as [string, string][]) : []),
     ["Started", isoUtc(s.startedAt)],
     ["Finished", isoUtc(s.finishedAt)],
   ];
@@ -211,7 +212,7 @@ class Timeline {
       for (const t of e.data.tasks) this.taskNames.set(t.taskRunId, t.taskName);
       return e.data.workflowName;
     }
-    if (e.type === "EventRejected" || e.type === "RunCancelled") return "-";
+    if (!("taskRunId" in e)) return "-"; // run-level events
     return `${this.taskNames.get(e.taskRunId) ?? e.taskRunId}/${e.data.attempt}`;
   }
 
@@ -225,7 +226,10 @@ class Timeline {
     switch (e.type) {
       case "RunCreated": {
         const meta = Object.entries(e.data.additionalMetadata).map(([k, v]) => `${k}=${v}`);
-        return [`input ${formatBytes(jsonSize(e.data.input))}`, `trigger ${e.data.trigger.kind}`, ...meta].join(", ");
+        const at = e.data.scheduledAt ? [`starts ${e.data.scheduledAt}`] : [];
+        return [`input ${formatBytes(jsonSize(e.data.input))}`, `trigger ${e.data.trigger.kind}`, ...at, ...meta].join(
+          ", ",
+        );
       }
       case "TaskStarted": {
         const waited = msBetween(e.data.assignedAt, e.at);
@@ -252,6 +256,10 @@ class Timeline {
         return `deadline moved to ${e.data.timeoutAt}`;
       case "RunCancelled":
         return short(`cancelled: ${e.data.reason}`, 100);
+      case "RunRescheduled":
+        return `now starts ${e.data.scheduledAt}`;
+      case "RunDue":
+        return `scheduled for ${e.data.scheduledAt}: queued`;
       case "TaskSlotReleased":
         return "slot released early";
       case "TaskCancelled":

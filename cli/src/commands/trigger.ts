@@ -5,6 +5,7 @@ import { indent, jsonLine, prettyJson } from "../output.js";
 import { collectKeyValue, intIn, parseDuration, parseJsonObject, parseRunId, parseTaskName } from "../parse.js";
 import { triggerBulk } from "./bulk.js";
 import { type CliContext, connectionOptions, withClient, within } from "./common.js";
+import { parseTime } from "./scheduled.js";
 
 interface TriggerFlags {
   nats?: string;
@@ -18,6 +19,8 @@ interface TriggerFlags {
   priority?: number;
   bulk?: string;
   batchId: string;
+  at?: Date;
+  delay?: number;
 }
 
 /** `taskjet trigger <task>`. */
@@ -32,6 +35,8 @@ export function registerTrigger(program: Command, ctx: CliContext): void {
     .option("-m, --metadata <key=value>", "metadata kept with the run; repeat for more", collectKeyValue, {})
     .option("--run-id <id>", "run id to use: triggering the same id twice makes one run", parseRunId)
     .option("--priority <n>", "1 (low) to 3 (high)", intIn("--priority", 1, 3))
+    .option("--at <time>", "schedule the run to start at this ISO date-time", parseTime("--at"))
+    .option("--delay <duration>", "schedule the run to start after this long, e.g. 10m", parseDuration("--delay"))
     .option("--bulk <file.jsonl>", "one run per line of a JSON Lines file (each line an input); resumable")
     .option(
       "--batch-id <id>",
@@ -67,7 +72,18 @@ async function trigger(task: string, flags: TriggerFlags, ctx: CliContext): Prom
       return failed > 0 ? ExitCodes.failure : ExitCodes.ok;
     });
   }
+  if (flags.at && flags.delay) throw new UsageError("--at and --delay do not go together");
+  const startAt = flags.at ?? (flags.delay ? new Date(Date.now() + flags.delay) : undefined);
+  if (startAt && flags.wait) throw new UsageError("--wait does not go with --at or --delay: follow it with runs get");
   return withClient(flags, ctx, async (tj, conn) => {
+    if (startAt) {
+      const ref = await tj.schedule(task, startAt, flags.input, options);
+      if (flags.json) io.out(jsonLine({ runId: ref.runId, task, namespace: conn.namespace, scheduledAt: startAt }));
+      else io.out(`${ref.runId}\n`);
+      if (ctx.io.interactive && !flags.json)
+        io.err(`scheduled for ${startAt.toISOString()}: taskjet scheduled get ${ref.runId}\n`);
+      return ExitCodes.ok;
+    }
     const ref = await tj.runNoWait(task, flags.input, options);
     if (!flags.wait) {
       if (flags.json) io.out(jsonLine({ runId: ref.runId, task, namespace: conn.namespace }));

@@ -11,6 +11,7 @@ import type { Logger } from "pino";
 import type { Dispatcher } from "../dispatcher/dispatcher.js";
 import type { RunChange } from "../projector/projector.js";
 import type { Retrier } from "../timers/retrier.js";
+import type { Schedules } from "../timers/schedules.js";
 import type { Timeouts } from "../timers/timeouts.js";
 import { type Cancellation, type Placement, type QueuedTask, SchedulerCore, taskPauseKey, type Wait } from "./core.js";
 import { type CompiledDefinition, FlowKeyError, resolveFlow } from "./flow.js";
@@ -20,6 +21,7 @@ export interface SchedulerOptions {
   dispatcher: Dispatcher;
   retrier: Retrier;
   timeouts: Timeouts;
+  schedules: Schedules;
   /** Appends with CAS on `expectedSeq`. */
   append: (event: TaskjetEventInput, expectedSeq: number) => Promise<number>;
   /** The projector's live run states. */
@@ -74,15 +76,18 @@ export class Scheduler {
       }
       this.o.retrier.onState(state);
       this.o.timeouts.onState(state);
+      this.o.schedules.onState(state);
     }
     this.kick();
   }
 
   onChange({ event, seq, state }: RunChange): void {
     this.o.timeouts.onState(state);
+    this.o.schedules.onState(state);
     switch (event.type) {
       case EventTypes.RunCreated:
-        for (const task of state.tasks) this.enqueue(state, task, seq);
+      case EventTypes.RunDue:
+        for (const task of state.tasks) if (task.status === RunStatuses.queued) this.enqueue(state, task, seq);
         break;
       case EventTypes.TaskStarted: {
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);

@@ -7,10 +7,13 @@ function fakeClock() {
   let now = 1_000_000;
   const pending = new Map<number, { at: number; fn: () => void }>();
   let id = 0;
+  let sets = 0;
   const clock: Clock = {
     now: () => now,
     setTimeout: (fn, ms) => {
-      pending.set(++id, { at: now + ms, fn });
+      // As Node does: a delay that does not fit in 32 bits becomes 1 ms.
+      sets++;
+      pending.set(++id, { at: now + (ms > 2 ** 31 - 1 ? 1 : ms), fn });
       return id;
     },
     clearTimeout: (h) => {
@@ -23,10 +26,24 @@ function fakeClock() {
       if (t.at <= now && pending.delete(h)) t.fn();
     }
   };
-  return { clock, advance, armed: () => pending.size, now: () => now };
+  return { clock, advance, armed: () => pending.size, now: () => now, sets: () => sets };
 }
 
 describe("timers", () => {
+  it("timers - a timer further out than a host timeout can wait (~24.8 days) fires on its day, not at once", () => {
+    const c = fakeClock();
+    const timers = new Timers(c.clock);
+    let fired = 0;
+    timers.set("far", c.now() + 30 * 86_400_000, () => fired++);
+    for (let i = 0; i < 10; i++) c.advance(1);
+    expect(c.sets()).toBe(1); // no host timer spinning every millisecond
+    c.advance(2 ** 31 - 11);
+    expect(fired).toBe(0);
+    expect(c.armed()).toBe(1);
+    c.advance(30 * 86_400_000 - (2 ** 31 - 1));
+    expect(fired).toBe(1);
+  });
+
   it("timers - fire in due order, once, with one host timer armed", () => {
     const c = fakeClock();
     const timers = new Timers(c.clock);

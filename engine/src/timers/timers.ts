@@ -15,6 +15,8 @@ export const systemClock: Clock = {
   clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
 
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 interface Entry {
   key: string;
   due: number;
@@ -75,7 +77,8 @@ export class Timers {
     if (!next) return;
     if (this.armed && this.armed.due <= next.due) return;
     if (this.armed) this.clock.clearTimeout(this.armed.handle);
-    const delay = Math.max(0, next.due - this.clock.now());
+    // Node fires a longer timeout at once (it takes the delay as 32 bits): wake early and re-arm instead.
+    const delay = Math.min(MAX_TIMEOUT_MS, Math.max(0, next.due - this.clock.now()));
     this.armed = { due: next.due, handle: this.clock.setTimeout(() => this.fire(), delay) };
   }
 

@@ -1,0 +1,81 @@
+import { Argument, type Command, InvalidArgumentError } from "commander";
+import { ExitCodes } from "../errors.js";
+import { formatTable, isoUtc } from "../output.js";
+import { intIn, parseRunIdArgument } from "../parse.js";
+import { type CliContext, connectionOptions, withClient } from "./common.js";
+
+type ConnFlags = { nats?: string; namespace?: string };
+
+/** `--at`: an ISO date-time, checked before connecting. */
+export function parseTime(flag: string): (value: string) => Date {
+  return (value) => {
+    const date = new Date(value);
+    if (Number.isNaN(date.getTime())) {
+      throw new InvalidArgumentError(`${flag} must be an ISO date-time such as 2026-12-01T09:00:00Z, got "${value}"`);
+    }
+    return date;
+  };
+}
+
+/** `taskjet scheduled list|get|update|delete`: runs created to start later. */
+export function registerScheduled(program: Command, ctx: CliContext): void {
+  const cmd = program.command("scheduled").description("runs scheduled to start later (trigger --at / --delay)");
+
+  const list = cmd
+    .command("list")
+    .description("scheduled runs, soonest first")
+    .option("-t, --task <name>", "only runs of this task")
+    .option("-n, --limit <n>", "at most this many", intIn("--limit", 1, 100_000), 50)
+    .option("--json", "print a JSON array of run states");
+  connectionOptions(list).action(async (flags: ConnFlags & { task?: string; limit: number; json?: boolean }) => {
+    ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
+      const runs = await tj.scheduled.list({ ...(flags.task ? { taskName: flags.task } : {}), limit: flags.limit });
+      if (flags.json) ctx.io.out(`${JSON.stringify(runs, null, 2)}\n`);
+      else if (runs.length === 0) ctx.io.out(`no scheduled runs in namespace ${conn.namespace}\n`);
+      else {
+        const rows = runs.map((r) => [r.runId, r.workflowName, isoUtc(r.scheduledAt), isoUtc(r.createdAt)]);
+        ctx.io.out(`${formatTable(["RUN", "TASK", "STARTS", "CREATED"], rows)}\n`);
+      }
+      return ExitCodes.ok;
+    });
+  });
+
+  const get = cmd
+    .command("get")
+    .description("one scheduled run")
+    .addArgument(new Argument("<runId>").argParser(parseRunIdArgument))
+    .option("--json", "print JSON");
+  connectionOptions(get).action(async (runId: string, flags: ConnFlags & { json?: boolean }) => {
+    ctx.exitCode = await withClient(flags, ctx, async (tj) => {
+      const run = await tj.scheduled.get(runId);
+      if (flags.json) ctx.io.out(`${JSON.stringify(run, null, 2)}\n`);
+      else ctx.io.out(`${run.runId} ${run.workflowName} ${run.status} starts ${isoUtc(run.scheduledAt)}\n`);
+      return ExitCodes.ok;
+    });
+  });
+
+  const update = cmd
+    .command("update")
+    .description("move a scheduled run to another time")
+    .addArgument(new Argument("<runId>").argParser(parseRunIdArgument))
+    .requiredOption("--at <time>", "the new start time (ISO date-time)", parseTime("--at"));
+  connectionOptions(update).action(async (runId: string, flags: ConnFlags & { at: Date }) => {
+    ctx.exitCode = await withClient(flags, ctx, async (tj) => {
+      const run = await tj.scheduled.update(runId, { triggerAt: flags.at });
+      ctx.io.out(`${run.runId} now starts ${isoUtc(run.scheduledAt)}\n`);
+      return ExitCodes.ok;
+    });
+  });
+
+  const del = cmd
+    .command("delete")
+    .description("delete a scheduled run: it never starts")
+    .addArgument(new Argument("<runId>").argParser(parseRunIdArgument));
+  connectionOptions(del).action(async (runId: string, flags: ConnFlags) => {
+    ctx.exitCode = await withClient(flags, ctx, async (tj) => {
+      const deleted = await tj.scheduled.delete(runId);
+      ctx.io.out(deleted ? `${runId} deleted\n` : `${runId} was already deleted\n`);
+      return ExitCodes.ok;
+    });
+  });
+}

@@ -1,0 +1,80 @@
+import {
+  AppendConflictError,
+  checkToken,
+  EventTypes,
+  makeEvent,
+  RunNotFoundError,
+  RunNotScheduledError,
+  type RunState,
+  RunStatuses,
+} from "@taskjet/schemas";
+import { appendEvent } from "./append.js";
+import type { Connection } from "./connection.js";
+import type { RunsClient } from "./runs.js";
+import { scheduleTime } from "./schedule-time.js";
+
+/** Runs created to start later (`task.schedule`, `task.delay`), while they are SCHEDULED. */
+export class ScheduledClient {
+  constructor(
+    private readonly conn: Connection,
+    private readonly ns: string,
+    private readonly runs: RunsClient,
+  ) {}
+
+  /**
+   * Scheduled runs, soonest first, from the projection (a run scheduled in the last second may be missing).
+   * @param options.taskName only runs of this task
+   */
+  async list(options: { taskName?: string; limit?: number } = {}): Promise<RunState[]> {
+    const runs = await this.runs.list({
+      statuses: [RunStatuses.scheduled],
+      ...(options.taskName ? { taskName: options.taskName } : {}),
+      limit: Number.MAX_SAFE_INTEGER,
+    });
+    runs.sort((a, b) => (a.scheduledAt ?? "").localeCompare(b.scheduledAt ?? ""));
+    return runs.slice(0, options.limit ?? 100);
+  }
+
+  /**
+   * A scheduled run (also once it has started: its status says so).
+   * @throws RunNotFoundError
+   */
+  get(runId: string): Promise<RunState> {
+    return this.runs.get(runId);
+  }
+
+  /**
+   * Moves a scheduled run to `triggerAt` (recorded as `RunRescheduled`).
+   * @throws RunNotScheduledError when it already started or was deleted; ValidationError for a bad time
+   */
+  async update(runId: string, change: { triggerAt: Date | string }): Promise<RunState> {
+    checkToken(runId, "runId");
+    const scheduledAt = scheduleTime(change?.triggerAt, "triggerAt");
+    const event = makeEvent(EventTypes.RunRescheduled, { runId, data: { scheduledAt } });
+    let state = await this.runs.read(runId, undefined);
+    for (;;) {
+      if (!state) throw new RunNotFoundError(runId);
+      if (state.status !== RunStatuses.scheduled) throw new RunNotScheduledError(runId, state.status);
+      try {
+        await appendEvent(this.conn, this.ns, event, state.lastSeq);
+        return this.runs.get(runId);
+      } catch (err) {
+        if (!(err instanceof AppendConflictError)) throw err;
+        state = await this.runs.read(runId, state); // it moved: decide again
+      }
+    }
+  }
+
+  /**
+   * Deletes a scheduled run: it is cancelled and never starts. `false` when it had already finished.
+   * @throws RunNotScheduledError when it already started (cancel it with `runs.cancel` instead)
+   */
+  async delete(runId: string): Promise<boolean> {
+    const state = await this.runs.get(runId);
+    if (state.status !== RunStatuses.scheduled) {
+      if (state.status === RunStatuses.cancelled) return false;
+      throw new RunNotScheduledError(runId, state.status);
+    }
+    return this.runs.cancelOne(runId, "scheduled run deleted");
+  }
+}

@@ -8,21 +8,25 @@ import { connectClient, startEngine, uniqueNamespace, useNatsServer } from "../h
 
 /**
  * Golden history: events exactly as version 1 of the wire format wrote them. These files are never edited; a new
- * event version must keep them folding to the same states (through an upcaster).
+ * event version must keep them folding to the same states (through an upcaster). `history-v1.jsonl` holds the first
+ * event types; `history-v1-flow.jsonl` the ones added with flow control and scheduled runs (same envelope, v1).
  */
-const lines = readFileSync(new URL("../fixtures/history-v1.jsonl", import.meta.url), "utf8")
-  .trim()
-  .split("\n")
-  .map((l) => JSON.parse(l) as { subject: string; event?: unknown; raw?: string });
-const expected = JSON.parse(
-  readFileSync(new URL("../fixtures/history-v1.states.json", import.meta.url), "utf8"),
-) as Record<string, RunState>;
+const fixtures = ["history-v1", "history-v1-flow"].map((name) => {
+  const lines = readFileSync(new URL(`../fixtures/${name}.jsonl`, import.meta.url), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as { subject: string; event?: unknown; raw?: string });
+  const expected = JSON.parse(
+    readFileSync(new URL(`../fixtures/${name}.states.json`, import.meta.url), "utf8"),
+  ) as Record<string, RunState>;
+  return { name, lines, expected };
+});
 const encoder = new TextEncoder();
-const payload = (l: (typeof lines)[number]) => l.raw ?? JSON.stringify(l.event);
+const payload = (l: { event?: unknown; raw?: string }) => l.raw ?? JSON.stringify(l.event);
 
 const nats = useNatsServer();
 
-describe("golden history v1", () => {
+describe.each(fixtures)("golden history $name", ({ lines, expected }) => {
   it("golden - the reducer folds the v1 log to the recorded states", () => {
     const states = new Map<string, RunState>();
     lines.forEach((l, i) => {

@@ -12,6 +12,11 @@ export const RunOptionsSchema = z
     additionalMetadata: z.record(z.string(), z.string()).optional(),
     /** 1 (low) to 3 (high). */
     priority: z.number().int().min(1).max(3).optional(),
+    /**
+     * A second trigger of the same task with the same key, within the task's idempotency ttl (default 24 h), returns
+     * the first run instead of creating one.
+     */
+    idempotencyKey: z.string().min(1).max(256).optional(),
   })
   .strict();
 export type RunOptions = z.input<typeof RunOptionsSchema>;

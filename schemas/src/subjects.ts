@@ -30,6 +30,8 @@ export const Buckets = {
   defs: "TJ_DEFS",
   /** Static rate limits (`tj.ratelimits.upsert`), key `<ns>.<key>`. */
   rateLimits: "TJ_RATELIMITS",
+  /** Idempotency keys of triggers, key `<ns>.<hash of task and key>` → the run they made. */
+  idempotency: "TJ_IDEMPOTENCY",
   /** Scheduler leases, key `<ns>`; bucket TTL. */
   leases: "TJ_LEASES",
 } as const;
@@ -78,6 +80,7 @@ export const keys = {
   defsOf: (ns: string) => `${ns}.>`,
   rateLimit: (ns: string, key: string) => `${ns}.${key}`,
   rateLimitsOf: (ns: string) => `${ns}.>`,
+  idempotency: (ns: string, digest: string) => `${ns}.${digest}`,
   lease: (ns: string) => ns,
 } as const;
 

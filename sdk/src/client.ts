@@ -19,6 +19,7 @@ import {
 import { appendEvent } from "./append.js";
 import { type ClientConfig, type ClientOptions, resolveClientConfig } from "./config.js";
 import { type Connection, openConnection } from "./connection.js";
+import { DEFAULT_IDEMPOTENCY_TTL_MS, IdempotencyKeys } from "./idempotency.js";
 import { RateLimitsClient } from "./rate-limits.js";
 import { outcome, RunRef } from "./run-ref.js";
 import { RunsClient } from "./runs.js";
@@ -61,6 +62,7 @@ export class Taskjet implements Triggers {
   /** Scheduled runs: `list`, `get`, `update`, `delete`. */
   readonly scheduled: ScheduledClient;
   private readonly waiters = new Set<RunWaiter>();
+  private readonly idempotency: IdempotencyKeys;
   private readonly workers = new Set<Worker>();
   private closed = false;
 
@@ -71,6 +73,7 @@ export class Taskjet implements Triggers {
     this.runs = new RunsClient(connection, config.namespace);
     this.ratelimits = new RateLimitsClient(connection, config.namespace);
     this.scheduled = new ScheduledClient(connection, config.namespace, this.runs);
+    this.idempotency = new IdempotencyKeys(connection, config.namespace);
     this.watchReconnects().catch((err) => config.logger.warn({ err }, "connection status watch ended"));
   }
 
@@ -120,7 +123,24 @@ export class Taskjet implements Triggers {
       sticky,
       slotCost,
     });
-    return new TaskDeclaration(this, options, { policy, executionTimeoutMs, scheduleTimeoutMs, defaultPriority, flow });
+    const idempotencyTtlMs =
+      options.idempotency?.ttl === undefined ? undefined : parseDuration(options.idempotency.ttl, "idempotency.ttl");
+    if (idempotencyTtlMs !== undefined && idempotencyTtlMs > 30 * 24 * 3600 * 1000) {
+      throw new ValidationError([
+        {
+          path: "idempotency.ttl",
+          message: `must be at most 30 days, got ${JSON.stringify(options.idempotency?.ttl)}`,
+        },
+      ]);
+    }
+    return new TaskDeclaration(this, options, {
+      policy,
+      executionTimeoutMs,
+      scheduleTimeoutMs,
+      defaultPriority,
+      flow,
+      idempotencyTtlMs,
+    });
   }
 
   /** Creates a worker; `await worker.start()` registers it and starts taking work. */
@@ -145,7 +165,7 @@ export class Taskjet implements Triggers {
     options?: RunOptions,
     declared?: DeclaredOptions,
   ): Promise<O> {
-    const event = this.runCreated(taskName, input, options, declared);
+    const event = this.runCreated(taskName, input, await this.claim(taskName, options, declared), declared);
     // Listening before appending: every stored event of the run is heard, from RunCreated on.
     const waiter = this.waiter(event.runId);
     let existed: boolean;
@@ -170,7 +190,7 @@ export class Taskjet implements Triggers {
     options?: RunOptions,
     declared?: DeclaredOptions,
   ): Promise<RunRef<O>> {
-    const event = this.runCreated(taskName, input, options, declared);
+    const event = this.runCreated(taskName, input, await this.claim(taskName, options, declared), declared);
     try {
       await appendEvent(this.connection, this.namespace, event, 0);
     } catch (err) {
@@ -190,7 +210,7 @@ export class Taskjet implements Triggers {
     options: BulkOptions = {},
     declared?: DeclaredOptions,
   ): Promise<(RunRef<O> | Error)[]> {
-    const events = this.bulkEvents(taskName, items, options, declared);
+    const events = this.bulkEvents(taskName, await this.claimAll(taskName, items, declared), options, declared);
     const appended = await this.appendAll(events);
     return appended.map((r, i) => (r instanceof Error ? r : this.ref<O>((events[i] as RunCreated).runId)));
   }
@@ -205,7 +225,7 @@ export class Taskjet implements Triggers {
     options: BulkOptions = {},
     declared?: DeclaredOptions,
   ): Promise<(O | Error)[]> {
-    const events = this.bulkEvents(taskName, items, options, declared);
+    const events = this.bulkEvents(taskName, await this.claimAll(taskName, items, declared), options, declared);
     // Listening before appending, as in run().
     const waiters = events.map((e) => (e instanceof Error ? undefined : this.waiter(e.runId)));
     const appended = await this.appendAll(events);
@@ -243,7 +263,7 @@ export class Taskjet implements Triggers {
     options?: RunOptions,
     declared?: DeclaredOptions,
   ): Promise<RunRef<O>> {
-    const event = this.runCreated(taskName, input, options, declared);
+    const event = this.runCreated(taskName, input, await this.claim(taskName, options, declared), declared);
     event.data.scheduledAt = scheduleTime(at, "at");
     event.data.trigger = { kind: "schedule" };
     try {
@@ -290,6 +310,35 @@ export class Taskjet implements Triggers {
     return waiter.catchUp((known) => this.runs.read(waiter.runId, known)).catch((err) => waiter.fail(err));
   }
 
+  /**
+   * With an idempotency key, the run id to use: the key's run while its claim lasts, else a new one now claimed.
+   * Without one, the options as given.
+   */
+  private async claim(
+    taskName: string,
+    options: RunOptions | undefined,
+    declared?: DeclaredOptions,
+  ): Promise<RunOptions> {
+    if (!options?.idempotencyKey) return options ?? {};
+    const opts = parseWith(RunOptionsSchema, options, "options");
+    const key = opts.idempotencyKey as string;
+    const ttl = declared?.idempotencyTtlMs ?? DEFAULT_IDEMPOTENCY_TTL_MS;
+    return { ...options, runId: await this.idempotency.claim(taskName, key, ttl, opts.runId ?? newId()) };
+  }
+
+  /** `claim` for each bulk item with a key (in parallel); a bad item is left for validation to report. */
+  private claimAll(taskName: string, items: readonly BulkItem[], declared?: DeclaredOptions): Promise<BulkItem[]> {
+    if (!Array.isArray(items) || !items.some((i) => i?.options?.idempotencyKey))
+      return Promise.resolve(items as BulkItem[]);
+    return Promise.all(
+      items.map(async (item) =>
+        item?.options?.idempotencyKey
+          ? { ...item, options: await this.claim(taskName, item.options, declared).catch(() => item.options) }
+          : item,
+      ),
+    );
+  }
+
   /** Validates every item (all of them, before anything is sent) and builds their events, or errors in place. */
   private bulkEvents(
     taskName: string,
@@ -315,18 +364,6 @@ export class Taskjet implements Triggers {
         return err instanceof Error ? err : new Error(String(err));
       }
     });
-    const seen = new Set<string>();
-    for (const [i, e] of events.entries()) {
-      if (e instanceof Error) continue;
-      if (seen.has(e.runId)) {
-        const err = new ValidationError([
-          { path: `[${i}].options.runId`, message: `repeats an earlier item's, got "${e.runId}"` },
-        ]);
-        if (!options.returnExceptions) throw err;
-        events[i] = err;
-      }
-      seen.add(e.runId);
-    }
     return events;
   }
 
@@ -382,7 +419,7 @@ export class Taskjet implements Triggers {
             ...(declared.scheduleTimeoutMs ? { scheduleTimeoutMs: declared.scheduleTimeoutMs } : {}),
           },
         ],
-        trigger: { kind: "run" },
+        trigger: opts.idempotencyKey ? { kind: "run", idempotencyKey: opts.idempotencyKey } : { kind: "run" },
         additionalMetadata: opts.additionalMetadata ?? {},
         priority: opts.priority ?? declared.defaultPriority ?? 1,
       },

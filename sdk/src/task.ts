@@ -67,6 +67,8 @@ export interface TaskOptions<I extends JsonObject, O extends JsonObject | void> 
   sticky?: "SOFT" | "HARD";
   /** Worker slots one run occupies. @default 1 */
   slotCost?: number;
+  /** How long a run's `idempotencyKey` keeps returning it to later triggers with the same key. @default "24h" */
+  idempotency?: { ttl?: Duration };
 }
 
 /** One concurrency rule as users write it. */
@@ -120,6 +122,7 @@ export interface Triggers {
 /** What a declaration adds to the runs it triggers. */
 export interface DeclaredOptions {
   scheduleTimeoutMs?: number | undefined;
+  idempotencyTtlMs?: number | undefined;
   defaultPriority?: number | undefined;
 }
 
@@ -137,6 +140,8 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   readonly defaultPriority: number | undefined;
   /** Flow control, validated (expressions are compiled when a worker registers the task). */
   readonly flow: FlowOptions;
+  /** How long an idempotency key holds, when the task says. */
+  readonly idempotencyTtlMs: number | undefined;
 
   constructor(
     private readonly triggers: Triggers,
@@ -147,6 +152,7 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
       scheduleTimeoutMs: number | undefined;
       defaultPriority: number | undefined;
       flow: FlowOptions;
+      idempotencyTtlMs: number | undefined;
     },
   ) {
     this.name = options.name;
@@ -156,6 +162,7 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
     this.scheduleTimeoutMs = resolved.scheduleTimeoutMs;
     this.defaultPriority = resolved.defaultPriority;
     this.flow = resolved.flow;
+    this.idempotencyTtlMs = resolved.idempotencyTtlMs;
   }
 
   /**
@@ -216,6 +223,10 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   }
 
   private declared(): DeclaredOptions {
-    return { scheduleTimeoutMs: this.scheduleTimeoutMs, defaultPriority: this.defaultPriority };
+    return {
+      scheduleTimeoutMs: this.scheduleTimeoutMs,
+      defaultPriority: this.defaultPriority,
+      idempotencyTtlMs: this.idempotencyTtlMs,
+    };
   }
 }

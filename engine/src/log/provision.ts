@@ -15,6 +15,7 @@ export interface StorageSettings {
 
 const DEDUP_WINDOW_MS = 120_000;
 const LEASE_TTL_MS = 10_000;
+const IDEMPOTENCY_RETENTION_MS = 31 * 24 * 3600 * 1000;
 
 function streamConfigs(s: StorageSettings): (Partial<StreamConfig> & { name: string })[] {
   const common = {
@@ -111,6 +112,8 @@ export async function provision(
     { name: Buckets.workers, history: 1, ttl: s.workerTtlMs },
     { name: Buckets.defs, history: 1 },
     { name: Buckets.rateLimits, history: 1 },
+    // Entries say when they expire; the bucket's age limit only clears old ones away.
+    { name: Buckets.idempotency, history: 1, ttl: IDEMPOTENCY_RETENTION_MS },
     { name: Buckets.leases, history: 1, ttl: LEASE_TTL_MS },
   ];
   for (const b of buckets) {

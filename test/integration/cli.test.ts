@@ -397,6 +397,9 @@ describe("cli", () => {
       const late = await taskjet(["scheduled", "update", third, "--at", soon, ...at(namespace)]);
       expect(late.code).toBe(1);
       expect(late.stderr).toContain("is not scheduled: it is CANCELLED");
+      const keyed = ["trigger", "hello", "--idempotency-key", "greet-1", ...at(namespace)];
+      const k1 = (await taskjet(keyed)).stdout.trim();
+      expect((await taskjet(keyed)).stdout.trim()).toBe(k1);
       const both = await taskjet(["trigger", "hello", "--delay", "1s", "--at", soon, ...at(namespace)]);
       expect(both.code).toBe(2);
       const badAt = await taskjet(["trigger", "hello", "--at", "tomorrow", ...at(namespace)]);

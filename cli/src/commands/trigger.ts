@@ -21,6 +21,7 @@ interface TriggerFlags {
   batchId: string;
   at?: Date;
   delay?: number;
+  idempotencyKey?: string;
 }
 
 /** `taskjet trigger <task>`. */
@@ -35,6 +36,7 @@ export function registerTrigger(program: Command, ctx: CliContext): void {
     .option("-m, --metadata <key=value>", "metadata kept with the run; repeat for more", collectKeyValue, {})
     .option("--run-id <id>", "run id to use: triggering the same id twice makes one run", parseRunId)
     .option("--priority <n>", "1 (low) to 3 (high)", intIn("--priority", 1, 3))
+    .option("--idempotency-key <key>", "a second trigger with this key within the task's ttl returns the first run")
     .option("--at <time>", "schedule the run to start at this ISO date-time", parseTime("--at"))
     .option("--delay <duration>", "schedule the run to start after this long, e.g. 10m", parseDuration("--delay"))
     .option("--bulk <file.jsonl>", "one run per line of a JSON Lines file (each line an input); resumable")
@@ -55,6 +57,7 @@ async function trigger(task: string, flags: TriggerFlags, ctx: CliContext): Prom
     additionalMetadata: flags.metadata,
     ...(flags.runId ? { runId: flags.runId } : {}),
     ...(flags.priority ? { priority: flags.priority } : {}),
+    ...(flags.idempotencyKey !== undefined ? { idempotencyKey: flags.idempotencyKey } : {}),
   };
   if (flags.bulk) {
     if (flags.runId || flags.wait) throw new UsageError("--bulk does not go with --run-id or --wait");

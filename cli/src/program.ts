@@ -2,6 +2,7 @@ import { createRequire } from "node:module";
 import { TaskjetError } from "@taskjet/sdk";
 import { Command, CommanderError } from "commander";
 import type { CliContext } from "./commands/common.js";
+import { registerCrons } from "./commands/crons.js";
 import { registerDev } from "./commands/dev.js";
 import { registerEngine } from "./commands/engine.js";
 import { registerRateLimits } from "./commands/ratelimits.js";
@@ -29,6 +30,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerRuns(program, ctx);
   registerRateLimits(program, ctx);
   registerScheduled(program, ctx);
+  registerCrons(program, ctx);
   return program;
 }
 

@@ -12,6 +12,7 @@ import { Projector } from "./projector/projector.js";
 import { RunStore } from "./projector/run-store.js";
 import { Definitions } from "./scheduler/definitions.js";
 import { Scheduler } from "./scheduler/scheduler.js";
+import { Crons } from "./timers/crons.js";
 import { Retrier } from "./timers/retrier.js";
 import { Schedules } from "./timers/schedules.js";
 import { Timeouts } from "./timers/timeouts.js";
@@ -40,6 +41,7 @@ class NamespaceRuntime {
   private readonly scheduler: Scheduler;
   private readonly registry: WorkerRegistry;
   private readonly definitions: Definitions;
+  private readonly crons: Crons;
   private readonly timers: Timers;
 
   private readonly log: Logger;
@@ -113,6 +115,14 @@ class NamespaceRuntime {
       onDefinition: (def) => this.scheduler.definitionChanged(def),
       onRateLimit: (key, limit, durationMs) => this.scheduler.rateLimitChanged(key, limit, durationMs),
     });
+    this.crons = new Crons({
+      js,
+      kv: kvs.crons,
+      ns,
+      timers: this.timers,
+      log: nsLog.child({ module: "crons" }),
+      append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
+    });
     this.registry = new WorkerRegistry({
       js,
       kv: kvs.workers,
@@ -130,9 +140,11 @@ class NamespaceRuntime {
     this.log.debug({}, "workers loaded");
     await this.projector.start();
     this.scheduler.recover();
+    await this.crons.start();
   }
 
   async stop(): Promise<void> {
+    this.crons.stop();
     this.timers.stop();
     this.scheduler.stop();
     this.registry.stop();
@@ -141,7 +153,7 @@ class NamespaceRuntime {
   }
 }
 
-type Kvs = Record<"runs" | "workers" | "defs" | "rateLimits", Awaited<ReturnType<Kvm["open"]>>>;
+type Kvs = Record<"runs" | "workers" | "defs" | "rateLimits" | "crons", Awaited<ReturnType<Kvm["open"]>>>;
 
 /**
  * The composition root.
@@ -176,6 +188,7 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
           workers: await kvm.open(Buckets.workers),
           defs: await kvm.open(Buckets.defs),
           rateLimits: await kvm.open(Buckets.rateLimits),
+          crons: await kvm.open(Buckets.crons),
         };
         runtimes = config.namespaces.map(
           (ns) => new NamespaceRuntime(ns, nc as NatsConnection, js, jsm, kvs, config, baseLog),

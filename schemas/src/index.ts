@@ -1,4 +1,5 @@
 export * from "./codec.js";
+export * from "./cron.js";
 export * from "./durations.js";
 export * from "./errors.js";
 export * from "./events.js";

@@ -30,6 +30,8 @@ export const Buckets = {
   defs: "TJ_DEFS",
   /** Static rate limits (`tj.ratelimits.upsert`), key `<ns>.<key>`. */
   rateLimits: "TJ_RATELIMITS",
+  /** Cron schedules, key `<ns>.<cronName>`. */
+  crons: "TJ_CRONS",
   /** Idempotency keys of triggers, key `<ns>.<hash of task and key>` → the run they made. */
   idempotency: "TJ_IDEMPOTENCY",
   /** Scheduler leases, key `<ns>`; bucket TTL. */
@@ -81,6 +83,8 @@ export const keys = {
   rateLimit: (ns: string, key: string) => `${ns}.${key}`,
   rateLimitsOf: (ns: string) => `${ns}.>`,
   idempotency: (ns: string, digest: string) => `${ns}.${digest}`,
+  cron: (ns: string, name: string) => `${ns}.${name}`,
+  cronsOf: (ns: string) => `${ns}.>`,
   lease: (ns: string) => ns,
 } as const;
 

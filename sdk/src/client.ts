@@ -19,6 +19,7 @@ import {
 import { appendEvent } from "./append.js";
 import { type ClientConfig, type ClientOptions, resolveClientConfig } from "./config.js";
 import { type Connection, openConnection } from "./connection.js";
+import { CronsClient } from "./crons.js";
 import { DEFAULT_IDEMPOTENCY_TTL_MS, IdempotencyKeys } from "./idempotency.js";
 import { RateLimitsClient } from "./rate-limits.js";
 import { outcome, RunRef } from "./run-ref.js";
@@ -61,6 +62,8 @@ export class Taskjet implements Triggers {
   readonly ratelimits: RateLimitsClient;
   /** Scheduled runs: `list`, `get`, `update`, `delete`. */
   readonly scheduled: ScheduledClient;
+  /** Cron schedules: `create`, `list`, `get`, `delete`. */
+  readonly crons: CronsClient;
   private readonly waiters = new Set<RunWaiter>();
   private readonly idempotency: IdempotencyKeys;
   private readonly workers = new Set<Worker>();
@@ -74,6 +77,7 @@ export class Taskjet implements Triggers {
     this.ratelimits = new RateLimitsClient(connection, config.namespace);
     this.scheduled = new ScheduledClient(connection, config.namespace, this.runs);
     this.idempotency = new IdempotencyKeys(connection, config.namespace);
+    this.crons = new CronsClient(connection, config.namespace);
     this.watchReconnects().catch((err) => config.logger.warn({ err }, "connection status watch ended"));
   }
 
@@ -146,14 +150,10 @@ export class Taskjet implements Triggers {
   /** Creates a worker; `await worker.start()` registers it and starts taking work. */
   async worker(name: string, options: WorkerOptions): Promise<Worker> {
     this.assertOpen();
-    const worker = new Worker(
-      this.connection,
-      this.config,
-      name,
-      options,
-      (w) => this.workers.delete(w),
-      this.ratelimits,
-    );
+    const worker = new Worker(this.connection, this.config, name, options, (w) => this.workers.delete(w), {
+      rateLimits: this.ratelimits,
+      crons: this.crons,
+    });
     this.workers.add(worker);
     return worker;
   }

@@ -3,6 +3,7 @@ export {
   ClosedError,
   type ConcurrencyRule,
   ConnectionError,
+  type CronDefinition,
   type DesiredLabel,
   ErrorCodes,
   LimitStrategies,
@@ -33,6 +34,7 @@ export {
 } from "@taskjet/schemas";
 export { Taskjet } from "./client.js";
 export { type ClientOptions, DEFAULT_NATS_URL } from "./config.js";
+export type { CronOptions, CronSpec, CronsClient } from "./crons.js";
 export type { HistoryEntry } from "./history.js";
 export type { RateLimitSpec, RateLimitsClient } from "./rate-limits.js";
 export { RunRef } from "./run-ref.js";

@@ -1,3 +1,4 @@
+import type { CronDefinition } from "@taskjet/schemas";
 import {
   type Duration,
   type FlowOptions,
@@ -6,6 +7,7 @@ import {
   type RetryPolicy,
   type RunOptions,
 } from "@taskjet/schemas";
+import type { CronOptions, CronSpec } from "./crons.js";
 import type { RunRef } from "./run-ref.js";
 import type { Context } from "./worker/context.js";
 
@@ -69,6 +71,11 @@ export interface TaskOptions<I extends JsonObject, O extends JsonObject | void> 
   slotCost?: number;
   /** How long a run's `idempotencyKey` keeps returning it to later triggers with the same key. @default "24h" */
   idempotency?: { ttl?: Duration };
+  /**
+   * Cron schedules registered with the worker: `"0 9 * * 1"` (5 fields, or 6 with seconds first; UTC) or
+   * `{ expression, timezone, input, catchUp }`. A bad expression is refused when the worker registers.
+   */
+  onCrons?: CronSpec[];
 }
 
 /** One concurrency rule as users write it. */
@@ -117,6 +124,15 @@ export interface Triggers {
     options?: RunOptions,
     declared?: DeclaredOptions,
   ): Promise<RunRef<O>>;
+  readonly crons: {
+    create(
+      name: string,
+      taskName: string,
+      expression: string,
+      input?: JsonObject,
+      options?: CronOptions,
+    ): Promise<CronDefinition>;
+  };
 }
 
 /** What a declaration adds to the runs it triggers. */
@@ -142,6 +158,8 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   readonly flow: FlowOptions;
   /** How long an idempotency key holds, when the task says. */
   readonly idempotencyTtlMs: number | undefined;
+  /** Cron schedules its workers register. */
+  readonly onCrons: readonly CronSpec[] | undefined;
 
   constructor(
     private readonly triggers: Triggers,
@@ -163,6 +181,7 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
     this.defaultPriority = resolved.defaultPriority;
     this.flow = resolved.flow;
     this.idempotencyTtlMs = resolved.idempotencyTtlMs;
+    this.onCrons = options.onCrons;
   }
 
   /**
@@ -220,6 +239,16 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   async delay(duration: Duration, input: I, options?: RunOptions): Promise<RunRef<Output<O>>> {
     const ms = parseDuration(duration, "duration", { allowZero: true });
     return this.schedule(new Date(Date.now() + ms), input, options);
+  }
+
+  /**
+   * Creates or replaces the cron `name`: every tick of `expression` (5 fields, or 6 with seconds first; UTC unless
+   * `timezone`) runs this task with `input`. Exactly one run per tick, whatever the number of engines.
+   * @throws ValidationError with the cron parser's message for a bad expression
+   * @example await report.cron("nightly-report", "0 2 * * *", { kind: "daily" }, { timezone: "Europe/Paris" })
+   */
+  cron(name: string, expression: string, input?: I, options?: CronOptions): Promise<CronDefinition> {
+    return this.triggers.crons.create(name, this.name, expression, input, options);
   }
 
   private declared(): DeclaredOptions {

@@ -411,6 +411,29 @@ describe("cli", () => {
     }
   });
 
+  it("crons - list shows a task's crons, get prints one, delete removes it; an unknown name exits 1", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    try {
+      const report = tj.task({ name: "report", fn: async () => ({}) });
+      await report.cron("nightly", "0 2 * * *", { kind: "daily" }, { timezone: "Europe/Paris" });
+      const list = await taskjet(["crons", "list", ...at(namespace)]);
+      expect(list.stdout).toMatch(
+        /NAME\s+TASK\s+EXPRESSION\s+ZONE\s+CATCH-UP\s+FROM\nnightly\s+report\s+0 2 \* \* \*\s+Europe\/Paris\s+none\s+api/,
+      );
+      const got = await taskjet(["crons", "get", "nightly", ...at(namespace)]);
+      expect(JSON.parse(got.stdout)).toMatchObject({ input: { kind: "daily" }, timezone: "Europe/Paris" });
+      expect((await taskjet(["crons", "delete", "nightly", ...at(namespace)])).stdout).toBe("nightly deleted\n");
+      const missing = await taskjet(["crons", "get", "nightly", ...at(namespace)]);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toBe("error: cron nightly not found\n");
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
   it("ratelimits - set creates and changes a static limit, list shows it; a bad key or limit is refused", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });

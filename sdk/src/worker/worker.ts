@@ -24,6 +24,7 @@ import {
 } from "@taskjet/schemas";
 import type { ClientConfig } from "../config.js";
 import type { Connection } from "../connection.js";
+import { type CronsClient, checkCronSpecs } from "../crons.js";
 import type { RateLimitsClient } from "../rate-limits.js";
 import type { JsonObject, TaskDeclaration } from "../task.js";
 import { Context } from "./context.js";
@@ -107,7 +108,7 @@ export class Worker {
     name: string,
     options: WorkerOptions,
     private readonly onStopped: (w: Worker) => void,
-    private readonly rateLimits: RateLimitsClient,
+    private readonly registries: { rateLimits: RateLimitsClient; crons: CronsClient },
   ) {
     if (typeof name !== "string" || name.trim() === "" || name.length > 128) {
       throw new ValidationError([
@@ -212,6 +213,7 @@ export class Worker {
         return defs.put(keys.def(ns, task.name), JSON.stringify(def));
       }),
     );
+    for (const task of this.tasks.values()) await this.registries.crons.declare(task.name, task.onCrons ?? []);
     const consumer = await js.consumers.get(Streams.assign, durable);
     this.messages = await consumer.consume({
       max_messages: this.slots,
@@ -281,15 +283,16 @@ export class Worker {
   }
 
   /**
-   * What registration checks beyond the declaration: every CEL expression compiles, and no task takes more units of
-   * a static rate limit than the limit allows.
+   * What registration checks beyond the declaration: every CEL and cron expression parses, and no task takes more
+   * units of a static rate limit than the limit allows.
    */
   private async checkFlow(): Promise<void> {
     for (const task of this.tasks.values()) {
       compileFlow(task.flow, `${task.name}.`);
+      checkCronSpecs(task.name, task.onCrons);
       for (const [i, use] of (task.flow.rateLimits ?? []).entries()) {
         if (!("staticKey" in use)) continue;
-        const limit = await this.rateLimits.get(use.staticKey);
+        const limit = await this.registries.rateLimits.get(use.staticKey);
         if (limit && use.units > limit.limit) {
           throw new ValidationError([
             {

@@ -1,0 +1,166 @@
+import { createHash } from "node:crypto";
+import { type KV, Kvm } from "@nats-io/kv";
+import {
+  Buckets,
+  type CronDefinition,
+  CronDefinitionSchema,
+  checkTaskName,
+  encodeJsonObject,
+  keys,
+  parseCron,
+  parseWith,
+  RunOptionsSchema,
+  ValidationError,
+} from "@taskjet/schemas";
+import { type Connection, withProvisioningHint } from "./connection.js";
+import type { JsonObject } from "./task.js";
+
+/** A cron as a task declares it in `onCrons`. */
+export type CronSpec =
+  | string
+  | { expression: string; timezone?: string; input?: JsonObject; catchUp?: "none" | "latest" };
+
+/** Options of `task.cron()`. */
+export interface CronOptions {
+  /** IANA time zone the expression is read in. @default UTC */
+  timezone?: string;
+  additionalMetadata?: Record<string, string>;
+  priority?: 1 | 2 | 3;
+  /** Ticks missed while no engine ran: none fire, or the latest one does. @default "none" */
+  catchUp?: "none" | "latest";
+}
+
+/** Cron schedules (`TJ_CRONS`): made by `task.cron()` or declared with `onCrons`, fired by the engine. */
+export class CronsClient {
+  private kv: Promise<KV> | undefined;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly ns: string,
+  ) {}
+
+  /**
+   * Creates or replaces the cron `name`: every tick of `expression` runs `taskName` with `input`.
+   * @throws ValidationError naming the field, with the cron parser's message for a bad expression
+   */
+  async create(
+    name: string,
+    taskName: string,
+    expression: string,
+    input: JsonObject = {},
+    options: CronOptions = {},
+  ): Promise<CronDefinition> {
+    checkTaskName(taskName, "taskName");
+    parseCron(expression, options.timezone, "expression");
+    encodeJsonObject(input, "input", this.conn.payloadLimit);
+    const opts = parseWith(RunOptionsSchema.pick({ additionalMetadata: true, priority: true }), {
+      additionalMetadata: options.additionalMetadata,
+      priority: options.priority,
+    });
+    const def = parseWith(CronDefinitionSchema, {
+      v: 1,
+      name,
+      taskName,
+      expression,
+      ...(options.timezone ? { timezone: options.timezone } : {}),
+      input,
+      additionalMetadata: opts.additionalMetadata ?? {},
+      ...(opts.priority ? { priority: opts.priority } : {}),
+      catchUp: options.catchUp ?? "none",
+      source: "api",
+      createdAt: new Date().toISOString(),
+    });
+    await this.put(def);
+    return def;
+  }
+
+  /** Every cron of the namespace (optionally of one task), by name. */
+  async list(options: { taskName?: string } = {}): Promise<CronDefinition[]> {
+    const kv = await this.bucket();
+    const names: string[] = [];
+    for await (const k of await kv.keys(keys.cronsOf(this.ns))) names.push(k.slice(this.ns.length + 1));
+    const crons = (await Promise.all(names.sort().map((n) => this.get(n)))).filter(
+      (c): c is CronDefinition => c !== undefined,
+    );
+    return options.taskName ? crons.filter((c) => c.taskName === options.taskName) : crons;
+  }
+
+  /** One cron, if it exists. */
+  async get(name: string): Promise<CronDefinition | undefined> {
+    const entry = await (await this.bucket()).get(keys.cron(this.ns, name));
+    if (entry?.operation !== "PUT" || entry.length === 0) return undefined;
+    return CronDefinitionSchema.parse(entry.json());
+  }
+
+  /** Deletes a cron: no tick fires after this. `false` when there was none. */
+  async delete(name: string): Promise<boolean> {
+    if (!(await this.get(name))) return false;
+    await (await this.bucket()).delete(keys.cron(this.ns, name));
+    return true;
+  }
+
+  /**
+   * @internal A worker's `onCrons` for one task: put each, and delete the task's worker-declared crons it no longer
+   * declares.
+   */
+  async declare(taskName: string, specs: readonly CronSpec[]): Promise<void> {
+    const now = new Date().toISOString();
+    const wanted = specs.map((spec) => {
+      const s = typeof spec === "string" ? { expression: spec } : spec;
+      const digest = createHash("sha256")
+        .update(`${s.expression}\n${s.timezone ?? ""}`)
+        .digest("hex")
+        .slice(0, 10);
+      return parseWith(CronDefinitionSchema, {
+        v: 1,
+        name: `${taskName}.cron-${digest}`,
+        taskName,
+        expression: s.expression,
+        ...(s.timezone ? { timezone: s.timezone } : {}),
+        input: s.input ?? {},
+        additionalMetadata: {},
+        catchUp: s.catchUp ?? "none",
+        source: "worker",
+        createdAt: now,
+      });
+    });
+    const existing = (await this.list({ taskName })).filter((c) => c.source === "worker");
+    for (const def of wanted) {
+      const same = existing.find((c) => c.name === def.name);
+      // Unchanged: keep it as it is (its createdAt decides what `catchUp` may fire).
+      if (
+        same &&
+        same.expression === def.expression &&
+        JSON.stringify(same.input) === JSON.stringify(def.input) &&
+        same.catchUp === def.catchUp
+      )
+        continue;
+      await this.put(def);
+    }
+    for (const old of existing) if (!wanted.some((w) => w.name === old.name)) await this.delete(old.name);
+  }
+
+  private async put(def: CronDefinition): Promise<void> {
+    await (await this.bucket()).put(keys.cron(this.ns, def.name), JSON.stringify(def));
+  }
+
+  private bucket(): Promise<KV> {
+    this.kv ??= new Kvm(this.conn.nc).open(Buckets.crons).catch(withProvisioningHint(this.conn, `KV_${Buckets.crons}`));
+    return this.kv;
+  }
+}
+
+/**
+ * Checks `onCrons` as a worker registers it: each expression and time zone parses.
+ * @throws ValidationError naming `<task>.onCrons[i]` with the parser's message
+ */
+export function checkCronSpecs(taskName: string, specs: readonly CronSpec[] | undefined): void {
+  if (specs === undefined) return;
+  if (!Array.isArray(specs)) {
+    throw new ValidationError([{ path: `${taskName}.onCrons`, message: "must be an array of cron expressions" }]);
+  }
+  for (const [i, spec] of specs.entries()) {
+    const s = typeof spec === "string" ? { expression: spec } : spec;
+    parseCron(s?.expression, s?.timezone, `${taskName}.onCrons[${i}]`);
+  }
+}

@@ -1,0 +1,129 @@
+import { type Taskjet, ValidationError } from "@taskjet/sdk";
+import { describe, expect, it } from "vitest";
+import { sleep } from "../harness/concurrency-probe.js";
+import { eventually, startEngine, startNamespace, useNatsServer } from "../harness/fixtures.js";
+
+const nats = useNatsServer();
+
+/** The ticks of the runs a cron made, from the runs themselves. */
+async function ticksOf(tj: Taskjet, runIds: Iterable<string>): Promise<string[]> {
+  const ticks: string[] = [];
+  for (const id of runIds) {
+    const state = await tj.runs.get(id);
+    expect(state.trigger.kind).toBe("cron");
+    ticks.push(state.trigger.tick as string);
+  }
+  return ticks.sort();
+}
+
+describe("crons", () => {
+  it("cron - every second for 10 s with two engine replicas: 10±1 runs, one per tick", async () => {
+    const { engine, tj, namespace } = await startNamespace(nats.url);
+    const replica = await startEngine(nats.url, { namespaces: [namespace] });
+    const runs = new Set<string>();
+    let executions = 0;
+    const beat = tj.task({
+      name: "beat",
+      fn: async (_input, ctx) => {
+        executions++;
+        runs.add(ctx.workflowRunId());
+        return {};
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [beat], slots: 10 });
+    await worker.start();
+    const def = await beat.cron("heartbeat", "* * * * * *", { from: "cron" });
+    expect(def).toMatchObject({ name: "heartbeat", taskName: "beat", expression: "* * * * * *", source: "api" });
+    await sleep(10_000);
+    expect(await tj.crons.delete("heartbeat")).toBe(true);
+    await sleep(1500);
+    const count = runs.size;
+    expect(count).toBeGreaterThanOrEqual(9);
+    expect(count).toBeLessThanOrEqual(11);
+    expect(executions).toBe(count);
+    const ticks = await ticksOf(tj, runs);
+    expect(new Set(ticks).size).toBe(ticks.length);
+    expect(await tj.crons.get("heartbeat")).toBeUndefined();
+    await sleep(1500);
+    expect(runs.size).toBe(count); // deleted: no more ticks
+    await tj.close();
+    await replica.stop();
+    await engine.stop();
+  }, 30_000);
+
+  it("onCrons - declared with the task, registered by the worker; bad expressions and zones are refused then", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const inputs: unknown[] = [];
+    const tick = tj.task({
+      name: "tick",
+      onCrons: [{ expression: "* * * * * *", input: { source: "declared" } }],
+      fn: async (input) => {
+        inputs.push(input);
+        return {};
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [tick] });
+    await worker.start();
+    await eventually(() => (inputs.length >= 2 ? true : undefined), 5000);
+    expect(inputs[0]).toEqual({ source: "declared" });
+    const [cron] = await tj.crons.list({ taskName: "tick" });
+    expect(cron).toMatchObject({ taskName: "tick", source: "worker", expression: "* * * * * *" });
+    await worker.stop();
+    for (const [spec, message] of [
+      ["61 * * * *", /bad\.onCrons\[0\]: is not a valid cron expression \(.*minute.*\), got "61 \* \* \* \*"/],
+      ["* * *", /must have 5 fields \(6 with seconds first\), not 3/],
+      [{ expression: "0 9 * * *", timezone: "Mars/Olympus" }, /bad\.onCrons\[0\]\.timezone: must be an IANA time zone/],
+    ] as const) {
+      const bad = tj.task({ name: "bad", onCrons: [spec], fn: async () => ({}) });
+      const w = await tj.worker("w2", { workflows: [bad] });
+      const err = await w.start().catch((e) => e);
+      expect(err).toBeInstanceOf(ValidationError);
+      expect((err as Error).message).toMatch(message);
+    }
+    await expect(tick.cron("x", "not a cron")).rejects.toThrow(ValidationError);
+    await expect(tick.cron("bad name!", "* * * * *")).rejects.toThrow(/name/);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("cron - ticks missed while no engine ran are not backfilled; catchUp latest fires the last one", async () => {
+    const { engine, tj, namespace } = await startNamespace(nats.url);
+    const byCron = new Map<string, Set<string>>();
+    const job = tj.task({
+      name: "job",
+      fn: async (input: { cron: string }, ctx) => {
+        const set = byCron.get(input.cron) ?? new Set<string>();
+        set.add(ctx.workflowRunId());
+        byCron.set(input.cron, set);
+        return {};
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [job], slots: 10 });
+    await worker.start();
+    await job.cron("plain", "* * * * * *", { cron: "plain" });
+    await job.cron("latest", "* * * * * *", { cron: "latest" }, { catchUp: "latest" });
+    await sleep(2500);
+    await engine.stop();
+    const down = Date.now();
+    await sleep(3000);
+    const up = Date.now();
+    const engine2 = await startEngine(nats.url, { namespaces: [namespace] });
+    await sleep(2500);
+    await tj.crons.delete("plain");
+    await tj.crons.delete("latest");
+    await sleep(1000);
+    const inGap = async (name: string) =>
+      (await ticksOf(tj, byCron.get(name) ?? [])).filter((t) => {
+        const ms = Date.parse(t);
+        return ms > down + 1000 && ms < up - 1000;
+      });
+    expect(await inGap("plain")).toEqual([]);
+    // The latest tick before the restart fired once; the ones before it did not.
+    const latest = (await ticksOf(tj, byCron.get("latest") ?? [])).filter((t) => Date.parse(t) > down + 1000);
+    const caughtUp = latest.filter((t) => Date.parse(t) < up);
+    expect(caughtUp).toHaveLength(1);
+    expect(Date.parse(caughtUp[0] as string)).toBeGreaterThan(up - 1100);
+    await tj.close();
+    await engine2.stop();
+  }, 30_000);
+});

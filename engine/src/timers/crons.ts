@@ -86,7 +86,10 @@ export class Crons {
   private arm(name: string, after: Date): void {
     const entry = this.crons.get(name);
     const next = entry?.cron.nextRun(after);
-    if (!entry || !next) return this.o.timers.cancel(timerKey(name));
+    if (!entry || !next) {
+      this.o.timers.cancel(timerKey(name));
+      return;
+    }
     this.o.timers.set(timerKey(name), next.getTime(), () => this.fire(name, next, true));
   }
 

@@ -5,6 +5,7 @@ import type { CliContext } from "./commands/common.js";
 import { registerCrons } from "./commands/crons.js";
 import { registerDev } from "./commands/dev.js";
 import { registerEngine } from "./commands/engine.js";
+import { registerEvents } from "./commands/events.js";
 import { registerRateLimits } from "./commands/ratelimits.js";
 import { registerRuns } from "./commands/runs.js";
 import { registerScheduled } from "./commands/scheduled.js";
@@ -31,6 +32,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerRateLimits(program, ctx);
   registerScheduled(program, ctx);
   registerCrons(program, ctx);
+  registerEvents(program, ctx);
   return program;
 }
 

@@ -5,6 +5,7 @@ import { Buckets } from "@taskjet/schemas";
 import { type Logger, pino } from "pino";
 import { type EngineConfig, type EngineConfigInput, resolveEngineConfig } from "./config.js";
 import { Dispatcher } from "./dispatcher/dispatcher.js";
+import { EventRouter } from "./events/router.js";
 import { appendEvent } from "./log/append.js";
 import { provision } from "./log/provision.js";
 import { connectNats } from "./nats/connect.js";
@@ -42,6 +43,7 @@ class NamespaceRuntime {
   private readonly registry: WorkerRegistry;
   private readonly definitions: Definitions;
   private readonly crons: Crons;
+  private readonly router: EventRouter;
   private readonly timers: Timers;
 
   private readonly log: Logger;
@@ -123,6 +125,14 @@ class NamespaceRuntime {
       log: nsLog.child({ module: "crons" }),
       append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
     });
+    this.router = new EventRouter({
+      js,
+      jsm,
+      ns,
+      log: nsLog.child({ module: "events" }),
+      definitions: () => this.definitions.all(),
+      append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
+    });
     this.registry = new WorkerRegistry({
       js,
       kv: kvs.workers,
@@ -141,9 +151,11 @@ class NamespaceRuntime {
     await this.projector.start();
     this.scheduler.recover();
     await this.crons.start();
+    await this.router.start();
   }
 
   async stop(): Promise<void> {
+    await this.router.stop();
     this.crons.stop();
     this.timers.stop();
     this.scheduler.stop();

@@ -14,6 +14,29 @@ const cel = new Environment({ limits: { maxAstNodes: 500, maxDepth: 32 } })
   .registerVariable("input", "map")
   .registerVariable("additional_metadata", "map");
 
+/** What an `onEvents` filter can read. */
+const eventCel = new Environment({ limits: { maxAstNodes: 500, maxDepth: 32 } })
+  .registerVariable("payload", "map")
+  .registerVariable("additional_metadata", "map");
+
+/** A compiled event filter: true when the event should start a run. */
+export type EventFilter = (vars: { payload: unknown; additional_metadata: unknown }) => unknown;
+
+/**
+ * Compiles an `onEvents` filter: CEL over `payload` and `additional_metadata`.
+ * @throws ValidationError naming `field` with the parser's message
+ */
+export function compileEventFilter(expression: string, field: string): EventFilter {
+  const checked = eventCel.check(expression);
+  if (!checked.valid) {
+    const reason = (checked.error?.message ?? "invalid expression").split("\n")[0];
+    throw new ValidationError([
+      { path: field, message: `is not a valid CEL expression: ${reason}, got ${describeValue(expression)}` },
+    ]);
+  }
+  return eventCel.parse(expression) as EventFilter;
+}
+
 /** A compiled CEL expression: evaluates to a group or rate-limit key. */
 export type KeyExpression = (vars: { input: unknown; additional_metadata: unknown }) => unknown;
 

@@ -8,6 +8,7 @@ export * from "./flow.js";
 export * from "./ids.js";
 export * from "./logger.js";
 export * from "./options.js";
+export * from "./pushed-events.js";
 export * from "./run-state.js";
 export * from "./subjects.js";
 export * from "./validation.js";

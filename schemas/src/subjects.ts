@@ -68,6 +68,10 @@ export const subjects = {
   command: (ns: string, kind: string) => `tj.${ns}.cmd.${kind}`,
   /** Engine → worker control messages (core NATS, not captured). */
   control: (ns: string, workerId: string) => `tj.${ns}.ctl.${workerId}`,
+  /** Pushed events of one key. */
+  event: (ns: string, key: string) => `tj.${ns}.event.${key}`,
+  /** Every pushed event of a namespace. */
+  eventsAll: (ns: string) => `tj.${ns}.event.>`,
   /** Task log lines of one run. */
   log: (ns: string, runId: string) => `tj.${ns}.log.${runId}`,
 } as const;
@@ -92,6 +96,8 @@ export const keys = {
 export const consumers = {
   /** One worker's assignment consumer. */
   worker: (ns: string, workerId: string) => `tj_${ns}_worker_${workerId}`,
+  /** The engine's event router of a namespace (shared by replicas). */
+  eventRouter: (ns: string) => `tj_${ns}_event_router`,
 } as const;
 
 /** The run id is the last token of a history subject. */

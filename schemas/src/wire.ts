@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { RetryPolicySchema } from "./events.js";
 import { FlowOptionsSchema, WorkerLabelsSchema } from "./flow.js";
+import { EventTriggerSchema } from "./pushed-events.js";
 
 /**
  * Messages that are not history events: assignments (engine → worker), worker registrations and task definitions.
@@ -20,6 +21,8 @@ export const AssignmentSchema = z.object({
   /** The run subject's last sequence the engine saw: the worker's first append expects it (CAS). */
   expectedSeq: z.number().int().min(1),
   assignedAt: z.iso.datetime(),
+  /** Why the run exists (`RunCreated.trigger`): the pushed event, the cron tick, ... */
+  trigger: z.object({ kind: z.string() }).loose().optional(),
 });
 export type Assignment = z.output<typeof AssignmentSchema>;
 
@@ -48,6 +51,8 @@ export const TaskDefinitionSchema = z.object({
   policy: RetryPolicySchema.optional(),
   /** Concurrency, rate limits, routing and slot cost: applied by the scheduler to every run of the task. */
   flow: FlowOptionsSchema.optional(),
+  /** Pushed events that start a run of the task. */
+  onEvents: z.array(EventTriggerSchema).max(32).optional(),
   registeredBy: z.string(),
   registeredAt: z.iso.datetime(),
 });

@@ -1,10 +1,14 @@
+import { Kvm } from "@nats-io/kv";
 import {
   AppendConflictError,
+  Buckets,
   ClosedError,
   checkTaskName,
+  EventTriggerSchema,
   EventTypes,
   encodeJsonObject,
   FlowOptionsSchema,
+  keys,
   makeEvent,
   newId,
   parseDuration,
@@ -14,12 +18,15 @@ import {
   type RunOptions,
   RunOptionsSchema,
   type RunState,
+  TaskDefinitionSchema,
   ValidationError,
 } from "@taskjet/schemas";
+import { z } from "zod";
 import { appendEvent } from "./append.js";
 import { type ClientConfig, type ClientOptions, resolveClientConfig } from "./config.js";
 import { type Connection, openConnection } from "./connection.js";
 import { CronsClient } from "./crons.js";
+import { EventsClient } from "./events.js";
 import { DEFAULT_IDEMPOTENCY_TTL_MS, IdempotencyKeys } from "./idempotency.js";
 import { RateLimitsClient } from "./rate-limits.js";
 import { outcome, RunRef } from "./run-ref.js";
@@ -64,6 +71,8 @@ export class Taskjet implements Triggers {
   readonly scheduled: ScheduledClient;
   /** Cron schedules: `create`, `list`, `get`, `delete`. */
   readonly crons: CronsClient;
+  /** Pushed events: `push`, `bulkPush`, `list`. */
+  readonly events: EventsClient;
   private readonly waiters = new Set<RunWaiter>();
   private readonly idempotency: IdempotencyKeys;
   private readonly workers = new Set<Worker>();
@@ -78,6 +87,7 @@ export class Taskjet implements Triggers {
     this.scheduled = new ScheduledClient(connection, config.namespace, this.runs);
     this.idempotency = new IdempotencyKeys(connection, config.namespace);
     this.crons = new CronsClient(connection, config.namespace);
+    this.events = new EventsClient(connection, config.namespace, () => this.eventTaskNames());
     this.watchReconnects().catch((err) => config.logger.warn({ err }, "connection status watch ended"));
   }
 
@@ -137,7 +147,18 @@ export class Taskjet implements Triggers {
         },
       ]);
     }
+    const onEvents =
+      options.onEvents === undefined
+        ? undefined
+        : parseWith(
+            z.array(EventTriggerSchema).max(32),
+            Array.isArray(options.onEvents)
+              ? options.onEvents.map((e) => (typeof e === "string" ? { key: e } : e))
+              : options.onEvents,
+            "onEvents",
+          );
     return new TaskDeclaration(this, options, {
+      onEvents,
       policy,
       executionTimeoutMs,
       scheduleTimeoutMs,
@@ -282,6 +303,19 @@ export class Taskjet implements Triggers {
       () => this.runs.get(runId),
       (reason) => this.runs.cancelOne(runId, reason),
     );
+  }
+
+  /** Tasks registered with `onEvents` (from `TJ_DEFS`). */
+  private async eventTaskNames(): Promise<string[]> {
+    const kv = await new Kvm(this.connection.nc).open(Buckets.defs);
+    const names: string[] = [];
+    for await (const key of await kv.keys(keys.defsOf(this.namespace))) {
+      const entry = await kv.get(key);
+      if (entry?.operation !== "PUT" || entry.length === 0) continue;
+      const def = TaskDefinitionSchema.safeParse(entry.json());
+      if (def.success && (def.data.onEvents?.length ?? 0) > 0) names.push(def.data.name);
+    }
+    return names;
   }
 
   /** Stops this client's workers (gracefully), fails pending waits and disconnects. */

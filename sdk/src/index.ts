@@ -35,6 +35,7 @@ export {
 export { Taskjet } from "./client.js";
 export { type ClientOptions, DEFAULT_NATS_URL } from "./config.js";
 export type { CronOptions, CronSpec, CronsClient } from "./crons.js";
+export type { EventsClient, ListedEvent, PushOptions } from "./events.js";
 export type { HistoryEntry } from "./history.js";
 export type { RateLimitSpec, RateLimitsClient } from "./rate-limits.js";
 export { RunRef } from "./run-ref.js";

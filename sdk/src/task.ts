@@ -1,4 +1,4 @@
-import type { CronDefinition } from "@taskjet/schemas";
+import type { CronDefinition, EventTrigger } from "@taskjet/schemas";
 import {
   type Duration,
   type FlowOptions,
@@ -76,6 +76,12 @@ export interface TaskOptions<I extends JsonObject, O extends JsonObject | void> 
    * `{ expression, timezone, input, catchUp }`. A bad expression is refused when the worker registers.
    */
   onCrons?: CronSpec[];
+  /**
+   * Pushed events that start a run of this task (one per event), with the event's payload as input: keys
+   * (`"user:created"`, `*` matches any characters: `"order:*"`) or `{ key, filter }` with a CEL filter over `payload`
+   * and `additional_metadata` (`"payload.amount > 100"`).
+   */
+  onEvents?: (string | { key: string; filter?: string })[];
 }
 
 /** One concurrency rule as users write it. */
@@ -160,6 +166,8 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   readonly idempotencyTtlMs: number | undefined;
   /** Cron schedules its workers register. */
   readonly onCrons: readonly CronSpec[] | undefined;
+  /** Event triggers its workers register, validated. */
+  readonly onEvents: readonly EventTrigger[] | undefined;
 
   constructor(
     private readonly triggers: Triggers,
@@ -171,6 +179,7 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
       defaultPriority: number | undefined;
       flow: FlowOptions;
       idempotencyTtlMs: number | undefined;
+      onEvents: EventTrigger[] | undefined;
     },
   ) {
     this.name = options.name;
@@ -182,6 +191,7 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
     this.flow = resolved.flow;
     this.idempotencyTtlMs = resolved.idempotencyTtlMs;
     this.onCrons = options.onCrons;
+    this.onEvents = resolved.onEvents;
   }
 
   /**

@@ -434,6 +434,51 @@ describe("cli", () => {
     }
   });
 
+  it("events - push starts the matching task's run; list shows the event and the run it started", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    try {
+      const got: unknown[] = [];
+      const welcome = tj.task({
+        name: "welcome",
+        onEvents: ["user:created"],
+        fn: async (input) => {
+          got.push(input);
+          return {};
+        },
+      });
+      const worker = await tj.worker("w", { workflows: [welcome] });
+      await worker.start();
+      const push = await taskjet([
+        "events",
+        "push",
+        "user:created",
+        "--payload",
+        '{"id":"u1"}',
+        "-m",
+        "src=cli",
+        ...at(namespace),
+      ]);
+      expect(push.code).toBe(0);
+      const eventId = push.stdout.trim();
+      await eventually(() => (got.length === 1 ? true : undefined));
+      expect(got[0]).toEqual({ id: "u1" });
+      const list = await taskjet(["events", "list", "--json", ...at(namespace)]);
+      const [event] = list.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l));
+      expect(event).toMatchObject({ id: eventId, key: "user:created", additionalMetadata: { src: "cli" } });
+      expect(event.runs).toEqual([{ taskName: "welcome", runId: expect.any(String) }]);
+      const bad = await taskjet(["events", "push", "user:created", "--payload", "[1]", ...at(namespace)]);
+      expect(bad.code).toBe(2);
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
   it("ratelimits - set creates and changes a static limit, list shows it; a bad key or limit is refused", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });

@@ -1,38 +1,10 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import type { Taskjet } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
+import { kill, startEngineProcess } from "../harness/engine-process.js";
 import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
 
-const BIN = fileURLToPath(new URL("../../cli/dist/bin.js", import.meta.url));
 const nats = useNatsServer();
-
-/** `taskjet engine` as its own process, so it can be killed for real. */
-async function engineProcess(namespace: string): Promise<{ child: ChildProcess; startedIn: number }> {
-  const t0 = Date.now();
-  const child = spawn(
-    process.execPath,
-    [BIN, "engine", "--nats", nats.url, "--namespace", namespace, "--log-format", "json"],
-    {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, TASKJET_NATS_URL: "", TASKJET_NAMESPACE: "" },
-    },
-  );
-  let out = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    out += d.toString();
-  });
-  await eventually(() => (out.includes("engine started") ? true : undefined), 30_000, "engine start");
-  return { child, startedIn: Date.now() - t0 };
-}
-
-function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once("exit", () => resolve());
-    child.kill(signal);
-  });
-}
+const engineProcess = (namespace: string) => startEngineProcess(nats.url, namespace);
 
 /** Every run's whole history: one terminal event per attempt at most, and as many executions as recorded starts. */
 async function checkHistories(tj: Taskjet, runIds: string[], executions: Map<string, number>): Promise<void> {

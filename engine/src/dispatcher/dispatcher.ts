@@ -37,6 +37,7 @@ export class Dispatcher {
         additionalMetadata: state.additionalMetadata,
         expectedSeq: state.lastSeq,
         assignedAt: now,
+        ...(state.trigger.kind === "run" ? {} : { trigger: state.trigger }),
       };
       // The worker id is part of the dedup id: the same attempt placed again on another worker is a new message.
       this.o.js

@@ -58,6 +58,11 @@ export class Definitions {
     return this.defs.get(taskName);
   }
 
+  /** Every definition, for the event router. */
+  all(): IterableIterator<CompiledDefinition> {
+    return this.defs.values();
+  }
+
   private putDefinition(key: string, json: string): void {
     let compiled: CompiledDefinition;
     try {

@@ -1,5 +1,7 @@
 import {
+  compileEventFilter,
   compileFlow,
+  type EventFilter,
   evaluateKey,
   type FlowOptions,
   type KeyExpression,
@@ -18,6 +20,8 @@ import { type Flow, NO_FLOW } from "./core.js";
 export interface CompiledDefinition {
   name: string;
   flow: FlowOptions;
+  /** `onEvents` with their filters compiled. */
+  onEvents: { key: string; filter: EventFilter | undefined }[];
   concurrency: KeyExpression[];
   rateKeys: (KeyExpression | undefined)[];
   /** Equal fingerprints: the same flow, nothing to re-resolve. */
@@ -31,7 +35,11 @@ export interface CompiledDefinition {
 export function compileDefinition(def: TaskDefinition): CompiledDefinition {
   const flow = def.flow ?? {};
   const { concurrency, rateKeys } = compileFlow(flow, "flow.");
-  return { name: def.name, flow, concurrency, rateKeys, fingerprint: JSON.stringify(flow) };
+  const onEvents = (def.onEvents ?? []).map((t, i) => ({
+    key: t.key,
+    filter: t.filter === undefined ? undefined : compileEventFilter(t.filter, `onEvents[${i}].filter`),
+  }));
+  return { name: def.name, flow, onEvents, concurrency, rateKeys, fingerprint: JSON.stringify(flow) };
 }
 
 /** A run's key expression could not be evaluated (e.g. a missing input field): the attempt cannot be scheduled. */

@@ -86,6 +86,18 @@ export class Context {
     throw new RateLimitedError({ retryAfter, ...(key === undefined ? {} : { key }) });
   }
 
+  /** The pushed event that started this run (`onEvents`), or undefined for runs started otherwise. */
+  triggeringEvent(): { id: string; key: string; payload: Record<string, unknown> } | undefined {
+    const t = this.assignment.trigger;
+    if (t?.kind !== "event") return undefined;
+    return { id: String(t.eventId), key: String(t.key), payload: this.assignment.input };
+  }
+
+  /** Why this run exists: `{ kind: "run" | "schedule" | "cron" | "event", ... }`. */
+  trigger(): { kind: string; [k: string]: unknown } {
+    return this.assignment.trigger ?? { kind: "run" };
+  }
+
   /** The string key/value pairs the run was triggered with. */
   additionalMetadata(): Record<string, string> {
     return this.assignment.additionalMetadata;

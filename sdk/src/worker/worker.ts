@@ -8,6 +8,7 @@ import {
   Buckets,
   type ControlMessage,
   ControlMessageSchema,
+  compileEventFilter,
   compileFlow,
   consumers,
   keys,
@@ -207,6 +208,7 @@ export class Worker {
           name: task.name,
           policy: task.policy,
           flow: task.flow,
+          ...(task.onEvents?.length ? { onEvents: [...task.onEvents] } : {}),
           registeredBy: this.name,
           registeredAt: now,
         };
@@ -290,6 +292,9 @@ export class Worker {
     for (const task of this.tasks.values()) {
       compileFlow(task.flow, `${task.name}.`);
       checkCronSpecs(task.name, task.onCrons);
+      for (const [i, t] of (task.onEvents ?? []).entries()) {
+        if (t.filter !== undefined) compileEventFilter(t.filter, `${task.name}.onEvents[${i}].filter`);
+      }
       for (const [i, use] of (task.flow.rateLimits ?? []).entries()) {
         if (!("staticKey" in use)) continue;
         const limit = await this.registries.rateLimits.get(use.staticKey);

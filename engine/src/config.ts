@@ -26,6 +26,11 @@ export const EngineConfigSchema = z.object({
   projectionActiveDelayMs: z.number().int().min(0).default(1000),
   /** How long a task may wait for a worker when neither its run nor its task says. @default 5 min */
   defaultScheduleTimeoutMs: positiveMs.default(5 * 60_000),
+  /**
+   * Where the HTTP server (webhooks) listens: `host:port`, or `off`. Unset: 127.0.0.1:8080, or a free port when that
+   * is taken. @default unset
+   */
+  http: z.union([z.literal("off"), z.string().regex(/^[^:\s]*:\d{1,5}$/, "must be host:port or off")]).optional(),
   /** pino level. @default "info" */
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
@@ -42,7 +47,7 @@ export function splitServers(value: string): string[] {
 
 /**
  * Resolves the configuration: defaults < environment (`TASKJET_NATS_URL`, `TASKJET_NAMESPACE`, `TASKJET_REPLICAS`,
- * `TASKJET_LOG_LEVEL`) < explicit options. The only place the engine reads `process.env`.
+ * `TASKJET_HTTP`, `TASKJET_LOG_LEVEL`) < explicit options. The only place the engine reads `process.env`.
  * @throws ValidationError listing `path: message` per problem
  */
 export function resolveEngineConfig(
@@ -53,6 +58,7 @@ export function resolveEngineConfig(
   if (env.TASKJET_NATS_URL) fromEnv.servers = splitServers(env.TASKJET_NATS_URL);
   if (env.TASKJET_NAMESPACE) fromEnv.namespaces = splitServers(env.TASKJET_NAMESPACE);
   if (env.TASKJET_REPLICAS) fromEnv.replicas = Number(env.TASKJET_REPLICAS);
+  if (env.TASKJET_HTTP) fromEnv.http = env.TASKJET_HTTP;
   if (env.TASKJET_LOG_LEVEL) fromEnv.logLevel = env.TASKJET_LOG_LEVEL as EngineConfig["logLevel"];
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const config = parseWith(EngineConfigSchema, { ...fromEnv, ...defined });

@@ -6,6 +6,8 @@ import { type Logger, pino } from "pino";
 import { type EngineConfig, type EngineConfigInput, resolveEngineConfig } from "./config.js";
 import { Dispatcher } from "./dispatcher/dispatcher.js";
 import { EventRouter } from "./events/router.js";
+import { type HttpServer, startHttpServer } from "./http/server.js";
+import { Webhooks } from "./http/webhooks.js";
 import { appendEvent } from "./log/append.js";
 import { provision } from "./log/provision.js";
 import { connectNats } from "./nats/connect.js";
@@ -34,6 +36,8 @@ export interface Engine {
   start(): Promise<void>;
   /** Stops taking work, writes pending projections and disconnects. */
   stop(): Promise<void>;
+  /** `host:port` of the HTTP server (webhooks), once started; undefined when `http` is `off`. */
+  httpAddress(): string | undefined;
 }
 
 /** One namespace's projector, scheduler, dispatcher and worker registry. */
@@ -181,10 +185,13 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
   const log = baseLog.child({ module: "engine" });
   let nc: NatsConnection | undefined;
   let runtimes: NamespaceRuntime[] = [];
+  let http: HttpServer | undefined;
+  let webhooks: Webhooks | undefined;
   let state: "new" | "started" | "stopped" = "new";
 
   return {
     config,
+    httpAddress: () => http?.address,
     async start() {
       if (state !== "new") throw new Error(`engine already ${state}`);
       state = "started";
@@ -206,6 +213,17 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
           (ns) => new NamespaceRuntime(ns, nc as NatsConnection, js, jsm, kvs, config, baseLog),
         );
         for (const rt of runtimes) await rt.start();
+        if (config.http !== "off") {
+          const hooks = new Webhooks({
+            js,
+            kv: await kvm.open(Buckets.webhooks),
+            namespaces: config.namespaces,
+            log: baseLog.child({ module: "webhooks" }),
+          });
+          webhooks = hooks;
+          await hooks.start();
+          http = await startHttpServer(config.http, baseLog.child({ module: "http" }), (app) => hooks.routes(app));
+        }
       } catch (err) {
         await this.stop();
         throw err;
@@ -215,6 +233,8 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
     async stop() {
       if (state !== "started") return;
       state = "stopped";
+      await http?.stop();
+      webhooks?.stop();
       for (const rt of runtimes) await rt.stop();
       if (nc && !deps.connection) await nc.drain().catch(() => nc?.close());
       log.info({}, "engine stopped");

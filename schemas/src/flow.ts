@@ -9,51 +9,42 @@ import { describeValue } from "./validation.js";
  * the engine (checked again when it reads a definition).
  */
 
-/** What a concurrency expression or dynamic rate-limit key can read. */
-const cel = new Environment({ limits: { maxAstNodes: 500, maxDepth: 32 } })
-  .registerVariable("input", "map")
-  .registerVariable("additional_metadata", "map");
-
-/** What an `onEvents` filter can read. */
-const eventCel = new Environment({ limits: { maxAstNodes: 500, maxDepth: 32 } })
-  .registerVariable("payload", "map")
-  .registerVariable("additional_metadata", "map");
-
-/** A compiled event filter: true when the event should start a run. */
-export type EventFilter = (vars: { payload: unknown; additional_metadata: unknown }) => unknown;
-
 /**
- * Compiles an `onEvents` filter: CEL over `payload` and `additional_metadata`.
- * @throws ValidationError naming `field` with the parser's message
+ * A CEL environment over the named map variables: `compile(expression, field)` checks an expression and returns it
+ * ready to evaluate, or throws a ValidationError naming `field` with the parser's message.
  */
-export function compileEventFilter(expression: string, field: string): EventFilter {
-  const checked = eventCel.check(expression);
-  if (!checked.valid) {
-    const reason = (checked.error?.message ?? "invalid expression").split("\n")[0];
-    throw new ValidationError([
-      { path: field, message: `is not a valid CEL expression: ${reason}, got ${describeValue(expression)}` },
-    ]);
-  }
-  return eventCel.parse(expression) as EventFilter;
+export function celCompiler<V extends string>(...variables: V[]) {
+  let env = new Environment({ limits: { maxAstNodes: 500, maxDepth: 32 } });
+  for (const v of variables) env = env.registerVariable(v, "map");
+  return (expression: string, field: string): ((vars: Record<V, unknown>) => unknown) => {
+    const checked = env.check(expression);
+    if (!checked.valid) {
+      const reason = (checked.error?.message ?? "invalid expression").split("\n")[0];
+      throw new ValidationError([
+        { path: field, message: `is not a valid CEL expression: ${reason}, got ${describeValue(expression)}` },
+      ]);
+    }
+    return env.parse(expression) as (vars: Record<V, unknown>) => unknown;
+  };
 }
 
 /** A compiled CEL expression: evaluates to a group or rate-limit key. */
 export type KeyExpression = (vars: { input: unknown; additional_metadata: unknown }) => unknown;
 
-/**
- * Compiles a CEL expression over `input` and `additional_metadata`.
- * @throws ValidationError naming `field`, the expression and the parser's message
- */
-export function compileKeyExpression(expression: string, field: string): KeyExpression {
-  const checked = cel.check(expression);
-  if (!checked.valid) {
-    const reason = (checked.error?.message ?? "invalid expression").split("\n")[0];
-    throw new ValidationError([
-      { path: field, message: `is not a valid CEL expression: ${reason}, got ${describeValue(expression)}` },
-    ]);
-  }
-  return cel.parse(expression) as KeyExpression;
-}
+/** A compiled event filter: true when the event should start a run. */
+export type EventFilter = (vars: { payload: unknown; additional_metadata: unknown }) => unknown;
+
+/** Compiles a concurrency expression or dynamic rate-limit key: CEL over `input` and `additional_metadata`. */
+export const compileKeyExpression: (expression: string, field: string) => KeyExpression = celCompiler(
+  "input",
+  "additional_metadata",
+);
+
+/** Compiles an `onEvents` filter: CEL over `payload` and `additional_metadata`. */
+export const compileEventFilter: (expression: string, field: string) => EventFilter = celCompiler(
+  "payload",
+  "additional_metadata",
+);
 
 /** Evaluates a key expression against a run: a string, or a number or boolean rendered as one. */
 export function evaluateKey(

@@ -12,4 +12,5 @@ export * from "./pushed-events.js";
 export * from "./run-state.js";
 export * from "./subjects.js";
 export * from "./validation.js";
+export * from "./webhooks.js";
 export * from "./wire.js";

@@ -30,6 +30,8 @@ export const Buckets = {
   defs: "TJ_DEFS",
   /** Static rate limits (`tj.ratelimits.upsert`), key `<ns>.<key>`. */
   rateLimits: "TJ_RATELIMITS",
+  /** Webhook definitions, key `<ns>.<name>`. */
+  webhooks: "TJ_WEBHOOKS",
   /** Cron schedules, key `<ns>.<cronName>`. */
   crons: "TJ_CRONS",
   /** Idempotency keys of triggers, key `<ns>.<hash of task and key>` → the run they made. */
@@ -88,6 +90,8 @@ export const keys = {
   rateLimitsOf: (ns: string) => `${ns}.>`,
   idempotency: (ns: string, digest: string) => `${ns}.${digest}`,
   cron: (ns: string, name: string) => `${ns}.${name}`,
+  webhook: (ns: string, name: string) => `${ns}.${name}`,
+  webhooksOf: (ns: string) => `${ns}.*`,
   cronsOf: (ns: string) => `${ns}.>`,
   lease: (ns: string) => ns,
 } as const;

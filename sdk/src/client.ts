@@ -43,6 +43,7 @@ import {
   type Triggers,
 } from "./task.js";
 import { RunWaiter } from "./waiter.js";
+import { WebhooksClient } from "./webhooks.js";
 import { Worker, type WorkerOptions } from "./worker/worker.js";
 
 /** Appends a bulk trigger keeps in flight at once. */
@@ -73,6 +74,8 @@ export class Taskjet implements Triggers {
   readonly crons: CronsClient;
   /** Pushed events: `push`, `bulkPush`, `list`. */
   readonly events: EventsClient;
+  /** Webhooks on the engine's HTTP server: `create`, `list`, `get`, `delete`. */
+  readonly webhooks: WebhooksClient;
   private readonly waiters = new Set<RunWaiter>();
   private readonly idempotency: IdempotencyKeys;
   private readonly workers = new Set<Worker>();
@@ -88,6 +91,7 @@ export class Taskjet implements Triggers {
     this.idempotency = new IdempotencyKeys(connection, config.namespace);
     this.crons = new CronsClient(connection, config.namespace);
     this.events = new EventsClient(connection, config.namespace, () => this.eventTaskNames());
+    this.webhooks = new WebhooksClient(connection, config.namespace);
     this.watchReconnects().catch((err) => config.logger.warn({ err }, "connection status watch ended"));
   }
 

@@ -42,5 +42,6 @@ export { RunRef } from "./run-ref.js";
 export type { CancelRunsOptions, ListRunsOptions, RunsClient } from "./runs.js";
 export type { ScheduledClient } from "./scheduled.js";
 export type { BulkItem, BulkOptions, JsonObject, Output, TaskDeclaration, TaskFn, TaskOptions } from "./task.js";
+export type { WebhookInfo, WebhookSpec, WebhooksClient } from "./webhooks.js";
 export type { Context, TaskLogger } from "./worker/context.js";
 export { Worker, type WorkerOptions } from "./worker/worker.js";

@@ -15,7 +15,7 @@ export async function startEngineProcess(
     [BIN, "engine", "--nats", url, "--namespace", namespace, "--log-format", "json"],
     {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, TASKJET_NATS_URL: "", TASKJET_NAMESPACE: "" },
+      env: { ...process.env, TASKJET_NATS_URL: "", TASKJET_NAMESPACE: "", TASKJET_HTTP: "off" },
     },
   );
   let out = "";

@@ -62,7 +62,8 @@ export function testLogger() {
 
 /** Starts an engine; the test must stop it. */
 export async function startEngine(url: string, config: EngineConfigInput = {}): Promise<Engine> {
-  const engine = createEngine({ servers: [url], logLevel: "silent", ...config }, { logger: testLogger() });
+  // No HTTP server unless a test asks for one: tests run in parallel and 8080 may be anyone's.
+  const engine = createEngine({ servers: [url], logLevel: "silent", http: "off", ...config }, { logger: testLogger() });
   await engine.start();
   const stop = engine.stop.bind(engine);
   open.set(engine, { what: "an engine", close: stop });

@@ -230,7 +230,9 @@ describe("skeleton", () => {
     const circular: Record<string, unknown> = {};
     circular.me = circular;
     const cases: [string, () => Promise<unknown>, string][] = [
-      ["array", () => t.runNoWait([1, 2] as unknown as Record<string, unknown>), "input"],
+      // An array is a bulk trigger (one run per element): each element must be an object.
+      ["array", () => t.runNoWait([1, 2] as unknown as Record<string, unknown>), "[0].input"],
+      ["array by name", () => tj.runNoWait("in", [1, 2] as unknown as Record<string, unknown>), "input"],
       ["string", () => t.runNoWait("hello" as unknown as Record<string, unknown>), "input"],
       ["function", () => t.runNoWait({ f: () => 1 }), "input.f"],
       ["bigint", () => t.run({ n: 10n }), "input.n"],

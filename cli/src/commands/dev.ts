@@ -34,6 +34,7 @@ interface DevFlags {
   namespace?: string;
   logLevel?: string;
   logFormat: LogFormat;
+  http?: string;
 }
 
 /** `taskjet dev`: nats-server, engine and optionally an example worker, in the foreground. */
@@ -47,6 +48,10 @@ export function registerDev(program: Command, ctx: CliContext): void {
       intIn("--port", 1, 65_535),
     )
     .option("--dir <dir>", "state directory: dev.json, nats-server config and log, JetStream store", DEFAULT_DEV_DIR)
+    .option(
+      "--http <host:port>",
+      "engine HTTP server (webhooks), or off (default 127.0.0.1:8080, a free port if taken)",
+    )
     .option("--example", `also run an example worker with the tasks ${EXAMPLE_TASKS.join(", ")}`)
     .option("--namespace <ns>", 'namespace the engine serves (default: $TASKJET_NAMESPACE, then "default")');
   logOptions(cmd).action(async (flags: DevFlags) => {
@@ -105,7 +110,13 @@ async function runDev(flags: DevFlags, ctx: CliContext): Promise<ExitCode> {
     log.info({ module: "dev", url: nats.url, natsPid: nats.pid, logFile: nats.logFile }, "nats-server started");
 
     const engine = createEngine(
-      { servers: [nats.url], namespaces: [config.namespace], replicas: 1, logLevel: config.logLevel },
+      {
+        servers: [nats.url],
+        namespaces: [config.namespace],
+        replicas: 1,
+        logLevel: config.logLevel,
+        ...(flags.http ? { http: flags.http } : {}),
+      },
       { logger: log },
     );
     cleanups.push({ what: "engine", run: () => engine.stop() });

@@ -15,6 +15,7 @@ interface EngineFlags {
   replicas?: number;
   logLevel?: string;
   logFormat: LogFormat;
+  http?: string;
 }
 
 /** `taskjet engine`: the engine alone, until SIGINT or SIGTERM. */
@@ -26,7 +27,8 @@ export function registerEngine(program: Command, ctx: CliContext): void {
       "--replicas <n>",
       "replicas of the streams and buckets it creates (3 on a cluster)",
       intIn("--replicas", 1, 5),
-    );
+    )
+    .option("--http <host:port>", "HTTP server for webhooks, or off (default $TASKJET_HTTP, then 127.0.0.1:8080)");
   connectionOptions(cmd, "namespaces to serve, comma-separated");
   logOptions(cmd).action(async (flags: EngineFlags) => {
     ctx.exitCode = await runEngine(flags, ctx);
@@ -37,7 +39,13 @@ async function runEngine(flags: EngineFlags, ctx: CliContext): Promise<0 | 1> {
   const config = resolveEngineCliConfig(flags, ctx.env, ctx.cwd);
   const logger = createLogger(config.logLevel, flags.logFormat, ctx.io.out);
   const engine = createEngine(
-    { servers: config.servers, namespaces: config.namespaces, replicas: config.replicas, logLevel: config.logLevel },
+    {
+      servers: config.servers,
+      namespaces: config.namespaces,
+      replicas: config.replicas,
+      logLevel: config.logLevel,
+      ...(flags.http ? { http: flags.http } : {}),
+    },
     { logger },
   );
   const stop = waitForStopSignal(() => {

@@ -113,6 +113,7 @@ export async function provision(
     { name: Buckets.defs, history: 1 },
     { name: Buckets.rateLimits, history: 1 },
     { name: Buckets.crons, history: 1 },
+    { name: Buckets.webhooks, history: 1 },
     // Entries say when they expire; the bucket's age limit only clears old ones away.
     { name: Buckets.idempotency, history: 1, ttl: IDEMPOTENCY_RETENTION_MS },
     { name: Buckets.leases, history: 1, ttl: LEASE_TTL_MS },

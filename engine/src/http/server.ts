@@ -1,0 +1,66 @@
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+
+/** Where the HTTP server listens when the configuration does not say. */
+export const DEFAULT_HTTP = "127.0.0.1:8080";
+
+/** The engine's HTTP server (webhooks now; REST, dashboard and metrics later). */
+export interface HttpServer {
+  /** `host:port` it listens on. */
+  readonly address: string;
+  stop(): Promise<void>;
+}
+
+/** Parses `host:port` (or `:port`). */
+export function parseListen(value: string): { host: string; port: number } {
+  const i = value.lastIndexOf(":");
+  const host = i > 0 ? value.slice(0, i) : "127.0.0.1";
+  const port = Number(value.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`http: must be host:port or off, got "${value}"`);
+  }
+  return { host, port };
+}
+
+/**
+ * Starts the HTTP server with `routes`. `listen` undefined means the default address, or a free port when something
+ * else holds it (logged); an address given explicitly that is taken fails the start.
+ */
+export async function startHttpServer(
+  listen: string | undefined,
+  log: Logger,
+  routes: (app: FastifyInstance) => Promise<void> | void,
+): Promise<HttpServer> {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: 1024 * 1024,
+  });
+  // Every error as JSON `{ error: { code, message } }`, the status from the error (413 for a body too large).
+  app.setErrorHandler((err: FastifyError, _req, reply) => {
+    const status = err.statusCode ?? 500;
+    if (status >= 500) log.error({ err }, "HTTP request failed");
+    void reply.status(status).send({ error: { code: err.code ?? "INTERNAL", message: err.message } });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send({ error: { code: "NOT_FOUND", message: `no route ${req.method} ${req.url}` } });
+  });
+  await routes(app);
+  const { host, port } = parseListen(listen ?? DEFAULT_HTTP);
+  try {
+    await app.listen({ host, port });
+  } catch (err) {
+    if (listen !== undefined || (err as NodeJS.ErrnoException).code !== "EADDRINUSE") {
+      await app.close();
+      throw new Error(
+        `http: cannot listen on ${host}:${port}: ${(err as Error).message} (set --http host:port or off)`,
+      );
+    }
+    log.warn({ wanted: `${host}:${port}` }, "default HTTP address in use: listening on a free port instead");
+    await app.listen({ host, port: 0 });
+  }
+  const bound = app.server.address();
+  const address = typeof bound === "object" && bound ? `${host}:${bound.port}` : `${host}:${port}`;
+  log.info({ address }, "HTTP server listening");
+  return { address, stop: () => app.close() };
+}

@@ -1,0 +1,165 @@
+import { createHmac } from "node:crypto";
+import type { JetStreamClient } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import {
+  Buckets,
+  compileWebhookKey,
+  EVENT_KEY,
+  keys,
+  newId,
+  type PushedEvent,
+  sameSecret,
+  sha256Hex,
+  subjects,
+  type WebhookDefinition,
+  WebhookDefinitionSchema,
+} from "@taskjet/schemas";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Logger } from "pino";
+import { followKv } from "../log/follow-kv.js";
+
+interface Hook {
+  def: WebhookDefinition;
+  key: (body: unknown, headers: Record<string, unknown>) => unknown;
+}
+
+/**
+ * `POST /api/v1/namespaces/:ns/webhooks/:name`: authenticates the request against the webhook's definition
+ * (`TJ_WEBHOOKS`), then stores its JSON body as a pushed event and answers `202 { eventId }`. Nothing is recorded for
+ * a request that fails: 404 unknown webhook, 401 bad credentials, 400 not a JSON object or no valid event key, 413 too
+ * large.
+ */
+export class Webhooks {
+  private readonly hooks = new Map<string, Map<string, Hook>>();
+  private readonly stops: (() => void)[] = [];
+
+  constructor(private readonly o: { js: JetStreamClient; kv: KV; namespaces: readonly string[]; log: Logger }) {}
+
+  async start(): Promise<void> {
+    for (const ns of this.o.namespaces) {
+      const byName = new Map<string, Hook>();
+      this.hooks.set(ns, byName);
+      this.stops.push(
+        await followKv(this.o.js, this.o.kv, Buckets.webhooks, keys.webhooksOf(ns), {
+          put: (key, json) => this.put(byName, key, json),
+          remove: (key) => byName.delete(key.slice(ns.length + 1)),
+          log: this.o.log,
+        }),
+      );
+    }
+  }
+
+  stop(): void {
+    for (const stop of this.stops.splice(0)) stop();
+  }
+
+  routes(app: FastifyInstance): void {
+    void app.register(async (scope) => {
+      // The raw body: a signature is over the bytes as sent.
+      scope.removeAllContentTypeParsers();
+      scope.addContentTypeParser("*", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
+      scope.post<{ Params: { ns: string; name: string } }>("/api/v1/namespaces/:ns/webhooks/:name", (req, reply) =>
+        this.receive(req, reply),
+      );
+    });
+  }
+
+  private put(byName: Map<string, Hook>, key: string, json: string): void {
+    try {
+      const def = WebhookDefinitionSchema.parse(JSON.parse(json));
+      const compiled = def.eventKeyExpression
+        ? compileWebhookKey(def.eventKeyExpression, "eventKeyExpression")
+        : undefined;
+      byName.set(def.name, {
+        def,
+        key: compiled ? (body, headers) => compiled({ body, headers }) : () => def.eventKey,
+      });
+    } catch (err) {
+      this.o.log.error({ key, err }, "ignoring an invalid webhook");
+    }
+  }
+
+  private async receive(req: FastifyRequest<{ Params: { ns: string; name: string } }>, reply: FastifyReply) {
+    const { ns, name } = req.params;
+    const hook = this.hooks.get(ns)?.get(name);
+    if (!hook) return fail(reply, 404, "NOT_FOUND", `webhook ${name} not found in namespace ${ns}`);
+    const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    if (!authenticated(hook.def.auth, req.headers, raw)) {
+      if (hook.def.auth.type === "basic")
+        void reply.header("www-authenticate", `Basic realm="taskjet webhook ${name}"`);
+      return fail(reply, 401, "UNAUTHENTICATED", `webhook ${name}: missing or wrong credentials`);
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(raw.toString("utf8"));
+    } catch {
+      return fail(reply, 400, "INVALID_ARGUMENT", "body: must be JSON");
+    }
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      return fail(reply, 400, "INVALID_ARGUMENT", "body: must be a JSON object");
+    }
+    let key: unknown;
+    try {
+      key = hook.key(body, req.headers as Record<string, unknown>);
+    } catch (err) {
+      return fail(
+        reply,
+        400,
+        "INVALID_ARGUMENT",
+        `eventKeyExpression failed: ${(err as Error).message.split("\n")[0]}`,
+      );
+    }
+    if (typeof key !== "string" || !EVENT_KEY.test(key)) {
+      return fail(
+        reply,
+        400,
+        "INVALID_ARGUMENT",
+        `eventKeyExpression: must give an event key, got ${JSON.stringify(key)}`,
+      );
+    }
+    const event: PushedEvent = {
+      v: 1,
+      id: newId(),
+      key,
+      payload: body as Record<string, unknown>,
+      additionalMetadata: { webhook: name },
+      at: new Date().toISOString(),
+      source: `webhook:${name}`,
+    };
+    await this.o.js.publish(subjects.event(ns, key), JSON.stringify(event), { msgID: event.id });
+    return reply.status(202).send({ eventId: event.id });
+  }
+}
+
+function fail(reply: FastifyReply, status: number, code: string, message: string) {
+  return reply.status(status).send({ error: { code, message } });
+}
+
+function authenticated(auth: WebhookDefinition["auth"], headers: FastifyRequest["headers"], raw: Buffer): boolean {
+  const header = (h: string) => {
+    const v = headers[h];
+    return typeof v === "string" ? v : undefined;
+  };
+  switch (auth.type) {
+    case "hmac": {
+      const sent = header(auth.header);
+      if (!sent?.startsWith(auth.prefix)) return false;
+      const expected = createHmac("sha256", auth.secret).update(raw).digest(auth.encoding);
+      return sameSecret(sent.slice(auth.prefix.length), expected);
+    }
+    case "apiKey": {
+      const sent = header(auth.header);
+      return sent !== undefined && sameSecret(sha256Hex(sent), auth.keyHash);
+    }
+    case "basic": {
+      const m = /^Basic\s+(.+)$/i.exec(header("authorization") ?? "");
+      if (!m) return false;
+      const decoded = Buffer.from(m[1] as string, "base64").toString("utf8");
+      const i = decoded.indexOf(":");
+      if (i < 0) return false;
+      const okUser = sameSecret(decoded.slice(0, i), auth.username);
+      const okPass = sameSecret(sha256Hex(decoded.slice(i + 1)), auth.passwordHash);
+      return okUser && okPass;
+    }
+  }
+}

@@ -1,0 +1,115 @@
+import { type KV, Kvm } from "@nats-io/kv";
+import {
+  Buckets,
+  compileWebhookKey,
+  keys,
+  parseWith,
+  storedAuth,
+  ValidationError,
+  type WebhookAuth,
+  WebhookAuthSchema,
+  type WebhookDefinition,
+  WebhookDefinitionSchema,
+} from "@taskjet/schemas";
+import { type Connection, withProvisioningHint } from "./connection.js";
+
+/** What `webhooks.create` takes. */
+export interface WebhookSpec {
+  /** 1-64 letters, digits, `_` or `-`: the last part of its URL. */
+  name: string;
+  /** The key of the events it makes... */
+  eventKey?: string;
+  /** ...or a CEL expression over the JSON `body` and lower-cased `headers` that computes it. */
+  eventKeyExpression?: string;
+  /**
+   * How senders prove who they are: `{ type: "hmac", secret, header?, encoding?, prefix? }` (a signature of the raw
+   * body), `{ type: "apiKey", header?, key }` or `{ type: "basic", username, password }`.
+   */
+  auth: WebhookAuth;
+}
+
+/** A webhook as listed: no secrets. */
+export interface WebhookInfo {
+  name: string;
+  eventKey?: string | undefined;
+  eventKeyExpression?: string | undefined;
+  auth: { type: string; header?: string; username?: string };
+  /** Path to POST to on the engine's HTTP server. */
+  path: string;
+  createdAt: string;
+}
+
+/** Webhooks (`TJ_WEBHOOKS`): HTTP endpoints on the engine that turn authenticated requests into pushed events. */
+export class WebhooksClient {
+  private kv: Promise<KV> | undefined;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly ns: string,
+  ) {}
+
+  /**
+   * Creates or replaces a webhook; the engine serves it at once on `POST /api/v1/namespaces/<ns>/webhooks/<name>`.
+   * API keys and passwords are stored hashed.
+   * @throws ValidationError naming the field
+   */
+  async create(spec: WebhookSpec): Promise<WebhookInfo> {
+    if (typeof spec !== "object" || spec === null) {
+      throw new ValidationError([
+        { path: "webhook", message: "must be { name, eventKey | eventKeyExpression, auth }" },
+      ]);
+    }
+    const auth = parseWith(WebhookAuthSchema, spec.auth, "auth");
+    if (spec.eventKeyExpression !== undefined) compileWebhookKey(spec.eventKeyExpression, "eventKeyExpression");
+    const def = parseWith(WebhookDefinitionSchema, {
+      v: 1,
+      name: spec.name,
+      ...(spec.eventKey === undefined ? {} : { eventKey: spec.eventKey }),
+      ...(spec.eventKeyExpression === undefined ? {} : { eventKeyExpression: spec.eventKeyExpression }),
+      auth: storedAuth(auth),
+      createdAt: new Date().toISOString(),
+    });
+    await (await this.bucket()).put(keys.webhook(this.ns, def.name), JSON.stringify(def));
+    return this.info(def);
+  }
+
+  async list(): Promise<WebhookInfo[]> {
+    const kv = await this.bucket();
+    const names: string[] = [];
+    for await (const k of await kv.keys(keys.webhooksOf(this.ns))) names.push(k.slice(this.ns.length + 1));
+    const hooks = await Promise.all(names.sort().map((n) => this.get(n)));
+    return hooks.filter((h): h is WebhookInfo => h !== undefined);
+  }
+
+  async get(name: string): Promise<WebhookInfo | undefined> {
+    const entry = await (await this.bucket()).get(keys.webhook(this.ns, name));
+    if (entry?.operation !== "PUT" || entry.length === 0) return undefined;
+    return this.info(WebhookDefinitionSchema.parse(entry.json()));
+  }
+
+  /** Deletes a webhook: its URL answers 404 from then on. `false` when there was none. */
+  async delete(name: string): Promise<boolean> {
+    if (!(await this.get(name))) return false;
+    await (await this.bucket()).delete(keys.webhook(this.ns, name));
+    return true;
+  }
+
+  private info(def: WebhookDefinition): WebhookInfo {
+    const a = def.auth;
+    return {
+      name: def.name,
+      eventKey: def.eventKey,
+      eventKeyExpression: def.eventKeyExpression,
+      auth: a.type === "basic" ? { type: a.type, username: a.username } : { type: a.type, header: a.header },
+      path: `/api/v1/namespaces/${this.ns}/webhooks/${def.name}`,
+      createdAt: def.createdAt,
+    };
+  }
+
+  private bucket(): Promise<KV> {
+    this.kv ??= new Kvm(this.conn.nc)
+      .open(Buckets.webhooks)
+      .catch(withProvisioningHint(this.conn, `KV_${Buckets.webhooks}`));
+    return this.kv;
+  }
+}

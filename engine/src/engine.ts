@@ -1,10 +1,11 @@
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Buckets } from "@taskjet/schemas";
+import { Buckets, kvClaimStore } from "@taskjet/schemas";
 import { type Logger, pino } from "pino";
 import { type EngineConfig, type EngineConfigInput, resolveEngineConfig } from "./config.js";
 import { Dispatcher } from "./dispatcher/dispatcher.js";
+import { IdempotentRuns } from "./events/idempotent-runs.js";
 import { EventRouter } from "./events/router.js";
 import { type HttpServer, startHttpServer } from "./http/server.js";
 import { Webhooks } from "./http/webhooks.js";
@@ -121,6 +122,7 @@ class NamespaceRuntime {
       onDefinition: (def) => this.scheduler.definitionChanged(def),
       onRateLimit: (key, limit, durationMs) => this.scheduler.rateLimitChanged(key, limit, durationMs),
     });
+    const idempotent = new IdempotentRuns(kvClaimStore(kvs.idempotency), ns, nsLog.child({ module: "idempotency" }));
     this.crons = new Crons({
       js,
       kv: kvs.crons,
@@ -128,6 +130,8 @@ class NamespaceRuntime {
       timers: this.timers,
       log: nsLog.child({ module: "crons" }),
       append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
+      definition: (name) => this.definitions.get(name),
+      idempotent,
     });
     this.router = new EventRouter({
       js,
@@ -136,6 +140,7 @@ class NamespaceRuntime {
       log: nsLog.child({ module: "events" }),
       definitions: () => this.definitions.all(),
       append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
+      idempotent,
     });
     this.registry = new WorkerRegistry({
       js,
@@ -169,7 +174,10 @@ class NamespaceRuntime {
   }
 }
 
-type Kvs = Record<"runs" | "workers" | "defs" | "rateLimits" | "crons", Awaited<ReturnType<Kvm["open"]>>>;
+type Kvs = Record<
+  "runs" | "workers" | "defs" | "rateLimits" | "crons" | "idempotency",
+  Awaited<ReturnType<Kvm["open"]>>
+>;
 
 /**
  * The composition root.
@@ -208,6 +216,7 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
           defs: await kvm.open(Buckets.defs),
           rateLimits: await kvm.open(Buckets.rateLimits),
           crons: await kvm.open(Buckets.crons),
+          idempotency: await kvm.open(Buckets.idempotency),
         };
         runtimes = config.namespaces.map(
           (ns) => new NamespaceRuntime(ns, nc as NatsConnection, js, jsm, kvs, config, baseLog),

@@ -5,6 +5,7 @@ export * from "./errors.js";
 export * from "./events.js";
 export * from "./evolve.js";
 export * from "./flow.js";
+export * from "./idempotency.js";
 export * from "./ids.js";
 export * from "./logger.js";
 export * from "./options.js";

@@ -51,6 +51,11 @@ export const TaskDefinitionSchema = z.object({
   policy: RetryPolicySchema.optional(),
   /** Concurrency, rate limits, routing and slot cost: applied by the scheduler to every run of the task. */
   flow: FlowOptionsSchema.optional(),
+  /** Runs started by events and crons: a key (CEL over input and metadata) makes one run per ttl. */
+  idempotency: z
+    .object({ expression: z.string().min(1).max(1000).optional(), ttlMs: z.number().int().positive().optional() })
+    .strict()
+    .optional(),
   /** Pushed events that start a run of the task. */
   onEvents: z.array(EventTriggerSchema).max(32).optional(),
   registeredBy: z.string(),

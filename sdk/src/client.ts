@@ -141,6 +141,15 @@ export class Taskjet implements Triggers {
       sticky,
       slotCost,
     });
+    const expression = options.idempotency?.expression;
+    if (expression !== undefined && (typeof expression !== "string" || expression.length === 0)) {
+      throw new ValidationError([
+        {
+          path: "idempotency.expression",
+          message: `must be a CEL expression string, got ${JSON.stringify(expression)}`,
+        },
+      ]);
+    }
     const idempotencyTtlMs =
       options.idempotency?.ttl === undefined ? undefined : parseDuration(options.idempotency.ttl, "idempotency.ttl");
     if (idempotencyTtlMs !== undefined && idempotencyTtlMs > 30 * 24 * 3600 * 1000) {

@@ -69,8 +69,12 @@ export interface TaskOptions<I extends JsonObject, O extends JsonObject | void> 
   sticky?: "SOFT" | "HARD";
   /** Worker slots one run occupies. @default 1 */
   slotCost?: number;
-  /** How long a run's `idempotencyKey` keeps returning it to later triggers with the same key. @default "24h" */
-  idempotency?: { ttl?: Duration };
+  /**
+   * `ttl`: how long a run's `idempotencyKey` keeps returning it to later triggers with the same key (default 24 h).
+   * `expression`: for runs the engine starts from events and crons, a CEL key over `input` and `additional_metadata`
+   * (`"input.orderId"`): one run per key within the ttl.
+   */
+  idempotency?: { ttl?: Duration; expression?: string };
   /**
    * Cron schedules registered with the worker: `"0 9 * * 1"` (5 fields, or 6 with seconds first; UTC) or
    * `{ expression, timezone, input, catchUp }`. A bad expression is refused when the worker registers.
@@ -166,6 +170,8 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   readonly idempotencyTtlMs: number | undefined;
   /** Cron schedules its workers register. */
   readonly onCrons: readonly CronSpec[] | undefined;
+  /** Idempotency key of the runs events and crons start (CEL), when the task says. */
+  readonly idempotencyExpression: string | undefined;
   /** Event triggers its workers register, validated. */
   readonly onEvents: readonly EventTrigger[] | undefined;
 
@@ -192,6 +198,7 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
     this.idempotencyTtlMs = resolved.idempotencyTtlMs;
     this.onCrons = options.onCrons;
     this.onEvents = resolved.onEvents;
+    this.idempotencyExpression = options.idempotency?.expression;
   }
 
   /**

@@ -64,6 +64,37 @@ describe("events", () => {
     await engine.stop();
   });
 
+  it("idempotency expression - events with the same key within the ttl start one run of the task", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const fulfilled: unknown[] = [];
+    const fulfil = tj.task({
+      name: "fulfil",
+      onEvents: ["order:paid"],
+      idempotency: { expression: "input.orderId", ttl: "1h" },
+      fn: async (input) => {
+        fulfilled.push(input);
+        return {};
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [fulfil] });
+    await worker.start();
+    await tj.events.bulkPush("order:paid", [
+      { payload: { orderId: "o1", n: 1 } },
+      { payload: { orderId: "o1", n: 2 } },
+      { payload: { orderId: "o2", n: 3 } },
+    ]);
+    await tj.events.push("order:paid", { orderId: "o1", n: 4 });
+    await eventually(() => (fulfilled.length === 2 ? true : undefined));
+    await sleep(800);
+    expect(fulfilled).toHaveLength(2);
+    expect(fulfilled.map((f) => (f as { orderId: string }).orderId).sort()).toEqual(["o1", "o2"]);
+    const bad = tj.task({ name: "bad", idempotency: { expression: "input.(" }, fn: async () => ({}) });
+    const w2 = await tj.worker("w2", { workflows: [bad] });
+    await expect(w2.start()).rejects.toThrow(/bad\.idempotency\.expression: is not a valid CEL expression/);
+    await tj.close();
+    await engine.stop();
+  });
+
   it("events - stored whatever is listening; bad keys, payloads and filters are refused at the edge", async () => {
     const { engine, tj } = await startNamespace(nats.url);
     const { eventId } = await tj.events.push("nobody:listens", { x: 1 });

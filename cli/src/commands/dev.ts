@@ -143,7 +143,7 @@ async function runDev(flags: DevFlags, ctx: CliContext): Promise<ExitCode> {
     };
     await writeFile(devFile, `${JSON.stringify(info, null, 2)}\n`);
     cleanups.push({ what: "dev.json", run: () => rm(devFile, { force: true }) });
-    io.out(banner(config, nats, port === "any"));
+    io.out(banner(config, nats, port === "any", engine.httpAddress()));
 
     const reason = await Promise.race([
       stop.signal.then((signal) => ({ signal })),
@@ -192,7 +192,7 @@ function installHelp(searched: string[]): string {
   ].join("\n");
 }
 
-function banner(config: DevConfig, nats: DevNatsServer, movedPort: boolean): string {
+function banner(config: DevConfig, nats: DevNatsServer, movedPort: boolean, http: string | undefined): string {
   const lines: string[] = [""];
   if (movedPort) {
     lines.push(
@@ -206,6 +206,7 @@ function banner(config: DevConfig, nats: DevNatsServer, movedPort: boolean): str
     `  NATS       ${nats.url}`,
     `  namespace  ${config.namespace}`,
     "  engine     running in this process",
+    `  HTTP       ${http ? `http://${http} (webhooks: /api/v1/namespaces/${config.namespace}/webhooks/<name>)` : "off"}`,
     config.example
       ? `  worker     "example" with tasks ${EXAMPLE_TASKS.join(", ")}`
       : "  worker     none (add --example for a demo worker, or start your own)",

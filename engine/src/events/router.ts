@@ -23,6 +23,7 @@ import {
 } from "@taskjet/schemas";
 import type { Logger } from "pino";
 import type { CompiledDefinition } from "../scheduler/flow.js";
+import type { IdempotentRuns } from "./idempotent-runs.js";
 
 export interface EventRouterOptions {
   js: JetStreamClient;
@@ -32,6 +33,7 @@ export interface EventRouterOptions {
   /** The registered task definitions, with their `onEvents`. */
   definitions: () => Iterable<CompiledDefinition>;
   append: (event: TaskjetEventInput, expectedSeq: number) => Promise<number>;
+  idempotent: IdempotentRuns;
 }
 
 /**
@@ -82,7 +84,7 @@ export class EventRouter {
       return;
     }
     const targets = [...this.o.definitions()].filter((def) => this.matches(def, event));
-    await Promise.all(targets.map((def) => this.start1(def.name, event)));
+    await Promise.all(targets.map((def) => this.start1(def, event)));
     m.ack();
     if (targets.length > 0) {
       this.o.log.debug({ eventId: event.id, key: event.key, tasks: targets.map((d) => d.name) }, "event routed");
@@ -102,15 +104,24 @@ export class EventRouter {
     });
   }
 
-  private async start1(taskName: string, event: PushedEvent): Promise<void> {
-    const runId = eventRunId(event.id, taskName);
+  private async start1(def: CompiledDefinition, event: PushedEvent): Promise<void> {
+    const taskName = def.name;
+    const runId = await this.o.idempotent.claim(
+      def,
+      event.payload,
+      event.additionalMetadata,
+      eventRunId(event.id, taskName),
+    );
+    if (!runId) return; // an earlier run holds the task's idempotency key
     const created = makeEvent(EventTypes.RunCreated, {
       runId,
       data: {
         workflowName: taskName,
         input: event.payload,
         tasks: [{ taskRunId: `${runId}-0`, taskName }],
-        trigger: { kind: "event", eventId: event.id, key: event.key },
+        trigger: event.source.startsWith("webhook:")
+          ? { kind: "webhook", webhook: event.source.slice("webhook:".length), eventId: event.id, key: event.key }
+          : { kind: "event", eventId: event.id, key: event.key },
         additionalMetadata: event.additionalMetadata,
         priority: event.priority ?? 1,
       },

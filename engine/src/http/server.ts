@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
 
 /** Where the HTTP server listens when the configuration does not say. */
@@ -33,7 +33,8 @@ export async function startHttpServer(
 ): Promise<HttpServer> {
   const app: FastifyInstance = Fastify({
     loggerInstance: log as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // No line per request: webhooks log what they record.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
   });
   // Every error as JSON `{ error: { code, message } }`, the status from the error (413 for a body too large).

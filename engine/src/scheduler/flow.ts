@@ -1,6 +1,7 @@
 import {
   compileEventFilter,
   compileFlow,
+  compileKeyExpression,
   type EventFilter,
   evaluateKey,
   type FlowOptions,
@@ -20,6 +21,9 @@ import { type Flow, NO_FLOW } from "./core.js";
 export interface CompiledDefinition {
   name: string;
   flow: FlowOptions;
+  /** Idempotency of the runs the engine starts (events, crons): the compiled key expression and its ttl. */
+  idempotencyKey?: KeyExpression | undefined;
+  idempotencyTtlMs?: number | undefined;
   /** `onEvents` with their filters compiled. */
   onEvents: { key: string; filter: EventFilter | undefined }[];
   concurrency: KeyExpression[];
@@ -39,7 +43,17 @@ export function compileDefinition(def: TaskDefinition): CompiledDefinition {
     key: t.key,
     filter: t.filter === undefined ? undefined : compileEventFilter(t.filter, `onEvents[${i}].filter`),
   }));
-  return { name: def.name, flow, onEvents, concurrency, rateKeys, fingerprint: JSON.stringify(flow) };
+  const expression = def.idempotency?.expression;
+  return {
+    name: def.name,
+    flow,
+    onEvents,
+    idempotencyKey: expression ? compileKeyExpression(expression, "idempotency.expression") : undefined,
+    idempotencyTtlMs: def.idempotency?.ttlMs,
+    concurrency,
+    rateKeys,
+    fingerprint: JSON.stringify(flow),
+  };
 }
 
 /** A run's key expression could not be evaluated (e.g. a missing input field): the attempt cannot be scheduled. */

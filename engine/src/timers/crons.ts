@@ -15,7 +15,9 @@ import {
 } from "@taskjet/schemas";
 import type { Cron } from "croner";
 import type { Logger } from "pino";
+import type { IdempotentRuns } from "../events/idempotent-runs.js";
 import { followKv } from "../log/follow-kv.js";
+import type { CompiledDefinition } from "../scheduler/flow.js";
 import type { Timers } from "./timers.js";
 
 export interface CronsOptions {
@@ -26,6 +28,9 @@ export interface CronsOptions {
   log: Logger;
   /** Appends with CAS on `expectedSeq`. */
   append: (event: TaskjetEventInput, expectedSeq: number) => Promise<number>;
+  /** The task's definition (for its idempotency key), if registered. */
+  definition: (taskName: string) => CompiledDefinition | undefined;
+  idempotent: IdempotentRuns;
   now?: () => number;
 }
 
@@ -96,8 +101,21 @@ export class Crons {
   private fire(name: string, tick: Date, armNext: boolean): void {
     const entry = this.crons.get(name);
     if (!entry) return;
-    const { def } = entry;
-    const runId = cronRunId(this.o.ns, name, tick);
+    void this.create(entry.def, tick).catch((err) => this.o.log.warn({ err, cron: name }, "cron tick not recorded"));
+    // Not backfilled: a tick that came while the engine was busy or down is skipped, not queued up.
+    if (armNext) this.arm(name, new Date(Math.max(this.now(), tick.getTime())));
+  }
+
+  private async create(def: CronDefinition, tick: Date): Promise<void> {
+    const { name } = def;
+    const proposed = cronRunId(this.o.ns, name, tick);
+    const runId = await this.o.idempotent.claim(
+      this.o.definition(def.taskName),
+      def.input,
+      def.additionalMetadata,
+      proposed,
+    );
+    if (!runId) return; // an earlier run holds the task's idempotency key
     const event = makeEvent(EventTypes.RunCreated, {
       runId,
       data: {
@@ -109,12 +127,12 @@ export class Crons {
         priority: def.priority ?? 1,
       },
     }) as RunCreated;
-    this.o.append(event, 0).catch((err) => {
+    try {
+      await this.o.append(event, 0);
+    } catch (err) {
       // Another replica fired this tick first: the one run exists.
-      if (!(err instanceof AppendConflictError)) this.o.log.warn({ err, cron: name }, "cron tick not recorded");
-    });
-    // Not backfilled: a tick that came while the engine was busy or down is skipped, not queued up.
-    if (armNext) this.arm(name, new Date(Math.max(this.now(), tick.getTime())));
+      if (!(err instanceof AppendConflictError)) throw err;
+    }
   }
 }
 

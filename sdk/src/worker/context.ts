@@ -86,14 +86,14 @@ export class Context {
     throw new RateLimitedError({ retryAfter, ...(key === undefined ? {} : { key }) });
   }
 
-  /** The pushed event that started this run (`onEvents`), or undefined for runs started otherwise. */
+  /** The pushed event (or webhook request) that started this run (`onEvents`), or undefined otherwise. */
   triggeringEvent(): { id: string; key: string; payload: Record<string, unknown> } | undefined {
     const t = this.assignment.trigger;
-    if (t?.kind !== "event") return undefined;
+    if (t?.kind !== "event" && t?.kind !== "webhook") return undefined;
     return { id: String(t.eventId), key: String(t.key), payload: this.assignment.input };
   }
 
-  /** Why this run exists: `{ kind: "run" | "schedule" | "cron" | "event", ... }`. */
+  /** Why this run exists: `{ kind: "run" | "schedule" | "cron" | "event" | "webhook", ... }`. */
   trigger(): { kind: string; [k: string]: unknown } {
     return this.assignment.trigger ?? { kind: "run" };
   }

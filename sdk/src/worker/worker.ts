@@ -10,6 +10,7 @@ import {
   ControlMessageSchema,
   compileEventFilter,
   compileFlow,
+  compileKeyExpression,
   consumers,
   keys,
   type Logger,
@@ -209,6 +210,14 @@ export class Worker {
           policy: task.policy,
           flow: task.flow,
           ...(task.onEvents?.length ? { onEvents: [...task.onEvents] } : {}),
+          ...(task.idempotencyExpression
+            ? {
+                idempotency: {
+                  expression: task.idempotencyExpression,
+                  ...(task.idempotencyTtlMs ? { ttlMs: task.idempotencyTtlMs } : {}),
+                },
+              }
+            : {}),
           registeredBy: this.name,
           registeredAt: now,
         };
@@ -292,6 +301,9 @@ export class Worker {
     for (const task of this.tasks.values()) {
       compileFlow(task.flow, `${task.name}.`);
       checkCronSpecs(task.name, task.onCrons);
+      if (task.idempotencyExpression) {
+        compileKeyExpression(task.idempotencyExpression, `${task.name}.idempotency.expression`);
+      }
       for (const [i, t] of (task.onEvents ?? []).entries()) {
         if (t.filter !== undefined) compileEventFilter(t.filter, `${task.name}.onEvents[${i}].filter`);
       }

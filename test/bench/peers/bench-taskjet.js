@@ -10,11 +10,12 @@
 // from a fresh namespace and fresh engine memory, as the peers start from an emptied store). Node runs with default
 // flags everywhere, like the peers.
 //
-// Mapping: enqueueOne = tj.runNoWait (returns once RunCreated is stored); enqueueBulk = runNoWait for each job of the
-// chunk, pipelined (the SDK has no bulk call yet); countDone = distinct runs whose TaskCompleted the producer has read
-// from the stream (one ordered consumer per test over the namespace's history subjects); waitDone = resolved by that
-// same reader (opt.wait=stream, default; like BullMQ's shared QueueEvents) or by the SDK's ref.result()
-// (opt.wait=ref: re-reads the run's history, then listens). No retries exist yet: leave retry50 out of --tests.
+// Mapping: enqueueOne = tj.runNoWait (returns once RunCreated is stored); enqueueBulk = one tj.runManyNoWait call
+// per chunk (returns once every RunCreated of the chunk is stored; the SDK pipelines the appends, up to 1024 in
+// flight; throws if any element failed); countDone = distinct runs whose TaskCompleted the producer has read from the
+// stream (one ordered consumer per test over the namespace's history subjects); waitDone = resolved by that same reader
+// (opt.wait=stream, default; like BullMQ's shared QueueEvents) or by the SDK's ref.result() (opt.wait=ref: re-reads
+// the run's history, then listens). No retries exist yet: leave retry50 out of --tests.
 const path = require("node:path");
 const { spawn } = require("node:child_process");
 const { pathToFileURL } = require("node:url");
@@ -119,7 +120,7 @@ const adapter = {
   describe: (c) => ({
     backend: "nats-server 2.9.10 JetStream (file store, R1, default sync_interval 2 min), one engine process",
     worker: "tj.worker(slots = c), no-op task returning {}",
-    enqueue: "runNoWait per job, chunks of 1,000 pipelined (no bulk API yet)",
+    enqueue: "runManyNoWait per chunk of 1,000 (one bulk call, appends pipelined by the SDK)",
     runAndWait: `${c.opts?.wait || "stream"}: ${
       c.opts?.wait === "ref"
         ? "SDK ref.result() (re-reads the run's history, then listens)"
@@ -149,7 +150,13 @@ const adapter = {
     return tj.runNoWait(TASK, data);
   },
   async enqueueBulk(datas) {
-    return Promise.all(datas.map((d) => tj.runNoWait(TASK, d)));
+    const refs = await tj.runManyNoWait(
+      TASK,
+      datas.map((d) => ({ input: d })),
+    );
+    const failed = refs.find((r) => r instanceof Error);
+    if (failed) throw failed;
+    return refs;
   },
   waitDone(ref) {
     return waitMode === "ref" ? ref.result() : reader.wait(ref.runId);

@@ -1,7 +1,7 @@
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Buckets, kvClaimStore } from "@taskjet/schemas";
+import { Buckets, kvClaimStore, type TaskjetEventInput } from "@taskjet/schemas";
 import { type Logger, pino } from "pino";
 import { type EngineConfig, type EngineConfigInput, resolveEngineConfig } from "./config.js";
 import { Dispatcher } from "./dispatcher/dispatcher.js";
@@ -63,6 +63,7 @@ class NamespaceRuntime {
     log: Logger,
   ) {
     const nsLog = log.child({ ns });
+    const append = (event: TaskjetEventInput, expectedSeq: number) => appendEvent(js, ns, event, expectedSeq);
     this.log = nsLog.child({ module: "engine" });
     const dispatcher = new Dispatcher({
       nc,
@@ -88,20 +89,20 @@ class NamespaceRuntime {
       clock: systemClock,
       log: nsLog.child({ module: "retries" }),
       states: this.projector.states,
-      append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
+      append,
     });
     const timeouts = new Timeouts({
       timers: this.timers,
       log: nsLog.child({ module: "timeouts" }),
       defaultScheduleTimeoutMs: config.defaultScheduleTimeoutMs,
       states: this.projector.states,
-      append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
+      append,
     });
     const schedules = new Schedules({
       timers: this.timers,
       log: nsLog.child({ module: "schedules" }),
       states: this.projector.states,
-      append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
+      append,
     });
     this.scheduler = new Scheduler({
       log: nsLog.child({ module: "scheduler" }),
@@ -109,7 +110,7 @@ class NamespaceRuntime {
       retrier,
       timeouts,
       schedules,
-      append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
+      append,
       states: this.projector.states,
       definition: (name) => this.definitions.get(name),
     });
@@ -129,7 +130,7 @@ class NamespaceRuntime {
       ns,
       timers: this.timers,
       log: nsLog.child({ module: "crons" }),
-      append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
+      append,
       definition: (name) => this.definitions.get(name),
       idempotent,
     });
@@ -139,7 +140,7 @@ class NamespaceRuntime {
       ns,
       log: nsLog.child({ module: "events" }),
       definitions: () => this.definitions.all(),
-      append: (event, expectedSeq) => appendEvent(js, ns, event, expectedSeq),
+      append,
       idempotent,
     });
     this.registry = new WorkerRegistry({

@@ -1,4 +1,11 @@
-import { EventTypes, type TaskjetEvent, type TaskjetEventInput, TaskjetEventSchema } from "./events.js";
+import {
+  EventTypes,
+  type RunCreated,
+  type TaskjetEvent,
+  type TaskjetEventInput,
+  TaskjetEventSchema,
+  type TriggerKinds,
+} from "./events.js";
 import { newId } from "./ids.js";
 import { zodIssues } from "./validation.js";
 
@@ -43,6 +50,35 @@ export function makeEvent<T extends TaskjetEventInput["type"]>(
   at: Date = new Date(),
 ): EventOf<T> {
   return { v: 1, id: newId(), type, at: at.toISOString(), ...fields } as unknown as EventOf<T>;
+}
+
+/** The creation of a one-task run (a standalone task): what every trigger (client, cron, event router) appends. */
+export function newRunCreated(run: {
+  runId: string;
+  taskName: string;
+  input: Record<string, unknown>;
+  trigger: { kind: (typeof TriggerKinds)[number]; [k: string]: unknown };
+  additionalMetadata?: Record<string, string>;
+  priority?: number;
+  scheduleTimeoutMs?: number | undefined;
+}): RunCreated {
+  return makeEvent(EventTypes.RunCreated, {
+    runId: run.runId,
+    data: {
+      workflowName: run.taskName,
+      input: run.input,
+      tasks: [
+        {
+          taskRunId: `${run.runId}-0`,
+          taskName: run.taskName,
+          ...(run.scheduleTimeoutMs ? { scheduleTimeoutMs: run.scheduleTimeoutMs } : {}),
+        },
+      ],
+      trigger: run.trigger,
+      additionalMetadata: run.additionalMetadata ?? {},
+      priority: run.priority ?? 1,
+    },
+  }) as RunCreated;
 }
 
 /** Dedup id (`Nats-Msg-Id`) of an event: retries of the same append collapse into one message. */

@@ -5,12 +5,11 @@ import {
   ClosedError,
   checkTaskName,
   EventTriggerSchema,
-  EventTypes,
   encodeJsonObject,
   FlowOptionsSchema,
   keys,
-  makeEvent,
   newId,
+  newRunCreated,
   parseDuration,
   parseWith,
   RetryPolicySchema,
@@ -454,23 +453,15 @@ export class Taskjet implements Triggers {
     const opts = parseWith(RunOptionsSchema, options ?? {}, `${path}options`);
     encodeJsonObject(input, `${path}input`, this.connection.payloadLimit);
     const runId = opts.runId ?? newId();
-    return makeEvent(EventTypes.RunCreated, {
+    return newRunCreated({
       runId,
-      data: {
-        workflowName: taskName,
-        input,
-        tasks: [
-          {
-            taskRunId: `${runId}-0`,
-            taskName,
-            ...(declared.scheduleTimeoutMs ? { scheduleTimeoutMs: declared.scheduleTimeoutMs } : {}),
-          },
-        ],
-        trigger: opts.idempotencyKey ? { kind: "run", idempotencyKey: opts.idempotencyKey } : { kind: "run" },
-        additionalMetadata: opts.additionalMetadata ?? {},
-        priority: opts.priority ?? declared.defaultPriority ?? 1,
-      },
-    }) as RunCreated;
+      taskName,
+      input,
+      trigger: opts.idempotencyKey ? { kind: "run", idempotencyKey: opts.idempotencyKey } : { kind: "run" },
+      additionalMetadata: opts.additionalMetadata ?? {},
+      priority: opts.priority ?? declared.defaultPriority ?? 1,
+      scheduleTimeoutMs: declared.scheduleTimeoutMs,
+    });
   }
 
   private assertOpen(): void {

@@ -13,6 +13,7 @@ import {
   ValidationError,
 } from "@taskjet/schemas";
 import { type Connection, withProvisioningHint } from "./connection.js";
+import { kvNames } from "./kv-names.js";
 import type { JsonObject } from "./task.js";
 
 /** A cron as a task declares it in `onCrons`. */
@@ -77,9 +78,8 @@ export class CronsClient {
   /** Every cron of the namespace (optionally of one task), by name. */
   async list(options: { taskName?: string } = {}): Promise<CronDefinition[]> {
     const kv = await this.bucket();
-    const names: string[] = [];
-    for await (const k of await kv.keys(keys.cronsOf(this.ns))) names.push(k.slice(this.ns.length + 1));
-    const crons = (await Promise.all(names.sort().map((n) => this.get(n)))).filter(
+    const names = await kvNames(kv, this.ns, keys.cronsOf(this.ns));
+    const crons = (await Promise.all(names.map((n) => this.get(n)))).filter(
       (c): c is CronDefinition => c !== undefined,
     );
     return options.taskName ? crons.filter((c) => c.taskName === options.taskName) : crons;

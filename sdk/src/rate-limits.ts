@@ -8,6 +8,7 @@ import {
   type RateLimitDuration,
 } from "@taskjet/schemas";
 import { type Connection, withProvisioningHint } from "./connection.js";
+import { kvNames } from "./kv-names.js";
 
 /** A static rate limit as users write it. */
 export interface RateLimitSpec {
@@ -51,9 +52,8 @@ export class RateLimitsClient {
   /** Every static limit of the namespace, by key. */
   async list(): Promise<RateLimitSpec[]> {
     const kv = await this.bucket();
-    const names: string[] = [];
-    for await (const k of await kv.keys(keys.rateLimitsOf(this.ns))) names.push(k.slice(this.ns.length + 1));
-    const limits = await Promise.all(names.sort().map((key) => this.get(key)));
+    const names = await kvNames(kv, this.ns, keys.rateLimitsOf(this.ns));
+    const limits = await Promise.all(names.map((key) => this.get(key)));
     return limits.filter((l): l is RateLimitSpec => l !== undefined);
   }
 

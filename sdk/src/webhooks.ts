@@ -12,6 +12,7 @@ import {
   WebhookDefinitionSchema,
 } from "@taskjet/schemas";
 import { type Connection, withProvisioningHint } from "./connection.js";
+import { kvNames } from "./kv-names.js";
 
 /** What `webhooks.create` takes. */
 export interface WebhookSpec {
@@ -75,9 +76,8 @@ export class WebhooksClient {
 
   async list(): Promise<WebhookInfo[]> {
     const kv = await this.bucket();
-    const names: string[] = [];
-    for await (const k of await kv.keys(keys.webhooksOf(this.ns))) names.push(k.slice(this.ns.length + 1));
-    const hooks = await Promise.all(names.sort().map((n) => this.get(n)));
+    const names = await kvNames(kv, this.ns, keys.webhooksOf(this.ns));
+    const hooks = await Promise.all(names.map((n) => this.get(n)));
     return hooks.filter((h): h is WebhookInfo => h !== undefined);
   }
 

@@ -10,13 +10,11 @@ import { nanos } from "@nats-io/transport-node";
 import {
   AppendConflictError,
   consumers,
-  EventTypes,
   eventKeyMatches,
   eventRunId,
-  makeEvent,
+  newRunCreated,
   type PushedEvent,
   PushedEventSchema,
-  type RunCreated,
   Streams,
   subjects,
   type TaskjetEventInput,
@@ -113,19 +111,16 @@ export class EventRouter {
       eventRunId(event.id, taskName),
     );
     if (!runId) return; // an earlier run holds the task's idempotency key
-    const created = makeEvent(EventTypes.RunCreated, {
+    const created = newRunCreated({
       runId,
-      data: {
-        workflowName: taskName,
-        input: event.payload,
-        tasks: [{ taskRunId: `${runId}-0`, taskName }],
-        trigger: event.source.startsWith("webhook:")
-          ? { kind: "webhook", webhook: event.source.slice("webhook:".length), eventId: event.id, key: event.key }
-          : { kind: "event", eventId: event.id, key: event.key },
-        additionalMetadata: event.additionalMetadata,
-        priority: event.priority ?? 1,
-      },
-    }) as RunCreated;
+      taskName,
+      input: event.payload,
+      trigger: event.source.startsWith("webhook:")
+        ? { kind: "webhook", webhook: event.source.slice("webhook:".length), eventId: event.id, key: event.key }
+        : { kind: "event", eventId: event.id, key: event.key },
+      additionalMetadata: event.additionalMetadata,
+      priority: event.priority ?? 1,
+    });
     try {
       await this.o.append(created, 0);
     } catch (err) {

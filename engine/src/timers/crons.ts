@@ -6,11 +6,9 @@ import {
   type CronDefinition,
   CronDefinitionSchema,
   cronRunId,
-  EventTypes,
   keys,
-  makeEvent,
+  newRunCreated,
   parseCron,
-  type RunCreated,
   type TaskjetEventInput,
 } from "@taskjet/schemas";
 import type { Cron } from "croner";
@@ -116,17 +114,14 @@ export class Crons {
       proposed,
     );
     if (!runId) return; // an earlier run holds the task's idempotency key
-    const event = makeEvent(EventTypes.RunCreated, {
+    const event = newRunCreated({
       runId,
-      data: {
-        workflowName: def.taskName,
-        input: def.input,
-        tasks: [{ taskRunId: `${runId}-0`, taskName: def.taskName }],
-        trigger: { kind: "cron", cron: name, tick: tick.toISOString() },
-        additionalMetadata: def.additionalMetadata,
-        priority: def.priority ?? 1,
-      },
-    }) as RunCreated;
+      taskName: def.taskName,
+      input: def.input,
+      trigger: { kind: "cron", cron: name, tick: tick.toISOString() },
+      additionalMetadata: def.additionalMetadata,
+      priority: def.priority ?? 1,
+    });
     try {
       await this.o.append(event, 0);
     } catch (err) {

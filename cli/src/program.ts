@@ -10,6 +10,7 @@ import { registerRateLimits } from "./commands/ratelimits.js";
 import { registerRuns } from "./commands/runs.js";
 import { registerScheduled } from "./commands/scheduled.js";
 import { registerTrigger } from "./commands/trigger.js";
+import { registerWebhooks } from "./commands/webhooks.js";
 import { type CliEnv, loadEnv } from "./config.js";
 import { type ExitCode, ExitCodes, UsageError } from "./errors.js";
 import { type Io, processIo } from "./output.js";
@@ -33,6 +34,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerScheduled(program, ctx);
   registerCrons(program, ctx);
   registerEvents(program, ctx);
+  registerWebhooks(program, ctx);
   return program;
 }
 

@@ -479,6 +479,69 @@ describe("cli", () => {
     }
   });
 
+  it("webhooks - create prints the path; a POST with the key starts the task's run; list and delete", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], http: "127.0.0.1:0" });
+    const tj = await connectClient(nats.url, { namespace });
+    try {
+      const got: unknown[] = [];
+      const paid = tj.task({
+        name: "paid",
+        onEvents: ["shop:paid"],
+        fn: async (input) => {
+          got.push(input);
+          return {};
+        },
+      });
+      const worker = await tj.worker("w", { workflows: [paid] });
+      await worker.start();
+      const created = await taskjet([
+        "webhooks",
+        "create",
+        "shop",
+        "--event-key",
+        "shop:paid",
+        "--auth",
+        "apiKey",
+        "--key",
+        "k_0123456789",
+        ...at(namespace),
+      ]);
+      expect(created.stderr).toBe("");
+      const path = created.stdout.trim();
+      expect(path).toBe(`/api/v1/namespaces/${namespace}/webhooks/shop`);
+      await eventually(async () => {
+        const res = await fetch(`http://${engine.httpAddress()}${path}`, {
+          method: "POST",
+          body: JSON.stringify({ order: 9 }),
+          headers: { "content-type": "application/json", "x-api-key": "k_0123456789" },
+        });
+        return res.status === 202 ? true : undefined;
+      });
+      await eventually(() => (got.length === 1 ? true : undefined));
+      expect(got[0]).toEqual({ order: 9 });
+      const list = await taskjet(["webhooks", "list", ...at(namespace)]);
+      expect(list.stdout).toMatch(/NAME\s+EVENT KEY\s+AUTH\s+PATH\nshop\s+shop:paid\s+apiKey/);
+      expect(list.stdout).not.toContain("k_0123456789");
+      const missing = await taskjet([
+        "webhooks",
+        "create",
+        "x",
+        "--event-key",
+        "k",
+        "--auth",
+        "hmac",
+        ...at(namespace),
+      ]);
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toContain("--auth hmac needs --secret");
+      expect((await taskjet(["webhooks", "delete", "shop", ...at(namespace)])).stdout).toBe("shop deleted\n");
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
   it("ratelimits - set creates and changes a static limit, list shows it; a bad key or limit is refused", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });

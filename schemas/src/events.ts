@@ -43,6 +43,12 @@ export const TaskSpecSchema = z.object({
   taskName: z.string().min(1).max(128),
   /** How long an attempt may wait for a worker before it is cancelled (engine default when absent). */
   scheduleTimeoutMs: z.number().int().positive().optional(),
+  /** Workflows: the task's name within its workflow (outputs and `parents` use it). */
+  ref: z.string().min(1).max(128).optional(),
+  /** Workflows: the refs of the tasks whose outputs it needs; it is queued once they all completed. */
+  parents: z.array(z.string().min(1).max(128)).max(100).optional(),
+  /** Workflows: a handler queued when the other tasks are done, if the run failed (`onFailure`) or not. */
+  role: z.enum(["onFailure", "onSuccess"]).optional(),
 });
 export type TaskSpec = z.output<typeof TaskSpecSchema>;
 

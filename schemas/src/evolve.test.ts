@@ -176,3 +176,68 @@ describe("evolve - retries", () => {
     expect(fatal?.status).toBe(RunStatuses.failed);
   });
 });
+
+describe("evolve - workflows", () => {
+  const wf = ev(
+    makeEvent(EventTypes.RunCreated, {
+      runId,
+      data: {
+        workflowName: "wf",
+        input: {},
+        tasks: [
+          { taskRunId: "t-a", taskName: "wf.a", ref: "a" },
+          { taskRunId: "t-b", taskName: "wf.b", ref: "b", parents: ["a"] },
+          { taskRunId: "t-c", taskName: "wf.c", ref: "c", parents: ["a"] },
+          { taskRunId: "t-d", taskName: "wf.d", ref: "d", parents: ["b", "c"] },
+          { taskRunId: "t-h", taskName: "wf.h", ref: "h", role: "onFailure" },
+        ],
+        trigger: { kind: "run" },
+      },
+    }),
+  );
+  const start = (t: string) =>
+    ev(
+      makeEvent(EventTypes.TaskStarted, {
+        runId,
+        taskRunId: t,
+        data: { attempt: 0, workerId: "w1", workerName: "w", assignedAt: new Date().toISOString() },
+      }),
+    );
+  const done = (t: string, output: Record<string, unknown> = {}) =>
+    ev(makeEvent(EventTypes.TaskCompleted, { runId, taskRunId: t, data: { attempt: 0, workerId: "w1", output } }));
+  const fail = (t: string) =>
+    ev(
+      makeEvent(EventTypes.TaskFailed, {
+        runId,
+        taskRunId: t,
+        data: { attempt: 0, workerId: "w1", error: { name: "Error", message: `${t} broke` } },
+      }),
+    );
+  const statuses = (events: TaskjetEvent[]) =>
+    Object.fromEntries(
+      (fold(events.map((event, i) => ({ event, seq: i + 1 })))?.tasks ?? []).map((t) => [t.ref, t.status]),
+    );
+
+  it("evolve - only roots are queued; a child is queued once all its parents completed", () => {
+    expect(statuses([wf])).toEqual({ a: "QUEUED", b: "PENDING", c: "PENDING", d: "PENDING", h: "PENDING" });
+    expect(statuses([wf, start("t-a"), done("t-a")])).toMatchObject({ b: "QUEUED", c: "QUEUED", d: "PENDING" });
+    const partly = [wf, start("t-a"), done("t-a"), start("t-b"), done("t-b")];
+    expect(statuses(partly)).toMatchObject({ c: "QUEUED", d: "PENDING" });
+    const all = [...partly, start("t-c"), done("t-c"), start("t-d"), done("t-d", { sum: 1 })];
+    const s = fold(all.map((event, i) => ({ event, seq: i + 1 })));
+    expect(s?.status).toBe(RunStatuses.completed); // the handler is skipped: the run succeeded
+    expect(s?.tasks.find((t) => t.ref === "h")?.status).toBe(RunStatuses.cancelled);
+    expect(s?.output).toEqual({ a: {}, b: {}, c: {}, d: { sum: 1 } });
+  });
+
+  it("evolve - a failure cancels its descendants, lets a sibling finish, then releases onFailure; the run fails last", () => {
+    const events = [wf, start("t-a"), done("t-a"), start("t-b"), start("t-c"), fail("t-b")];
+    expect(statuses(events)).toMatchObject({ c: "RUNNING", d: "CANCELLED", h: "PENDING" });
+    expect(fold(events.map((event, i) => ({ event, seq: i + 1 })))?.status).toBe(RunStatuses.running);
+    const more = [...events, done("t-c")];
+    expect(statuses(more)).toMatchObject({ c: "COMPLETED", h: "QUEUED" });
+    const end = fold([...more, start("t-h"), done("t-h")].map((event, i) => ({ event, seq: i + 1 })));
+    expect(end?.status).toBe(RunStatuses.failed);
+    expect(end?.error?.message).toBe("t-b broke");
+  });
+});

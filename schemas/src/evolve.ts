@@ -140,9 +140,11 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
     case EventTypes.RunDue:
       if (next.status !== RunStatuses.scheduled || next.scheduledAt !== event.data.scheduledAt) return next;
       next.status = RunStatuses.queued;
-      next.tasks = next.tasks.map((t) =>
-        t.status === RunStatuses.scheduled ? { ...t, status: RunStatuses.queued, queuedAt: event.at } : t,
-      );
+      next.tasks = next.tasks.map((t) => {
+        if (t.status !== RunStatuses.scheduled) return t;
+        if (t.parents?.length || t.role) return { ...t, status: RunStatuses.pending };
+        return { ...t, status: RunStatuses.queued, queuedAt: event.at };
+      });
       return next;
     case EventTypes.RunCreated: // a second creation cannot be appended (CAS on sequence 0)
     case EventTypes.ReportIgnored:
@@ -171,14 +173,21 @@ function created(event: TaskjetEvent, seq: number): RunState | undefined {
       additionalMetadata: d.additionalMetadata,
       priority: d.priority,
       trigger: d.trigger,
-      tasks: d.tasks.map((t) => ({
-        taskRunId: t.taskRunId,
-        taskName: t.taskName,
-        status,
-        attempt: 0,
-        ...(d.scheduledAt ? {} : { queuedAt: event.at }),
-        ...(t.scheduleTimeoutMs ? { scheduleTimeoutMs: t.scheduleTimeoutMs } : {}),
-      })),
+      tasks: d.tasks.map((t) => {
+        const waits = (t.parents?.length ?? 0) > 0 || t.role !== undefined;
+        const taskStatus = waits && status === RunStatuses.queued ? RunStatuses.pending : status;
+        return {
+          taskRunId: t.taskRunId,
+          taskName: t.taskName,
+          ...(t.ref ? { ref: t.ref } : {}),
+          ...(t.parents?.length ? { parents: t.parents } : {}),
+          ...(t.role ? { role: t.role } : {}),
+          status: taskStatus,
+          attempt: 0,
+          ...(taskStatus === RunStatuses.queued ? { queuedAt: event.at } : {}),
+          ...(t.scheduleTimeoutMs ? { scheduleTimeoutMs: t.scheduleTimeoutMs } : {}),
+        };
+      }),
       createdAt: event.at,
       ...(d.scheduledAt ? { scheduledAt: d.scheduledAt } : {}),
       lastSeq: seq,
@@ -239,29 +248,99 @@ function currentTask(state: RunState, taskRunId: string, attempt: number): TaskR
 }
 
 /**
- * Replaces one task and derives the run's status, timing and result from its tasks. `next` is the fresh copy `evolve`
- * made for this event, so it is filled in place.
+ * Replaces one task and derives the rest from the tasks: in a workflow, children whose parents all completed are
+ * queued, descendants of a task that failed or was cancelled are cancelled, and the `onFailure` / `onSuccess` handler
+ * is queued (or skipped) once the other tasks are done; the run is final when every task is. `next` is the fresh copy
+ * `evolve` made for this event, so it is filled in place.
  */
-function withTask(next: RunState, task: TaskRunState): RunState {
-  const tasks = next.tasks.length === 1 ? [task] : next.tasks.map((t) => (t.taskRunId === task.taskRunId ? task : t));
+function withTask(
+  next: RunState,
+  task: TaskRunState,
+  at = task.finishedAt ?? task.startedAt ?? next.createdAt,
+): RunState {
+  let tasks = next.tasks.length === 1 ? [task] : next.tasks.map((t) => (t.taskRunId === task.taskRunId ? task : t));
+  if (tasks.length > 1) tasks = settleWorkflow(tasks, task, at);
   next.tasks = tasks;
   if (task.startedAt && !next.startedAt) next.startedAt = task.startedAt;
-  const failed = tasks.find((t) => t.status === RunStatuses.failed);
-  const cancelled = tasks.find((t) => t.status === RunStatuses.cancelled);
+  if (!tasks.every((t) => isTerminal(t.status))) {
+    if (tasks.some((t) => t.status === RunStatuses.running)) next.status = RunStatuses.running;
+    return next;
+  }
+  const main = tasks.filter((t) => t.role === undefined);
+  const handlerFailed = tasks.find((t) => t.role === "onSuccess" && t.status === RunStatuses.failed);
+  const failed = main.find((t) => t.status === RunStatuses.failed) ?? handlerFailed;
+  const cancelled = main.find((t) => t.status === RunStatuses.cancelled);
+  next.finishedAt = latest(tasks) ?? task.finishedAt;
   if (failed) {
     next.status = RunStatuses.failed;
     next.error = failed.error;
-    next.finishedAt = task.finishedAt;
   } else if (cancelled) {
     next.status = RunStatuses.cancelled;
     next.error = cancelled.error;
-    next.finishedAt = task.finishedAt;
-  } else if (tasks.every((t) => t.status === RunStatuses.completed)) {
+  } else {
     next.status = RunStatuses.completed;
-    next.output = tasks.length === 1 ? tasks[0]?.output : Object.fromEntries(tasks.map((t) => [t.taskName, t.output]));
-    next.finishedAt = task.finishedAt;
-  } else if (tasks.some((t) => t.status === RunStatuses.running)) {
-    next.status = RunStatuses.running;
+    next.output =
+      tasks.length === 1 ? tasks[0]?.output : Object.fromEntries(main.map((t) => [t.ref ?? t.taskName, t.output]));
   }
   return next;
+}
+
+/** The DAG rules after `changed` moved: queue ready children, cancel orphaned descendants, release the handlers. */
+function settleWorkflow(tasks: TaskRunState[], changed: TaskRunState, at: string): TaskRunState[] {
+  const refOf = (t: TaskRunState) => t.ref ?? t.taskName;
+  const byRef = new Map(tasks.map((t) => [refOf(t), t]));
+  let out = tasks;
+  if (changed.status === RunStatuses.failed || changed.status === RunStatuses.cancelled) {
+    // Everything downstream of it can never run.
+    const doomed = new Set<string>([refOf(changed)]);
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const t of out) {
+        if (!doomed.has(refOf(t)) && t.parents?.some((p) => doomed.has(p))) {
+          doomed.add(refOf(t));
+          grew = true;
+        }
+      }
+    }
+    out = out.map((t) =>
+      t.status === RunStatuses.pending && doomed.has(refOf(t)) && t.role === undefined
+        ? {
+            ...t,
+            status: RunStatuses.cancelled,
+            finishedAt: at,
+            error: { name: "ParentFailed", message: `not run: ${refOf(changed)} ${changed.status.toLowerCase()}` },
+          }
+        : t,
+    );
+  }
+  if (changed.status === RunStatuses.completed) {
+    out = out.map((t) =>
+      t.status === RunStatuses.pending &&
+      t.role === undefined &&
+      t.parents?.every((p) => byRef.get(p)?.status === RunStatuses.completed)
+        ? { ...t, status: RunStatuses.queued, queuedAt: at }
+        : t,
+    );
+  }
+  const main = out.filter((t) => t.role === undefined);
+  if (main.every((t) => isTerminal(t.status))) {
+    const ok = main.every((t) => t.status === RunStatuses.completed);
+    out = out.map((t) => {
+      if (t.role === undefined || t.status !== RunStatuses.pending) return t;
+      if ((t.role === "onFailure") === !ok) return { ...t, status: RunStatuses.queued, queuedAt: at };
+      return {
+        ...t,
+        status: RunStatuses.cancelled,
+        finishedAt: at,
+        error: { name: "HandlerSkipped", message: ok ? "the run succeeded" : "the run failed" },
+      };
+    });
+  }
+  return out;
+}
+
+function latest(tasks: TaskRunState[]): string | undefined {
+  let max: string | undefined;
+  for (const t of tasks) if (t.finishedAt && (!max || t.finishedAt > max)) max = t.finishedAt;
+  return max;
 }

@@ -5,6 +5,8 @@ import type { RetryPolicy } from "./events.js";
 export const RunStatuses = {
   /** Created to start later (`task.schedule`, `task.delay`): nothing is queued before its time. */
   scheduled: "SCHEDULED",
+  /** A workflow task waiting for its parents (or a handler waiting for the others). */
+  pending: "PENDING",
   queued: "QUEUED",
   running: "RUNNING",
   completed: "COMPLETED",
@@ -25,6 +27,12 @@ export function isTerminal(status: RunStatus): boolean {
 export interface TaskRunState {
   taskRunId: string;
   taskName: string;
+  /** Workflows: its name within the workflow. */
+  ref?: string;
+  /** Workflows: the refs of the tasks it waits for. */
+  parents?: string[];
+  /** Workflows: an `onFailure` or `onSuccess` handler. */
+  role?: "onFailure" | "onSuccess";
   status: RunStatus;
   /** The current attempt index (0 for the first). */
   attempt: number;

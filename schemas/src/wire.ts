@@ -21,6 +21,14 @@ export const AssignmentSchema = z.object({
   /** The run subject's last sequence the engine saw: the worker's first append expects it (CAS). */
   expectedSeq: z.number().int().min(1),
   assignedAt: z.iso.datetime(),
+  /** Workflows: the task's name within its workflow. */
+  ref: z.string().optional(),
+  /** Workflows: the outputs of its parents, by ref. */
+  parentOutputs: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
+  /** Workflows, `onFailure` handlers: the errors of the tasks that failed, by ref. */
+  taskErrors: z
+    .record(z.string(), z.object({ name: z.string(), message: z.string(), stack: z.string().optional() }))
+    .optional(),
   /** Why the run exists (`RunCreated.trigger`): the pushed event, the cron tick, ... */
   trigger: z.object({ kind: z.string() }).loose().optional(),
 });

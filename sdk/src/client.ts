@@ -44,6 +44,7 @@ import {
 import { RunWaiter } from "./waiter.js";
 import { WebhooksClient } from "./webhooks.js";
 import { Worker, type WorkerOptions } from "./worker/worker.js";
+import { WorkflowDeclaration, type WorkflowOptions } from "./workflow.js";
 
 /** Appends a bulk trigger keeps in flight at once. */
 const BULK_IN_FLIGHT = 1024;
@@ -199,6 +200,11 @@ export class Taskjet implements Triggers {
     declared?: DeclaredOptions,
   ): Promise<O> {
     const event = this.runCreated(taskName, input, await this.claim(taskName, options, declared), declared);
+    return this.appendAndWait<O>(event);
+  }
+
+  /** Appends a run's creation and waits for its outcome. */
+  private async appendAndWait<O>(event: RunCreated): Promise<O> {
     // Listening before appending: every stored event of the run is heard, from RunCreated on.
     const waiter = this.waiter(event.runId);
     let existed: boolean;
@@ -216,6 +222,42 @@ export class Taskjet implements Triggers {
     return outcome<O>(await waiter.done);
   }
 
+  /** Appends a run's creation (an existing run id is that run) and returns its handle. */
+  private async appendNoWait<O>(event: RunCreated): Promise<RunRef<O>> {
+    try {
+      await appendEvent(this.connection, this.namespace, event, 0);
+    } catch (err) {
+      if (!(err instanceof AppendConflictError)) throw err; // the run exists already: same run
+    }
+    return this.ref<O>(event.runId);
+  }
+
+  /**
+   * Declares a workflow: a DAG of tasks (`wf.task({ name, parents, fn })`) run as one run.
+   * @throws ValidationError for a bad name
+   */
+  workflow<I extends JsonObject = JsonObject>(options: WorkflowOptions): WorkflowDeclaration<I> {
+    if (typeof options !== "object" || options === null) {
+      throw new ValidationError([
+        { path: "workflow", message: `must be an object with a name, got ${String(options)}` },
+      ]);
+    }
+    return new WorkflowDeclaration<I>(this, options);
+  }
+
+  /** @internal Triggers a workflow run (`wf.run`, `wf.runNoWait`). */
+  async runWorkflow<O>(
+    wf: WorkflowDeclaration,
+    input: JsonObject,
+    options: RunOptions | undefined,
+    wait: boolean,
+  ): Promise<O | RunRef<O>> {
+    const declared: DeclaredOptions = { defaultPriority: wf.options.defaultPriority };
+    const event = this.runCreated(wf.name, input, await this.claim(wf.name, options, declared), declared);
+    event.data.tasks = wf.specs(event.runId, (t) => ({ scheduleTimeoutMs: t.declaration.scheduleTimeoutMs }));
+    return wait ? this.appendAndWait<O>(event) : this.appendNoWait<O>(event);
+  }
+
   /** Triggers a run of a task by name and returns once it is recorded in the log. */
   async runNoWait<O = JsonObject>(
     taskName: string,
@@ -224,12 +266,7 @@ export class Taskjet implements Triggers {
     declared?: DeclaredOptions,
   ): Promise<RunRef<O>> {
     const event = this.runCreated(taskName, input, await this.claim(taskName, options, declared), declared);
-    try {
-      await appendEvent(this.connection, this.namespace, event, 0);
-    } catch (err) {
-      if (!(err instanceof AppendConflictError)) throw err; // the run exists already: same run
-    }
-    return this.ref<O>(event.runId);
+    return this.appendNoWait<O>(event);
   }
 
   /**

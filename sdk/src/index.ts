@@ -45,3 +45,10 @@ export type { BulkItem, BulkOptions, JsonObject, Output, TaskDeclaration, TaskFn
 export type { WebhookInfo, WebhookSpec, WebhooksClient } from "./webhooks.js";
 export type { Context, TaskLogger } from "./worker/context.js";
 export { Worker, type WorkerOptions } from "./worker/worker.js";
+export type {
+  TaskDefaults,
+  WorkflowDeclaration,
+  WorkflowOptions,
+  WorkflowTask,
+  WorkflowTaskOptions,
+} from "./workflow.js";

@@ -106,6 +106,8 @@ export class Scheduler {
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
         if (task) this.core.finish({ taskRunId: task.taskRunId, attempt: event.data.attempt });
         if (task?.retry) this.o.retrier.onState(state);
+        // A workflow: tasks this one unblocked (children, handlers) are queued now.
+        if (state.tasks.length > 1) this.enqueueReady(state, seq);
         break;
       }
       case EventTypes.TaskRetryScheduled:
@@ -251,6 +253,12 @@ export class Scheduler {
       return;
     }
     for (const c of this.core.enqueue(queued)) this.cancelByStrategy(c);
+  }
+
+  private enqueueReady(state: RunState, order: number): void {
+    for (const t of state.tasks) {
+      if (t.status === RunStatuses.queued && !t.retry && !this.core.knows(t)) this.enqueue(state, t, order);
+    }
   }
 
   private hold(state: RunState, task: TaskRunState, order: number): void {

@@ -1,4 +1,11 @@
-import { type Assignment, type Duration, type Logger, parseDuration, RateLimitedError } from "@taskjet/schemas";
+import {
+  type Assignment,
+  type Duration,
+  type Logger,
+  parseDuration,
+  RateLimitedError,
+  ValidationError,
+} from "@taskjet/schemas";
 
 /** Log methods of `ctx.logger`: message first, optional fields. */
 export interface TaskLogger {
@@ -84,6 +91,30 @@ export class Context {
       if (Number.isNaN(retryAfter.getTime())) parseDuration("invalid date", "retryAfter");
     } else parseDuration(retryAfter, "retryAfter", { allowZero: true });
     throw new RateLimitedError({ retryAfter, ...(key === undefined ? {} : { key }) });
+  }
+
+  /**
+   * Workflows: the output of a parent task (the task returned by `wf.task()`, or its name). An `onFailure` /
+   * `onSuccess` handler sees every task that completed.
+   * @throws ValidationError when the task is not a parent of this one
+   */
+  parentOutput<O extends Record<string, unknown> = Record<string, unknown>>(task: { ref: string } | string): O {
+    const ref = typeof task === "string" ? task : task?.ref;
+    const outputs = this.assignment.parentOutputs ?? {};
+    if (!(ref in outputs)) {
+      throw new ValidationError([
+        {
+          path: "task",
+          message: `"${ref}" is not a completed parent of ${this.assignment.ref ?? this.assignment.taskName} (parents: ${Object.keys(outputs).join(", ") || "none"})`,
+        },
+      ]);
+    }
+    return outputs[ref] as O;
+  }
+
+  /** Workflows, `onFailure` handler: each failed task's error, by task name. */
+  errors(): Record<string, { name: string; message: string; stack?: string | undefined }> {
+    return this.assignment.taskErrors ?? {};
   }
 
   /** The pushed event (or webhook request) that started this run (`onEvents`), or undefined otherwise. */

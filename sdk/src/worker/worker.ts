@@ -29,6 +29,7 @@ import type { Connection } from "../connection.js";
 import { type CronsClient, checkCronSpecs } from "../crons.js";
 import type { RateLimitsClient } from "../rate-limits.js";
 import type { JsonObject, TaskDeclaration } from "../task.js";
+import { WorkflowDeclaration } from "../workflow.js";
 import { Context } from "./context.js";
 import {
   NotCurrentError,
@@ -43,9 +44,9 @@ export const SDK_VERSION = "0.1.0";
 
 /** Options of `tj.worker()`. */
 export interface WorkerOptions {
-  /** The tasks this worker runs. */
+  /** The tasks and workflows this worker runs. */
   // biome-ignore lint/suspicious/noExplicitAny: a worker holds tasks of every input and output type
-  workflows: TaskDeclaration<any, any>[];
+  workflows: (TaskDeclaration<any, any> | WorkflowDeclaration<any>)[];
   /** How many tasks it runs at once. @default 100 */
   slots?: number;
   /** Labels for routing. @default {} */
@@ -131,9 +132,15 @@ export class Worker {
         { path: "workflows", message: "must list at least one task declared with tj.task()" },
       ]);
     }
-    for (const [i, task] of workflows.entries()) {
+    // A workflow contributes each of its tasks (registered as `<workflow>.<task>`).
+    const declarations = workflows.flatMap((w, i) =>
+      w instanceof WorkflowDeclaration ? w.tasks.map((t) => ({ i, task: t.declaration })) : [{ i, task: w }],
+    );
+    for (const { i, task } of declarations) {
       if (typeof task?.name !== "string" || typeof task.fn !== "function") {
-        throw new ValidationError([{ path: `workflows[${i}]`, message: "must be a task declared with tj.task()" }]);
+        throw new ValidationError([
+          { path: `workflows[${i}]`, message: "must be a task (tj.task()) or a workflow (tj.workflow())" },
+        ]);
       }
       if (this.tasks.has(task.name)) {
         throw new ValidationError([{ path: `workflows[${i}]`, message: `task name "${task.name}" is listed twice` }]);
@@ -150,7 +157,7 @@ export class Worker {
         { path: "shutdownGraceMs", message: `must be a non-negative integer, got ${JSON.stringify(shutdownGraceMs)}` },
       ]);
     }
-    for (const [i, task] of workflows.entries()) {
+    for (const { i, task } of declarations) {
       const cost = task.flow?.slotCost ?? 1;
       if (cost > slots) {
         throw new ValidationError([

@@ -1,0 +1,180 @@
+import {
+  checkTaskName,
+  type Duration,
+  type RunOptions,
+  type StickyMode,
+  type TaskSpec,
+  ValidationError,
+} from "@taskjet/schemas";
+import type { RunRef } from "./run-ref.js";
+import type { ConcurrencyOption, DeclaredOptions, JsonObject, TaskDeclaration, TaskOptions } from "./task.js";
+
+/** Options a workflow gives all its tasks unless a task says otherwise. */
+export interface TaskDefaults {
+  retries?: number;
+  backoff?: { factor: number; maxSeconds: number; jitter?: boolean };
+  executionTimeout?: Duration;
+  scheduleTimeout?: Duration;
+}
+
+/** What `tj.workflow()` takes. */
+export interface WorkflowOptions {
+  /** Unique in the namespace: letters, digits, `_`, `-` and inner dots. */
+  name: string;
+  /** Priority of its runs unless a run says otherwise: 1 (low) to 3 (high). */
+  defaultPriority?: 1 | 2 | 3;
+  /** Its tasks prefer (SOFT) or require (HARD) the worker that ran the run's first task. */
+  sticky?: StickyMode;
+  /** Options every task gets unless it sets its own. */
+  taskDefaults?: TaskDefaults;
+  /**
+   * Concurrency over the workflow's tasks: a rule shared by all of them (one group per key), so at most `maxRuns` of
+   * its tasks run at once per key; for a chain of tasks that is `maxRuns` runs.
+   */
+  concurrency?: ConcurrencyOption;
+}
+
+/** One task of a workflow as users declare it. */
+export interface WorkflowTaskOptions<I extends JsonObject, O extends JsonObject | void>
+  extends Omit<TaskOptions<I, O>, "name" | "concurrency" | "sticky" | "onEvents" | "onCrons"> {
+  /** Unique within the workflow. */
+  name: string;
+  /** Tasks (of this workflow, declared before) whose outputs it needs: it runs once they all completed. */
+  parents?: (WorkflowTask | string)[];
+}
+
+/** A task of a workflow: pass it to `ctx.parentOutput()`. */
+export interface WorkflowTask {
+  /** Its name within the workflow. */
+  readonly ref: string;
+  readonly parents: readonly string[];
+  readonly role: "onFailure" | "onSuccess" | undefined;
+  /** The task as registered on workers (`<workflow>.<ref>`). */
+  // biome-ignore lint/suspicious/noExplicitAny: a workflow holds tasks of every input and output type
+  readonly declaration: TaskDeclaration<any, any>;
+}
+
+/** How a workflow declares its tasks and triggers its runs: implemented by the client. */
+export interface WorkflowHost {
+  // biome-ignore lint/suspicious/noExplicitAny: as above
+  task(options: TaskOptions<any, any>): TaskDeclaration<any, any>;
+  runWorkflow<O>(
+    workflow: WorkflowDeclaration,
+    input: JsonObject,
+    options: RunOptions | undefined,
+    wait: boolean,
+  ): Promise<O | RunRef<O>>;
+}
+
+/**
+ * A workflow: a DAG of tasks run as one run. Tasks whose parents are done run in parallel; a failed task (after its
+ * retries) fails the run, its descendants are not run, tasks not depending on it still finish.
+ *
+ * @example
+ * const wf = tj.workflow({ name: "order" });
+ * const charge = wf.task({ name: "charge", fn: async (i: { amount: number }) => ({ paid: i.amount }) });
+ * const ship = wf.task({ name: "ship", parents: [charge], fn: async (_i, ctx) => ({ ok: ctx.parentOutput(charge) }) });
+ * const { charge: c, ship: s } = await wf.run({ amount: 10 });
+ */
+export class WorkflowDeclaration<I extends JsonObject = JsonObject> {
+  readonly name: string;
+  readonly tasks: WorkflowTask[] = [];
+
+  constructor(
+    private readonly host: WorkflowHost,
+    readonly options: WorkflowOptions,
+  ) {
+    this.name = checkTaskName(options?.name, "name");
+  }
+
+  /**
+   * Declares a task of the workflow.
+   * @throws ValidationError for a duplicate name or a parent that is not a task of this workflow declared before
+   */
+  task<TI extends JsonObject = I, O extends JsonObject | void = JsonObject>(
+    options: WorkflowTaskOptions<TI, O>,
+  ): WorkflowTask {
+    return this.add(options, undefined);
+  }
+
+  /** A task run once the others are done, if the run failed: `ctx.errors()` gives each failed task's error. */
+  onFailure<O extends JsonObject | void = JsonObject>(options: WorkflowTaskOptions<I, O>): WorkflowTask {
+    return this.add(options, "onFailure");
+  }
+
+  /** A task run once every other task completed. */
+  onSuccess<O extends JsonObject | void = JsonObject>(options: WorkflowTaskOptions<I, O>): WorkflowTask {
+    return this.add(options, "onSuccess");
+  }
+
+  /** Triggers a run and waits for it: `{ [taskName]: output }`. */
+  run<O extends JsonObject = JsonObject>(input: I, options?: RunOptions): Promise<O> {
+    return this.host.runWorkflow<O>(this, input, options, true) as Promise<O>;
+  }
+
+  /** Triggers a run and returns once it is recorded. */
+  runNoWait<O extends JsonObject = JsonObject>(input: I, options?: RunOptions): Promise<RunRef<O>> {
+    return this.host.runWorkflow<O>(this, input, options, false) as Promise<RunRef<O>>;
+  }
+
+  /** @internal The task specs of a new run. */
+  specs(runId: string, declared: (t: WorkflowTask) => DeclaredOptions): TaskSpec[] {
+    if (this.tasks.every((t) => t.role !== undefined)) {
+      throw new ValidationError([{ path: "workflow", message: `workflow ${this.name} has no tasks` }]);
+    }
+    return this.tasks.map((t, i) => {
+      const timeout = declared(t).scheduleTimeoutMs;
+      return {
+        taskRunId: `${runId}-${i}`,
+        taskName: t.declaration.name,
+        ref: t.ref,
+        ...(t.parents.length ? { parents: [...t.parents] } : {}),
+        ...(t.role ? { role: t.role } : {}),
+        ...(timeout ? { scheduleTimeoutMs: timeout } : {}),
+      };
+    });
+  }
+
+  private add<TI extends JsonObject, O extends JsonObject | void>(
+    options: WorkflowTaskOptions<TI, O>,
+    role: "onFailure" | "onSuccess" | undefined,
+  ): WorkflowTask {
+    const ref = checkTaskName(options?.name, "name");
+    if (this.tasks.some((t) => t.ref === ref)) {
+      throw new ValidationError([{ path: "name", message: `workflow ${this.name} already has a task "${ref}"` }]);
+    }
+    if (role && this.tasks.some((t) => t.role === role)) {
+      throw new ValidationError([{ path: "name", message: `workflow ${this.name} already has an ${role} handler` }]);
+    }
+    const parents = (options.parents ?? []).map((p, i) => {
+      const name = typeof p === "string" ? p : p?.ref;
+      const parent = this.tasks.find((t) => t.ref === name && (typeof p === "string" || t === p));
+      if (!parent || parent.role) {
+        throw new ValidationError([
+          {
+            path: `parents[${i}]`,
+            message: `task "${ref}" names parent "${String(name)}", which is not a task declared before it in workflow ${this.name} (so cycles cannot form)`,
+          },
+        ]);
+      }
+      return parent.ref;
+    });
+    if (role && parents.length) {
+      throw new ValidationError([{ path: "parents", message: `the ${role} handler runs after all tasks: no parents` }]);
+    }
+    const { parents: _p, name: _n, ...rest } = options;
+    const defaults = this.options.taskDefaults ?? {};
+    const declaration = this.host.task({
+      ...defaults,
+      ...rest,
+      name: `${this.name}.${ref}`,
+      ...(this.options.sticky ? { sticky: this.options.sticky } : {}),
+      ...(this.options.concurrency
+        ? { concurrency: { ...this.options.concurrency, key: this.options.concurrency.key ?? `${this.name}.workflow` } }
+        : {}),
+    } as TaskOptions<JsonObject, JsonObject>);
+    const task: WorkflowTask = { ref, parents, role, declaration };
+    this.tasks.push(task);
+    return task;
+  }
+}

@@ -1,0 +1,171 @@
+import { RunCancelledError, RunStatuses, TaskRunError, ValidationError } from "@taskjet/sdk";
+import { describe, expect, it } from "vitest";
+import { ConcurrencyProbe, sleep } from "../harness/concurrency-probe.js";
+import { eventually, historyTypes, startNamespace, useNatsServer } from "../harness/fixtures.js";
+
+const nats = useNatsServer();
+
+describe("workflows", () => {
+  it("DAG diamond - A → B, C → D: outputs flow to children, B and C run in parallel, the run returns every output", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const probe = new ConcurrencyProbe();
+    const wf = tj.workflow<{ n: number }>({ name: "diamond" });
+    const a = wf.task({ name: "a", fn: async (input: { n: number }) => ({ v: input.n + 1 }) });
+    const b = wf.task({
+      name: "b",
+      parents: [a],
+      fn: (_input, ctx) =>
+        probe.around("mid", async () => (await sleep(150), { v: ctx.parentOutput<{ v: number }>(a).v * 2 })),
+    });
+    const c = wf.task({
+      name: "c",
+      parents: [a],
+      fn: (_input, ctx) =>
+        probe.around("mid", async () => (await sleep(150), { v: ctx.parentOutput<{ v: number }>(a).v * 3 })),
+    });
+    wf.task({
+      name: "d",
+      parents: [b, "c"],
+      fn: async (_input, ctx) => ({ sum: ctx.parentOutput<{ v: number }>(b).v + ctx.parentOutput<{ v: number }>(c).v }),
+    });
+    const worker = await tj.worker("w", { workflows: [wf], slots: 10 });
+    await worker.start();
+    const out = await wf.run({ n: 1 });
+    expect(out).toEqual({ a: { v: 2 }, b: { v: 4 }, c: { v: 6 }, d: { sum: 10 } });
+    expect(probe.maxByKey.get("mid")).toBe(2);
+    const ref = await wf.runNoWait({ n: 10 });
+    await ref.result();
+    const state = await tj.runs.get(ref.runId);
+    expect(state.workflowName).toBe("diamond");
+    expect(state.tasks.map((t) => [t.ref, t.status])).toEqual([
+      ["a", "COMPLETED"],
+      ["b", "COMPLETED"],
+      ["c", "COMPLETED"],
+      ["d", "COMPLETED"],
+    ]);
+    // Four tasks, one history: no event beyond their own starts and completions.
+    const types = await historyTypes(tj, ref.runId);
+    expect(types).toHaveLength(9);
+    expect(types.filter((t) => t === "TaskStarted")).toHaveLength(4);
+    expect(types.filter((t) => t === "TaskCompleted")).toHaveLength(4);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("failure midway - the failed task's descendants never run, an independent branch finishes, onFailure sees the errors", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const ran: string[] = [];
+    let handled: Record<string, { message: string }> | undefined;
+    const wf = tj.workflow({ name: "pipeline", taskDefaults: { retries: 1 } });
+    const fetchTask = wf.task({ name: "fetch", fn: async () => (ran.push("fetch"), { rows: 3 }) });
+    const parse = wf.task({
+      name: "parse",
+      parents: [fetchTask],
+      fn: async (_i, ctx) => {
+        ran.push(`parse${ctx.retryCount()}`);
+        throw new SyntaxError("bad row 2");
+      },
+    });
+    wf.task({ name: "store", parents: [parse], fn: async () => (ran.push("store"), {}) });
+    wf.task({
+      name: "archive",
+      parents: [fetchTask],
+      fn: async () => (await sleep(300), ran.push("archive"), { ok: 1 }),
+    });
+    wf.onFailure({
+      name: "alert",
+      fn: async (_i, ctx) => {
+        handled = ctx.errors();
+        ran.push("alert");
+        return {};
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [wf], slots: 10 });
+    await worker.start();
+    const ref = await wf.runNoWait({});
+    const err = await ref.result().catch((e) => e);
+    expect(err).toBeInstanceOf(TaskRunError);
+    expect((err as TaskRunError).message).toMatch(/bad row 2/);
+    expect(ran.sort()).toEqual(["alert", "archive", "fetch", "parse0", "parse1"]);
+    expect(handled).toEqual({ parse: expect.objectContaining({ name: "SyntaxError", message: "bad row 2" }) });
+    const state = await tj.runs.get(ref.runId);
+    expect(state.status).toBe(RunStatuses.failed);
+    const byRef = Object.fromEntries(state.tasks.map((t) => [t.ref, t]));
+    expect(byRef.store?.status).toBe(RunStatuses.cancelled);
+    expect(byRef.store?.error?.message).toBe("not run: parse failed");
+    expect(byRef.archive?.status).toBe(RunStatuses.completed);
+    expect(byRef.alert?.status).toBe(RunStatuses.completed);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("onSuccess - runs once every task completed; skipped when the run failed", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const calls: string[] = [];
+    const wf = tj.workflow<{ fail: boolean }>({ name: "report", defaultPriority: 3 });
+    const only = wf.task({
+      name: "only",
+      fn: async (input: { fail: boolean }) => {
+        if (input.fail) throw new Error("nope");
+        return { done: true };
+      },
+    });
+    wf.onSuccess({ name: "notify", fn: async (_i, ctx) => (calls.push(`ok:${ctx.parentOutput(only).done}`), {}) });
+    const worker = await tj.worker("w", { workflows: [wf] });
+    await worker.start();
+    expect(await wf.run({ fail: false })).toEqual({ only: { done: true } });
+    await expect(wf.run({ fail: true })).rejects.toThrow(/nope/);
+    expect(calls).toEqual(["ok:true"]);
+    const runs = await eventually(async () => {
+      const listed = await tj.runs.list({ taskName: "report" });
+      return listed.length === 2 ? listed : undefined;
+    });
+    expect(runs.map((r) => r.priority)).toEqual([3, 3]);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("cascading cancel - cancelling a workflow run stops its running task and never starts the rest", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const started: string[] = [];
+    const wf = tj.workflow({ name: "long" });
+    const slow = wf.task({
+      name: "slow",
+      fn: async (_i, ctx) => {
+        started.push("slow");
+        await new Promise((r) => ctx.abortController.signal.addEventListener("abort", r));
+        return {};
+      },
+    });
+    wf.task({ name: "after", parents: [slow], fn: async () => (started.push("after"), {}) });
+    const worker = await tj.worker("w", { workflows: [wf] });
+    await worker.start();
+    const ref = await wf.runNoWait({});
+    await eventually(() => (started.includes("slow") ? true : undefined));
+    expect(await ref.cancel("no longer needed")).toBe(true);
+    await expect(ref.result()).rejects.toBeInstanceOf(RunCancelledError);
+    await sleep(300);
+    expect(started).toEqual(["slow"]);
+    const state = await tj.runs.get(ref.runId);
+    expect(state.tasks.map((t) => t.status)).toEqual([RunStatuses.cancelled, RunStatuses.cancelled]);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("definition - duplicate names, unknown or later parents (so no cycle) and empty workflows are refused, naming them", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const wf = tj.workflow({ name: "bad" });
+    const a = wf.task({ name: "a", fn: async () => ({}) });
+    expect(() => wf.task({ name: "a", fn: async () => ({}) })).toThrow(/already has a task "a"/);
+    expect(() => wf.task({ name: "b", parents: ["c"], fn: async () => ({}) })).toThrow(
+      /task "b" names parent "c", which is not a task declared before it in workflow bad/,
+    );
+    const other = tj.workflow({ name: "other" });
+    expect(() => other.task({ name: "x", parents: [a], fn: async () => ({}) })).toThrow(ValidationError);
+    expect(() => wf.onFailure({ name: "h", parents: [a], fn: async () => ({}) })).toThrow(/no parents/);
+    expect(() => tj.workflow({ name: "has space" })).toThrow(/name/);
+    await expect(tj.workflow({ name: "empty" }).run({})).rejects.toThrow(/has no tasks/);
+    await tj.close();
+    await engine.stop();
+  });
+});

@@ -5,6 +5,12 @@ import { eventually, historyTypes, startNamespace, useNatsServer } from "../harn
 
 const nats = useNatsServer();
 
+/** Notes that `what` ran and returns `output`. */
+function record<T>(log: string[], what: string, output: T): T {
+  log.push(what);
+  return output;
+}
+
 describe("workflows", () => {
   it("DAG diamond - A → B, C → D: outputs flow to children, B and C run in parallel, the run returns every output", async () => {
     const { engine, tj } = await startNamespace(nats.url);
@@ -15,13 +21,19 @@ describe("workflows", () => {
       name: "b",
       parents: [a],
       fn: (_input, ctx) =>
-        probe.around("mid", async () => (await sleep(150), { v: ctx.parentOutput<{ v: number }>(a).v * 2 })),
+        probe.around("mid", async () => {
+          await sleep(150);
+          return { v: ctx.parentOutput<{ v: number }>(a).v * 2 };
+        }),
     });
     const c = wf.task({
       name: "c",
       parents: [a],
       fn: (_input, ctx) =>
-        probe.around("mid", async () => (await sleep(150), { v: ctx.parentOutput<{ v: number }>(a).v * 3 })),
+        probe.around("mid", async () => {
+          await sleep(150);
+          return { v: ctx.parentOutput<{ v: number }>(a).v * 3 };
+        }),
     });
     wf.task({
       name: "d",
@@ -57,7 +69,7 @@ describe("workflows", () => {
     const ran: string[] = [];
     let handled: Record<string, { message: string }> | undefined;
     const wf = tj.workflow({ name: "pipeline", taskDefaults: { retries: 1 } });
-    const fetchTask = wf.task({ name: "fetch", fn: async () => (ran.push("fetch"), { rows: 3 }) });
+    const fetchTask = wf.task({ name: "fetch", fn: async () => record(ran, "fetch", { rows: 3 }) });
     const parse = wf.task({
       name: "parse",
       parents: [fetchTask],
@@ -66,11 +78,14 @@ describe("workflows", () => {
         throw new SyntaxError("bad row 2");
       },
     });
-    wf.task({ name: "store", parents: [parse], fn: async () => (ran.push("store"), {}) });
+    wf.task({ name: "store", parents: [parse], fn: async () => record(ran, "store", {}) });
     wf.task({
       name: "archive",
       parents: [fetchTask],
-      fn: async () => (await sleep(300), ran.push("archive"), { ok: 1 }),
+      fn: async () => {
+        await sleep(300);
+        return record(ran, "archive", { ok: 1 });
+      },
     });
     wf.onFailure({
       name: "alert",
@@ -110,7 +125,7 @@ describe("workflows", () => {
         return { done: true };
       },
     });
-    wf.onSuccess({ name: "notify", fn: async (_i, ctx) => (calls.push(`ok:${ctx.parentOutput(only).done}`), {}) });
+    wf.onSuccess({ name: "notify", fn: async (_i, ctx) => record(calls, `ok:${ctx.parentOutput(only).done}`, {}) });
     const worker = await tj.worker("w", { workflows: [wf] });
     await worker.start();
     expect(await wf.run({ fail: false })).toEqual({ only: { done: true } });
@@ -137,7 +152,7 @@ describe("workflows", () => {
         return {};
       },
     });
-    wf.task({ name: "after", parents: [slow], fn: async () => (started.push("after"), {}) });
+    wf.task({ name: "after", parents: [slow], fn: async () => record(started, "after", {}) });
     const worker = await tj.worker("w", { workflows: [wf] });
     await worker.start();
     const ref = await wf.runNoWait({});

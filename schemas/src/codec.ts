@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import {
   EventTypes,
   type RunCreated,
@@ -50,6 +51,11 @@ export function makeEvent<T extends TaskjetEventInput["type"]>(
   at: Date = new Date(),
 ): EventOf<T> {
   return { v: 1, id: newId(), type, at: at.toISOString(), ...fields } as unknown as EventOf<T>;
+}
+
+/** The run id of a child: the same for the same parent task-run and key, so a parent run again makes no new child. */
+export function childRunId(parentTaskRunId: string, key: string): string {
+  return `k${createHash("sha256").update(`${parentTaskRunId}\n${key}`).digest("base64url").slice(0, 31)}`;
 }
 
 /** The creation of a one-task run (a standalone task): what every trigger (client, cron, event router) appends. */

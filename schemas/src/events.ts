@@ -25,6 +25,7 @@ export const EventTypes = {
   TaskQueued: "TaskQueued",
   TaskWaiting: "TaskWaiting",
   TaskRateLimited: "TaskRateLimited",
+  ChildrenSpawned: "ChildrenSpawned",
   ReportIgnored: "ReportIgnored",
   EventRejected: "EventRejected",
 } as const;
@@ -237,6 +238,24 @@ export const TaskRateLimitedSchema = z.object({
   }),
 });
 
+/**
+ * A running task started child runs (`ctx.runChild`, `child.run()` inside a task): recorded in the parent's history
+ * before the children are created, so cancelling the parent finds them. Child run ids derive from the parent task-run
+ * and the child's key (or index), so a parent that runs again spawns the same children, not new ones.
+ */
+export const ChildrenSpawnedSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.ChildrenSpawned),
+  taskRunId: token,
+  data: z.object({
+    ...attemptFacts,
+    children: z
+      .array(z.object({ runId: token, taskName: z.string().min(1).max(128), key: z.string().max(256) }))
+      .min(1)
+      .max(10_000),
+  }),
+});
+
 /** A report from an attempt that was no longer current when it arrived: recorded, never applied. */
 export const ReportIgnoredSchema = z.object({
   ...envelope,
@@ -267,6 +286,7 @@ export const TaskjetEventSchema = z.discriminatedUnion("type", [
   TaskQueuedSchema,
   TaskWaitingSchema,
   TaskRateLimitedSchema,
+  ChildrenSpawnedSchema,
   TaskTimedOutSchema,
   TaskTimeoutRefreshedSchema,
   RunCancelledSchema,
@@ -288,6 +308,7 @@ export type TaskRetryScheduled = z.output<typeof TaskRetryScheduledSchema>;
 export type TaskQueued = z.output<typeof TaskQueuedSchema>;
 export type TaskWaiting = z.output<typeof TaskWaitingSchema>;
 export type TaskRateLimited = z.output<typeof TaskRateLimitedSchema>;
+export type ChildrenSpawned = z.output<typeof ChildrenSpawnedSchema>;
 export type TaskTimedOut = z.output<typeof TaskTimedOutSchema>;
 export type TaskTimeoutRefreshed = z.output<typeof TaskTimeoutRefreshedSchema>;
 export type RunCancelled = z.output<typeof RunCancelledSchema>;

@@ -105,6 +105,16 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
         error: { name: "RateLimited", message: message ?? `rate limited until ${until}` },
       });
     }
+    case EventTypes.ChildrenSpawned: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt);
+      if (task?.status !== RunStatuses.running || !fromRunner(task, event.data.workerId)) return next;
+      const known = new Set((next.children ?? []).map((c) => c.runId));
+      const added = event.data.children
+        .filter((c) => !known.has(c.runId))
+        .map((c) => ({ ...c, taskRunId: event.taskRunId }));
+      next.children = [...(next.children ?? []), ...added];
+      return next;
+    }
     case EventTypes.TaskReassigned: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
       if (!task || task.status !== RunStatuses.running || task.workerId !== event.data.fromWorkerId) return next;

@@ -74,6 +74,8 @@ export interface RunState {
   priority: number;
   trigger: { kind: string; [k: string]: unknown };
   tasks: TaskRunState[];
+  /** Child runs its tasks started, in order (cancelling this run cancels them). */
+  children?: { runId: string; taskName: string; key: string; taskRunId: string }[];
   /** Sticky runs: the worker that ran the first task, which later attempts prefer (SOFT) or require (HARD). */
   sticky?: { mode: "SOFT" | "HARD"; workerId: string };
   output?: Record<string, unknown>;

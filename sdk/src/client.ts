@@ -184,10 +184,15 @@ export class Taskjet implements Triggers {
   /** Creates a worker; `await worker.start()` registers it and starts taking work. */
   async worker(name: string, options: WorkerOptions): Promise<Worker> {
     this.assertOpen();
-    const worker = new Worker(this.connection, this.config, name, options, (w) => this.workers.delete(w), {
-      rateLimits: this.ratelimits,
-      crons: this.crons,
-    });
+    const worker = new Worker(
+      this.connection,
+      this.config,
+      name,
+      options,
+      (w) => this.workers.delete(w),
+      { rateLimits: this.ratelimits, crons: this.crons },
+      this,
+    );
     this.workers.add(worker);
     return worker;
   }
@@ -342,6 +347,28 @@ export class Taskjet implements Triggers {
       if (!(err instanceof AppendConflictError)) throw err;
     }
     return this.ref<O>(event.runId);
+  }
+
+  /** @internal Creates child runs (pipelined; an existing id is that child) and returns their handles in order. */
+  async createChildren(
+    parent: { runId: string; taskRunId: string; additionalMetadata: Record<string, string> },
+    children: { runId: string; taskName: string; key: string; input: Record<string, unknown> }[],
+  ): Promise<RunRef<JsonObject>[]> {
+    const events = children.map((c, i) => {
+      checkTaskName(c.taskName, `children[${i}].task`);
+      encodeJsonObject(c.input, `children[${i}].input`, this.connection.payloadLimit);
+      return newRunCreated({
+        runId: c.runId,
+        taskName: c.taskName,
+        input: c.input,
+        trigger: { kind: "child", parentRunId: parent.runId, parentTaskRunId: parent.taskRunId, key: c.key },
+        additionalMetadata: parent.additionalMetadata,
+      });
+    });
+    const appended = await this.appendAll(events);
+    const failed = appended.find((r) => r instanceof Error);
+    if (failed) throw failed;
+    return events.map((e) => this.ref<JsonObject>(e.runId));
   }
 
   /** A handle on an existing run. */

@@ -10,6 +10,7 @@ import {
 import type { CronOptions, CronSpec } from "./crons.js";
 import type { RunRef } from "./run-ref.js";
 import type { Context } from "./worker/context.js";
+import { currentTask } from "./worker/current.js";
 
 /** A JSON object: what tasks take and return. */
 export type JsonObject = Record<string, unknown>;
@@ -209,6 +210,12 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   run(input: I, options?: RunOptions): Promise<Output<O>>;
   run(inputs: readonly I[], options?: RunOptions): Promise<Output<O>[]>;
   run(input: I | readonly I[], options?: RunOptions): Promise<Output<O> | Output<O>[]> {
+    const parent = currentTask.getStore();
+    if (parent) {
+      // Inside a task: child runs of it.
+      if (Array.isArray(input)) return parent.bulkRunChildren<Output<O>>(input.map((i) => ({ task: this, input: i })));
+      return parent.runChild<Output<O>>(this, input as JsonObject);
+    }
     if (Array.isArray(input)) return this.runMany(input.map((i) => ({ input: i, options }))) as Promise<Output<O>[]>;
     return this.triggers.run<Output<O>>(this.name, input as I, options, this.declared());
   }
@@ -220,6 +227,13 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   runNoWait(input: I, options?: RunOptions): Promise<RunRef<Output<O>>>;
   runNoWait(inputs: readonly I[], options?: RunOptions): Promise<RunRef<Output<O>>[]>;
   runNoWait(input: I | readonly I[], options?: RunOptions): Promise<RunRef<Output<O>> | RunRef<Output<O>>[]> {
+    const parent = currentTask.getStore();
+    if (parent) {
+      if (Array.isArray(input)) {
+        return parent.bulkRunChildrenNoWait<Output<O>>(input.map((i) => ({ task: this, input: i })));
+      }
+      return parent.runChildNoWait<Output<O>>(this, input as JsonObject);
+    }
     if (Array.isArray(input)) {
       return this.runManyNoWait(input.map((i) => ({ input: i, options }))) as Promise<RunRef<Output<O>>[]>;
     }

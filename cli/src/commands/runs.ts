@@ -248,6 +248,8 @@ class Timeline {
         return `attempt ${e.data.attempt} queued`;
       case "TaskWaiting":
         return short(`${e.data.reason}: ${e.data.detail}`, 100);
+      case "ChildrenSpawned":
+        return short(`${e.data.children.length} child run(s): ${e.data.children.map((c) => c.runId).join(" ")}`, 100);
       case "TaskRateLimited":
         return short(`rate limited${e.data.keys ? ` on ${e.data.keys.join(", ")}` : ""} until ${e.data.until}`, 100);
       case "TaskTimedOut":

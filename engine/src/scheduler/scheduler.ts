@@ -1,5 +1,6 @@
 import {
   EventTypes,
+  isTerminal,
   makeEvent,
   type RunState,
   RunStatuses,
@@ -114,6 +115,7 @@ export class Scheduler {
         this.o.retrier.onState(state);
         return;
       case EventTypes.RunCancelled:
+        this.cancelChildren(state, event.data.reason);
         for (const task of state.tasks) {
           if (task.status !== RunStatuses.cancelled) continue;
           this.core.finish(task);
@@ -346,6 +348,19 @@ export class Scheduler {
         },
         3,
       );
+    }
+  }
+
+  /** A cancelled run's child runs are cancelled too (and theirs, as each cancellation is folded). */
+  private cancelChildren(state: RunState, reason: string): void {
+    for (const child of state.children ?? []) {
+      this.decide(child.runId, (s) => {
+        if (isTerminal(s.status)) return undefined;
+        return makeEvent(EventTypes.RunCancelled, {
+          runId: s.runId,
+          data: { reason: `parent run ${state.runId} cancelled: ${reason}`.slice(0, 200) },
+        });
+      });
     }
   }
 

@@ -6,6 +6,25 @@ import {
   RateLimitedError,
   ValidationError,
 } from "@taskjet/schemas";
+import type { RunRef } from "../run-ref.js";
+
+/** A task to start as a child: its declaration (`tj.task()`) or its name. */
+export type TaskRef = { name: string } | string;
+
+/** One child run to start. */
+export interface ChildSpec {
+  taskName: string;
+  input: Record<string, unknown>;
+  key?: string | undefined;
+}
+
+function taskNameOf(task: TaskRef): string {
+  const name = typeof task === "string" ? task : task?.name;
+  if (typeof name !== "string") {
+    throw new ValidationError([{ path: "task", message: "must be a task declared with tj.task() or a task name" }]);
+  }
+  return name;
+}
 
 /** Log methods of `ctx.logger`: message first, optional fields. */
 export interface TaskLogger {
@@ -28,7 +47,11 @@ export class Context {
     private readonly assignment: Assignment,
     worker: { id: string; name: string },
     log: Logger,
-    private readonly hooks: { refresh(ms: number): Promise<void>; releaseSlot(): Promise<void> },
+    private readonly hooks: {
+      refresh(ms: number): Promise<void>;
+      releaseSlot(): Promise<void>;
+      spawn(children: ChildSpec[]): Promise<RunRef<Record<string, unknown>>[]>;
+    },
   ) {
     this.worker = { id: () => worker.id, name: () => worker.name };
     this.logger = {
@@ -91,6 +114,52 @@ export class Context {
       if (Number.isNaN(retryAfter.getTime())) parseDuration("invalid date", "retryAfter");
     } else parseDuration(retryAfter, "retryAfter", { allowZero: true });
     throw new RateLimitedError({ retryAfter, ...(key === undefined ? {} : { key }) });
+  }
+
+  /**
+   * Starts a child run of `task` (a declaration or a task name) and waits for its output. The child's id derives from
+   * this task-run and `key` (else its position among this attempt's children): a retried parent gets the same child
+   * back, not a new one. Cancelling this run cancels its children. Inside a task, `child.run(input)` does the same.
+   * @throws TaskRunError when the child failed
+   */
+  async runChild<O = Record<string, unknown>>(
+    task: TaskRef,
+    input: Record<string, unknown>,
+    options: { key?: string } = {},
+  ): Promise<O> {
+    const [ref] = await this.hooks.spawn([{ taskName: taskNameOf(task), input, key: options.key }]);
+    return (await (ref as RunRef<Record<string, unknown>>).result()) as O;
+  }
+
+  /** Starts a child run and returns its handle once it is recorded. */
+  async runChildNoWait<O = Record<string, unknown>>(
+    task: TaskRef,
+    input: Record<string, unknown>,
+    options: { key?: string } = {},
+  ): Promise<RunRef<O>> {
+    const [ref] = await this.hooks.spawn([{ taskName: taskNameOf(task), input, key: options.key }]);
+    return ref as unknown as RunRef<O>;
+  }
+
+  /** Starts many child runs in one go (one history write for all) and waits for their outputs, in order. */
+  async bulkRunChildren<O = Record<string, unknown>>(
+    children: { task: TaskRef; input: Record<string, unknown>; key?: string }[],
+  ): Promise<O[]> {
+    const refs = await this.bulkRunChildrenNoWait<O>(children);
+    return Promise.all(refs.map((r) => r.result()));
+  }
+
+  /** Starts many child runs in one go; their handles, in order. */
+  async bulkRunChildrenNoWait<O = Record<string, unknown>>(
+    children: { task: TaskRef; input: Record<string, unknown>; key?: string }[],
+  ): Promise<RunRef<O>[]> {
+    if (!Array.isArray(children)) {
+      throw new ValidationError([{ path: "children", message: "must be an array of { task, input, key? }" }]);
+    }
+    const refs = await this.hooks.spawn(
+      children.map((c) => ({ taskName: taskNameOf(c?.task), input: c?.input, key: c?.key })),
+    );
+    return refs as unknown as RunRef<O>[];
   }
 
   /**

@@ -123,14 +123,19 @@ export async function reportRunningFact(
   r: Reporter,
   a: Assignment,
   lastSeq: number,
-  fact: { type: "timeoutRefreshed"; timeoutAt: string } | { type: "slotReleased" },
+  fact:
+    | { type: "timeoutRefreshed"; timeoutAt: string }
+    | { type: "slotReleased" }
+    | { type: "childrenSpawned"; children: { runId: string; taskName: string; key: string }[] },
 ): Promise<number> {
   const base = { runId: a.runId, taskRunId: a.taskRunId };
   const attemptFacts = { attempt: a.attempt, workerId: r.workerId };
   const event =
     fact.type === "timeoutRefreshed"
       ? makeEvent(EventTypes.TaskTimeoutRefreshed, { ...base, data: { ...attemptFacts, timeoutAt: fact.timeoutAt } })
-      : makeEvent(EventTypes.TaskSlotReleased, { ...base, data: attemptFacts });
+      : fact.type === "childrenSpawned"
+        ? makeEvent(EventTypes.ChildrenSpawned, { ...base, data: { ...attemptFacts, children: fact.children } })
+        : makeEvent(EventTypes.TaskSlotReleased, { ...base, data: attemptFacts });
   const outcome = await appendWhileCurrent(r, a, event, lastSeq, (t) => isOurs(t, a, r));
   if ("stale" in outcome) throw notCurrent(outcome.stale.task);
   return outcome.seq;

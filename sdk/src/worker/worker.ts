@@ -8,6 +8,7 @@ import {
   Buckets,
   type ControlMessage,
   ControlMessageSchema,
+  childRunId,
   compileEventFilter,
   compileFlow,
   compileKeyExpression,
@@ -28,9 +29,11 @@ import type { ClientConfig } from "../config.js";
 import type { Connection } from "../connection.js";
 import { type CronsClient, checkCronSpecs } from "../crons.js";
 import type { RateLimitsClient } from "../rate-limits.js";
+import type { RunRef } from "../run-ref.js";
 import type { JsonObject, TaskDeclaration } from "../task.js";
 import { WorkflowDeclaration } from "../workflow.js";
-import { Context } from "./context.js";
+import { type ChildSpec, Context } from "./context.js";
+import { currentTask } from "./current.js";
 import {
   NotCurrentError,
   type Reporter,
@@ -41,6 +44,17 @@ import {
 } from "./reports.js";
 
 export const SDK_VERSION = "0.1.0";
+
+/** Children recorded per `ChildrenSpawned` event (one event stays well under the payload limit). */
+const CHILDREN_PER_EVENT = 2000;
+
+/** Creates child runs: implemented by the client. */
+export interface ChildHost {
+  createChildren(
+    parent: { runId: string; taskRunId: string; additionalMetadata: Record<string, string> },
+    children: { runId: string; taskName: string; key: string; input: Record<string, unknown> }[],
+  ): Promise<RunRef<JsonObject>[]>;
+}
 
 /** Options of `tj.worker()`. */
 export interface WorkerOptions {
@@ -112,6 +126,7 @@ export class Worker {
     options: WorkerOptions,
     private readonly onStopped: (w: Worker) => void,
     private readonly registries: { rateLimits: RateLimitsClient; crons: CronsClient },
+    private readonly children: ChildHost,
   ) {
     if (typeof name !== "string" || name.trim() === "" || name.length > 128) {
       throw new ValidationError([
@@ -424,7 +439,13 @@ export class Worker {
         this.reporter,
         this.tasks.get(next.assignment.taskName) as Task,
       );
+      let childIndex = 0;
       const ctx = new Context(next.assignment, { id: this.id, name: this.name }, log, {
+        spawn: (children) => {
+          // Keys decide child ids; unkeyed children are numbered in the order this attempt starts them.
+          const keyed = children.map((c) => ({ ...c, key: c.key ?? `#${childIndex++}` }));
+          return this.spawnChildren(next.assignment, attempt, keyed);
+        },
         refresh: (ms) => attempt.refresh(ms),
         releaseSlot: async () => {
           if (this.released.has(key) || !this.running.has(key)) return;
@@ -458,6 +479,26 @@ export class Worker {
     }
   }
 
+  /**
+   * Records the children in the parent's history (one `ChildrenSpawned` per chunk, CAS on this attempt's tail), then
+   * creates them (an existing id is that child: a retried parent gets its children back).
+   */
+  private async spawnChildren(
+    a: Assignment,
+    attempt: AttemptClock,
+    children: (ChildSpec & { key: string })[],
+  ): Promise<RunRef<JsonObject>[]> {
+    const specs = children.map((c) => ({ runId: childRunId(a.taskRunId, c.key), taskName: c.taskName, key: c.key }));
+    for (let i = 0; i < specs.length; i += CHILDREN_PER_EVENT) {
+      const fact = { type: "childrenSpawned", children: specs.slice(i, i + CHILDREN_PER_EVENT) } as const;
+      attempt.lastSeq = await reportRunningFact(this.reporter, a, attempt.lastSeq, fact);
+    }
+    return this.children.createChildren(
+      { runId: a.runId, taskRunId: a.taskRunId, additionalMetadata: a.additionalMetadata },
+      children.map((c, i) => ({ ...c, runId: (specs[i] as { runId: string }).runId })),
+    );
+  }
+
   private freeSlot(key: string): void {
     const entry = this.running.get(key);
     if (!entry) return;
@@ -486,7 +527,8 @@ export class Worker {
     const task = this.tasks.get(a.taskName) as TaskDeclaration<JsonObject, JsonObject>;
     let result: { ok: true; output: unknown } | { ok: false; error: unknown };
     try {
-      result = { ok: true, output: await task.fn(a.input, ctx) };
+      // Triggers made from inside the task (`child.run(input)`) become its children.
+      result = { ok: true, output: await currentTask.run(ctx, () => task.fn(a.input, ctx)) };
     } catch (error) {
       result = { ok: false, error };
     }

@@ -1,0 +1,118 @@
+import { RunCancelledError, RunStatuses } from "@taskjet/sdk";
+import { describe, expect, it } from "vitest";
+import { sleep } from "../harness/concurrency-probe.js";
+import { eventually, historyTypes, startNamespace, useNatsServer } from "../harness/fixtures.js";
+
+const nats = useNatsServer();
+
+describe("child runs", () => {
+  it("fan-out - a parent starts 1,000 children in one go and sums their outputs", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const square = tj.task({ name: "square", fn: async (input: { n: number }) => ({ sq: input.n * input.n }) });
+    const parent = tj.task({
+      name: "sum-squares",
+      executionTimeout: "120s",
+      fn: async (input: { count: number }, ctx) => {
+        const outputs = await ctx.bulkRunChildren<{ sq: number }>(
+          Array.from({ length: input.count }, (_, n) => ({ task: square, input: { n } })),
+        );
+        return { sum: outputs.reduce((s, o) => s + o.sq, 0) };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [square, parent], slots: 100 });
+    await worker.start();
+    const t0 = performance.now();
+    const ref = await parent.runNoWait({ count: 1000 });
+    expect(await ref.result()).toEqual({ sum: 332_833_500 });
+    const seconds = (performance.now() - t0) / 1000;
+    process.stderr.write(`fan-out: 1 parent → 1,000 children summed in ${seconds.toFixed(2)} s\n`);
+    const state = await tj.runs.get(ref.runId);
+    expect(state.children).toHaveLength(1000);
+    const child = await tj.runs.get(state.children?.[7]?.runId as string);
+    expect(child.trigger).toMatchObject({ kind: "child", parentRunId: ref.runId, key: "#7" });
+    expect(child.output).toEqual({ sq: 49 });
+    await tj.close();
+    await engine.stop();
+  }, 120_000);
+
+  it("child.run inside a task - a child of it, recorded in the parent's history; a retried parent gets the same children", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const runs = new Map<string, number>();
+    const double = tj.task({
+      name: "double",
+      fn: async (input: { n: number }, ctx) => {
+        runs.set(ctx.workflowRunId(), (runs.get(ctx.workflowRunId()) ?? 0) + 1);
+        return { v: input.n * 2 };
+      },
+    });
+    const parent = tj.task({
+      name: "parent",
+      retries: 1,
+      fn: async (_input, ctx) => {
+        const a = await double.run({ n: 1 }); // a child, because it runs inside a task
+        const b = await ctx.runChild<{ v: number }>(double, { n: 2 }, { key: "second" });
+        if (ctx.retryCount() === 0) throw new Error("first attempt fails after its children");
+        return { total: a.v + b.v };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [double, parent], slots: 10 });
+    await worker.start();
+    const ref = await parent.runNoWait({});
+    expect(await ref.result()).toEqual({ total: 6 });
+    // Two attempts of the parent, two children, each run once.
+    expect(runs.size).toBe(2);
+    expect([...runs.values()]).toEqual([1, 1]);
+    const history = await historyTypes(tj, ref.runId);
+    expect(history.filter((t) => t === "ChildrenSpawned")).toHaveLength(4); // each attempt records its two
+    const state = await tj.runs.get(ref.runId);
+    expect(state.children?.map((c) => c.key)).toEqual(["#0", "second"]);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("cascading cancel - cancelling a parent cancels its running and queued children", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const aborted: string[] = [];
+    const blocker = tj.task({
+      name: "blocker",
+      fn: async (input: { i: number }, ctx) => {
+        await new Promise((r) => ctx.abortController.signal.addEventListener("abort", r));
+        aborted.push(`child${input.i}`);
+        return {};
+      },
+    });
+    const parent = tj.task({
+      name: "boss",
+      fn: async (_input, ctx) => {
+        await ctx.bulkRunChildrenNoWait(Array.from({ length: 5 }, (_, i) => ({ task: blocker, input: { i } })));
+        await new Promise((r) => ctx.abortController.signal.addEventListener("abort", r));
+        return {};
+      },
+    });
+    // Three slots: the parent and two children run, three children stay queued.
+    const worker = await tj.worker("w", { workflows: [blocker, parent], slots: 3 });
+    await worker.start();
+    const ref = await parent.runNoWait({});
+    const children = await eventually(async () => {
+      const s = await tj.runs.get(ref.runId);
+      return s.children?.length === 5 ? s.children : undefined;
+    });
+    await eventually(() => (worker.runningCount === 3 ? true : undefined));
+    await ref.cancel("stop everything");
+    await expect(ref.result()).rejects.toBeInstanceOf(RunCancelledError);
+    for (const c of children) {
+      const err = await tj
+        .ref(c.runId)
+        .result()
+        .catch((e) => e);
+      expect(err).toBeInstanceOf(RunCancelledError);
+      expect((err as RunCancelledError).reason).toMatch(/parent run .* cancelled: stop everything/);
+    }
+    await eventually(() => (aborted.length === 2 ? true : undefined));
+    await sleep(300);
+    expect(aborted).toHaveLength(2); // the queued three never started
+    expect((await tj.runs.get(children[4]?.runId as string)).status).toBe(RunStatuses.cancelled);
+    await tj.close();
+    await engine.stop();
+  });
+});

@@ -226,9 +226,20 @@ export function isRateLimited(err: unknown): err is RateLimitedError {
   return err instanceof Error && err.name === "RateLimitedError" && "retryAfter" in err;
 }
 
+/**
+ * A durable task replayed its checkpoints in a different order than history recorded (its code between checkpoints
+ * is not deterministic, or it changed): the task fails, not retried.
+ */
+export class NonDeterminismError extends Error {
+  constructor(index: number, now: string, recorded: string) {
+    super(`checkpoint ${index}: the task now calls ${now}, but its history recorded ${recorded}`);
+    this.name = "NonDeterminismError";
+  }
+}
+
 /** Whether a task's error forbids retrying it (checked by name, so copies of the SDK agree). */
 export function isNonRetryable(err: unknown): boolean {
-  return err instanceof Error && err.name === "NonRetryableError";
+  return err instanceof Error && (err.name === "NonRetryableError" || err.name === "NonDeterminismError");
 }
 
 /** Turns anything thrown into the recorded shape. */

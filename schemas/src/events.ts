@@ -26,6 +26,9 @@ export const EventTypes = {
   TaskWaiting: "TaskWaiting",
   TaskRateLimited: "TaskRateLimited",
   ChildrenSpawned: "ChildrenSpawned",
+  DurableCheckpoint: "DurableCheckpoint",
+  DurableSleeping: "DurableSleeping",
+  DurableWoke: "DurableWoke",
   ReportIgnored: "ReportIgnored",
   EventRejected: "EventRejected",
 } as const;
@@ -256,6 +259,36 @@ export const ChildrenSpawnedSchema = z.object({
   }),
 });
 
+/**
+ * Durable tasks: a checkpoint the running attempt recorded (`ctx.now()`): on replay the task gets the recorded value
+ * back instead of a new one. `index` is the checkpoint's position in the task's sequence of checkpoints.
+ */
+export const DurableCheckpointSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.DurableCheckpoint),
+  taskRunId: token,
+  data: z.object({ ...attemptFacts, index: z.number().int().min(0), kind: z.literal("now"), value: z.iso.datetime() }),
+});
+
+/**
+ * Durable tasks: the attempt reached `ctx.sleepFor` / `ctx.sleepUntil`: it ends here and frees its slot; the engine
+ * wakes the task at `until` (`DurableWoke`), and a new attempt replays up to this checkpoint and goes on.
+ */
+export const DurableSleepingSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.DurableSleeping),
+  taskRunId: token,
+  data: z.object({ ...attemptFacts, index: z.number().int().min(0), until: z.iso.datetime() }),
+});
+
+/** Durable tasks: the engine ended a sleep: the next attempt is queued (not counted as a retry). */
+export const DurableWokeSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.DurableWoke),
+  taskRunId: token,
+  data: z.object({ attempt: z.number().int().min(1), index: z.number().int().min(0) }),
+});
+
 /** A report from an attempt that was no longer current when it arrived: recorded, never applied. */
 export const ReportIgnoredSchema = z.object({
   ...envelope,
@@ -287,6 +320,9 @@ export const TaskjetEventSchema = z.discriminatedUnion("type", [
   TaskWaitingSchema,
   TaskRateLimitedSchema,
   ChildrenSpawnedSchema,
+  DurableCheckpointSchema,
+  DurableSleepingSchema,
+  DurableWokeSchema,
   TaskTimedOutSchema,
   TaskTimeoutRefreshedSchema,
   RunCancelledSchema,

@@ -105,6 +105,41 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
         error: { name: "RateLimited", message: message ?? `rate limited until ${until}` },
       });
     }
+    case EventTypes.DurableCheckpoint: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt);
+      if (task?.status !== RunStatuses.running || !fromRunner(task, event.data.workerId)) return next;
+      const { index, value } = event.data;
+      if ((task.checkpoints ?? []).some((c) => c.index === index)) return next;
+      return withTask(next, {
+        ...task,
+        checkpoints: [...(task.checkpoints ?? []), { index, kind: "now", value, done: true }],
+      });
+    }
+    case EventTypes.DurableSleeping: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt);
+      if (task?.status !== RunStatuses.running || !fromRunner(task, event.data.workerId)) return next;
+      const { workerId: _w, workerName: _n, startedAt: _s, timeoutAt: _t, slotReleased: _r, ...rest } = task;
+      const { index, until } = event.data;
+      const checkpoints = (task.checkpoints ?? []).filter((c) => c.index !== index);
+      return withTask(next, {
+        ...rest,
+        status: RunStatuses.pending,
+        checkpoints: [...checkpoints, { index, kind: "sleep", value: until, done: false }],
+      });
+    }
+    case EventTypes.DurableWoke: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt - 1);
+      const sleep = task?.checkpoints?.find((c) => c.index === event.data.index && c.kind === "sleep" && !c.done);
+      if (task?.status !== RunStatuses.pending || !sleep) return next;
+      return withTask(next, {
+        ...task,
+        status: RunStatuses.queued,
+        attempt: event.data.attempt,
+        queuedAt: event.at,
+        requeues: (task.requeues ?? 0) + 1,
+        checkpoints: (task.checkpoints ?? []).map((c) => (c === sleep ? { ...c, done: true } : c)),
+      });
+    }
     case EventTypes.ChildrenSpawned: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
       if (task?.status !== RunStatuses.running || !fromRunner(task, event.data.workerId)) return next;

@@ -153,6 +153,8 @@ export const FlowOptionsSchema = z
     desiredWorkerLabels: z.record(keyName, DesiredLabelSchema).optional(),
     sticky: z.enum(StickyModes).optional(),
     slotCost: z.number().int().min(1).max(10_000).optional(),
+    /** A durable task: runs in the worker's durable slots; sleeps free them. */
+    durable: z.boolean().optional(),
   })
   .strict();
 export type FlowOptions = z.output<typeof FlowOptionsSchema>;

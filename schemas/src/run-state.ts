@@ -59,6 +59,8 @@ export interface TaskRunState {
   waiting?: { reason: string; detail: string; since: string };
   /** The last attempt hit an upstream rate limit: these keys (all the task's when absent) pause until `until`. */
   rateLimited?: { until: string; keys?: string[] };
+  /** Durable tasks: the checkpoints recorded so far, in order; a sleep not yet over is `done: false`. */
+  checkpoints?: { index: number; kind: "now" | "sleep"; value: string; done: boolean }[];
   /** A retry decided but not yet queued: the attempt it will be, and when (once scheduled). */
   retry?: { attempt: number; at?: string };
 }

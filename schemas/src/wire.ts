@@ -29,6 +29,10 @@ export const AssignmentSchema = z.object({
   taskErrors: z
     .record(z.string(), z.object({ name: z.string(), message: z.string(), stack: z.string().optional() }))
     .optional(),
+  /** Durable tasks: the checkpoints recorded so far, replayed instead of repeated. */
+  checkpoints: z
+    .array(z.object({ index: z.number(), kind: z.enum(["now", "sleep"]), value: z.string(), done: z.boolean() }))
+    .optional(),
   /** Why the run exists (`RunCreated.trigger`): the pushed event, the cron tick, ... */
   trigger: z.object({ kind: z.string() }).loose().optional(),
 });
@@ -41,6 +45,8 @@ export const WorkerRegistrationSchema = z.object({
   name: z.string().min(1),
   tasks: z.array(z.string()),
   slots: z.number().int().min(1),
+  /** Slots for durable tasks, apart from `slots` (a sleeping durable task holds none). */
+  durableSlots: z.number().int().min(0).default(0),
   labels: WorkerLabelsSchema.default({}),
   sdkVersion: z.string(),
   hostname: z.string(),

@@ -110,9 +110,28 @@ export class Taskjet implements Triggers {
     return this.config.namespace;
   }
 
+  /**
+   * Declares a durable task: its context adds `ctx.sleepFor`, `ctx.sleepUntil` and `ctx.now()`, each a checkpoint in
+   * the run's history. A sleep ends the attempt and frees its slot; the engine wakes the task when it is over, on any
+   * worker, and the new attempt replays the completed checkpoints instead of repeating them. Durable tasks run in the
+   * worker's `durableSlots`.
+   */
+  durableTask<I extends JsonObject = JsonObject, O extends JsonObject | void = JsonObject>(
+    options: TaskOptions<I, O>,
+  ): TaskDeclaration<I, O> {
+    return this.declare(options, true);
+  }
+
   /** Declares a task. The returned runnable is registered on workers and triggers runs. */
   task<I extends JsonObject = JsonObject, O extends JsonObject | void = JsonObject>(
     options: TaskOptions<I, O>,
+  ): TaskDeclaration<I, O> {
+    return this.declare(options, false);
+  }
+
+  private declare<I extends JsonObject, O extends JsonObject | void>(
+    options: TaskOptions<I, O>,
+    durable: boolean,
   ): TaskDeclaration<I, O> {
     if (typeof options !== "object" || options === null) {
       throw new ValidationError([
@@ -140,6 +159,7 @@ export class Taskjet implements Triggers {
       desiredWorkerLabels,
       sticky,
       slotCost,
+      ...(durable ? { durable: true } : {}),
     });
     const expression = options.idempotency?.expression;
     if (expression !== undefined && (typeof expression !== "string" || expression.length === 0)) {

@@ -1,7 +1,7 @@
 import type { Taskjet } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
-import { kill, startEngineProcess } from "../harness/engine-process.js";
 import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import { kill, startEngineProcess } from "../harness/processes.js";
 
 const nats = useNatsServer();
 const engineProcess = (namespace: string) => startEngineProcess(nats.url, namespace);

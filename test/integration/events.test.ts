@@ -1,8 +1,8 @@
 import { ValidationError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import { sleep } from "../harness/concurrency-probe.js";
-import { kill, startEngineProcess } from "../harness/engine-process.js";
 import { connectClient, eventually, startNamespace, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import { kill, startEngineProcess } from "../harness/processes.js";
 
 const nats = useNatsServer();
 

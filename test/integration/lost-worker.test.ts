@@ -1,5 +1,3 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
   connectClient,
@@ -9,29 +7,12 @@ import {
   uniqueNamespace,
   useNatsServer,
 } from "../harness/fixtures.js";
+import { kill, startWorkerProcess } from "../harness/processes.js";
 
 const nats = useNatsServer();
-const WORKER = fileURLToPath(new URL("../harness/worker-process.ts", import.meta.url));
-
 /** A worker in a child process; resolves once it is registered. */
-async function workerProcess(namespace: string, task: string, slots: number, taskMs: number, release = false) {
-  const args = [WORKER, nats.url, namespace, task, String(slots), String(taskMs), ...(release ? ["release"] : [])];
-  const child = spawn(process.execPath, ["--import", "tsx", ...args], { stdio: ["ignore", "pipe", "inherit"] });
-  let out = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    out += d.toString();
-  });
-  const workerId = await eventually(() => /ready (\S+)/.exec(out)?.[1], 20_000, "worker ready");
-  return { child, workerId, output: () => out };
-}
-
-function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once("exit", () => resolve());
-    child.kill(signal);
-  });
-}
+const workerProcess = (namespace: string, task: string, slots: number, taskMs: number, release = false) =>
+  startWorkerProcess(nats.url, namespace, task, slots, taskMs, release ? "release" : undefined);
 
 describe("lost workers", () => {
   it("drain - SIGTERM on a worker process lets its running tasks finish, takes nothing new, and exits 0", async () => {

@@ -248,6 +248,12 @@ class Timeline {
         return `attempt ${e.data.attempt} queued`;
       case "TaskWaiting":
         return short(`${e.data.reason}: ${e.data.detail}`, 100);
+      case "DurableCheckpoint":
+        return `checkpoint ${e.data.index}: now ${e.data.value}`;
+      case "DurableSleeping":
+        return `checkpoint ${e.data.index}: sleeping until ${e.data.until}`;
+      case "DurableWoke":
+        return `checkpoint ${e.data.index}: woke, attempt ${e.data.attempt} queued`;
       case "ChildrenSpawned":
         return short(`${e.data.children.length} child run(s): ${e.data.children.map((c) => c.runId).join(" ")}`, 100);
       case "TaskRateLimited":

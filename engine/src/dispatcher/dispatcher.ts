@@ -47,6 +47,7 @@ export class Dispatcher {
         assignedAt: now,
         ...(state.trigger.kind === "run" ? {} : { trigger: state.trigger }),
         ...(state.tasks.length > 1 ? workflowContext(state, task.taskRunId) : {}),
+        ...checkpointsOf(state, task.taskRunId),
       };
       // The worker id is part of the dedup id: the same attempt placed again on another worker is a new message.
       this.o.js
@@ -89,4 +90,10 @@ function workflowContext(state: RunState, taskRunId: string): Partial<Assignment
     );
   }
   return out;
+}
+
+/** Durable tasks: the checkpoints to replay. */
+function checkpointsOf(state: RunState, taskRunId: string): Partial<Assignment> {
+  const checkpoints = state.tasks.find((t) => t.taskRunId === taskRunId)?.checkpoints;
+  return checkpoints?.length ? { checkpoints } : {};
 }

@@ -28,6 +28,8 @@ export interface Flow {
   labels: readonly { key: string; desired: DesiredLabel }[];
   slotCost: number;
   sticky?: { mode: StickyMode; workerId: string } | undefined;
+  /** A durable task: it takes the worker's durable slots, not its slots. */
+  durable?: boolean;
 }
 
 /** No flow control: one lane, one slot, any worker. */
@@ -52,6 +54,8 @@ export interface WorkerSlots {
   workerId: string;
   tasks: readonly string[];
   slots: number;
+  /** Slots for durable tasks. @default 0 */
+  durableSlots?: number;
   labels?: Readonly<Record<string, string | number>>;
 }
 
@@ -79,6 +83,8 @@ interface WorkerState {
   tasks: Set<string>;
   slots: number;
   used: number;
+  durableSlots: number;
+  durableUsed: number;
   labels: Readonly<Record<string, string | number>>;
   /** Attempts placed on this worker and not finished, by attempt key. */
   held: Map<string, QueuedTask>;
@@ -222,6 +228,12 @@ class Deque<T> {
   }
 }
 
+/** Takes (`sign` 1) or gives back (-1) an attempt's slots in the pool it uses. */
+function take(worker: WorkerState, flow: Flow, sign: 1 | -1): void {
+  if (flow.durable) worker.durableUsed += sign * flow.slotCost;
+  else worker.used += sign * flow.slotCost;
+}
+
 /** Whether `a` is placed before `b`: higher priority, then older. */
 function before(a: QueuedTask, b: QueuedTask): boolean {
   const pa = a.priority ?? 1;
@@ -304,6 +316,7 @@ export class SchedulerCore {
     if (existing) {
       existing.tasks = new Set(worker.tasks);
       existing.slots = worker.slots;
+      existing.durableSlots = worker.durableSlots ?? 0;
       existing.labels = worker.labels ?? {};
       this.wakeAll(this.workerParked, worker.workerId);
       return;
@@ -314,6 +327,8 @@ export class SchedulerCore {
       tasks: new Set(worker.tasks),
       slots: worker.slots,
       used: 0,
+      durableSlots: worker.durableSlots ?? 0,
+      durableUsed: 0,
       labels: worker.labels ?? {},
       held: new Map(),
     });
@@ -348,7 +363,7 @@ export class SchedulerCore {
     const entry: Known = { task: known?.task ?? task, workerId, cancelling: known?.cancelling };
     this.known.set(key, entry);
     worker.held.set(key, entry.task);
-    worker.used += flow.slotCost;
+    take(worker, flow, 1);
     for (const ref of flow.groups) {
       const group = this.groupOf(ref);
       group.held.add(key);
@@ -444,7 +459,7 @@ export class SchedulerCore {
       known.lane = undefined;
       known.workerId = worker.workerId;
       worker.held.set(key, task);
-      worker.used += flow.slotCost;
+      take(worker, flow, 1);
       placements.push({ task, workerId: worker.workerId });
     }
   }
@@ -642,7 +657,7 @@ export class SchedulerCore {
     const key = attemptKey(known.task);
     const worker = known.workerId === undefined ? undefined : this.workers.get(known.workerId);
     if (worker?.held.delete(key)) {
-      worker.used -= known.task.flow?.slotCost ?? 1;
+      take(worker, known.task.flow ?? NO_FLOW, -1);
       if (wakeGroups) this.wakeAll(this.workerParked, worker.workerId);
     }
     known.workerId = undefined;
@@ -707,7 +722,8 @@ export class SchedulerCore {
   }
 
   private eligible(worker: WorkerState, taskName: string, flow: Flow): boolean {
-    if (!worker.tasks.has(taskName) || worker.slots < flow.slotCost) return false;
+    if (!worker.tasks.has(taskName) || (flow.durable ? worker.durableSlots : worker.slots) < flow.slotCost)
+      return false;
     if (flow.sticky?.mode === "HARD" && worker.workerId !== flow.sticky.workerId) return false;
     for (const { key, desired } of flow.labels) {
       if (desired.required && !labelMatches(worker.labels[key], desired)) return false;
@@ -719,7 +735,7 @@ export class SchedulerCore {
     let best: WorkerState | undefined;
     let bestRank: [number, number, number] = [-1, -1, -1];
     for (const worker of this.workers.values()) {
-      const free = worker.slots - worker.used;
+      const free = flow.durable ? worker.durableSlots - worker.durableUsed : worker.slots - worker.used;
       if (free < flow.slotCost || !this.eligible(worker, taskName, flow)) continue;
       let score = 0;
       for (const { key, desired } of flow.labels) {

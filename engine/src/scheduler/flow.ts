@@ -72,7 +72,10 @@ export class FlowKeyError extends Error {
  */
 export function resolveFlow(def: CompiledDefinition | undefined, state: RunState, taskName: string): Flow {
   const flow = def?.flow;
-  if (!flow || (!flow.concurrency && !flow.rateLimits && !flow.desiredWorkerLabels && !flow.slotCost)) {
+  if (
+    !flow ||
+    (!flow.concurrency && !flow.rateLimits && !flow.desiredWorkerLabels && !flow.slotCost && !flow.durable)
+  ) {
     return state.sticky ? { ...NO_FLOW, sticky: state.sticky, lane: laneOfSticky(state) } : NO_FLOW;
   }
   const compiled = def as CompiledDefinition;
@@ -102,6 +105,7 @@ export function resolveFlow(def: CompiledDefinition | undefined, state: RunState
     labels,
     slotCost: flow.slotCost ?? 1,
     sticky: state.sticky,
+    ...(flow.durable ? { durable: true } : {}),
   };
 }
 

@@ -98,6 +98,15 @@ export class Scheduler {
         }
         break;
       }
+      case EventTypes.DurableSleeping:
+        // The attempt ended at its sleep: its slot is free.
+        this.core.finish({ taskRunId: event.taskRunId, attempt: event.data.attempt });
+        break;
+      case EventTypes.DurableWoke: {
+        const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
+        if (task?.status === RunStatuses.queued && task.attempt === event.data.attempt) this.enqueue(state, task, seq);
+        break;
+      }
       case EventTypes.TaskCompleted:
       case EventTypes.TaskFailed:
       case EventTypes.TaskTimedOut:
@@ -229,6 +238,7 @@ export class Scheduler {
       tasks: worker.tasks.filter((t) => this.o.definition(t) !== undefined),
       // A draining worker keeps what it runs and gets nothing new.
       slots: worker.draining ? 0 : worker.slots,
+      durableSlots: worker.draining ? 0 : worker.durableSlots,
       labels: worker.labels,
     });
   }

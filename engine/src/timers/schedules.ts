@@ -10,14 +10,16 @@ export interface SchedulesOptions {
 }
 
 /**
- * Scheduled runs (`task.schedule`, `task.delay`): one engine timer per SCHEDULED run at its `scheduledAt`, armed again
- * from the projected states after a restart; a time in the past fires at once. Firing appends `RunDue` (CAS), which
- * queues the run's tasks; a conflict means the run moved (rescheduled, cancelled) and folding that re-arms the timer.
+ * Timers of things that start later: scheduled runs (`task.schedule`, `task.delay`; `RunDue` at `scheduledAt`) and
+ * durable sleeps (`ctx.sleepFor`; `DurableWoke` at the sleep's end). Armed again from the projected states after a
+ * restart; a time in the past fires at once. Firing appends with CAS; a conflict means the run moved (rescheduled,
+ * cancelled) and folding that re-arms or drops the timer.
  */
 export class Schedules {
   constructor(private readonly o: SchedulesOptions) {}
 
   onState(state: RunState): void {
+    this.sleeps(state);
     const key = `due:${state.runId}`;
     if (state.status !== RunStatuses.scheduled || !state.scheduledAt) {
       this.o.timers.cancel(key);
@@ -27,6 +29,30 @@ export class Schedules {
     if (this.o.timers.dueOf(key) === due) return;
     const { runId } = state;
     this.o.timers.set(key, due, () => this.fire(runId));
+  }
+
+  private sleeps(state: RunState): void {
+    for (const task of state.tasks) {
+      const key = `sleep:${task.taskRunId}`;
+      const sleep = task.checkpoints?.find((c) => c.kind === "sleep" && !c.done);
+      if (task.status !== RunStatuses.pending || !sleep) {
+        this.o.timers.cancel(key);
+        continue;
+      }
+      const due = Date.parse(sleep.value);
+      if (this.o.timers.dueOf(key) === due) continue;
+      const { runId } = state;
+      const { taskRunId, attempt } = task;
+      this.o.timers.set(key, due, () => this.wake(runId, taskRunId, attempt, sleep.index));
+    }
+  }
+
+  private wake(runId: string, taskRunId: string, attempt: number, index: number): void {
+    const state = this.o.states.get(runId);
+    const task = state?.tasks.find((t) => t.taskRunId === taskRunId);
+    if (!state || task?.status !== RunStatuses.pending || task.attempt !== attempt) return;
+    const event = makeEvent(EventTypes.DurableWoke, { runId, taskRunId, data: { attempt: attempt + 1, index } });
+    this.o.append(event, state.lastSeq).catch((err) => this.o.log.debug({ err, runId }, "durable task not woken now"));
   }
 
   private fire(runId: string): void {

@@ -2,6 +2,7 @@ import {
   type Assignment,
   type Duration,
   type Logger,
+  NonDeterminismError,
   parseDuration,
   RateLimitedError,
   ValidationError,
@@ -24,6 +25,10 @@ function taskNameOf(task: TaskRef): string {
     throw new ValidationError([{ path: "task", message: "must be a task declared with tj.task() or a task name" }]);
   }
   return name;
+}
+
+function describe(c: { kind: string; value: string }): string {
+  return c.kind === "now" ? "now()" : `a sleep until ${c.value}`;
 }
 
 /** Log methods of `ctx.logger`: message first, optional fields. */
@@ -51,7 +56,11 @@ export class Context {
       refresh(ms: number): Promise<void>;
       releaseSlot(): Promise<void>;
       spawn(children: ChildSpec[]): Promise<RunRef<Record<string, unknown>>[]>;
+      checkpoint(index: number, value: string): Promise<void>;
+      sleep(index: number, until: string): Promise<void>;
     },
+    /** Durable tasks only. */
+    private readonly durable = false,
   ) {
     this.worker = { id: () => worker.id, name: () => worker.name };
     this.logger = {
@@ -114,6 +123,59 @@ export class Context {
       if (Number.isNaN(retryAfter.getTime())) parseDuration("invalid date", "retryAfter");
     } else parseDuration(retryAfter, "retryAfter", { allowZero: true });
     throw new RateLimitedError({ retryAfter, ...(key === undefined ? {} : { key }) });
+  }
+
+  /** Durable tasks: the position of the next checkpoint. */
+  private checkpointIndex = 0;
+
+  /**
+   * Durable tasks: the current time, recorded; on replay the recorded time comes back.
+   * @throws NonDeterminismError when history recorded another checkpoint here
+   */
+  async now(): Promise<Date> {
+    const { index, recorded } = this.nextCheckpoint("now()");
+    if (recorded) {
+      if (recorded.kind !== "now") throw new NonDeterminismError(index, "now()", describe(recorded));
+      return new Date(recorded.value);
+    }
+    const value = new Date();
+    await this.hooks.checkpoint(index, value.toISOString());
+    return value;
+  }
+
+  /**
+   * Durable tasks: sleeps until `date`, recorded as a checkpoint. The attempt ends here and frees its slot; the engine
+   * wakes the task at `date` (also if this worker died meanwhile) and a new attempt replays the completed checkpoints
+   * instead of repeating them, then goes on after this line.
+   * @throws NonDeterminismError when history recorded another checkpoint here
+   */
+  async sleepUntil(date: Date | string): Promise<void> {
+    const at = date instanceof Date ? date : new Date(date);
+    if (Number.isNaN(at.getTime())) {
+      throw new ValidationError([{ path: "date", message: `must be a date, got ${JSON.stringify(date)}` }]);
+    }
+    const { index, recorded } = this.nextCheckpoint(`sleepUntil(${at.toISOString()})`);
+    if (recorded) {
+      if (recorded.kind !== "sleep") throw new NonDeterminismError(index, "a sleep", describe(recorded));
+      if (recorded.done || Date.parse(recorded.value) <= Date.now()) return;
+    }
+    await this.hooks.sleep(index, recorded?.value ?? at.toISOString());
+    // The attempt is over: this promise is dropped with it.
+    return new Promise<void>(() => {});
+  }
+
+  /** Durable tasks: sleeps for `duration` (`"10m"`, milliseconds), measured from the first time it is reached. */
+  async sleepFor(duration: Duration): Promise<void> {
+    const ms = parseDuration(duration, "duration", { allowZero: true });
+    return this.sleepUntil(new Date(Date.now() + ms));
+  }
+
+  private nextCheckpoint(what: string) {
+    if (!this.durable) {
+      throw new ValidationError([{ path: what, message: "is only available in durable tasks (tj.durableTask)" }]);
+    }
+    const index = this.checkpointIndex++;
+    return { index, recorded: this.assignment.checkpoints?.find((c) => c.index === index) };
   }
 
   /**

@@ -126,7 +126,9 @@ export async function reportRunningFact(
   fact:
     | { type: "timeoutRefreshed"; timeoutAt: string }
     | { type: "slotReleased" }
-    | { type: "childrenSpawned"; children: { runId: string; taskName: string; key: string }[] },
+    | { type: "childrenSpawned"; children: { runId: string; taskName: string; key: string }[] }
+    | { type: "durableCheckpoint"; index: number; value: string }
+    | { type: "durableSleeping"; index: number; until: string },
 ): Promise<number> {
   const base = { runId: a.runId, taskRunId: a.taskRunId };
   const attemptFacts = { attempt: a.attempt, workerId: r.workerId };
@@ -135,7 +137,17 @@ export async function reportRunningFact(
       ? makeEvent(EventTypes.TaskTimeoutRefreshed, { ...base, data: { ...attemptFacts, timeoutAt: fact.timeoutAt } })
       : fact.type === "childrenSpawned"
         ? makeEvent(EventTypes.ChildrenSpawned, { ...base, data: { ...attemptFacts, children: fact.children } })
-        : makeEvent(EventTypes.TaskSlotReleased, { ...base, data: attemptFacts });
+        : fact.type === "durableCheckpoint"
+          ? makeEvent(EventTypes.DurableCheckpoint, {
+              ...base,
+              data: { ...attemptFacts, index: fact.index, kind: "now", value: fact.value },
+            })
+          : fact.type === "durableSleeping"
+            ? makeEvent(EventTypes.DurableSleeping, {
+                ...base,
+                data: { ...attemptFacts, index: fact.index, until: fact.until },
+              })
+            : makeEvent(EventTypes.TaskSlotReleased, { ...base, data: attemptFacts });
   const outcome = await appendWhileCurrent(r, a, event, lastSeq, (t) => isOurs(t, a, r));
   if ("stale" in outcome) throw notCurrent(outcome.stale.task);
   return outcome.seq;

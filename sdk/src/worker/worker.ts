@@ -63,6 +63,8 @@ export interface WorkerOptions {
   workflows: (TaskDeclaration<any, any> | WorkflowDeclaration<any>)[];
   /** How many tasks it runs at once. @default 100 */
   slots?: number;
+  /** How many durable tasks it runs at once, apart from `slots` (sleeping ones hold none). @default 1000 */
+  durableSlots?: number;
   /** Labels for routing. @default {} */
   labels?: Record<string, string | number>;
   /** How long `stop()` lets running tasks finish before aborting them. @default 30000 */
@@ -95,6 +97,8 @@ export class Worker {
   private labels: WorkerLabels;
   /** Slots taken by running attempts (a task with `slotCost: n` takes n). */
   private used = 0;
+  readonly durableSlots: number;
+  private durableUsed = 0;
   private readonly graceMs: number;
   private readonly cancelGraceMs: number;
   private readonly handleSignals: boolean;
@@ -108,9 +112,9 @@ export class Worker {
   private control: Subscription | undefined;
   private readonly log: Logger;
   private readonly pending: Pending[] = [];
-  private readonly running = new Map<string, { ctx: Context; done: Promise<void>; cost: number }>();
+  private readonly running = new Map<string, { ctx: Context; done: Promise<void>; cost: number; durable: boolean }>();
   /** Attempts that gave their slot back (`ctx.releaseSlot()`) and run on. */
-  private readonly released = new Map<string, { ctx: Context; done: Promise<void>; cost: number }>();
+  private readonly released = new Map<string, { ctx: Context; done: Promise<void>; cost: number; durable: boolean }>();
   private state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
   private messages: ConsumerMessages | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -140,6 +144,7 @@ export class Worker {
       shutdownGraceMs = 30_000,
       cancelGraceMs = 1000,
       handleSignals = true,
+      durableSlots,
     } = options ?? ({} as WorkerOptions);
     this.handleSignals = handleSignals;
     if (!Array.isArray(workflows) || workflows.length === 0) {
@@ -185,6 +190,13 @@ export class Worker {
     }
     this.name = name;
     this.slots = slots;
+    const hasDurable = [...this.tasks.values()].some((t) => t.flow.durable);
+    this.durableSlots = durableSlots ?? (hasDurable ? 1000 : 0);
+    if (!Number.isInteger(this.durableSlots) || this.durableSlots < 0 || this.durableSlots > 100_000) {
+      throw new ValidationError([
+        { path: "durableSlots", message: `must be an integer from 0 to 100000, got ${JSON.stringify(durableSlots)}` },
+      ]);
+    }
     this.labels = parseWith(WorkerLabelsSchema, labels, "labels");
     this.graceMs = shutdownGraceMs;
     if (!Number.isInteger(cancelGraceMs) || cancelGraceMs < 0) {
@@ -215,7 +227,7 @@ export class Worker {
       filter_subject: subjects.assign(ns, this.id),
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
-      max_ack_pending: this.slots,
+      max_ack_pending: this.slots + this.durableSlots,
       ack_wait: nanos(30_000),
       // A worker that dies leaves its consumer behind; the server removes it after this long unused.
       inactive_threshold: nanos(3_600_000),
@@ -249,7 +261,7 @@ export class Worker {
     for (const task of this.tasks.values()) await this.registries.crons.declare(task.name, task.onCrons ?? []);
     const consumer = await js.consumers.get(Streams.assign, durable);
     this.messages = await consumer.consume({
-      max_messages: this.slots,
+      max_messages: this.slots + this.durableSlots,
       // Short pulls: a pull waiting on a consumer leader that died is only noticed when it expires.
       expires: 5000,
       callback: (m) => this.receive(m),
@@ -356,6 +368,7 @@ export class Worker {
       name: this.name,
       tasks: [...this.tasks.keys()],
       slots: this.slots,
+      durableSlots: this.durableSlots,
       labels: this.labels,
       sdkVersion: SDK_VERSION,
       hostname: hostname(),
@@ -425,8 +438,10 @@ export class Worker {
   /** Starts pending attempts while slots are free (invariant 6: never more than `slots` at once). */
   private pump(): void {
     while (this.pending.length > 0 && this.state !== "stopping") {
-      const cost = (this.tasks.get((this.pending[0] as Pending).assignment.taskName)?.flow.slotCost ?? 1) as number;
-      if (this.used + cost > this.slots) return;
+      const head = this.tasks.get((this.pending[0] as Pending).assignment.taskName);
+      const cost = head?.flow.slotCost ?? 1;
+      const durable = head?.flow.durable === true;
+      if (durable ? this.durableUsed + cost > this.durableSlots : this.used + cost > this.slots) return;
       const next = this.pending.shift() as Pending;
       const key = `${next.assignment.taskRunId}:${next.assignment.attempt}`;
       const log = this.log.child({
@@ -440,24 +455,51 @@ export class Worker {
         this.tasks.get(next.assignment.taskName) as Task,
       );
       let childIndex = 0;
-      const ctx = new Context(next.assignment, { id: this.id, name: this.name }, log, {
-        spawn: (children) => {
-          // Keys decide child ids; unkeyed children are numbered in the order this attempt starts them.
-          const keyed = children.map((c) => ({ ...c, key: c.key ?? `#${childIndex++}` }));
-          return this.spawnChildren(next.assignment, attempt, keyed);
-        },
-        refresh: (ms) => attempt.refresh(ms),
-        releaseSlot: async () => {
-          if (this.released.has(key) || !this.running.has(key)) return;
-          await attempt.releaseSlot();
-          // Still running and still reported, but no longer counted against the slots.
-          const entry = this.running.get(key);
-          if (!entry) return;
-          this.freeSlot(key);
-          this.released.set(key, entry);
-          this.pump();
-        },
+      // A durable task that reached a sleep: the attempt ends without a result.
+      let suspend: () => void = () => {};
+      const suspended = new Promise<"suspended">((resolve) => {
+        suspend = () => resolve("suspended");
       });
+      const task = this.tasks.get(next.assignment.taskName);
+      const ctx = new Context(
+        next.assignment,
+        { id: this.id, name: this.name },
+        log,
+        {
+          spawn: (children) => {
+            // Keys decide child ids; unkeyed children are numbered in the order this attempt starts them.
+            const keyed = children.map((c) => ({ ...c, key: c.key ?? `#${childIndex++}` }));
+            return this.spawnChildren(next.assignment, attempt, keyed);
+          },
+          checkpoint: async (index, value) => {
+            attempt.lastSeq = await reportRunningFact(this.reporter, next.assignment, attempt.lastSeq, {
+              type: "durableCheckpoint",
+              index,
+              value,
+            });
+          },
+          sleep: async (index, until) => {
+            attempt.lastSeq = await reportRunningFact(this.reporter, next.assignment, attempt.lastSeq, {
+              type: "durableSleeping",
+              index,
+              until,
+            });
+            suspend();
+          },
+          refresh: (ms) => attempt.refresh(ms),
+          releaseSlot: async () => {
+            if (this.released.has(key) || !this.running.has(key)) return;
+            await attempt.releaseSlot();
+            // Still running and still reported, but no longer counted against the slots.
+            const entry = this.running.get(key);
+            if (!entry) return;
+            this.freeSlot(key);
+            this.released.set(key, entry);
+            this.pump();
+          },
+        },
+        task?.flow.durable === true,
+      );
       attempt.onDeadline = () => {
         log.warn({ timeoutAt: attempt.timeoutAt }, "execution timeout: aborting the task");
         // Record the timeout first, so the aborted task's own failure is not taken for the attempt's outcome.
@@ -465,7 +507,7 @@ export class Worker {
           .catch((err) => log.warn({ err }, "could not record the timeout; the engine will"))
           .finally(() => ctx.abortController.abort(new Error(`execution timeout of ${attempt.timeoutMs} ms exceeded`)));
       };
-      const done = this.execute(next, ctx, attempt, log)
+      const done = this.execute(next, ctx, attempt, log, suspended)
         .catch((err) => log.error({ err }, "attempt failed to report"))
         .finally(() => {
           attempt.stop();
@@ -474,8 +516,9 @@ export class Worker {
           this.released.delete(key);
           this.pump();
         });
-      this.running.set(key, { ctx, done, cost });
-      this.used += cost;
+      this.running.set(key, { ctx, done, cost, durable });
+      if (durable) this.durableUsed += cost;
+      else this.used += cost;
     }
   }
 
@@ -503,7 +546,8 @@ export class Worker {
     const entry = this.running.get(key);
     if (!entry) return;
     this.running.delete(key);
-    this.used -= entry.cost;
+    if (entry.durable) this.durableUsed -= entry.cost;
+    else this.used -= entry.cost;
   }
 
   private async execute(
@@ -511,6 +555,7 @@ export class Worker {
     ctx: Context,
     attempt: AttemptClock,
     log: Logger,
+    suspended: Promise<"suspended">,
   ): Promise<void> {
     try {
       await attempt.start();
@@ -525,12 +570,18 @@ export class Worker {
     }
     msg.ack();
     const task = this.tasks.get(a.taskName) as TaskDeclaration<JsonObject, JsonObject>;
-    let result: { ok: true; output: unknown } | { ok: false; error: unknown };
-    try {
-      // Triggers made from inside the task (`child.run(input)`) become its children.
-      result = { ok: true, output: await currentTask.run(ctx, () => task.fn(a.input, ctx)) };
-    } catch (error) {
-      result = { ok: false, error };
+    // Triggers made from inside the task (`child.run(input)`) become its children.
+    const ran = Promise.resolve()
+      .then(() => currentTask.run(ctx, () => task.fn(a.input, ctx)))
+      .then(
+        (output) => ({ ok: true as const, output }),
+        (error: unknown) => ({ ok: false as const, error }),
+      );
+    const result = await Promise.race([ran, suspended]);
+    if (result === "suspended") {
+      attempt.stop();
+      log.debug({}, "durable task sleeping: attempt ended, slot freed");
+      return;
     }
     attempt.stop();
     const applied = await reportResult(this.reporter, a, attempt.lastSeq, result, this.conn.payloadLimit);

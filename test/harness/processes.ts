@@ -3,6 +3,26 @@ import { fileURLToPath } from "node:url";
 import { eventually } from "./fixtures.js";
 
 const BIN = fileURLToPath(new URL("../../cli/dist/bin.js", import.meta.url));
+const WORKER = fileURLToPath(new URL("./worker-process.ts", import.meta.url));
+
+/** A worker (`worker-process.ts`) in a child process, so it can be killed for real; resolves once registered. */
+export async function startWorkerProcess(
+  url: string,
+  namespace: string,
+  task: string,
+  slots: number,
+  taskMs: number,
+  mode?: "release" | "durable",
+): Promise<{ child: ChildProcess; workerId: string; output: () => string }> {
+  const args = [WORKER, url, namespace, task, String(slots), String(taskMs), ...(mode ? [mode] : [])];
+  const child = spawn(process.execPath, ["--import", "tsx", ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  const workerId = await eventually(() => /ready (\S+)/.exec(out)?.[1], 20_000, "worker ready");
+  return { child, workerId, output: () => out };
+}
 
 /** `taskjet engine` as its own process, so it can be killed for real. */
 export async function startEngineProcess(

@@ -1,0 +1,154 @@
+import { TaskRunError } from "@taskjet/sdk";
+import { describe, expect, it } from "vitest";
+import { sleep } from "../harness/concurrency-probe.js";
+import {
+  connectClient,
+  eventually,
+  historyTypes,
+  startEngine,
+  startNamespace,
+  uniqueNamespace,
+  useNatsServer,
+} from "../harness/fixtures.js";
+import { kill, startWorkerProcess } from "../harness/processes.js";
+
+const nats = useNatsServer();
+
+describe("durable tasks", () => {
+  it("sleep - the attempt ends at the sleep, a new one replays the checkpoints and goes on at the sleep's end", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    let executions = 0;
+    const remind = tj.durableTask({
+      name: "remind",
+      fn: async (_input, ctx) => {
+        executions++;
+        const before = await ctx.now();
+        await ctx.sleepFor("1s");
+        const after = await ctx.now();
+        return { before: before.toISOString(), after: after.toISOString(), attempt: ctx.retryCount() };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [remind] });
+    await worker.start();
+    const t0 = Date.now();
+    const out = (await remind.run({})) as { before: string; after: string; attempt: number };
+    expect(Date.parse(out.after) - Date.parse(out.before)).toBeGreaterThanOrEqual(1000);
+    expect(Date.parse(out.before) - t0).toBeLessThan(1000); // recorded by the first attempt, replayed by the second
+    expect(out.attempt).toBe(1);
+    expect(executions).toBe(2);
+    const [ref] = await tj.runs.list({ taskName: "remind", limit: 1 });
+    expect(await historyTypes(tj, ref?.runId as string)).toEqual([
+      "RunCreated",
+      "TaskStarted",
+      "DurableCheckpoint",
+      "DurableSleeping",
+      "DurableWoke",
+      "TaskStarted",
+      "DurableCheckpoint",
+      "TaskCompleted",
+    ]);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("sleep - sleeping runs hold no slot; a sleep outlives its worker and ends on another at its original time", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const woke: number[] = [];
+    const nap = tj.durableTask({
+      name: "nap",
+      fn: async (input: { i: number }, ctx) => {
+        await ctx.sleepUntil(new Date(Date.now() + 1500));
+        woke.push(Date.now());
+        return { i: input.i };
+      },
+    });
+    const first = await tj.worker("first", { workflows: [nap], durableSlots: 2 });
+    await first.start();
+    const t0 = Date.now();
+    const refs = await nap.runNoWait(Array.from({ length: 20 }, (_, i) => ({ i })));
+    // Twenty runs asleep at once on a worker with two durable slots.
+    await new Promise((r) => setTimeout(r, 700));
+    await first.stop();
+    const second = await tj.worker("second", { workflows: [nap], durableSlots: 2 });
+    await second.start();
+    await Promise.all(refs.map((r) => r.result()));
+    expect(woke).toHaveLength(20);
+    // Each woke at its own sleep's end (set within the first ~700 ms), not a sleep restarted by the new worker.
+    expect(Math.max(...woke) - t0).toBeLessThan(1500 + 700 + 1500);
+    expect(Math.min(...woke) - t0).toBeGreaterThanOrEqual(1500);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("worker SIGKILL mid-sleep - another worker resumes it: the checkpoint is not repeated, the sleep ends on time", async () => {
+    // A short worker TTL: the dead worker is known gone before the sleep ends, so the wake goes to the rescuer.
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], workerTtlMs: 1000 });
+    const tj = await connectClient(nats.url, { namespace });
+    const doomed = await startWorkerProcess(nats.url, namespace, "nap", 5, 3000, "durable");
+    const ref = await tj.runNoWait("nap", { who: "ana" });
+    await eventually(async () => ((await historyTypes(tj, ref.runId)).includes("DurableSleeping") ? true : undefined));
+    const sleptAt = Date.now();
+    await kill(doomed.child, "SIGKILL");
+    await sleep(1500);
+    // The same steps as the process's task: record now(), sleep, return.
+    const nap = tj.durableTask({
+      name: "nap",
+      fn: async (input: Record<string, unknown>, ctx) => {
+        const before = await ctx.now();
+        await ctx.sleepFor(3000);
+        return { ...input, before: before.toISOString(), worker: ctx.worker.id() };
+      },
+    });
+    const rescuer = await tj.worker("rescuer", { workflows: [nap] });
+    await rescuer.start();
+    const out = (await ref.result({ timeoutMs: 10_000 })) as { before: string; worker: string };
+    const doneAt = Date.now();
+    expect(out.worker).toBe(rescuer.id);
+    expect(Date.parse(out.before)).toBeLessThan(sleptAt); // recorded by the killed worker, not taken again
+    // The original sleep's end (~3 s after it began), not a new 3 s sleep from the rescuer's start (~4.5 s).
+    expect(doneAt - sleptAt).toBeGreaterThanOrEqual(2900);
+    expect(doneAt - sleptAt).toBeLessThan(4000);
+    const types = await historyTypes(tj, ref.runId);
+    expect(types.filter((t) => t === "DurableCheckpoint")).toHaveLength(1);
+    expect(types.filter((t) => t === "DurableSleeping")).toHaveLength(1);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("non-determinism - a replay that reaches other checkpoints than history recorded fails, naming both", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    let runs = 0;
+    const flaky = tj.durableTask({
+      name: "flaky",
+      retries: 3,
+      fn: async (_input, ctx) => {
+        runs++;
+        if (runs === 1) await ctx.now();
+        await ctx.sleepFor("200ms");
+        return {};
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [flaky] });
+    await worker.start();
+    const err = await flaky.run({}).catch((e) => e);
+    expect(err).toBeInstanceOf(TaskRunError);
+    expect((err as TaskRunError).taskError.name).toBe("NonDeterminismError");
+    expect((err as TaskRunError).message).toMatch(
+      /checkpoint 0: the task now calls a sleep, but its history recorded now\(\)/,
+    );
+    expect(runs).toBe(2); // not retried
+    const plain = tj.task({
+      name: "plain",
+      fn: async (_i, ctx) => {
+        await ctx.now();
+        return {};
+      },
+    });
+    const w2 = await tj.worker("w2", { workflows: [plain] });
+    await w2.start();
+    await expect(plain.run({})).rejects.toThrow(/only available in durable tasks/);
+    await tj.close();
+    await engine.stop();
+  });
+});

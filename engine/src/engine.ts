@@ -5,6 +5,7 @@ import { Buckets, kvClaimStore, type TaskjetEventInput } from "@taskjet/schemas"
 import { type Logger, pino } from "pino";
 import { type EngineConfig, type EngineConfigInput, resolveEngineConfig } from "./config.js";
 import { Dispatcher } from "./dispatcher/dispatcher.js";
+import { EventWaits } from "./events/event-waits.js";
 import { IdempotentRuns } from "./events/idempotent-runs.js";
 import { EventRouter } from "./events/router.js";
 import { type HttpServer, startHttpServer } from "./http/server.js";
@@ -104,12 +105,20 @@ class NamespaceRuntime {
       states: this.projector.states,
       append,
     });
+    const eventWaits = new EventWaits({
+      js,
+      ns,
+      log: nsLog.child({ module: "event-waits" }),
+      states: this.projector.states,
+      append,
+    });
     this.scheduler = new Scheduler({
       log: nsLog.child({ module: "scheduler" }),
       dispatcher,
       retrier,
       timeouts,
       schedules,
+      eventWaits,
       append,
       states: this.projector.states,
       definition: (name) => this.definitions.get(name),
@@ -142,6 +151,7 @@ class NamespaceRuntime {
       definitions: () => this.definitions.all(),
       append,
       idempotent,
+      eventWaits,
     });
     this.registry = new WorkerRegistry({
       js,

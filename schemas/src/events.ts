@@ -29,6 +29,8 @@ export const EventTypes = {
   DurableCheckpoint: "DurableCheckpoint",
   DurableSleeping: "DurableSleeping",
   DurableWoke: "DurableWoke",
+  DurableWaitingForEvent: "DurableWaitingForEvent",
+  DurableEventReceived: "DurableEventReceived",
   ReportIgnored: "ReportIgnored",
   EventRejected: "EventRejected",
 } as const;
@@ -289,6 +291,36 @@ export const DurableWokeSchema = z.object({
   data: z.object({ attempt: z.number().int().min(1), index: z.number().int().min(0) }),
 });
 
+/**
+ * Durable tasks: the attempt reached `ctx.waitForEvent`: it ends and frees its slot until a pushed event of `key`
+ * (matching `filter`) stored after stream sequence `afterSeq` arrives; the engine then records it
+ * (`DurableEventReceived`) and queues the next attempt, which gets the event back from history.
+ */
+export const DurableWaitingForEventSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.DurableWaitingForEvent),
+  taskRunId: token,
+  data: z.object({
+    ...attemptFacts,
+    index: z.number().int().min(0),
+    key: z.string().min(1).max(260),
+    filter: z.string().max(1000).optional(),
+    afterSeq: z.number().int().min(0),
+  }),
+});
+
+/** Durable tasks: the event a wait was for arrived: the next attempt is queued (not counted as a retry). */
+export const DurableEventReceivedSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.DurableEventReceived),
+  taskRunId: token,
+  data: z.object({
+    attempt: z.number().int().min(1),
+    index: z.number().int().min(0),
+    event: z.object({ id: z.string(), key: z.string(), payload: z.record(z.string(), z.unknown()) }),
+  }),
+});
+
 /** A report from an attempt that was no longer current when it arrived: recorded, never applied. */
 export const ReportIgnoredSchema = z.object({
   ...envelope,
@@ -323,6 +355,8 @@ export const TaskjetEventSchema = z.discriminatedUnion("type", [
   DurableCheckpointSchema,
   DurableSleepingSchema,
   DurableWokeSchema,
+  DurableWaitingForEventSchema,
+  DurableEventReceivedSchema,
   TaskTimedOutSchema,
   TaskTimeoutRefreshedSchema,
   RunCancelledSchema,

@@ -1,6 +1,6 @@
 import type { RecordedError } from "./errors.js";
 import { EventTypes, type TaskjetEvent } from "./events.js";
-import { isTerminal, type RunState, RunStatuses, type TaskRunState } from "./run-state.js";
+import { type DurableCheckpointState, isTerminal, type RunState, RunStatuses, type TaskRunState } from "./run-state.js";
 
 /**
  * The one reducer: folds one history event (at stream sequence `seq`) into a run's state. Pure, no I/O; the
@@ -138,6 +138,31 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
         queuedAt: event.at,
         requeues: (task.requeues ?? 0) + 1,
         checkpoints: (task.checkpoints ?? []).map((c) => (c === sleep ? { ...c, done: true } : c)),
+      });
+    }
+    case EventTypes.DurableWaitingForEvent: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt);
+      if (task?.status !== RunStatuses.running || !fromRunner(task, event.data.workerId)) return next;
+      const { workerId: _w, workerName: _n, startedAt: _s, timeoutAt: _t, slotReleased: _r, ...rest } = task;
+      const { index, key, filter, afterSeq } = event.data;
+      const checkpoints = (task.checkpoints ?? []).filter((c) => c.index !== index);
+      const waiting: DurableCheckpointState = { index, kind: "event", value: key, done: false, afterSeq };
+      if (filter !== undefined) waiting.filter = filter;
+      return withTask(next, { ...rest, status: RunStatuses.pending, checkpoints: [...checkpoints, waiting] });
+    }
+    case EventTypes.DurableEventReceived: {
+      const task = currentTask(next, event.taskRunId, event.data.attempt - 1);
+      const wait = task?.checkpoints?.find((c) => c.index === event.data.index && c.kind === "event" && !c.done);
+      if (task?.status !== RunStatuses.pending || !wait) return next;
+      return withTask(next, {
+        ...task,
+        status: RunStatuses.queued,
+        attempt: event.data.attempt,
+        queuedAt: event.at,
+        requeues: (task.requeues ?? 0) + 1,
+        checkpoints: (task.checkpoints ?? []).map((c) =>
+          c === wait ? { index: c.index, kind: c.kind, value: c.value, done: true, result: event.data.event } : c,
+        ),
       });
     }
     case EventTypes.ChildrenSpawned: {

@@ -23,6 +23,20 @@ export function isTerminal(status: RunStatus): boolean {
   return TERMINAL.has(status);
 }
 
+/**
+ * A durable task's checkpoint: `now` (value: the time), `sleep` (value: until), `event` (value: the key; `filter`,
+ * `afterSeq` while waiting; `result` once the event came).
+ */
+export interface DurableCheckpointState {
+  index: number;
+  kind: "now" | "sleep" | "event";
+  value: string;
+  done: boolean;
+  filter?: string;
+  afterSeq?: number;
+  result?: { id: string; key: string; payload: Record<string, unknown> };
+}
+
 /** One task of a run, as folded from its history. */
 export interface TaskRunState {
   taskRunId: string;
@@ -60,7 +74,7 @@ export interface TaskRunState {
   /** The last attempt hit an upstream rate limit: these keys (all the task's when absent) pause until `until`. */
   rateLimited?: { until: string; keys?: string[] };
   /** Durable tasks: the checkpoints recorded so far, in order; a sleep not yet over is `done: false`. */
-  checkpoints?: { index: number; kind: "now" | "sleep"; value: string; done: boolean }[];
+  checkpoints?: DurableCheckpointState[];
   /** A retry decided but not yet queued: the attempt it will be, and when (once scheduled). */
   retry?: { attempt: number; at?: string };
 }

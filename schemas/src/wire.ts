@@ -31,7 +31,15 @@ export const AssignmentSchema = z.object({
     .optional(),
   /** Durable tasks: the checkpoints recorded so far, replayed instead of repeated. */
   checkpoints: z
-    .array(z.object({ index: z.number(), kind: z.enum(["now", "sleep"]), value: z.string(), done: z.boolean() }))
+    .array(
+      z.object({
+        index: z.number(),
+        kind: z.enum(["now", "sleep", "event"]),
+        value: z.string(),
+        done: z.boolean(),
+        result: z.object({ id: z.string(), key: z.string(), payload: z.record(z.string(), z.unknown()) }).optional(),
+      }),
+    )
     .optional(),
   /** Why the run exists (`RunCreated.trigger`): the pushed event, the cron tick, ... */
   trigger: z.object({ kind: z.string() }).loose().optional(),

@@ -116,6 +116,60 @@ describe("durable tasks", () => {
     await engine.stop();
   });
 
+  it("waitForEvent - frees the slot, resumes with the first matching event; replays return it without waiting", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    let executions = 0;
+    const approve = tj.durableTask({
+      name: "approve",
+      fn: async (input: { order: string }, ctx) => {
+        executions++;
+        const event = await ctx.waitForEvent("approval:granted", `payload.order == '${input.order}'`);
+        return { by: event.payload.by, eventId: event.id };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [approve], durableSlots: 1 });
+    await worker.start();
+    const refs = await approve.runNoWait([{ order: "o1" }, { order: "o2" }, { order: "o3" }]);
+    // Three waiting on one durable slot: waiting holds none.
+    await eventually(async () => {
+      const states = await Promise.all(refs.map((r) => tj.runs.get(r.runId)));
+      return states.every((s) => s.tasks[0]?.status === "PENDING") ? true : undefined;
+    });
+    await tj.events.push("approval:granted", { order: "o9", by: "nobody" });
+    const { eventId } = await tj.events.push("approval:granted", { order: "o2", by: "ana" });
+    expect(await refs[1]?.result()).toEqual({ by: "ana", eventId });
+    await tj.events.push("approval:granted", { order: "o1", by: "bo" });
+    await tj.events.push("approval:granted", { order: "o3", by: "cy" });
+    expect(await refs[0]?.result()).toEqual({ by: "bo", eventId: expect.any(String) });
+    expect(await refs[2]?.result()).toEqual({ by: "cy", eventId: expect.any(String) });
+    expect(executions).toBe(6); // each run: the attempt that waited, the one that resumed
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("waitForEvent race - an event pushed the moment the wait is recorded, before the engine registers it, is not missed", async () => {
+    const { engine, tj, namespace } = await startNamespace(nats.url);
+    const wait = tj.durableTask({
+      name: "wait",
+      fn: async (input: { k: string }, ctx) => ({ got: (await ctx.waitForEvent(input.k)).payload.n }),
+    });
+    const worker = await tj.worker("w", { workflows: [wait], durableSlots: 50 });
+    await worker.start();
+    // Push each run's event as soon as its wait is stored: the router may see it before the engine folds the wait.
+    const sub = tj.connection.nc.subscribe(`tj.${namespace}.stored.*`, {
+      callback: (_err, m) => {
+        const e = m.json<{ type: string; data: { key?: string } }>();
+        if (e.type === "DurableWaitingForEvent" && e.data.key) void tj.events.push(e.data.key, { n: 1 });
+      },
+    });
+    const refs = await wait.runNoWait(Array.from({ length: 30 }, (_, i) => ({ k: `race-${i}` })));
+    const outs = await Promise.all(refs.map((r) => r.result({ timeoutMs: 15_000 })));
+    expect(outs.every((o) => o.got === 1)).toBe(true);
+    sub.unsubscribe();
+    await tj.close();
+    await engine.stop();
+  });
+
   it("non-determinism - a replay that reaches other checkpoints than history recorded fails, naming both", async () => {
     const { engine, tj } = await startNamespace(nats.url);
     let runs = 0;

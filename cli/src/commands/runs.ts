@@ -254,6 +254,10 @@ class Timeline {
         return `checkpoint ${e.data.index}: sleeping until ${e.data.until}`;
       case "DurableWoke":
         return `checkpoint ${e.data.index}: woke, attempt ${e.data.attempt} queued`;
+      case "DurableWaitingForEvent":
+        return `checkpoint ${e.data.index}: waiting for event ${e.data.key}${e.data.filter ? ` (${e.data.filter})` : ""}`;
+      case "DurableEventReceived":
+        return `checkpoint ${e.data.index}: event ${e.data.event.id} came, attempt ${e.data.attempt} queued`;
       case "ChildrenSpawned":
         return short(`${e.data.children.length} child run(s): ${e.data.children.map((c) => c.runId).join(" ")}`, 100);
       case "TaskRateLimited":

@@ -32,6 +32,8 @@ export interface EventRouterOptions {
   definitions: () => Iterable<CompiledDefinition>;
   append: (event: TaskjetEventInput, expectedSeq: number) => Promise<number>;
   idempotent: IdempotentRuns;
+  /** Durable tasks waiting for events: offered every event routed. */
+  eventWaits: { offer(event: PushedEvent): void };
 }
 
 /**
@@ -83,6 +85,7 @@ export class EventRouter {
     }
     const targets = [...this.o.definitions()].filter((def) => this.matches(def, event));
     await Promise.all(targets.map((def) => this.start1(def, event)));
+    this.o.eventWaits.offer(event);
     m.ack();
     if (targets.length > 0) {
       this.o.log.debug({ eventId: event.id, key: event.key, tasks: targets.map((d) => d.name) }, "event routed");

@@ -23,6 +23,8 @@ export interface SchedulerOptions {
   retrier: Retrier;
   timeouts: Timeouts;
   schedules: Schedules;
+  /** Durable tasks waiting for events. */
+  eventWaits: { onState(state: RunState): void };
   /** Appends with CAS on `expectedSeq`. */
   append: (event: TaskjetEventInput, expectedSeq: number) => Promise<number>;
   /** The projector's live run states. */
@@ -78,6 +80,7 @@ export class Scheduler {
       this.o.retrier.onState(state);
       this.o.timeouts.onState(state);
       this.o.schedules.onState(state);
+      this.o.eventWaits.onState(state);
     }
     this.kick();
   }
@@ -85,6 +88,7 @@ export class Scheduler {
   onChange({ event, seq, state }: RunChange): void {
     this.o.timeouts.onState(state);
     this.o.schedules.onState(state);
+    this.o.eventWaits.onState(state);
     switch (event.type) {
       case EventTypes.RunCreated:
       case EventTypes.RunDue:
@@ -99,10 +103,12 @@ export class Scheduler {
         break;
       }
       case EventTypes.DurableSleeping:
-        // The attempt ended at its sleep: its slot is free.
+      case EventTypes.DurableWaitingForEvent:
+        // The attempt ended at its sleep or wait: its slot is free.
         this.core.finish({ taskRunId: event.taskRunId, attempt: event.data.attempt });
         break;
-      case EventTypes.DurableWoke: {
+      case EventTypes.DurableWoke:
+      case EventTypes.DurableEventReceived: {
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
         if (task?.status === RunStatuses.queued && task.attempt === event.data.attempt) this.enqueue(state, task, seq);
         break;

@@ -1,9 +1,12 @@
 import {
   type Assignment,
+  compileEventFilter,
   type Duration,
+  EventTriggerSchema,
   type Logger,
   NonDeterminismError,
   parseDuration,
+  parseWith,
   RateLimitedError,
   ValidationError,
 } from "@taskjet/schemas";
@@ -28,7 +31,8 @@ function taskNameOf(task: TaskRef): string {
 }
 
 function describe(c: { kind: string; value: string }): string {
-  return c.kind === "now" ? "now()" : `a sleep until ${c.value}`;
+  if (c.kind === "now") return "now()";
+  return c.kind === "event" ? `waitForEvent(${c.value})` : `a sleep until ${c.value}`;
 }
 
 /** Log methods of `ctx.logger`: message first, optional fields. */
@@ -58,6 +62,7 @@ export class Context {
       spawn(children: ChildSpec[]): Promise<RunRef<Record<string, unknown>>[]>;
       checkpoint(index: number, value: string): Promise<void>;
       sleep(index: number, until: string): Promise<void>;
+      waitEvent(index: number, key: string, filter: string | undefined): Promise<void>;
     },
     /** Durable tasks only. */
     private readonly durable = false,
@@ -162,6 +167,29 @@ export class Context {
     await this.hooks.sleep(index, recorded?.value ?? at.toISOString());
     // The attempt is over: this promise is dropped with it.
     return new Promise<void>(() => {});
+  }
+
+  /**
+   * Durable tasks: waits for a pushed event of `key` (`*` matches any characters) that makes the CEL `filter` over
+   * `payload` and `additional_metadata` true, and returns it. The attempt ends here and frees its slot; an event
+   * pushed after this call is never missed, also one pushed before the engine registered the wait.
+   * @throws NonDeterminismError when history recorded another checkpoint here
+   */
+  async waitForEvent(
+    key: string,
+    filter?: string,
+  ): Promise<{ id: string; key: string; payload: Record<string, unknown> }> {
+    const { index, recorded } = this.nextCheckpoint(`waitForEvent(${key})`);
+    if (recorded) {
+      if (recorded.kind !== "event" || recorded.value !== key) {
+        throw new NonDeterminismError(index, `waitForEvent(${key})`, describe(recorded));
+      }
+      if (recorded.done && recorded.result) return recorded.result;
+    }
+    parseWith(EventTriggerSchema, { key, ...(filter === undefined ? {} : { filter }) }, "waitForEvent");
+    if (filter !== undefined) compileEventFilter(filter, "filter");
+    await this.hooks.waitEvent(index, key, filter);
+    return new Promise(() => {});
   }
 
   /** Durable tasks: sleeps for `duration` (`"10m"`, milliseconds), measured from the first time it is reached. */

@@ -128,7 +128,8 @@ export async function reportRunningFact(
     | { type: "slotReleased" }
     | { type: "childrenSpawned"; children: { runId: string; taskName: string; key: string }[] }
     | { type: "durableCheckpoint"; index: number; value: string }
-    | { type: "durableSleeping"; index: number; until: string },
+    | { type: "durableSleeping"; index: number; until: string }
+    | { type: "durableWaitingForEvent"; index: number; key: string; filter?: string | undefined; afterSeq: number },
 ): Promise<number> {
   const base = { runId: a.runId, taskRunId: a.taskRunId };
   const attemptFacts = { attempt: a.attempt, workerId: r.workerId };
@@ -147,7 +148,18 @@ export async function reportRunningFact(
                 ...base,
                 data: { ...attemptFacts, index: fact.index, until: fact.until },
               })
-            : makeEvent(EventTypes.TaskSlotReleased, { ...base, data: attemptFacts });
+            : fact.type === "durableWaitingForEvent"
+              ? makeEvent(EventTypes.DurableWaitingForEvent, {
+                  ...base,
+                  data: {
+                    ...attemptFacts,
+                    index: fact.index,
+                    key: fact.key,
+                    afterSeq: fact.afterSeq,
+                    ...(fact.filter === undefined ? {} : { filter: fact.filter }),
+                  },
+                })
+              : makeEvent(EventTypes.TaskSlotReleased, { ...base, data: attemptFacts });
   const outcome = await appendWhileCurrent(r, a, event, lastSeq, (t) => isOurs(t, a, r));
   if ("stale" in outcome) throw notCurrent(outcome.stale.task);
   return outcome.seq;

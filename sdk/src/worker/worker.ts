@@ -486,6 +486,18 @@ export class Worker {
             });
             suspend();
           },
+          waitEvent: async (index, key, filter) => {
+            // Noted before asking: events stored after it are the ones the wait may take.
+            const afterSeq = (await this.conn.jsm.streams.info(Streams.events)).state.last_seq;
+            attempt.lastSeq = await reportRunningFact(this.reporter, next.assignment, attempt.lastSeq, {
+              type: "durableWaitingForEvent",
+              index,
+              key,
+              filter,
+              afterSeq,
+            });
+            suspend();
+          },
           refresh: (ms) => attempt.refresh(ms),
           releaseSlot: async () => {
             if (this.released.has(key) || !this.running.has(key)) return;

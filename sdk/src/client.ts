@@ -275,12 +275,16 @@ export class Taskjet implements Triggers {
     wf: WorkflowDeclaration,
     input: JsonObject,
     options: RunOptions | undefined,
-    wait: boolean,
+    mode: "wait" | "noWait" | { at: Date | string },
   ): Promise<O | RunRef<O>> {
     const declared: DeclaredOptions = { defaultPriority: wf.options.defaultPriority };
     const event = this.runCreated(wf.name, input, await this.claim(wf.name, options, declared), declared);
     event.data.tasks = wf.specs(event.runId, (t) => ({ scheduleTimeoutMs: t.declaration.scheduleTimeoutMs }));
-    return wait ? this.appendAndWait<O>(event) : this.appendNoWait<O>(event);
+    if (typeof mode === "object") {
+      event.data.scheduledAt = scheduleTime(mode.at, "at");
+      event.data.trigger = { kind: "schedule" };
+    }
+    return mode === "wait" ? this.appendAndWait<O>(event) : this.appendNoWait<O>(event);
   }
 
   /** Triggers a run of a task by name and returns once it is recorded in the log. */

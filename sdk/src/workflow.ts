@@ -62,7 +62,7 @@ export interface WorkflowHost {
     workflow: WorkflowDeclaration,
     input: JsonObject,
     options: RunOptions | undefined,
-    wait: boolean,
+    mode: "wait" | "noWait" | { at: Date | string },
   ): Promise<O | RunRef<O>>;
 }
 
@@ -109,12 +109,17 @@ export class WorkflowDeclaration<I extends JsonObject = JsonObject> {
 
   /** Triggers a run and waits for it: `{ [taskName]: output }`. */
   run<O extends JsonObject = JsonObject>(input: I, options?: RunOptions): Promise<O> {
-    return this.host.runWorkflow<O>(this, input, options, true) as Promise<O>;
+    return this.host.runWorkflow<O>(this, input, options, "wait") as Promise<O>;
   }
 
   /** Triggers a run and returns once it is recorded. */
   runNoWait<O extends JsonObject = JsonObject>(input: I, options?: RunOptions): Promise<RunRef<O>> {
-    return this.host.runWorkflow<O>(this, input, options, false) as Promise<RunRef<O>>;
+    return this.host.runWorkflow<O>(this, input, options, "noWait") as Promise<RunRef<O>>;
+  }
+
+  /** Creates a run that starts at `at` (SCHEDULED until then; `tj.scheduled` manages it). */
+  schedule<O extends JsonObject = JsonObject>(at: Date | string, input: I, options?: RunOptions): Promise<RunRef<O>> {
+    return this.host.runWorkflow<O>(this, input, options, { at }) as Promise<RunRef<O>>;
   }
 
   /** @internal The task specs of a new run. */

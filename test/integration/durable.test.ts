@@ -170,6 +170,32 @@ describe("durable tasks", () => {
     await engine.stop();
   });
 
+  it("spawnChild - a child as a checkpoint: the replay after a sleep gets the same child's output, not a new child", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    let childRuns = 0;
+    const quote = tj.task({
+      name: "quote",
+      fn: async (input: { item: string }) => {
+        childRuns++;
+        return { price: input.item.length * 10 };
+      },
+    });
+    const buy = tj.durableTask({
+      name: "buy",
+      fn: async (input: { item: string }, ctx) => {
+        const { price } = await ctx.spawnChild<{ price: number }>(quote, input);
+        await ctx.sleepFor("300ms");
+        return { paid: price };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [quote, buy] });
+    await worker.start();
+    expect(await buy.run({ item: "lamp" })).toEqual({ paid: 40 });
+    expect(childRuns).toBe(1);
+    await tj.close();
+    await engine.stop();
+  });
+
   it("non-determinism - a replay that reaches other checkpoints than history recorded fails, naming both", async () => {
     const { engine, tj } = await startNamespace(nats.url);
     let runs = 0;

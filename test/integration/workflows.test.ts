@@ -45,6 +45,10 @@ describe("workflows", () => {
     const out = await wf.run({ n: 1 });
     expect(out).toEqual({ a: { v: 2 }, b: { v: 4 }, c: { v: 6 }, d: { sum: 10 } });
     expect(probe.maxByKey.get("mid")).toBe(2);
+    // Scheduled: SCHEDULED until its time, then the same DAG.
+    const later = await wf.schedule(new Date(Date.now() + 300), { n: 2 });
+    expect((await tj.runs.get(later.runId)).status).toBe(RunStatuses.scheduled);
+    expect(await later.result()).toEqual({ a: { v: 3 }, b: { v: 6 }, c: { v: 9 }, d: { sum: 15 } });
     const ref = await wf.runNoWait({ n: 10 });
     await ref.result();
     const state = await tj.runs.get(ref.runId);

@@ -221,6 +221,19 @@ export class Context {
     return (await (ref as RunRef<Record<string, unknown>>).result()) as O;
   }
 
+  /**
+   * Durable tasks: a child run as a checkpoint. Its id derives from this task-run and `key` (or its position among
+   * this task's children), so a replay gets the same child, and its output at once if it finished. While the child
+   * runs, this task waits holding its durable slot.
+   */
+  spawnChild<O = Record<string, unknown>>(
+    task: TaskRef,
+    input: Record<string, unknown>,
+    options: { key?: string } = {},
+  ): Promise<O> {
+    return this.runChild<O>(task, input, options);
+  }
+
   /** Starts a child run and returns its handle once it is recorded. */
   async runChildNoWait<O = Record<string, unknown>>(
     task: TaskRef,

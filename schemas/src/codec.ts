@@ -67,19 +67,39 @@ export function newRunCreated(run: {
   additionalMetadata?: Record<string, string>;
   priority?: number;
   scheduleTimeoutMs?: number | undefined;
+  /** A workflow's tasks (else the run is the one task `taskName`). */
+  workflow?:
+    | {
+        tasks: {
+          ref: string;
+          taskName: string;
+          parents?: string[] | undefined;
+          role?: "onFailure" | "onSuccess" | undefined;
+        }[];
+      }
+    | undefined;
 }): RunCreated {
-  return makeEvent(EventTypes.RunCreated, {
-    runId: run.runId,
-    data: {
-      workflowName: run.taskName,
-      input: run.input,
-      tasks: [
+  const tasks = run.workflow
+    ? run.workflow.tasks.map((t, i) => ({
+        taskRunId: `${run.runId}-${i}`,
+        taskName: t.taskName,
+        ref: t.ref,
+        ...(t.parents?.length ? { parents: t.parents } : {}),
+        ...(t.role ? { role: t.role } : {}),
+      }))
+    : [
         {
           taskRunId: `${run.runId}-0`,
           taskName: run.taskName,
           ...(run.scheduleTimeoutMs ? { scheduleTimeoutMs: run.scheduleTimeoutMs } : {}),
         },
-      ],
+      ];
+  return makeEvent(EventTypes.RunCreated, {
+    runId: run.runId,
+    data: {
+      workflowName: run.taskName,
+      input: run.input,
+      tasks,
       trigger: run.trigger,
       additionalMetadata: run.additionalMetadata ?? {},
       priority: run.priority ?? 1,

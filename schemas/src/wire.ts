@@ -78,6 +78,21 @@ export const TaskDefinitionSchema = z.object({
     .object({ expression: z.string().min(1).max(1000).optional(), ttlMs: z.number().int().positive().optional() })
     .strict()
     .optional(),
+  /** A workflow (the definition is named after it): its tasks, for the runs the engine starts (crons, events). */
+  workflow: z
+    .object({
+      tasks: z
+        .array(
+          z.object({
+            ref: z.string(),
+            taskName: z.string(),
+            parents: z.array(z.string()).optional(),
+            role: z.enum(["onFailure", "onSuccess"]).optional(),
+          }),
+        )
+        .min(1),
+    })
+    .optional(),
   /** Pushed events that start a run of the task. */
   onEvents: z.array(EventTriggerSchema).max(32).optional(),
   registeredBy: z.string(),

@@ -1,4 +1,5 @@
 import {
+  type CronDefinition,
   checkTaskName,
   type Duration,
   type RunOptions,
@@ -6,6 +7,7 @@ import {
   type TaskSpec,
   ValidationError,
 } from "@taskjet/schemas";
+import type { CronOptions, CronSpec } from "./crons.js";
 import type { RunRef } from "./run-ref.js";
 import type { ConcurrencyOption, DeclaredOptions, JsonObject, TaskDeclaration, TaskOptions } from "./task.js";
 
@@ -32,6 +34,10 @@ export interface WorkflowOptions {
    * its tasks run at once per key; for a chain of tasks that is `maxRuns` runs.
    */
   concurrency?: ConcurrencyOption;
+  /** Pushed events that start a run of the workflow (keys, `*` patterns, or `{ key, filter }`), as for tasks. */
+  onEvents?: (string | { key: string; filter?: string })[];
+  /** Cron schedules that start runs of the workflow, registered with the worker, as for tasks. */
+  onCrons?: CronSpec[];
 }
 
 /** One task of a workflow as users declare it. */
@@ -58,6 +64,15 @@ export interface WorkflowTask {
 export interface WorkflowHost {
   // biome-ignore lint/suspicious/noExplicitAny: as above
   task(options: TaskOptions<any, any>): TaskDeclaration<any, any>;
+  readonly crons: {
+    create(
+      name: string,
+      taskName: string,
+      expression: string,
+      input?: JsonObject,
+      options?: CronOptions,
+    ): Promise<CronDefinition>;
+  };
   runWorkflow<O>(
     workflow: WorkflowDeclaration,
     input: JsonObject,
@@ -105,6 +120,27 @@ export class WorkflowDeclaration<I extends JsonObject = JsonObject> {
   /** A task run once every other task completed. */
   onSuccess<O extends JsonObject | void = JsonObject>(options: WorkflowTaskOptions<I, O>): WorkflowTask {
     return this.add(options, "onSuccess");
+  }
+
+  /** Creates or replaces the cron `name`: every tick runs the workflow with `input` (one run per tick). */
+  cron(name: string, expression: string, input?: I, options?: CronOptions): Promise<CronDefinition> {
+    return this.host.crons.create(name, this.name, expression, input, options);
+  }
+
+  /** @internal The definition workers register for it (the engine builds runs from it for crons and events). */
+  definition(): {
+    workflow: { tasks: { ref: string; taskName: string; parents?: string[]; role?: "onFailure" | "onSuccess" }[] };
+  } {
+    return {
+      workflow: {
+        tasks: this.tasks.map((t) => ({
+          ref: t.ref,
+          taskName: t.declaration.name,
+          ...(t.parents.length ? { parents: [...t.parents] } : {}),
+          ...(t.role ? { role: t.role } : {}),
+        })),
+      },
+    };
   }
 
   /** Triggers a run and waits for it: `{ [taskName]: output }`. */

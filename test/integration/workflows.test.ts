@@ -171,6 +171,32 @@ describe("workflows", () => {
     await engine.stop();
   });
 
+  it("triggers - a workflow started by a pushed event and by a cron runs its whole DAG", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const wf = tj.workflow({ name: "on-signup", onEvents: ["user:created"] });
+    const first = wf.task({ name: "welcome", fn: async (input: { user: string }) => ({ mail: `hi ${input.user}` }) });
+    wf.task({ name: "log", parents: [first], fn: async (_i, ctx) => ({ sent: ctx.parentOutput(first).mail }) });
+    const worker = await tj.worker("w", { workflows: [wf] });
+    await worker.start();
+    const { eventId } = await tj.events.push("user:created", { user: "ana" });
+    const [listed] = await eventually(async () => {
+      const events = await tj.events.list({ key: "user:created" });
+      return events[0]?.runs.length ? events : undefined;
+    });
+    expect(listed?.id).toBe(eventId);
+    const runId = listed?.runs[0]?.runId as string;
+    expect(await tj.ref(runId).result()).toEqual({ welcome: { mail: "hi ana" }, log: { sent: "hi ana" } });
+    await wf.cron("every-second", "* * * * * *", { user: "cron" });
+    const cronRun = await eventually(async () => {
+      const runs = await tj.runs.list({ taskName: "on-signup" });
+      return runs.find((r) => r.trigger.kind === "cron" && r.status === "COMPLETED");
+    }, 5000);
+    expect(cronRun.output).toEqual({ welcome: { mail: "hi cron" }, log: { sent: "hi cron" } });
+    await tj.crons.delete("every-second");
+    await tj.close();
+    await engine.stop();
+  });
+
   it("definition - duplicate names, unknown or later parents (so no cycle) and empty workflows are refused, naming them", async () => {
     const { engine, tj } = await startNamespace(nats.url);
     const wf = tj.workflow({ name: "bad" });

@@ -123,6 +123,7 @@ export class EventRouter {
         : { kind: "event", eventId: event.id, key: event.key },
       additionalMetadata: event.additionalMetadata,
       priority: event.priority ?? 1,
+      workflow: def.workflow,
     });
     try {
       await this.o.append(created, 0);

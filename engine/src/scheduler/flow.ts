@@ -24,6 +24,8 @@ export interface CompiledDefinition {
   /** Idempotency of the runs the engine starts (events, crons): the compiled key expression and its ttl. */
   idempotencyKey?: KeyExpression | undefined;
   idempotencyTtlMs?: number | undefined;
+  /** A workflow's tasks, when the definition is a workflow. */
+  workflow?: TaskDefinition["workflow"];
   /** `onEvents` with their filters compiled. */
   onEvents: { key: string; filter: EventFilter | undefined }[];
   concurrency: KeyExpression[];
@@ -50,6 +52,7 @@ export function compileDefinition(def: TaskDefinition): CompiledDefinition {
     onEvents,
     idempotencyKey: expression ? compileKeyExpression(expression, "idempotency.expression") : undefined,
     idempotencyTtlMs: def.idempotency?.ttlMs,
+    workflow: def.workflow,
     concurrency,
     rateKeys,
     fingerprint: JSON.stringify(flow),

@@ -107,12 +107,8 @@ export class Crons {
   private async create(def: CronDefinition, tick: Date): Promise<void> {
     const { name } = def;
     const proposed = cronRunId(this.o.ns, name, tick);
-    const runId = await this.o.idempotent.claim(
-      this.o.definition(def.taskName),
-      def.input,
-      def.additionalMetadata,
-      proposed,
-    );
+    const taskDef = this.o.definition(def.taskName);
+    const runId = await this.o.idempotent.claim(taskDef, def.input, def.additionalMetadata, proposed);
     if (!runId) return; // an earlier run holds the task's idempotency key
     const event = newRunCreated({
       runId,
@@ -121,6 +117,7 @@ export class Crons {
       trigger: { kind: "cron", cron: name, tick: tick.toISOString() },
       additionalMetadata: def.additionalMetadata,
       priority: def.priority ?? 1,
+      workflow: taskDef?.workflow,
     });
     try {
       await this.o.append(event, 0);

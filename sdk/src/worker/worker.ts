@@ -13,6 +13,7 @@ import {
   compileFlow,
   compileKeyExpression,
   consumers,
+  EventTriggerSchema,
   keys,
   type Logger,
   newId,
@@ -94,6 +95,7 @@ export class Worker {
   readonly name: string;
   readonly slots: number;
   private readonly tasks = new Map<string, TaskDeclaration<JsonObject, JsonObject>>();
+  private readonly workflowsDeclared: WorkflowDeclaration[];
   private labels: WorkerLabels;
   /** Slots taken by running attempts (a task with `slotCost: n` takes n). */
   private used = 0;
@@ -152,6 +154,7 @@ export class Worker {
         { path: "workflows", message: "must list at least one task declared with tj.task()" },
       ]);
     }
+    this.workflowsDeclared = workflows.filter((w): w is WorkflowDeclaration => w instanceof WorkflowDeclaration);
     // A workflow contributes each of its tasks (registered as `<workflow>.<task>`).
     const declarations = workflows.flatMap((w, i) =>
       w instanceof WorkflowDeclaration ? w.tasks.map((t) => ({ i, task: t.declaration })) : [{ i, task: w }],
@@ -259,6 +262,20 @@ export class Worker {
       }),
     );
     for (const task of this.tasks.values()) await this.registries.crons.declare(task.name, task.onCrons ?? []);
+    // Workflows: their shape, events and crons, so the engine can start their runs.
+    for (const wf of this.workflowsDeclared) {
+      const onEvents = (wf.options.onEvents ?? []).map((e) => (typeof e === "string" ? { key: e } : e));
+      const def: TaskDefinition = {
+        v: 1,
+        name: wf.name,
+        ...wf.definition(),
+        ...(onEvents.length ? { onEvents } : {}),
+        registeredBy: this.name,
+        registeredAt: now,
+      };
+      await defs.put(keys.def(ns, wf.name), JSON.stringify(def));
+      await this.registries.crons.declare(wf.name, wf.options.onCrons ?? []);
+    }
     const consumer = await js.consumers.get(Streams.assign, durable);
     this.messages = await consumer.consume({
       max_messages: this.slots + this.durableSlots,
@@ -332,6 +349,17 @@ export class Worker {
    * units of a static rate limit than the limit allows.
    */
   private async checkFlow(): Promise<void> {
+    for (const wf of this.workflowsDeclared) {
+      checkCronSpecs(wf.name, wf.options.onCrons);
+      for (const [i, e] of (wf.options.onEvents ?? []).entries()) {
+        const trigger = parseWith(
+          EventTriggerSchema,
+          typeof e === "string" ? { key: e } : e,
+          `${wf.name}.onEvents[${i}]`,
+        );
+        if (trigger.filter !== undefined) compileEventFilter(trigger.filter, `${wf.name}.onEvents[${i}].filter`);
+      }
+    }
     for (const task of this.tasks.values()) {
       compileFlow(task.flow, `${task.name}.`);
       checkCronSpecs(task.name, task.onCrons);

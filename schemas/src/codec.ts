@@ -67,6 +67,8 @@ export function newRunCreated(run: {
   additionalMetadata?: Record<string, string>;
   priority?: number;
   scheduleTimeoutMs?: number | undefined;
+  /** Sticky from the start: the worker its tasks prefer (SOFT) or require (HARD). */
+  sticky?: { mode: "SOFT" | "HARD"; workerId: string } | undefined;
   /** A workflow's tasks (else the run is the one task `taskName`). */
   workflow?:
     | {
@@ -103,6 +105,7 @@ export function newRunCreated(run: {
       trigger: run.trigger,
       additionalMetadata: run.additionalMetadata ?? {},
       priority: run.priority ?? 1,
+      ...(run.sticky ? { sticky: run.sticky } : {}),
     },
   }) as RunCreated;
 }

@@ -107,6 +107,8 @@ export const RunCreatedSchema = z.object({
     priority: z.number().int().min(1).max(3).default(1),
     /** Start later: the run stays SCHEDULED until the engine queues it at this time (`RunDue`). */
     scheduledAt: z.iso.datetime().optional(),
+    /** Sticky from the start (a child run with `{ sticky: true }`): its tasks prefer or require this worker. */
+    sticky: z.object({ mode: z.enum(["SOFT", "HARD"]), workerId: token }).optional(),
   }),
 });
 

@@ -260,6 +260,7 @@ function created(event: TaskjetEvent, seq: number): RunState | undefined {
       }),
       createdAt: event.at,
       ...(d.scheduledAt ? { scheduledAt: d.scheduledAt } : {}),
+      ...(d.sticky ? { sticky: d.sticky } : {}),
       lastSeq: seq,
       eventCount: 1,
     };

@@ -376,7 +376,13 @@ export class Taskjet implements Triggers {
   /** @internal Creates child runs (pipelined; an existing id is that child) and returns their handles in order. */
   async createChildren(
     parent: { runId: string; taskRunId: string; additionalMetadata: Record<string, string> },
-    children: { runId: string; taskName: string; key: string; input: Record<string, unknown> }[],
+    children: {
+      runId: string;
+      taskName: string;
+      key: string;
+      input: Record<string, unknown>;
+      sticky?: { mode: "SOFT" | "HARD"; workerId: string };
+    }[],
   ): Promise<RunRef<JsonObject>[]> {
     const events = children.map((c, i) => {
       checkTaskName(c.taskName, `children[${i}].task`);
@@ -387,6 +393,7 @@ export class Taskjet implements Triggers {
         input: c.input,
         trigger: { kind: "child", parentRunId: parent.runId, parentTaskRunId: parent.taskRunId, key: c.key },
         additionalMetadata: parent.additionalMetadata,
+        sticky: c.sticky,
       });
     });
     const appended = await this.appendAll(events);

@@ -70,6 +70,42 @@ describe("child runs", () => {
     await engine.stop();
   });
 
+  it("sticky children - children run with { sticky: true } stay on the parent's worker (HARD), others go elsewhere", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const ranOn: Record<string, string[]> = { sticky: [], free: [] };
+    const piece = tj.task({
+      name: "piece",
+      fn: async (input: { kind: "sticky" | "free" }, ctx) => {
+        ranOn[input.kind]?.push(ctx.worker.id());
+        await sleep(30);
+        return {};
+      },
+    });
+    const parent = tj.task({
+      name: "assemble",
+      sticky: "HARD",
+      fn: async (_input, ctx) => {
+        await Promise.all([
+          ctx.bulkRunChildren(
+            Array.from({ length: 10 }, () => ({ task: piece, input: { kind: "sticky" }, sticky: true })),
+          ),
+          ctx.bulkRunChildren(Array.from({ length: 10 }, () => ({ task: piece, input: { kind: "free" } }))),
+        ]);
+        return { on: ctx.worker.id() };
+      },
+    });
+    const w1 = await tj.worker("w1", { workflows: [piece, parent], slots: 20 });
+    const w2 = await tj.worker("w2", { workflows: [piece, parent], slots: 20 });
+    await w1.start();
+    await w2.start();
+    const { on } = await parent.run({});
+    expect(new Set(ranOn.sticky)).toEqual(new Set([on]));
+    // Unbound children go where slots are freest: the other worker, busy with nothing.
+    expect(ranOn.free?.some((w) => w !== on)).toBe(true);
+    await tj.close();
+    await engine.stop();
+  });
+
   it("cascading cancel - cancelling a parent cancels its running and queued children", async () => {
     const { engine, tj } = await startNamespace(nats.url);
     const aborted: string[] = [];

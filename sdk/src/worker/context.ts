@@ -20,6 +20,8 @@ export interface ChildSpec {
   taskName: string;
   input: Record<string, unknown>;
   key?: string | undefined;
+  /** Run on this worker: preferred, or required when this task is HARD-sticky. */
+  sticky?: boolean | undefined;
 }
 
 function taskNameOf(task: TaskRef): string {
@@ -229,7 +231,7 @@ export class Context {
   spawnChild<O = Record<string, unknown>>(
     task: TaskRef,
     input: Record<string, unknown>,
-    options: { key?: string } = {},
+    options: { key?: string; sticky?: boolean } = {},
   ): Promise<O> {
     return this.runChild<O>(task, input, options);
   }
@@ -238,15 +240,17 @@ export class Context {
   async runChildNoWait<O = Record<string, unknown>>(
     task: TaskRef,
     input: Record<string, unknown>,
-    options: { key?: string } = {},
+    options: { key?: string; sticky?: boolean } = {},
   ): Promise<RunRef<O>> {
-    const [ref] = await this.hooks.spawn([{ taskName: taskNameOf(task), input, key: options.key }]);
+    const [ref] = await this.hooks.spawn([
+      { taskName: taskNameOf(task), input, key: options.key, sticky: options.sticky },
+    ]);
     return ref as unknown as RunRef<O>;
   }
 
   /** Starts many child runs in one go (one history write for all) and waits for their outputs, in order. */
   async bulkRunChildren<O = Record<string, unknown>>(
-    children: { task: TaskRef; input: Record<string, unknown>; key?: string }[],
+    children: { task: TaskRef; input: Record<string, unknown>; key?: string; sticky?: boolean }[],
   ): Promise<O[]> {
     const refs = await this.bulkRunChildrenNoWait<O>(children);
     return Promise.all(refs.map((r) => r.result()));
@@ -254,13 +258,13 @@ export class Context {
 
   /** Starts many child runs in one go; their handles, in order. */
   async bulkRunChildrenNoWait<O = Record<string, unknown>>(
-    children: { task: TaskRef; input: Record<string, unknown>; key?: string }[],
+    children: { task: TaskRef; input: Record<string, unknown>; key?: string; sticky?: boolean }[],
   ): Promise<RunRef<O>[]> {
     if (!Array.isArray(children)) {
       throw new ValidationError([{ path: "children", message: "must be an array of { task, input, key? }" }]);
     }
     const refs = await this.hooks.spawn(
-      children.map((c) => ({ taskName: taskNameOf(c?.task), input: c?.input, key: c?.key })),
+      children.map((c) => ({ taskName: taskNameOf(c?.task), input: c?.input, key: c?.key, sticky: c?.sticky })),
     );
     return refs as unknown as RunRef<O>[];
   }

@@ -53,7 +53,13 @@ const CHILDREN_PER_EVENT = 2000;
 export interface ChildHost {
   createChildren(
     parent: { runId: string; taskRunId: string; additionalMetadata: Record<string, string> },
-    children: { runId: string; taskName: string; key: string; input: Record<string, unknown> }[],
+    children: {
+      runId: string;
+      taskName: string;
+      key: string;
+      input: Record<string, unknown>;
+      sticky?: { mode: "SOFT" | "HARD"; workerId: string };
+    }[],
   ): Promise<RunRef<JsonObject>[]>;
 }
 
@@ -576,9 +582,17 @@ export class Worker {
       const fact = { type: "childrenSpawned", children: specs.slice(i, i + CHILDREN_PER_EVENT) } as const;
       attempt.lastSeq = await reportRunningFact(this.reporter, a, attempt.lastSeq, fact);
     }
+    // Sticky children follow this worker, as firmly as this task is sticky (SOFT unless it is HARD).
+    const sticky = { mode: this.tasks.get(a.taskName)?.flow.sticky ?? "SOFT", workerId: this.id } as const;
     return this.children.createChildren(
       { runId: a.runId, taskRunId: a.taskRunId, additionalMetadata: a.additionalMetadata },
-      children.map((c, i) => ({ ...c, runId: (specs[i] as { runId: string }).runId })),
+      children.map((c, i) => ({
+        taskName: c.taskName,
+        input: c.input,
+        key: c.key,
+        runId: (specs[i] as { runId: string }).runId,
+        ...(c.sticky ? { sticky } : {}),
+      })),
     );
   }
 

@@ -248,6 +248,8 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   runMany(items: readonly BulkItem<I>[], options?: { returnExceptions?: false }): Promise<Output<O>[]>;
   runMany(items: readonly BulkItem<I>[], options: BulkOptions): Promise<(Output<O> | Error)[]>;
   runMany(items: readonly BulkItem<I>[], options: BulkOptions = {}): Promise<(Output<O> | Error)[]> {
+    const parent = currentTask.getStore();
+    if (parent) return parent.bulkRunChildren<Output<O>>(items.map((it) => ({ task: this, input: it.input })));
     return this.triggers.runMany<Output<O>>(this.name, items, options, this.declared());
   }
 
@@ -255,6 +257,8 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   runManyNoWait(items: readonly BulkItem<I>[], options?: { returnExceptions?: false }): Promise<RunRef<Output<O>>[]>;
   runManyNoWait(items: readonly BulkItem<I>[], options: BulkOptions): Promise<(RunRef<Output<O>> | Error)[]>;
   runManyNoWait(items: readonly BulkItem<I>[], options: BulkOptions = {}): Promise<(RunRef<Output<O>> | Error)[]> {
+    const parent = currentTask.getStore();
+    if (parent) return parent.bulkRunChildrenNoWait<Output<O>>(items.map((it) => ({ task: this, input: it.input })));
     return this.triggers.runManyNoWait<Output<O>>(this.name, items, options, this.declared());
   }
 

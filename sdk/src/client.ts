@@ -43,7 +43,7 @@ import {
 } from "./task.js";
 import { RunWaiter } from "./waiter.js";
 import { WebhooksClient } from "./webhooks.js";
-import { Worker, type WorkerOptions } from "./worker/worker.js";
+import { type ChildParent, type NewChild, Worker, type WorkerOptions } from "./worker/worker.js";
 import { WorkflowDeclaration, type WorkflowOptions } from "./workflow.js";
 
 /** Appends a bulk trigger keeps in flight at once. */
@@ -374,16 +374,7 @@ export class Taskjet implements Triggers {
   }
 
   /** @internal Creates child runs (pipelined; an existing id is that child) and returns their handles in order. */
-  async createChildren(
-    parent: { runId: string; taskRunId: string; additionalMetadata: Record<string, string> },
-    children: {
-      runId: string;
-      taskName: string;
-      key: string;
-      input: Record<string, unknown>;
-      sticky?: { mode: "SOFT" | "HARD"; workerId: string };
-    }[],
-  ): Promise<RunRef<JsonObject>[]> {
+  async createChildren(parent: ChildParent, children: NewChild[]): Promise<RunRef<JsonObject>[]> {
     const events = children.map((c, i) => {
       checkTaskName(c.taskName, `children[${i}].task`);
       encodeJsonObject(c.input, `children[${i}].input`, this.connection.payloadLimit);

@@ -84,7 +84,7 @@ export class EventRouter {
       return;
     }
     const targets = [...this.o.definitions()].filter((def) => this.matches(def, event));
-    await Promise.all(targets.map((def) => this.start1(def, event)));
+    await Promise.all(targets.map((def) => this.startRun(def, event)));
     this.o.eventWaits.offer(event);
     m.ack();
     if (targets.length > 0) {
@@ -105,7 +105,7 @@ export class EventRouter {
     });
   }
 
-  private async start1(def: CompiledDefinition, event: PushedEvent): Promise<void> {
+  private async startRun(def: CompiledDefinition, event: PushedEvent): Promise<void> {
     const taskName = def.name;
     const runId = await this.o.idempotent.claim(
       def,

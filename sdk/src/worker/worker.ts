@@ -49,18 +49,25 @@ export const SDK_VERSION = "0.1.0";
 /** Children recorded per `ChildrenSpawned` event (one event stays well under the payload limit). */
 const CHILDREN_PER_EVENT = 2000;
 
+/** The run and task-run a child belongs to. */
+export interface ChildParent {
+  runId: string;
+  taskRunId: string;
+  additionalMetadata: Record<string, string>;
+}
+
+/** A child run to create, its id already derived. */
+export interface NewChild {
+  runId: string;
+  taskName: string;
+  key: string;
+  input: Record<string, unknown>;
+  sticky?: { mode: "SOFT" | "HARD"; workerId: string };
+}
+
 /** Creates child runs: implemented by the client. */
 export interface ChildHost {
-  createChildren(
-    parent: { runId: string; taskRunId: string; additionalMetadata: Record<string, string> },
-    children: {
-      runId: string;
-      taskName: string;
-      key: string;
-      input: Record<string, unknown>;
-      sticky?: { mode: "SOFT" | "HARD"; workerId: string };
-    }[],
-  ): Promise<RunRef<JsonObject>[]>;
+  createChildren(parent: ChildParent, children: NewChild[]): Promise<RunRef<JsonObject>[]>;
 }
 
 /** Options of `tj.worker()`. */
@@ -84,6 +91,14 @@ export interface WorkerOptions {
    * @default true
    */
   handleSignals?: boolean;
+}
+
+/** An attempt in progress, and the slots it takes (from the durable pool for durable tasks). */
+interface Running {
+  ctx: Context;
+  done: Promise<void>;
+  cost: number;
+  durable: boolean;
 }
 
 interface Pending {
@@ -120,9 +135,9 @@ export class Worker {
   private control: Subscription | undefined;
   private readonly log: Logger;
   private readonly pending: Pending[] = [];
-  private readonly running = new Map<string, { ctx: Context; done: Promise<void>; cost: number; durable: boolean }>();
+  private readonly running = new Map<string, Running>();
   /** Attempts that gave their slot back (`ctx.releaseSlot()`) and run on. */
-  private readonly released = new Map<string, { ctx: Context; done: Promise<void>; cost: number; durable: boolean }>();
+  private readonly released = new Map<string, Running>();
   private state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
   private messages: ConsumerMessages | undefined;
   private heartbeat: NodeJS.Timeout | undefined;

@@ -175,6 +175,31 @@ export class RunsClient {
   }
 
   /**
+   * Time travel: the run's state right after the event at stream sequence `seq`, or after the last event at or before
+   * `time`, folded by the engine's reducer from the log.
+   * @throws RunNotFoundError when the run has no history; ValidationError for a bad point or one before the run began
+   */
+  async stateAt(runId: string, at: { seq?: number; time?: Date | string }): Promise<RunState> {
+    checkToken(runId, "runId");
+    const { seq, time } = at ?? {};
+    if ((seq === undefined) === (time === undefined) || (seq !== undefined && !(Number.isInteger(seq) && seq > 0))) {
+      throw new ValidationError([
+        { path: "at", message: `must be { seq } (a positive integer) or { time }, got ${JSON.stringify(at)}` },
+      ]);
+    }
+    const until = time === undefined ? undefined : Date.parse(dateOf(time, "at.time"));
+    let state: RunState | undefined;
+    for await (const e of this.history(runId)) {
+      if (seq !== undefined ? e.seq > seq : e.time.getTime() > (until as number)) break;
+      if (e.event) state = evolve(state, e.event, e.seq) ?? state;
+    }
+    if (!state) {
+      throw new ValidationError([{ path: "at", message: `run ${runId} has no event at or before ${seq ?? time}` }]);
+    }
+    return state;
+  }
+
+  /**
    * A run's history, in order. With `follow`, yields live events until the run ends.
    * @throws RunNotFoundError when the run has no history
    */

@@ -542,6 +542,36 @@ describe("cli", () => {
     }
   });
 
+  it("runs state --at - the state after any event of the history (time travel)", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await helloWorker(namespace);
+    try {
+      const ref = await tj.runNoWait("hello", { name: "tt" });
+      await ref.result();
+      const seqs: number[] = [];
+      for await (const e of tj.runs.history(ref.runId)) seqs.push(e.seq);
+      expect(seqs).toHaveLength(3);
+      const conn = at(namespace);
+      const stateAt = async (point: string) =>
+        JSON.parse((await taskjet(["runs", "state", ref.runId, "--at", point, "--json", ...conn])).stdout);
+      expect((await stateAt(String(seqs[0]))).status).toBe("QUEUED");
+      expect((await stateAt(String(seqs[1]))).status).toBe("RUNNING");
+      expect((await stateAt(String(seqs[2]))).output).toEqual({ greeting: "hello tt" });
+      const now = await taskjet(["runs", "state", ref.runId, ...conn]);
+      expect(now.stdout).toMatch(/Status\s+COMPLETED/);
+      expect(now.stdout).toContain(`as of sequence ${seqs[2]}`);
+      const before = await taskjet(["runs", "state", ref.runId, "--at", "2000-01-01T00:00:00Z", ...conn]);
+      expect(before.code).toBe(1);
+      expect(before.stderr).toContain("has no event at or before");
+      const bad = await taskjet(["runs", "state", ref.runId, "--at", "yesterday", ...conn]);
+      expect(bad.code).toBe(2);
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
   it("ratelimits - set creates and changes a static limit, list shows it; a bad key or limit is refused", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });

@@ -1,5 +1,5 @@
 import type { HistoryEntry, RunState, RunStatus, TaskjetEvent } from "@taskjet/sdk";
-import { Argument, type Command } from "commander";
+import { Argument, type Command, InvalidArgumentError } from "commander";
 import { ExitCodes, UsageError } from "../errors.js";
 import {
   formatBytes,
@@ -101,6 +101,23 @@ export function registerRuns(program: Command, ctx: CliContext): void {
           for (const id of result.alreadyFinished) ctx.io.out(`already finished ${id}\n`);
           if (result.cancelled.length + result.alreadyFinished.length === 0) ctx.io.out("no matching runs\n");
         }
+        return ExitCodes.ok;
+      });
+    },
+  );
+
+  const state = runs
+    .command("state")
+    .description("a run's state after any event of its history (time travel), folded by the engine's reducer")
+    .addArgument(new Argument("<id>", "run id").argParser(parseRunIdArgument))
+    .option("--at <seq|time>", "a stream sequence (as runs history shows) or an ISO time; default: now", parseAt)
+    .option("--json", "print the state as JSON");
+  connectionOptions(state).action(
+    async (id: string, flags: ConnFlags & { at?: { seq: number } | { time: Date }; json?: boolean }) => {
+      ctx.exitCode = await withClient(flags, ctx, async (tj) => {
+        const s = flags.at ? await tj.runs.stateAt(id, flags.at) : await tj.runs.get(id);
+        if (flags.json) ctx.io.out(`${JSON.stringify(s, null, 2)}\n`);
+        else ctx.io.out(`${runView(s)}\n  (as of sequence ${s.lastSeq}, event ${s.eventCount} of the run)\n`);
         return ExitCodes.ok;
       });
     },
@@ -284,4 +301,14 @@ class Timeline {
         return short(`seq ${e.data.rejectedSeq} rejected: ${e.data.reason}`, 100);
     }
   }
+}
+
+/** `--at`: digits are a sequence, anything else an ISO time. */
+function parseAt(value: string): { seq: number } | { time: Date } {
+  if (/^\d+$/.test(value)) return { seq: Number(value) };
+  const time = new Date(value);
+  if (Number.isNaN(time.getTime())) {
+    throw new InvalidArgumentError(`--at must be a sequence number or an ISO date-time, got "${value}"`);
+  }
+  return { time };
 }

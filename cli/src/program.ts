@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import { TaskjetError } from "@taskjet/sdk";
 import { Command, CommanderError } from "commander";
+import { registerAdmin } from "./commands/admin.js";
 import type { CliContext } from "./commands/common.js";
 import { registerCrons } from "./commands/crons.js";
 import { registerDev } from "./commands/dev.js";
@@ -35,6 +36,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerCrons(program, ctx);
   registerEvents(program, ctx);
   registerWebhooks(program, ctx);
+  registerAdmin(program, ctx);
   return program;
 }
 

@@ -8,5 +8,5 @@ export {
 export { createEngine, type Engine, type EngineDeps } from "./engine.js";
 export { appendEvent, lastSequence } from "./log/append.js";
 export { connectNats } from "./nats/connect.js";
-export { type RebuildReport, rebuildProjection } from "./projector/rebuild.js";
+export { type RebuildReport, rebuildProjection, type VerifyReport, verifyProjection } from "./projector/rebuild.js";
 export { SchedulerCore } from "./scheduler/core.js";

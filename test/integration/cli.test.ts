@@ -5,6 +5,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Kvm } from "@nats-io/kv";
 import type { Taskjet } from "@taskjet/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sleep } from "../harness/concurrency-probe.js";
@@ -566,6 +567,35 @@ describe("cli", () => {
       expect(before.stderr).toContain("has no event at or before");
       const bad = await taskjet(["runs", "state", ref.runId, "--at", "yesterday", ...conn]);
       expect(bad.code).toBe(2);
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
+  it("admin verify/rebuild - a projection that differs from the log is reported (exit 1), rebuilt, then verified", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await helloWorker(namespace);
+    try {
+      const refs = await Promise.all([1, 2, 3].map((i) => tj.runNoWait("hello", { name: `n${i}` })));
+      await Promise.all(refs.map((r) => r.result()));
+      await eventually(async () => ((await tj.runs.list()).length === 3 ? true : undefined));
+      await engine.stop();
+      const ok = await taskjet(["admin", "verify", ...at(namespace)]);
+      expect(ok.stdout).toBe("3 runs, 9 events: 0 differing\n");
+      expect(ok.code).toBe(0);
+      // Corrupt one projection behind the engine's back.
+      const kv = await new Kvm(tj.connection.nc).open("TJ_RUNS");
+      const victim = refs[1]?.runId as string;
+      const entry = await kv.get(`${namespace}.${victim}`);
+      await kv.put(`${namespace}.${victim}`, JSON.stringify({ ...entry?.json<object>(), status: "FAILED" }));
+      const bad = await taskjet(["admin", "verify", ...at(namespace)]);
+      expect(bad.code).toBe(1);
+      expect(bad.stdout).toContain(`${victim}: projection differs (status FAILED, log says COMPLETED)`);
+      const rebuilt = await taskjet(["admin", "rebuild", ...at(namespace)]);
+      expect(rebuilt.stdout).toMatch(/^rebuilt 3 runs from 9 events \(0 rejected\)/);
+      expect((await taskjet(["admin", "verify", ...at(namespace)])).code).toBe(0);
     } finally {
       await tj.close();
       await engine.stop();

@@ -1,0 +1,44 @@
+import { rebuildProjection, verifyProjection } from "@taskjet/engine";
+import type { Command } from "commander";
+import { ExitCodes } from "../errors.js";
+import { jsonLine } from "../output.js";
+import { type CliContext, connectionOptions, withClient } from "./common.js";
+
+type ConnFlags = { nats?: string; namespace?: string };
+
+/** `taskjet admin rebuild|verify`: the projection against the log (invariant 1). */
+export function registerAdmin(program: Command, ctx: CliContext): void {
+  const cmd = program.command("admin").description("integrity tools: the run projection against the log");
+
+  const rebuild = cmd
+    .command("rebuild")
+    .description("rebuild every run's projection (TJ_RUNS) from the log; stop the engines first")
+    .option("--json", "print the report as JSON");
+  connectionOptions(rebuild).action(async (flags: ConnFlags & { json?: boolean }) => {
+    ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
+      const report = await rebuildProjection(tj.connection.nc, conn.namespace);
+      ctx.io.out(
+        flags.json
+          ? jsonLine(report)
+          : `rebuilt ${report.runs} runs from ${report.events} events (${report.rejected} rejected) in ${Math.round(report.ms)} ms\n`,
+      );
+      return ExitCodes.ok;
+    });
+  });
+
+  const verify = cmd
+    .command("verify")
+    .description("fold the log and report every run whose projection differs (exit 1 if any); run with engines idle")
+    .option("--json", "print the report as JSON");
+  connectionOptions(verify).action(async (flags: ConnFlags & { json?: boolean }) => {
+    ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
+      const report = await verifyProjection(tj.connection.nc, conn.namespace);
+      if (flags.json) ctx.io.out(jsonLine(report));
+      else {
+        for (const d of report.differing) ctx.io.out(`${d.runId}: ${d.reason}\n`);
+        ctx.io.out(`${report.runs} runs, ${report.events} events: ${report.differing.length} differing\n`);
+      }
+      return report.differing.length > 0 ? ExitCodes.failure : ExitCodes.ok;
+    });
+  });
+}

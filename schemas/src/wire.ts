@@ -110,3 +110,16 @@ export const ControlMessageSchema = z.object({
   reason: z.string(),
 });
 export type ControlMessage = z.output<typeof ControlMessageSchema>;
+
+/** One `ctx.logger` line of a task, stored per run in `TJ_LOGS` (`tj.<ns>.log.<runId>`). */
+export const TaskLogLineSchema = z.object({
+  v: z.literal(1),
+  at: z.iso.datetime(),
+  level: z.enum(["debug", "info", "warn", "error"]),
+  message: z.string().max(10_000),
+  fields: z.record(z.string(), z.unknown()).optional(),
+  taskRunId: token,
+  attempt: z.number().int().min(0),
+  workerId: token,
+});
+export type TaskLogLine = z.output<typeof TaskLogLineSchema>;

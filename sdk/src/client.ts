@@ -27,6 +27,7 @@ import { type Connection, openConnection } from "./connection.js";
 import { CronsClient } from "./crons.js";
 import { EventsClient } from "./events.js";
 import { DEFAULT_IDEMPOTENCY_TTL_MS, IdempotencyKeys } from "./idempotency.js";
+import { LogsClient } from "./logs.js";
 import { RateLimitsClient } from "./rate-limits.js";
 import { outcome, RunRef } from "./run-ref.js";
 import { RunsClient } from "./runs.js";
@@ -76,6 +77,8 @@ export class Taskjet implements Triggers {
   readonly events: EventsClient;
   /** Webhooks on the engine's HTTP server: `create`, `list`, `get`, `delete`. */
   readonly webhooks: WebhooksClient;
+  /** Task log lines stored per run: `list`. */
+  readonly logs: LogsClient;
   private readonly waiters = new Set<RunWaiter>();
   private readonly idempotency: IdempotencyKeys;
   private readonly workers = new Set<Worker>();
@@ -92,6 +95,7 @@ export class Taskjet implements Triggers {
     this.crons = new CronsClient(connection, config.namespace);
     this.events = new EventsClient(connection, config.namespace, () => this.eventTaskNames());
     this.webhooks = new WebhooksClient(connection, config.namespace);
+    this.logs = new LogsClient(connection, config.namespace);
     this.watchReconnects().catch((err) => config.logger.warn({ err }, "connection status watch ended"));
   }
 

@@ -26,6 +26,7 @@ export {
   type StickyMode,
   TaskjetError,
   type TaskjetEvent,
+  type TaskLogLine,
   type TaskRateLimit,
   TaskRunError,
   type TaskRunState,
@@ -37,6 +38,7 @@ export { type ClientOptions, DEFAULT_NATS_URL } from "./config.js";
 export type { CronOptions, CronSpec, CronsClient } from "./crons.js";
 export type { EventsClient, ListedEvent, PushOptions } from "./events.js";
 export type { HistoryEntry } from "./history.js";
+export type { LogsClient } from "./logs.js";
 export type { RateLimitSpec, RateLimitsClient } from "./rate-limits.js";
 export { RunRef } from "./run-ref.js";
 export type { CancelRunsOptions, ListRunsOptions, RunsClient } from "./runs.js";

@@ -602,6 +602,48 @@ describe("cli", () => {
     }
   });
 
+  it("runs logs - a task's ctx.logger lines are stored with its run, every attempt's, and shown in order", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    try {
+      const chatty = tj.task({
+        name: "chatty",
+        retries: 1,
+        fn: async (_input, ctx) => {
+          ctx.logger.info("starting", { attempt: ctx.retryCount() });
+          if (ctx.retryCount() === 0) {
+            ctx.logger.error("giving up this attempt");
+            throw new Error("first fails");
+          }
+          ctx.logger.warn("second time lucky");
+          return {};
+        },
+      });
+      const worker = await tj.worker("w", { workflows: [chatty] });
+      await worker.start();
+      const ref = await chatty.runNoWait({});
+      await ref.result();
+      const lines = await eventually(async () => {
+        const l = await tj.logs.list(ref.runId);
+        return l.length === 4 ? l : undefined;
+      });
+      expect(lines.map((l) => [l.attempt, l.level, l.message])).toEqual([
+        [0, "info", "starting"],
+        [0, "error", "giving up this attempt"],
+        [1, "info", "starting"],
+        [1, "warn", "second time lucky"],
+      ]);
+      const out = await taskjet(["runs", "logs", ref.runId, ...at(namespace)]);
+      expect(out.stdout.trim().split("\n")).toHaveLength(4);
+      expect(out.stdout).toMatch(/INFO {2}attempt 0 starting \{"attempt":0\}/);
+      expect(out.stdout).toMatch(/WARN {2}attempt 1 second time lucky/);
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
   it("ratelimits - set creates and changes a static limit, list shows it; a bad key or limit is refused", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });

@@ -123,6 +123,26 @@ export function registerRuns(program: Command, ctx: CliContext): void {
     },
   );
 
+  const logs = runs
+    .command("logs")
+    .description("a run's task log lines (ctx.logger), every attempt's, in order")
+    .addArgument(new Argument("<id>", "run id").argParser(parseRunIdArgument))
+    .option("--json", "print one JSON object per line");
+  connectionOptions(logs).action(async (id: string, flags: ConnFlags & { json?: boolean }) => {
+    ctx.exitCode = await withClient(flags, ctx, async (tj) => {
+      for (const line of await tj.logs.list(id)) {
+        if (flags.json) ctx.io.out(jsonLine(line));
+        else {
+          const fields = line.fields ? ` ${JSON.stringify(line.fields)}` : "";
+          ctx.io.out(
+            `${line.at} ${line.level.toUpperCase().padEnd(5)} attempt ${line.attempt} ${line.message}${fields}\n`,
+          );
+        }
+      }
+      return ExitCodes.ok;
+    });
+  });
+
   const history = runs
     .command("history")
     .description("show a run's history as a timeline")

@@ -65,16 +65,35 @@ export class Context {
       checkpoint(index: number, value: string): Promise<void>;
       sleep(index: number, until: string): Promise<void>;
       waitEvent(index: number, key: string, filter: string | undefined): Promise<void>;
+      /** Stores a `ctx.logger` line with the run (`TJ_LOGS`). */
+      log(
+        level: "debug" | "info" | "warn" | "error",
+        message: string,
+        fields: Record<string, unknown> | undefined,
+      ): void;
     },
     /** Durable tasks only. */
     private readonly durable = false,
   ) {
     this.worker = { id: () => worker.id, name: () => worker.name };
+    // Each line goes to the process's logger and is stored with the run (`taskjet runs logs`, `tj.logs.list`).
     this.logger = {
-      debug: (message, fields) => log.debug(fields ?? {}, message),
-      info: (message, fields) => log.info(fields ?? {}, message),
-      warn: (message, fields) => log.warn(fields ?? {}, message),
-      error: (message, fields) => log.error(fields ?? {}, message),
+      debug: (message, fields) => {
+        log.debug(fields ?? {}, message);
+        hooks.log("debug", message, fields);
+      },
+      info: (message, fields) => {
+        log.info(fields ?? {}, message);
+        hooks.log("info", message, fields);
+      },
+      warn: (message, fields) => {
+        log.warn(fields ?? {}, message);
+        hooks.log("warn", message, fields);
+      },
+      error: (message, fields) => {
+        log.error(fields ?? {}, message);
+        hooks.log("error", message, fields);
+      },
     };
   }
 

@@ -21,6 +21,7 @@ import {
   Streams,
   subjects,
   type TaskDefinition,
+  type TaskLogLine,
   ValidationError,
   type WorkerLabels,
   WorkerLabelsSchema,
@@ -546,6 +547,22 @@ export class Worker {
               afterSeq,
             });
             suspend();
+          },
+          log: (level, message, fields) => {
+            const line: TaskLogLine = {
+              v: 1,
+              at: new Date().toISOString(),
+              level,
+              message: String(message).slice(0, 10_000),
+              ...(fields ? { fields } : {}),
+              taskRunId: next.assignment.taskRunId,
+              attempt: next.assignment.attempt,
+              workerId: this.id,
+            };
+            // Not awaited: a log line never holds the task up; one the stream refuses is only in the process's log.
+            this.conn.js
+              .publish(subjects.log(this.config.namespace, next.assignment.runId), JSON.stringify(line))
+              .catch((err) => log.debug({ err }, "log line not stored"));
           },
           refresh: (ms) => attempt.refresh(ms),
           releaseSlot: async () => {

@@ -71,15 +71,7 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
     case EventTypes.TaskQueued: {
       const task = currentTask(next, event.taskRunId, event.data.attempt - 1);
       if (task?.retry?.attempt !== event.data.attempt) return next;
-      const {
-        retry: _done,
-        workerId: _w,
-        workerName: _n,
-        startedAt: _s,
-        timeoutAt: _t,
-        slotReleased: _r,
-        ...rest
-      } = task;
+      const { retry: _done, ...rest } = offWorker(task);
       return withTask(next, { ...rest, attempt: event.data.attempt, status: RunStatuses.queued, queuedAt: event.at });
     }
     case EventTypes.TaskWaiting: {
@@ -91,23 +83,18 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
       });
     }
     case EventTypes.TaskRateLimited: {
-      const task = currentTask(next, event.taskRunId, event.data.attempt);
-      if (task?.status !== RunStatuses.running || !fromRunner(task, event.data.workerId)) return next;
-      const { workerId: _w, workerName: _n, startedAt: _s, timeoutAt: _t, slotReleased: _r, ...rest } = task;
+      const task = runningAttempt(next, event.taskRunId, event.data.attempt, event.data.workerId);
+      if (!task) return next;
       const { keys, until, message } = event.data;
       return withTask(next, {
-        ...rest,
-        status: RunStatuses.queued,
-        attempt: task.attempt + 1,
-        queuedAt: event.at,
-        requeues: (task.requeues ?? 0) + 1,
+        ...requeued(offWorker(task), task.attempt + 1, event.at),
         rateLimited: keys ? { until, keys } : { until },
         error: { name: "RateLimited", message: message ?? `rate limited until ${until}` },
       });
     }
     case EventTypes.DurableCheckpoint: {
-      const task = currentTask(next, event.taskRunId, event.data.attempt);
-      if (task?.status !== RunStatuses.running || !fromRunner(task, event.data.workerId)) return next;
+      const task = runningAttempt(next, event.taskRunId, event.data.attempt, event.data.workerId);
+      if (!task) return next;
       const { index, value } = event.data;
       if ((task.checkpoints ?? []).some((c) => c.index === index)) return next;
       return withTask(next, {
@@ -116,58 +103,34 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
       });
     }
     case EventTypes.DurableSleeping: {
-      const task = currentTask(next, event.taskRunId, event.data.attempt);
-      if (task?.status !== RunStatuses.running || !fromRunner(task, event.data.workerId)) return next;
-      const { workerId: _w, workerName: _n, startedAt: _s, timeoutAt: _t, slotReleased: _r, ...rest } = task;
+      const task = runningAttempt(next, event.taskRunId, event.data.attempt, event.data.workerId);
+      if (!task) return next;
       const { index, until } = event.data;
-      const checkpoints = (task.checkpoints ?? []).filter((c) => c.index !== index);
-      return withTask(next, {
-        ...rest,
-        status: RunStatuses.pending,
-        checkpoints: [...checkpoints, { index, kind: "sleep", value: until, done: false }],
-      });
-    }
-    case EventTypes.DurableWoke: {
-      const task = currentTask(next, event.taskRunId, event.data.attempt - 1);
-      const sleep = task?.checkpoints?.find((c) => c.index === event.data.index && c.kind === "sleep" && !c.done);
-      if (task?.status !== RunStatuses.pending || !sleep) return next;
-      return withTask(next, {
-        ...task,
-        status: RunStatuses.queued,
-        attempt: event.data.attempt,
-        queuedAt: event.at,
-        requeues: (task.requeues ?? 0) + 1,
-        checkpoints: (task.checkpoints ?? []).map((c) => (c === sleep ? { ...c, done: true } : c)),
-      });
+      return withTask(next, suspended(task, { index, kind: "sleep", value: until, done: false }));
     }
     case EventTypes.DurableWaitingForEvent: {
-      const task = currentTask(next, event.taskRunId, event.data.attempt);
-      if (task?.status !== RunStatuses.running || !fromRunner(task, event.data.workerId)) return next;
-      const { workerId: _w, workerName: _n, startedAt: _s, timeoutAt: _t, slotReleased: _r, ...rest } = task;
+      const task = runningAttempt(next, event.taskRunId, event.data.attempt, event.data.workerId);
+      if (!task) return next;
       const { index, key, filter, afterSeq } = event.data;
-      const checkpoints = (task.checkpoints ?? []).filter((c) => c.index !== index);
       const waiting: DurableCheckpointState = { index, kind: "event", value: key, done: false, afterSeq };
       if (filter !== undefined) waiting.filter = filter;
-      return withTask(next, { ...rest, status: RunStatuses.pending, checkpoints: [...checkpoints, waiting] });
+      return withTask(next, suspended(task, waiting));
+    }
+    case EventTypes.DurableWoke: {
+      const found = awaitedCheckpoint(next, event.taskRunId, event.data.attempt - 1, event.data.index, "sleep");
+      if (!found) return next;
+      return withTask(next, resumed(found, { ...found.checkpoint, done: true }, event.data.attempt, event.at));
     }
     case EventTypes.DurableEventReceived: {
-      const task = currentTask(next, event.taskRunId, event.data.attempt - 1);
-      const wait = task?.checkpoints?.find((c) => c.index === event.data.index && c.kind === "event" && !c.done);
-      if (task?.status !== RunStatuses.pending || !wait) return next;
-      return withTask(next, {
-        ...task,
-        status: RunStatuses.queued,
-        attempt: event.data.attempt,
-        queuedAt: event.at,
-        requeues: (task.requeues ?? 0) + 1,
-        checkpoints: (task.checkpoints ?? []).map((c) =>
-          c === wait ? { index: c.index, kind: c.kind, value: c.value, done: true, result: event.data.event } : c,
-        ),
-      });
+      const found = awaitedCheckpoint(next, event.taskRunId, event.data.attempt - 1, event.data.index, "event");
+      if (!found) return next;
+      const { index, kind, value } = found.checkpoint;
+      const done = { index, kind, value, done: true, result: event.data.event };
+      return withTask(next, resumed(found, done, event.data.attempt, event.at));
     }
     case EventTypes.ChildrenSpawned: {
-      const task = currentTask(next, event.taskRunId, event.data.attempt);
-      if (task?.status !== RunStatuses.running || !fromRunner(task, event.data.workerId)) return next;
+      const task = runningAttempt(next, event.taskRunId, event.data.attempt, event.data.workerId);
+      if (!task) return next;
       const known = new Set((next.children ?? []).map((c) => c.runId));
       const added = event.data.children
         .filter((c) => !known.has(c.runId))
@@ -306,6 +269,59 @@ function attemptFailed(
     });
   }
   return withTask(state, { ...task, status: RunStatuses.failed, finishedAt: at, error, timeoutAt: undefined });
+}
+
+/** The task's running attempt, when a worker's fact about `attempt` comes from the worker running it. */
+function runningAttempt(
+  state: RunState,
+  taskRunId: string,
+  attempt: number,
+  workerId: string,
+): TaskRunState | undefined {
+  const task = currentTask(state, taskRunId, attempt);
+  return task?.status === RunStatuses.running && fromRunner(task, workerId) ? task : undefined;
+}
+
+/** The task without its running attempt's worker facts: the attempt left the worker. */
+function offWorker(task: TaskRunState): TaskRunState {
+  const { workerId: _w, workerName: _n, startedAt: _s, timeoutAt: _t, slotReleased: _r, ...rest } = task;
+  return rest;
+}
+
+/** The task's next attempt, queued without counting as a retry (rate limited upstream, a durable task resuming). */
+function requeued(task: TaskRunState, attempt: number, at: string): TaskRunState {
+  return { ...task, status: RunStatuses.queued, attempt, queuedAt: at, requeues: (task.requeues ?? 0) + 1 };
+}
+
+/** A durable task's attempt ended at a checkpoint it waits on (a sleep, an event): pending, holding no worker. */
+function suspended(task: TaskRunState, checkpoint: DurableCheckpointState): TaskRunState {
+  const others = (task.checkpoints ?? []).filter((c) => c.index !== checkpoint.index);
+  return { ...offWorker(task), status: RunStatuses.pending, checkpoints: [...others, checkpoint] };
+}
+
+/** A pending durable task and the checkpoint of `kind` at `index` it still waits on. */
+function awaitedCheckpoint(
+  state: RunState,
+  taskRunId: string,
+  attempt: number,
+  index: number,
+  kind: DurableCheckpointState["kind"],
+): (TaskRunState & { checkpoint: DurableCheckpointState }) | undefined {
+  const task = currentTask(state, taskRunId, attempt);
+  const checkpoint = task?.checkpoints?.find((c) => c.index === index && c.kind === kind && !c.done);
+  return task?.status === RunStatuses.pending && checkpoint ? { ...task, checkpoint } : undefined;
+}
+
+/** The awaited checkpoint is over (`done`): the next attempt is queued to replay past it. */
+function resumed(
+  found: TaskRunState & { checkpoint: DurableCheckpointState },
+  done: DurableCheckpointState,
+  attempt: number,
+  at: string,
+): TaskRunState {
+  const { checkpoint, ...task } = found;
+  const checkpoints = (task.checkpoints ?? []).map((c) => (c === checkpoint ? done : c));
+  return { ...requeued(task, attempt, at), checkpoints };
 }
 
 /** A result counts only from the worker running the attempt (a reassigned attempt's old worker is stale). */

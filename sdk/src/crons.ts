@@ -31,8 +31,19 @@ export interface CronOptions {
   catchUp?: "none" | "latest";
 }
 
+/** What declarations need to make a cron (`task.cron`, `wf.cron`). */
+export interface CronCreator {
+  create(
+    name: string,
+    taskName: string,
+    expression: string,
+    input?: JsonObject,
+    options?: CronOptions,
+  ): Promise<CronDefinition>;
+}
+
 /** Cron schedules (`TJ_CRONS`): made by `task.cron()` or declared with `onCrons`, fired by the engine. */
-export class CronsClient {
+export class CronsClient implements CronCreator {
   private kv: Promise<KV> | undefined;
 
   constructor(
@@ -100,42 +111,21 @@ export class CronsClient {
   }
 
   /**
-   * @internal A worker's `onCrons` for one task: put each, and delete the task's worker-declared crons it no longer
-   * declares.
+   * @internal A worker's `onCrons`, by task (or workflow) name: puts each new or changed one, and deletes the crons
+   * these tasks declared before and no longer do. The existing crons are listed once.
    */
-  async declare(taskName: string, specs: readonly CronSpec[]): Promise<void> {
+  async declare(byTask: ReadonlyMap<string, readonly CronSpec[]>): Promise<void> {
     const now = new Date().toISOString();
-    const wanted = specs.map((spec) => {
-      const s = typeof spec === "string" ? { expression: spec } : spec;
-      const digest = createHash("sha256")
-        .update(`${s.expression}\n${s.timezone ?? ""}`)
-        .digest("hex")
-        .slice(0, 10);
-      return parseWith(CronDefinitionSchema, {
-        v: 1,
-        name: `${taskName}.cron-${digest}`,
-        taskName,
-        expression: s.expression,
-        ...(s.timezone ? { timezone: s.timezone } : {}),
-        input: s.input ?? {},
-        additionalMetadata: {},
-        catchUp: s.catchUp ?? "none",
-        source: "worker",
-        createdAt: now,
-      });
-    });
-    const existing = (await this.list({ taskName })).filter((c) => c.source === "worker");
+    const existing = (await this.list()).filter((c) => c.source === "worker" && byTask.has(c.taskName));
+    const wanted = [...byTask].flatMap(([taskName, specs]) => specs.map((spec) => workerCron(taskName, spec, now)));
     for (const def of wanted) {
       const same = existing.find((c) => c.name === def.name);
       // Unchanged: keep it as it is (its createdAt decides what `catchUp` may fire).
-      if (
-        same &&
-        same.expression === def.expression &&
+      const unchanged =
+        same?.expression === def.expression &&
         JSON.stringify(same.input) === JSON.stringify(def.input) &&
-        same.catchUp === def.catchUp
-      )
-        continue;
-      await this.put(def);
+        same.catchUp === def.catchUp;
+      if (!unchanged) await this.put(def);
     }
     for (const old of existing) if (!wanted.some((w) => w.name === old.name)) await this.delete(old.name);
   }
@@ -148,6 +138,27 @@ export class CronsClient {
     this.kv ??= new Kvm(this.conn.nc).open(Buckets.crons).catch(withProvisioningHint(this.conn, `KV_${Buckets.crons}`));
     return this.kv;
   }
+}
+
+/** A cron declared in `onCrons`, named after its task and a digest of its expression and zone. */
+function workerCron(taskName: string, spec: CronSpec, now: string): CronDefinition {
+  const s = typeof spec === "string" ? { expression: spec } : spec;
+  const digest = createHash("sha256")
+    .update(`${s.expression}\n${s.timezone ?? ""}`)
+    .digest("hex")
+    .slice(0, 10);
+  return parseWith(CronDefinitionSchema, {
+    v: 1,
+    name: `${taskName}.cron-${digest}`,
+    taskName,
+    expression: s.expression,
+    ...(s.timezone ? { timezone: s.timezone } : {}),
+    input: s.input ?? {},
+    additionalMetadata: {},
+    catchUp: s.catchUp ?? "none",
+    source: "worker",
+    createdAt: now,
+  });
 }
 
 /**

@@ -7,7 +7,7 @@ import {
   type RetryPolicy,
   type RunOptions,
 } from "@taskjet/schemas";
-import type { CronOptions, CronSpec } from "./crons.js";
+import type { CronCreator, CronOptions, CronSpec } from "./crons.js";
 import type { RunRef } from "./run-ref.js";
 import type { Context } from "./worker/context.js";
 import { currentTask } from "./worker/current.js";
@@ -135,15 +135,7 @@ export interface Triggers {
     options?: RunOptions,
     declared?: DeclaredOptions,
   ): Promise<RunRef<O>>;
-  readonly crons: {
-    create(
-      name: string,
-      taskName: string,
-      expression: string,
-      input?: JsonObject,
-      options?: CronOptions,
-    ): Promise<CronDefinition>;
-  };
+  readonly crons: CronCreator;
 }
 
 /** What a declaration adds to the runs it triggers. */

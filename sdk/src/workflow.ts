@@ -7,7 +7,7 @@ import {
   type TaskSpec,
   ValidationError,
 } from "@taskjet/schemas";
-import type { CronOptions, CronSpec } from "./crons.js";
+import type { CronCreator, CronOptions, CronSpec } from "./crons.js";
 import type { RunRef } from "./run-ref.js";
 import type { ConcurrencyOption, DeclaredOptions, JsonObject, TaskDeclaration, TaskOptions } from "./task.js";
 
@@ -64,15 +64,7 @@ export interface WorkflowTask {
 export interface WorkflowHost {
   // biome-ignore lint/suspicious/noExplicitAny: as above
   task(options: TaskOptions<any, any>): TaskDeclaration<any, any>;
-  readonly crons: {
-    create(
-      name: string,
-      taskName: string,
-      expression: string,
-      input?: JsonObject,
-      options?: CronOptions,
-    ): Promise<CronDefinition>;
-  };
+  readonly crons: CronCreator;
   runWorkflow<O>(
     workflow: WorkflowDeclaration,
     input: JsonObject,

@@ -1,10 +1,9 @@
 import { rebuildProjection, verifyProjection } from "@taskjet/engine";
 import type { Command } from "commander";
+import type { ConnectionFlags } from "../config.js";
 import { ExitCodes } from "../errors.js";
 import { jsonLine } from "../output.js";
 import { type CliContext, connectionOptions, withClient } from "./common.js";
-
-type ConnFlags = { nats?: string; namespace?: string };
 
 /** `taskjet admin rebuild|verify`: the projection against the log (invariant 1). */
 export function registerAdmin(program: Command, ctx: CliContext): void {
@@ -14,7 +13,7 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
     .command("rebuild")
     .description("rebuild every run's projection (TJ_RUNS) from the log; stop the engines first")
     .option("--json", "print the report as JSON");
-  connectionOptions(rebuild).action(async (flags: ConnFlags & { json?: boolean }) => {
+  connectionOptions(rebuild).action(async (flags: ConnectionFlags & { json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
       const report = await rebuildProjection(tj.connection.nc, conn.namespace);
       ctx.io.out(
@@ -30,7 +29,7 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
     .command("verify")
     .description("fold the log and report every run whose projection differs (exit 1 if any); run with engines idle")
     .option("--json", "print the report as JSON");
-  connectionOptions(verify).action(async (flags: ConnFlags & { json?: boolean }) => {
+  connectionOptions(verify).action(async (flags: ConnectionFlags & { json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
       const report = await verifyProjection(tj.connection.nc, conn.namespace);
       if (flags.json) ctx.io.out(jsonLine(report));

@@ -1,9 +1,8 @@
 import { Argument, type Command } from "commander";
+import type { ConnectionFlags } from "../config.js";
 import { ExitCodes } from "../errors.js";
 import { formatTable } from "../output.js";
 import { type CliContext, connectionOptions, withClient } from "./common.js";
-
-type ConnFlags = { nats?: string; namespace?: string };
 
 /** `taskjet crons list|get|delete`: cron schedules (`onCrons`, `task.cron`). */
 export function registerCrons(program: Command, ctx: CliContext): void {
@@ -14,7 +13,7 @@ export function registerCrons(program: Command, ctx: CliContext): void {
     .description("list crons")
     .option("-t, --task <name>", "only crons of this task")
     .option("--json", "one JSON object per line");
-  connectionOptions(list).action(async (flags: ConnFlags & { task?: string; json?: boolean }) => {
+  connectionOptions(list).action(async (flags: ConnectionFlags & { task?: string; json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
       const crons = await tj.crons.list(flags.task ? { taskName: flags.task } : {});
       if (flags.json) for (const c of crons) ctx.io.out(`${JSON.stringify(c)}\n`);
@@ -28,7 +27,7 @@ export function registerCrons(program: Command, ctx: CliContext): void {
   });
 
   const get = cmd.command("get").description("one cron, as JSON").addArgument(new Argument("<name>"));
-  connectionOptions(get).action(async (name: string, flags: ConnFlags) => {
+  connectionOptions(get).action(async (name: string, flags: ConnectionFlags) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       const cron = await tj.crons.get(name);
       if (!cron) {
@@ -44,7 +43,7 @@ export function registerCrons(program: Command, ctx: CliContext): void {
     .command("delete")
     .description("delete a cron: no tick fires after it")
     .addArgument(new Argument("<name>"));
-  connectionOptions(del).action(async (name: string, flags: ConnFlags) => {
+  connectionOptions(del).action(async (name: string, flags: ConnectionFlags) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       if (!(await tj.crons.delete(name))) {
         ctx.io.err(`error: cron ${name} not found\n`);

@@ -1,10 +1,9 @@
 import { Argument, type Command } from "commander";
+import type { ConnectionFlags } from "../config.js";
 import { ExitCodes } from "../errors.js";
 import { formatTable, isoUtc, jsonLine, short } from "../output.js";
 import { collectKeyValue, intIn, parseJsonObject } from "../parse.js";
 import { type CliContext, connectionOptions, withClient } from "./common.js";
-
-type ConnFlags = { nats?: string; namespace?: string };
 
 /** `taskjet events push|list`: pushed events and the runs they started. */
 export function registerEvents(program: Command, ctx: CliContext): void {
@@ -26,7 +25,7 @@ export function registerEvents(program: Command, ctx: CliContext): void {
   connectionOptions(push).action(
     async (
       key: string,
-      flags: ConnFlags & {
+      flags: ConnectionFlags & {
         payload: Record<string, unknown>;
         metadata: Record<string, string>;
         priority?: 1 | 2 | 3;
@@ -50,7 +49,7 @@ export function registerEvents(program: Command, ctx: CliContext): void {
     .option("-k, --key <key>", "only events of this key")
     .option("-n, --limit <n>", "at most this many", intIn("--limit", 1, 10_000), 20)
     .option("--json", "one JSON object per line");
-  connectionOptions(list).action(async (flags: ConnFlags & { key?: string; limit: number; json?: boolean }) => {
+  connectionOptions(list).action(async (flags: ConnectionFlags & { key?: string; limit: number; json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
       const events = await tj.events.list({ ...(flags.key ? { key: flags.key } : {}), limit: flags.limit });
       if (flags.json) for (const e of events) ctx.io.out(jsonLine(e));

@@ -1,5 +1,6 @@
 import type { RateLimitDuration } from "@taskjet/sdk";
 import { Argument, type Command, Option } from "commander";
+import type { ConnectionFlags } from "../config.js";
 import { ExitCodes } from "../errors.js";
 import { formatTable, jsonLine } from "../output.js";
 import { intIn } from "../parse.js";
@@ -14,7 +15,7 @@ export function registerRateLimits(program: Command, ctx: CliContext): void {
     .command("list")
     .description("list the static rate limits")
     .option("--json", "one JSON object per line");
-  connectionOptions(list).action(async (flags: { json?: boolean; nats?: string; namespace?: string }) => {
+  connectionOptions(list).action(async (flags: ConnectionFlags & { json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       const limits = await tj.ratelimits.list();
       if (flags.json) for (const l of limits) ctx.io.out(jsonLine(l));
@@ -35,7 +36,7 @@ export function registerRateLimits(program: Command, ctx: CliContext): void {
     .requiredOption("--limit <n>", "units allowed per duration", intIn("--limit", 1, 1_000_000_000))
     .addOption(new Option("--duration <unit>", "window").choices(DURATIONS).makeOptionMandatory());
   connectionOptions(set).action(
-    async (key: string, flags: { limit: number; duration: RateLimitDuration; nats?: string; namespace?: string }) => {
+    async (key: string, flags: ConnectionFlags & { limit: number; duration: RateLimitDuration }) => {
       ctx.exitCode = await withClient(flags, ctx, async (tj) => {
         await tj.ratelimits.upsert({ key, limit: flags.limit, duration: flags.duration });
         ctx.io.out(`${key}: ${flags.limit} per ${flags.duration}\n`);

@@ -1,5 +1,6 @@
 import type { HistoryEntry, RunState, RunStatus, TaskjetEvent } from "@taskjet/sdk";
 import { Argument, type Command, InvalidArgumentError } from "commander";
+import type { ConnectionFlags } from "../config.js";
 import { ExitCodes, UsageError } from "../errors.js";
 import {
   formatBytes,
@@ -22,11 +23,6 @@ function collectRunIds(value: string, previous: string[] | undefined): string[] 
   return [...(previous ?? []), parseRunIdArgument(value)];
 }
 
-interface ConnFlags {
-  nats?: string;
-  namespace?: string;
-}
-
 /** `taskjet runs list|get|history`. */
 export function registerRuns(program: Command, ctx: CliContext): void {
   const runs = program.command("runs").description("list and inspect runs");
@@ -39,7 +35,7 @@ export function registerRuns(program: Command, ctx: CliContext): void {
     .option("-n, --limit <n>", "at most this many", intIn("--limit", 1, 100_000), 50)
     .option("--json", "print a JSON array of run states");
   connectionOptions(list).action(
-    async (flags: ConnFlags & { status?: RunStatus[]; task?: string; limit: number; json?: boolean }) => {
+    async (flags: ConnectionFlags & { status?: RunStatus[]; task?: string; limit: number; json?: boolean }) => {
       ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
         const states = await tj.runs.list({
           ...(flags.status ? { statuses: flags.status } : {}),
@@ -59,7 +55,7 @@ export function registerRuns(program: Command, ctx: CliContext): void {
     .description("show a run: status, times, input, output or error")
     .addArgument(new Argument("<id>", "run id").argParser(parseRunIdArgument))
     .option("--json", "print the run state as JSON");
-  connectionOptions(get).action(async (id: string, flags: ConnFlags & { json?: boolean }) => {
+  connectionOptions(get).action(async (id: string, flags: ConnectionFlags & { json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       const state = await tj.runs.get(id);
       ctx.io.out(flags.json ? `${JSON.stringify(state, null, 2)}\n` : `${runView(state)}\n`);
@@ -79,7 +75,13 @@ export function registerRuns(program: Command, ctx: CliContext): void {
   connectionOptions(cancel).action(
     async (
       ids: string[] | undefined,
-      flags: ConnFlags & { filter?: boolean; status?: RunStatus[]; task?: string; reason: string; json?: boolean },
+      flags: ConnectionFlags & {
+        filter?: boolean;
+        status?: RunStatus[];
+        task?: string;
+        reason: string;
+        json?: boolean;
+      },
     ) => {
       if (!flags.filter && (!ids || ids.length === 0)) throw new UsageError("give run ids, or --filter");
       if (flags.filter && ids && ids.length > 0) throw new UsageError("give run ids or --filter, not both");
@@ -113,7 +115,7 @@ export function registerRuns(program: Command, ctx: CliContext): void {
     .option("--at <seq|time>", "a stream sequence (as runs history shows) or an ISO time; default: now", parseAt)
     .option("--json", "print the state as JSON");
   connectionOptions(state).action(
-    async (id: string, flags: ConnFlags & { at?: { seq: number } | { time: Date }; json?: boolean }) => {
+    async (id: string, flags: ConnectionFlags & { at?: { seq: number } | { time: Date }; json?: boolean }) => {
       ctx.exitCode = await withClient(flags, ctx, async (tj) => {
         const s = flags.at ? await tj.runs.stateAt(id, flags.at) : await tj.runs.get(id);
         if (flags.json) ctx.io.out(`${JSON.stringify(s, null, 2)}\n`);
@@ -128,7 +130,7 @@ export function registerRuns(program: Command, ctx: CliContext): void {
     .description("a run's task log lines (ctx.logger), every attempt's, in order")
     .addArgument(new Argument("<id>", "run id").argParser(parseRunIdArgument))
     .option("--json", "print one JSON object per line");
-  connectionOptions(logs).action(async (id: string, flags: ConnFlags & { json?: boolean }) => {
+  connectionOptions(logs).action(async (id: string, flags: ConnectionFlags & { json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       for (const line of await tj.logs.list(id)) {
         if (flags.json) ctx.io.out(jsonLine(line));
@@ -149,23 +151,25 @@ export function registerRuns(program: Command, ctx: CliContext): void {
     .addArgument(new Argument("<id>", "run id").argParser(parseRunIdArgument))
     .option("-f, --follow", "keep printing new events until the run ends")
     .option("--json", "print one JSON object per event (JSON Lines)");
-  connectionOptions(history).action(async (id: string, flags: ConnFlags & { json?: boolean; follow?: boolean }) => {
-    ctx.exitCode = await withClient(flags, ctx, async (tj) => {
-      const entries = tj.runs.history(id, { follow: flags.follow === true });
-      const timeline = new Timeline();
-      if (flags.json) {
-        for await (const entry of entries) ctx.io.out(jsonLine(entry));
-      } else if (flags.follow) {
-        ctx.io.out(`${padRow(HISTORY_HEADERS, FOLLOW_WIDTHS)}\n`);
-        for await (const entry of entries) ctx.io.out(`${padRow(timeline.row(entry), FOLLOW_WIDTHS)}\n`);
-      } else {
-        const rows: string[][] = [];
-        for await (const entry of entries) rows.push(timeline.row(entry));
-        ctx.io.out(`${formatTable(HISTORY_HEADERS, rows)}\n`);
-      }
-      return ExitCodes.ok;
-    });
-  });
+  connectionOptions(history).action(
+    async (id: string, flags: ConnectionFlags & { json?: boolean; follow?: boolean }) => {
+      ctx.exitCode = await withClient(flags, ctx, async (tj) => {
+        const entries = tj.runs.history(id, { follow: flags.follow === true });
+        const timeline = new Timeline();
+        if (flags.json) {
+          for await (const entry of entries) ctx.io.out(jsonLine(entry));
+        } else if (flags.follow) {
+          ctx.io.out(`${padRow(HISTORY_HEADERS, FOLLOW_WIDTHS)}\n`);
+          for await (const entry of entries) ctx.io.out(`${padRow(timeline.row(entry), FOLLOW_WIDTHS)}\n`);
+        } else {
+          const rows: string[][] = [];
+          for await (const entry of entries) rows.push(timeline.row(entry));
+          ctx.io.out(`${formatTable(HISTORY_HEADERS, rows)}\n`);
+        }
+        return ExitCodes.ok;
+      });
+    },
+  );
 }
 
 function runsTable(states: RunState[]): string {

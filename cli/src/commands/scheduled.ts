@@ -1,10 +1,9 @@
 import { Argument, type Command, InvalidArgumentError } from "commander";
+import type { ConnectionFlags } from "../config.js";
 import { ExitCodes } from "../errors.js";
 import { formatTable, isoUtc } from "../output.js";
 import { intIn, parseRunIdArgument } from "../parse.js";
 import { type CliContext, connectionOptions, withClient } from "./common.js";
-
-type ConnFlags = { nats?: string; namespace?: string };
 
 /** `--at`: an ISO date-time, checked before connecting. */
 export function parseTime(flag: string): (value: string) => Date {
@@ -27,7 +26,7 @@ export function registerScheduled(program: Command, ctx: CliContext): void {
     .option("-t, --task <name>", "only runs of this task")
     .option("-n, --limit <n>", "at most this many", intIn("--limit", 1, 100_000), 50)
     .option("--json", "print a JSON array of run states");
-  connectionOptions(list).action(async (flags: ConnFlags & { task?: string; limit: number; json?: boolean }) => {
+  connectionOptions(list).action(async (flags: ConnectionFlags & { task?: string; limit: number; json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
       const runs = await tj.scheduled.list({ ...(flags.task ? { taskName: flags.task } : {}), limit: flags.limit });
       if (flags.json) ctx.io.out(`${JSON.stringify(runs, null, 2)}\n`);
@@ -45,7 +44,7 @@ export function registerScheduled(program: Command, ctx: CliContext): void {
     .description("one scheduled run")
     .addArgument(new Argument("<runId>").argParser(parseRunIdArgument))
     .option("--json", "print JSON");
-  connectionOptions(get).action(async (runId: string, flags: ConnFlags & { json?: boolean }) => {
+  connectionOptions(get).action(async (runId: string, flags: ConnectionFlags & { json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       const run = await tj.scheduled.get(runId);
       if (flags.json) ctx.io.out(`${JSON.stringify(run, null, 2)}\n`);
@@ -59,7 +58,7 @@ export function registerScheduled(program: Command, ctx: CliContext): void {
     .description("move a scheduled run to another time")
     .addArgument(new Argument("<runId>").argParser(parseRunIdArgument))
     .requiredOption("--at <time>", "the new start time (ISO date-time)", parseTime("--at"));
-  connectionOptions(update).action(async (runId: string, flags: ConnFlags & { at: Date }) => {
+  connectionOptions(update).action(async (runId: string, flags: ConnectionFlags & { at: Date }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       const run = await tj.scheduled.update(runId, { triggerAt: flags.at });
       ctx.io.out(`${run.runId} now starts ${isoUtc(run.scheduledAt)}\n`);
@@ -71,7 +70,7 @@ export function registerScheduled(program: Command, ctx: CliContext): void {
     .command("delete")
     .description("delete a scheduled run: it never starts")
     .addArgument(new Argument("<runId>").argParser(parseRunIdArgument));
-  connectionOptions(del).action(async (runId: string, flags: ConnFlags) => {
+  connectionOptions(del).action(async (runId: string, flags: ConnectionFlags) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       const deleted = await tj.scheduled.delete(runId);
       ctx.io.out(deleted ? `${runId} deleted\n` : `${runId} was already deleted\n`);

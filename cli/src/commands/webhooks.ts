@@ -1,12 +1,11 @@
 import type { WebhookSpec } from "@taskjet/sdk";
 import { Argument, type Command, Option } from "commander";
+import type { ConnectionFlags } from "../config.js";
 import { ExitCodes, UsageError } from "../errors.js";
 import { formatTable, jsonLine } from "../output.js";
 import { type CliContext, connectionOptions, withClient } from "./common.js";
 
-type ConnFlags = { nats?: string; namespace?: string };
-
-interface CreateFlags extends ConnFlags {
+interface CreateFlags extends ConnectionFlags {
   eventKey?: string;
   eventKeyExpression?: string;
   auth: "hmac" | "apiKey" | "basic";
@@ -61,7 +60,7 @@ export function registerWebhooks(program: Command, ctx: CliContext): void {
     .command("list")
     .description("list webhooks (no secrets)")
     .option("--json", "one JSON object per line");
-  connectionOptions(list).action(async (flags: ConnFlags & { json?: boolean }) => {
+  connectionOptions(list).action(async (flags: ConnectionFlags & { json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
       const hooks = await tj.webhooks.list();
       if (flags.json) for (const h of hooks) ctx.io.out(jsonLine(h));
@@ -78,7 +77,7 @@ export function registerWebhooks(program: Command, ctx: CliContext): void {
     .command("delete")
     .description("delete a webhook: its URL answers 404")
     .addArgument(new Argument("<name>"));
-  connectionOptions(del).action(async (name: string, flags: ConnFlags) => {
+  connectionOptions(del).action(async (name: string, flags: ConnectionFlags) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       if (!(await tj.webhooks.delete(name))) {
         ctx.io.err(`error: webhook ${name} not found\n`);

@@ -204,10 +204,6 @@ class Deque<T> {
   private items: (T | undefined)[] = [];
   private head = 0;
 
-  get length(): number {
-    return this.items.length - this.head;
-  }
-
   push(value: T): void {
     this.items.push(value);
   }
@@ -536,7 +532,7 @@ export class SchedulerCore {
       this.park(lane, { kind: "group", group });
       return true;
     }
-    const paused = this.rates.pausedUntil(taskPauseKey(task.taskName), now);
+    const paused = this.rates.hasPauses() ? this.rates.pausedUntil(taskPauseKey(task.taskName), now) : undefined;
     const block =
       paused !== undefined
         ? ({ kind: "until", at: paused, detail: `task paused until ${new Date(paused).toISOString()}` } as const)

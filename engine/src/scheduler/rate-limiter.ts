@@ -84,6 +84,11 @@ export class RateLimiter {
     if ((this.paused.get(key) ?? 0) < until) this.paused.set(key, until);
   }
 
+  /** Whether any key is paused (most of the time none is: callers skip building keys to look up). */
+  hasPauses(): boolean {
+    return this.paused.size > 0;
+  }
+
   /** Until when `key` is paused, if it is at `now`. */
   pausedUntil(key: string, now: number): number | undefined {
     const until = this.paused.get(key);

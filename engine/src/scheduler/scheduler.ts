@@ -78,17 +78,13 @@ export class Scheduler {
         }
       }
       this.o.retrier.onState(state);
-      this.o.timeouts.onState(state);
-      this.o.schedules.onState(state);
-      this.o.eventWaits.onState(state);
+      this.watch(state);
     }
     this.kick();
   }
 
   onChange({ event, seq, state }: RunChange): void {
-    this.o.timeouts.onState(state);
-    this.o.schedules.onState(state);
-    this.o.eventWaits.onState(state);
+    this.watch(state);
     switch (event.type) {
       case EventTypes.RunCreated:
       case EventTypes.RunDue:
@@ -237,6 +233,13 @@ export class Scheduler {
     if (this.wakeTimer) clearTimeout(this.wakeTimer.handle);
   }
 
+  /** Arms, moves or drops what a run's state asks of the clock and of events: timeouts, schedules, sleeps, waits. */
+  private watch(state: RunState): void {
+    this.o.timeouts.onState(state);
+    this.o.schedules.onState(state);
+    this.o.eventWaits.onState(state);
+  }
+
   /** A worker takes only tasks the engine has a definition for, so flow control always applies. */
   private applyWorker(worker: WorkerRegistration): void {
     this.core.upsertWorker({
@@ -337,15 +340,12 @@ export class Scheduler {
   /** A concurrency strategy cancels a run: `RunCancelled` with the strategy as the reason. */
   private cancelByStrategy({ task, reason }: Cancellation): void {
     this.o.log.info({ runId: task.runId, reason }, "cancelled by a concurrency strategy");
-    this.decide(task.runId, (s) => {
-      if (s.status === RunStatuses.completed || s.status === RunStatuses.failed || s.status === RunStatuses.cancelled) {
-        // Finished meanwhile: nothing to cancel, but the core must let go of it.
-        this.core.finish(task);
-        this.kick();
-        return undefined;
-      }
-      return makeEvent(EventTypes.RunCancelled, { runId: s.runId, data: { reason: reason.slice(0, 200) } });
-    });
+    // A run that finished meanwhile has nothing to cancel (its final event already freed it in the core).
+    this.decide(task.runId, (s) =>
+      isTerminal(s.status)
+        ? undefined
+        : makeEvent(EventTypes.RunCancelled, { runId: s.runId, data: { reason: reason.slice(0, 200) } }),
+    );
   }
 
   /** Records why attempts wait (history: TaskQueued → why it waits → TaskStarted). */

@@ -77,24 +77,12 @@ export class Context {
   ) {
     this.worker = { id: () => worker.id, name: () => worker.name };
     // Each line goes to the process's logger and is stored with the run (`taskjet runs logs`, `tj.logs.list`).
-    this.logger = {
-      debug: (message, fields) => {
-        log.debug(fields ?? {}, message);
-        hooks.log("debug", message, fields);
-      },
-      info: (message, fields) => {
-        log.info(fields ?? {}, message);
-        hooks.log("info", message, fields);
-      },
-      warn: (message, fields) => {
-        log.warn(fields ?? {}, message);
-        hooks.log("warn", message, fields);
-      },
-      error: (message, fields) => {
-        log.error(fields ?? {}, message);
-        hooks.log("error", message, fields);
-      },
-    };
+    const line =
+      (level: "debug" | "info" | "warn" | "error") => (message: string, fields?: Record<string, unknown>) => {
+        log[level](fields ?? {}, message);
+        hooks.log(level, message, fields);
+      };
+    this.logger = { debug: line("debug"), info: line("info"), warn: line("warn"), error: line("error") };
   }
 
   /** True once the attempt was cancelled: stop and return. */

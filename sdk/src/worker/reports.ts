@@ -113,53 +113,34 @@ export async function reportStarted(
   return outcome.seq;
 }
 
+/** Facts a worker appends about its running attempt, beyond its start and result. */
+export type RunningFactType =
+  | typeof EventTypes.TaskTimeoutRefreshed
+  | typeof EventTypes.TaskSlotReleased
+  | typeof EventTypes.ChildrenSpawned
+  | typeof EventTypes.DurableCheckpoint
+  | typeof EventTypes.DurableSleeping
+  | typeof EventTypes.DurableWaitingForEvent;
+
 /**
- * Appends a fact about this worker's running attempt (`TaskTimeoutRefreshed`, `TaskSlotReleased`) with CAS on the
+ * Appends a fact about this worker's running attempt (`RunningFactType`: the event type and its data beyond the
+ * attempt and worker) with CAS on the
  * last sequence this worker wrote for it; on a conflict, retries on the new tail while the attempt is still ours.
  * @returns the new last sequence
  * @throws NotCurrentError when the attempt was timed out, cancelled or reassigned meanwhile
  */
-export async function reportRunningFact(
+export async function reportRunningFact<T extends RunningFactType>(
   r: Reporter,
   a: Assignment,
   lastSeq: number,
-  fact:
-    | { type: "timeoutRefreshed"; timeoutAt: string }
-    | { type: "slotReleased" }
-    | { type: "childrenSpawned"; children: { runId: string; taskName: string; key: string }[] }
-    | { type: "durableCheckpoint"; index: number; value: string }
-    | { type: "durableSleeping"; index: number; until: string }
-    | { type: "durableWaitingForEvent"; index: number; key: string; filter?: string | undefined; afterSeq: number },
+  type: T,
+  data: Omit<Extract<TaskjetEventInput, { type: T }>["data"], "attempt" | "workerId">,
 ): Promise<number> {
-  const base = { runId: a.runId, taskRunId: a.taskRunId };
-  const attemptFacts = { attempt: a.attempt, workerId: r.workerId };
-  const event =
-    fact.type === "timeoutRefreshed"
-      ? makeEvent(EventTypes.TaskTimeoutRefreshed, { ...base, data: { ...attemptFacts, timeoutAt: fact.timeoutAt } })
-      : fact.type === "childrenSpawned"
-        ? makeEvent(EventTypes.ChildrenSpawned, { ...base, data: { ...attemptFacts, children: fact.children } })
-        : fact.type === "durableCheckpoint"
-          ? makeEvent(EventTypes.DurableCheckpoint, {
-              ...base,
-              data: { ...attemptFacts, index: fact.index, kind: "now", value: fact.value },
-            })
-          : fact.type === "durableSleeping"
-            ? makeEvent(EventTypes.DurableSleeping, {
-                ...base,
-                data: { ...attemptFacts, index: fact.index, until: fact.until },
-              })
-            : fact.type === "durableWaitingForEvent"
-              ? makeEvent(EventTypes.DurableWaitingForEvent, {
-                  ...base,
-                  data: {
-                    ...attemptFacts,
-                    index: fact.index,
-                    key: fact.key,
-                    afterSeq: fact.afterSeq,
-                    ...(fact.filter === undefined ? {} : { filter: fact.filter }),
-                  },
-                })
-              : makeEvent(EventTypes.TaskSlotReleased, { ...base, data: attemptFacts });
+  const event = makeEvent(type, {
+    runId: a.runId,
+    taskRunId: a.taskRunId,
+    data: { ...data, attempt: a.attempt, workerId: r.workerId },
+  } as unknown as Parameters<typeof makeEvent<T>>[1]);
   const outcome = await appendWhileCurrent(r, a, event, lastSeq, (t) => isOurs(t, a, r));
   if ("stale" in outcome) throw notCurrent(outcome.stale.task);
   return outcome.seq;

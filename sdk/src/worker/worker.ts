@@ -14,6 +14,7 @@ import {
   compileKeyExpression,
   consumers,
   EventTriggerSchema,
+  EventTypes,
   keys,
   type Logger,
   newId,
@@ -29,7 +30,7 @@ import {
 } from "@taskjet/schemas";
 import type { ClientConfig } from "../config.js";
 import type { Connection } from "../connection.js";
-import { type CronsClient, checkCronSpecs } from "../crons.js";
+import { type CronSpec, type CronsClient, checkCronSpecs } from "../crons.js";
 import type { RateLimitsClient } from "../rate-limits.js";
 import type { RunRef } from "../run-ref.js";
 import type { JsonObject, TaskDeclaration } from "../task.js";
@@ -39,6 +40,7 @@ import { currentTask } from "./current.js";
 import {
   NotCurrentError,
   type Reporter,
+  type RunningFactType,
   reportResult,
   reportRunningFact,
   reportStarted,
@@ -283,8 +285,7 @@ export class Worker {
         return defs.put(keys.def(ns, task.name), JSON.stringify(def));
       }),
     );
-    for (const task of this.tasks.values()) await this.registries.crons.declare(task.name, task.onCrons ?? []);
-    // Workflows: their shape, events and crons, so the engine can start their runs.
+    // Workflows: their shape and events, so the engine can start their runs.
     for (const wf of this.workflowsDeclared) {
       const onEvents = (wf.options.onEvents ?? []).map((e) => (typeof e === "string" ? { key: e } : e));
       const def: TaskDefinition = {
@@ -296,8 +297,13 @@ export class Worker {
         registeredAt: now,
       };
       await defs.put(keys.def(ns, wf.name), JSON.stringify(def));
-      await this.registries.crons.declare(wf.name, wf.options.onCrons ?? []);
     }
+    // After the definitions: a tick must find the workflow it starts.
+    const crons = new Map<string, readonly CronSpec[]>([
+      ...[...this.tasks.values()].map((t) => [t.name, t.onCrons ?? []] as const),
+      ...this.workflowsDeclared.map((wf) => [wf.name, wf.options.onCrons ?? []] as const),
+    ]);
+    await this.registries.crons.declare(crons);
     const consumer = await js.consumers.get(Streams.assign, durable);
     this.messages = await consumer.consume({
       max_messages: this.slots + this.durableSlots,
@@ -499,18 +505,15 @@ export class Worker {
         taskRunId: next.assignment.taskRunId,
         attempt: next.assignment.attempt,
       });
-      const attempt = new AttemptClock(
-        next.assignment,
-        this.reporter,
-        this.tasks.get(next.assignment.taskName) as Task,
-      );
+      const attempt = new AttemptClock(next.assignment, this.reporter, head as Task);
       let childIndex = 0;
       // A durable task that reached a sleep: the attempt ends without a result.
       let suspend: () => void = () => {};
-      const suspended = new Promise<"suspended">((resolve) => {
-        suspend = () => resolve("suspended");
-      });
-      const task = this.tasks.get(next.assignment.taskName);
+      const suspended = durable
+        ? new Promise<"suspended">((resolve) => {
+            suspend = () => resolve("suspended");
+          })
+        : undefined;
       const ctx = new Context(
         next.assignment,
         { id: this.id, name: this.name },
@@ -521,30 +524,19 @@ export class Worker {
             const keyed = children.map((c) => ({ ...c, key: c.key ?? `#${childIndex++}` }));
             return this.spawnChildren(next.assignment, attempt, keyed);
           },
-          checkpoint: async (index, value) => {
-            attempt.lastSeq = await reportRunningFact(this.reporter, next.assignment, attempt.lastSeq, {
-              type: "durableCheckpoint",
-              index,
-              value,
-            });
-          },
+          checkpoint: (index, value) => attempt.record(EventTypes.DurableCheckpoint, { index, kind: "now", value }),
           sleep: async (index, until) => {
-            attempt.lastSeq = await reportRunningFact(this.reporter, next.assignment, attempt.lastSeq, {
-              type: "durableSleeping",
-              index,
-              until,
-            });
+            await attempt.record(EventTypes.DurableSleeping, { index, until });
             suspend();
           },
           waitEvent: async (index, key, filter) => {
             // Noted before asking: events stored after it are the ones the wait may take.
             const afterSeq = (await this.conn.jsm.streams.info(Streams.events)).state.last_seq;
-            attempt.lastSeq = await reportRunningFact(this.reporter, next.assignment, attempt.lastSeq, {
-              type: "durableWaitingForEvent",
+            await attempt.record(EventTypes.DurableWaitingForEvent, {
               index,
               key,
-              filter,
               afterSeq,
+              ...(filter === undefined ? {} : { filter }),
             });
             suspend();
           },
@@ -576,7 +568,7 @@ export class Worker {
             this.pump();
           },
         },
-        task?.flow.durable === true,
+        durable,
       );
       attempt.onDeadline = () => {
         log.warn({ timeoutAt: attempt.timeoutAt }, "execution timeout: aborting the task");
@@ -611,8 +603,7 @@ export class Worker {
   ): Promise<RunRef<JsonObject>[]> {
     const specs = children.map((c) => ({ runId: childRunId(a.taskRunId, c.key), taskName: c.taskName, key: c.key }));
     for (let i = 0; i < specs.length; i += CHILDREN_PER_EVENT) {
-      const fact = { type: "childrenSpawned", children: specs.slice(i, i + CHILDREN_PER_EVENT) } as const;
-      attempt.lastSeq = await reportRunningFact(this.reporter, a, attempt.lastSeq, fact);
+      await attempt.record(EventTypes.ChildrenSpawned, { children: specs.slice(i, i + CHILDREN_PER_EVENT) });
     }
     // Sticky children follow this worker, as firmly as this task is sticky (SOFT unless it is HARD).
     const sticky = { mode: this.tasks.get(a.taskName)?.flow.sticky ?? "SOFT", workerId: this.id } as const;
@@ -641,7 +632,7 @@ export class Worker {
     ctx: Context,
     attempt: AttemptClock,
     log: Logger,
-    suspended: Promise<"suspended">,
+    suspended: Promise<"suspended"> | undefined,
   ): Promise<void> {
     try {
       await attempt.start();
@@ -656,14 +647,16 @@ export class Worker {
     }
     msg.ack();
     const task = this.tasks.get(a.taskName) as TaskDeclaration<JsonObject, JsonObject>;
-    // Triggers made from inside the task (`child.run(input)`) become its children.
-    const ran = Promise.resolve()
-      .then(() => currentTask.run(ctx, () => task.fn(a.input, ctx)))
-      .then(
-        (output) => ({ ok: true as const, output }),
-        (error: unknown) => ({ ok: false as const, error }),
-      );
-    const result = await Promise.race([ran, suspended]);
+    const run = async () => {
+      try {
+        // Triggers made from inside the task (`child.run(input)`) become its children.
+        return { ok: true as const, output: await currentTask.run(ctx, () => task.fn(a.input, ctx)) };
+      } catch (error) {
+        return { ok: false as const, error };
+      }
+    };
+    // Only a durable task can end its attempt early, at a sleep or a wait.
+    const result = suspended ? await Promise.race([run(), suspended]) : await run();
     if (result === "suspended") {
       attempt.stop();
       log.debug({}, "durable task sleeping: attempt ended, slot freed");
@@ -706,14 +699,18 @@ class AttemptClock {
 
   async refresh(ms: number): Promise<void> {
     const timeoutAt = Date.now() + ms;
-    const fact = { type: "timeoutRefreshed", timeoutAt: new Date(timeoutAt).toISOString() } as const;
-    this.lastSeq = await reportRunningFact(this.reporter, this.a, this.lastSeq, fact);
+    await this.record(EventTypes.TaskTimeoutRefreshed, { timeoutAt: new Date(timeoutAt).toISOString() });
     this.timeoutAt = timeoutAt;
     this.arm();
   }
 
   async releaseSlot(): Promise<void> {
-    this.lastSeq = await reportRunningFact(this.reporter, this.a, this.lastSeq, { type: "slotReleased" });
+    await this.record(EventTypes.TaskSlotReleased, {});
+  }
+
+  /** Appends a fact about this running attempt after the last one it wrote (CAS), and moves its place. */
+  async record<T extends RunningFactType>(type: T, data: Parameters<typeof reportRunningFact<T>>[4]): Promise<void> {
+    this.lastSeq = await reportRunningFact(this.reporter, this.a, this.lastSeq, type, data);
   }
 
   stop(): void {

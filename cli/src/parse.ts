@@ -63,17 +63,32 @@ export function intIn(flag: string, min: number, max: number): (value: string) =
   };
 }
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** `500ms`, `30s`, `2m`, `1h`, or a bare number of milliseconds. */
+/** `500ms`, `30s`, `2m`, `1h`, `1d`, or a bare number of milliseconds. */
 export function parseDuration(flag: string): (value: string) => number {
   return (value) => {
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim());
     const ms = m ? Number(m[1]) * (UNITS[m[2] ?? "ms"] ?? 1) : Number.NaN;
     if (!Number.isFinite(ms) || ms <= 0) {
       throw new InvalidArgumentError(`${flag} must be a positive duration like 500ms, 30s or 2m`);
     }
     return Math.round(ms);
+  };
+}
+
+/** A point in time: an ISO date-time, or a duration ago (`1d`, `90m`). */
+export function parseTimeOrAgo(flag: string): (value: string) => Date {
+  const ago = parseDuration(flag);
+  return (value) => {
+    if (/^\d+(\.\d+)?(ms|s|m|h|d)$/.test(value.trim())) return new Date(Date.now() - ago(value));
+    const time = new Date(value);
+    if (Number.isNaN(time.getTime())) {
+      throw new InvalidArgumentError(
+        `${flag} must be an ISO date-time or a duration ago like 1d or 90m, got "${value}"`,
+      );
+    }
+    return time;
   };
 }
 

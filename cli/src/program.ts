@@ -4,6 +4,7 @@ import { Command, CommanderError } from "commander";
 import { registerAdmin } from "./commands/admin.js";
 import type { CliContext } from "./commands/common.js";
 import { registerCrons } from "./commands/crons.js";
+import { registerDebug } from "./commands/debug.js";
 import { registerDev } from "./commands/dev.js";
 import { registerEngine } from "./commands/engine.js";
 import { registerEvents } from "./commands/events.js";
@@ -36,6 +37,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerCrons(program, ctx);
   registerEvents(program, ctx);
   registerWebhooks(program, ctx);
+  registerDebug(program, ctx);
   registerAdmin(program, ctx);
   return program;
 }

@@ -53,9 +53,13 @@ export function makeEvent<T extends TaskjetEventInput["type"]>(
   return { v: 1, id: newId(), type, at: at.toISOString(), ...fields } as unknown as EventOf<T>;
 }
 
-/** The run id of a child: the same for the same parent task-run and key, so a parent run again makes no new child. */
-export function childRunId(parentTaskRunId: string, key: string): string {
-  return `k${createHash("sha256").update(`${parentTaskRunId}\n${key}`).digest("base64url").slice(0, 31)}`;
+/**
+ * The run id of a child: the same for the same parent task-run and key, so a parent retried makes no new child; a
+ * replayed parent (`replays`) makes new ones.
+ */
+export function childRunId(parentTaskRunId: string, key: string, replays?: number): string {
+  const parent = replays ? `${parentTaskRunId}\nreplay ${replays}` : parentTaskRunId;
+  return `k${createHash("sha256").update(`${parent}\n${key}`).digest("base64url").slice(0, 31)}`;
 }
 
 /** The creation of a one-task run (a standalone task): what every trigger (client, cron, event router) appends. */

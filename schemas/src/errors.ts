@@ -16,6 +16,7 @@ export const ErrorCodes = {
   notProvisioned: "NOT_PROVISIONED",
   runCancelled: "RUN_CANCELLED",
   notScheduled: "NOT_SCHEDULED",
+  debugReadOnly: "DEBUG_READ_ONLY",
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -197,6 +198,14 @@ export class NotProvisionedError extends TaskjetError {
  * Thrown from a task to fail it at once, whatever retries remain.
  * @example throw new NonRetryableError("invoice already paid")
  */
+/** `taskjet debug` runs a task locally and writes nothing: the task (or its module) tried to. */
+export class DebugReadOnlyError extends TaskjetError {
+  constructor(what: string) {
+    super(ErrorCodes.debugReadOnly, `taskjet debug writes nothing to the cluster: ${what} was not done`);
+    this.name = "DebugReadOnlyError";
+  }
+}
+
 export class NonRetryableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);

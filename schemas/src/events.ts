@@ -12,6 +12,7 @@ export const EventTypes = {
   RunCreated: "RunCreated",
   RunRescheduled: "RunRescheduled",
   RunDue: "RunDue",
+  RunReplayed: "RunReplayed",
   TaskStarted: "TaskStarted",
   TaskCompleted: "TaskCompleted",
   TaskFailed: "TaskFailed",
@@ -124,6 +125,16 @@ export const RunDueSchema = z.object({
   ...envelope,
   type: z.literal(EventTypes.RunDue),
   data: z.object({ scheduledAt: z.iso.datetime() }),
+});
+
+/**
+ * A finished run runs again with its recorded input, as new attempts in the same history: every task, or with `from`
+ * that task (by ref) and its descendants, the others keeping their recorded outputs.
+ */
+export const RunReplayedSchema = z.object({
+  ...envelope,
+  type: z.literal(EventTypes.RunReplayed),
+  data: z.object({ from: z.string().min(1).max(128).optional(), reason: z.string().min(1).max(200).optional() }),
 });
 
 export const TaskStartedSchema = z.object({
@@ -346,6 +357,7 @@ export const TaskjetEventSchema = z.discriminatedUnion("type", [
   RunCreatedSchema,
   RunRescheduledSchema,
   RunDueSchema,
+  RunReplayedSchema,
   TaskStartedSchema,
   TaskCompletedSchema,
   TaskFailedSchema,
@@ -373,6 +385,7 @@ export type TaskjetEvent = z.output<typeof TaskjetEventSchema>;
 export type RunCreated = z.output<typeof RunCreatedSchema>;
 export type RunRescheduled = z.output<typeof RunRescheduledSchema>;
 export type RunDue = z.output<typeof RunDueSchema>;
+export type RunReplayed = z.output<typeof RunReplayedSchema>;
 export type TaskStarted = z.output<typeof TaskStartedSchema>;
 export type TaskCompleted = z.output<typeof TaskCompletedSchema>;
 export type TaskFailed = z.output<typeof TaskFailedSchema>;

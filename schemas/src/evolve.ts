@@ -1,5 +1,6 @@
 import type { RecordedError } from "./errors.js";
 import { EventTypes, type TaskjetEvent } from "./events.js";
+import { replayPlan, replayTasks } from "./replay.js";
 import { type DurableCheckpointState, isTerminal, type RunState, RunStatuses, type TaskRunState } from "./run-state.js";
 
 /**
@@ -8,8 +9,18 @@ import { type DurableCheckpointState, isTerminal, type RunState, RunStatuses, ty
  *
  * Facts that no longer apply (a report for an attempt that is not current, an event for a finished task) change
  * nothing but the position: appends are CAS-guarded, so such events only reach the log as `ReportIgnored`.
+ *
+ * `owned`: for a caller that keeps only the latest state (a reader folding a history to its end), one new set passed
+ * with every event of that fold. Lists this fold made are then grown in place instead of copied per event, which
+ * keeps a durable task's thousands of checkpoints linear to fold (`test/bench/history.ts`). A state given earlier
+ * may then change: never pass it where earlier states are kept (the projector).
  */
-export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: number): RunState | undefined {
+export function evolve(
+  state: RunState | undefined,
+  event: TaskjetEvent,
+  seq: number,
+  owned?: WeakSet<object>,
+): RunState | undefined {
   if (state === undefined) return created(event, seq);
   if (seq <= state.lastSeq) return state; // already folded (redelivery)
   const next = { ...state, lastSeq: seq, eventCount: state.eventCount + 1 };
@@ -96,11 +107,11 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
       const task = runningAttempt(next, event.taskRunId, event.data.attempt, event.data.workerId);
       if (!task) return next;
       const { index, value } = event.data;
-      if ((task.checkpoints ?? []).some((c) => c.index === index)) return next;
-      return withTask(next, {
-        ...task,
-        checkpoints: [...(task.checkpoints ?? []), { index, kind: "now", value, done: true }],
-      });
+      // A worker records checkpoints in index order from 0, so a duplicate can only be below the length: a long
+      // durable task's fold would otherwise scan them all on each one (quadratic; test/bench/history.ts).
+      if (index < (task.checkpoints?.length ?? 0) && task.checkpoints?.some((c) => c.index === index)) return next;
+      const checkpoint: DurableCheckpointState = { index, kind: "now", value, done: true };
+      return withTask(next, { ...task, checkpoints: appended(task.checkpoints, checkpoint, owned) });
     }
     case EventTypes.DurableSleeping: {
       const task = runningAttempt(next, event.taskRunId, event.data.attempt, event.data.workerId);
@@ -179,6 +190,18 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
         return { ...t, status: RunStatuses.queued, queuedAt: event.at };
       });
       return next;
+    case EventTypes.RunReplayed: {
+      const plan = replayPlan(next, event.data.from);
+      if (!("rerun" in plan)) return next;
+      const { output: _o, error: _e, finishedAt: _f, startedAt: _s, sticky: _st, ...run } = next;
+      return {
+        ...run,
+        status: RunStatuses.queued,
+        tasks: replayTasks(next.tasks, plan.rerun, event.at),
+        replays: (next.replays ?? 0) + 1,
+        replayedAt: event.at,
+      };
+    }
     case EventTypes.RunCreated: // a second creation cannot be appended (CAS on sequence 0)
     case EventTypes.ReportIgnored:
     case EventTypes.EventRejected:
@@ -189,8 +212,21 @@ export function evolve(state: RunState | undefined, event: TaskjetEvent, seq: nu
 /** Folds a whole history. */
 export function fold(events: Iterable<{ event: TaskjetEvent; seq: number }>): RunState | undefined {
   let state: RunState | undefined;
-  for (const { event, seq } of events) state = evolve(state, event, seq);
+  const owned = new WeakSet<object>();
+  for (const { event, seq } of events) state = evolve(state, event, seq, owned);
   return state;
+}
+
+/** `list` and `item`: a new list, or `list` itself grown when this fold made it (see `evolve`'s `owned`). */
+function appended<T>(list: T[] | undefined, item: T, owned: WeakSet<object> | undefined): T[] {
+  if (list && owned?.has(list)) {
+    list.push(item);
+    return list;
+  }
+  // concat copies a packed array in one go: about twice as fast as a spread.
+  const copy = list ? list.concat([item]) : [item];
+  owned?.add(copy);
+  return copy;
 }
 
 function created(event: TaskjetEvent, seq: number): RunState | undefined {

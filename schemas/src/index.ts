@@ -1,3 +1,4 @@
+export * from "./assignment.js";
 export * from "./codec.js";
 export * from "./cron.js";
 export * from "./durations.js";
@@ -7,9 +8,11 @@ export * from "./evolve.js";
 export * from "./flow.js";
 export * from "./idempotency.js";
 export * from "./ids.js";
+export * from "./limits.js";
 export * from "./logger.js";
 export * from "./options.js";
 export * from "./pushed-events.js";
+export * from "./replay.js";
 export * from "./run-state.js";
 export * from "./subjects.js";
 export * from "./validation.js";

@@ -75,6 +75,8 @@ export interface TaskRunState {
   rateLimited?: { until: string; keys?: string[] };
   /** Durable tasks: the checkpoints recorded so far, in order; a sleep not yet over is `done: false`. */
   checkpoints?: DurableCheckpointState[];
+  /** How many times a replay re-ran it (its child runs are new ones for each). */
+  replays?: number;
   /** A retry decided but not yet queued: the attempt it will be, and when (once scheduled). */
   retry?: { attempt: number; at?: string };
 }
@@ -97,6 +99,9 @@ export interface RunState {
   output?: Record<string, unknown>;
   error?: RecordedError;
   createdAt: string;
+  /** How many times it was replayed (`RunReplayed`), and when last. */
+  replays?: number;
+  replayedAt?: string;
   /** Scheduled runs: when the engine queues it (moved by `RunRescheduled`). */
   scheduledAt?: string;
   startedAt?: string;

@@ -43,12 +43,12 @@ export type Buckets = (typeof Buckets)[keyof typeof Buckets];
 
 /** Subject patterns each stream captures, across all namespaces. */
 export const StreamSubjects = {
-  [Streams.commands]: "tj.*.cmd.>",
-  [Streams.history]: "tj.*.hist.*",
-  [Streams.assign]: "tj.*.assign.*",
-  [Streams.events]: "tj.*.event.>",
-  [Streams.logs]: "tj.*.log.*",
-} as const satisfies Record<Streams, string>;
+  [Streams.commands]: ["tj.*.cmd.>"],
+  [Streams.history]: ["tj.*.hist.*"],
+  [Streams.assign]: ["tj.*.assign.*"],
+  [Streams.events]: ["tj.*.event.>"],
+  [Streams.logs]: ["tj.*.log.*", "tj.*.chunk.*"],
+} as const satisfies Record<Streams, readonly string[]>;
 
 /** The history stream's RePublish rule: `tj.<ns>.hist.<runId>` → `tj.<ns>.stored.<runId>`. */
 export const HistoryRepublish = { src: "tj.*.hist.*", dest: "tj.{{wildcard(1)}}.stored.{{wildcard(2)}}" } as const;
@@ -76,6 +76,8 @@ export const subjects = {
   eventsAll: (ns: string) => `tj.${ns}.event.>`,
   /** Task log lines of one run. */
   log: (ns: string, runId: string) => `tj.${ns}.log.${runId}`,
+  /** Stream chunks (`ctx.putStream`) of one run, every attempt's, in order. */
+  chunk: (ns: string, runId: string) => `tj.${ns}.chunk.${runId}`,
 } as const;
 
 /** KV keys within one namespace. */

@@ -29,6 +29,8 @@ export const AssignmentSchema = z.object({
   taskErrors: z
     .record(z.string(), z.object({ name: z.string(), message: z.string(), stack: z.string().optional() }))
     .optional(),
+  /** How many times a replay re-ran the task: a replayed parent's child runs are new ones. */
+  replays: z.number().int().min(1).optional(),
   /** Durable tasks: the checkpoints recorded so far, replayed instead of repeated. */
   checkpoints: z
     .array(
@@ -123,3 +125,16 @@ export const TaskLogLineSchema = z.object({
   workerId: token,
 });
 export type TaskLogLine = z.output<typeof TaskLogLineSchema>;
+
+/**
+ * Headers of one stream chunk (`ctx.putStream`) in `TJ_LOGS` (`tj.<ns>.chunk.<runId>`). The payload is the chunk's
+ * bytes as the task gave them, so binary chunks need no encoding; `version` is `"1"`.
+ */
+export const ChunkHeaders = {
+  version: "Tj-Chunk-V",
+  taskRunId: "Tj-Task-Run-Id",
+  attempt: "Tj-Attempt",
+  /** The chunk's position among its attempt's chunks, from 0. */
+  index: "Tj-Index",
+} as const;
+export type ChunkHeaders = (typeof ChunkHeaders)[keyof typeof ChunkHeaders];

@@ -10,6 +10,7 @@ import {
   type TaskjetEventInput,
 } from "@taskjet/schemas";
 import type { Connection } from "./connection.js";
+import { assertWritable } from "./debug.js";
 
 const WRONG_LAST_SEQUENCE = 10071;
 /** How long an append keeps retrying through a leader election (measured 5-8 s on a 3-node cluster). */
@@ -26,6 +27,7 @@ export async function appendEvent(
   event: TaskjetEventInput,
   expectedSeq: number,
 ): Promise<{ seq: number; duplicate: boolean }> {
+  assertWritable(`appending ${event.type} to run ${event.runId}`);
   const subject = subjects.history(ns, event.runId);
   const data = encodeEvent(event);
   const msgID = eventMsgId(event);

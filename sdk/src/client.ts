@@ -1,4 +1,4 @@
-import { Kvm } from "@nats-io/kv";
+import { type KV, Kvm } from "@nats-io/kv";
 import {
   AppendConflictError,
   Buckets,
@@ -25,6 +25,7 @@ import { appendEvent } from "./append.js";
 import { type ClientConfig, type ClientOptions, resolveClientConfig } from "./config.js";
 import { type Connection, openConnection } from "./connection.js";
 import { CronsClient } from "./crons.js";
+import { assertWritable, registerForDebug } from "./debug.js";
 import { EventsClient } from "./events.js";
 import { DEFAULT_IDEMPOTENCY_TTL_MS, IdempotencyKeys } from "./idempotency.js";
 import { LogsClient } from "./logs.js";
@@ -49,6 +50,8 @@ import { WorkflowDeclaration, type WorkflowOptions } from "./workflow.js";
 
 /** Appends a bulk trigger keeps in flight at once. */
 const BULK_IN_FLIGHT = 1024;
+/** How long a workflow's registered shape is trusted by name-only triggers. */
+const REGISTERED_TTL_MS = 5000;
 
 /** How long one attempt may run unless the task says otherwise. */
 const DEFAULT_EXECUTION_TIMEOUT = "60s";
@@ -82,6 +85,8 @@ export class Taskjet implements Triggers {
   private readonly waiters = new Set<RunWaiter>();
   private readonly idempotency: IdempotencyKeys;
   private readonly workers = new Set<Worker>();
+  private readonly registeredCache = new Map<string, { declared: DeclaredOptions | undefined; until: number }>();
+  private defsKv: Promise<KV> | undefined;
   private closed = false;
 
   private constructor(
@@ -194,7 +199,7 @@ export class Taskjet implements Triggers {
               : options.onEvents,
             "onEvents",
           );
-    return new TaskDeclaration(this, options, {
+    const declaration = new TaskDeclaration(this, options, {
       onEvents,
       policy,
       executionTimeoutMs,
@@ -203,6 +208,8 @@ export class Taskjet implements Triggers {
       flow,
       idempotencyTtlMs,
     });
+    registerForDebug(declaration as TaskDeclaration<JsonObject, JsonObject | void>, durable);
+    return declaration;
   }
 
   /** Creates a worker; `await worker.start()` registers it and starts taking work. */
@@ -228,6 +235,7 @@ export class Taskjet implements Triggers {
     options?: RunOptions,
     declared?: DeclaredOptions,
   ): Promise<O> {
+    declared ??= await this.registered(taskName);
     const event = this.runCreated(taskName, input, await this.claim(taskName, options, declared), declared);
     return this.appendAndWait<O>(event);
   }
@@ -298,6 +306,7 @@ export class Taskjet implements Triggers {
     options?: RunOptions,
     declared?: DeclaredOptions,
   ): Promise<RunRef<O>> {
+    declared ??= await this.registered(taskName);
     const event = this.runCreated(taskName, input, await this.claim(taskName, options, declared), declared);
     return this.appendNoWait<O>(event);
   }
@@ -313,6 +322,7 @@ export class Taskjet implements Triggers {
     options: BulkOptions = {},
     declared?: DeclaredOptions,
   ): Promise<(RunRef<O> | Error)[]> {
+    declared ??= await this.registered(taskName);
     const events = this.bulkEvents(taskName, await this.claimAll(taskName, items, declared), options, declared);
     const appended = await this.appendAll(events);
     return appended.map((r, i) => (r instanceof Error ? r : this.ref<O>((events[i] as RunCreated).runId)));
@@ -328,6 +338,7 @@ export class Taskjet implements Triggers {
     options: BulkOptions = {},
     declared?: DeclaredOptions,
   ): Promise<(O | Error)[]> {
+    declared ??= await this.registered(taskName);
     const events = this.bulkEvents(taskName, await this.claimAll(taskName, items, declared), options, declared);
     // Listening before appending, as in run().
     const waiters = events.map((e) => (e instanceof Error ? undefined : this.waiter(e.runId)));
@@ -366,6 +377,7 @@ export class Taskjet implements Triggers {
     options?: RunOptions,
     declared?: DeclaredOptions,
   ): Promise<RunRef<O>> {
+    declared ??= await this.registered(taskName);
     const event = this.runCreated(taskName, input, await this.claim(taskName, options, declared), declared);
     event.data.scheduledAt = scheduleTime(at, "at");
     event.data.trigger = { kind: "schedule" };
@@ -404,6 +416,7 @@ export class Taskjet implements Triggers {
       () => this.waitFor(runId),
       () => this.runs.get(runId),
       (reason) => this.runs.cancelOne(runId, reason),
+      () => this.runs.history(runId, { follow: true }),
     );
   }
 
@@ -456,6 +469,7 @@ export class Taskjet implements Triggers {
     declared?: DeclaredOptions,
   ): Promise<RunOptions> {
     if (!options?.idempotencyKey) return options ?? {};
+    assertWritable(`claiming idempotency key ${options.idempotencyKey}`);
     const opts = parseWith(RunOptionsSchema, options, "options");
     const key = opts.idempotencyKey as string;
     const ttl = declared?.idempotencyTtlMs ?? DEFAULT_IDEMPOTENCY_TTL_MS;
@@ -551,7 +565,29 @@ export class Taskjet implements Triggers {
       additionalMetadata: opts.additionalMetadata ?? {},
       priority: opts.priority ?? declared.defaultPriority ?? 1,
       scheduleTimeoutMs: declared.scheduleTimeoutMs,
+      workflow: declared.workflow,
     });
+  }
+
+  /**
+   * What a name-only trigger needs from the definition the task's workers registered: a workflow's tasks. A workflow's
+   * is cached for a few seconds, so a burst of triggers costs one read; a miss is not (its workers may register next).
+   */
+  private async registered(taskName: string): Promise<DeclaredOptions | undefined> {
+    const now = Date.now();
+    const cached = this.registeredCache.get(taskName);
+    if (cached && cached.until > now) return cached.declared;
+    let declared: DeclaredOptions | undefined;
+    try {
+      this.defsKv ??= new Kvm(this.connection.nc).open(Buckets.defs);
+      const entry = await (await this.defsKv).get(keys.def(this.namespace, taskName));
+      const def = entry?.operation === "PUT" ? TaskDefinitionSchema.safeParse(entry.json()) : undefined;
+      if (def?.success && def.data.workflow) declared = { workflow: def.data.workflow };
+    } catch {
+      this.defsKv = undefined; // not provisioned yet: the append says so
+    }
+    if (declared) this.registeredCache.set(taskName, { declared, until: now + REGISTERED_TTL_MS });
+    return declared;
   }
 
   private assertOpen(): void {

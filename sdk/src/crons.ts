@@ -13,6 +13,7 @@ import {
   ValidationError,
 } from "@taskjet/schemas";
 import { type Connection, withProvisioningHint } from "./connection.js";
+import { assertWritable, inDebugMode } from "./debug.js";
 import { kvNames } from "./kv-names.js";
 import type { JsonObject } from "./task.js";
 
@@ -106,6 +107,7 @@ export class CronsClient implements CronCreator {
   /** Deletes a cron: no tick fires after this. `false` when there was none. */
   async delete(name: string): Promise<boolean> {
     if (!(await this.get(name))) return false;
+    assertWritable(`deleting cron ${name}`);
     await (await this.bucket()).delete(keys.cron(this.ns, name));
     return true;
   }
@@ -131,6 +133,7 @@ export class CronsClient implements CronCreator {
   }
 
   private async put(def: CronDefinition): Promise<void> {
+    if (inDebugMode()) return; // a worker module's set-up, skipped by `taskjet debug`
     await (await this.bucket()).put(keys.cron(this.ns, def.name), JSON.stringify(def));
   }
 

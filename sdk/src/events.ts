@@ -11,6 +11,7 @@ import {
   ValidationError,
 } from "@taskjet/schemas";
 import { type Connection, withProvisioningHint } from "./connection.js";
+import { assertWritable } from "./debug.js";
 import { readStream } from "./read-stream.js";
 import type { JsonObject } from "./task.js";
 
@@ -99,6 +100,7 @@ export class EventsClient {
     bulk: boolean,
   ): Promise<{ eventId: string }[]> {
     checkKey(key, "key");
+    assertWritable(`pushing event ${key}`);
     const events = items.map((item, i) => {
       const at = bulk ? `[${i}].` : "";
       if (typeof item !== "object" || item === null) {

@@ -14,13 +14,19 @@ function toEntry(m: JsMsg, runId: string): HistoryEntry {
 }
 
 /**
- * A run's history in order from `fromSeq`. With `follow`, keeps yielding live events until `until(entry)` is true.
+ * A run's history in order from `fromSeq`. With `follow`, keeps yielding live events until `until(entry)` is true or
+ * `signal` aborts.
  */
 export async function* readHistory(
   js: JetStreamClient,
   ns: string,
   runId: string,
-  options: { fromSeq?: number; follow?: boolean; until?: (entry: HistoryEntry) => boolean } = {},
+  options: {
+    fromSeq?: number;
+    follow?: boolean;
+    until?: (entry: HistoryEntry) => boolean;
+    signal?: AbortSignal;
+  } = {},
 ): AsyncGenerator<HistoryEntry> {
   const { until } = options;
   let last: HistoryEntry | undefined;
@@ -32,6 +38,7 @@ export async function* readHistory(
     {
       follow: options.follow,
       until: until ? () => last !== undefined && until(last) : undefined,
+      signal: options.signal,
     },
   );
   for await (const m of messages) {

@@ -4,8 +4,10 @@ export {
   type ConcurrencyRule,
   ConnectionError,
   type CronDefinition,
+  DebugReadOnlyError,
   type DesiredLabel,
   ErrorCodes,
+  HISTORY_WARN_EVENTS,
   LimitStrategies,
   type LimitStrategy,
   NonRetryableError,
@@ -33,15 +35,24 @@ export {
   ValidationError,
   WaitTimeoutError,
 } from "@taskjet/schemas";
+export type { StreamChunk } from "./chunks.js";
 export { Taskjet } from "./client.js";
 export { type ClientOptions, DEFAULT_NATS_URL } from "./config.js";
 export type { CronOptions, CronSpec, CronsClient } from "./crons.js";
+export {
+  type DebugEffects,
+  type DebugHooks,
+  type DebugOutcome,
+  type DebugTask,
+  enterDebugMode,
+  inDebugMode,
+} from "./debug.js";
 export type { EventsClient, ListedEvent, PushOptions } from "./events.js";
 export type { HistoryEntry } from "./history.js";
 export type { LogsClient } from "./logs.js";
 export type { RateLimitSpec, RateLimitsClient } from "./rate-limits.js";
 export { RunRef } from "./run-ref.js";
-export type { CancelRunsOptions, ListRunsOptions, RunsClient } from "./runs.js";
+export type { CancelRunsOptions, ListRunsOptions, ReplayRunsOptions, RunFilters, RunsClient } from "./runs.js";
 export type { ScheduledClient } from "./scheduled.js";
 export type { BulkItem, BulkOptions, JsonObject, Output, TaskDeclaration, TaskFn, TaskOptions } from "./task.js";
 export type { WebhookInfo, WebhookSpec, WebhooksClient } from "./webhooks.js";

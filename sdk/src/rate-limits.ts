@@ -8,6 +8,7 @@ import {
   type RateLimitDuration,
 } from "@taskjet/schemas";
 import { type Connection, withProvisioningHint } from "./connection.js";
+import { inDebugMode } from "./debug.js";
 import { kvNames } from "./kv-names.js";
 
 /** A static rate limit as users write it. */
@@ -38,6 +39,7 @@ export class RateLimitsClient {
   async upsert(spec: RateLimitSpec): Promise<void> {
     const { key, limit, duration } = parseWith(SpecSchema, spec, "ratelimit");
     const def: RateLimitDefinition = { v: 1, key, limit, duration, updatedAt: new Date().toISOString() };
+    if (inDebugMode()) return; // a worker module's set-up, skipped by `taskjet debug`
     await (await this.bucket()).put(keys.rateLimit(this.ns, key), JSON.stringify(def));
   }
 

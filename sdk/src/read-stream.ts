@@ -5,14 +5,14 @@ export type ReadFrom = { startSeq: number } | "lastPerSubject";
 
 /**
  * Reads the messages of `stream` matching `filter` through one short-lived ordered consumer: to the end as of the
- * call, or, with `follow`, on until `until(m)` is true.
+ * call, or, with `follow`, on until `until(m)` is true or `signal` aborts.
  */
 export async function* readStream(
   js: JetStreamClient,
   stream: string,
   filter: string,
   from: ReadFrom,
-  options: { follow?: boolean; until?: (m: JsMsg) => boolean } = {},
+  options: { follow?: boolean; until?: (m: JsMsg) => boolean; signal?: AbortSignal } = {},
 ): AsyncGenerator<JsMsg> {
   const consumer = await js.consumers.get(stream, {
     filter_subjects: filter,
@@ -20,10 +20,15 @@ export async function* readStream(
       ? { deliver_policy: DeliverPolicy.LastPerSubject }
       : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, from.startSeq) }),
   });
+  const { signal } = options;
+  let stop = () => {};
   try {
     if (!options.follow && (await consumer.info(true)).num_pending === 0) return;
     // Short pulls and heartbeats: a lost pull is noticed in seconds, and the end of the data in half a second.
     const messages = await consumer.consume({ max_messages: 1000, expires: 2000, idle_heartbeat: 500 });
+    stop = () => messages.stop();
+    signal?.addEventListener("abort", stop, { once: true });
+    if (signal?.aborted) stop();
     // nats-server 2.9.10 can over-count `pending` for filtered consumers starting mid-stream: when the consumer goes
     // idle (a heartbeat, or a pull expiring short of its batch) there is nothing more to read.
     if (!options.follow) {
@@ -38,6 +43,7 @@ export async function* readStream(
       if (options.follow ? options.until?.(m) : m.info.pending === 0) break;
     }
   } finally {
+    signal?.removeEventListener("abort", stop);
     await consumer.delete().catch(() => undefined);
   }
 }

@@ -22,6 +22,7 @@ export async function readTail(
 ): Promise<RunState | undefined> {
   const subject = subjects.history(ns, runId);
   let position = state?.lastSeq ?? 0;
+  const owned = new WeakSet<object>(); // only the last state is kept: the fold may grow its lists in place
   for (;;) {
     // The leader's copy (a direct get may answer from a lagging replica). nats-server 2.9 answers next_by_subj on
     // STREAM.MSG.GET too (probed); the client's type only declares it for direct gets.
@@ -32,6 +33,6 @@ export async function readTail(
     if (!m) return state;
     position = m.seq;
     const decoded = decodeEvent(m.data, runId);
-    if (decoded.ok) state = evolve(state, decoded.event, m.seq) ?? state;
+    if (decoded.ok) state = evolve(state, decoded.event, m.seq, owned) ?? state;
   }
 }

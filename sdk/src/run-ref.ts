@@ -8,6 +8,7 @@ import {
   ValidationError,
   WaitTimeoutError,
 } from "@taskjet/schemas";
+import type { HistoryEntry } from "./history.js";
 
 /** Turns a final run state into the caller's result: the output, or a typed error carrying the task's error. */
 export function outcome<O>(state: RunState): O {
@@ -31,6 +32,7 @@ export class RunRef<O = Record<string, unknown>> {
     private readonly wait: () => Promise<RunState>,
     private readonly read: () => Promise<RunState>,
     private readonly cancelRun: (reason?: string) => Promise<boolean>,
+    private readonly follow: () => AsyncGenerator<HistoryEntry>,
   ) {}
 
   /**
@@ -65,5 +67,16 @@ export class RunRef<O = Record<string, unknown>> {
   /** The run's current status. */
   async status(): Promise<RunStatus> {
     return (await this.read()).status;
+  }
+
+  /**
+   * The run's history from its first event, then live as events are appended, ending after the event that made the
+   * run terminal (`tj.runs.history(runId, { follow: true })`). Breaking out of the loop stops reading.
+   * @example
+   * for await (const { seq, event } of ref.stream()) console.log(seq, event?.type);
+   * @throws RunNotFoundError when the run has no history
+   */
+  stream(): AsyncGenerator<HistoryEntry> {
+    return this.follow();
   }
 }

@@ -13,32 +13,44 @@ import {
   type RunState,
   type RunStatus,
   RunStatuses,
+  replayPlan,
   Streams,
   subjects,
   ValidationError,
 } from "@taskjet/schemas";
 import { appendEvent } from "./append.js";
+import { type StreamChunk, toChunk } from "./chunks.js";
 import { type Connection, withProvisioningHint } from "./connection.js";
 import { type HistoryEntry, readHistory } from "./history.js";
 import { readStream } from "./read-stream.js";
 import { readRunState, readTail } from "./run-reader.js";
+import { followRunSide } from "./run-tail.js";
+
+/** Which runs a bulk operation picks from the projection. */
+export interface RunFilters {
+  statuses?: RunStatus[];
+  taskName?: string;
+  /** Created at or after. */
+  since?: Date | string;
+  /** Created before. */
+  until?: Date | string;
+  /** Runs whose metadata has all these pairs. */
+  additionalMetadata?: Record<string, string>;
+}
 
 /** Which runs `runs.cancel` cancels: by id, or every unfinished run matching filters. */
-export type CancelRunsOptions =
-  | { ids: string[]; reason?: string }
-  | {
-      filters: {
-        statuses?: RunStatus[];
-        taskName?: string;
-        /** Created at or after. */
-        since?: Date | string;
-        /** Created before. */
-        until?: Date | string;
-        /** Runs whose metadata has all these pairs. */
-        additionalMetadata?: Record<string, string>;
-      };
-      reason?: string;
-    };
+export type CancelRunsOptions = ({ ids: string[] } | { filters: RunFilters }) & { reason?: string };
+
+/**
+ * Which runs `runs.replay` re-runs: by id, or every finished run matching filters (default statuses: FAILED and
+ * CANCELLED). `from` re-runs only that task of a workflow and its descendants.
+ */
+export type ReplayRunsOptions = ({ ids: string[] } | { filters: RunFilters }) & {
+  from?: string;
+  reason?: string;
+  /** Called after each run is decided. */
+  onProgress?: (done: number, total: number) => void;
+};
 
 /** Filters of `runs.list`. */
 export interface ListRunsOptions {
@@ -80,28 +92,7 @@ export class RunsClient {
    */
   async cancel(options: CancelRunsOptions): Promise<{ cancelled: string[]; alreadyFinished: string[] }> {
     const reason = options.reason ?? "cancelled by request";
-    let ids: string[];
-    if ("ids" in options) {
-      if (!Array.isArray(options.ids)) {
-        throw new ValidationError([
-          { path: "ids", message: `must be an array of run ids, got ${JSON.stringify(options.ids)}` },
-        ]);
-      }
-      ids = options.ids.map((id, i) => checkToken(id, `ids[${i}]`));
-    } else {
-      const f = options.filters ?? {};
-      const since = f.since === undefined ? undefined : dateOf(f.since, "filters.since");
-      const until = f.until === undefined ? undefined : dateOf(f.until, "filters.until");
-      const matches = await this.list({
-        statuses: f.statuses ?? [RunStatuses.queued, RunStatuses.running],
-        ...(f.taskName ? { taskName: f.taskName } : {}),
-        limit: Number.MAX_SAFE_INTEGER,
-      });
-      ids = matches
-        .filter((s) => (since === undefined || s.createdAt >= since) && (until === undefined || s.createdAt < until))
-        .filter((s) => Object.entries(f.additionalMetadata ?? {}).every(([k, v]) => s.additionalMetadata[k] === v))
-        .map((s) => s.runId);
-    }
+    const ids = await this.select(options, [RunStatuses.queued, RunStatuses.running]);
     const cancelled: string[] = [];
     const alreadyFinished: string[] = [];
     for (const id of ids) {
@@ -109,6 +100,79 @@ export class RunsClient {
       else alreadyFinished.push(id);
     }
     return { cancelled, alreadyFinished };
+  }
+
+  /**
+   * Re-runs finished runs with their recorded input, as new attempts in the same history (`RunReplayed`): a run that
+   * is not finished, or a `from` task whose parents did not complete, is refused with the reason. Watch the new
+   * outcome with `tj.ref(id).result()`.
+   */
+  async replay(
+    options: ReplayRunsOptions,
+  ): Promise<{ replayed: string[]; refused: { runId: string; reason: string }[] }> {
+    const { from, reason } = options;
+    if (from !== undefined && (typeof from !== "string" || from.length === 0 || from.length > 128)) {
+      throw new ValidationError([{ path: "from", message: `must be a task name, got ${JSON.stringify(from)}` }]);
+    }
+    if (reason !== undefined && (typeof reason !== "string" || reason.length === 0 || reason.length > 200)) {
+      throw new ValidationError([{ path: "reason", message: "must be 1 to 200 characters" }]);
+    }
+    const ids = await this.select(options, [RunStatuses.failed, RunStatuses.cancelled]);
+    const replayed: string[] = [];
+    const refused: { runId: string; reason: string }[] = [];
+    let done = 0;
+    await inParallel(ids, REPLAY_CONCURRENCY, async (runId) => {
+      const refusal = await this.replayOne(runId, from, reason);
+      if (refusal === undefined) replayed.push(runId);
+      else refused.push({ runId, reason: refusal });
+      options.onProgress?.(++done, ids.length);
+    });
+    return { replayed, refused };
+  }
+
+  /** Appends `RunReplayed` with CAS on the run's latest state; the refusal's reason when it does not apply. */
+  private async replayOne(runId: string, from?: string, reason?: string): Promise<string | undefined> {
+    let state = await this.read(runId, undefined);
+    if (!state) return `no run ${runId}`;
+    const event = makeEvent(EventTypes.RunReplayed, {
+      runId,
+      data: { ...(from !== undefined ? { from } : {}), ...(reason !== undefined ? { reason } : {}) },
+    });
+    for (;;) {
+      const plan = replayPlan(state, from);
+      if ("refused" in plan) return plan.refused;
+      try {
+        await appendEvent(this.conn, this.ns, event, state.lastSeq);
+        return undefined;
+      } catch (err) {
+        if (!(err instanceof AppendConflictError)) throw err;
+        state = (await this.read(runId, state)) ?? state;
+      }
+    }
+  }
+
+  /** The run ids an operation names, or those matching its filters (`statuses` defaulting to `defaults`). */
+  private async select(options: { ids: string[] } | { filters: RunFilters }, defaults: RunStatus[]): Promise<string[]> {
+    if ("ids" in options) {
+      if (!Array.isArray(options.ids)) {
+        throw new ValidationError([
+          { path: "ids", message: `must be an array of run ids, got ${JSON.stringify(options.ids)}` },
+        ]);
+      }
+      return options.ids.map((id, i) => checkToken(id, `ids[${i}]`));
+    }
+    const f = options.filters ?? {};
+    const since = f.since === undefined ? undefined : dateOf(f.since, "filters.since");
+    const until = f.until === undefined ? undefined : dateOf(f.until, "filters.until");
+    const matches = await this.list({
+      statuses: f.statuses ?? defaults,
+      ...(f.taskName ? { taskName: f.taskName } : {}),
+      limit: Number.MAX_SAFE_INTEGER,
+    });
+    return matches
+      .filter((s) => (since === undefined || s.createdAt >= since) && (until === undefined || s.createdAt < until))
+      .filter((s) => Object.entries(f.additionalMetadata ?? {}).every(([k, v]) => s.additionalMetadata[k] === v))
+      .map((s) => s.runId);
   }
 
   /**
@@ -189,9 +253,10 @@ export class RunsClient {
     }
     const until = time === undefined ? undefined : Date.parse(dateOf(time, "at.time"));
     let state: RunState | undefined;
+    const owned = new WeakSet<object>(); // only the last state is kept: the fold may grow its lists in place
     for await (const e of this.history(runId)) {
       if (seq !== undefined ? e.seq > seq : e.time.getTime() > (until as number)) break;
-      if (e.event) state = evolve(state, e.event, e.seq) ?? state;
+      if (e.event) state = evolve(state, e.event, e.seq, owned) ?? state;
     }
     if (!state) {
       throw new ValidationError([{ path: "at", message: `run ${runId} has no event at or before ${seq ?? time}` }]);
@@ -212,13 +277,29 @@ export class RunsClient {
       return;
     }
     let state: RunState | undefined;
+    const owned = new WeakSet<object>();
     yield* readHistory(this.conn.js, this.ns, runId, {
       follow: true,
       until: (e) => {
-        if (e.event) state = evolve(state, e.event, e.seq);
+        if (e.event) state = evolve(state, e.event, e.seq, owned);
         return state !== undefined && isTerminal(state.status);
       },
     });
+  }
+
+  /**
+   * The chunks the run's tasks put with `ctx.putStream`, every attempt's, in order: from the first one (a subscriber
+   * that joins late, or after the run finished, still gets them all), then live as they are stored. Ends once the
+   * run is terminal and every chunk stored by then has been delivered; breaking out of the loop stops reading.
+   * @example
+   * for await (const chunk of tj.runs.subscribeToStream(ref.runId)) process.stdout.write(chunk.text);
+   * @throws RunNotFoundError when the run has no history
+   */
+  async *subscribeToStream(runId: string): AsyncGenerator<StreamChunk> {
+    for await (const m of followRunSide(this.conn, this.ns, runId, subjects.chunk(this.ns, runId))) {
+      const chunk = toChunk(m);
+      if (chunk) yield chunk;
+    }
   }
 
   private lastMessage(runId: string) {
@@ -229,6 +310,17 @@ export class RunsClient {
     this.kv ??= new Kvm(this.conn.nc).open(Buckets.runs);
     return this.kv;
   }
+}
+
+/** Replays in flight at once: each is a read and an append. */
+const REPLAY_CONCURRENCY = 32;
+
+async function inParallel<T>(items: T[], width: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) await work(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, lane));
 }
 
 function dateOf(value: Date | string, field: string): string {

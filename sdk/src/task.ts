@@ -1,4 +1,4 @@
-import type { CronDefinition, EventTrigger } from "@taskjet/schemas";
+import type { CronDefinition, EventTrigger, TaskDefinition } from "@taskjet/schemas";
 import {
   type Duration,
   type FlowOptions,
@@ -143,6 +143,8 @@ export interface DeclaredOptions {
   scheduleTimeoutMs?: number | undefined;
   idempotencyTtlMs?: number | undefined;
   defaultPriority?: number | undefined;
+  /** A workflow triggered by name: its tasks, as its workers registered them. */
+  workflow?: TaskDefinition["workflow"];
 }
 
 /** A declared task: the runnable returned by `tj.task()`, registered on workers and triggered through it. */

@@ -12,6 +12,7 @@ import {
   WebhookDefinitionSchema,
 } from "@taskjet/schemas";
 import { type Connection, withProvisioningHint } from "./connection.js";
+import { assertWritable } from "./debug.js";
 import { kvNames } from "./kv-names.js";
 
 /** What `webhooks.create` takes. */
@@ -70,6 +71,7 @@ export class WebhooksClient {
       auth: storedAuth(auth),
       createdAt: new Date().toISOString(),
     });
+    assertWritable(`creating webhook ${def.name}`);
     await (await this.bucket()).put(keys.webhook(this.ns, def.name), JSON.stringify(def));
     return this.info(def);
   }
@@ -90,6 +92,7 @@ export class WebhooksClient {
   /** Deletes a webhook: its URL answers 404 from then on. `false` when there was none. */
   async delete(name: string): Promise<boolean> {
     if (!(await this.get(name))) return false;
+    assertWritable(`deleting webhook ${name}`);
     await (await this.bucket()).delete(keys.webhook(this.ns, name));
     return true;
   }

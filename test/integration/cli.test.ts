@@ -1,68 +1,35 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Kvm } from "@nats-io/kv";
 import type { Taskjet } from "@taskjet/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CLI_BIN, type CliResult, childEnv, collectOutput, runCli } from "../harness/cli.js";
 import { sleep } from "../harness/concurrency-probe.js";
 import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
 
-const BIN = fileURLToPath(new URL("../../cli/dist/bin.js", import.meta.url));
 const nats = useNatsServer();
 
 /** A scratch working directory, so no `.taskjet/dev.json` of a developer's `taskjet dev` is ever found. */
 let cwd: string;
 beforeAll(async () => {
-  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build the CLI first (npx tsc -p cli/tsconfig.build.json)`);
+  if (!existsSync(CLI_BIN))
+    throw new Error(`${CLI_BIN} is missing: build the CLI first (npx tsc -p cli/tsconfig.build.json)`);
   cwd = await mkdtemp(join(tmpdir(), "tj-cli-"));
 });
 afterAll(async () => {
   await rm(cwd, { recursive: true, force: true });
 });
 
-/** The child's environment: no TASKJET_* of the developer's shell, plus `env`. */
-function childEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("TASKJET_")));
-  return { ...clean, ...env };
-}
-
-interface Result {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `taskjet <args>` to completion, killing it after `timeoutMs`. */
-function taskjet(args: string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Result> {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: childEnv(options.env), stdio: "pipe" });
-  return collect(child, options.timeoutMs ?? 20_000, args);
-}
-
-function collect(child: ChildProcess, timeoutMs: number, args: string[]): Promise<Result> {
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    stderr += d.toString();
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`taskjet ${args.join(" ")} did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.once("error", reject);
-    child.once("close", (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+/** Runs `taskjet <args>` to completion in the scratch directory. */
+function taskjet(
+  args: string[],
+  options: { env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<CliResult> {
+  return runCli(args, { cwd, ...options });
 }
 
 /** `--nats <harness url> --namespace <ns>`: the CLI never falls back to 127.0.0.1:4222 here. */
@@ -594,7 +561,9 @@ describe("cli", () => {
       expect(bad.code).toBe(1);
       expect(bad.stdout).toContain(`${victim}: projection differs (status FAILED, log says COMPLETED)`);
       const rebuilt = await taskjet(["admin", "rebuild", ...at(namespace)]);
-      expect(rebuilt.stdout).toMatch(/^rebuilt 3 runs from 9 events \(0 rejected\)/);
+      expect(rebuilt.stdout).toMatch(
+        /^rebuilt 3 runs from 9 events \(0 rejected\) in \d+ ms: \d+ events\/s \(read and fold \d+ ms\)\n$/,
+      );
       expect((await taskjet(["admin", "verify", ...at(namespace)])).code).toBe(0);
     } finally {
       await tj.close();
@@ -639,6 +608,58 @@ describe("cli", () => {
       expect(out.stdout).toMatch(/INFO {2}attempt 0 starting \{"attempt":0\}/);
       expect(out.stdout).toMatch(/WARN {2}attempt 1 second time lucky/);
     } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
+  it("runs logs --follow - prints each line as the running task logs it and exits when the run ends", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    let release: () => void = () => {};
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    try {
+      const gated = tj.task({
+        name: "gated",
+        fn: async (_input, ctx) => {
+          ctx.logger.info("before the gate");
+          await released;
+          ctx.logger.info("after the gate", { n: 2 });
+          return {};
+        },
+      });
+      const worker = await tj.worker("w", { workflows: [gated] });
+      await worker.start();
+      const ref = await gated.runNoWait({});
+      const child = spawn(process.execPath, [CLI_BIN, "runs", "logs", ref.runId, "--follow", ...at(namespace)], {
+        cwd,
+        env: childEnv(),
+        stdio: "pipe",
+      });
+      let live = "";
+      child.stdout?.on("data", (d: Buffer) => {
+        live += d.toString();
+      });
+      const exit = collectOutput(child, 20_000, ["runs", "logs", "--follow"]);
+      // The first line shows while the task is still held at the gate.
+      await eventually(() => (live.includes("before the gate") ? true : undefined));
+      expect(await ref.status()).toBe("RUNNING");
+      expect(child.exitCode).toBeNull();
+      expect(live).not.toContain("after the gate");
+      release();
+      const out = await exit;
+      expect(out.code).toBe(0);
+      expect(out.stderr).toBe("");
+      expect(out.stdout.trim().split("\n")).toHaveLength(2);
+      expect(out.stdout).toMatch(/INFO {2}attempt 0 before the gate\n.*INFO {2}attempt 0 after the gate \{"n":2\}\n$/);
+      expect(await ref.status()).toBe("COMPLETED");
+      const unknown = await taskjet(["runs", "logs", "no-such-run", "--follow", ...at(namespace)]);
+      expect(unknown.code).toBe(1);
+    } finally {
+      release();
       await tj.close();
       await engine.stop();
     }
@@ -724,12 +745,12 @@ describe("cli dev", () => {
   it("dev - serves the example worker until SIGINT, then stops nats-server and exits 0", async () => {
     const dir = await mkdtemp(join(tmpdir(), "tj-dev-"));
     const port = await freePort();
-    const child = spawn(process.execPath, [BIN, "dev", "--port", String(port), "--dir", dir, "--example"], {
+    const child = spawn(process.execPath, [CLI_BIN, "dev", "--port", String(port), "--dir", dir, "--example"], {
       cwd,
       env: childEnv(),
       stdio: "pipe",
     });
-    const exit = collect(child, 45_000, ["dev"]);
+    const exit = collectOutput(child, 45_000, ["dev"]);
     try {
       const devFile = join(dir, "dev.json");
       const info = await eventually(

@@ -45,6 +45,8 @@ describe("workflows", () => {
     const out = await wf.run({ n: 1 });
     expect(out).toEqual({ a: { v: 2 }, b: { v: 4 }, c: { v: 6 }, d: { sum: 10 } });
     expect(probe.maxByKey.get("mid")).toBe(2);
+    // By name (as the CLI triggers): the client builds the DAG its workers registered.
+    expect(await tj.run("diamond", { n: 1 })).toEqual(out);
     // Scheduled: SCHEDULED until its time, then the same DAG.
     const later = await wf.schedule(new Date(Date.now() + 300), { n: 2 });
     expect((await tj.runs.get(later.runId)).status).toBe(RunStatuses.scheduled);

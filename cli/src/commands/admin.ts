@@ -19,7 +19,9 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
       ctx.io.out(
         flags.json
           ? jsonLine(report)
-          : `rebuilt ${report.runs} runs from ${report.events} events (${report.rejected} rejected) in ${Math.round(report.ms)} ms\n`,
+          : `rebuilt ${report.runs} runs from ${report.events} events (${report.rejected} rejected) in ` +
+              `${Math.round(report.ms)} ms: ${Math.round(report.eventsPerSecond)} events/s ` +
+              `(read and fold ${Math.round(report.foldMs)} ms)\n`,
       );
       return ExitCodes.ok;
     });

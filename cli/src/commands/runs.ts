@@ -1,4 +1,6 @@
-import type { HistoryEntry, RunState, RunStatus, TaskjetEvent } from "@taskjet/sdk";
+import { HISTORY_WARN_EVENTS } from "@taskjet/schemas";
+import type { HistoryEntry, RunFilters, RunState, RunStatus, TaskjetEvent } from "@taskjet/sdk";
+import { SingleBar } from "cli-progress";
 import { Argument, type Command, InvalidArgumentError } from "commander";
 import type { ConnectionFlags } from "../config.js";
 import { ExitCodes, UsageError } from "../errors.js";
@@ -15,7 +17,7 @@ import {
   prettyJson,
   short,
 } from "../output.js";
-import { collectStatuses, intIn, parseRunIdArgument } from "../parse.js";
+import { collectStatuses, intIn, parseRunIdArgument, parseTimeOrAgo } from "../parse.js";
 import { type CliContext, connectionOptions, withClient } from "./common.js";
 
 /** Variadic run ids, each checked like a single one. */
@@ -63,40 +65,21 @@ export function registerRuns(program: Command, ctx: CliContext): void {
     });
   });
 
-  const cancel = runs
-    .command("cancel")
-    .description("cancel runs by id, or every unfinished run matching --status/--task")
-    .addArgument(new Argument("[ids...]", "run ids").argParser(collectRunIds))
-    .option("--filter", "cancel every unfinished run matching --status and --task instead of ids")
-    .option("-s, --status <statuses>", "with --filter: only runs in these statuses", collectStatuses)
-    .option("-t, --task <name>", "with --filter: only runs of this task")
+  const cancel = selectionOptions(
+    runs
+      .command("cancel")
+      .description("cancel runs by id, or every unfinished run matching --status/--task/--since/--until")
+      .addArgument(new Argument("[ids...]", "run ids").argParser(collectRunIds)),
+    "cancel",
+    "QUEUED,RUNNING",
+  )
     .option("--reason <text>", "recorded in history", "cancelled from the CLI")
     .option("--json", "print {cancelled, alreadyFinished} as JSON");
   connectionOptions(cancel).action(
-    async (
-      ids: string[] | undefined,
-      flags: ConnectionFlags & {
-        filter?: boolean;
-        status?: RunStatus[];
-        task?: string;
-        reason: string;
-        json?: boolean;
-      },
-    ) => {
-      if (!flags.filter && (!ids || ids.length === 0)) throw new UsageError("give run ids, or --filter");
-      if (flags.filter && ids && ids.length > 0) throw new UsageError("give run ids or --filter, not both");
+    async (ids: string[] | undefined, flags: ConnectionFlags & SelectionFlags & { reason: string; json?: boolean }) => {
+      const selection = selectionOf(ids, flags);
       ctx.exitCode = await withClient(flags, ctx, async (tj) => {
-        const result = await tj.runs.cancel(
-          flags.filter
-            ? {
-                filters: {
-                  ...(flags.status ? { statuses: flags.status } : {}),
-                  ...(flags.task ? { taskName: flags.task } : {}),
-                },
-                reason: flags.reason,
-              }
-            : { ids: ids ?? [], reason: flags.reason },
-        );
+        const result = await tj.runs.cancel({ ...selection, reason: flags.reason });
         if (flags.json) ctx.io.out(`${JSON.stringify(result)}\n`);
         else {
           for (const id of result.cancelled) ctx.io.out(`cancelled ${id}\n`);
@@ -104,6 +87,57 @@ export function registerRuns(program: Command, ctx: CliContext): void {
           if (result.cancelled.length + result.alreadyFinished.length === 0) ctx.io.out("no matching runs\n");
         }
         return ExitCodes.ok;
+      });
+    },
+  );
+
+  const replay = selectionOptions(
+    runs
+      .command("replay")
+      .description("re-run finished runs with their recorded input, as new attempts in the same history")
+      .addArgument(new Argument("[ids...]", "run ids").argParser(collectRunIds)),
+    "replay",
+    "FAILED,CANCELLED",
+  )
+    .option("--from <task>", "workflows: re-run this task and its descendants, keeping the other outputs")
+    .option("--reason <text>", "recorded in history", "replayed from the CLI")
+    .option("--json", "print {replayed, refused} as JSON")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  taskjet runs replay 01JD5X...\n  taskjet runs replay 01JD5X... --from transform\n  taskjet runs replay --filter --status FAILED --task send-email --since 1d",
+    );
+  connectionOptions(replay).action(
+    async (
+      ids: string[] | undefined,
+      flags: ConnectionFlags & SelectionFlags & { from?: string; reason: string; json?: boolean },
+    ) => {
+      const selection = selectionOf(ids, flags);
+      ctx.exitCode = await withClient(flags, ctx, async (tj) => {
+        const bar = ctx.io.interactive
+          ? new SingleBar({ format: "{bar} {value}/{total} runs  {eta_formatted} left", hideCursor: true })
+          : undefined;
+        let result: Awaited<ReturnType<typeof tj.runs.replay>>;
+        try {
+          result = await tj.runs.replay({
+            ...selection,
+            ...(flags.from ? { from: flags.from } : {}),
+            reason: flags.reason,
+            onProgress: (done, total) => {
+              if (done === 1) bar?.start(total, 0);
+              bar?.update(done);
+            },
+          });
+        } finally {
+          bar?.stop();
+        }
+        if (flags.json) ctx.io.out(`${JSON.stringify(result)}\n`);
+        else {
+          for (const id of result.replayed) ctx.io.out(`replayed ${id}\n`);
+          for (const r of result.refused) ctx.io.out(`refused ${r.runId}: ${r.reason}\n`);
+          if (result.replayed.length + result.refused.length === 0) ctx.io.out("no matching runs\n");
+        }
+        // Refusals of named runs are errors; a filter's refusals are runs that changed meanwhile.
+        return result.refused.length > 0 && !flags.filter ? ExitCodes.failure : ExitCodes.ok;
       });
     },
   );
@@ -129,10 +163,11 @@ export function registerRuns(program: Command, ctx: CliContext): void {
     .command("logs")
     .description("a run's task log lines (ctx.logger), every attempt's, in order")
     .addArgument(new Argument("<id>", "run id").argParser(parseRunIdArgument))
+    .option("-f, --follow", "keep printing new lines until the run ends")
     .option("--json", "print one JSON object per line");
-  connectionOptions(logs).action(async (id: string, flags: ConnectionFlags & { json?: boolean }) => {
+  connectionOptions(logs).action(async (id: string, flags: ConnectionFlags & { json?: boolean; follow?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
-      for (const line of await tj.logs.list(id)) {
+      for await (const line of flags.follow ? tj.logs.follow(id) : await tj.logs.list(id)) {
         if (flags.json) ctx.io.out(jsonLine(line));
         else {
           const fields = line.fields ? ` ${JSON.stringify(line.fields)}` : "";
@@ -154,7 +189,7 @@ export function registerRuns(program: Command, ctx: CliContext): void {
   connectionOptions(history).action(
     async (id: string, flags: ConnectionFlags & { json?: boolean; follow?: boolean }) => {
       ctx.exitCode = await withClient(flags, ctx, async (tj) => {
-        const entries = tj.runs.history(id, { follow: flags.follow === true });
+        const entries = warnWhenLong(tj.runs.history(id, { follow: flags.follow === true }), id, ctx);
         const timeline = new Timeline();
         if (flags.json) {
           for await (const entry of entries) ctx.io.out(jsonLine(entry));
@@ -170,6 +205,65 @@ export function registerRuns(program: Command, ctx: CliContext): void {
       });
     },
   );
+}
+
+/** Passes a history through, saying on stderr once it reaches the length histories should stay below. */
+async function* warnWhenLong(
+  entries: AsyncIterable<HistoryEntry>,
+  runId: string,
+  ctx: CliContext,
+): AsyncGenerator<HistoryEntry> {
+  let n = 0;
+  for await (const entry of entries) {
+    if (++n === HISTORY_WARN_EVENTS) {
+      ctx.io.err(
+        `warning: run ${runId} has ${HISTORY_WARN_EVENTS.toLocaleString("en")} events or more in its history; ` +
+          "reading and folding it slows down as it grows (README: History limits)\n",
+      );
+    }
+    yield entry;
+  }
+}
+
+interface SelectionFlags {
+  filter?: boolean;
+  status?: RunStatus[];
+  task?: string;
+  since?: Date;
+  until?: Date;
+}
+
+/** The flags of a bulk command that acts on run ids or on every run matching filters. */
+function selectionOptions(cmd: Command, verb: string, defaultStatuses: string): Command {
+  return cmd
+    .option("--filter", `${verb} every run matching --status/--task/--since/--until instead of ids`)
+    .option(
+      "-s, --status <statuses>",
+      `with --filter: only runs in these statuses (default ${defaultStatuses})`,
+      collectStatuses,
+    )
+    .option("-t, --task <name>", "with --filter: only runs of this task or workflow")
+    .option(
+      "--since <time|ago>",
+      "with --filter: created at or after (ISO time, or 1d, 6h, 30m ago)",
+      parseTimeOrAgo("--since"),
+    )
+    .option("--until <time|ago>", "with --filter: created before", parseTimeOrAgo("--until"));
+}
+
+/** Run ids, or the filters: one of them. */
+function selectionOf(ids: string[] | undefined, flags: SelectionFlags): { ids: string[] } | { filters: RunFilters } {
+  if (!flags.filter && (!ids || ids.length === 0)) throw new UsageError("give run ids, or --filter");
+  if (flags.filter && ids && ids.length > 0) throw new UsageError("give run ids or --filter, not both");
+  if (!flags.filter) return { ids: ids ?? [] };
+  return {
+    filters: {
+      ...(flags.status ? { statuses: flags.status } : {}),
+      ...(flags.task ? { taskName: flags.task } : {}),
+      ...(flags.since ? { since: flags.since } : {}),
+      ...(flags.until ? { until: flags.until } : {}),
+    },
+  };
 }
 
 function runsTable(states: RunState[]): string {
@@ -313,6 +407,11 @@ class Timeline {
         return `now starts ${e.data.scheduledAt}`;
       case "RunDue":
         return `scheduled for ${e.data.scheduledAt}: queued`;
+      case "RunReplayed":
+        return short(
+          `replayed${e.data.from ? ` from ${e.data.from}` : ""}${e.data.reason ? `: ${e.data.reason}` : ""}`,
+          100,
+        );
       case "TaskSlotReleased":
         return "slot released early";
       case "TaskCancelled":

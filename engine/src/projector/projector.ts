@@ -9,6 +9,7 @@ import {
   decodeEvent,
   EventTypes,
   evolve,
+  HISTORY_WARN_EVENTS,
   isTerminal,
   makeEvent,
   type RunState,
@@ -44,6 +45,8 @@ export interface ProjectorOptions {
   activeDelayMs: number;
   /** Called for every folded event once the projector has caught up with the log. */
   onChange: (change: RunChange) => void;
+  /** A run whose history reaches this many events is logged, once. @default HISTORY_WARN_EVENTS */
+  historyWarnEvents?: number;
 }
 
 /**
@@ -177,10 +180,25 @@ export class Projector {
     const state = evolve(prev, event, m.seq);
     this.position = m.seq;
     if (!state || state === prev) return;
+    this.warnIfLong(prev, state);
     this.states.set(runId, state);
     if (!this.dirty.has(runId)) this.dirty.set(runId, { since: Date.now(), firstSeq: m.seq });
     this.scheduleFlush(isTerminal(state.status) ? this.o.flushMs : this.o.activeDelayMs);
     if (this.live) this.o.onChange({ event, seq: m.seq, state });
+  }
+
+  /**
+   * Logs a run whose history just reached the limit. Comparing with the previous count rather than remembering the runs
+   * already named costs no memory and holds across restarts: an event re-read after one is skipped when the stored
+   * state has it (only a crash before that state was written can log the run again).
+   */
+  private warnIfLong(prev: RunState | undefined, state: RunState): void {
+    const limit = this.o.historyWarnEvents ?? HISTORY_WARN_EVENTS;
+    if (state.eventCount < limit || (prev?.eventCount ?? 0) >= limit) return;
+    this.o.log.warn(
+      { runId: state.runId, events: state.eventCount, limit, workflowName: state.workflowName },
+      "run history is long: reading and folding it slows down every reader (see README, History limits)",
+    );
   }
 
   /** Records why a message on a run's subject was not accepted (invariant 5: never silence). */

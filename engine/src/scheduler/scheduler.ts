@@ -88,6 +88,7 @@ export class Scheduler {
     switch (event.type) {
       case EventTypes.RunCreated:
       case EventTypes.RunDue:
+      case EventTypes.RunReplayed:
         for (const task of state.tasks) if (task.status === RunStatuses.queued) this.enqueue(state, task, seq);
         break;
       case EventTypes.TaskStarted: {

@@ -71,6 +71,8 @@ export class Context {
         message: string,
         fields: Record<string, unknown> | undefined,
       ): void;
+      /** Publishes a `ctx.putStream` chunk (`TJ_LOGS`) without waiting for its ack. */
+      putStream(data: Uint8Array): Promise<void>;
     },
     /** Durable tasks only. */
     private readonly durable = false,
@@ -83,6 +85,26 @@ export class Context {
         hooks.log(level, message, fields);
       };
     this.logger = { debug: line("debug"), info: line("info"), warn: line("warn"), error: line("error") };
+  }
+
+  /**
+   * Streams a chunk (an LLM token, a progress line, bytes) to the run's subscribers (`tj.runs.subscribeToStream`),
+   * stored with the run in order and tagged with this attempt. Resolves at once, without waiting for the chunk to be
+   * stored, unless about a thousand chunks are still awaiting it; the attempt's result is reported only after all
+   * were stored. A chunk the server refuses is logged by the worker, not thrown.
+   * @param chunk a string (stored as UTF-8) or bytes, at most the payload limit (1 MiB by default)
+   * @throws ValidationError for another type or a chunk over the limit
+   * @example
+   * for await (const token of llm.stream(prompt)) await ctx.putStream(token);
+   */
+  async putStream(chunk: string | Uint8Array): Promise<void> {
+    if (typeof chunk === "string") return this.hooks.putStream(new TextEncoder().encode(chunk));
+    if (!(chunk instanceof Uint8Array)) {
+      throw new ValidationError([
+        { path: "chunk", message: `must be a string or a Uint8Array, got ${chunk === null ? "null" : typeof chunk}` },
+      ]);
+    }
+    return this.hooks.putStream(chunk);
   }
 
   /** True once the attempt was cancelled: stop and return. */
@@ -212,7 +234,10 @@ export class Context {
       throw new ValidationError([{ path: what, message: "is only available in durable tasks (tj.durableTask)" }]);
     }
     const index = this.checkpointIndex++;
-    return { index, recorded: this.assignment.checkpoints?.find((c) => c.index === index) };
+    const recorded = this.assignment.checkpoints;
+    // Recorded in index order: found by position, so replaying thousands of checkpoints stays linear.
+    const at = recorded?.[index];
+    return { index, recorded: at?.index === index ? at : recorded?.find((c) => c.index === index) };
   }
 
   /**

@@ -22,7 +22,6 @@ import {
   Streams,
   subjects,
   type TaskDefinition,
-  type TaskLogLine,
   ValidationError,
   type WorkerLabels,
   WorkerLabelsSchema,
@@ -31,12 +30,14 @@ import {
 import type { ClientConfig } from "../config.js";
 import type { Connection } from "../connection.js";
 import { type CronSpec, type CronsClient, checkCronSpecs } from "../crons.js";
+import { inDebugMode } from "../debug.js";
 import type { RateLimitsClient } from "../rate-limits.js";
 import type { RunRef } from "../run-ref.js";
 import type { JsonObject, TaskDeclaration } from "../task.js";
 import { WorkflowDeclaration } from "../workflow.js";
 import { type ChildSpec, Context } from "./context.js";
 import { currentTask } from "./current.js";
+import { Outbox } from "./outbox.js";
 import {
   NotCurrentError,
   type Reporter,
@@ -239,6 +240,8 @@ export class Worker {
   /** Registers the worker and starts taking work; resolves once registered. */
   async start(): Promise<void> {
     if (this.state !== "new") throw new Error(`worker ${this.name} is ${this.state}`);
+    // `taskjet debug` loads the worker's module only for its task functions.
+    if (inDebugMode()) return;
     this.state = "starting";
     try {
       await this.checkFlow();
@@ -506,6 +509,7 @@ export class Worker {
         attempt: next.assignment.attempt,
       });
       const attempt = new AttemptClock(next.assignment, this.reporter, head as Task);
+      const outbox = new Outbox(this.conn.js, this.config.namespace, next.assignment, log);
       let childIndex = 0;
       // A durable task that reached a sleep: the attempt ends without a result.
       let suspend: () => void = () => {};
@@ -541,7 +545,7 @@ export class Worker {
             suspend();
           },
           log: (level, message, fields) => {
-            const line: TaskLogLine = {
+            outbox.line({
               v: 1,
               at: new Date().toISOString(),
               level,
@@ -550,11 +554,16 @@ export class Worker {
               taskRunId: next.assignment.taskRunId,
               attempt: next.assignment.attempt,
               workerId: this.id,
-            };
-            // Not awaited: a log line never holds the task up; one the stream refuses is only in the process's log.
-            this.conn.js
-              .publish(subjects.log(this.config.namespace, next.assignment.runId), JSON.stringify(line))
-              .catch((err) => log.debug({ err }, "log line not stored"));
+            });
+          },
+          putStream: (data) => {
+            const limit = this.conn.payloadLimit;
+            if (data.byteLength > limit) {
+              throw new ValidationError([
+                { path: "chunk", message: `must be at most ${limit} bytes, got ${data.byteLength}` },
+              ]);
+            }
+            return outbox.chunk(data);
           },
           refresh: (ms) => attempt.refresh(ms),
           releaseSlot: async () => {
@@ -577,7 +586,7 @@ export class Worker {
           .catch((err) => log.warn({ err }, "could not record the timeout; the engine will"))
           .finally(() => ctx.abortController.abort(new Error(`execution timeout of ${attempt.timeoutMs} ms exceeded`)));
       };
-      const done = this.execute(next, ctx, attempt, log, suspended)
+      const done = this.execute(next, ctx, attempt, outbox, log, suspended)
         .catch((err) => log.error({ err }, "attempt failed to report"))
         .finally(() => {
           attempt.stop();
@@ -601,7 +610,11 @@ export class Worker {
     attempt: AttemptClock,
     children: (ChildSpec & { key: string })[],
   ): Promise<RunRef<JsonObject>[]> {
-    const specs = children.map((c) => ({ runId: childRunId(a.taskRunId, c.key), taskName: c.taskName, key: c.key }));
+    const specs = children.map((c) => ({
+      runId: childRunId(a.taskRunId, c.key, a.replays),
+      taskName: c.taskName,
+      key: c.key,
+    }));
     for (let i = 0; i < specs.length; i += CHILDREN_PER_EVENT) {
       await attempt.record(EventTypes.ChildrenSpawned, { children: specs.slice(i, i + CHILDREN_PER_EVENT) });
     }
@@ -631,6 +644,7 @@ export class Worker {
     { assignment: a, msg }: Pending,
     ctx: Context,
     attempt: AttemptClock,
+    outbox: Outbox,
     log: Logger,
     suspended: Promise<"suspended"> | undefined,
   ): Promise<void> {
@@ -663,6 +677,8 @@ export class Worker {
       return;
     }
     attempt.stop();
+    // Every line and chunk of the attempt stored before its outcome: a reader that sees the run end has them all.
+    await outbox.settled();
     const applied = await reportResult(this.reporter, a, attempt.lastSeq, result, this.conn.payloadLimit);
     if (!applied) log.warn({}, "result arrived after the attempt was superseded: recorded as ReportIgnored");
   }

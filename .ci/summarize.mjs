@@ -1,7 +1,7 @@
 // Sums vitest's JSON reports (one per workspace package) into the closing line CI reads.
 import { existsSync, readFileSync } from "node:fs";
 
-const packages = ["schemas", "engine", "sdk", "cli", "test"];
+const packages = ["schemas", "dashboard", "engine", "sdk", "cli", "test"];
 let passed = 0;
 let failed = 0;
 let skipped = 0;

@@ -65,6 +65,10 @@ describe("config", () => {
     expect(config).toMatchObject({ namespaces: ["a", "b"], replicas: 3, logLevel: "info" });
     expect(() => resolveEngineCliConfig({ logLevel: "loud" }, {}, "/")).toThrow(/--log-level must be one of/);
     expect(resolveEngineCliConfig({}, { TASKJET_LOG_LEVEL: "debug" }, "/").logLevel).toBe("debug");
+    expect(resolveEngineCliConfig({}, { TASKJET_REPLICAS: "3" }, "/").replicas).toBe(3);
+    expect(resolveEngineCliConfig({ replicas: 1 }, { TASKJET_REPLICAS: "3" }, "/").replicas).toBe(1);
+    expect(resolveEngineCliConfig({}, {}, "/").replicas).toBe(1);
+    expect(() => resolveEngineCliConfig({}, { TASKJET_REPLICAS: "2x" }, "/")).toThrow(/TASKJET_REPLICAS/);
   });
 
   it("dev - TASKJET_NATS_SERVER_BIN names the binary; a missing one is reported as not found", () => {

@@ -1,6 +1,13 @@
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { delimiter, dirname, join, resolve } from "node:path";
-import { checkToken, ValidationError } from "@taskjet/schemas";
+import {
+  checkToken,
+  type NatsAccess,
+  NatsAuthEnv,
+  type NatsAuthField,
+  resolveNatsAccess,
+  ValidationError,
+} from "@taskjet/schemas";
 import { DEFAULT_NATS_URL } from "@taskjet/sdk";
 import { UsageError } from "./errors.js";
 
@@ -29,9 +36,24 @@ export interface CliEnv {
   TASKJET_NATS_URL?: string | undefined;
   TASKJET_NAMESPACE?: string | undefined;
   TASKJET_LOG_LEVEL?: string | undefined;
+  /** Replicas of what `taskjet engine` creates (3 on a cluster). */
+  TASKJET_REPLICAS?: string | undefined;
   /** nats-server binary for `taskjet dev`, instead of looking on PATH and at /usr/sbin/nats-server. */
   TASKJET_NATS_SERVER_BIN?: string | undefined;
+  /** NATS authentication and TLS (`NatsAuthEnv`): TASKJET_NATS_USER, _PASSWORD, _TOKEN, _NKEY, _CREDS, _TLS_*. */
+  TASKJET_NATS_USER?: string | undefined;
+  TASKJET_NATS_PASSWORD?: string | undefined;
+  TASKJET_NATS_TOKEN?: string | undefined;
+  TASKJET_NATS_NKEY?: string | undefined;
+  TASKJET_NATS_CREDS?: string | undefined;
+  TASKJET_NATS_TLS_CA?: string | undefined;
+  TASKJET_NATS_TLS_CERT?: string | undefined;
+  TASKJET_NATS_TLS_KEY?: string | undefined;
   PATH?: string | undefined;
+  /** Colour (output.ts `useColor`): NO_COLOR (no-color.org), FORCE_COLOR (as in Node), TERM=dumb. */
+  NO_COLOR?: string | undefined;
+  FORCE_COLOR?: string | undefined;
+  TERM?: string | undefined;
 }
 
 /** Picks the variables the CLI uses out of the process environment. */
@@ -40,8 +62,13 @@ export function loadEnv(env: NodeJS.ProcessEnv = process.env): CliEnv {
     TASKJET_NATS_URL: env.TASKJET_NATS_URL,
     TASKJET_NAMESPACE: env.TASKJET_NAMESPACE,
     TASKJET_LOG_LEVEL: env.TASKJET_LOG_LEVEL,
+    TASKJET_REPLICAS: env.TASKJET_REPLICAS,
     TASKJET_NATS_SERVER_BIN: env.TASKJET_NATS_SERVER_BIN,
+    ...Object.fromEntries(Object.values(NatsAuthEnv).map((name) => [name, env[name]])),
     PATH: env.PATH,
+    NO_COLOR: env.NO_COLOR,
+    FORCE_COLOR: env.FORCE_COLOR,
+    TERM: env.TERM,
   };
 }
 
@@ -68,12 +95,66 @@ export interface ConnectionConfig {
   devFile?: string;
   namespace: string;
   namespaceFrom: Source;
+  /** Authentication and TLS, resolved (files read). */
+  access: NatsAccess;
 }
 
 /** The flags every connecting command takes. */
-export interface ConnectionFlags {
+export interface ConnectionFlags extends NatsAuthFlags {
   nats?: string;
   namespace?: string;
+}
+
+/** `--nats-user`, `--nats-password`, `--nats-token`, `--nats-nkey`, `--nats-creds`, `--nats-tls-ca|cert|key`. */
+export interface NatsAuthFlags {
+  natsUser?: string;
+  natsPassword?: string;
+  natsToken?: string;
+  natsNkey?: string;
+  natsCreds?: string;
+  natsTlsCa?: string;
+  natsTlsCert?: string;
+  natsTlsKey?: string;
+}
+
+/** Each setting's flag, for messages. */
+export const NATS_AUTH_FLAGS: Record<NatsAuthField, string> = {
+  user: "--nats-user",
+  password: "--nats-password",
+  token: "--nats-token",
+  nkeyFile: "--nats-nkey",
+  credsFile: "--nats-creds",
+  caFile: "--nats-tls-ca",
+  certFile: "--nats-tls-cert",
+  keyFile: "--nats-tls-key",
+};
+
+/**
+ * Resolves NATS authentication and TLS: flags over environment (a method given by flags replaces the environment's),
+ * credentials in `servers` URLs taken out.
+ * @throws UsageError naming the flag or variable: two methods at once, a file that cannot be read, ...
+ */
+export function resolveNatsAuth(servers: string[], flags: NatsAuthFlags, env: CliEnv): NatsAccess {
+  try {
+    return resolveNatsAccess(
+      servers,
+      {
+        auth: {
+          user: flags.natsUser,
+          password: flags.natsPassword,
+          token: flags.natsToken,
+          nkeyFile: flags.natsNkey,
+          credsFile: flags.natsCreds,
+        },
+        tls: { caFile: flags.natsTlsCa, certFile: flags.natsTlsCert, keyFile: flags.natsTlsKey },
+        names: NATS_AUTH_FLAGS,
+      },
+      env as Record<string, string | undefined>,
+    );
+  } catch (err) {
+    if (err instanceof ValidationError) throw new UsageError(err.message);
+    throw err;
+  }
 }
 
 /** Splits a comma-separated list, dropping blanks. */
@@ -111,7 +192,8 @@ export function resolveConnection(flags: ConnectionFlags, env: CliEnv, cwd: stri
     }
   }
   const { namespace, namespaceFrom } = resolveNamespace(flags.namespace, env);
-  return { servers, serversFrom, ...(devFile ? { devFile } : {}), namespace, namespaceFrom };
+  const access = resolveNatsAuth(servers, flags, env);
+  return { servers: access.servers, serversFrom, ...(devFile ? { devFile } : {}), namespace, namespaceFrom, access };
 }
 
 function resolveNamespace(flag: string | undefined, env: CliEnv): { namespace: string; namespaceFrom: Source } {
@@ -264,9 +346,20 @@ function isExecutable(file: string): boolean {
 export interface EngineCliConfig {
   servers: string[];
   serversFrom: Source;
+  access: NatsAccess;
   namespaces: string[];
   replicas: number;
   logLevel: LogLevel;
+}
+
+/** `TASKJET_REPLICAS`: 1 to 5, 1 when unset (a dev server has one node). */
+function parseReplicas(value: string | undefined): number {
+  if (value === undefined || value === "") return 1;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 5) {
+    throw new UsageError(`TASKJET_REPLICAS must be an integer from 1 to 5, got ${JSON.stringify(value)}`);
+  }
+  return n;
 }
 
 /** Resolves `taskjet engine`'s flags: `--namespace` may list several namespaces (`a,b`). */
@@ -275,7 +368,8 @@ export function resolveEngineCliConfig(
   env: CliEnv,
   cwd: string,
 ): EngineCliConfig {
-  const conn = resolveConnection({ nats: flags.nats }, env, cwd);
+  const { namespace: _, ...connFlags } = flags;
+  const conn = resolveConnection(connFlags, env, cwd);
   const [raw, name] =
     flags.namespace !== undefined
       ? [flags.namespace, "--namespace"]
@@ -285,8 +379,9 @@ export function resolveEngineCliConfig(
   return {
     servers: conn.servers,
     serversFrom: conn.serversFrom,
+    access: conn.access,
     namespaces,
-    replicas: flags.replicas ?? 1,
+    replicas: flags.replicas ?? parseReplicas(env.TASKJET_REPLICAS),
     logLevel: resolveLogLevel(flags.logLevel, env),
   };
 }

@@ -1,3 +1,5 @@
+export type { CliContext } from "./commands/common.js";
+export { type Shell, Shells } from "./completion.js";
 export {
   type CliEnv,
   type ConnectionConfig,
@@ -7,5 +9,6 @@ export {
   resolveConnection,
 } from "./config.js";
 export { type ExitCode, ExitCodes, UsageError } from "./errors.js";
-export { type Io, processIo } from "./output.js";
+export { EXAMPLES } from "./help.js";
+export { createStyle, formatAgo, type Io, processIo, type Style, useColor } from "./output.js";
 export { buildProgram, type MainOptions, main } from "./program.js";

@@ -1,5 +1,15 @@
+import { stripVTControlCharacters } from "node:util";
 import { describe, expect, it } from "vitest";
-import { formatBytes, formatDuration, formatFields, formatTable, prettyLogLine } from "./output.js";
+import {
+  createStyle,
+  formatAgo,
+  formatBytes,
+  formatDuration,
+  formatFields,
+  formatTable,
+  prettyLogLine,
+  useColor,
+} from "./output.js";
 
 describe("output", () => {
   it("table - pads every column but the last", () => {
@@ -44,5 +54,62 @@ describe("output", () => {
     });
     expect(prettyLogLine(line)).toBe("03:04:05.006 INFO  [engine] started ns=a\n");
     expect(prettyLogLine("plain")).toBe("plain\n");
+  });
+
+  it("relative times - floored to the largest unit, past and future", () => {
+    const now = Date.parse("2026-01-01T12:00:00Z");
+    const at = (ms: number) => new Date(now - ms);
+    expect(formatAgo(at(400), now)).toBe("just now");
+    expect(formatAgo(at(-400), now)).toBe("just now");
+    expect(formatAgo(at(3_900), now)).toBe("3 s ago");
+    expect(formatAgo(at(59_999), now)).toBe("59 s ago");
+    expect(formatAgo(at(60_000), now)).toBe("1 min ago");
+    expect(formatAgo(at(150_000), now)).toBe("2 min ago");
+    expect(formatAgo(at(5 * 3_600_000 + 59 * 60_000), now)).toBe("5 h ago");
+    expect(formatAgo(at(47 * 3_600_000), now)).toBe("47 h ago");
+    expect(formatAgo(at(3 * 86_400_000), now)).toBe("3 d ago");
+    expect(formatAgo(at(-10_500), now)).toBe("in 10 s");
+    expect(formatAgo(at(-2 * 3_600_000), now)).toBe("in 2 h");
+    expect(formatAgo("2026-01-01T11:58:00.000Z", now)).toBe("2 min ago");
+    expect(formatAgo(undefined, now)).toBe("-");
+    expect(formatAgo("not a time", now)).toBe("not a time");
+  });
+
+  it("colour - only on a terminal or when forced; --no-color and NO_COLOR always win", () => {
+    const none = {};
+    expect(useColor({ flag: undefined, env: none, interactive: true })).toBe(true);
+    expect(useColor({ flag: undefined, env: none, interactive: false })).toBe(false);
+    expect(useColor({ flag: true, env: none, interactive: false })).toBe(true);
+    expect(useColor({ flag: undefined, env: { FORCE_COLOR: "1" }, interactive: false })).toBe(true);
+    expect(useColor({ flag: undefined, env: { FORCE_COLOR: "" }, interactive: false })).toBe(true);
+    expect(useColor({ flag: undefined, env: { FORCE_COLOR: "0" }, interactive: true })).toBe(false);
+    expect(useColor({ flag: false, env: { FORCE_COLOR: "1" }, interactive: true })).toBe(false);
+    expect(useColor({ flag: true, env: { NO_COLOR: "1" }, interactive: true })).toBe(false);
+    expect(useColor({ flag: undefined, env: { NO_COLOR: "1", FORCE_COLOR: "1" }, interactive: true })).toBe(false);
+    // An empty NO_COLOR is unset (no-color.org).
+    expect(useColor({ flag: undefined, env: { NO_COLOR: "" }, interactive: true })).toBe(true);
+    expect(useColor({ flag: undefined, env: { TERM: "dumb" }, interactive: true })).toBe(false);
+  });
+
+  it("colour - statuses get their colour; off, the text is unchanged", () => {
+    const on = createStyle(true);
+    expect(on.status("COMPLETED")).toBe("\x1b[32mCOMPLETED\x1b[39m");
+    expect(on.status("FAILED")).toBe("\x1b[31mFAILED\x1b[39m");
+    expect(on.status("NEW")).toBe("NEW");
+    const off = createStyle(false);
+    for (const s of ["COMPLETED", "FAILED", "RUNNING", "QUEUED", "CANCELLED"]) expect(off.status(s)).toBe(s);
+  });
+
+  it("table - colour codes take no width", () => {
+    const on = createStyle(true);
+    const table = formatTable(
+      ["ID", "STATUS", "AGE"],
+      [
+        ["a", on.status("COMPLETED"), "1 s ago"],
+        ["b", "FAILED", "2 s ago"],
+      ],
+    );
+    const plain = stripVTControlCharacters(table);
+    expect(plain).toBe("ID  STATUS     AGE\na   COMPLETED  1 s ago\nb   FAILED     2 s ago");
   });
 });

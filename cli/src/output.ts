@@ -1,3 +1,6 @@
+import { stripVTControlCharacters } from "node:util";
+import pc from "picocolors";
+
 /** Where a command prints: stdout for results, stderr for errors, hints and progress. */
 export interface Io {
   out(text: string): void;
@@ -30,18 +33,107 @@ export function prettyJson(value: unknown): string {
   return JSON.stringify(value, null, 2);
 }
 
-/** Left-aligned columns separated by two spaces; the last column is not padded. */
+/** Left-aligned columns separated by two spaces; the last column is not padded. Colour codes take no width. */
 export function formatTable(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => visibleLength(r[i] ?? ""))));
   return [headers, ...rows].map((row) => padRow(row, widths)).join("\n");
 }
 
 /** One row padded to `widths`. */
 export function padRow(row: string[], widths: number[]): string {
   return row
-    .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? cell.length)))
+    .map((cell, i) =>
+      i === row.length - 1 ? cell : cell + " ".repeat(Math.max(0, (widths[i] ?? 0) - visibleLength(cell))),
+    )
     .join("  ")
     .trimEnd();
+}
+
+/** A cell's width on the terminal: without its colour codes. */
+function visibleLength(text: string): number {
+  return stripVTControlCharacters(text).length;
+}
+
+/**
+ * `just now`, `3 s ago`, `2 min ago`, `5 h ago`, `3 d ago`; a time ahead reads `in 3 s`. Units are floored, so a
+ * value never claims more time than passed.
+ */
+export function formatAgo(time: Date | string | undefined, now: number = Date.now()): string {
+  if (time === undefined) return "-";
+  const at = typeof time === "string" ? Date.parse(time) : time.getTime();
+  if (Number.isNaN(at)) return String(time);
+  const ms = now - at;
+  const abs = Math.abs(ms);
+  if (abs < 1000) return "just now";
+  const span =
+    abs < 60_000
+      ? `${Math.floor(abs / 1000)} s`
+      : abs < 3_600_000
+        ? `${Math.floor(abs / 60_000)} min`
+        : abs < 48 * 3_600_000
+          ? `${Math.floor(abs / 3_600_000)} h`
+          : `${Math.floor(abs / 86_400_000)} d`;
+  return ms > 0 ? `${span} ago` : `in ${span}`;
+}
+
+/** What the CLI colours; every function returns its text unchanged when colour is off. */
+export interface Style {
+  readonly enabled: boolean;
+  /** A run or task status: COMPLETED green, FAILED red, RUNNING yellow, QUEUED cyan, CANCELLED grey. */
+  status(status: string): string;
+  /** Good news (alive, completed events). */
+  good(text: string): string;
+  /** Bad news (failures, timeouts). */
+  bad(text: string): string;
+  /** Worth a look (waiting, draining, stale heartbeats). */
+  warn(text: string): string;
+  /** Secondary detail. */
+  dim(text: string): string;
+}
+
+/** Whether to colour stdout. */
+export interface ColorChoice {
+  /** `--color` (true) or `--no-color` (false), if given. */
+  flag: boolean | undefined;
+  env: { NO_COLOR?: string | undefined; FORCE_COLOR?: string | undefined; TERM?: string | undefined };
+  /** stdout is a terminal. */
+  interactive: boolean;
+}
+
+/**
+ * Colour only for people: on a terminal, or when forced by `--color` or `FORCE_COLOR`. `--no-color` and a non-empty
+ * `NO_COLOR` (no-color.org) always win, even over `--color`: a user who set NO_COLOR never wants escape codes.
+ * `FORCE_COLOR=0` or `false` turns colour off, as in Node.
+ */
+export function useColor({ flag, env, interactive }: ColorChoice): boolean {
+  if (flag === false) return false;
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== "") return false;
+  if (flag === true) return true;
+  if (env.FORCE_COLOR !== undefined) return env.FORCE_COLOR !== "0" && env.FORCE_COLOR !== "false";
+  if (env.TERM === "dumb") return false;
+  return interactive;
+}
+
+/** The colours of the CLI, or none. */
+export function createStyle(enabled: boolean): Style {
+  const c = pc.createColors(enabled);
+  const byStatus: Record<string, (text: string) => string> = {
+    COMPLETED: c.green,
+    FAILED: c.red,
+    RUNNING: c.yellow,
+    QUEUED: c.cyan,
+    CANCELLED: c.gray,
+    SCHEDULED: c.blue,
+    PENDING: c.magenta,
+  };
+  return {
+    enabled,
+    status: (status) => (byStatus[status] ?? String)(status),
+    good: c.green,
+    bad: c.red,
+    warn: c.yellow,
+    dim: c.dim,
+  };
 }
 
 /** `2025-01-02T03:04:05.678Z`: every time the CLI prints is UTC. */

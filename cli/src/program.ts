@@ -3,19 +3,25 @@ import { TaskjetError } from "@taskjet/sdk";
 import { Command, CommanderError } from "commander";
 import { registerAdmin } from "./commands/admin.js";
 import type { CliContext } from "./commands/common.js";
+import { registerCompletion } from "./commands/completion.js";
 import { registerCrons } from "./commands/crons.js";
 import { registerDebug } from "./commands/debug.js";
 import { registerDev } from "./commands/dev.js";
 import { registerEngine } from "./commands/engine.js";
 import { registerEvents } from "./commands/events.js";
+import { registerQueues } from "./commands/queues.js";
 import { registerRateLimits } from "./commands/ratelimits.js";
 import { registerRuns } from "./commands/runs.js";
 import { registerScheduled } from "./commands/scheduled.js";
+import { registerStatus } from "./commands/status.js";
+import { registerTokens } from "./commands/tokens.js";
 import { registerTrigger } from "./commands/trigger.js";
 import { registerWebhooks } from "./commands/webhooks.js";
+import { registerWorkers } from "./commands/workers.js";
 import { type CliEnv, loadEnv } from "./config.js";
 import { type ExitCode, ExitCodes, UsageError } from "./errors.js";
-import { type Io, processIo } from "./output.js";
+import { addExamples } from "./help.js";
+import { createStyle, type Io, processIo, useColor } from "./output.js";
 
 const { version } = createRequire(import.meta.url)("../package.json") as { version: string };
 
@@ -27,7 +33,15 @@ export function buildProgram(ctx: CliContext): Command {
     // Set before the subcommands are added: they inherit it.
     .exitOverride()
     .configureOutput({ writeOut: ctx.io.out, writeErr: ctx.io.err })
-    .showHelpAfterError("(add --help for usage)");
+    .showHelpAfterError("(add --help for usage)")
+    .configureHelp({ showGlobalOptions: true })
+    // Program options are accepted after a subcommand too: `taskjet runs list --no-color`.
+    .option("--color", "colour the output even when it is not a terminal (NO_COLOR still wins)")
+    .option("--no-color", "never colour the output")
+    .hook("preAction", (_program, action) => {
+      const { color } = action.optsWithGlobals<{ color?: boolean }>();
+      ctx.style = createStyle(useColor({ flag: color, env: ctx.env, interactive: ctx.io.interactive }));
+    });
   registerDev(program, ctx);
   registerEngine(program, ctx);
   registerTrigger(program, ctx);
@@ -37,8 +51,14 @@ export function buildProgram(ctx: CliContext): Command {
   registerCrons(program, ctx);
   registerEvents(program, ctx);
   registerWebhooks(program, ctx);
+  registerTokens(program, ctx);
   registerDebug(program, ctx);
+  registerStatus(program, ctx);
   registerAdmin(program, ctx);
+  registerWorkers(program, ctx);
+  registerQueues(program, ctx);
+  registerCompletion(program, ctx);
+  addExamples(program);
   return program;
 }
 
@@ -61,6 +81,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<E
     env: options.env ?? loadEnv(),
     cwd: options.cwd ?? process.cwd(),
     exitCode: ExitCodes.ok,
+    style: createStyle(false),
   };
   try {
     await buildProgram(ctx).parseAsync(argv);

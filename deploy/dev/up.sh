@@ -60,6 +60,7 @@ trap '[ -n "$waiter" ] && kill "$waiter" 2>/dev/null; rm -f "$marker"' EXIT
     exit 0
   fi
   url="$(node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).url)' "$dev_json")"
+  http="$(node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).http ?? "")' "$dev_json")"
   run_id="sample-$(date +%s)"
   say "sample run: taskjet trigger hello --input '{\"name\":\"world\"}' --wait"
   if "${taskjet[@]}" trigger hello --input '{"name":"world"}' --wait --run-id "$run_id" --nats "$url"; then
@@ -73,6 +74,16 @@ trap '[ -n "$waiter" ] && kill "$waiter" 2>/dev/null; rm -f "$marker"' EXIT
   taskjet trigger slow --input '{"ms":2000}'
   taskjet trigger fail --wait
 (Commands run in $root find this server through .taskjet/dev.json; elsewhere: export TASKJET_NATS_URL=$url)
+MSG
+    if token="$("${taskjet[@]}" tokens create --name "dashboard-$(date +%s)" --nats "$url" 2>/dev/null)"; then
+      where="http://$http/dashboard/"
+      [ -n "$http" ] || where="/dashboard/ on the HTTP address printed above"
+      cat <<MSG
+==> Dashboard: $where
+    sign in with this API token (shown once): $token
+MSG
+    fi
+    cat <<MSG
 Ctrl-C here stops the worker, the engine and nats-server.
 
 MSG

@@ -1,4 +1,12 @@
-import { checkToken, parseWith } from "@taskjet/schemas";
+import {
+  checkToken,
+  NatsAccess,
+  NatsAuthOptionsSchema,
+  NatsTlsOptionsSchema,
+  natsOptionNames,
+  parseWith,
+  resolveNatsAccess,
+} from "@taskjet/schemas";
 import { z } from "zod";
 
 /** Default NATS URL when neither a flag nor `TASKJET_NATS_URL` names one. */
@@ -33,8 +41,19 @@ export const EngineConfigSchema = z.object({
   http: z.union([z.literal("off"), z.string().regex(/^[^:\s]*:\d{1,5}$/, "must be host:port or off")]).optional(),
   /** pino level. @default "info" */
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  /**
+   * NATS authentication, one way: `{ user, password }`, `{ token }`, `{ nkeyFile }` or `{ credsFile }` (or a resolved
+   * `NatsAccess`). @default env TASKJET_NATS_USER + TASKJET_NATS_PASSWORD, TASKJET_NATS_TOKEN, TASKJET_NATS_NKEY or
+   * TASKJET_NATS_CREDS
+   */
+  auth: z.union([z.instanceof(NatsAccess), NatsAuthOptionsSchema]).optional(),
+  /** TLS PEM files `{ caFile, certFile, keyFile }`. @default env TASKJET_NATS_TLS_CA, _CERT, _KEY */
+  tls: NatsTlsOptionsSchema.optional(),
 });
-export type EngineConfig = z.output<typeof EngineConfigSchema>;
+export type EngineConfig = z.output<typeof EngineConfigSchema> & {
+  /** Authentication and TLS, resolved (files read); `servers` are the URLs without credentials. */
+  access: NatsAccess;
+};
 export type EngineConfigInput = z.input<typeof EngineConfigSchema>;
 
 /** Splits `a,b` server lists. */
@@ -47,7 +66,7 @@ export function splitServers(value: string): string[] {
 
 /**
  * Resolves the configuration: defaults < environment (`TASKJET_NATS_URL`, `TASKJET_NAMESPACE`, `TASKJET_REPLICAS`,
- * `TASKJET_HTTP`, `TASKJET_LOG_LEVEL`) < explicit options. The only place the engine reads `process.env`.
+ * `TASKJET_HTTP`, `TASKJET_LOG_LEVEL`, the `TASKJET_NATS_*` authentication and TLS variables) < explicit options. The only place the engine reads `process.env`.
  * @throws ValidationError listing `path: message` per problem
  */
 export function resolveEngineConfig(
@@ -63,5 +82,13 @@ export function resolveEngineConfig(
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const config = parseWith(EngineConfigSchema, { ...fromEnv, ...defined });
   for (const [i, ns] of config.namespaces.entries()) checkToken(ns, `namespaces[${i}]`);
-  return config;
+  const access =
+    config.auth instanceof NatsAccess
+      ? config.auth
+      : resolveNatsAccess(
+          config.servers,
+          { auth: config.auth, tls: config.tls, names: natsOptionNames("auth.", "tls.") },
+          env,
+        );
+  return { ...config, servers: access.servers, access };
 }

@@ -1,21 +1,28 @@
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Buckets, kvClaimStore, type TaskjetEventInput } from "@taskjet/schemas";
+import { Buckets, kvClaimStore, newId, type TaskjetEventInput } from "@taskjet/schemas";
 import { type Logger, pino } from "pino";
 import { type EngineConfig, type EngineConfigInput, resolveEngineConfig } from "./config.js";
 import { Dispatcher } from "./dispatcher/dispatcher.js";
 import { EventWaits } from "./events/event-waits.js";
 import { IdempotentRuns } from "./events/idempotent-runs.js";
 import { EventRouter } from "./events/router.js";
+import { HttpApi } from "./http/api.js";
+import { Dashboard } from "./http/dashboard.js";
+import { OpenApiDocs } from "./http/openapi.js";
+import { RestApi } from "./http/rest.js";
 import { type HttpServer, startHttpServer } from "./http/server.js";
 import { Webhooks } from "./http/webhooks.js";
+import { Leases } from "./leases/leases.js";
 import { appendEvent } from "./log/append.js";
-import { provision } from "./log/provision.js";
+import { LEASE_RENEW_MS, LEASE_TTL_MS, provision } from "./log/provision.js";
+import { EngineMetrics, type NamespaceMetrics } from "./metrics/metrics.js";
 import { connectNats } from "./nats/connect.js";
 import { Projector } from "./projector/projector.js";
 import { RunStore } from "./projector/run-store.js";
 import { Definitions } from "./scheduler/definitions.js";
+import { factsOfState, limiterState, serveQueues, summarizeQueues } from "./scheduler/inspect.js";
 import { Scheduler } from "./scheduler/scheduler.js";
 import { Crons } from "./timers/crons.js";
 import { Retrier } from "./timers/retrier.js";
@@ -40,6 +47,10 @@ export interface Engine {
   stop(): Promise<void>;
   /** `host:port` of the HTTP server (webhooks), once started; undefined when `http` is `off`. */
   httpAddress(): string | undefined;
+  /** This replica's id (in `TJ_LEASES`). */
+  readonly id: string;
+  /** The namespaces this replica leads now (holds the lease of); the others wait as standbys. */
+  leading(): string[];
 }
 
 /** One namespace's projector, scheduler, dispatcher and worker registry. */
@@ -53,15 +64,17 @@ class NamespaceRuntime {
   private readonly timers: Timers;
 
   private readonly log: Logger;
+  private stopInspection: (() => void) | undefined;
 
   constructor(
-    ns: string,
-    nc: NatsConnection,
+    private readonly ns: string,
+    private readonly nc: NatsConnection,
     js: JetStreamClient,
     jsm: JetStreamManager,
     kvs: Kvs,
     config: EngineConfig,
     log: Logger,
+    private readonly metrics?: NamespaceMetrics,
   ) {
     const nsLog = log.child({ ns });
     const append = (event: TaskjetEventInput, expectedSeq: number) => appendEvent(js, ns, event, expectedSeq);
@@ -82,7 +95,10 @@ class NamespaceRuntime {
       log: nsLog.child({ module: "projector" }),
       flushMs: config.projectionFlushMs,
       activeDelayMs: config.projectionActiveDelayMs,
-      onChange: (change) => this.scheduler.onChange(change),
+      onChange: (change) => {
+        this.scheduler.onChange(change);
+        this.metrics?.observe(change);
+      },
     });
     this.timers = new Timers(systemClock);
     const retrier = new Retrier({
@@ -172,16 +188,47 @@ class NamespaceRuntime {
     this.scheduler.recover();
     await this.crons.start();
     await this.router.start();
+    // Live scheduler state for `GET /metrics` and `GET queues` (any replica's REST API asks the leader over NATS).
+    this.metrics?.setLive(() => ({
+      core: this.scheduler.core.snapshot(),
+      states: this.projector.states,
+      workerName: (id) => this.scheduler.registration(id)?.name,
+      now: Date.now(),
+    }));
+    this.stopInspection = serveQueues(this.nc, this.ns, () => this.queues(), this.log);
   }
 
-  async stop(): Promise<void> {
+  /** The queues as this leader's scheduler holds them. */
+  private queues() {
+    const now = Date.now();
+    const core = this.scheduler.core.snapshot();
+    const states = this.projector.states;
+    const facts = (function* () {
+      for (const state of states.values()) yield* factsOfState(state);
+    })();
+    return {
+      source: "leader" as const,
+      at: new Date(now).toISOString(),
+      queues: summarizeQueues(
+        facts,
+        core.workers.map((w) => w.tasks),
+        now,
+      ),
+      ...limiterState(core, this.scheduler.core.rates.snapshot(now)),
+    };
+  }
+
+  /** `flush`: write pending projections (not when the lease was lost: the new leader re-reads them from the log). */
+  async stop(flush: boolean): Promise<void> {
+    this.stopInspection?.();
+    this.metrics?.setLive(undefined);
     await this.router.stop();
     this.crons.stop();
     this.timers.stop();
     this.scheduler.stop();
     this.registry.stop();
     this.definitions.stop();
-    await this.projector.stop();
+    await this.projector.stop(flush);
   }
 }
 
@@ -203,19 +250,27 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
   const baseLog = deps.logger ?? pino({ level: config.logLevel });
   const log = baseLog.child({ module: "engine" });
   let nc: NatsConnection | undefined;
-  let runtimes: NamespaceRuntime[] = [];
+  const id = newId();
+  const runtimes = new Map<string, NamespaceRuntime>();
+  let leases: Leases | undefined;
   let http: HttpServer | undefined;
   let webhooks: Webhooks | undefined;
+  let api: HttpApi | undefined;
+  let rest: RestApi | undefined;
+  const metrics = new EngineMetrics(id, config.namespaces, () => leases?.leading() ?? []);
+  let dashboard: Dashboard | undefined;
   let state: "new" | "started" | "stopped" = "new";
 
   return {
     config,
+    id,
     httpAddress: () => http?.address,
+    leading: () => leases?.leading() ?? [],
     async start() {
       if (state !== "new") throw new Error(`engine already ${state}`);
       state = "started";
       try {
-        nc = deps.connection ?? (await connectNats(config.servers, "taskjet-engine"));
+        nc = deps.connection ?? (await connectNats(config.servers, "taskjet-engine", config.access));
         const js = jetstream(nc);
         const jsm = await jetstreamManager(nc);
         await provision(nc, jsm, config, log);
@@ -229,10 +284,26 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
           crons: await kvm.open(Buckets.crons),
           idempotency: await kvm.open(Buckets.idempotency),
         };
-        runtimes = config.namespaces.map(
-          (ns) => new NamespaceRuntime(ns, nc as NatsConnection, js, jsm, kvs, config, baseLog),
-        );
-        for (const rt of runtimes) await rt.start();
+        leases = new Leases({
+          kv: await kvm.open(Buckets.leases),
+          nc,
+          engineId: id,
+          namespaces: config.namespaces,
+          log: baseLog.child({ module: "leases", engineId: id }),
+          renewMs: LEASE_RENEW_MS,
+          ttlMs: LEASE_TTL_MS,
+          lead: async (ns) => {
+            const rt = new NamespaceRuntime(ns, nc as NatsConnection, js, jsm, kvs, config, baseLog, metrics.of(ns));
+            runtimes.set(ns, rt);
+            await rt.start();
+          },
+          follow: async (ns, graceful) => {
+            const rt = runtimes.get(ns);
+            runtimes.delete(ns);
+            await rt?.stop(graceful);
+          },
+        });
+        await leases.start();
         if (config.http !== "off") {
           const hooks = new Webhooks({
             js,
@@ -242,20 +313,65 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
           });
           webhooks = hooks;
           await hooks.start();
-          http = await startHttpServer(config.http, baseLog.child({ module: "http" }), (app) => hooks.routes(app));
+          const tokens = new HttpApi({ js, kvm, namespaces: config.namespaces, log: baseLog.child({ module: "api" }) });
+          api = tokens;
+          await tokens.start();
+          const docs = new OpenApiDocs({ title: "Taskjet", version: "1" });
+          rest = new RestApi({
+            nc,
+            js,
+            runsKv: kvs.runs,
+            namespaces: config.namespaces,
+            access: config.access,
+            tokens: tokens.tokens,
+            metrics,
+            docs,
+            log: baseLog.child({ module: "rest" }),
+          });
+          rest.start();
+          const restRoutes = rest;
+          const board = new Dashboard({
+            js,
+            jsm,
+            namespaces: config.namespaces,
+            log: baseLog.child({ module: "dashboard" }),
+          });
+          dashboard = board;
+          http = await startHttpServer(
+            config.http,
+            baseLog.child({ module: "http" }),
+            (app) => {
+              docs.attach(app); // first: it documents the routes registered after it
+              hooks.routes(app);
+              restRoutes.routes(app); // behind bearer tokens; webhooks keep their own authentication
+              board.routes(app, tokens.tokens);
+            },
+            () => ({
+              ok: !(nc as NatsConnection).isClosed(),
+              namespaces: config.namespaces,
+              leading: leases?.leading() ?? [],
+            }),
+          );
         }
       } catch (err) {
         await this.stop();
         throw err;
       }
-      log.info({ servers: config.servers, namespaces: config.namespaces }, "engine started");
+      log.info(
+        { servers: config.servers, namespaces: config.namespaces, leading: leases?.leading(), engineId: id },
+        "engine started",
+      );
     },
     async stop() {
       if (state !== "started") return;
       state = "stopped";
+      dashboard?.stop(); // its event streams would hold the server's close
       await http?.stop();
       webhooks?.stop();
-      for (const rt of runtimes) await rt.stop();
+      api?.stop();
+      await rest?.stop();
+      await leases?.stop();
+      for (const rt of runtimes.values()) await rt.stop(true); // started before its lease could be recorded
       if (nc && !deps.connection) await nc.drain().catch(() => nc?.close());
       log.info({}, "engine stopped");
     },

@@ -25,6 +25,8 @@ export function assignmentOf(
     ...(state.tasks.length > 1 ? workflowContext(state, task) : {}),
     ...(task.checkpoints?.length ? { checkpoints: task.checkpoints } : {}),
     ...(task.replays ? { replays: task.replays } : {}),
+    ...(state.traceparent ? { traceparent: state.traceparent } : {}),
+    ...(state.tracestate ? { tracestate: state.tracestate } : {}),
   };
 }
 

@@ -8,7 +8,7 @@ import {
   type TriggerKinds,
 } from "./events.js";
 import { newId } from "./ids.js";
-import { zodIssues } from "./validation.js";
+import { jsonTooDeep, MAX_JSON_DEPTH, zodIssues } from "./validation.js";
 
 const decoder = new TextDecoder();
 
@@ -25,6 +25,10 @@ export function decodeEvent(data: Uint8Array, runId: string): Decoded {
     raw = JSON.parse(decoder.decode(data));
   } catch (err) {
     return { ok: false, reason: `not JSON: ${(err as Error).message}` };
+  }
+  // Each level takes two bytes: only a message this long can be too deep.
+  if (data.length > 2 * MAX_JSON_DEPTH && jsonTooDeep(raw)) {
+    return { ok: false, reason: `nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels` };
   }
   const result = TaskjetEventSchema.safeParse(raw);
   if (!result.success) {
@@ -73,6 +77,8 @@ export function newRunCreated(run: {
   scheduleTimeoutMs?: number | undefined;
   /** Sticky from the start: the worker its tasks prefer (SOFT) or require (HARD). */
   sticky?: { mode: "SOFT" | "HARD"; workerId: string } | undefined;
+  /** W3C trace context of the trigger: the run's tasks join that trace. */
+  trace?: { traceparent: string; tracestate?: string | undefined } | undefined;
   /** A workflow's tasks (else the run is the one task `taskName`). */
   workflow?:
     | {
@@ -110,6 +116,8 @@ export function newRunCreated(run: {
       additionalMetadata: run.additionalMetadata ?? {},
       priority: run.priority ?? 1,
       ...(run.sticky ? { sticky: run.sticky } : {}),
+      ...(run.trace ? { traceparent: run.trace.traceparent } : {}),
+      ...(run.trace?.tracestate ? { tracestate: run.trace.tracestate } : {}),
     },
   }) as RunCreated;
 }

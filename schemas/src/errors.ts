@@ -17,6 +17,11 @@ export const ErrorCodes = {
   runCancelled: "RUN_CANCELLED",
   notScheduled: "NOT_SCHEDULED",
   debugReadOnly: "DEBUG_READ_ONLY",
+  authenticationFailed: "AUTHENTICATION_FAILED",
+  permissionDenied: "PERMISSION_DENIED",
+  runFinished: "RUN_FINISHED",
+  replayRefused: "REPLAY_REFUSED",
+  notFound: "NOT_FOUND",
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -92,9 +97,55 @@ export class ConnectionError extends TaskjetError {
   readonly servers: string[];
   constructor(servers: string[], options?: { cause?: unknown }) {
     const reason = options?.cause instanceof Error ? `: ${options.cause.message}` : "";
-    super(ErrorCodes.connectionFailed, `cannot connect to NATS at ${servers.join(", ")}${reason}`, options);
+    const shown = servers.map(redactUrl);
+    super(ErrorCodes.connectionFailed, `cannot connect to NATS at ${shown.join(", ")}${reason}`, options);
     this.name = "ConnectionError";
-    this.servers = servers;
+    this.servers = shown;
+  }
+}
+
+/** The URL with any `user:password@` or `token@` replaced by `***@`: safe to log and print. */
+export function redactUrl(url: string): string {
+  return url.replace(/^((?:[a-z][a-z0-9+.-]*:\/\/)?)[^/@\s]+@/i, "$1***@");
+}
+
+/** The NATS server refused the connection's credentials, or wants credentials and none were configured. */
+export class NatsAuthenticationError extends TaskjetError {
+  readonly servers: string[];
+  /** How the connection tried to authenticate, and where that came from: `"token (TASKJET_NATS_TOKEN)"`. */
+  readonly method: string;
+  constructor(servers: string[], method: string, options?: { cause?: unknown }) {
+    const shown = servers.map(redactUrl);
+    const reason = options?.cause instanceof Error ? ` (${options.cause.message})` : "";
+    super(
+      ErrorCodes.authenticationFailed,
+      method === "none"
+        ? `NATS at ${shown.join(", ")} requires authentication and none was configured${reason}: set TASKJET_NATS_USER and TASKJET_NATS_PASSWORD, TASKJET_NATS_TOKEN, TASKJET_NATS_NKEY or TASKJET_NATS_CREDS (or the matching options)`
+        : `NATS at ${shown.join(", ")} refused the credentials: ${method}${reason}`,
+      options,
+    );
+    this.name = "NatsAuthenticationError";
+    this.servers = shown;
+    this.method = method;
+  }
+}
+
+/**
+ * The NATS server refused a publish or a subscription these credentials may not make: most often a namespace the
+ * credentials are not for (see deploy/nats/permissions-namespace.conf).
+ */
+export class PermissionDeniedError extends TaskjetError {
+  readonly operation: "publish" | "subscription";
+  readonly subject: string;
+  constructor(operation: "publish" | "subscription", subject: string, options?: { cause?: unknown }) {
+    super(
+      ErrorCodes.permissionDenied,
+      `NATS denied ${operation === "publish" ? "publishing to" : "subscribing to"} ${subject}: these credentials are not allowed to (another namespace?)`,
+      options,
+    );
+    this.name = "PermissionDeniedError";
+    this.operation = operation;
+    this.subject = subject;
   }
 }
 
@@ -105,6 +156,38 @@ export class RunNotFoundError extends TaskjetError {
     super(ErrorCodes.runNotFound, `run ${runId} not found`);
     this.name = "RunNotFoundError";
     this.runId = runId;
+  }
+}
+
+/** An operation that needs an unfinished run (cancel) on one that already finished. */
+export class RunFinishedError extends TaskjetError {
+  readonly runId: string;
+  readonly status: string;
+  constructor(runId: string, status: string) {
+    super(ErrorCodes.runFinished, `run ${runId} has already finished: it is ${status}`);
+    this.name = "RunFinishedError";
+    this.runId = runId;
+    this.status = status;
+  }
+}
+
+/** A replay that does not apply to the run (not finished, or a `from` task whose parents did not complete). */
+export class ReplayRefusedError extends TaskjetError {
+  readonly runId: string;
+  readonly reason: string;
+  constructor(runId: string, reason: string) {
+    super(ErrorCodes.replayRefused, `run ${runId} cannot be replayed: ${reason}`);
+    this.name = "ReplayRefusedError";
+    this.runId = runId;
+    this.reason = reason;
+  }
+}
+
+/** Something the request names does not exist here (a namespace this engine does not serve, a cron). */
+export class NotFoundError extends TaskjetError {
+  constructor(message: string) {
+    super(ErrorCodes.notFound, message);
+    this.name = "NotFoundError";
   }
 }
 

@@ -110,6 +110,13 @@ export const RunCreatedSchema = z.object({
     scheduledAt: z.iso.datetime().optional(),
     /** Sticky from the start (a child run with `{ sticky: true }`): its tasks prefer or require this worker. */
     sticky: z.object({ mode: z.enum(["SOFT", "HARD"]), workerId: token }).optional(),
+    /**
+     * W3C trace context of the trigger (the caller's active OpenTelemetry span, or given): the run's tasks join that
+     * trace. Optional, so v1 logs without it replay unchanged; only length-checked here, because a malformed value
+     * must not make the whole run rejected (readers parse it before use).
+     */
+    traceparent: z.string().max(256).optional(),
+    tracestate: z.string().max(512).optional(),
   }),
 });
 

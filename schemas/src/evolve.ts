@@ -260,6 +260,8 @@ function created(event: TaskjetEvent, seq: number): RunState | undefined {
       createdAt: event.at,
       ...(d.scheduledAt ? { scheduledAt: d.scheduledAt } : {}),
       ...(d.sticky ? { sticky: d.sticky } : {}),
+      ...(d.traceparent ? { traceparent: d.traceparent } : {}),
+      ...(d.tracestate ? { tracestate: d.tracestate } : {}),
       lastSeq: seq,
       eventCount: 1,
     };

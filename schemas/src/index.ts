@@ -1,3 +1,5 @@
+export * from "./api.js";
+export * from "./api-tokens.js";
 export * from "./assignment.js";
 export * from "./codec.js";
 export * from "./cron.js";
@@ -10,6 +12,7 @@ export * from "./idempotency.js";
 export * from "./ids.js";
 export * from "./limits.js";
 export * from "./logger.js";
+export * from "./nats-auth.js";
 export * from "./options.js";
 export * from "./pushed-events.js";
 export * from "./replay.js";

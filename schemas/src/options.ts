@@ -1,5 +1,11 @@
 import { z } from "zod";
 
+/**
+ * A W3C trace context `traceparent` header value: version, trace id, parent span id, flags (lower-case hex). Version
+ * ff and all-zero ids are invalid; later versions may append fields.
+ */
+export const TRACEPARENT = /^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}(-[0-9a-f-]*)?$/;
+
 /** Per-run options of `run`, `runNoWait` and `taskjet trigger`. */
 export const RunOptionsSchema = z
   .object({
@@ -17,6 +23,16 @@ export const RunOptionsSchema = z
      * the first run instead of creating one.
      */
     idempotencyKey: z.string().min(1).max(256).optional(),
+    /**
+     * W3C `traceparent` the run's tasks join (`00-<trace id>-<span id>-<flags>`). Default: the caller's active
+     * OpenTelemetry span, when `@opentelemetry/api` is installed and a span is active.
+     */
+    traceparent: z
+      .string()
+      .regex(TRACEPARENT, "must be a W3C traceparent: 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>")
+      .optional(),
+    /** W3C `tracestate` that goes with `traceparent` (vendor key=value pairs). */
+    tracestate: z.string().max(512).optional(),
   })
   .strict();
 export type RunOptions = z.input<typeof RunOptionsSchema>;

@@ -102,6 +102,9 @@ export interface RunState {
   /** How many times it was replayed (`RunReplayed`), and when last. */
   replays?: number;
   replayedAt?: string;
+  /** W3C trace context of the trigger (`RunCreated.traceparent` / `tracestate`), passed to each assignment. */
+  traceparent?: string;
+  tracestate?: string;
   /** Scheduled runs: when the engine queues it (moved by `RunRescheduled`). */
   scheduledAt?: string;
   startedAt?: string;

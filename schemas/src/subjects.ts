@@ -38,6 +38,8 @@ export const Buckets = {
   idempotency: "TJ_IDEMPOTENCY",
   /** Scheduler leases, key `<ns>`; bucket TTL. */
   leases: "TJ_LEASES",
+  /** HTTP API bearer tokens, key `<ns>.<name>` → `{ name, hash, createdAt }` (SHA-256 only, never the token). */
+  apiTokens: "TJ_API_TOKENS",
 } as const;
 export type Buckets = (typeof Buckets)[keyof typeof Buckets];
 
@@ -80,6 +82,16 @@ export const subjects = {
   chunk: (ns: string, runId: string) => `tj.${ns}.chunk.${runId}`,
 } as const;
 
+/**
+ * The engine replica leading a namespace answers questions about its scheduler's memory here (core NATS
+ * request/reply; `what`: `queues`), so any replica's REST API can give live queue state. Outside `tj.<ns>.>`, where
+ * a namespace's own credentials could answer in the leader's place.
+ */
+export const engineInspect = (ns: string, what: "queues") => `tjengine.ns.${ns}.${what}`;
+
+/** Engine replicas answer here while alive (core NATS): a replica gone answers "no responders" at once. */
+export const enginePing = (engineId: string) => `tjengine.${engineId}.ping`;
+
 /** KV keys within one namespace. */
 export const keys = {
   run: (ns: string, runId: string) => `${ns}.${runId}`,
@@ -94,14 +106,23 @@ export const keys = {
   cron: (ns: string, name: string) => `${ns}.${name}`,
   webhook: (ns: string, name: string) => `${ns}.${name}`,
   webhooksOf: (ns: string) => `${ns}.*`,
+  apiToken: (ns: string, name: string) => `${ns}.${name}`,
+  apiTokensOf: (ns: string) => `${ns}.*`,
   cronsOf: (ns: string) => `${ns}.>`,
   lease: (ns: string) => ns,
+  /** An engine replica's presence in `TJ_LEASES` (renewed with its leases; a dot, so never a namespace's lease). */
+  engine: (engineId: string) => `_engine.${engineId}`,
+  engines: "_engine.*",
 } as const;
 
 /** Durable consumer names (no dots allowed). */
 export const consumers = {
-  /** One worker's assignment consumer. */
-  worker: (ns: string, workerId: string) => `tj_${ns}_worker_${workerId}`,
+  /**
+   * One worker's assignment consumer. `secret` is random and known only to the worker: a consumer is pulled from by
+   * name, which NATS permissions cannot tie to a namespace, so the name must not be guessable from the worker id
+   * (which other namespaces may learn from stream metadata).
+   */
+  worker: (ns: string, workerId: string, secret: string) => `tj_${ns}_worker_${workerId}_${secret}`,
   /** The engine's event router of a namespace (shared by replicas). */
   eventRouter: (ns: string) => `tj_${ns}_event_router`,
 } as const;

@@ -7,6 +7,27 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
 const NAME = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 const TOKEN = /^[A-Za-z0-9_-]+$/;
 
+/**
+ * Deepest nesting of objects and arrays accepted in JSON from outside (inputs, events, webhook bodies). Far below
+ * where `JSON.stringify` overflows the stack (about 5,000 levels in Node 20): a value nested deeper is refused where
+ * it enters, instead of failing later on every write of the state that holds it.
+ */
+export const MAX_JSON_DEPTH = 256;
+
+/** Whether `value` nests objects and arrays deeper than `limit`. Iterative, so no depth can overflow it. */
+export function jsonTooDeep(value: unknown, limit = MAX_JSON_DEPTH): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  for (let top = stack.pop(); top !== undefined; top = stack.pop()) {
+    const [v, depth] = top;
+    if (typeof v !== "object" || v === null) continue;
+    if (depth > limit) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (typeof child === "object" && child !== null) stack.push([child, depth + 1]);
+    }
+  }
+  return false;
+}
+
 /** Renders a value for an error message, short. */
 export function describeValue(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
@@ -49,7 +70,12 @@ export function checkToken(value: unknown, field: string): string {
  * Where `value` stops being plain JSON (the path of the first offending part), or undefined when it is plain JSON.
  * Plain JSON: null, booleans, finite numbers, strings, arrays and plain objects, without cycles.
  */
-export function findNonJson(value: unknown, path: string, seen = new Set<object>()): ValidationIssue | undefined {
+export function findNonJson(
+  value: unknown,
+  path: string,
+  seen = new Set<object>(),
+  depth = 1,
+): ValidationIssue | undefined {
   switch (typeof value) {
     case "string":
     case "boolean":
@@ -59,10 +85,12 @@ export function findNonJson(value: unknown, path: string, seen = new Set<object>
     case "object": {
       if (value === null) return undefined;
       if (seen.has(value)) return { path, message: "must be JSON, got a circular reference" };
+      if (depth > MAX_JSON_DEPTH)
+        return { path, message: `nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels` };
       seen.add(value);
       if (Array.isArray(value)) {
         for (let i = 0; i < value.length; i++) {
-          const issue = findNonJson(value[i], `${path}[${i}]`, seen);
+          const issue = findNonJson(value[i], `${path}[${i}]`, seen, depth + 1);
           if (issue) return issue;
         }
       } else {
@@ -72,7 +100,7 @@ export function findNonJson(value: unknown, path: string, seen = new Set<object>
           return { path, message: `must be JSON, got a ${kind} instance (convert it to plain JSON first)` };
         }
         for (const [k, v] of Object.entries(value)) {
-          const issue = findNonJson(v, `${path}.${k}`, seen);
+          const issue = findNonJson(v, `${path}.${k}`, seen, depth + 1);
           if (issue) return issue;
         }
       }

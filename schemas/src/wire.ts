@@ -45,6 +45,9 @@ export const AssignmentSchema = z.object({
     .optional(),
   /** Why the run exists (`RunCreated.trigger`): the pushed event, the cron tick, ... */
   trigger: z.object({ kind: z.string() }).loose().optional(),
+  /** W3C trace context of the trigger, when it had one: the task's spans join the caller's trace. */
+  traceparent: z.string().max(256).optional(),
+  tracestate: z.string().max(512).optional(),
 });
 export type Assignment = z.output<typeof AssignmentSchema>;
 
@@ -65,6 +68,14 @@ export const WorkerRegistrationSchema = z.object({
   heartbeatAt: z.iso.datetime(),
   /** Stopping: finishing what it runs, taking nothing new. */
   draining: z.boolean().default(false),
+  /**
+   * Load as of `heartbeatAt`, for people (`taskjet workers list`); the scheduler keeps its own count. Defaults let
+   * registrations of workers older than these fields parse.
+   */
+  usedSlots: z.number().int().min(0).default(0),
+  usedDurableSlots: z.number().int().min(0).default(0),
+  /** Attempts running, by task name, slot released or not. */
+  runningTasks: z.record(z.string(), z.number().int().min(1)).default({}),
 });
 export type WorkerRegistration = z.output<typeof WorkerRegistrationSchema>;
 

@@ -9,7 +9,7 @@ import {
   subjects,
   type TaskjetEventInput,
 } from "@taskjet/schemas";
-import type { Connection } from "./connection.js";
+import { type Connection, permissionDenied } from "./connection.js";
 import { assertWritable } from "./debug.js";
 
 const WRONG_LAST_SEQUENCE = 10071;
@@ -40,15 +40,21 @@ export async function appendEvent(
       if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) {
         throw new AppendConflictError(subject, expectedSeq, { cause: err });
       }
+      const denied = permissionDenied(err);
+      if (denied) throw denied; // another namespace's run: retrying will not help
       // No responders is what a missing stream and a stream between leaders both look like.
       if (err instanceof jserrors.JetStreamNotEnabled && attempt === 0 && !(await streamExists(conn))) {
         throw new NotProvisionedError(Streams.history, [conn.nc.getServer()]);
       }
-      const transient = err instanceof jserrors.JetStreamNotEnabled || err instanceof TimeoutError;
-      if (!transient || Date.now() > deadline) throw err;
+      if (!isTransient(err) || Date.now() > deadline) throw err;
       await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** attempt)));
     }
   }
+}
+
+/** What a NATS failover looks like to a request (no leader yet, a dead server): worth trying again shortly. */
+export function isTransient(err: unknown): boolean {
+  return err instanceof jserrors.JetStreamNotEnabled || err instanceof TimeoutError;
 }
 
 async function streamExists(conn: Connection): Promise<boolean> {

@@ -1,4 +1,5 @@
-import { type KV, Kvm } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
 import {
   AppendConflictError,
   Buckets,
@@ -21,9 +22,10 @@ import {
   ValidationError,
 } from "@taskjet/schemas";
 import { z } from "zod";
-import { appendEvent } from "./append.js";
+import { ApiTokensClient } from "./api-tokens.js";
+import { appendEvent, isTransient } from "./append.js";
 import { type ClientConfig, type ClientOptions, resolveClientConfig } from "./config.js";
-import { type Connection, openConnection } from "./connection.js";
+import { type Connection, openBucket, openConnection, wrapConnection } from "./connection.js";
 import { CronsClient } from "./crons.js";
 import { assertWritable, registerForDebug } from "./debug.js";
 import { EventsClient } from "./events.js";
@@ -43,15 +45,19 @@ import {
   type TaskOptions,
   type Triggers,
 } from "./task.js";
+import { activeTraceHeaders } from "./tracing.js";
 import { RunWaiter } from "./waiter.js";
 import { WebhooksClient } from "./webhooks.js";
 import { type ChildParent, type NewChild, Worker, type WorkerOptions } from "./worker/worker.js";
+import { WorkersClient } from "./workers.js";
 import { WorkflowDeclaration, type WorkflowOptions } from "./workflow.js";
 
 /** Appends a bulk trigger keeps in flight at once. */
 const BULK_IN_FLIGHT = 1024;
 /** How long a workflow's registered shape is trusted by name-only triggers. */
 const REGISTERED_TTL_MS = 5000;
+/** How long a waiter keeps re-reading its run through transient failures (a failover stalls writes 5-8 s). */
+const CATCH_UP_RETRY_MS = 60_000;
 
 /** How long one attempt may run unless the task says otherwise. */
 const DEFAULT_EXECUTION_TIMEOUT = "60s";
@@ -82,9 +88,14 @@ export class Taskjet implements Triggers {
   readonly webhooks: WebhooksClient;
   /** Task log lines stored per run: `list`. */
   readonly logs: LogsClient;
+  /** Bearer tokens of the engine's HTTP API for this namespace: `create`, `list`, `revoke`. */
+  readonly apiTokens: ApiTokensClient;
+  /** The namespace's live workers, as registered on their last heartbeat: `list`. */
+  readonly workers: WorkersClient;
   private readonly waiters = new Set<RunWaiter>();
   private readonly idempotency: IdempotencyKeys;
-  private readonly workers = new Set<Worker>();
+  /** Workers this client started, stopped by `close`. */
+  private readonly ownWorkers = new Set<Worker>();
   private readonly registeredCache = new Map<string, { declared: DeclaredOptions | undefined; until: number }>();
   private defsKv: Promise<KV> | undefined;
   private closed = false;
@@ -92,6 +103,8 @@ export class Taskjet implements Triggers {
   private constructor(
     /** @internal */ readonly connection: Connection,
     /** @internal */ readonly config: ClientConfig,
+    /** Whether `close` drains the connection: not one borrowed with `fromConnection`. */
+    private readonly ownsConnection = true,
   ) {
     this.runs = new RunsClient(connection, config.namespace);
     this.ratelimits = new RateLimitsClient(connection, config.namespace);
@@ -101,6 +114,8 @@ export class Taskjet implements Triggers {
     this.events = new EventsClient(connection, config.namespace, () => this.eventTaskNames());
     this.webhooks = new WebhooksClient(connection, config.namespace);
     this.logs = new LogsClient(connection, config.namespace);
+    this.apiTokens = new ApiTokensClient(connection, config.namespace);
+    this.workers = new WorkersClient(connection, config.namespace);
     this.watchReconnects().catch((err) => config.logger.warn({ err }, "connection status watch ended"));
   }
 
@@ -110,8 +125,18 @@ export class Taskjet implements Triggers {
    */
   static async connect(options: ClientOptions = {}): Promise<Taskjet> {
     const config = resolveClientConfig(options);
-    const connection = await openConnection(config.servers, config.name, config.maxPayloadBytes);
+    const connection = await openConnection(config.access, config.name, config.maxPayloadBytes, config.inboxPrefix);
     return new Taskjet(connection, config);
+  }
+
+  /**
+   * A client over a NATS connection opened elsewhere, which it neither opens nor closes (`close` stops its workers
+   * and fails pending waits only). The engine's REST API serves each namespace through one.
+   * @throws ValidationError for bad options
+   */
+  static async fromConnection(nc: NatsConnection, options: ClientOptions = {}): Promise<Taskjet> {
+    const config = resolveClientConfig(options);
+    return new Taskjet(await wrapConnection(nc, config.maxPayloadBytes), config, false);
   }
 
   /** The namespace this client works in. */
@@ -220,11 +245,11 @@ export class Taskjet implements Triggers {
       this.config,
       name,
       options,
-      (w) => this.workers.delete(w),
+      (w) => this.ownWorkers.delete(w),
       { rateLimits: this.ratelimits, crons: this.crons },
       this,
     );
-    this.workers.add(worker);
+    this.ownWorkers.add(worker);
     return worker;
   }
 
@@ -401,6 +426,8 @@ export class Taskjet implements Triggers {
         trigger: { kind: "child", parentRunId: parent.runId, parentTaskRunId: parent.taskRunId, key: c.key },
         additionalMetadata: parent.additionalMetadata,
         sticky: c.sticky,
+        // The task's active span (its own, or the run's trigger the worker activated): children join its trace.
+        trace: activeTraceHeaders(),
       });
     });
     const appended = await this.appendAll(events);
@@ -422,7 +449,7 @@ export class Taskjet implements Triggers {
 
   /** Tasks registered with `onEvents` (from `TJ_DEFS`). */
   private async eventTaskNames(): Promise<string[]> {
-    const kv = await new Kvm(this.connection.nc).open(Buckets.defs);
+    const kv = await openBucket(this.connection, Buckets.defs);
     const names: string[] = [];
     for await (const key of await kv.keys(keys.defsOf(this.namespace))) {
       const entry = await kv.get(key);
@@ -437,9 +464,9 @@ export class Taskjet implements Triggers {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([...this.workers].map((w) => w.stop()));
+    await Promise.all([...this.ownWorkers].map((w) => w.stop()));
     for (const w of [...this.waiters]) w.fail(new ClosedError("client"));
-    await this.connection.nc.drain().catch(() => this.connection.nc.close());
+    if (this.ownsConnection) await this.connection.nc.drain().catch(() => this.connection.nc.close());
   }
 
   private async waitFor(runId: string): Promise<RunState> {
@@ -455,8 +482,17 @@ export class Taskjet implements Triggers {
     return waiter;
   }
 
-  private catchUp(waiter: RunWaiter): Promise<void> {
-    return waiter.catchUp((known) => this.runs.read(waiter.runId, known)).catch((err) => waiter.fail(err));
+  private async catchUp(waiter: RunWaiter): Promise<void> {
+    const deadline = Date.now() + CATCH_UP_RETRY_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await waiter.catchUp((known) => this.runs.read(waiter.runId, known));
+      } catch (err) {
+        // A read in a NATS failover fails for seconds; the waiter hears live events meanwhile, so it is not done.
+        if (!isTransient(err) || this.closed || Date.now() > deadline) return waiter.fail(err);
+        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+      }
+    }
   }
 
   /**
@@ -566,6 +602,7 @@ export class Taskjet implements Triggers {
       priority: opts.priority ?? declared.defaultPriority ?? 1,
       scheduleTimeoutMs: declared.scheduleTimeoutMs,
       workflow: declared.workflow,
+      trace: opts.traceparent ? { traceparent: opts.traceparent, tracestate: opts.tracestate } : activeTraceHeaders(),
     });
   }
 
@@ -579,7 +616,7 @@ export class Taskjet implements Triggers {
     if (cached && cached.until > now) return cached.declared;
     let declared: DeclaredOptions | undefined;
     try {
-      this.defsKv ??= new Kvm(this.connection.nc).open(Buckets.defs);
+      this.defsKv ??= openBucket(this.connection, Buckets.defs);
       const entry = await (await this.defsKv).get(keys.def(this.namespace, taskName));
       const def = entry?.operation === "PUT" ? TaskDefinitionSchema.safeParse(entry.json()) : undefined;
       if (def?.success && def.data.workflow) declared = { workflow: def.data.workflow };

@@ -1,4 +1,15 @@
-import { checkToken, DEFAULT_MAX_PAYLOAD_BYTES, type Logger, silentLogger, ValidationError } from "@taskjet/schemas";
+import {
+  checkToken,
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  type Logger,
+  NatsAccess,
+  type NatsAuthOptions,
+  type NatsTlsOptions,
+  natsOptionNames,
+  resolveNatsAccess,
+  silentLogger,
+  ValidationError,
+} from "@taskjet/schemas";
 
 /** Default NATS URL when neither an option nor `TASKJET_NATS_URL` names one. */
 export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
@@ -15,11 +26,34 @@ export interface ClientOptions {
   maxPayloadBytes?: number;
   /** Connection name shown by the server. @default "taskjet-client" */
   name?: string;
+  /**
+   * NATS authentication, one way: `{ user, password }`, `{ token }`, `{ nkeyFile }` (an nkey seed file) or
+   * `{ credsFile }` (a `.creds` file). Credentials in a server URL (`nats://user:pass@host`) count as one way too.
+   * Given here, it replaces the environment's method. A resolved `NatsAccess` (what the CLI passes) is used as is.
+   * @default env TASKJET_NATS_USER + TASKJET_NATS_PASSWORD, TASKJET_NATS_TOKEN, TASKJET_NATS_NKEY or TASKJET_NATS_CREDS
+   * @example Taskjet.connect({ servers: "tls://nats.internal:4222", auth: { credsFile: "/etc/taskjet/worker.creds" } })
+   */
+  auth?: NatsAuthOptions | NatsAccess;
+  /**
+   * TLS: `{ caFile, certFile, keyFile }` (PEM files). Any of them, or a `tls://` URL, makes TLS required.
+   * @default env TASKJET_NATS_TLS_CA, TASKJET_NATS_TLS_CERT, TASKJET_NATS_TLS_KEY
+   */
+  tls?: NatsTlsOptions;
+  /**
+   * Where replies to this connection's requests go. Per namespace, so the permissions template can keep one
+   * namespace's credentials from reading another's replies.
+   * @default "_INBOX.<namespace>"
+   */
+  inboxPrefix?: string;
 }
 
 /** Resolved client settings. */
 export interface ClientConfig {
+  /** Without credentials: safe to print. */
   servers: string[];
+  /** Authentication and TLS, resolved (files read). */
+  access: NatsAccess;
+  inboxPrefix: string;
   namespace: string;
   logger: Logger;
   maxPayloadBytes: number;
@@ -44,8 +78,28 @@ export function resolveClientConfig(options: ClientOptions = {}, env: NodeJS.Pro
       { path: "maxPayloadBytes", message: `must be a positive integer, got ${maxPayloadBytes}` },
     ]);
   }
+  const access =
+    options.auth instanceof NatsAccess
+      ? options.auth
+      : resolveNatsAccess(
+          servers,
+          {
+            auth: options.auth,
+            tls: options.tls,
+            names: natsOptionNames("auth.", "tls."),
+          },
+          env,
+        );
+  const inboxPrefix = options.inboxPrefix ?? `_INBOX.${namespace}`;
+  if (!/^[^\s*>]+$/.test(inboxPrefix) || inboxPrefix.startsWith(".") || inboxPrefix.endsWith(".")) {
+    throw new ValidationError([
+      { path: "inboxPrefix", message: `must be a subject without wildcards, got ${JSON.stringify(inboxPrefix)}` },
+    ]);
+  }
   return {
-    servers,
+    servers: access.servers,
+    access,
+    inboxPrefix,
     namespace,
     logger: options.logger ?? silentLogger,
     maxPayloadBytes,

@@ -1,6 +1,21 @@
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { ConnectionError, NotProvisionedError } from "@taskjet/schemas";
+import { type KV, Kvm } from "@nats-io/kv";
+import {
+  type ConnectionOptions,
+  connect,
+  credsAuthenticator,
+  type NatsConnection,
+  nkeyAuthenticator,
+} from "@nats-io/transport-node";
+import {
+  ConnectionError,
+  type NatsAccess,
+  NatsAuthenticationError,
+  NotProvisionedError,
+  PermissionDeniedError,
+  Streams,
+  type TaskjetError,
+} from "@taskjet/schemas";
 
 /** Room left in a message for the envelope around an input or output. */
 export const ENVELOPE_BYTES = 8 * 1024;
@@ -12,28 +27,123 @@ export interface Connection {
   jsm: JetStreamManager;
   /** Largest input or output that fits a message on this server. */
   payloadLimit: number;
+  /**
+   * The credentials may not read streams by request body (`$JS.API.STREAM.MSG.GET`), as under the namespace
+   * permissions template: reads then go through subject-scoped direct gets and filtered consumers instead.
+   */
+  scoped: boolean;
 }
 
 /**
  * Connects with no async stack traces (nats.js otherwise builds an Error per request) and endless reconnects.
- * @throws ConnectionError naming the servers
+ * Replies come to `inboxPrefix` (per namespace, so permissions can keep one namespace from reading another's).
+ * @throws ConnectionError naming the servers; NatsAuthenticationError when the server refuses the credentials
  */
-export async function openConnection(servers: string[], name: string, maxPayloadBytes: number): Promise<Connection> {
+export async function openConnection(
+  access: NatsAccess,
+  name: string,
+  maxPayloadBytes: number,
+  inboxPrefix: string,
+): Promise<Connection> {
   let nc: NatsConnection;
   try {
-    nc = await connect({ servers, name, noAsyncTraces: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    nc = await connect({
+      servers: access.servers,
+      name,
+      noAsyncTraces: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      inboxPrefix,
+      ...natsAccessOptions(access),
+    });
   } catch (err) {
-    throw new ConnectionError(servers, { cause: err });
+    throw connectionError(access, err);
   }
+  return wrapConnection(nc, maxPayloadBytes);
+}
+
+/** The JetStream handles and limits of a connection opened elsewhere (or here). */
+export async function wrapConnection(nc: NatsConnection, maxPayloadBytes: number): Promise<Connection> {
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc, { checkAPI: false });
   const serverMax = nc.info?.max_payload ?? maxPayloadBytes + ENVELOPE_BYTES;
-  return { nc, js, jsm, payloadLimit: Math.min(maxPayloadBytes, serverMax - ENVELOPE_BYTES) };
+  const scoped = await readsScoped(nc);
+  return { nc, js, jsm, payloadLimit: Math.min(maxPayloadBytes, serverMax - ENVELOPE_BYTES), scoped };
 }
 
-/** Turns the server's "stream not found" into NotProvisionedError (no engine has started against this NATS). */
+/** nats.js options for the resolved authentication and TLS settings. */
+export function natsAccessOptions(access: NatsAccess): Partial<ConnectionOptions> {
+  const { secrets } = access;
+  const options: Partial<ConnectionOptions> = {};
+  if (access.method === "userPassword") Object.assign(options, { user: secrets.user, pass: secrets.password });
+  if (access.method === "token") options.token = secrets.token;
+  if (access.method === "nkey" && secrets.nkeySeed) options.authenticator = nkeyAuthenticator(secrets.nkeySeed);
+  if (access.method === "creds" && secrets.creds) options.authenticator = credsAuthenticator(secrets.creds);
+  if (access.tls || access.tlsRequired) options.tls = { ...access.tls };
+  return options;
+}
+
+/** A failed connect as a typed error: refused credentials apart from an unreachable server. */
+export function connectionError(access: NatsAccess, err: unknown): TaskjetError {
+  const message = err instanceof Error ? err.message : String(err);
+  if ((err instanceof Error && err.name === "AuthorizationError") || /authori[sz]ation violation/i.test(message)) {
+    return new NatsAuthenticationError(access.servers, access.describe, { cause: err });
+  }
+  return new ConnectionError(access.servers, { cause: err });
+}
+
+/**
+ * Whether these credentials may read a stream by request body. Any answer but a permissions violation (an error
+ * reply, no responders, a timeout) means they may, or that it does not matter yet.
+ */
+async function readsScoped(nc: NatsConnection): Promise<boolean> {
+  try {
+    await nc.request(`$JS.API.STREAM.MSG.GET.${Streams.history}`, JSON.stringify({ seq: 0 }), { timeout: 2000 });
+    return false;
+  } catch (err) {
+    return permissionDenied(err) !== undefined;
+  }
+}
+
+/** The PermissionDeniedError inside a nats.js error (a RequestError wraps it), if that is what it is. */
+export function permissionDenied(err: unknown): PermissionDeniedError | undefined {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (e instanceof PermissionDeniedError) return e;
+    if (e.name === "PermissionViolationError") {
+      const { operation, subject } = e as Error & { operation?: string; subject?: string };
+      return new PermissionDeniedError(operation === "subscription" ? "subscription" : "publish", subject ?? "?", {
+        cause: err,
+      });
+    }
+  }
+  const message = err instanceof Error ? err.message : "";
+  const m = /Permissions Violation for (Publish|Subscription) to "([^"]+)"/.exec(message);
+  if (m)
+    return new PermissionDeniedError(m[1] === "Publish" ? "publish" : "subscription", m[2] as string, { cause: err });
+  return undefined;
+}
+
+/** Rethrows a permissions violation as PermissionDeniedError, anything else as it is. */
+export function rethrowDenied(err: unknown): never {
+  throw permissionDenied(err) ?? err;
+}
+
+/**
+ * Opens a KV bucket. With scoped credentials, gets are direct gets with the key in the request subject, which
+ * permissions can allow per namespace (a get by request body cannot be told apart); Taskjet's buckets allow them.
+ */
+export function openBucket(conn: Connection, bucket: string): Promise<KV> {
+  return new Kvm(conn.nc).open(bucket, conn.scoped ? { allow_direct: true } : {});
+}
+
+/**
+ * Turns the server's "stream not found" into NotProvisionedError (no engine has started against this NATS), and a
+ * permissions violation into PermissionDeniedError.
+ */
 export function withProvisioningHint(conn: Connection, stream: string): (err: unknown) => never {
   return (err) => {
+    const denied = permissionDenied(err);
+    if (denied) throw denied;
     if (err instanceof Error && /stream not found/i.test(err.message)) {
       throw new NotProvisionedError(stream, [conn.nc.getServer()]);
     }

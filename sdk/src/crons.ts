@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { type KV, Kvm } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
 import {
   Buckets,
   type CronDefinition,
@@ -12,7 +12,7 @@ import {
   RunOptionsSchema,
   ValidationError,
 } from "@taskjet/schemas";
-import { type Connection, withProvisioningHint } from "./connection.js";
+import { type Connection, openBucket, withProvisioningHint } from "./connection.js";
 import { assertWritable, inDebugMode } from "./debug.js";
 import { kvNames } from "./kv-names.js";
 import type { JsonObject } from "./task.js";
@@ -138,7 +138,7 @@ export class CronsClient implements CronCreator {
   }
 
   private bucket(): Promise<KV> {
-    this.kv ??= new Kvm(this.conn.nc).open(Buckets.crons).catch(withProvisioningHint(this.conn, `KV_${Buckets.crons}`));
+    this.kv ??= openBucket(this.conn, Buckets.crons).catch(withProvisioningHint(this.conn, `KV_${Buckets.crons}`));
     return this.kv;
   }
 }

@@ -1,6 +1,5 @@
-import { Kvm } from "@nats-io/kv";
 import { Buckets, type ClaimStore, claimIdempotencyKey, idempotencyDigest, keys, kvClaimStore } from "@taskjet/schemas";
-import { type Connection, withProvisioningHint } from "./connection.js";
+import { type Connection, openBucket, withProvisioningHint } from "./connection.js";
 
 /** Default time a trigger's idempotency key keeps returning the run it made. */
 export const DEFAULT_IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
@@ -19,8 +18,7 @@ export class IdempotencyKeys {
 
   /** The run id for `key`: the claimed one while it lasts, else `proposed`, now claimed for `ttlMs`. */
   async claim(taskName: string, key: string, ttlMs: number, proposed: string): Promise<string> {
-    this.store ??= new Kvm(this.conn.nc)
-      .open(Buckets.idempotency)
+    this.store ??= openBucket(this.conn, Buckets.idempotency)
       .then(kvClaimStore)
       .catch(withProvisioningHint(this.conn, `KV_${Buckets.idempotency}`));
     const storeKey = keys.idempotency(this.ns, idempotencyDigest(taskName, key));

@@ -10,9 +10,14 @@ export {
   HISTORY_WARN_EVENTS,
   LimitStrategies,
   type LimitStrategy,
+  NatsAccess,
+  NatsAuthenticationError,
+  type NatsAuthOptions,
+  type NatsTlsOptions,
   NonRetryableError,
   NotProvisionedError,
   PayloadTooLargeError,
+  PermissionDeniedError,
   type RateLimitDuration,
   RateLimitedError,
   type RecordedError,
@@ -34,10 +39,14 @@ export {
   type TaskRunState,
   ValidationError,
   WaitTimeoutError,
+  type WorkerRegistration,
 } from "@taskjet/schemas";
+export type { ApiTokenInfo, ApiTokensClient } from "./api-tokens.js";
 export type { StreamChunk } from "./chunks.js";
 export { Taskjet } from "./client.js";
 export { type ClientOptions, DEFAULT_NATS_URL } from "./config.js";
+/** @internal The engine connects with the same options and errors. */
+export { connectionError, natsAccessOptions } from "./connection.js";
 export type { CronOptions, CronSpec, CronsClient } from "./crons.js";
 export {
   type DebugEffects,
@@ -55,9 +64,11 @@ export { RunRef } from "./run-ref.js";
 export type { CancelRunsOptions, ListRunsOptions, ReplayRunsOptions, RunFilters, RunsClient } from "./runs.js";
 export type { ScheduledClient } from "./scheduled.js";
 export type { BulkItem, BulkOptions, JsonObject, Output, TaskDeclaration, TaskFn, TaskOptions } from "./task.js";
+export type { TraceContext, TraceHeaders } from "./tracing.js";
 export type { WebhookInfo, WebhookSpec, WebhooksClient } from "./webhooks.js";
 export type { Context, TaskLogger } from "./worker/context.js";
 export { Worker, type WorkerOptions } from "./worker/worker.js";
+export type { WorkersClient } from "./workers.js";
 export type {
   TaskDefaults,
   WorkflowDeclaration,

@@ -1,4 +1,4 @@
-import { type KV, Kvm } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
 import {
   Buckets,
   keys,
@@ -7,7 +7,7 @@ import {
   RateLimitDefinitionSchema,
   type RateLimitDuration,
 } from "@taskjet/schemas";
-import { type Connection, withProvisioningHint } from "./connection.js";
+import { type Connection, openBucket, withProvisioningHint } from "./connection.js";
 import { inDebugMode } from "./debug.js";
 import { kvNames } from "./kv-names.js";
 
@@ -60,9 +60,9 @@ export class RateLimitsClient {
   }
 
   private bucket(): Promise<KV> {
-    this.kv ??= new Kvm(this.conn.nc)
-      .open(Buckets.rateLimits)
-      .catch(withProvisioningHint(this.conn, `KV_${Buckets.rateLimits}`));
+    this.kv ??= openBucket(this.conn, Buckets.rateLimits).catch(
+      withProvisioningHint(this.conn, `KV_${Buckets.rateLimits}`),
+    );
     return this.kv;
   }
 }

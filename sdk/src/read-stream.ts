@@ -1,4 +1,5 @@
 import { DeliverPolicy, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+import { rethrowDenied } from "./connection.js";
 
 /** Where a read starts. */
 export type ReadFrom = { startSeq: number } | "lastPerSubject";
@@ -14,12 +15,14 @@ export async function* readStream(
   from: ReadFrom,
   options: { follow?: boolean; until?: (m: JsMsg) => boolean; signal?: AbortSignal } = {},
 ): AsyncGenerator<JsMsg> {
-  const consumer = await js.consumers.get(stream, {
-    filter_subjects: filter,
-    ...(from === "lastPerSubject"
-      ? { deliver_policy: DeliverPolicy.LastPerSubject }
-      : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, from.startSeq) }),
-  });
+  const consumer = await js.consumers
+    .get(stream, {
+      filter_subjects: filter,
+      ...(from === "lastPerSubject"
+        ? { deliver_policy: DeliverPolicy.LastPerSubject }
+        : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, from.startSeq) }),
+    })
+    .catch(rethrowDenied);
   const { signal } = options;
   let stop = () => {};
   try {

@@ -2,6 +2,7 @@ import type { MsgRequest } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { Buckets, decodeEvent, evolve, keys, type RunState, Streams, subjects } from "@taskjet/schemas";
 import { type Connection, withProvisioningHint } from "./connection.js";
+import { readStream } from "./read-stream.js";
 
 /**
  * A run's current state, read without a consumer: the projection (`TJ_RUNS`, which trails the log: its writes are
@@ -23,6 +24,14 @@ export async function readTail(
   const subject = subjects.history(ns, runId);
   let position = state?.lastSeq ?? 0;
   const owned = new WeakSet<object>(); // only the last state is kept: the fold may grow its lists in place
+  if (conn.scoped) {
+    // A read by request body is denied: a consumer filtered on the run's subject, which permissions can check.
+    for await (const m of readStream(conn.js, Streams.history, subject, { startSeq: position + 1 })) {
+      const decoded = decodeEvent(m.data, runId);
+      if (decoded.ok) state = evolve(state, decoded.event, m.seq, owned) ?? state;
+    }
+    return state;
+  }
   for (;;) {
     // The leader's copy (a direct get may answer from a lagging replica). nats-server 2.9 answers next_by_subj on
     // STREAM.MSG.GET too (probed); the client's type only declares it for direct gets.

@@ -4,6 +4,14 @@ import { type Connection, withProvisioningHint } from "./connection.js";
 import { readHistory } from "./history.js";
 import { readStream } from "./read-stream.js";
 
+/** The sequence of the last message on `subject` (0 when none): by request body, or scoped, through a consumer. */
+async function lastSeqOf(conn: Connection, stream: string, subject: string): Promise<number> {
+  if (!conn.scoped) return (await conn.jsm.streams.getMessage(stream, { last_by_subj: subject }))?.seq ?? 0;
+  let seq = 0;
+  for await (const m of readStream(conn.js, stream, subject, "lastPerSubject")) seq = m.seq;
+  return seq;
+}
+
 /**
  * Reads `filter` of `TJ_LOGS` (a run's log lines or stream chunks) from its first message, live, through one ordered
  * consumer, and ends once the run is terminal and everything stored under `filter` by then has been delivered.
@@ -39,7 +47,7 @@ export async function* followRunSide(
     for await (const _ of history);
     if (stop.signal.aborted) return;
     // Taken after the terminal event: the outcome was reported only once the attempt's messages were stored.
-    endSeq = (await conn.jsm.streams.getMessage(Streams.logs, { last_by_subj: filter }))?.seq ?? 0;
+    endSeq = await lastSeqOf(conn, Streams.logs, filter);
     if (delivered >= endSeq) stop.abort();
   })().catch((err) => {
     failure = err;

@@ -1,4 +1,4 @@
-import { type KV, Kvm } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
 import {
   AppendConflictError,
   Buckets,
@@ -20,7 +20,7 @@ import {
 } from "@taskjet/schemas";
 import { appendEvent } from "./append.js";
 import { type StreamChunk, toChunk } from "./chunks.js";
-import { type Connection, withProvisioningHint } from "./connection.js";
+import { type Connection, openBucket, withProvisioningHint } from "./connection.js";
 import { type HistoryEntry, readHistory } from "./history.js";
 import { readStream } from "./read-stream.js";
 import { readRunState, readTail } from "./run-reader.js";
@@ -307,7 +307,7 @@ export class RunsClient {
   }
 
   private bucket(): Promise<KV> {
-    this.kv ??= new Kvm(this.conn.nc).open(Buckets.runs);
+    this.kv ??= openBucket(this.conn, Buckets.runs);
     return this.kv;
   }
 }

@@ -1,4 +1,4 @@
-import { type KV, Kvm } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
 import {
   Buckets,
   compileWebhookKey,
@@ -11,7 +11,7 @@ import {
   type WebhookDefinition,
   WebhookDefinitionSchema,
 } from "@taskjet/schemas";
-import { type Connection, withProvisioningHint } from "./connection.js";
+import { type Connection, openBucket, withProvisioningHint } from "./connection.js";
 import { assertWritable } from "./debug.js";
 import { kvNames } from "./kv-names.js";
 
@@ -110,9 +110,9 @@ export class WebhooksClient {
   }
 
   private bucket(): Promise<KV> {
-    this.kv ??= new Kvm(this.conn.nc)
-      .open(Buckets.webhooks)
-      .catch(withProvisioningHint(this.conn, `KV_${Buckets.webhooks}`));
+    this.kv ??= openBucket(this.conn, Buckets.webhooks).catch(
+      withProvisioningHint(this.conn, `KV_${Buckets.webhooks}`),
+    );
     return this.kv;
   }
 }

@@ -17,6 +17,7 @@
  *   --what-if cancel,ulid  apply a suggested fix at runtime in the child processes only (see lib/whatif.ts)
  *   --flow none        the task's flow control: none | concurrency | ratelimit | both, never binding (lib/flow.ts)
  *   --out <file>       JSON results (default bench/results/throughput-<stamp>.json; the folder is gitignored)
+ *   --cluster          run on the three nodes of deploy/nats/ (harness/nats-cluster.ts) with every stream and bucket R3
  *
  * Prints a Markdown report and the JSON. Timestamps are `process.hrtime` (CLOCK_MONOTONIC, shared across processes).
  */
@@ -30,6 +31,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Buckets, type FlowOptions, keys, type TaskDefinition } from "@taskjet/schemas";
+import { startNatsCluster } from "../harness/nats-cluster.js";
 import { startNatsServer } from "../harness/nats-server.js";
 import type { CpuSnapshot } from "./lib/child.js";
 import { nowMs, percentiles } from "./lib/clock.js";
@@ -56,6 +58,7 @@ const { values: opt } = parseArgs({
     "what-if": { type: "string", default: "" },
     "flush-ms": { type: "string" },
     flow: { type: "string", default: "none" },
+    cluster: { type: "boolean", default: false },
   },
   strict: true,
 });
@@ -75,6 +78,7 @@ const PROFILED = new Set(String(opt["cpu-prof"]).split(",").filter(Boolean));
 const PROF_DIR = String(opt["prof-dir"]);
 for (const m of [MODE, LAT_MODE]) if (!["run", "ref", "sub"].includes(m)) throw new Error(`unknown mode ${m}`);
 if (LAT_MODE === "sub") throw new Error("--lat-mode must be run or ref");
+const CLUSTER = Boolean(opt.cluster);
 const FLOW = String(opt.flow) as Flow;
 if (!isFlow(FLOW)) throw new Error(`--flow must be one of ${FLOWS.join(", ")}`);
 
@@ -95,6 +99,13 @@ interface Snapshot {
   serverCpuS: number;
   machine: { busyS: number; totalS: number };
   streams: Record<string, { lastSeq: number; messages: number }>;
+}
+
+/** The cluster seen as the single server the bench expects: its URLs comma-separated, its CPU that of all three. */
+async function clusterAsServer(): Promise<{ url: string; pid: string; pids(): number[]; stop(): Promise<void> }> {
+  const cluster = await startNatsCluster();
+  const pids = () => cluster.nodes.map((n) => n.pid);
+  return { url: cluster.urls.join(","), pid: pids().join(","), pids, stop: () => cluster.stop() };
 }
 
 function procCpuS(pid: number): number {
@@ -150,14 +161,14 @@ async function main(): Promise<void> {
     whatIf: String(opt["what-if"]).split(",").filter(Boolean),
   };
   console.error(`[bench] load average ${env.loadAtStart}; starting nats-server`);
-  const server = await startNatsServer();
+  const server = CLUSTER ? await clusterAsServer() : await startNatsServer();
   const procs = {} as Record<Role, Proc>;
-  const nc = await connect({ servers: server.url, name: "bench-orchestrator", noAsyncTraces: true });
+  const nc = await connect({ servers: server.url.split(","), name: "bench-orchestrator", noAsyncTraces: true });
   try {
     const jsm = await jetstreamManager(nc);
     for (const role of ROLES)
       procs[role] = await Proc.start(role, env.nodeFlags, { TJ_BENCH_WHATIF: env.whatIf.join(",") });
-    const common = { url: server.url, ns: NS, task: TASK, countOps: COUNT_OPS, flow: FLOW };
+    const common = { url: server.url, ns: NS, task: TASK, countOps: COUNT_OPS, flow: FLOW, replicas: CLUSTER ? 3 : 1 };
     await procs.engine.request("start", { ...common, flushMs: opt["flush-ms"] ? Number(opt["flush-ms"]) : undefined });
     const workerId = await procs.worker.request<string>("start", { ...common, slots: SLOTS });
     await procs.client.request("connect", common);
@@ -181,7 +192,7 @@ async function main(): Promise<void> {
         at: nowMs(),
         procs: { client: client as CpuSnapshot, engine: engine as CpuSnapshot, worker: worker as CpuSnapshot },
         ops,
-        serverCpuS: procCpuS(server.pid),
+        serverCpuS: ("pids" in server ? server.pids() : [server.pid]).reduce((sum, pid) => sum + procCpuS(pid), 0),
         machine: machineCpu(),
         streams,
       };

@@ -22,18 +22,24 @@ export interface NatsServer {
   restart(): Promise<void>;
 }
 
-const running = new Set<NatsServer>();
+/** What is running and not stopped yet: single servers and clusters (`nats-cluster.ts`) alike. */
+export const running = new Set<{ stop(): Promise<void> }>();
 
 /**
  * Starts a single nats-server with JetStream on a random loopback port and a temporary store. `max_payload` is raised
- * to 2 MiB so the default 1 MiB input limit is what binds.
+ * to 2 MiB so the default 1 MiB input limit is what binds. `config` adds lines to the server's configuration (an
+ * `authorization` or `tls` block, an `include`); it is given the server's own temporary directory, where it may write
+ * the files those lines name (certificates, included permission files), removed with the server.
  */
-export async function startNatsServer(options: { maxPayload?: string } = {}): Promise<NatsServer> {
+export async function startNatsServer(
+  options: { maxPayload?: string; config?: (dir: string) => string | Promise<string> } = {},
+): Promise<NatsServer> {
   const dir = await mkdtemp(join(tmpdir(), "tj-nats-"));
   const storeDir = join(dir, "js");
   await mkdir(storeDir);
   let port = -1;
   const configFile = join(dir, "server.conf");
+  const extra = options.config ? await options.config(dir) : "";
   const writeConfig = () =>
     writeFile(
       configFile,
@@ -41,6 +47,7 @@ export async function startNatsServer(options: { maxPayload?: string } = {}): Pr
         `listen: "127.0.0.1:${port}"`,
         `max_payload: ${options.maxPayload ?? "2MB"}`,
         `jetstream { store_dir: "${storeDir}" }`,
+        extra,
       ].join("\n"),
     );
   await writeConfig();
@@ -76,11 +83,21 @@ export async function stopAllNatsServers(): Promise<void> {
   await Promise.all([...running].map((s) => s.stop()));
 }
 
-async function launch(configFile: string, dir: string): Promise<ChildProcess> {
+/** Every nats-server process alive: killed when the test process exits, whatever a test left behind. */
+const children = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const c of children) c.kill("SIGKILL");
+});
+
+/** Starts nats-server on `configFile`, its ports file in `dir`; `env` is added to ours (for `$VAR`s in the config). */
+export async function launch(configFile: string, dir: string, env?: Record<string, string>): Promise<ChildProcess> {
   for (const f of await readdir(dir)) if (f.endsWith(".ports")) await rm(join(dir, f));
   const child = spawn(NATS_SERVER, ["-c", configFile, "--ports_file_dir", dir], {
     stdio: ["ignore", "ignore", "pipe"],
+    ...(env ? { env: { ...process.env, ...env } } : {}),
   });
+  children.add(child);
+  child.once("exit", () => children.delete(child));
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => {
     stderr += d.toString();
@@ -92,10 +109,14 @@ async function launch(configFile: string, dir: string): Promise<ChildProcess> {
   return child;
 }
 
-async function readPort(dir: string, child: ChildProcess): Promise<number> {
+/** Waits for the ports file nats-server writes once it listens; its client port. */
+export async function readPort(dir: string, child: ChildProcess): Promise<number> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`nats-server exited with ${child.exitCode}`);
+    if (child.exitCode !== null) {
+      const stderr = (child as ChildProcess & { lastStderr?: string }).lastStderr ?? "";
+      throw new Error(`nats-server exited with ${child.exitCode}${stderr ? `: ${stderr.trim().slice(-2000)}` : ""}`);
+    }
     const file = (await readdir(dir)).find((f) => f.endsWith(".ports"));
     if (file) {
       const ports = JSON.parse(await readFile(join(dir, file), "utf8")) as { nats: string[] };
@@ -107,7 +128,8 @@ async function readPort(dir: string, child: ChildProcess): Promise<number> {
   throw new Error("nats-server did not report its port within 10 s");
 }
 
-async function stopProcess(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+/** Sends `signal` (SIGKILL after 5 s) and waits for the exit. */
+export async function stopProcess(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
   child.kill(signal);

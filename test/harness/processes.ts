@@ -28,7 +28,7 @@ export async function startWorkerProcess(
 export async function startEngineProcess(
   url: string,
   namespace: string,
-): Promise<{ child: ChildProcess; startedIn: number }> {
+): Promise<{ child: ChildProcess; startedIn: number; output: () => string }> {
   const t0 = Date.now();
   const child = spawn(
     process.execPath,
@@ -43,7 +43,7 @@ export async function startEngineProcess(
     out += d.toString();
   });
   await eventually(() => (out.includes("engine started") ? true : undefined), 30_000, "engine start");
-  return { child, startedIn: Date.now() - t0 };
+  return { child, startedIn: Date.now() - t0, output: () => out };
 }
 
 export function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {

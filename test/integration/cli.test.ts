@@ -201,7 +201,7 @@ describe("cli", () => {
       const lines = table.stdout.trim().split("\n");
       expect(lines[0]).toMatch(/^RUN ID\s+TASK\s+STATUS\s+CREATED\s+DURATION$/);
       expect(lines.slice(1)).toHaveLength(1);
-      expect(lines[1]).toMatch(new RegExp(`^${done.runId}\\s+hello\\s+COMPLETED\\s+\\d{4}-\\d\\d-\\d\\dT`));
+      expect(lines[1]).toMatch(new RegExp(`^${done.runId}\\s+hello\\s+COMPLETED\\s+(just now|\\d+ s ago)\\s`));
     } finally {
       await tj.close();
       await engine.stop();
@@ -388,10 +388,14 @@ describe("cli", () => {
       await report.cron("nightly", "0 2 * * *", { kind: "daily" }, { timezone: "Europe/Paris" });
       const list = await taskjet(["crons", "list", ...at(namespace)]);
       expect(list.stdout).toMatch(
-        /NAME\s+TASK\s+EXPRESSION\s+ZONE\s+CATCH-UP\s+FROM\nnightly\s+report\s+0 2 \* \* \*\s+Europe\/Paris\s+none\s+api/,
+        /NAME\s+TASK\s+EXPRESSION\s+ZONE\s+CATCH-UP\s+FROM\s+NEXT TICK\nnightly\s+report\s+0 2 \* \* \*\s+Europe\/Paris\s+none\s+api\s+in \d+ (min|h)/,
       );
-      const got = await taskjet(["crons", "get", "nightly", ...at(namespace)]);
+      const got = await taskjet(["crons", "get", "nightly", "--json", ...at(namespace)]);
       expect(JSON.parse(got.stdout)).toMatchObject({ input: { kind: "daily" }, timezone: "Europe/Paris" });
+      const human = await taskjet(["crons", "get", "nightly", ...at(namespace)]);
+      expect(human.stdout).toMatch(
+        /Expression\s+0 2 \* \* \* \(Europe\/Paris\)\nNext tick\s+\d{4}-.*Z \(in \d+ (min|h)\)/,
+      );
       expect((await taskjet(["crons", "delete", "nightly", ...at(namespace)])).stdout).toBe("nightly deleted\n");
       const missing = await taskjet(["crons", "get", "nightly", ...at(namespace)]);
       expect(missing.code).toBe(1);

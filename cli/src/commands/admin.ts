@@ -1,4 +1,5 @@
 import { rebuildProjection, verifyProjection } from "@taskjet/engine";
+import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
 import type { ConnectionFlags } from "../config.js";
 import { ExitCodes } from "../errors.js";
@@ -15,7 +16,26 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
     .option("--json", "print the report as JSON");
   connectionOptions(rebuild).action(async (flags: ConnectionFlags & { json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
-      const report = await rebuildProjection(tj.connection.nc, conn.namespace);
+      const bar = ctx.io.interactive
+        ? new SingleBar({ format: "{phase} {bar} {percentage}%  {eta_formatted} left", hideCursor: true })
+        : undefined;
+      let shown: string | undefined;
+      let report: Awaited<ReturnType<typeof rebuildProjection>>;
+      try {
+        report = await rebuildProjection(tj.connection.nc, conn.namespace, {
+          onProgress: (phase, done, total) => {
+            const label = phase === "read" ? "reading the log " : "writing states  ";
+            if (shown !== phase) {
+              bar?.stop();
+              bar?.start(Math.max(total, 1), 0, { phase: label });
+              shown = phase;
+            }
+            bar?.update(done, { phase: label });
+          },
+        });
+      } finally {
+        bar?.stop();
+      }
       ctx.io.out(
         flags.json
           ? jsonLine(report)

@@ -1,10 +1,13 @@
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import type { JsonObject, RunOptions, Taskjet } from "@taskjet/sdk";
 import { SingleBar } from "cli-progress";
 import { UsageError } from "../errors.js";
 import { jsonLine } from "../output.js";
 import type { CliContext } from "./common.js";
+
+/** Largest bulk file read (it is read whole, and Node strings stop at about 512 MiB). */
+export const MAX_BULK_FILE_BYTES = 256 * 1024 * 1024;
 
 /** Runs sent per call: large enough to pipeline, small enough for a lively progress bar. */
 const CHUNK = 2000;
@@ -13,8 +16,17 @@ const CHUNK = 2000;
 export async function readBulkFile(path: string): Promise<{ line: number; text: string; input: JsonObject }[]> {
   let content: string;
   try {
+    // Checked first: a device, a pipe or a huge file would hang or fill memory.
+    const info = await stat(path);
+    if (!info.isFile()) throw new UsageError(`--bulk: ${path} is not a regular file`);
+    if (info.size > MAX_BULK_FILE_BYTES) {
+      throw new UsageError(
+        `--bulk: ${path} is ${info.size} bytes, over the ${MAX_BULK_FILE_BYTES / 1024 / 1024} MiB a bulk file may be: split it`,
+      );
+    }
     content = await readFile(path, "utf8");
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     throw new UsageError(`--bulk: cannot read ${path}: ${(err as Error).message}`);
   }
   const rows: { line: number; text: string; input: JsonObject }[] = [];
@@ -25,11 +37,16 @@ export async function readBulkFile(path: string): Promise<{ line: number; text: 
     try {
       input = JSON.parse(text);
     } catch (err) {
-      throw new UsageError(`--bulk ${path} line ${i + 1}: not JSON (${(err as Error).message})`);
+      // The parser quotes the line: control characters in it would reach the terminal as escape sequences.
+      const why = (err as Error).message.replace(
+        /\p{Cc}/gu,
+        (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+      );
+      throw new UsageError(`--bulk ${path} line ${i + 1}: not JSON (${why})`);
     }
     if (typeof input !== "object" || input === null || Array.isArray(input)) {
       throw new UsageError(
-        `--bulk ${path} line ${i + 1}: must be a JSON object (the run's input), got ${text.slice(0, 40)}`,
+        `--bulk ${path} line ${i + 1}: must be a JSON object (the run's input), got ${JSON.stringify(text.slice(0, 40))}`,
       );
     }
     rows.push({ line: i + 1, text, input: input as JsonObject });

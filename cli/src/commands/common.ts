@@ -3,7 +3,7 @@ import { type Command, Option } from "commander";
 import { type CliEnv, type ConnectionConfig, type ConnectionFlags, LOG_LEVELS, resolveConnection } from "../config.js";
 import type { ExitCode } from "../errors.js";
 import { LogFormats } from "../logger.js";
-import type { Io } from "../output.js";
+import type { Io, Style } from "../output.js";
 
 /** What every command is given: where to print, the environment it may read, the working directory. */
 export interface CliContext {
@@ -14,16 +14,42 @@ export interface CliContext {
   exitCode: ExitCode;
   /** Printed under the error message, when the command fails with one. */
   hint?: string;
+  /** Colours of human output, decided before the action runs (`--color`, `--no-color`, NO_COLOR, a terminal). */
+  style: Style;
 }
 
-/** Adds `--nats` and `--namespace`. */
+/** Adds `--nats`, `--namespace` and the NATS authentication and TLS flags. */
 export function connectionOptions(cmd: Command, namespaceHelp = "namespace to work in"): Command {
+  return natsAuthOptions(
+    cmd
+      .option(
+        "--nats <urls>",
+        "NATS URL(s), comma-separated (default: $TASKJET_NATS_URL, then a running `taskjet dev`, then nats://127.0.0.1:4222)",
+      )
+      .option("--namespace <ns>", `${namespaceHelp} (default: $TASKJET_NAMESPACE, then "default")`),
+  );
+}
+
+/**
+ * The NATS authentication and TLS flags. Secrets on a command line are visible to other users of the machine (ps):
+ * prefer the environment variables for passwords and tokens.
+ */
+function natsAuthOptions(cmd: Command): Command {
   return cmd
+    .option("--nats-user <user>", "NATS user, with --nats-password (default: $TASKJET_NATS_USER)")
+    .option("--nats-password <password>", "NATS password (default: $TASKJET_NATS_PASSWORD, safer than the flag)")
+    .option("--nats-token <token>", "NATS authentication token (default: $TASKJET_NATS_TOKEN, safer than the flag)")
+    .option("--nats-nkey <file>", "NATS nkey seed file (default: $TASKJET_NATS_NKEY)")
+    .option("--nats-creds <file>", "NATS .creds file (default: $TASKJET_NATS_CREDS)")
     .option(
-      "--nats <urls>",
-      "NATS URL(s), comma-separated (default: $TASKJET_NATS_URL, then a running `taskjet dev`, then nats://127.0.0.1:4222)",
+      "--nats-tls-ca <file>",
+      "CA certificate (PEM) to verify the NATS server with (default: $TASKJET_NATS_TLS_CA)",
     )
-    .option("--namespace <ns>", `${namespaceHelp} (default: $TASKJET_NAMESPACE, then "default")`);
+    .option(
+      "--nats-tls-cert <file>",
+      "client certificate (PEM) for NATS, with --nats-tls-key (default: $TASKJET_NATS_TLS_CERT)",
+    )
+    .option("--nats-tls-key <file>", "client certificate's private key (PEM) (default: $TASKJET_NATS_TLS_KEY)");
 }
 
 /** Adds `--log-level` and `--log-format` for long-running commands. */
@@ -32,7 +58,11 @@ export function logOptions(cmd: Command): Command {
     .addOption(
       new Option("--log-level <level>", "log level (default: $TASKJET_LOG_LEVEL, then info)").choices(LOG_LEVELS),
     )
-    .addOption(new Option("--log-format <format>", "log format").choices(LogFormats).default("pretty"));
+    .addOption(new Option("--log-format <format>", "log format").choices(LogFormats).default("pretty"))
+    .option("--json", "the same as --log-format json: every line a JSON object")
+    .hook("preAction", (self) => {
+      if (self.opts().json) self.setOptionValue("logFormat", "json");
+    });
 }
 
 /** Resolves the connection flags and connects the SDK client. The caller closes it. */
@@ -44,7 +74,12 @@ export async function connectClient(
   if (conn.serversFrom === "default") {
     ctx.hint = `used the default ${conn.servers.join(",")}: no --nats, no TASKJET_NATS_URL and no running \`taskjet dev\` was found`;
   }
-  const tj = await Taskjet.connect({ servers: conn.servers, namespace: conn.namespace, name: "taskjet-cli" });
+  const tj = await Taskjet.connect({
+    servers: conn.servers,
+    namespace: conn.namespace,
+    name: "taskjet-cli",
+    auth: conn.access,
+  });
   return { tj, conn };
 }
 

@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { assignmentOf } from "@taskjet/schemas";
+import { assignmentOf, NatsAuthEnv, type NatsAuthField } from "@taskjet/schemas";
 import {
   type DebugOutcome,
   DebugReadOnlyError,
@@ -11,7 +11,7 @@ import {
   type TaskRunState,
 } from "@taskjet/sdk";
 import { Argument, type Command } from "commander";
-import type { ConnectionConfig, ConnectionFlags } from "../config.js";
+import type { ConnectionConfig, ConnectionFlags, NatsAuthFlags } from "../config.js";
 import { ExitCodes, UsageError } from "../errors.js";
 import { formatFields, jsonLine, prettyJson } from "../output.js";
 import { parseRunIdArgument } from "../parse.js";
@@ -33,7 +33,9 @@ export function registerDebug(program: Command, ctx: CliContext): void {
       [
         "",
         "The module is imported as it is (workers it starts do not start); set breakpoints in the task function and run",
-        "under the inspector to stop in it:",
+        "under the inspector (the last example) to stop in it.",
+        "",
+        "Examples:",
         "  taskjet debug 01JD5X... --worker ./src/worker.ts",
         "  taskjet debug 01JD5X... --worker ./dist/worker.js --task transform --json",
         "  node --inspect-brk $(which taskjet) debug 01JD5X... --worker ./src/worker.ts",
@@ -44,7 +46,7 @@ export function registerDebug(program: Command, ctx: CliContext): void {
       ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
         const state = await tj.runs.get(runId);
         const task = pickTask(state, flags.task);
-        const tasks = await loadWorkerModule(resolve(ctx.cwd, flags.worker), conn);
+        const tasks = await loadWorkerModule(resolve(ctx.cwd, flags.worker), conn, flags);
         const declared = tasks.get(task.taskName);
         if (!declared) {
           const names = [...tasks.keys()];
@@ -117,10 +119,37 @@ function pickTask(state: RunState, name: string | undefined): TaskRunState {
  * Imports the user's module in debug mode (TypeScript through tsx), pointing its `Taskjet.connect()` defaults at the
  * cluster the run is on. Its workers do not start; the tasks it declares are collected.
  */
-async function loadWorkerModule(path: string, conn: ConnectionConfig): Promise<ReadonlyMap<string, DebugTask>> {
+async function loadWorkerModule(
+  path: string,
+  conn: ConnectionConfig,
+  flags: NatsAuthFlags,
+): Promise<ReadonlyMap<string, DebugTask>> {
   const tasks = enterDebugMode();
   process.env.TASKJET_NATS_URL = conn.servers.join(",");
   process.env.TASKJET_NAMESPACE = conn.namespace;
+  // The module connects with the defaults: the credentials this command was given, flags included.
+  const fromFlags: [NatsAuthField, string | undefined][] = [
+    ["user", flags.natsUser],
+    ["password", flags.natsPassword],
+    ["token", flags.natsToken],
+    ["nkeyFile", flags.natsNkey],
+    ["credsFile", flags.natsCreds],
+    ["caFile", flags.natsTlsCa],
+    ["certFile", flags.natsTlsCert],
+    ["keyFile", flags.natsTlsKey],
+  ];
+  if (fromFlags.some(([field, v]) => v !== undefined && !["caFile", "certFile", "keyFile"].includes(field))) {
+    for (const name of [
+      NatsAuthEnv.user,
+      NatsAuthEnv.password,
+      NatsAuthEnv.token,
+      NatsAuthEnv.nkeyFile,
+      NatsAuthEnv.credsFile,
+    ]) {
+      delete process.env[name];
+    }
+  }
+  for (const [field, value] of fromFlags) if (value !== undefined) process.env[NatsAuthEnv[field]] = value;
   const { register } = await import("tsx/esm/api");
   register();
   try {

@@ -2,6 +2,7 @@ import { rmSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { createEngine } from "@taskjet/engine";
+import { NatsAccess } from "@taskjet/schemas";
 import { Taskjet } from "@taskjet/sdk";
 import type { Command } from "commander";
 import type { Logger } from "pino";
@@ -109,9 +110,12 @@ async function runDev(flags: DevFlags, ctx: CliContext): Promise<ExitCode> {
     cleanups.push({ what: "nats-server", run: () => nats.stop() });
     log.info({ module: "dev", url: nats.url, natsPid: nats.pid, logFile: nats.logFile }, "nats-server started");
 
+    // The dev server has no authentication: credentials in this shell's environment are for other servers.
+    const access = NatsAccess.none([nats.url]);
     const engine = createEngine(
       {
         servers: [nats.url],
+        auth: access,
         namespaces: [config.namespace],
         replicas: 1,
         logLevel: config.logLevel,
@@ -125,6 +129,7 @@ async function runDev(flags: DevFlags, ctx: CliContext): Promise<ExitCode> {
     if (config.example) {
       const tj = await Taskjet.connect({
         servers: [nats.url],
+        auth: access,
         namespace: config.namespace,
         logger: log.child({ module: "example" }),
         name: "taskjet-dev-example",
@@ -143,7 +148,19 @@ async function runDev(flags: DevFlags, ctx: CliContext): Promise<ExitCode> {
     };
     await writeFile(devFile, `${JSON.stringify(info, null, 2)}\n`);
     cleanups.push({ what: "dev.json", run: () => rm(devFile, { force: true }) });
-    io.out(banner(config, nats, port === "any", engine.httpAddress()));
+    // In JSON every stdout line must parse: the banner's facts become one log record.
+    if (flags.logFormat === "json") {
+      log.info(
+        {
+          module: "dev",
+          url: nats.url,
+          namespace: config.namespace,
+          http: engine.httpAddress() ?? null,
+          dir: config.dir,
+        },
+        "taskjet dev is ready",
+      );
+    } else io.out(banner(config, nats, port === "any", engine.httpAddress()));
 
     const reason = await Promise.race([
       stop.signal.then((signal) => ({ signal })),

@@ -1,6 +1,6 @@
 import { createEngine } from "@taskjet/engine";
 import type { Command } from "commander";
-import { resolveEngineCliConfig } from "../config.js";
+import { type ConnectionFlags, resolveEngineCliConfig } from "../config.js";
 import { ExitCodes } from "../errors.js";
 import { createLogger, type LogFormat } from "../logger.js";
 import { intIn } from "../parse.js";
@@ -9,9 +9,7 @@ import { type CliContext, connectionOptions, logOptions, waitForStopSignal, with
 /** How long a stop may take before the process leaves anyway. */
 const STOP_TIMEOUT_MS = 15_000;
 
-interface EngineFlags {
-  nats?: string;
-  namespace?: string;
+interface EngineFlags extends ConnectionFlags {
   replicas?: number;
   logLevel?: string;
   logFormat: LogFormat;
@@ -25,7 +23,7 @@ export function registerEngine(program: Command, ctx: CliContext): void {
     .description("run the engine (projector, scheduler, dispatcher) against a NATS server until stopped")
     .option(
       "--replicas <n>",
-      "replicas of the streams and buckets it creates (3 on a cluster)",
+      "replicas of the streams and buckets it creates, 3 on a cluster (default $TASKJET_REPLICAS, then 1)",
       intIn("--replicas", 1, 5),
     )
     .option("--http <host:port>", "HTTP server for webhooks, or off (default $TASKJET_HTTP, then 127.0.0.1:8080)");
@@ -41,6 +39,7 @@ async function runEngine(flags: EngineFlags, ctx: CliContext): Promise<0 | 1> {
   const engine = createEngine(
     {
       servers: config.servers,
+      auth: config.access,
       namespaces: config.namespaces,
       replicas: config.replicas,
       logLevel: config.logLevel,

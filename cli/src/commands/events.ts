@@ -1,7 +1,7 @@
 import { Argument, type Command } from "commander";
 import type { ConnectionFlags } from "../config.js";
 import { ExitCodes } from "../errors.js";
-import { formatTable, isoUtc, jsonLine, short } from "../output.js";
+import { formatAgo, formatTable, jsonLine, short } from "../output.js";
 import { collectKeyValue, intIn, parseJsonObject } from "../parse.js";
 import { type CliContext, connectionOptions, withClient } from "./common.js";
 
@@ -55,10 +55,11 @@ export function registerEvents(program: Command, ctx: CliContext): void {
       if (flags.json) for (const e of events) ctx.io.out(jsonLine(e));
       else if (events.length === 0) ctx.io.out(`no events in namespace ${conn.namespace}\n`);
       else {
+        const now = Date.now();
         const rows = events.map((e) => [
           e.id,
           e.key,
-          isoUtc(e.at),
+          formatAgo(e.at, now),
           short(JSON.stringify(e.payload), 40),
           e.runs.map((r) => `${r.taskName}:${r.runId}`).join(" ") || "-",
         ]);

@@ -16,16 +16,14 @@ export function registerRateLimits(program: Command, ctx: CliContext): void {
     .description("list the static rate limits")
     .option("--json", "one JSON object per line");
   connectionOptions(list).action(async (flags: ConnectionFlags & { json?: boolean }) => {
-    ctx.exitCode = await withClient(flags, ctx, async (tj) => {
+    ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
       const limits = await tj.ratelimits.list();
       if (flags.json) for (const l of limits) ctx.io.out(jsonLine(l));
-      else
-        ctx.io.out(
-          formatTable(
-            ["KEY", "LIMIT", "PER"],
-            limits.map((l) => [l.key, String(l.limit), l.duration]),
-          ),
-        );
+      else if (limits.length === 0) ctx.io.out(`no rate limits in namespace ${conn.namespace}\n`);
+      else {
+        const rows = limits.map((l) => [l.key, String(l.limit), l.duration]);
+        ctx.io.out(`${formatTable(["KEY", "LIMIT", "PER"], rows)}\n`);
+      }
       return ExitCodes.ok;
     });
   });
@@ -34,12 +32,14 @@ export function registerRateLimits(program: Command, ctx: CliContext): void {
     .description("create or change a static rate limit; runs waiting on it move at once")
     .addArgument(new Argument("<key>", "the key tasks name as staticKey"))
     .requiredOption("--limit <n>", "units allowed per duration", intIn("--limit", 1, 1_000_000_000))
-    .addOption(new Option("--duration <unit>", "window").choices(DURATIONS).makeOptionMandatory());
+    .addOption(new Option("--duration <unit>", "window").choices(DURATIONS).makeOptionMandatory())
+    .option("--json", "print {key, limit, duration} as JSON");
   connectionOptions(set).action(
-    async (key: string, flags: ConnectionFlags & { limit: number; duration: RateLimitDuration }) => {
+    async (key: string, flags: ConnectionFlags & { limit: number; duration: RateLimitDuration; json?: boolean }) => {
       ctx.exitCode = await withClient(flags, ctx, async (tj) => {
-        await tj.ratelimits.upsert({ key, limit: flags.limit, duration: flags.duration });
-        ctx.io.out(`${key}: ${flags.limit} per ${flags.duration}\n`);
+        const spec = { key, limit: flags.limit, duration: flags.duration };
+        await tj.ratelimits.upsert(spec);
+        ctx.io.out(flags.json ? jsonLine(spec) : `${key}: ${flags.limit} per ${flags.duration}\n`);
         return ExitCodes.ok;
       });
     },

@@ -5,6 +5,8 @@ import { Argument, type Command, InvalidArgumentError } from "commander";
 import type { ConnectionFlags } from "../config.js";
 import { ExitCodes, UsageError } from "../errors.js";
 import {
+  createStyle,
+  formatAgo,
   formatBytes,
   formatDuration,
   formatFields,
@@ -15,6 +17,7 @@ import {
   msBetween,
   padRow,
   prettyJson,
+  type Style,
   short,
 } from "../output.js";
 import { collectStatuses, intIn, parseRunIdArgument, parseTimeOrAgo } from "../parse.js";
@@ -46,7 +49,7 @@ export function registerRuns(program: Command, ctx: CliContext): void {
         });
         if (flags.json) ctx.io.out(`${JSON.stringify(states, null, 2)}\n`);
         else if (states.length === 0) ctx.io.out(`no runs in namespace ${conn.namespace}\n`);
-        else ctx.io.out(`${runsTable(states)}\n`);
+        else ctx.io.out(`${runsTable(states, ctx.style)}\n`);
         return ExitCodes.ok;
       });
     },
@@ -60,7 +63,7 @@ export function registerRuns(program: Command, ctx: CliContext): void {
   connectionOptions(get).action(async (id: string, flags: ConnectionFlags & { json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       const state = await tj.runs.get(id);
-      ctx.io.out(flags.json ? `${JSON.stringify(state, null, 2)}\n` : `${runView(state)}\n`);
+      ctx.io.out(flags.json ? `${JSON.stringify(state, null, 2)}\n` : `${runView(state, ctx.style)}\n`);
       return ExitCodes.ok;
     });
   });
@@ -101,11 +104,7 @@ export function registerRuns(program: Command, ctx: CliContext): void {
   )
     .option("--from <task>", "workflows: re-run this task and its descendants, keeping the other outputs")
     .option("--reason <text>", "recorded in history", "replayed from the CLI")
-    .option("--json", "print {replayed, refused} as JSON")
-    .addHelpText(
-      "after",
-      "\nExamples:\n  taskjet runs replay 01JD5X...\n  taskjet runs replay 01JD5X... --from transform\n  taskjet runs replay --filter --status FAILED --task send-email --since 1d",
-    );
+    .option("--json", "print {replayed, refused} as JSON");
   connectionOptions(replay).action(
     async (
       ids: string[] | undefined,
@@ -153,7 +152,8 @@ export function registerRuns(program: Command, ctx: CliContext): void {
       ctx.exitCode = await withClient(flags, ctx, async (tj) => {
         const s = flags.at ? await tj.runs.stateAt(id, flags.at) : await tj.runs.get(id);
         if (flags.json) ctx.io.out(`${JSON.stringify(s, null, 2)}\n`);
-        else ctx.io.out(`${runView(s)}\n  (as of sequence ${s.lastSeq}, event ${s.eventCount} of the run)\n`);
+        else
+          ctx.io.out(`${runView(s, ctx.style)}\n  (as of sequence ${s.lastSeq}, event ${s.eventCount} of the run)\n`);
         return ExitCodes.ok;
       });
     },
@@ -190,7 +190,7 @@ export function registerRuns(program: Command, ctx: CliContext): void {
     async (id: string, flags: ConnectionFlags & { json?: boolean; follow?: boolean }) => {
       ctx.exitCode = await withClient(flags, ctx, async (tj) => {
         const entries = warnWhenLong(tj.runs.history(id, { follow: flags.follow === true }), id, ctx);
-        const timeline = new Timeline();
+        const timeline = new Timeline(ctx.style);
         if (flags.json) {
           for await (const entry of entries) ctx.io.out(jsonLine(entry));
         } else if (flags.follow) {
@@ -266,25 +266,26 @@ function selectionOf(ids: string[] | undefined, flags: SelectionFlags): { ids: s
   };
 }
 
-function runsTable(states: RunState[]): string {
+function runsTable(states: RunState[], style: Style): string {
+  const now = Date.now();
   return formatTable(
     ["RUN ID", "TASK", "STATUS", "CREATED", "DURATION"],
     states.map((s) => [
       s.runId,
       s.workflowName || "-",
-      s.status,
-      isoUtc(s.createdAt),
+      style.status(s.status),
+      formatAgo(s.createdAt, now),
       formatDuration(msBetween(s.createdAt, s.finishedAt)),
     ]),
   );
 }
 
 /** The human view of one run. */
-export function runView(s: RunState): string {
+export function runView(s: RunState, style: Style = createStyle(false)): string {
   const fields: [string, string][] = [
     ["Run", s.runId],
     ["Task", s.workflowName || "-"],
-    ["Status", s.status],
+    ["Status", style.status(s.status)],
     ["Created", isoUtc(s.createdAt)],
     ...(s.scheduledAt ? ([["Starts", isoUtc(s.scheduledAt)]] as [string, string][]) : []),
     ["Started", isoUtc(s.startedAt)],
@@ -303,9 +304,12 @@ export function runView(s: RunState): string {
   for (const t of s.tasks) {
     const label = s.tasks.length > 1 ? `Task ${t.taskName}` : "Attempt";
     const worker = t.workerName ? `, worker ${t.workerName} (${t.workerId ?? "?"})` : "";
-    fields.push([label, `${s.tasks.length > 1 ? `${t.status}, attempt ` : ""}${t.attempt}${worker}`]);
+    fields.push([label, `${s.tasks.length > 1 ? `${style.status(t.status)}, attempt ` : ""}${t.attempt}${worker}`]);
     if (t.waiting && t.status === "QUEUED") {
-      fields.push(["Waiting", `${t.waiting.reason}: ${t.waiting.detail} (since ${isoUtc(t.waiting.since)})`]);
+      fields.push([
+        "Waiting",
+        style.warn(`${t.waiting.reason}: ${t.waiting.detail} (since ${isoUtc(t.waiting.since)})`),
+      ]);
     }
   }
   if (s.sticky) fields.push(["Sticky", `${s.sticky.mode} on worker ${s.sticky.workerId}`]);
@@ -320,7 +324,10 @@ export function runView(s: RunState): string {
   fields.push(["Input", prettyJson(s.input)]);
   if (s.output !== undefined) fields.push(["Output", prettyJson(s.output)]);
   if (s.error)
-    fields.push(["Error", `${s.error.name}: ${s.error.message}${s.error.stack ? `\n${s.error.stack}` : ""}`]);
+    fields.push([
+      "Error",
+      `${style.bad(`${s.error.name}: ${s.error.message}`)}${s.error.stack ? `\n${style.dim(s.error.stack)}` : ""}`,
+    ]);
   return formatFields(fields);
 }
 
@@ -333,13 +340,37 @@ class Timeline {
   private readonly taskNames = new Map<string, string>();
   private readonly workerNames = new Map<string, string>();
 
+  constructor(private readonly style: Style) {}
+
   row(entry: HistoryEntry): string[] {
     const delta = this.previous ? `+${entry.time.getTime() - this.previous.getTime()}ms` : "+0ms";
     this.previous = entry.time;
     const cells = [String(entry.seq), isoUtc(entry.time), delta];
-    if (!entry.event) return [...cells, "(unreadable)", "-", "-", short(entry.rejected, 100)];
+    if (!entry.event) return [...cells, this.style.bad("(unreadable)"), "-", "-", short(entry.rejected, 100)];
     const e = entry.event;
-    return [...cells, e.type, this.taskOf(e), this.workerOf(e), this.details(e)];
+    return [...cells, this.eventType(e.type), this.taskOf(e), this.workerOf(e), this.details(e)];
+  }
+
+  /** Outcomes stand out: green completed, red failed, grey cancelled, yellow waits. */
+  private eventType(type: TaskjetEvent["type"]): string {
+    switch (type) {
+      case "TaskCompleted":
+        return this.style.good(type);
+      case "TaskFailed":
+      case "TaskTimedOut":
+      case "EventRejected":
+        return this.style.bad(type);
+      case "RunCancelled":
+      case "TaskCancelled":
+      case "ReportIgnored":
+        return this.style.dim(type);
+      case "TaskWaiting":
+      case "TaskRateLimited":
+      case "TaskReassigned":
+        return this.style.warn(type);
+      default:
+        return type;
+    }
   }
 
   private taskOf(e: TaskjetEvent): string {

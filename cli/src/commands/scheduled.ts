@@ -1,7 +1,7 @@
 import { Argument, type Command, InvalidArgumentError } from "commander";
 import type { ConnectionFlags } from "../config.js";
 import { ExitCodes } from "../errors.js";
-import { formatTable, isoUtc } from "../output.js";
+import { formatAgo, formatTable, isoUtc, jsonLine } from "../output.js";
 import { intIn, parseRunIdArgument } from "../parse.js";
 import { type CliContext, connectionOptions, withClient } from "./common.js";
 
@@ -32,8 +32,15 @@ export function registerScheduled(program: Command, ctx: CliContext): void {
       if (flags.json) ctx.io.out(`${JSON.stringify(runs, null, 2)}\n`);
       else if (runs.length === 0) ctx.io.out(`no scheduled runs in namespace ${conn.namespace}\n`);
       else {
-        const rows = runs.map((r) => [r.runId, r.workflowName, isoUtc(r.scheduledAt), isoUtc(r.createdAt)]);
-        ctx.io.out(`${formatTable(["RUN", "TASK", "STARTS", "CREATED"], rows)}\n`);
+        const now = Date.now();
+        const rows = runs.map((r) => [
+          r.runId,
+          r.workflowName,
+          formatAgo(r.scheduledAt, now),
+          isoUtc(r.scheduledAt),
+          formatAgo(r.createdAt, now),
+        ]);
+        ctx.io.out(`${formatTable(["RUN", "TASK", "STARTS", "AT (UTC)", "CREATED"], rows)}\n`);
       }
       return ExitCodes.ok;
     });
@@ -48,7 +55,12 @@ export function registerScheduled(program: Command, ctx: CliContext): void {
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       const run = await tj.scheduled.get(runId);
       if (flags.json) ctx.io.out(`${JSON.stringify(run, null, 2)}\n`);
-      else ctx.io.out(`${run.runId} ${run.workflowName} ${run.status} starts ${isoUtc(run.scheduledAt)}\n`);
+      else {
+        ctx.io.out(
+          `${run.runId} ${run.workflowName} ${ctx.style.status(run.status)} starts ${isoUtc(run.scheduledAt)} ` +
+            `(${formatAgo(run.scheduledAt)})\n`,
+        );
+      }
       return ExitCodes.ok;
     });
   });
@@ -57,11 +69,13 @@ export function registerScheduled(program: Command, ctx: CliContext): void {
     .command("update")
     .description("move a scheduled run to another time")
     .addArgument(new Argument("<runId>").argParser(parseRunIdArgument))
-    .requiredOption("--at <time>", "the new start time (ISO date-time)", parseTime("--at"));
-  connectionOptions(update).action(async (runId: string, flags: ConnectionFlags & { at: Date }) => {
+    .requiredOption("--at <time>", "the new start time (ISO date-time)", parseTime("--at"))
+    .option("--json", "print the run state as JSON");
+  connectionOptions(update).action(async (runId: string, flags: ConnectionFlags & { at: Date; json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       const run = await tj.scheduled.update(runId, { triggerAt: flags.at });
-      ctx.io.out(`${run.runId} now starts ${isoUtc(run.scheduledAt)}\n`);
+      if (flags.json) ctx.io.out(`${JSON.stringify(run, null, 2)}\n`);
+      else ctx.io.out(`${run.runId} now starts ${isoUtc(run.scheduledAt)}\n`);
       return ExitCodes.ok;
     });
   });
@@ -69,11 +83,13 @@ export function registerScheduled(program: Command, ctx: CliContext): void {
   const del = cmd
     .command("delete")
     .description("delete a scheduled run: it never starts")
-    .addArgument(new Argument("<runId>").argParser(parseRunIdArgument));
-  connectionOptions(del).action(async (runId: string, flags: ConnectionFlags) => {
+    .addArgument(new Argument("<runId>").argParser(parseRunIdArgument))
+    .option("--json", "print {runId, deleted} as JSON");
+  connectionOptions(del).action(async (runId: string, flags: ConnectionFlags & { json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       const deleted = await tj.scheduled.delete(runId);
-      ctx.io.out(deleted ? `${runId} deleted\n` : `${runId} was already deleted\n`);
+      if (flags.json) ctx.io.out(jsonLine({ runId, deleted }));
+      else ctx.io.out(deleted ? `${runId} deleted\n` : `${runId} was already deleted\n`);
       return ExitCodes.ok;
     });
   });

@@ -76,14 +76,15 @@ export function registerWebhooks(program: Command, ctx: CliContext): void {
   const del = cmd
     .command("delete")
     .description("delete a webhook: its URL answers 404")
-    .addArgument(new Argument("<name>"));
-  connectionOptions(del).action(async (name: string, flags: ConnectionFlags) => {
+    .addArgument(new Argument("<name>"))
+    .option("--json", "print {name, deleted} as JSON");
+  connectionOptions(del).action(async (name: string, flags: ConnectionFlags & { json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       if (!(await tj.webhooks.delete(name))) {
         ctx.io.err(`error: webhook ${name} not found\n`);
         return ExitCodes.failure;
       }
-      ctx.io.out(`${name} deleted\n`);
+      ctx.io.out(flags.json ? jsonLine({ name, deleted: true }) : `${name} deleted\n`);
       return ExitCodes.ok;
     });
   });

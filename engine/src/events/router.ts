@@ -12,6 +12,8 @@ import {
   consumers,
   eventKeyMatches,
   eventRunId,
+  jsonTooDeep,
+  MAX_JSON_DEPTH,
   newRunCreated,
   type PushedEvent,
   PushedEventSchema,
@@ -77,7 +79,10 @@ export class EventRouter {
   private async route(m: JsMsg): Promise<void> {
     let event: PushedEvent;
     try {
-      event = PushedEventSchema.parse(m.json());
+      const raw = m.json();
+      // Refused here, or every append of a run made from it would fail (and the event be redelivered forever).
+      if (jsonTooDeep(raw)) throw new Error(`nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels`);
+      event = PushedEventSchema.parse(raw);
     } catch (err) {
       this.o.log.error({ err, seq: m.seq, subject: m.subject }, "malformed event left in the stream, not routed");
       m.term();

@@ -11,6 +11,15 @@ export interface HttpServer {
   stop(): Promise<void>;
 }
 
+/** What `GET /healthz` answers: 200 when `ok`, else 503. */
+export interface Health {
+  ok: boolean;
+  /** The namespaces this engine serves. */
+  namespaces: string[];
+  /** Those it leads now (schedules); the others it stands by for. */
+  leading: string[];
+}
+
 /** Parses `host:port` (or `:port`). */
 export function parseListen(value: string): { host: string; port: number } {
   const i = value.lastIndexOf(":");
@@ -23,13 +32,15 @@ export function parseListen(value: string): { host: string; port: number } {
 }
 
 /**
- * Starts the HTTP server with `routes`. `listen` undefined means the default address, or a free port when something
- * else holds it (logged); an address given explicitly that is taken fails the start.
+ * Starts the HTTP server with `routes`, and `GET /healthz` when given `health`. `listen` undefined means the default
+ * address, or a free port when something else holds it (logged); an address given explicitly that is taken fails the
+ * start.
  */
 export async function startHttpServer(
   listen: string | undefined,
   log: Logger,
   routes: (app: FastifyInstance) => Promise<void> | void,
+  health?: () => Health,
 ): Promise<HttpServer> {
   const app: FastifyInstance = Fastify({
     loggerInstance: log as FastifyBaseLogger,
@@ -46,6 +57,13 @@ export async function startHttpServer(
   app.setNotFoundHandler((req, reply) => {
     void reply.status(404).send({ error: { code: "NOT_FOUND", message: `no route ${req.method} ${req.url}` } });
   });
+  if (health) {
+    // Outside the token-protected scopes: probes and load balancers carry no token.
+    app.get("/healthz", async (_req, reply) => {
+      const h = health();
+      return reply.status(h.ok ? 200 : 503).send(h);
+    });
+  }
   await routes(app);
   const { host, port } = parseListen(listen ?? DEFAULT_HTTP);
   try {

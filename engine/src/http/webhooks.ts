@@ -5,7 +5,9 @@ import {
   Buckets,
   compileWebhookKey,
   EVENT_KEY,
+  jsonTooDeep,
   keys,
+  MAX_JSON_DEPTH,
   newId,
   type PushedEvent,
   sameSecret,
@@ -17,6 +19,7 @@ import {
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import { followKv } from "../log/follow-kv.js";
+import { webhookRouteDoc } from "./openapi.js";
 
 interface Hook {
   def: WebhookDefinition;
@@ -58,8 +61,10 @@ export class Webhooks {
       // The raw body: a signature is over the bytes as sent.
       scope.removeAllContentTypeParsers();
       scope.addContentTypeParser("*", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
-      scope.post<{ Params: { ns: string; name: string } }>("/api/v1/namespaces/:ns/webhooks/:name", (req, reply) =>
-        this.receive(req, reply),
+      scope.post<{ Params: { ns: string; name: string } }>(
+        "/api/v1/namespaces/:ns/webhooks/:name",
+        { config: { openapi: webhookRouteDoc } },
+        (req, reply) => this.receive(req, reply),
       );
     });
   }
@@ -97,6 +102,9 @@ export class Webhooks {
     }
     if (typeof body !== "object" || body === null || Array.isArray(body)) {
       return fail(reply, 400, "INVALID_ARGUMENT", "body: must be a JSON object");
+    }
+    if (jsonTooDeep(body)) {
+      return fail(reply, 400, "INVALID_ARGUMENT", `body: nests deeper than ${MAX_JSON_DEPTH} levels`);
     }
     let key: unknown;
     try {

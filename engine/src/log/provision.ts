@@ -1,7 +1,14 @@
-import { type JetStreamManager, RetentionPolicy, StorageType, type StreamConfig } from "@nats-io/jetstream";
+import {
+  JetStreamApiError,
+  type JetStreamManager,
+  RetentionPolicy,
+  StorageType,
+  type StreamConfig,
+} from "@nats-io/jetstream";
+import { jserrors } from "@nats-io/jetstream/internal";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { nanos } from "@nats-io/transport-node";
+import { nanos, TimeoutError } from "@nats-io/transport-node";
 import { Buckets, HistoryRepublish, StreamSubjects, Streams } from "@taskjet/schemas";
 import type { Logger } from "pino";
 
@@ -14,7 +21,12 @@ export interface StorageSettings {
 }
 
 const DEDUP_WINDOW_MS = 120_000;
-const LEASE_TTL_MS = 10_000;
+/** How long provisioning retries a cluster that is busy: a leader election, or engines starting together. */
+const PROVISION_RETRY_MS = 30_000;
+/** A namespace lease (and a replica's presence) lapses this long after its last renewal: a hung replica's leases free up. */
+export const LEASE_TTL_MS = 5000;
+/** How often replicas renew: a few renewals may be missed (a GC pause, a NATS reconnect) before the TTL. */
+export const LEASE_RENEW_MS = 1000;
 const IDEMPOTENCY_RETENTION_MS = 31 * 24 * 3600 * 1000;
 
 function streamConfigs(s: StorageSettings): (Partial<StreamConfig> & { name: string })[] {
@@ -85,6 +97,35 @@ export async function provision(
   s: StorageSettings,
   log: Logger,
 ): Promise<void> {
+  const deadline = Date.now() + PROVISION_RETRY_MS;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await provisionOnce(nc, jsm, s, log);
+    } catch (err) {
+      // Two engines starting on a fresh R3 cluster: a stream the other just created has no leader for a moment, and
+      // its info answers "no responders". Provisioning is idempotent, so all of it runs again.
+      if (!isTransient(err) || Date.now() > deadline) throw err;
+      log.info({ err: (err as Error).message }, "cluster busy while provisioning; retrying");
+      await new Promise((r) => setTimeout(r, Math.min(2000, 200 * 2 ** attempt)));
+    }
+  }
+}
+
+function isTransient(err: unknown): boolean {
+  const unavailable = 10008; // JetStream system temporarily unavailable
+  return (
+    err instanceof jserrors.JetStreamNotEnabled ||
+    err instanceof TimeoutError ||
+    (err instanceof JetStreamApiError && err.code === unavailable)
+  );
+}
+
+async function provisionOnce(
+  nc: NatsConnection,
+  jsm: JetStreamManager,
+  s: StorageSettings,
+  log: Logger,
+): Promise<void> {
   for (const wanted of streamConfigs(s)) {
     const { name } = wanted;
     let config: StreamConfig;
@@ -114,6 +155,7 @@ export async function provision(
     { name: Buckets.rateLimits, history: 1 },
     { name: Buckets.crons, history: 1 },
     { name: Buckets.webhooks, history: 1 },
+    { name: Buckets.apiTokens, history: 1 },
     // Entries say when they expire; the bucket's age limit only clears old ones away.
     { name: Buckets.idempotency, history: 1, ttl: IDEMPOTENCY_RETENTION_MS },
     { name: Buckets.leases, history: 1, ttl: LEASE_TTL_MS },

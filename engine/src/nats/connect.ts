@@ -1,21 +1,28 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { ConnectionError } from "@taskjet/schemas";
+import { type NatsAccess, natsOptionNames, resolveNatsAccess } from "@taskjet/schemas";
+import { connectionError, natsAccessOptions } from "@taskjet/sdk";
 
 /**
  * Connects with the settings the hot path needs: no async stack traces (nats.js otherwise builds an Error per
  * request) and endless reconnects (a cluster failover must not end the engine).
- * @throws ConnectionError naming the servers
+ * `access` carries the authentication and TLS settings (`resolveNatsAccess`); without it, only what the URLs carry.
+ * @throws ConnectionError naming the servers; NatsAuthenticationError when the server refuses the credentials
  */
-export async function connectNats(servers: string[], name: string): Promise<NatsConnection> {
+export async function connectNats(
+  servers: string[],
+  name: string,
+  access: NatsAccess = resolveNatsAccess(servers, { names: natsOptionNames("auth.", "tls.") }, {}),
+): Promise<NatsConnection> {
   try {
     return await connect({
-      servers,
+      servers: access.servers,
       name,
       noAsyncTraces: true,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
+      ...natsAccessOptions(access),
     });
   } catch (err) {
-    throw new ConnectionError(servers, { cause: err });
+    throw connectionError(access, err);
   }
 }

@@ -26,6 +26,9 @@ import type { RunStore } from "./run-store.js";
 /** Marks, in the backlog, the point where the consumer had nothing more to deliver. */
 const IDLE = Symbol("idle");
 
+/** What a run id may be (the envelope's rule): a rejection can be recorded only on such a subject. */
+const RUN_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
 /** One event folded into a run, as the scheduler hears of it. */
 export interface RunChange {
   event: TaskjetEvent;
@@ -67,6 +70,8 @@ export class Projector {
   /** Runs with unwritten changes: when the first unwritten change happened, and its sequence. */
   private readonly dirty = new Map<string, { since: number; firstSeq: number }>();
   private position = 0;
+  /** The namespace's last history sequence when reading started: folded, the projector is live. */
+  private target = 0;
   private readonly backlog: (JsMsg | typeof IDLE)[] = [];
   private draining = false;
   private live = false;
@@ -95,7 +100,13 @@ export class Projector {
     const caughtUp = new Promise<void>((resolve) => {
       this.onLive = resolve;
     });
-    const pending = (await consumer.info(true)).num_pending;
+    // Caught up once the namespace's last event as of now is folded: under a steady load the consumer is never idle,
+    // and 2.9.10 can over-count `pending` for a filtered consumer, so neither alone says when (a takeover waited ~5 s).
+    this.target = await this.o.jsm.streams
+      .getMessage(Streams.history, { last_by_subj: subjects.historyAll(ns) })
+      .then((m) => m?.seq ?? 0)
+      .catch(() => 0);
+    const pending = this.target <= this.position ? 0 : (await consumer.info(true)).num_pending;
     this.o.log.debug({ pending }, "reading the log");
     if (pending === 0) this.goLive();
     this.messages = await consumer.consume({
@@ -113,14 +124,14 @@ export class Projector {
     this.o.log.info({ active: this.states.size, position: this.position }, "projector caught up");
   }
 
-  /** Stops reading and writes what is pending. */
-  async stop(): Promise<void> {
+  /** Stops reading and, with `flush`, writes what is pending. */
+  async stop(flush = true): Promise<void> {
     this.stopped = true;
     await this.messages?.close().catch(() => undefined);
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     await this.flushing;
-    if (this.dirty.size > 0) await this.flush(true);
+    if (flush && this.dirty.size > 0) await this.flush(true);
   }
 
   private goLive(): void {
@@ -152,7 +163,7 @@ export class Projector {
           setTimeout(() => this.receive(undefined), 500).unref();
           return;
         }
-        if (!this.live && m.info.pending === 0) this.goLive();
+        if (!this.live && (m.info.pending === 0 || m.seq >= this.target)) this.goLive();
       }
     } finally {
       this.draining = false;
@@ -204,6 +215,15 @@ export class Projector {
   /** Records why a message on a run's subject was not accepted (invariant 5: never silence). */
   private reject(runId: string, seq: number, reason: string): void {
     if (this.stopped) return;
+    if (!RUN_ID.test(runId)) {
+      // Not a run's subject (a token no run id can be): an EventRejected there would be refused in turn, and
+      // rejected again, without end. The message stays in the stream, where this names it.
+      this.o.log.warn(
+        { subject: subjects.history(this.o.ns, runId.slice(0, 200)), seq, reason },
+        "message on a history subject that is no run's: left in the stream",
+      );
+      return;
+    }
     this.o.log.warn({ runId, seq, reason }, "history message rejected");
     const event = makeEvent(EventTypes.EventRejected, { runId, data: { rejectedSeq: seq, reason } });
     appendAtTail(this.o.js, this.o.jsm, this.o.ns, event, seq).catch((err) =>

@@ -1,4 +1,4 @@
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
@@ -26,9 +26,21 @@ export interface RebuildReport {
   eventsPerSecond: number;
 }
 
+/**
+ * Where a rebuild is: reading the log (`done` and `total` are history sequences, the namespace's last one as of the
+ * start being `total`), then writing states (`done` of `total` runs).
+ */
+export type RebuildProgress = (phase: "read" | "write", done: number, total: number) => void;
+
 /** Folds one namespace's whole log with the engine's reducer. */
-async function foldLog(nc: NatsConnection, ns: string) {
+async function foldLog(nc: NatsConnection, ns: string, onProgress?: RebuildProgress) {
   const js = jetstream(nc);
+  const total = onProgress
+    ? await (await jetstreamManager(nc)).streams
+        .getMessage(Streams.history, { last_by_subj: subjects.historyAll(ns) })
+        .then((m) => m?.seq ?? 0)
+        .catch(() => 0)
+    : 0;
   const states = new Map<string, RunState>();
   let events = 0;
   let rejected = 0;
@@ -38,6 +50,7 @@ async function foldLog(nc: NatsConnection, ns: string) {
   await scan(js, Streams.history, subjects.historyAll(ns), { startSeq: 1 }, (m) => {
     events++;
     last = m.seq;
+    if (onProgress && events % 1000 === 0) onProgress("read", Math.min(m.seq, total), total);
     const runId = runIdFromHistorySubject(m.subject);
     const decoded = decodeEvent(m.data, runId);
     if (!decoded.ok) {
@@ -54,13 +67,21 @@ async function foldLog(nc: NatsConnection, ns: string) {
  * Rebuilds one namespace's run projection from the log alone (invariant 1): folds every event of the history stream
  * with the engine's reducer and writes the states and the checkpoint. Run it with the engine stopped.
  */
-export async function rebuildProjection(nc: NatsConnection, ns: string): Promise<RebuildReport> {
+export async function rebuildProjection(
+  nc: NatsConnection,
+  ns: string,
+  options: { onProgress?: RebuildProgress } = {},
+): Promise<RebuildReport> {
+  const { onProgress } = options;
   const started = performance.now();
-  const { js, states, events, rejected, last } = await foldLog(nc, ns);
+  const { js, states, events, rejected, last } = await foldLog(nc, ns, onProgress);
   const foldMs = performance.now() - started;
   const store = new RunStore(js, await new Kvm(nc).open(Buckets.runs), ns);
   const all = [...states.values()];
-  for (let i = 0; i < all.length; i += 1000) await store.putMany(all.slice(i, i + 1000));
+  for (let i = 0; i < all.length; i += 1000) {
+    await store.putMany(all.slice(i, i + 1000));
+    onProgress?.("write", Math.min(i + 1000, all.length), all.length);
+  }
   await store.saveCheckpoint(last);
   const ms = performance.now() - started;
   return { runs: states.size, events, rejected, ms, foldMs, eventsPerSecond: ms > 0 ? (events * 1000) / ms : 0 };

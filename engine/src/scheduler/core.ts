@@ -12,6 +12,30 @@ import { type DesiredLabel, type LimitStrategy, labelMatches, type StickyMode } 
 import { MinHeap } from "./min-heap.js";
 import { type RateLimiter, RateLimiter as RateLimiterImpl, type RateUse } from "./rate-limiter.js";
 
+/** What `SchedulerCore.snapshot` shows. */
+export interface CoreSnapshot {
+  /** Tasks with queued attempts: how many, in how many lanes, and lanes parked on a blocker by kind. */
+  tasks: {
+    taskName: string;
+    queued: number;
+    lanes: number;
+    parked: { concurrency: number; rateLimit: number; worker: number };
+  }[];
+  /** Known workers: capacity, slots in use, attempts held (placed or running) in all and by task. */
+  workers: {
+    workerId: string;
+    slots: number;
+    usedSlots: number;
+    durableSlots: number;
+    usedDurableSlots: number;
+    running: number;
+    byTask: Record<string, number>;
+    /** The tasks it takes (those with a definition). */
+    tasks: string[];
+  }[];
+  groups: { id: string; maxRuns: number; running: number; members: number; waitingLanes: number }[];
+}
+
 /** A concurrency group an attempt belongs to: one rule's value. */
 export interface GroupRef {
   id: string;
@@ -483,6 +507,47 @@ export class SchedulerCore {
     const out = new Map<string, number>();
     for (const [name, entry] of this.tasks) if (entry.size > 0) out.set(name, entry.size);
     return out;
+  }
+
+  /**
+   * What the core holds, for people (`GET queues`) and metrics: queued attempts and parked lanes per task, slots per
+   * worker, concurrency groups. Read-only; costs one pass over tasks, workers and groups (not over queued attempts).
+   */
+  snapshot(): CoreSnapshot {
+    const tasks: CoreSnapshot["tasks"] = [];
+    for (const [taskName, entry] of this.tasks) {
+      if (entry.size === 0) continue;
+      const parked = { concurrency: 0, rateLimit: 0, worker: 0 };
+      for (const lane of entry.lanes.values()) {
+        if (lane.parked?.kind === "group") parked.concurrency++;
+        else if (lane.parked?.kind === "time" || lane.parked?.kind === "key") parked.rateLimit++;
+        else if (lane.parked?.kind === "worker") parked.worker++;
+      }
+      tasks.push({ taskName, queued: entry.size, lanes: entry.lanes.size, parked });
+    }
+    const workers: CoreSnapshot["workers"] = [];
+    for (const w of this.workers.values()) {
+      const byTask: Record<string, number> = {};
+      for (const task of w.held.values()) byTask[task.taskName] = (byTask[task.taskName] ?? 0) + 1;
+      workers.push({
+        workerId: w.workerId,
+        slots: w.slots,
+        usedSlots: w.used,
+        durableSlots: w.durableSlots,
+        usedDurableSlots: w.durableUsed,
+        running: w.held.size,
+        byTask,
+        tasks: [...w.tasks],
+      });
+    }
+    const groups = [...this.groups.values()].map((g) => ({
+      id: g.id,
+      maxRuns: g.maxRuns,
+      running: g.held.size,
+      members: g.members.size,
+      waitingLanes: g.waiters.size,
+    }));
+    return { tasks, workers, groups };
   }
 
   /** Whether the core tracks an attempt (queued, placed or being cancelled). */

@@ -57,6 +57,19 @@ export type RateBlock =
   | { kind: "reserved"; key: string; detail: string }
   | { kind: "never"; detail: string };
 
+/** One key as `snapshot` shows it. */
+export interface RateKeySnapshot {
+  key: string;
+  limit: number;
+  /** The window the cap counts in (the duration plus its guard). */
+  windowMs: number;
+  /** Units admitted within the window at the snapshot's time. */
+  used: number;
+  /** Units placed whose tasks have not started yet. */
+  reserved: number;
+  pausedUntil?: number;
+}
+
 export class RateLimiter {
   private readonly keys = new Map<string, KeyState>();
   private readonly paused = new Map<string, number>();
@@ -96,6 +109,34 @@ export class RateLimiter {
     if (until > now) return until;
     this.paused.delete(key);
     return undefined;
+  }
+
+  /** Every key's state at `now`, for people (`GET queues`): read-only, nothing expires or is pruned. */
+  snapshot(now: number): RateKeySnapshot[] {
+    const out: RateKeySnapshot[] = [];
+    for (const [key, state] of this.keys) {
+      let used = 0;
+      for (let i = state.head; i < state.log.length; i++) {
+        const bucket = state.log[i] as Bucket;
+        if (bucket.last + state.windowMs > now) used += bucket.units;
+      }
+      const paused = this.paused.get(key);
+      out.push({
+        key,
+        limit: state.limit,
+        windowMs: state.windowMs,
+        used,
+        reserved: state.reserved,
+        ...(paused !== undefined && paused > now ? { pausedUntil: paused } : {}),
+      });
+    }
+    // Keys paused by `ctx.rateLimited()` without a limit of their own (a task's pause key).
+    for (const [key, until] of this.paused) {
+      if (!this.keys.has(key) && until > now) {
+        out.push({ key, limit: 0, windowMs: 0, used: 0, reserved: 0, pausedUntil: until });
+      }
+    }
+    return out;
   }
 
   /** Whether all uses can be admitted at `now`; otherwise the block that lasts longest. */

@@ -166,6 +166,11 @@ export class Scheduler {
     this.kick();
   }
 
+  /** A live worker's registration as last heartbeated (its name, for metrics). */
+  registration(workerId: string): WorkerRegistration | undefined {
+    return this.registrations.get(workerId);
+  }
+
   workerUp(worker: WorkerRegistration): void {
     this.registrations.set(worker.workerId, worker);
     this.applyWorker(worker);

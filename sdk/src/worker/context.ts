@@ -11,6 +11,7 @@ import {
   ValidationError,
 } from "@taskjet/schemas";
 import type { RunRef } from "../run-ref.js";
+import { contextFromHeaders, parseTraceparent, type TraceContext } from "../tracing.js";
 
 /** A task to start as a child: its declaration (`tj.task()`) or its name. */
 export type TaskRef = { name: string } | string;
@@ -336,6 +337,27 @@ export class Context {
   trigger(): { kind: string; [k: string]: unknown } {
     return this.assignment.trigger ?? { kind: "run" };
   }
+
+  /**
+   * The W3C `traceparent` of the run's trigger (the span active where it was triggered, or the one given), when it had
+   * one: `00-<trace id>-<span id>-<flags>`. Put it in outgoing headers to carry the trace further by hand.
+   */
+  traceparent(): string | undefined {
+    return parseTraceparent(this.assignment.traceparent) ? this.assignment.traceparent : undefined;
+  }
+
+  /**
+   * The run's trigger as an OpenTelemetry context (its span as a remote parent), when `@opentelemetry/api` is installed
+   * and the run has a trace context; else undefined. The worker already runs the task with it active, so spans the task
+   * starts join the caller's trace; pass it explicitly where that context is lost (callbacks of other libraries).
+   * @example
+   * const span = tracer.startSpan("charge", {}, ctx.traceContext());
+   */
+  traceContext(): TraceContext | undefined {
+    this.traceCtx ??= { value: contextFromHeaders(this.assignment) };
+    return this.traceCtx.value;
+  }
+  private traceCtx: { value: TraceContext | undefined } | undefined;
 
   /** The string key/value pairs the run was triggered with. */
   additionalMetadata(): Record<string, string> {

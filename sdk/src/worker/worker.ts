@@ -1,6 +1,7 @@
+import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { AckPolicy, type ConsumerMessages, DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
-import { type KV, Kvm } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
 import { nanos, type Subscription } from "@nats-io/transport-node";
 import {
   type Assignment,
@@ -28,12 +29,13 @@ import {
   type WorkerRegistration,
 } from "@taskjet/schemas";
 import type { ClientConfig } from "../config.js";
-import type { Connection } from "../connection.js";
+import { type Connection, openBucket } from "../connection.js";
 import { type CronSpec, type CronsClient, checkCronSpecs } from "../crons.js";
 import { inDebugMode } from "../debug.js";
 import type { RateLimitsClient } from "../rate-limits.js";
 import type { RunRef } from "../run-ref.js";
 import type { JsonObject, TaskDeclaration } from "../task.js";
+import { withTraceContext } from "../tracing.js";
 import { WorkflowDeclaration } from "../workflow.js";
 import { type ChildSpec, Context } from "./context.js";
 import { currentTask } from "./current.js";
@@ -117,6 +119,7 @@ interface Pending {
 export class Worker {
   /** Unique per process: a restarted worker is a new worker. */
   readonly id = newId();
+  private readonly consumerSecret = randomBytes(16).toString("hex");
   readonly name: string;
   readonly slots: number;
   private readonly tasks = new Map<string, TaskDeclaration<JsonObject, JsonObject>>();
@@ -251,7 +254,7 @@ export class Worker {
     }
     const { js, jsm, nc } = this.conn;
     const ns = this.config.namespace;
-    const durable = consumers.worker(ns, this.id);
+    const durable = consumers.worker(ns, this.id, this.consumerSecret);
     await jsm.consumers.add(Streams.assign, {
       durable_name: durable,
       filter_subject: subjects.assign(ns, this.id),
@@ -262,9 +265,8 @@ export class Worker {
       // A worker that dies leaves its consumer behind; the server removes it after this long unused.
       inactive_threshold: nanos(3_600_000),
     });
-    const kvm = new Kvm(nc);
-    const defs = await kvm.open(Buckets.defs);
-    this.workersKv = await kvm.open(Buckets.workers);
+    const defs = await openBucket(this.conn, Buckets.defs);
+    this.workersKv = await openBucket(this.conn, Buckets.workers);
     const now = new Date().toISOString();
     await Promise.all(
       [...this.tasks.values()].map((task) => {
@@ -355,7 +357,9 @@ export class Worker {
     const ns = this.config.namespace;
     this.control?.unsubscribe();
     await this.workersKv?.delete(keys.worker(ns, this.id)).catch(() => undefined);
-    await this.conn.jsm.consumers.delete(Streams.assign, consumers.worker(ns, this.id)).catch(() => undefined);
+    await this.conn.jsm.consumers
+      .delete(Streams.assign, consumers.worker(ns, this.id, this.consumerSecret))
+      .catch(() => undefined);
     this.state = "stopped";
     this.onStopped(this);
     this.log.info({}, "worker stopped");
@@ -420,6 +424,16 @@ export class Worker {
     return this.running.size;
   }
 
+  /** Attempts in progress by task name, including those that gave their slot back. */
+  private runningTasks(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const r of [...this.running.values(), ...this.released.values()]) {
+      const name = r.ctx.taskName();
+      counts[name] = (counts[name] ?? 0) + 1;
+    }
+    return counts;
+  }
+
   private async register(draining: boolean): Promise<void> {
     const registration: WorkerRegistration = {
       v: 1,
@@ -435,6 +449,9 @@ export class Worker {
       startedAt: this.startedAt,
       heartbeatAt: new Date().toISOString(),
       draining,
+      usedSlots: this.used,
+      usedDurableSlots: this.durableUsed,
+      runningTasks: this.runningTasks(),
     };
     await this.workersKv?.put(keys.worker(this.config.namespace, this.id), JSON.stringify(registration));
   }
@@ -663,8 +680,10 @@ export class Worker {
     const task = this.tasks.get(a.taskName) as TaskDeclaration<JsonObject, JsonObject>;
     const run = async () => {
       try {
-        // Triggers made from inside the task (`child.run(input)`) become its children.
-        return { ok: true as const, output: await currentTask.run(ctx, () => task.fn(a.input, ctx)) };
+        // Triggers made from inside the task (`child.run(input)`) become its children; with OpenTelemetry, the run's
+        // trigger is the active span's parent, so the task's spans join the caller's trace without any code.
+        const fn = () => currentTask.run(ctx, () => task.fn(a.input, ctx));
+        return { ok: true as const, output: await withTraceContext(ctx.traceContext(), fn) };
       } catch (error) {
         return { ok: false as const, error };
       }

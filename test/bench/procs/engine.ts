@@ -7,10 +7,10 @@ let engine: Engine | undefined;
 
 serve({
   async start(args) {
-    const url = String(args.url);
+    const servers = String(args.url).split(",");
     // The engine's own connection settings (engine/src/nats/connect.ts), opened here so it can be watched.
     const nc = await connect({
-      servers: [url],
+      servers,
       name: "taskjet-engine",
       noAsyncTraces: true,
       maxReconnectAttempts: -1,
@@ -19,9 +19,10 @@ serve({
     watchConnection(nc, Boolean(args.countOps));
     engine = createEngine(
       {
-        servers: [url],
+        servers,
         namespaces: [String(args.ns)],
         logLevel: "warn",
+        replicas: Number(args.replicas ?? 1),
         ...(args.flushMs !== undefined ? { projectionFlushMs: Number(args.flushMs) } : {}),
       },
       { connection: nc },

@@ -1,0 +1,251 @@
+import { EventTypes, type RunState, type TaskRunState } from "@taskjet/schemas";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { RunChange } from "../projector/projector.js";
+import type { CoreSnapshot } from "../scheduler/core.js";
+
+/**
+ * Prometheus metrics (`GET /metrics`), one registry per namespace so a namespace's token sees only its own series.
+ *
+ * Counters and histograms are fed by the events the leading runtime's projector folds (`observe`, from its
+ * `onChange`), never by reading KV: each event is counted once, by the replica leading the namespace when it was
+ * folded (a replica that takes a lease counts from the events it folds live; the catch-up before is not counted).
+ * Sum them over replicas. Gauges (queue depth, worker slots) are read from the leader's scheduler memory at scrape
+ * time, and are absent on standbys.
+ */
+
+/** What the leading runtime shows at scrape time. */
+export interface LiveView {
+  core: CoreSnapshot;
+  /** The runtime's live run states (active runs). */
+  states: ReadonlyMap<string, RunState>;
+  workerName: (workerId: string) => string | undefined;
+  now: number;
+}
+
+/** Seconds from queued to assigned: most are milliseconds; minutes mean starved queues. */
+const QUEUE_WAIT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+/** Seconds an attempt ran: from no-op tasks to hour-long ones. */
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
+
+let processRegistry: Registry | undefined;
+
+/** Process metrics (CPU, memory, event loop, GC): one collector per process, however many engines it runs. */
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
+/** One namespace's series. */
+export class NamespaceMetrics {
+  readonly registry = new Registry();
+  private live: (() => LiveView) | undefined;
+  private readonly events: Counter<"namespace" | "type">;
+  private readonly queueWait: Histogram<"namespace" | "task">;
+  private readonly duration: Histogram<"namespace" | "task" | "outcome">;
+  private readonly retries: Counter<"namespace" | "task">;
+  private readonly timeouts: Counter<"namespace" | "task">;
+  private readonly reassignments: Counter<"namespace" | "task">;
+  private readonly finished: Counter<"namespace" | "workflow" | "status">;
+
+  constructor(
+    readonly ns: string,
+    engineId: string,
+    leading: () => boolean,
+  ) {
+    const registers = [this.registry];
+    const labels = { namespace: ns };
+    this.events = new Counter({
+      name: "taskjet_history_events_total",
+      help: "History events folded by the namespace's leader, by type (rate() = events appended per second)",
+      labelNames: ["namespace", "type"],
+      registers,
+    });
+    this.queueWait = new Histogram({
+      name: "taskjet_queue_wait_seconds",
+      help: "Time from an attempt queued to its assignment to a worker",
+      labelNames: ["namespace", "task"],
+      buckets: QUEUE_WAIT_BUCKETS,
+      registers,
+    });
+    this.duration = new Histogram({
+      name: "taskjet_task_duration_seconds",
+      help: "Time an attempt ran, from its start to its outcome (completed, failed, timed_out)",
+      labelNames: ["namespace", "task", "outcome"],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.retries = new Counter({
+      name: "taskjet_task_retries_total",
+      help: "Failed attempts scheduled for a retry (TaskRetryScheduled)",
+      labelNames: ["namespace", "task"],
+      registers,
+    });
+    this.timeouts = new Counter({
+      name: "taskjet_task_timeouts_total",
+      help: "Attempts timed out by the engine (TaskTimedOut)",
+      labelNames: ["namespace", "task"],
+      registers,
+    });
+    this.reassignments = new Counter({
+      name: "taskjet_task_reassignments_total",
+      help: "Running attempts moved off a lost worker (TaskReassigned)",
+      labelNames: ["namespace", "task"],
+      registers,
+    });
+    this.finished = new Counter({
+      name: "taskjet_runs_finished_total",
+      help: "Runs that reached a final status",
+      labelNames: ["namespace", "workflow", "status"],
+      registers,
+    });
+    const view = () => (leading() ? this.live?.() : undefined);
+    new Gauge({
+      name: "taskjet_lease_held",
+      help: "1 when this engine replica leads (schedules) the namespace, else 0",
+      labelNames: ["namespace", "engine_id"],
+      registers,
+      collect() {
+        this.set({ namespace: ns, engine_id: engineId }, leading() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "taskjet_queue_depth",
+      help: "Attempts queued for a worker slot, per task (leader only)",
+      labelNames: ["namespace", "task"],
+      registers,
+      collect() {
+        this.reset();
+        for (const t of view()?.core.tasks ?? []) this.set({ ...labels, task: t.taskName }, t.queued);
+      },
+    });
+    new Gauge({
+      name: "taskjet_queue_oldest_age_seconds",
+      help: "Age of the oldest queued attempt, per task (leader only)",
+      labelNames: ["namespace", "task"],
+      registers,
+      collect() {
+        this.reset();
+        const v = view();
+        if (!v) return;
+        const oldest = new Map<string, number>();
+        for (const state of v.states.values()) {
+          for (const t of state.tasks) {
+            if (t.status !== "QUEUED" || t.retry || !t.queuedAt) continue;
+            const at = Date.parse(t.queuedAt);
+            if (at < (oldest.get(t.taskName) ?? Number.POSITIVE_INFINITY)) oldest.set(t.taskName, at);
+          }
+        }
+        for (const [task, at] of oldest) this.set({ ...labels, task }, Math.max(0, (v.now - at) / 1000));
+      },
+    });
+    const perWorker = (name: string, help: string, pick: (w: CoreSnapshot["workers"][number]) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ["namespace", "worker_id", "worker"],
+        registers,
+        collect() {
+          // Reset first: a worker that left must not keep its last value.
+          this.reset();
+          const v = view();
+          for (const w of v?.core.workers ?? []) {
+            this.set({ ...labels, worker_id: w.workerId, worker: v?.workerName(w.workerId) ?? "" }, pick(w));
+          }
+        },
+      });
+    perWorker(
+      "taskjet_worker_running_tasks",
+      "Attempts placed on or running on a worker (leader only)",
+      (w) => w.running,
+    );
+    perWorker("taskjet_worker_used_slots", "Slots in use on a worker (leader only)", (w) => w.usedSlots);
+    perWorker("taskjet_worker_slots", "Slots a worker offers (leader only)", (w) => w.slots);
+    perWorker(
+      "taskjet_worker_used_durable_slots",
+      "Durable slots in use on a worker (leader only)",
+      (w) => w.usedDurableSlots,
+    );
+  }
+
+  /** The leading runtime's memory, read at scrape time; undefined when it stops leading. */
+  setLive(live: (() => LiveView) | undefined): void {
+    this.live = live;
+  }
+
+  /** Counts one folded event (the projector's `onChange`). */
+  observe({ event, state }: RunChange): void {
+    const ns = this.ns;
+    this.events.inc({ namespace: ns, type: event.type });
+    const task = "taskRunId" in event && event.taskRunId ? taskOf(state, event.taskRunId) : undefined;
+    switch (event.type) {
+      case EventTypes.TaskStarted: {
+        // queuedAt stays on the started task; assignedAt is the engine's time of the placement.
+        if (task?.queuedAt) {
+          const waited = (Date.parse(event.data.assignedAt) - Date.parse(task.queuedAt)) / 1000;
+          this.queueWait.observe({ namespace: ns, task: task.taskName }, Math.max(0, waited));
+        }
+        break;
+      }
+      case EventTypes.TaskCompleted:
+        this.attemptEnded(task, event.at, "completed");
+        break;
+      case EventTypes.TaskFailed:
+        this.attemptEnded(task, event.at, "failed");
+        break;
+      case EventTypes.TaskTimedOut:
+        this.attemptEnded(task, event.at, "timed_out");
+        if (task) this.timeouts.inc({ namespace: ns, task: task.taskName });
+        break;
+      case EventTypes.TaskRetryScheduled:
+        if (task) this.retries.inc({ namespace: ns, task: task.taskName });
+        break;
+      case EventTypes.TaskReassigned:
+        if (task) this.reassignments.inc({ namespace: ns, task: task.taskName });
+        break;
+      default:
+        break;
+    }
+    // The event that made the run final (its finishedAt is this event's time): counted once per finish, replays too.
+    if (
+      state.finishedAt === event.at &&
+      (state.status === "COMPLETED" || state.status === "FAILED" || state.status === "CANCELLED")
+    ) {
+      this.finished.inc({ namespace: ns, workflow: state.workflowName, status: state.status });
+    }
+  }
+
+  private attemptEnded(task: TaskRunState | undefined, at: string, outcome: string): void {
+    if (!task?.startedAt) return; // an engine failure of an attempt that never started (flow key errors)
+    const seconds = (Date.parse(at) - Date.parse(task.startedAt)) / 1000;
+    this.duration.observe({ namespace: this.ns, task: task.taskName, outcome }, Math.max(0, seconds));
+  }
+}
+
+function taskOf(state: RunState, taskRunId: string): TaskRunState | undefined {
+  return state.tasks.length === 1 ? state.tasks[0] : state.tasks.find((t) => t.taskRunId === taskRunId);
+}
+
+/** The engine's metrics: one `NamespaceMetrics` per namespace it serves, leader or not. */
+export class EngineMetrics {
+  private readonly byNs = new Map<string, NamespaceMetrics>();
+
+  constructor(engineId: string, namespaces: readonly string[], leading: () => readonly string[]) {
+    for (const ns of namespaces) this.byNs.set(ns, new NamespaceMetrics(ns, engineId, () => leading().includes(ns)));
+  }
+
+  /** The namespace's metrics; undefined for a namespace this engine does not serve. */
+  of(ns: string): NamespaceMetrics | undefined {
+    return this.byNs.get(ns);
+  }
+
+  /** The Prometheus text of a namespace's series and the process's. */
+  async render(ns: string): Promise<{ contentType: string; body: string } | undefined> {
+    const m = this.byNs.get(ns);
+    if (!m) return undefined;
+    const registry = Registry.merge([m.registry, processMetrics()]);
+    return { contentType: registry.contentType, body: await registry.metrics() };
+  }
+}

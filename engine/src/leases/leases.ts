@@ -121,6 +121,14 @@ export class Leases {
           continue;
         }
         if (this.stopped || !this.held.has(ns)) continue;
+        // The bucket's age limit may have expired the lease while its stream had no leader (a NATS node died): if
+        // nobody took it since, take it again and go on leading, rather than restarting the namespace.
+        const retaken = await this.retake(ns);
+        if (retaken !== undefined) {
+          this.held.set(ns, retaken);
+          log.info({ ns }, "lease had expired during an outage; taken again, still leading");
+          continue;
+        }
         this.held.delete(ns);
         log.warn({ ns, err }, "lease lost: no longer leading this namespace");
         await this.followed(ns, false);
@@ -175,6 +183,17 @@ export class Leases {
     });
     this.starting.set(ns, started);
     void started.finally(() => this.starting.delete(ns));
+  }
+
+  /** The new revision when the lease is free and this replica created it again; undefined when another has it. */
+  private async retake(ns: string): Promise<number | undefined> {
+    try {
+      const entry = await this.o.kv.get(keys.lease(ns));
+      if (entry?.operation === "PUT" && entry.length > 0) return undefined;
+      return await this.o.kv.create(keys.lease(ns), this.value());
+    } catch {
+      return undefined;
+    }
   }
 
   /** Stops serving `ns`, once its start (if still going) has settled. */

@@ -328,7 +328,6 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
             docs,
             log: baseLog.child({ module: "rest" }),
           });
-          rest.start();
           const restRoutes = rest;
           const board = new Dashboard({
             js,

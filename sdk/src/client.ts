@@ -54,7 +54,7 @@ import { WorkflowDeclaration, type WorkflowOptions } from "./workflow.js";
 
 /** Appends a bulk trigger keeps in flight at once. */
 const BULK_IN_FLIGHT = 1024;
-/** How long a workflow's registered shape is trusted by name-only triggers. */
+/** How long a registered definition is trusted by name-only triggers. */
 const REGISTERED_TTL_MS = 5000;
 /** How long a waiter keeps re-reading its run through transient failures (a failover stalls writes 5-8 s). */
 const CATCH_UP_RETRY_MS = 60_000;
@@ -607,24 +607,26 @@ export class Taskjet implements Triggers {
   }
 
   /**
-   * What a name-only trigger needs from the definition the task's workers registered: a workflow's tasks. A workflow's
-   * is cached for a few seconds, so a burst of triggers costs one read; a miss is not (its workers may register next).
+   * What a name-only trigger needs from the definition the task's workers registered: a workflow's tasks. A registered
+   * definition is cached for a few seconds, so a burst of triggers costs one read; an unregistered name is not (its
+   * workers may register next, and a workflow must not be triggered as one task).
    */
   private async registered(taskName: string): Promise<DeclaredOptions | undefined> {
     const now = Date.now();
     const cached = this.registeredCache.get(taskName);
     if (cached && cached.until > now) return cached.declared;
-    let declared: DeclaredOptions | undefined;
     try {
       this.defsKv ??= openBucket(this.connection, Buckets.defs);
       const entry = await (await this.defsKv).get(keys.def(this.namespace, taskName));
       const def = entry?.operation === "PUT" ? TaskDefinitionSchema.safeParse(entry.json()) : undefined;
-      if (def?.success && def.data.workflow) declared = { workflow: def.data.workflow };
+      if (!def?.success) return undefined;
+      const declared = def.data.workflow ? { workflow: def.data.workflow } : undefined;
+      this.registeredCache.set(taskName, { declared, until: now + REGISTERED_TTL_MS });
+      return declared;
     } catch {
       this.defsKv = undefined; // not provisioned yet: the append says so
+      return undefined;
     }
-    if (declared) this.registeredCache.set(taskName, { declared, until: now + REGISTERED_TTL_MS });
-    return declared;
   }
 
   private assertOpen(): void {

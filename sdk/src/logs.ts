@@ -31,7 +31,7 @@ export class LogsClient {
    * A run's log lines from the first, then live as the task logs them, until the run is terminal and every line
    * stored by then has been delivered (`taskjet runs logs --follow`). Breaking out of the loop stops reading.
    * @example
-   * for await (const line of tj.logs.follow(ref.runId)) console.log(line.attempt, line.level, line.message);
+   * for await (const line of tj.logs.follow(ref.runId)) lines.push(`${line.attempt} ${line.level} ${line.message}`);
    * @throws RunNotFoundError when the run has no history
    */
   async *follow(runId: string): AsyncGenerator<TaskLogLine> {

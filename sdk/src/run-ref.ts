@@ -73,7 +73,7 @@ export class RunRef<O = Record<string, unknown>> {
    * The run's history from its first event, then live as events are appended, ending after the event that made the
    * run terminal (`tj.runs.history(runId, { follow: true })`). Breaking out of the loop stops reading.
    * @example
-   * for await (const { seq, event } of ref.stream()) console.log(seq, event?.type);
+   * for await (const { seq, event } of ref.stream()) timeline.push({ seq, type: event?.type });
    * @throws RunNotFoundError when the run has no history
    */
   stream(): AsyncGenerator<HistoryEntry> {

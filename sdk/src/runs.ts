@@ -16,6 +16,7 @@ import {
   replayPlan,
   Streams,
   subjects,
+  type TaskjetEventInput,
   ValidationError,
 } from "@taskjet/schemas";
 import { appendEvent } from "./append.js";
@@ -132,21 +133,38 @@ export class RunsClient {
 
   /** Appends `RunReplayed` with CAS on the run's latest state; the refusal's reason when it does not apply. */
   private async replayOne(runId: string, from?: string, reason?: string): Promise<string | undefined> {
-    let state = await this.read(runId, undefined);
+    const state = await this.read(runId, undefined);
     if (!state) return `no run ${runId}`;
     const event = makeEvent(EventTypes.RunReplayed, {
       runId,
       data: { ...(from !== undefined ? { from } : {}), ...(reason !== undefined ? { reason } : {}) },
     });
-    for (;;) {
-      const plan = replayPlan(state, from);
-      if ("refused" in plan) return plan.refused;
+    let refused: string | undefined;
+    await this.appendDecided(state, event, (s) => {
+      const plan = replayPlan(s, from);
+      refused = "refused" in plan ? plan.refused : undefined;
+      return refused === undefined;
+    });
+    return refused;
+  }
+
+  /**
+   * Appends `event` with CAS on the run's tail while `applies` says it applies to the latest state; after a conflict
+   * (someone wrote first) it decides again on the new tail.
+   * @returns whether this call stored it (false: it no longer applies, or a retry found it stored already)
+   */
+  private async appendDecided(
+    state: RunState,
+    event: TaskjetEventInput,
+    applies: (state: RunState) => boolean,
+  ): Promise<boolean> {
+    for (let s = state; ; ) {
+      if (!applies(s)) return false;
       try {
-        await appendEvent(this.conn, this.ns, event, state.lastSeq);
-        return undefined;
+        return !(await appendEvent(this.conn, this.ns, event, s.lastSeq)).duplicate;
       } catch (err) {
         if (!(err instanceof AppendConflictError)) throw err;
-        state = (await this.read(runId, state)) ?? state;
+        s = (await this.read(event.runId, s)) ?? s;
       }
     }
   }
@@ -180,19 +198,10 @@ export class RunsClient {
    * @throws RunNotFoundError
    */
   async cancelOne(runId: string, reason = "cancelled by request"): Promise<boolean> {
-    let state = await this.read(runId, undefined);
+    const state = await this.read(runId, undefined);
     if (!state) throw new RunNotFoundError(runId);
     const event = makeEvent(EventTypes.RunCancelled, { runId, data: { reason } });
-    for (;;) {
-      if (isTerminal(state.status)) return false;
-      try {
-        const { duplicate } = await appendEvent(this.conn, this.ns, event, state.lastSeq);
-        return !duplicate;
-      } catch (err) {
-        if (!(err instanceof AppendConflictError)) throw err;
-        state = (await this.read(runId, state)) ?? state; // someone wrote first: decide again on the new tail
-      }
-    }
+    return this.appendDecided(state, event, (s) => !isTerminal(s.status));
   }
 
   /** @internal The latest state, from `known` (folding only the log after it) or from the projection. */

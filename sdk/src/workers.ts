@@ -9,7 +9,7 @@ import { kvNames } from "./kv-names.js";
  * once the TTL expires.
  *
  * @example
- * for (const w of await tj.workers.list()) console.log(w.name, `${w.usedSlots}/${w.slots}`, w.runningTasks);
+ * const load = (await tj.workers.list()).map((w) => ({ name: w.name, used: `${w.usedSlots}/${w.slots}` }));
  */
 export class WorkersClient {
   private kv: Promise<KV> | undefined;

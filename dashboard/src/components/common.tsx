@@ -1,5 +1,5 @@
 import type { ComponentChildren } from "preact";
-import { useEffect, useRef } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { toJson } from "../format.ts";
 
 /** A run or task status as a coloured badge. */
@@ -82,8 +82,6 @@ export function Confirm({
   children,
   confirmLabel,
   danger,
-  busy,
-  error,
   onConfirm,
   onClose,
 }: {
@@ -91,11 +89,23 @@ export function Confirm({
   children: ComponentChildren;
   confirmLabel: string;
   danger?: boolean;
-  busy?: boolean;
-  error?: string | undefined;
-  onConfirm: () => void;
+  /** The action: while it runs the button is disabled; what it throws is shown in the dialog. */
+  onConfirm: () => Promise<void>;
   onClose: () => void;
 }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string>();
+  const confirm = async () => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await onConfirm();
+    } catch (err) {
+      setError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
   return (
     <Modal title={title} onClose={onClose} testid="confirm-dialog">
       <div class="modal-content">{children}</div>
@@ -108,7 +118,7 @@ export function Confirm({
         <button type="button" onClick={onClose}>
           Keep as is
         </button>
-        <button type="button" class={danger ? "danger" : "primary"} disabled={busy} onClick={onConfirm}>
+        <button type="button" class={danger ? "danger" : "primary"} disabled={busy} onClick={confirm}>
           {busy ? "Working…" : confirmLabel}
         </button>
       </footer>

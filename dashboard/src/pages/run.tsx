@@ -414,28 +414,17 @@ function summarize(data: Record<string, unknown> | undefined): string {
 function CancelDialog({ runId, onClose, onDone }: { runId: string; onClose: () => void; onDone: () => void }) {
   const { api, toast } = useApp();
   const [reason, setReason] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string>();
   return (
     <Confirm
       title="Cancel this run?"
       confirmLabel="Cancel run"
       danger
-      busy={busy}
-      error={error}
       onClose={onClose}
       onConfirm={async () => {
-        setBusy(true);
-        try {
-          await api.cancel(runId, reason.trim() || "cancelled from the dashboard");
-          toast(`Cancelling run ${runId}`);
-          onDone();
-          onClose();
-        } catch (err) {
-          setError((err as Error).message);
-        } finally {
-          setBusy(false);
-        }
+        await api.cancel(runId, reason.trim() || "cancelled from the dashboard");
+        toast(`Cancelling run ${runId}`);
+        onDone();
+        onClose();
       }}
     >
       <p>
@@ -469,27 +458,16 @@ function ReplayDialog({
 }) {
   const { api, toast } = useApp();
   const [from, setFrom] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string>();
   return (
     <Confirm
       title="Replay this run?"
       confirmLabel="Replay"
-      busy={busy}
-      error={error}
       onClose={onClose}
       onConfirm={async () => {
-        setBusy(true);
-        try {
-          await api.replay(run.runId, { ...(from ? { from } : {}), reason: "replayed from the dashboard" });
-          toast(`Replaying run ${run.runId}`);
-          onDone();
-          onClose();
-        } catch (err) {
-          setError((err as Error).message);
-        } finally {
-          setBusy(false);
-        }
+        await api.replay(run.runId, { ...(from ? { from } : {}), reason: "replayed from the dashboard" });
+        toast(`Replaying run ${run.runId}`);
+        onDone();
+        onClose();
       }}
     >
       <p>

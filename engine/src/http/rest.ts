@@ -172,13 +172,6 @@ export class RestApi {
     }
   }
 
-  /** Starts loading the run indexes in the background: the first list waits for its namespace's. */
-  start(): void {
-    for (const [n, index] of this.indexes) {
-      index.start().catch((e) => this.o.log.warn({ err: e, ns: n }, "run index not loaded yet: retried on first use"));
-    }
-  }
-
   async stop(): Promise<void> {
     for (const index of this.indexes.values()) index.stop();
     const clients = await Promise.allSettled(this.clients.values());

@@ -77,24 +77,14 @@ export class NamespaceMetrics {
       buckets: DURATION_BUCKETS,
       registers,
     });
-    this.retries = new Counter({
-      name: "taskjet_task_retries_total",
-      help: "Failed attempts scheduled for a retry (TaskRetryScheduled)",
-      labelNames: ["namespace", "task"],
-      registers,
-    });
-    this.timeouts = new Counter({
-      name: "taskjet_task_timeouts_total",
-      help: "Attempts timed out by the engine (TaskTimedOut)",
-      labelNames: ["namespace", "task"],
-      registers,
-    });
-    this.reassignments = new Counter({
-      name: "taskjet_task_reassignments_total",
-      help: "Running attempts moved off a lost worker (TaskReassigned)",
-      labelNames: ["namespace", "task"],
-      registers,
-    });
+    const perTask = (name: string, help: string) =>
+      new Counter({ name, help, labelNames: ["namespace", "task"], registers });
+    this.retries = perTask("taskjet_task_retries_total", "Failed attempts scheduled for a retry (TaskRetryScheduled)");
+    this.timeouts = perTask("taskjet_task_timeouts_total", "Attempts timed out by the engine (TaskTimedOut)");
+    this.reassignments = perTask(
+      "taskjet_task_reassignments_total",
+      "Running attempts moved off a lost worker (TaskReassigned)",
+    );
     this.finished = new Counter({
       name: "taskjet_runs_finished_total",
       help: "Runs that reached a final status",

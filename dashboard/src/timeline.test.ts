@@ -98,4 +98,32 @@ describe("buildTimeline", () => {
     const closed = buildTimeline(history.slice(0, 2), state, T0 + 10_000);
     expect(closed.rows[0]?.segments.at(-1)).toMatchObject({ kind: "running", open: false, end: T0 + 3000 });
   });
+
+  it("timeline - a short attempt's result that carries its start runs from that start, as after TaskStarted", () => {
+    const t = "r-0";
+    const started = (s: number) => ({ at: at(s), workerName: "w", assignedAt: at(s) });
+    const history = [
+      created([{ taskRunId: t, taskName: "charge" }]),
+      ev(
+        4,
+        "TaskFailed",
+        { attempt: 0, workerId: "w1", error: { name: "E", message: "declined" }, started: started(3) },
+        t,
+      ),
+      ev(4, "TaskRetryScheduled", { attempt: 1, at: at(6), delayMs: 2000 }, t),
+      ev(6, "TaskQueued", { attempt: 1 }, t),
+      ev(9, "TaskCompleted", { attempt: 1, workerId: "w1", output: {}, started: started(7) }, t),
+    ];
+    const tl = buildTimeline(history, undefined, T0 + 60_000);
+    const segs = tl.rows[0]?.segments.map((s) => [s.kind, (s.start - T0) / 1000, (s.end - T0) / 1000, s.outcome]);
+    expect(segs).toEqual([
+      ["queued", 0, 3, undefined],
+      ["running", 3, 4, "failed"],
+      ["backoff", 4, 6, undefined],
+      ["queued", 6, 7, undefined],
+      ["running", 7, 9, "completed"],
+    ]);
+    expect(tl.rows[0]?.segments[1]?.label).toContain("declined");
+    expect(tl.rows[0]?.segments[4]?.label).toContain("on w");
+  });
 });

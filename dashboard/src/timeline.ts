@@ -1,6 +1,8 @@
 import type { RunState } from "@taskjet/schemas";
 import type { HistoryItem } from "./api.ts";
 
+const RESULTS = new Set(["TaskCompleted", "TaskFailed", "TaskRateLimited"]);
+
 /** What a task-run was doing over a stretch of time. */
 export type SegmentKind =
   | "scheduled"
@@ -146,6 +148,17 @@ export function buildTimeline(history: HistoryItem[], state: RunState | undefine
     const d = e.data as Data;
     const id = e.taskRunId;
     const attempt = typeof d.attempt === "number" ? d.attempt : undefined;
+    // A result that carries its attempt's start (a short attempt): it ran from then, as after a `TaskStarted`.
+    const started = d.started as { at?: string; workerName?: string } | undefined;
+    if (id && started?.at && RESULTS.has(e.type)) {
+      begin(
+        id,
+        Date.parse(started.at),
+        "running",
+        `attempt ${attempt} on ${started.workerName ?? d.workerId}`,
+        attempt,
+      );
+    }
     switch (e.type) {
       case "RunCreated": {
         for (const t of (d.tasks as {

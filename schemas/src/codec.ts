@@ -41,6 +41,33 @@ export function decodeEvent(data: Uint8Array, runId: string): Decoded {
   return { ok: true, event: result.data };
 }
 
+/**
+ * The facts an event stands for, for people reading a history: a result that carries its attempt's start (`started`)
+ * reads as the `TaskStarted` it replaced, then the result. Fold the event itself, never its expansion.
+ */
+export function expandEvent(event: TaskjetEvent): TaskjetEvent[] {
+  if (
+    (event.type !== EventTypes.TaskCompleted &&
+      event.type !== EventTypes.TaskFailed &&
+      event.type !== EventTypes.TaskRateLimited) ||
+    !event.data.started
+  ) {
+    return [event];
+  }
+  const { started, ...result } = event.data;
+  const { at, ...facts } = started;
+  const start: TaskjetEvent = {
+    v: event.v,
+    id: event.id,
+    type: EventTypes.TaskStarted,
+    at,
+    runId: event.runId,
+    taskRunId: event.taskRunId,
+    data: { ...facts, attempt: event.data.attempt, workerId: event.data.workerId },
+  };
+  return [start, { ...event, data: result } as TaskjetEvent];
+}
+
 /** Encodes an event for appending. */
 export function encodeEvent(event: TaskjetEventInput): string {
   return JSON.stringify(event);

@@ -144,34 +144,48 @@ export const RunReplayedSchema = z.object({
   data: z.object({ from: z.string().min(1).max(128).optional(), reason: z.string().min(1).max(200).optional() }),
 });
 
+/** What a worker knows when an attempt starts, beyond the attempt and worker ids. */
+const startFacts = {
+  workerName: z.string(),
+  assignedAt: z.iso.datetime(),
+  policy: RetryPolicySchema.optional(),
+  /** When the engine times the attempt out unless it finished or was refreshed. */
+  timeoutAt: z.iso.datetime().optional(),
+  /** The task's sticky mode: the run's later attempts prefer (SOFT) or require (HARD) the first worker. */
+  sticky: z.enum(["SOFT", "HARD"]).optional(),
+};
+
 export const TaskStartedSchema = z.object({
   ...envelope,
   type: z.literal(EventTypes.TaskStarted),
   taskRunId: token,
-  data: z.object({
-    ...attemptFacts,
-    workerName: z.string(),
-    assignedAt: z.iso.datetime(),
-    policy: RetryPolicySchema.optional(),
-    /** When the engine times the attempt out unless it finished or was refreshed. */
-    timeoutAt: z.iso.datetime().optional(),
-    /** The task's sticky mode: the run's later attempts prefer (SOFT) or require (HARD) the first worker. */
-    sticky: z.enum(["SOFT", "HARD"]).optional(),
-  }),
+  data: z.object({ ...attemptFacts, ...startFacts }),
 });
+
+/**
+ * The start of an attempt that ended before its worker recorded `TaskStarted` (a worker records the start only once
+ * an attempt has run for a while, `START_RECORD_DELAY_MS`): its result carries the start, one append instead of two.
+ * Readers show it as the `TaskStarted` it stands for (`expandEvent`).
+ */
+const startedWithResult = { started: z.object({ at: z.iso.datetime(), ...startFacts }).optional() };
 
 export const TaskCompletedSchema = z.object({
   ...envelope,
   type: z.literal(EventTypes.TaskCompleted),
   taskRunId: token,
-  data: z.object({ ...attemptFacts, output: jsonObject }),
+  data: z.object({ ...attemptFacts, output: jsonObject, ...startedWithResult }),
 });
 
 export const TaskFailedSchema = z.object({
   ...envelope,
   type: z.literal(EventTypes.TaskFailed),
   taskRunId: token,
-  data: z.object({ ...attemptFacts, error: RecordedErrorSchema, nonRetryable: z.boolean().optional() }),
+  data: z.object({
+    ...attemptFacts,
+    error: RecordedErrorSchema,
+    nonRetryable: z.boolean().optional(),
+    ...startedWithResult,
+  }),
 });
 
 /** The engine failed a running attempt past its execution deadline; retries apply. */
@@ -260,6 +274,7 @@ export const TaskRateLimitedSchema = z.object({
     keys: z.array(z.string().min(1).max(256)).max(16).optional(),
     until: z.iso.datetime(),
     message: z.string().max(1000).optional(),
+    ...startedWithResult,
   }),
 });
 

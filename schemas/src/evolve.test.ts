@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { makeEvent } from "./codec.js";
-import { EventTypes, type TaskjetEvent, TaskjetEventSchema } from "./events.js";
+import { expandEvent, makeEvent } from "./codec.js";
+import { EventTypes, type TaskCompleted, type TaskjetEvent, TaskjetEventSchema } from "./events.js";
 import { evolve, fold } from "./evolve.js";
 import { RunStatuses } from "./run-state.js";
 
@@ -174,6 +174,142 @@ describe("evolve - retries", () => {
       { event: nonRetryable, seq: 3 },
     ]);
     expect(fatal?.status).toBe(RunStatuses.failed);
+  });
+});
+
+describe("evolve - a result that carries its start", () => {
+  type Start = NonNullable<TaskCompleted["data"]["started"]>;
+  const startedAt = "2026-11-28T10:00:00.000Z";
+  const start = (extra: Partial<Start> = {}): Start => ({
+    at: startedAt,
+    workerName: "worker-1",
+    assignedAt: "2026-11-28T09:59:59.990Z",
+    ...extra,
+  });
+  const completedWith = (attempt: number, started?: Start, workerId = "w1") =>
+    ev(
+      makeEvent(EventTypes.TaskCompleted, {
+        runId,
+        taskRunId,
+        data: { attempt, workerId, output: { ok: true }, ...(started ? { started } : {}) },
+      }),
+    );
+  const failedWith = (attempt: number, started: Start) =>
+    ev(
+      makeEvent(EventTypes.TaskFailed, {
+        runId,
+        taskRunId,
+        data: { attempt, workerId: "w1", error: { name: "Error", message: "boom" }, started },
+      }),
+    );
+
+  it("evolve - a TaskCompleted carrying its start completes a queued attempt, started then, by that worker", () => {
+    const result = completedWith(0, start());
+    const s = fold([
+      { event: created, seq: 1 },
+      { event: result, seq: 2 },
+    ]);
+    expect(s?.status).toBe(RunStatuses.completed);
+    expect(s?.output).toEqual({ ok: true });
+    expect(s?.startedAt).toBe(startedAt);
+    expect(s?.tasks[0]).toMatchObject({
+      status: "COMPLETED",
+      attempt: 0,
+      workerId: "w1",
+      workerName: "worker-1",
+      startedAt,
+    });
+    expect(s?.eventCount).toBe(2);
+    // The same as the two facts it stands for.
+    const [started, completed] = expandEvent(result);
+    const two = fold([
+      { event: created, seq: 1 },
+      { event: started as TaskjetEvent, seq: 2 },
+      { event: completed as TaskjetEvent, seq: 3 },
+    ]);
+    expect(two?.tasks[0]).toEqual(s?.tasks[0]);
+  });
+
+  it("evolve - a TaskFailed carrying its start uses the policy it carries: a retry is scheduled, then runs", () => {
+    const afterFail = fold([
+      { event: created, seq: 1 },
+      { event: failedWith(0, start({ policy: { retries: 1 } })), seq: 2 },
+    ]);
+    expect(afterFail?.status).toBe(RunStatuses.running);
+    expect(afterFail?.tasks[0]).toMatchObject({
+      status: "QUEUED",
+      attempt: 0,
+      retry: { attempt: 1 },
+      policy: { retries: 1 },
+      error: { message: "boom" },
+    });
+    const scheduled = ev(
+      makeEvent(EventTypes.TaskRetryScheduled, { runId, taskRunId, data: { attempt: 1, at: startedAt, delayMs: 100 } }),
+    );
+    const queued = ev(makeEvent(EventTypes.TaskQueued, { runId, taskRunId, data: { attempt: 1 } }));
+    const retried = fold([
+      { event: created, seq: 1 },
+      { event: failedWith(0, start({ policy: { retries: 1 } })), seq: 2 },
+      { event: scheduled, seq: 3 },
+      { event: queued, seq: 4 },
+    ]);
+    expect(retried?.tasks[0]).toMatchObject({ status: "QUEUED", attempt: 1 });
+    // The retry's own short attempt fails too: no retries left, the run fails.
+    expect(evolve(retried, failedWith(1, start({ policy: { retries: 1 } })), 5)?.status).toBe(RunStatuses.failed);
+    // Without a policy in the start, the failure is final.
+    const noPolicy = fold([
+      { event: created, seq: 1 },
+      { event: failedWith(0, start()), seq: 2 },
+    ]);
+    expect(noPolicy?.status).toBe(RunStatuses.failed);
+  });
+
+  it("evolve - a TaskRateLimited carrying its start re-queues the next attempt without using a retry; sticky is set", () => {
+    const limited = ev(
+      makeEvent(EventTypes.TaskRateLimited, {
+        runId,
+        taskRunId,
+        data: { attempt: 0, workerId: "w1", until: "2026-11-28T10:00:05.000Z", started: start({ sticky: "HARD" }) },
+      }),
+    );
+    const s = fold([
+      { event: created, seq: 1 },
+      { event: limited, seq: 2 },
+    ]);
+    expect(s?.tasks[0]).toMatchObject({ status: "QUEUED", attempt: 1, requeues: 1 });
+    expect(s?.sticky).toEqual({ mode: "HARD", workerId: "w1" });
+  });
+
+  it("evolve - a result carrying a start for an attempt another worker started is ignored", () => {
+    const byOther = ev(
+      makeEvent(EventTypes.TaskStarted, {
+        runId,
+        taskRunId,
+        data: { attempt: 0, workerId: "w2", workerName: "worker-2", assignedAt: startedAt },
+      }),
+    );
+    const running = fold([
+      { event: created, seq: 1 },
+      { event: byOther, seq: 2 },
+    ]);
+    const s = evolve(running, completedWith(0, start()), 3);
+    expect(s?.status).toBe(RunStatuses.running);
+    expect(s?.tasks[0]).toEqual(running?.tasks[0]);
+    expect(s?.tasks[0]).toMatchObject({ status: "RUNNING", workerId: "w2", workerName: "worker-2" });
+    expect(s?.lastSeq).toBe(3);
+    // Its own start recorded, then a stale copy's result carrying a start: the same.
+    const completed = evolve(running, completedWith(0, undefined, "w2"), 3);
+    expect(evolve(completed, completedWith(0, start()), 4)?.tasks[0]).toEqual(completed?.tasks[0]);
+  });
+
+  it("evolve - a result carrying a start for an attempt that is not the current one changes nothing", () => {
+    const s = fold([
+      { event: created, seq: 1 },
+      { event: completedWith(1, start()), seq: 2 },
+    ]);
+    expect(s?.status).toBe(RunStatuses.queued);
+    expect(s?.tasks[0]).toMatchObject({ status: "QUEUED", attempt: 0 });
+    expect(s?.tasks[0]?.workerId).toBeUndefined();
   });
 });
 

@@ -70,45 +70,58 @@ export function checkToken(value: unknown, field: string): string {
  * Where `value` stops being plain JSON (the path of the first offending part), or undefined when it is plain JSON.
  * Plain JSON: null, booleans, finite numbers, strings, arrays and plain objects, without cycles.
  */
-export function findNonJson(
+export function findNonJson(value: unknown, path: string): ValidationIssue | undefined {
+  const found = nonJson(value, new Set<object>(), 1);
+  if (!found) return undefined;
+  // Built only for an offence: every input of every trigger passes through here.
+  return { path: path + found.segments.reverse().join(""), message: found.message };
+}
+
+function nonJson(
   value: unknown,
-  path: string,
-  seen = new Set<object>(),
-  depth = 1,
-): ValidationIssue | undefined {
+  seen: Set<object>,
+  depth: number,
+): { segments: string[]; message: string } | undefined {
   switch (typeof value) {
     case "string":
     case "boolean":
       return undefined;
     case "number":
-      return Number.isFinite(value) ? undefined : { path, message: `must be JSON, got ${String(value)}` };
+      return Number.isFinite(value) ? undefined : { segments: [], message: `must be JSON, got ${String(value)}` };
     case "object": {
       if (value === null) return undefined;
-      if (seen.has(value)) return { path, message: "must be JSON, got a circular reference" };
-      if (depth > MAX_JSON_DEPTH)
-        return { path, message: `nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels` };
+      if (seen.has(value)) return { segments: [], message: "must be JSON, got a circular reference" };
+      if (depth > MAX_JSON_DEPTH) {
+        return { segments: [], message: `nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels` };
+      }
       seen.add(value);
       if (Array.isArray(value)) {
         for (let i = 0; i < value.length; i++) {
-          const issue = findNonJson(value[i], `${path}[${i}]`, seen, depth + 1);
-          if (issue) return issue;
+          const found = nonJson(value[i], seen, depth + 1);
+          if (found) {
+            found.segments.push(`[${i}]`);
+            return found;
+          }
         }
       } else {
         const proto = Object.getPrototypeOf(value);
         if (proto !== Object.prototype && proto !== null) {
           const kind = (value as object).constructor?.name ?? "object";
-          return { path, message: `must be JSON, got a ${kind} instance (convert it to plain JSON first)` };
+          return { segments: [], message: `must be JSON, got a ${kind} instance (convert it to plain JSON first)` };
         }
-        for (const [k, v] of Object.entries(value)) {
-          const issue = findNonJson(v, `${path}.${k}`, seen, depth + 1);
-          if (issue) return issue;
+        for (const k of Object.keys(value)) {
+          const found = nonJson((value as Record<string, unknown>)[k], seen, depth + 1);
+          if (found) {
+            found.segments.push(`.${k}`);
+            return found;
+          }
         }
       }
       seen.delete(value);
       return undefined;
     }
     default:
-      return { path, message: `must be JSON, got ${describeValue(value)}` };
+      return { segments: [], message: `must be JSON, got ${describeValue(value)}` };
   }
 }
 

@@ -268,10 +268,12 @@ export class Taskjet implements Triggers {
   /** Appends a run's creation and waits for its outcome. */
   private async appendAndWait<O>(event: RunCreated): Promise<O> {
     // Listening before appending: every stored event of the run is heard, from RunCreated on.
-    const waiter = this.waiter(event.runId);
+    const waiter = this.waiter(event.runId).awaitOwnCreate();
     let existed: boolean;
     try {
-      existed = (await appendEvent(this.connection, this.namespace, event, 0)).duplicate;
+      const stored = await appendEvent(this.connection, this.namespace, event, 0);
+      existed = stored.duplicate;
+      if (!existed) waiter.created(event, stored.seq);
     } catch (err) {
       if (!(err instanceof AppendConflictError)) {
         waiter.fail(err);

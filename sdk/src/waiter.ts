@@ -1,5 +1,5 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { decodeEvent, evolve, isTerminal, type RunState, subjects } from "@taskjet/schemas";
+import { decodeEvent, evolve, isTerminal, type RunState, subjects, type TaskjetEvent } from "@taskjet/schemas";
 
 /**
  * Waits for one run to finish without a consumer: a plain subscription on `tj.<ns>.stored.<runId>`, where the history
@@ -49,6 +49,25 @@ export class RunWaiter {
       this.early = undefined;
       for (const m of early) this.hear(m.data, m.seq);
     }
+  }
+
+  /**
+   * Our own `RunCreated`, stored at `seq` (after `awaitOwnCreate`): folded as built, and what was heard meanwhile
+   * after it, so its echo is skipped without being decoded.
+   */
+  created(event: TaskjetEvent, seq: number): void {
+    if (this.settled) return;
+    const early = this.early ?? [];
+    this.early = undefined;
+    const state = this.state ? undefined : evolve(undefined, event, seq);
+    if (state) this.adopt(state);
+    for (const m of early) this.hear(m.data, m.seq);
+  }
+
+  /** The caller is appending the run's `RunCreated`: hold what is heard until `created` or `catchUp`. */
+  awaitOwnCreate(): this {
+    this.early ??= [];
+    return this;
   }
 
   fail(err: unknown): void {

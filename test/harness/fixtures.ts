@@ -1,4 +1,5 @@
 import { createEngine, type Engine, type EngineConfigInput } from "@taskjet/engine";
+import { expandEvent, type TaskjetEvent } from "@taskjet/schemas";
 import { type ClientOptions, Taskjet } from "@taskjet/sdk";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll } from "vitest";
@@ -96,19 +97,35 @@ export async function connectClient(url: string, options: ClientOptions = {}): P
 
 /**
  * A run's history as event types (`"rejected"` for a message the model refuses), each followed by its attempt with
- * `{ attempts: true }` (e.g. `"TaskStarted1"`).
+ * `{ attempts: true }` (e.g. `"TaskStarted1"`). The stored events as they are: a short attempt's result carries its
+ * start (`data.started`) instead of a `TaskStarted` before it. With `{ expand: true }`, the facts they stand for
+ * (`expandEvent`): such a result reads as its `TaskStarted`, then itself.
  */
 export async function historyTypes(
   tj: Taskjet,
   runId: string,
-  options: { attempts?: boolean } = {},
+  options: { attempts?: boolean; expand?: boolean } = {},
 ): Promise<string[]> {
   const out: string[] = [];
   for await (const e of tj.runs.history(runId)) {
-    const data = e.event?.data as { attempt?: number } | undefined;
-    out.push(`${e.event?.type ?? "rejected"}${options.attempts ? (data?.attempt ?? "") : ""}`);
+    for (const event of e.event && options.expand ? expandEvent(e.event) : [e.event]) {
+      const data = event?.data as { attempt?: number } | undefined;
+      out.push(`${event?.type ?? "rejected"}${options.attempts ? (data?.attempt ?? "") : ""}`);
+    }
   }
   return out;
+}
+
+/** A run's stored events (the messages the model refuses left out). */
+export async function historyEvents(tj: Taskjet, runId: string): Promise<TaskjetEvent[]> {
+  const out: TaskjetEvent[] = [];
+  for await (const e of tj.runs.history(runId)) if (e.event) out.push(e.event);
+  return out;
+}
+
+/** The start a result carries (a short attempt's, recorded with its result instead of a `TaskStarted`). */
+export function startOf(event: TaskjetEvent | undefined): { at: string; workerName: string } | undefined {
+  return (event?.data as { started?: { at: string; workerName: string } } | undefined)?.started;
 }
 
 /** Polls `check` until it returns a value other than undefined, or fails after `ms`. */

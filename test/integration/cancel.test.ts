@@ -61,6 +61,8 @@ describe("cancellation", () => {
     await worker.start();
     const ref = await slow.runNoWait({});
     await eventually(() => (started ? true : undefined));
+    // Running as the log says (its TaskStarted recorded), not only running on its worker.
+    await eventually(async () => ((await ref.status()) === "RUNNING" ? true : undefined));
     const { cancelled } = await tj.runs.cancel({ ids: [ref.runId] });
     expect(cancelled).toEqual([ref.runId]);
     await expect(ref.result()).rejects.toBeInstanceOf(RunCancelledError);

@@ -229,24 +229,39 @@ describe("cli", () => {
       const [header, ...rows] = res.stdout.trim().split("\n");
       expect(header).toMatch(/^SEQ\s+TIME \(UTC\)\s+DELTA\s+EVENT\s+TASK\/ATTEMPT\s+WORKER\s+DETAILS$/);
       const cells = rows.map((r) => r.split(/\s{2,}/));
+      // A short attempt's result carries its start: the table shows that start as its own row, with the result's seq.
       expect(cells.map((c) => c[3])).toEqual(["RunCreated", "TaskStarted", "TaskCompleted"]);
       const seqs = cells.map((c) => Number(c[0]));
-      expect(seqs.every((s, i) => Number.isInteger(s) && (i === 0 || s > (seqs[i - 1] as number)))).toBe(true);
+      expect(seqs.every((s) => Number.isInteger(s))).toBe(true);
+      expect(seqs[1]).toBeGreaterThan(seqs[0] as number);
+      expect(seqs[2]).toBe(seqs[1]);
       for (const c of cells) expect(c[1]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       expect(cells.map((c) => c[2]?.startsWith("+"))).toEqual([true, true, true]);
       expect(cells[1]?.[4]).toBe("hello/0");
       expect(cells[1]?.[5]).toBe("cli-test");
       expect(cells[2]?.[6]).toMatch(/^output \d+ B$/);
 
+      // --json: the stored events as they are, the start inside the result.
       const json = await taskjet(["runs", "history", runId, "--json", ...at(namespace)]);
       expect(json.code).toBe(0);
       const entries = json.stdout
         .trim()
         .split("\n")
-        .map((l) => JSON.parse(l) as { seq: number; time: string; event: { type: string; runId: string } });
-      expect(entries.map((e) => e.event.type)).toEqual(["RunCreated", "TaskStarted", "TaskCompleted"]);
-      expect(entries.map((e) => e.seq)).toEqual(seqs);
+        .map(
+          (l) =>
+            JSON.parse(l) as {
+              seq: number;
+              time: string;
+              event: { type: string; runId: string; data: { started?: { at: string; workerName: string } } };
+            },
+        );
+      expect(entries.map((e) => e.event.type)).toEqual(["RunCreated", "TaskCompleted"]);
+      expect(entries.map((e) => e.seq)).toEqual([...new Set(seqs)]);
       expect(entries.every((e) => e.event.runId === runId && !Number.isNaN(Date.parse(e.time)))).toBe(true);
+      const started = entries[1]?.event.data.started;
+      expect(started).toMatchObject({ workerName: "cli-test" });
+      // The table's start row is at the start's own time.
+      expect(cells[1]?.[1]).toBe(started?.at);
     } finally {
       await tj.close();
       await engine.stop();
@@ -519,17 +534,43 @@ describe("cli", () => {
     const engine = await startEngine(nats.url, { namespaces: [namespace] });
     const tj = await helloWorker(namespace);
     try {
-      const ref = await tj.runNoWait("hello", { name: "tt" });
+      // Held until its start is recorded (TaskStarted), so the history has a RUNNING point.
+      let release: () => void = () => {};
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      const held = tj.task({
+        name: "held",
+        fn: async (input: { name: string }) => {
+          await gate;
+          return { greeting: `hello ${input.name}` };
+        },
+      });
+      const heldWorker = await tj.worker("held-worker", { workflows: [held] });
+      await heldWorker.start();
+      const ref = await held.runNoWait({ name: "tt" });
+      await eventually(async () => ((await tj.runs.get(ref.runId)).status === "RUNNING" ? true : undefined));
+      release();
       await ref.result();
       const seqs: number[] = [];
       for await (const e of tj.runs.history(ref.runId)) seqs.push(e.seq);
       expect(seqs).toHaveLength(3);
       const conn = at(namespace);
-      const stateAt = async (point: string) =>
-        JSON.parse((await taskjet(["runs", "state", ref.runId, "--at", point, "--json", ...conn])).stdout);
-      expect((await stateAt(String(seqs[0]))).status).toBe("QUEUED");
-      expect((await stateAt(String(seqs[1]))).status).toBe("RUNNING");
-      expect((await stateAt(String(seqs[2]))).output).toEqual({ greeting: "hello tt" });
+      const stateAt = async (runId: string, point: string) =>
+        JSON.parse((await taskjet(["runs", "state", runId, "--at", point, "--json", ...conn])).stdout);
+      expect((await stateAt(ref.runId, String(seqs[0]))).status).toBe("QUEUED");
+      expect((await stateAt(ref.runId, String(seqs[1]))).status).toBe("RUNNING");
+      expect((await stateAt(ref.runId, String(seqs[2]))).output).toEqual({ greeting: "hello tt" });
+      // A short attempt: its result carries its start, so the state goes from QUEUED to COMPLETED (started, by whom).
+      const quick = await tj.runNoWait("hello", { name: "quick" });
+      await quick.result();
+      const quickSeqs: number[] = [];
+      for await (const e of tj.runs.history(quick.runId)) quickSeqs.push(e.seq);
+      expect(quickSeqs).toHaveLength(2);
+      expect((await stateAt(quick.runId, String(quickSeqs[0]))).status).toBe("QUEUED");
+      const quickDone = await stateAt(quick.runId, String(quickSeqs[1]));
+      expect(quickDone).toMatchObject({ status: "COMPLETED", output: { greeting: "hello quick" } });
+      expect(quickDone.tasks[0]).toMatchObject({ workerName: "cli-test", startedAt: expect.any(String) });
       const now = await taskjet(["runs", "state", ref.runId, ...conn]);
       expect(now.stdout).toMatch(/Status\s+COMPLETED/);
       expect(now.stdout).toContain(`as of sequence ${seqs[2]}`);
@@ -554,7 +595,8 @@ describe("cli", () => {
       await eventually(async () => ((await tj.runs.list()).length === 3 ? true : undefined));
       await engine.stop();
       const ok = await taskjet(["admin", "verify", ...at(namespace)]);
-      expect(ok.stdout).toBe("3 runs, 9 events: 0 differing\n");
+      // Short attempts: RunCreated, then TaskCompleted carrying its start.
+      expect(ok.stdout).toBe("3 runs, 6 events: 0 differing\n");
       expect(ok.code).toBe(0);
       // Corrupt one projection behind the engine's back.
       const kv = await new Kvm(tj.connection.nc).open("TJ_RUNS");
@@ -566,7 +608,7 @@ describe("cli", () => {
       expect(bad.stdout).toContain(`${victim}: projection differs (status FAILED, log says COMPLETED)`);
       const rebuilt = await taskjet(["admin", "rebuild", ...at(namespace)]);
       expect(rebuilt.stdout).toMatch(
-        /^rebuilt 3 runs from 9 events \(0 rejected\) in \d+ ms: \d+ events\/s \(read and fold \d+ ms\)\n$/,
+        /^rebuilt 3 runs from 6 events \(0 rejected\) in \d+ ms: \d+ events\/s \(read and fold \d+ ms\)\n$/,
       );
       expect((await taskjet(["admin", "verify", ...at(namespace)])).code).toBe(0);
     } finally {
@@ -650,7 +692,8 @@ describe("cli", () => {
       const exit = collectOutput(child, 20_000, ["runs", "logs", "--follow"]);
       // The first line shows while the task is still held at the gate.
       await eventually(() => (live.includes("before the gate") ? true : undefined));
-      expect(await ref.status()).toBe("RUNNING");
+      // Held at the gate: its start gets recorded (an attempt records it once it has run a while).
+      await eventually(async () => ((await ref.status()) === "RUNNING" ? true : undefined));
       expect(child.exitCode).toBeNull();
       expect(live).not.toContain("after the gate");
       release();

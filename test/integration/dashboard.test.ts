@@ -3,6 +3,7 @@ import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { expandEvent } from "@taskjet/schemas";
 import { NonRetryableError } from "@taskjet/sdk";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { describe, expect, it } from "vitest";
@@ -385,7 +386,15 @@ describe("dashboard", () => {
         id: Number(m[1]),
         ...(JSON.parse(m[2] as string) as { runId: string; type: string; seq: number; taskRunId?: string }),
       }));
-      expect(events.map((e) => e.type)).toEqual(["RunCreated", "TaskStarted", "TaskCompleted"]);
+      // Exactly the stored events: the run's start alone (TaskStarted) or, for a short attempt, carried by its result.
+      const stored: { seq: number; type: string }[] = [];
+      const facts: string[] = [];
+      for await (const e of tj.runs.history(ref.runId)) {
+        stored.push({ seq: e.seq, type: e.event?.type ?? "rejected" });
+        for (const f of e.event ? expandEvent(e.event) : []) facts.push(f.type);
+      }
+      expect(events.map((e) => ({ seq: e.seq, type: e.type }))).toEqual(stored);
+      expect(facts).toEqual(["RunCreated", "TaskStarted", "TaskCompleted"]);
       for (const e of events) {
         expect(e).toMatchObject({ runId: ref.runId, seq: e.id });
         expect(Object.keys(e).sort()).toEqual(

@@ -6,24 +6,30 @@ import { kill, startEngineProcess } from "../harness/processes.js";
 const nats = useNatsServer();
 const engineProcess = (namespace: string) => startEngineProcess(nats.url, namespace);
 
-/** Every run's whole history: one terminal event per attempt at most, and as many executions as recorded starts. */
+/**
+ * Every run's whole history: one terminal event per attempt at most, and as many executions as recorded starts. A
+ * start is recorded alone (`TaskStarted`) or, for a short attempt, carried by its result (`data.started`).
+ */
 async function checkHistories(tj: Taskjet, runIds: string[], executions: Map<string, number>): Promise<void> {
   for (const runId of runIds) {
     const starts: number[] = [];
     const results = new Map<number, number>();
     let last = "";
+    const seen: string[] = [];
     for await (const e of tj.runs.history(runId)) {
       if (!e.event) continue;
       last = e.event.type;
-      const data = e.event.data as { attempt?: number };
-      if (e.event.type === "TaskStarted") starts.push(data.attempt ?? -1);
+      seen.push(`${e.seq}:${e.event.type}${"started" in e.event.data ? "+started" : ""}`);
+      const data = e.event.data as { attempt?: number; started?: unknown };
+      if (e.event.type === "TaskStarted" || data.started) starts.push(data.attempt ?? -1);
       if (e.event.type === "TaskCompleted" || e.event.type === "TaskFailed") {
         results.set(data.attempt ?? -1, (results.get(data.attempt ?? -1) ?? 0) + 1);
       }
     }
-    expect(last, runId).toBe("TaskCompleted");
-    for (const n of results.values()) expect(n, runId).toBe(1);
-    expect(executions.get(runId) ?? 0, runId).toBe(starts.length);
+    const why = `${runId} ran ${executions.get(runId) ?? 0} times: ${seen.join(" ")}`;
+    expect(last, why).toBe("TaskCompleted");
+    for (const n of results.values()) expect(n, why).toBe(1);
+    expect(executions.get(runId) ?? 0, why).toBe(starts.length);
   }
 }
 

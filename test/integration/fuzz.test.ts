@@ -66,6 +66,7 @@ const FIELDS = [
   "expectedSeq",
   "error",
   "policy",
+  "started",
   "retries",
   "index",
   "until",

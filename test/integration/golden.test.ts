@@ -11,9 +11,16 @@ import { connectClient, startEngine, uniqueNamespace, useNatsServer } from "../h
  * event version must keep them folding to the same states (through an upcaster). `history-v1.jsonl` holds the first
  * event types; `history-v1-flow.jsonl` the ones added with flow control and scheduled runs, and
  * `history-v1-workflows.jsonl` workflows (DAG rules, handlers) and child runs, `history-v1-replay.jsonl` replays
- * (same envelope, v1).
+ * (same envelope, v1), `history-v1-started-with-result.jsonl` short attempts whose result carries their start
+ * (`data.started` on TaskCompleted, TaskFailed and TaskRateLimited, instead of a TaskStarted before it).
  */
-const fixtures = ["history-v1", "history-v1-flow", "history-v1-workflows", "history-v1-replay"].map((name) => {
+const fixtures = [
+  "history-v1",
+  "history-v1-flow",
+  "history-v1-workflows",
+  "history-v1-replay",
+  "history-v1-started-with-result",
+].map((name) => {
   const lines = readFileSync(new URL(`../fixtures/${name}.jsonl`, import.meta.url), "utf8")
     .trim()
     .split("\n")

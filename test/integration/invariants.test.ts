@@ -2,11 +2,22 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { appendEvent, rebuildProjection } from "@taskjet/engine";
-import { AppendConflictError, Buckets, EventTypes, keys, makeEvent, type RunState, subjects } from "@taskjet/schemas";
+import {
+  AppendConflictError,
+  assignmentOf,
+  Buckets,
+  EventTypes,
+  keys,
+  makeEvent,
+  type RunState,
+  subjects,
+  type TaskRunState,
+} from "@taskjet/schemas";
 import { describe, expect, it } from "vitest";
 import {
   connectClient,
   eventually,
+  historyEvents,
   historyTypes,
   startEngine,
   uniqueNamespace,
@@ -130,6 +141,10 @@ describe("invariants", () => {
     const t = tj.task({
       name: "interleaved",
       fn: async (_input, ctx) => {
+        // Its start recorded first (TaskStarted): the result's append then expects the tail that TaskStarted left.
+        await eventually(async () =>
+          (await tj.runs.get(ctx.workflowRunId())).status === "RUNNING" ? true : undefined,
+        );
         // Someone else appends to the run while it runs: the engine records a rejection, moving the tail.
         nc.publish(subjects.history(namespace, ctx.workflowRunId()), "garbage");
         await eventually(async () => {
@@ -151,6 +166,39 @@ describe("invariants", () => {
       "EventRejected",
       "TaskCompleted",
     ]);
+    await nc.close();
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("invariant 2 - a short attempt whose result (carrying its start) conflicts re-reads the run and records it once", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const { nc, js } = await rawConnection(nats.url);
+    const t = tj.task({
+      name: "interleaved-short",
+      fn: async (_input, ctx) => {
+        // Someone else appends to the run before its start is recorded: the tail the assignment gave is stale.
+        await js.publish(subjects.history(namespace, ctx.workflowRunId()), "garbage");
+        return { done: true };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [t] });
+    await worker.start();
+    const ref = await t.runNoWait({});
+    expect(await ref.result()).toEqual({ done: true });
+    // The engine's EventRejected lands before or after the result; the result is recorded once, after the foreign
+    // message (its first append, expecting the tail before it, was refused), and carries the start.
+    const types = await eventually(async () => {
+      const h = await historyTypes(tj, ref.runId);
+      return h.includes("EventRejected") ? h : undefined;
+    });
+    expect(types.filter((x) => x !== "EventRejected")).toEqual(["RunCreated", "rejected", "TaskCompleted"]);
+    expect(types.filter((x) => x === "EventRejected")).toHaveLength(1);
+    const completed = (await historyEvents(tj, ref.runId)).find((e) => e.type === "TaskCompleted");
+    expect(completed?.data).toMatchObject({ workerId: worker.id, started: { workerName: "w" } });
+    expect(await tj.runs.get(ref.runId)).toMatchObject({ status: "COMPLETED", tasks: [{ workerId: worker.id }] });
     await nc.close();
     await tj.close();
     await engine.stop();
@@ -188,6 +236,42 @@ describe("invariants", () => {
     const created: unknown[] = [];
     for await (const e of tj.runs.history("order-42")) if (e.event?.type === "RunCreated") created.push(e);
     expect(created).toHaveLength(1);
+    await nc.close();
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("invariant 4 - an attempt handed again after its result is recorded runs again, and that result is ReportIgnored", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    let runs = 0;
+    const t = tj.task({ name: "twice", fn: async () => ({ n: ++runs }) });
+    const worker = await tj.worker("w", { workflows: [t] });
+    await worker.start();
+    const ref = await t.runNoWait({});
+    expect(await ref.result()).toEqual({ n: 1 });
+    // The same assignment as a new message (as a placement whose publish timed out, yet was stored, is made again): the
+    // worker runs attempts before recording their starts, so it runs it. Its result has the first one's dedup id; it
+    // must not pass for a retry of that append, but be recorded as stale.
+    let createdSeq = 0;
+    for await (const e of tj.runs.history(ref.runId)) createdSeq ||= e.seq;
+    const state = await tj.runs.stateAt(ref.runId, { seq: createdSeq });
+    const assignment = assignmentOf(state, state.tasks[0] as TaskRunState, {
+      expectedSeq: createdSeq,
+      assignedAt: new Date().toISOString(),
+    });
+    const { nc, js } = await rawConnection(nats.url);
+    await js.publish(subjects.assign(namespace, worker.id), JSON.stringify(assignment));
+    const types = await eventually(async () => {
+      const h = await historyTypes(tj, ref.runId);
+      return h.includes("ReportIgnored") ? h : undefined;
+    });
+    expect(runs).toBe(2);
+    expect(types).toEqual(["RunCreated", "TaskCompleted", "ReportIgnored"]);
+    const ignored = (await historyEvents(tj, ref.runId))[2];
+    expect(ignored?.data).toMatchObject({ attempt: 0, workerId: worker.id, report: "completed" });
+    expect(await tj.runs.get(ref.runId)).toMatchObject({ status: "COMPLETED", output: { n: 1 } });
     await nc.close();
     await tj.close();
     await engine.stop();

@@ -50,7 +50,8 @@ describe("lost workers", () => {
     const ref = await tj.runNoWait("job", { n: 1 });
     await eventually(async () => ((await tj.runs.get(ref.runId)).status === "RUNNING" ? true : undefined));
     frozen.child.kill("SIGSTOP"); // silent: no heartbeats, no reports
-    const survivor = await workerProcess(namespace, "job", 1, 10);
+    // Long enough for the survivor to record its start (TaskStarted) before its result.
+    const survivor = await workerProcess(namespace, "job", 1, 200);
     expect(await ref.result({ timeoutMs: 20_000 })).toMatchObject({ worker: survivor.workerId });
     frozen.child.kill("SIGCONT"); // wakes up and reports its (stale) result
     const h = await eventually(async () => {

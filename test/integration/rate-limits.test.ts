@@ -125,8 +125,10 @@ describe("rate limits", () => {
     // The task had no rate limits of its own: the whole task paused, the second run included.
     for (const s of starts.filter((x) => x.run === 2 || x.attempt === 1))
       expect(s.at - limitedAt).toBeGreaterThan(1200);
+    // Short attempts: each result carries its start; read as facts, each attempt started, then ended.
     const history = await historyTypes(tj, first.runId, { attempts: true });
-    expect(history).toEqual([
+    expect(history).toEqual(["RunCreated", "TaskRateLimited0", "TaskWaiting1", "TaskCompleted1"]);
+    expect(await historyTypes(tj, first.runId, { attempts: true, expand: true })).toEqual([
       "RunCreated",
       "TaskStarted0",
       "TaskRateLimited0",

@@ -1,6 +1,14 @@
+import { expandEvent, type TaskjetEvent } from "@taskjet/schemas";
 import type { Taskjet } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
-import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import {
+  connectClient,
+  eventually,
+  historyEvents,
+  startEngine,
+  uniqueNamespace,
+  useNatsServer,
+} from "../harness/fixtures.js";
 
 const nats = useNatsServer();
 
@@ -188,8 +196,15 @@ describe("REST API", () => {
     // History and logs.
     const history = await call("GET", `${ns}/runs/${runId}/history`, { token });
     expect(history.status).toBe(200);
-    const types = (history.body.events as { event?: { type: string } }[]).map((e) => e.event?.type);
-    expect(types).toEqual(["RunCreated", "TaskStarted", "TaskCompleted"]);
+    // The stored events as they are (the SDK's history), whose facts are the run's start, then its completion: a
+    // short attempt's result carries its start, a longer one (waiting for its log line's ack) recorded it alone.
+    const events = (history.body.events as { seq: number; event: TaskjetEvent }[]).map((e) => e.event);
+    expect(events).toEqual(await historyEvents(tj, runId));
+    expect(events.flatMap((e) => expandEvent(e)).map((e) => e.type)).toEqual([
+      "RunCreated",
+      "TaskStarted",
+      "TaskCompleted",
+    ]);
     const logs = await call("GET", `${ns}/runs/${runId}/logs`, { token });
     expect(logs.body.lines).toEqual([
       expect.objectContaining({ level: "info", message: "saying hello", fields: { n: 21 }, attempt: 0 }),

@@ -1,6 +1,6 @@
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { Buckets, HistoryRepublish, Streams, subjects } from "@taskjet/schemas";
+import { Buckets, HistoryRepublish, Streams, subjects, type TaskjetEvent } from "@taskjet/schemas";
 import {
   ConnectionError,
   NotProvisionedError,
@@ -11,7 +11,14 @@ import {
   ValidationError,
 } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
-import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import {
+  connectClient,
+  eventually,
+  startEngine,
+  startOf,
+  uniqueNamespace,
+  useNatsServer,
+} from "../harness/fixtures.js";
 import { startNatsServer } from "../harness/nats-server.js";
 
 const nats = useNatsServer();
@@ -110,21 +117,33 @@ describe("skeleton", () => {
     expect((await tj.runs.list({ taskName: "ok" })).map((s) => s.runId)).toEqual([okRef.runId]);
     expect(await tj.runs.list({ limit: 1 })).toHaveLength(1);
 
-    const history: { seq: number; type?: string }[] = [];
-    for await (const e of tj.runs.history(okRef.runId)) history.push({ seq: e.seq, type: e.event?.type });
-    expect(history.map((h) => h.type)).toEqual(["RunCreated", "TaskStarted", "TaskCompleted"]);
+    const history: { seq: number; type?: string; event?: TaskjetEvent }[] = [];
+    for await (const e of tj.runs.history(okRef.runId))
+      history.push({ seq: e.seq, type: e.event?.type, event: e.event });
+    // A short attempt: its result carries its start (one append instead of TaskStarted, then TaskCompleted).
+    expect(history.map((h) => h.type)).toEqual(["RunCreated", "TaskCompleted"]);
+    expect(history[1]?.event?.data).toMatchObject({
+      attempt: 0,
+      workerId: worker.id,
+      started: { at: okState.startedAt, workerName: "w" },
+    });
     expect(history.map((h) => h.seq)).toEqual([...history.map((h) => h.seq)].sort((a, b) => a - b));
     expect(history.at(-1)?.seq).toBe(okState.lastSeq);
 
     const followed: string[] = [];
+    let lastFollowed: TaskjetEvent | undefined;
     const follow = (async () => {
-      for await (const e of tj.runs.history(queuedRef.runId, { follow: true })) followed.push(e.event?.type ?? "?");
+      for await (const e of tj.runs.history(queuedRef.runId, { follow: true })) {
+        followed.push(e.event?.type ?? "?");
+        lastFollowed = e.event;
+      }
     })();
     const late = tj.task({ name: "no-worker-yet", fn: async () => ({ late: true }) });
     const worker2 = await tj.worker("w2", { workflows: [late] });
     await worker2.start();
     await follow;
-    expect(followed).toEqual(["RunCreated", "TaskStarted", "TaskCompleted"]);
+    expect(followed).toEqual(["RunCreated", "TaskCompleted"]);
+    expect(startOf(lastFollowed)).toMatchObject({ workerName: "w2" });
     await tj.close();
     await engine.stop();
   });

@@ -62,10 +62,14 @@ describe("workflows", () => {
       ["d", "COMPLETED"],
     ]);
     // Four tasks, one history: no event beyond their own starts and completions.
-    const types = await historyTypes(tj, ref.runId);
+    const types = await historyTypes(tj, ref.runId, { expand: true });
     expect(types).toHaveLength(9);
     expect(types.filter((t) => t === "TaskStarted")).toHaveLength(4);
     expect(types.filter((t) => t === "TaskCompleted")).toHaveLength(4);
+    // As stored: the long tasks (b, c) recorded their starts alone; the short ones (a, d) with their results.
+    const stored = await historyTypes(tj, ref.runId);
+    expect(stored).toHaveLength(7);
+    expect(stored.filter((t) => t === "TaskStarted")).toHaveLength(2);
     await tj.close();
     await engine.stop();
   });

@@ -1,4 +1,4 @@
-import { HISTORY_WARN_EVENTS } from "@taskjet/schemas";
+import { expandEvent, HISTORY_WARN_EVENTS } from "@taskjet/schemas";
 import type { HistoryEntry, RunFilters, RunState, RunStatus, TaskjetEvent } from "@taskjet/sdk";
 import { SingleBar } from "cli-progress";
 import { Argument, type Command, InvalidArgumentError } from "commander";
@@ -195,10 +195,12 @@ export function registerRuns(program: Command, ctx: CliContext): void {
           for await (const entry of entries) ctx.io.out(jsonLine(entry));
         } else if (flags.follow) {
           ctx.io.out(`${padRow(HISTORY_HEADERS, FOLLOW_WIDTHS)}\n`);
-          for await (const entry of entries) ctx.io.out(`${padRow(timeline.row(entry), FOLLOW_WIDTHS)}\n`);
+          for await (const entry of entries) {
+            for (const row of timeline.rows(entry)) ctx.io.out(`${padRow(row, FOLLOW_WIDTHS)}\n`);
+          }
         } else {
           const rows: string[][] = [];
-          for await (const entry of entries) rows.push(timeline.row(entry));
+          for await (const entry of entries) rows.push(...timeline.rows(entry));
           ctx.io.out(`${formatTable(HISTORY_HEADERS, rows)}\n`);
         }
         return ExitCodes.ok;
@@ -342,12 +344,19 @@ class Timeline {
 
   constructor(private readonly style: Style) {}
 
-  row(entry: HistoryEntry): string[] {
-    const delta = this.previous ? `+${entry.time.getTime() - this.previous.getTime()}ms` : "+0ms";
-    this.previous = entry.time;
-    const cells = [String(entry.seq), isoUtc(entry.time), delta];
-    if (!entry.event) return [...cells, this.style.bad("(unreadable)"), "-", "-", short(entry.rejected, 100)];
-    const e = entry.event;
+  /** One row per fact: a result that carries its attempt's start reads as that `TaskStarted`, then the result. */
+  rows(entry: HistoryEntry): string[][] {
+    if (!entry.event) return [this.row(entry.seq, entry.time, undefined, entry.rejected)];
+    const facts = expandEvent(entry.event);
+    // The start's own time: the message was stored with the result.
+    return facts.map((e, i) => this.row(entry.seq, i < facts.length - 1 ? new Date(e.at) : entry.time, e));
+  }
+
+  private row(seq: number, time: Date, e: TaskjetEvent | undefined, rejected = ""): string[] {
+    const delta = this.previous ? `+${time.getTime() - this.previous.getTime()}ms` : "+0ms";
+    this.previous = time;
+    const cells = [String(seq), isoUtc(time), delta];
+    if (!e) return [...cells, this.style.bad("(unreadable)"), "-", "-", short(rejected, 100)];
     return [...cells, this.eventType(e.type), this.taskOf(e), this.workerOf(e), this.details(e)];
   }
 

@@ -42,7 +42,8 @@ function processMetrics(): Registry {
 export class NamespaceMetrics {
   readonly registry = new Registry();
   private live: (() => LiveView) | undefined;
-  private readonly events: Counter<"namespace" | "type">;
+  /** Events folded since the last scrape, by type: prom-client hashes the labels of every labelled call. */
+  private readonly eventsSince = new Map<string, number>();
   private readonly queueWait: Histogram<"namespace" | "task">;
   private readonly duration: Histogram<"namespace" | "task" | "outcome">;
   private readonly retries: Counter<"namespace" | "task">;
@@ -57,11 +58,16 @@ export class NamespaceMetrics {
   ) {
     const registers = [this.registry];
     const labels = { namespace: ns };
-    this.events = new Counter({
+    const eventsSince = this.eventsSince;
+    new Counter({
       name: "taskjet_history_events_total",
       help: "History events folded by the namespace's leader, by type (rate() = events appended per second)",
       labelNames: ["namespace", "type"],
       registers,
+      collect() {
+        for (const [type, n] of eventsSince) this.inc({ namespace: ns, type }, n);
+        eventsSince.clear();
+      },
     });
     this.queueWait = new Histogram({
       name: "taskjet_queue_wait_seconds",
@@ -168,17 +174,17 @@ export class NamespaceMetrics {
   /** Counts one folded event (the projector's `onChange`). */
   observe({ event, state }: RunChange): void {
     const ns = this.ns;
-    this.events.inc({ namespace: ns, type: event.type });
+    this.eventsSince.set(event.type, (this.eventsSince.get(event.type) ?? 0) + 1);
     const task = "taskRunId" in event && event.taskRunId ? taskOf(state, event.taskRunId) : undefined;
+    // A start, recorded alone or carried by the result it preceded.
+    const start =
+      event.type === EventTypes.TaskStarted ? event.data : "started" in event.data ? event.data.started : undefined;
+    // queuedAt stays on the started task; assignedAt is the engine's time of the placement.
+    if (start && task?.queuedAt) {
+      const waited = (Date.parse(start.assignedAt) - Date.parse(task.queuedAt)) / 1000;
+      this.queueWait.observe({ namespace: ns, task: task.taskName }, Math.max(0, waited));
+    }
     switch (event.type) {
-      case EventTypes.TaskStarted: {
-        // queuedAt stays on the started task; assignedAt is the engine's time of the placement.
-        if (task?.queuedAt) {
-          const waited = (Date.parse(event.data.assignedAt) - Date.parse(task.queuedAt)) / 1000;
-          this.queueWait.observe({ namespace: ns, task: task.taskName }, Math.max(0, waited));
-        }
-        break;
-      }
       case EventTypes.TaskCompleted:
         this.attemptEnded(task, event.at, "completed");
         break;

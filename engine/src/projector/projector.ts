@@ -155,7 +155,11 @@ export class Projector {
           continue;
         }
         try {
-          if (m.seq > this.position) await this.fold(m);
+          if (m.seq > this.position) {
+            // Only an event for a run not in memory has to wait (for its stored state): no promise per event.
+            const pending = this.fold(m);
+            if (pending) await pending;
+          }
         } catch (err) {
           // Never skip an event: keep it at the head and try again shortly (a failed read of a stored state).
           this.o.log.warn({ err, seq: m.seq }, "could not fold an event; retrying");
@@ -170,7 +174,7 @@ export class Projector {
     }
   }
 
-  private async fold(m: JsMsg): Promise<void> {
+  private fold(m: JsMsg): Promise<void> | undefined {
     const runId = runIdFromHistorySubject(m.subject);
     const decoded = decodeEvent(m.data, runId);
     if (!decoded.ok) {
@@ -179,23 +183,31 @@ export class Projector {
       return;
     }
     const { event } = decoded;
-    let prev = this.states.get(runId);
-    if (!prev && event.type !== EventTypes.RunCreated && event.type !== EventTypes.EventRejected) {
-      prev = await this.o.store.get(runId); // a late fact about a finished run
-      if (!prev) {
+    const prev = this.states.get(runId);
+    if (prev || event.type === EventTypes.RunCreated || event.type === EventTypes.EventRejected) {
+      this.apply(prev, event, m.seq);
+      return;
+    }
+    // A late fact about a finished run.
+    return this.o.store.get(runId).then((stored) => {
+      if (stored) this.apply(stored, event, m.seq);
+      else {
         this.position = m.seq;
         this.reject(runId, m.seq, `${event.type} for a run that was never created`);
-        return;
       }
-    }
-    const state = evolve(prev, event, m.seq);
-    this.position = m.seq;
+    });
+  }
+
+  private apply(prev: RunState | undefined, event: TaskjetEvent, seq: number): void {
+    const state = evolve(prev, event, seq);
+    this.position = seq;
     if (!state || state === prev) return;
     this.warnIfLong(prev, state);
-    this.states.set(runId, state);
-    if (!this.dirty.has(runId)) this.dirty.set(runId, { since: Date.now(), firstSeq: m.seq });
+    // Keyed by the state's own id: `runId` is cut from the message's subject, and a map key would keep all of it.
+    this.states.set(state.runId, state);
+    if (!this.dirty.has(state.runId)) this.dirty.set(state.runId, { since: Date.now(), firstSeq: seq });
     this.scheduleFlush(isTerminal(state.status) ? this.o.flushMs : this.o.activeDelayMs);
-    if (this.live) this.o.onChange({ event, seq: m.seq, state });
+    if (this.live) this.o.onChange({ event, seq, state });
   }
 
   /**

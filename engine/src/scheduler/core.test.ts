@@ -89,6 +89,34 @@ describe("scheduler core", () => {
     expect(core.usage("w")).toBe(4);
   });
 
+  it("scheduler - takeQueued hands back a whole backlog at once, placed attempts stay", () => {
+    const core = new SchedulerCore();
+    core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 1 });
+    core.enqueue(task("a", 1));
+    expect(core.place(0)).toHaveLength(1);
+    const n = 200_000; // a spread of this many overflowed the stack; one-by-one removal was quadratic
+    for (let i = 0; i < n; i++) core.enqueue(task("a", 10 + i));
+    const taken = core.takeQueued("a");
+    expect(taken).toHaveLength(n);
+    expect(taken[0]?.order).toBe(10);
+    expect(core.depths().get("a")).toBeUndefined();
+    expect(core.knows({ taskRunId: "r10-0", attempt: 0 })).toBe(false);
+    expect(core.usage("w")).toBe(1);
+    for (const t of taken.slice(0, 3)) core.enqueue(t);
+    core.finish({ taskRunId: "r1-0", attempt: 0 });
+    expect(core.place(0).map((p) => p.task.order)).toEqual([10]);
+    expect(core.depths().get("a")).toBe(2);
+  });
+
+  it("scheduler - place stops at its limit and goes on from there in the next call", () => {
+    const core = new SchedulerCore();
+    for (let i = 1; i <= 5; i++) core.enqueue(task("a", i));
+    core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 100 });
+    expect(core.place(0, 2).map((p) => p.task.order)).toEqual([1, 2]);
+    expect(core.place(0, 2).map((p) => p.task.order)).toEqual([3, 4]);
+    expect(core.place(0).map((p) => p.task.order)).toEqual([5]);
+  });
+
   it("scheduler - an undelivered placement goes back to the head of its queue", () => {
     const core = new SchedulerCore();
     core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 1 });

@@ -410,8 +410,20 @@ export class SchedulerCore {
     const entry = this.tasks.get(taskName);
     if (!entry) return [];
     const out: QueuedTask[] = [];
-    for (const lane of entry.lanes.values()) for (const q of lane.queues) out.push(...q.values());
-    for (const task of out) this.forget(attemptKey(task));
+    for (const lane of [...entry.lanes.values()]) {
+      // Not push(...values()): a spread of a million attempts overflows the call stack.
+      for (const q of lane.queues) for (const task of q.values()) out.push(task);
+      // The lanes go whole: taking attempts out one by one searches the queue for each (quadratic for a backlog).
+      lane.queues = [new TaskQueue(), new TaskQueue(), new TaskQueue()];
+      this.dropLane(lane);
+    }
+    entry.size = 0;
+    for (const task of out) {
+      const key = attemptKey(task);
+      const known = this.known.get(key);
+      if (known) known.lane = undefined;
+      this.forget(key);
+    }
     return out;
   }
 
@@ -435,14 +447,14 @@ export class SchedulerCore {
   /**
    * Places as many queued attempts as flow control and free slots allow: highest priority first, oldest first within
    * a priority across tasks, lanes of a task in turn. Each attempt goes to the best eligible worker: its sticky
-   * worker, then the best label match, then the most free slots.
+   * worker, then the best label match, then the most free slots. At most `max` in one call.
    */
-  place(now: number): Placement[] {
+  place(now: number, max = Number.POSITIVE_INFINITY): Placement[] {
     this.lastNow = Math.max(this.lastNow, now);
     this.wake(now);
     const placements: Placement[] = [];
     const blocked = new Set<TaskEntry>();
-    for (;;) {
+    while (placements.length < max) {
       let best: { lane: Lane; task: QueuedTask; p: 0 | 1 | 2 } | undefined;
       for (const entry of this.tasks.values()) {
         if (entry.size === 0 || blocked.has(entry)) continue;
@@ -482,6 +494,7 @@ export class SchedulerCore {
       take(worker, flow, 1);
       placements.push({ task, workerId: worker.workerId });
     }
+    return placements;
   }
 
   /** When a parked lane is next due to be looked at again, if any. */
@@ -553,6 +566,11 @@ export class SchedulerCore {
   /** Whether the core tracks an attempt (queued, placed or being cancelled). */
   knows(task: Pick<QueuedTask, "taskRunId" | "attempt">): boolean {
     return this.known.has(attemptKey(task));
+  }
+
+  /** The worker an attempt is placed on or held by, if any. */
+  workerOf(task: Pick<QueuedTask, "taskRunId" | "attempt">): string | undefined {
+    return this.known.get(attemptKey(task))?.workerId;
   }
 
   /** Whether a worker is known (registered and not gone). */

@@ -38,6 +38,13 @@ export interface SchedulerOptions {
 const MAX_DECISION_TRIES = 20;
 
 /**
+ * Placements per event-loop turn. A worker with 100,000 free slots (or a backlog re-placed after a restart) would
+ * otherwise be placed and dispatched in one synchronous pass of seconds, while lease renewals and folding wait (the
+ * scale bench's engine lost its lease so); a thousand per turn changes nothing at ordinary rates.
+ */
+const MAX_PLACEMENTS_PER_TURN = 1000;
+
+/**
  * The shell around `SchedulerCore`: turns run changes, worker changes and definitions into core calls, places work in
  * batches (all inputs of one I/O turn first, then one placement pass), and appends what flow control decides
  * (strategy cancellations, why an attempt waits).
@@ -117,6 +124,7 @@ export class Scheduler {
       case EventTypes.TaskSlotReleased: {
         // The attempt is over (final or not), or gave its slot back: the slot is free.
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
+        this.startedWithResult(event);
         if (task) this.core.finish({ taskRunId: task.taskRunId, attempt: event.data.attempt });
         if (task?.retry) this.o.retrier.onState(state);
         // A workflow: tasks this one unblocked (children, handlers) are queued now.
@@ -130,10 +138,13 @@ export class Scheduler {
         this.cancelChildren(state, event.data.reason);
         for (const task of state.tasks) {
           if (task.status !== RunStatuses.cancelled) continue;
+          const placedOn = this.core.workerOf(task);
           this.core.finish(task);
-          // It had started: its worker aborts it (and abandons it after a grace period if it ignores the signal).
-          if (task.workerId && task.startedAt) {
-            this.o.dispatcher.control(task.workerId, {
+          // It had started, or its worker may be running it before recording the start: that worker aborts it (and
+          // abandons it after a grace period if it ignores the signal).
+          const workerId = task.startedAt ? task.workerId : placedOn;
+          if (workerId) {
+            this.o.dispatcher.control(workerId, {
               v: 1,
               type: "cancel",
               runId: state.runId,
@@ -146,6 +157,7 @@ export class Scheduler {
         break;
       case EventTypes.TaskRateLimited: {
         // The attempt ended on the worker: its slot is free, its keys pause, and the next attempt queues.
+        this.startedWithResult(event);
         this.core.finish({ taskRunId: event.taskRunId, attempt: event.data.attempt });
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
         if (task?.status === RunStatuses.queued && task.attempt === event.data.attempt + 1) {
@@ -164,6 +176,12 @@ export class Scheduler {
         return;
     }
     this.kick();
+  }
+
+  /** A result that carries its attempt's start: rate-limit units count from that start, as for `TaskStarted`. */
+  private startedWithResult(event: { taskRunId: string; data: { attempt: number; started?: { at: string } } }): void {
+    if (event.data.started)
+      this.core.started({ taskRunId: event.taskRunId, attempt: event.data.attempt }, Date.parse(event.data.started.at));
   }
 
   /** A live worker's registration as last heartbeated (its name, for metrics). */
@@ -376,6 +394,13 @@ export class Scheduler {
   /** A cancelled run's child runs are cancelled too (and theirs, as each cancellation is folded). */
   private cancelChildren(state: RunState, reason: string): void {
     for (const child of state.children ?? []) {
+      // Its attempts not placed yet are never placed now: a worker runs an attempt before it records the start, so
+      // one placed before the child's own cancellation is folded would run (the cancellation removes placed ones).
+      for (const task of this.o.states.get(child.runId)?.tasks ?? []) {
+        if (task.status === RunStatuses.queued && this.core.knows(task) && this.core.workerOf(task) === undefined) {
+          this.core.finish(task);
+        }
+      }
       this.decide(child.runId, (s) => {
         if (isTerminal(s.status)) return undefined;
         return makeEvent(EventTypes.RunCancelled, {
@@ -424,8 +449,9 @@ export class Scheduler {
     setImmediate(() => {
       this.kicked = false;
       if (this.stopped) return;
-      const placements = this.core.place(this.now());
+      const placements = this.core.place(this.now(), MAX_PLACEMENTS_PER_TURN);
       if (placements.length > 0) this.o.dispatcher.send(placements, (runId) => this.o.states.get(runId));
+      if (placements.length === MAX_PLACEMENTS_PER_TURN) this.kick(); // the rest on the next turn
       const waits = this.core.drainWaits();
       if (waits.length > 0) this.recordWaits(waits);
       this.armWake();

@@ -20,6 +20,9 @@ export class Schedules {
 
   onState(state: RunState): void {
     this.sleeps(state);
+    // Called for every event of every run (and every run at recovery): a run never scheduled has no timer, so no key
+    // is built and looked up for it.
+    if (state.scheduledAt === undefined) return;
     const key = `due:${state.runId}`;
     if (state.status !== RunStatuses.scheduled || !state.scheduledAt) {
       this.o.timers.cancel(key);
@@ -33,8 +36,11 @@ export class Schedules {
 
   private sleeps(state: RunState): void {
     for (const task of state.tasks) {
+      // Armed only from a checkpoint: a task without any has none (a replay drops them, but bumps the attempt that
+      // `wake` checks).
+      if (!task.checkpoints) continue;
       const key = `sleep:${task.taskRunId}`;
-      const sleep = task.checkpoints?.find((c) => c.kind === "sleep" && !c.done);
+      const sleep = task.checkpoints.find((c) => c.kind === "sleep" && !c.done);
       if (task.status !== RunStatuses.pending || !sleep) {
         this.o.timers.cancel(key);
         continue;

@@ -5,9 +5,23 @@ import {
   type RunState,
   RunStatuses,
   type TaskjetEventInput,
+  type TaskRunState,
 } from "@taskjet/schemas";
 import type { Logger } from "pino";
 import type { Timers } from "./timers.js";
+
+/** The attempt a deadline is for. */
+interface Attempt {
+  runId: string;
+  taskRunId: string;
+  attempt: number;
+}
+
+const attemptOf = (state: RunState, task: TaskRunState): Attempt => ({
+  runId: state.runId,
+  taskRunId: task.taskRunId,
+  attempt: task.attempt,
+});
 
 export interface TimeoutsOptions {
   timers: Timers;
@@ -33,30 +47,32 @@ export class Timeouts {
 
   /** Arms, moves or drops the deadlines of a run's tasks after any change (idempotent). */
   onState(state: RunState): void {
+    // Every queued attempt has a deadline, and a million may be queued: keys are joined (a template literal leaves a
+    // chain of cons strings beside the flat copy a Map key is hashed from) and the callbacks are shared, given the
+    // attempt as an argument (a closure made in this loop keeps its block scopes too): ~200 bytes less per attempt.
     for (const task of state.tasks) {
-      const waitKey = `schedule:${task.taskRunId}:${task.attempt}`;
+      const waitKey = ["schedule", task.taskRunId, task.attempt].join(":");
       if (task.status === RunStatuses.queued && !task.retry && task.queuedAt) {
         const due = Date.parse(task.queuedAt) + (task.scheduleTimeoutMs ?? this.o.defaultScheduleTimeoutMs);
         if (this.o.timers.dueOf(waitKey) !== due) {
-          const { runId } = state;
-          const { taskRunId, attempt } = task;
-          this.o.timers.set(waitKey, due, () => this.unscheduled(runId, taskRunId, attempt));
+          this.o.timers.set(waitKey, due, this.onUnscheduled, attemptOf(state, task));
         }
       } else {
         this.o.timers.cancel(waitKey);
       }
-      const key = `timeout:${task.taskRunId}:${task.attempt}`;
+      const key = ["timeout", task.taskRunId, task.attempt].join(":");
       if (task.status !== RunStatuses.running || !task.timeoutAt) {
         this.o.timers.cancel(key);
         continue;
       }
       const due = Date.parse(task.timeoutAt);
       if (this.o.timers.dueOf(key) === due) continue;
-      const { runId } = state;
-      const { taskRunId, attempt } = task;
-      this.o.timers.set(key, due, () => this.expire(runId, taskRunId, attempt));
+      this.o.timers.set(key, due, this.onExpired, attemptOf(state, task));
     }
   }
+
+  private readonly onUnscheduled = (a: Attempt) => this.unscheduled(a.runId, a.taskRunId, a.attempt);
+  private readonly onExpired = (a: Attempt) => this.expire(a.runId, a.taskRunId, a.attempt);
 
   private unscheduled(runId: string, taskRunId: string, attempt: number): void {
     const state = this.o.states.get(runId);

@@ -44,6 +44,17 @@ describe("timers", () => {
     expect(fired).toBe(1);
   });
 
+  it("timers - one shared callback serves many timers, each given its own argument", () => {
+    const c = fakeClock();
+    const timers = new Timers(c.clock);
+    const fired: number[] = [];
+    const onDue = (n: number) => fired.push(n);
+    for (const n of [3, 1, 2]) timers.set(`k${n}`, c.now() + n * 10, onDue, n);
+    timers.cancel("k2");
+    c.advance(100);
+    expect(fired).toEqual([1, 3]);
+  });
+
   it("timers - fire in due order, once, with one host timer armed", () => {
     const c = fakeClock();
     const timers = new Timers(c.clock);

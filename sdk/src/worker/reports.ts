@@ -1,13 +1,13 @@
 import {
   AppendConflictError,
   type Assignment,
+  decodeEvent,
   EventTypes,
   encodeJsonObject,
   isNonRetryable,
   isRateLimited,
   makeEvent,
   parseDuration,
-  type RetryPolicy,
   type RunState,
   RunStatuses,
   Streams,
@@ -17,10 +17,12 @@ import {
   type TaskjetEventInput,
   type TaskRateLimited,
   type TaskRunState,
+  type TaskStarted,
   toRecordedError,
 } from "@taskjet/schemas";
 import { appendEvent } from "../append.js";
 import type { Connection } from "../connection.js";
+import { readStream } from "../read-stream.js";
 import { readTail } from "../run-reader.js";
 
 /** The attempt was started elsewhere, or the run moved on: this worker must not run it. */
@@ -74,35 +76,27 @@ function notCurrent(task: TaskRunState | undefined): NotCurrentError {
   return new NotCurrentError(`task is ${task?.status ?? "unknown"} at attempt ${task?.attempt ?? "?"}`);
 }
 
+/** What a worker records of an attempt's start: `TaskStarted`'s data beyond the attempt and worker ids. */
+export type StartFacts = Omit<TaskStarted["data"], "attempt" | "workerId">;
+
+/** The attempt still waits to start: nobody started, timed out, cancelled or re-queued it meanwhile. */
+function waitingToStart(t: TaskRunState | undefined, a: Assignment): boolean {
+  return t?.status === RunStatuses.queued && t.attempt === a.attempt && !t.retry;
+}
+
 /**
  * Appends `TaskStarted` with CAS on the sequence the assignment was handed. On a conflict the run is re-read: if the
  * attempt is still waiting to start, the append is retried on the new tail; otherwise the attempt is not ours.
  * @returns the sequence of our `TaskStarted`
  * @throws NotCurrentError
  */
-export async function reportStarted(
-  r: Reporter,
-  a: Assignment,
-  policy: RetryPolicy,
-  timeoutAt: string,
-  sticky?: "SOFT" | "HARD",
-): Promise<number> {
+export async function reportStarted(r: Reporter, a: Assignment, facts: StartFacts): Promise<number> {
   const event = makeEvent(EventTypes.TaskStarted, {
     runId: a.runId,
     taskRunId: a.taskRunId,
-    data: {
-      attempt: a.attempt,
-      workerId: r.workerId,
-      workerName: r.workerName,
-      assignedAt: a.assignedAt,
-      policy,
-      timeoutAt,
-      ...(sticky ? { sticky } : {}),
-    },
+    data: { ...facts, attempt: a.attempt, workerId: r.workerId },
   });
-  const waiting = (t: TaskRunState | undefined) =>
-    t?.status === RunStatuses.queued && t.attempt === a.attempt && !t.retry;
-  const outcome = await appendWhileCurrent(r, a, event, a.expectedSeq, waiting);
+  const outcome = await appendWhileCurrent(r, a, event, a.expectedSeq, (t) => waitingToStart(t, a));
   if ("stale" in outcome) throw notCurrent(outcome.stale.task);
   if (outcome.duplicate) {
     // This worker started the attempt before: our own retry of a lost ack (go on), or the assignment redelivered
@@ -166,30 +160,66 @@ function isOurs(task: TaskRunState | undefined, a: Assignment, r: Reporter): boo
 }
 
 /**
- * Appends the attempt's result with CAS on the last sequence this worker knows. On a conflict: if the attempt is
- * still ours and running, retry on the new tail; if it was timed out, cancelled or reassigned meanwhile, the result is
+ * Appends the attempt's result with CAS on the last sequence this worker wrote for it, or, with `started` (the start
+ * not recorded: the result carries it), on the assignment's. On a conflict: if the attempt is still ours (or still
+ * waiting to start), retry on the new tail; if it was timed out, cancelled or reassigned meanwhile, the result is
  * stale and is recorded as `ReportIgnored` (invariant 4), never applied.
  * @returns whether the result was applied
  */
 export async function reportResult(
   r: Reporter,
   a: Assignment,
-  startedSeq: number,
+  lastSeq: number,
   result: { ok: true; output: unknown } | { ok: false; error: unknown },
   payloadLimit: number,
+  started?: StartFacts & { at: string },
 ): Promise<boolean> {
   const event = resultEvent(r, a, result, payloadLimit);
-  const outcome = await appendWhileCurrent(r, a, event, startedSeq, (t) => isOurs(t, a, r));
-  if (!("stale" in outcome)) return true;
-  const { task, state } = outcome.stale;
+  // Not recorded yet: the result carries the start and finds the attempt still waiting to start (or started by us,
+  // when a start whose ack was lost was stored after all: the carried start then changes nothing).
+  if (started) event.data.started = started;
+  const current = started
+    ? (t: TaskRunState | undefined) => waitingToStart(t, a) || isOurs(t, a, r)
+    : (t?: TaskRunState) => isOurs(t, a, r);
+  const outcome = await appendWhileCurrent(r, a, event, lastSeq, current);
   const report =
     event.type === EventTypes.TaskCompleted
       ? "completed"
       : event.type === EventTypes.TaskFailed
         ? "failed"
         : "rateLimited";
+  if (!("stale" in outcome)) {
+    // A duplicate (the same dedup id: this attempt's result from this worker) is our own retry of a lost ack, or the
+    // result of an earlier run of this attempt here: its assignment was delivered again after that run had ended (a
+    // server restart lost the ack), and this worker ran it before any start of its own was recorded. Then this run's
+    // result is stale: recorded as ignored, like any other.
+    if (!outcome.duplicate || (await storedEventId(r, a.runId, outcome.seq)) === event.id) return true;
+    const state = await currentState(r.conn, r.ns, a.runId);
+    await recordIgnored(
+      r,
+      a,
+      report,
+      state?.tasks.find((t) => t.taskRunId === a.taskRunId),
+      state,
+    );
+    return false;
+  }
+  const { task, state } = outcome.stale;
   await recordIgnored(r, a, report, task, state);
   return false;
+}
+
+/** The id of the event stored at `seq` of the run's history (by request body, or scoped, through a consumer). */
+async function storedEventId(r: Reporter, runId: string, seq: number): Promise<string | undefined> {
+  const idOf = (data: Uint8Array) => (decodeEvent(data, runId) as { event?: { id: string } }).event?.id;
+  if (!r.conn.scoped) {
+    const m = await r.conn.jsm.streams.getMessage(Streams.history, { seq });
+    return m ? idOf(m.data) : undefined;
+  }
+  for await (const m of readStream(r.conn.js, Streams.history, subjects.history(r.ns, runId), { startSeq: seq })) {
+    return m.seq === seq ? idOf(m.data) : undefined;
+  }
+  return undefined;
 }
 
 function resultEvent(

@@ -48,6 +48,7 @@ import {
   reportRunningFact,
   reportStarted,
   reportTimedOut,
+  type StartFacts,
 } from "./reports.js";
 
 export const SDK_VERSION = "0.1.0";
@@ -145,6 +146,12 @@ export class Worker {
   private readonly running = new Map<string, Running>();
   /** Attempts that gave their slot back (`ctx.releaseSlot()`) and run on. */
   private readonly released = new Map<string, Running>();
+  /**
+   * Assignments (stream sequences) whose attempt ran here to a stored outcome, the latest `FINISHED_REMEMBERED`: one
+   * delivered again (a server restart lost its ack) is acknowledged, not run again. An attempt runs before its start
+   * is recorded, so no CAS on `TaskStarted` refuses it any more.
+   */
+  private readonly finished = new Set<number>();
   private state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
   private messages: ConsumerMessages | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -467,7 +474,12 @@ export class Worker {
     }
     const key = `${message.taskRunId}:${message.attempt}`;
     const running = this.running.get(key) ?? this.released.get(key);
-    if (!running) return;
+    if (!running) {
+      // Still waiting here for a slot: it never runs.
+      const waiting = this.pending.findIndex((p) => `${p.assignment.taskRunId}:${p.assignment.attempt}` === key);
+      if (waiting >= 0) this.pending.splice(waiting, 1)[0]?.msg.ack();
+      return;
+    }
     running.ctx.abortController.abort(new Error(`cancelled: ${message.reason}`));
     setTimeout(() => {
       if (this.running.get(key) !== running) return;
@@ -504,6 +516,11 @@ export class Worker {
       msg.term();
       return;
     }
+    // A redelivery of an attempt that already ran here to its outcome: done.
+    if (this.finished.has(msg.seq)) {
+      msg.ack();
+      return;
+    }
     // A redelivery of an attempt already here (it waited past ack_wait): the first copy's ack covers both.
     const key = `${assignment.taskRunId}:${assignment.attempt}`;
     if (this.running.has(key) || this.released.has(key) || this.pending.some((p) => p.msg.seq === msg.seq)) return;
@@ -525,7 +542,12 @@ export class Worker {
         taskRunId: next.assignment.taskRunId,
         attempt: next.assignment.attempt,
       });
-      const attempt = new AttemptClock(next.assignment, this.reporter, head as Task);
+      const attempt = new AttemptClock(
+        next.assignment,
+        this.reporter,
+        head as Task,
+        onceOnly(() => next.msg.ack()),
+      );
       const outbox = new Outbox(this.conn.js, this.config.namespace, next.assignment, log);
       let childIndex = 0;
       // A durable task that reached a sleep: the attempt ends without a result.
@@ -599,7 +621,11 @@ export class Worker {
       attempt.onDeadline = () => {
         log.warn({ timeoutAt: attempt.timeoutAt }, "execution timeout: aborting the task");
         // Record the timeout first, so the aborted task's own failure is not taken for the attempt's outcome.
-        reportTimedOut(this.reporter, next.assignment, attempt.lastSeq, new Date(attempt.timeoutAt).toISOString())
+        attempt
+          .recordStart()
+          .then(() =>
+            reportTimedOut(this.reporter, next.assignment, attempt.lastSeq, new Date(attempt.timeoutAt).toISOString()),
+          )
           .catch((err) => log.warn({ err }, "could not record the timeout; the engine will"))
           .finally(() => ctx.abortController.abort(new Error(`execution timeout of ${attempt.timeoutMs} ms exceeded`)));
       };
@@ -657,6 +683,12 @@ export class Worker {
     else this.used -= entry.cost;
   }
 
+  /** The assignment's attempt ran here to a stored outcome (see `finished`). */
+  private ranToOutcome(msg: JsMsg): void {
+    this.finished.add(msg.seq);
+    if (this.finished.size > FINISHED_REMEMBERED) this.finished.delete(this.finished.values().next().value as number);
+  }
+
   private async execute(
     { assignment: a, msg }: Pending,
     ctx: Context,
@@ -665,18 +697,16 @@ export class Worker {
     log: Logger,
     suspended: Promise<"suspended"> | undefined,
   ): Promise<void> {
-    try {
-      await attempt.start();
-    } catch (err) {
-      if (err instanceof NotCurrentError) {
-        log.debug({ reason: err.message }, "assignment no longer current");
-        msg.ack();
-        return;
-      }
-      msg.nak(1000);
-      throw err;
-    }
-    msg.ack();
+    // The task's code runs from a later turn, never inside `pump()`: the attempt is then registered (running, its
+    // slot counted), so a `releaseSlot()` or a cancel at its very start finds it, and whatever the same I/O turn
+    // delivered first (a cancelled attempt's abort, before a newer one of its concurrency key) has run.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    attempt.begin((err) => {
+      // Started elsewhere, or the run moved on before the start was recorded: stop this copy.
+      if (err instanceof NotCurrentError)
+        ctx.abortController.abort(new Error(`attempt no longer current: ${err.message}`));
+      else log.warn({ err }, "could not record the start; the result will carry it");
+    });
     const task = this.tasks.get(a.taskName) as TaskDeclaration<JsonObject, JsonObject>;
     const run = async () => {
       try {
@@ -692,13 +722,18 @@ export class Worker {
     const result = suspended ? await Promise.race([run(), suspended]) : await run();
     if (result === "suspended") {
       attempt.stop();
+      this.ranToOutcome(msg);
       log.debug({}, "durable task sleeping: attempt ended, slot freed");
       return;
     }
     attempt.stop();
     // Every line and chunk of the attempt stored before its outcome: a reader that sees the run end has them all.
     await outbox.settled();
-    const applied = await reportResult(this.reporter, a, attempt.lastSeq, result, this.conn.payloadLimit);
+    const started = await attempt.startForResult();
+    const applied = await reportResult(this.reporter, a, attempt.lastSeq, result, this.conn.payloadLimit, started);
+    // Unacknowledged until an outcome is stored: a worker that could not report gets the assignment again.
+    attempt.acknowledge();
+    this.ranToOutcome(msg);
     if (!applied) log.warn({}, "result arrived after the attempt was superseded: recorded as ReportIgnored");
   }
 }
@@ -706,30 +741,87 @@ export class Worker {
 type Task = TaskDeclaration<JsonObject, JsonObject>;
 
 /**
+ * How long an attempt runs before its worker records `TaskStarted`. One that ends sooner (most do) records its start
+ * in its result: one append per attempt instead of two. Meanwhile the run reads QUEUED, and a second copy of the
+ * attempt (placed again after its worker was taken for gone) may run too: its result is then recorded as ignored.
+ */
+const START_RECORD_DELAY_MS = 20;
+
+/** How many finished assignments a worker remembers, to not run one delivered again (`Worker.finished`). */
+const FINISHED_REMEMBERED = 10_000;
+
+/**
  * One attempt's place in the log and its deadline: the last sequence this worker wrote for it (the next append's
- * expected sequence) and the local timer that aborts the task when its execution timeout passes.
+ * expected sequence), when its start is recorded, and the local timer that aborts the task when its execution timeout
+ * passes.
  */
 class AttemptClock {
-  lastSeq = 0;
+  lastSeq: number;
   timeoutAt = 0;
   onDeadline: () => void = () => {};
   private timer: NodeJS.Timeout | undefined;
+  private startTimer: NodeJS.Timeout | undefined;
+  private startedAt = 0;
+  private facts: StartFacts | undefined;
+  private startRecord: Promise<void> | undefined;
 
   constructor(
     private readonly a: Assignment,
     private readonly reporter: Reporter,
     private readonly task: Task,
-  ) {}
+    /** Acknowledges the assignment: once the start or the outcome is recorded. */
+    readonly acknowledge: () => void,
+  ) {
+    this.lastSeq = a.expectedSeq;
+  }
 
   get timeoutMs(): number {
     return this.task.executionTimeoutMs;
   }
 
-  async start(): Promise<void> {
-    this.timeoutAt = Date.now() + this.task.executionTimeoutMs;
-    const timeoutAt = new Date(this.timeoutAt).toISOString();
-    this.lastSeq = await reportStarted(this.reporter, this.a, this.task.policy, timeoutAt, this.task.flow.sticky);
+  /** The attempt starts now; its start is recorded after `START_RECORD_DELAY_MS` unless it ends first. */
+  begin(onStartError: (err: unknown) => void): void {
+    this.startedAt = Date.now();
+    this.timeoutAt = this.startedAt + this.task.executionTimeoutMs;
+    const { sticky } = this.task.flow;
+    this.facts = {
+      workerName: this.reporter.workerName,
+      assignedAt: this.a.assignedAt,
+      policy: this.task.policy,
+      timeoutAt: new Date(this.timeoutAt).toISOString(),
+      ...(sticky ? { sticky } : {}),
+    };
     this.arm();
+    this.startTimer = setTimeout(() => this.recordStart().catch(onStartError), START_RECORD_DELAY_MS);
+    this.startTimer.unref();
+  }
+
+  /** Appends `TaskStarted` once (CAS on the assignment's sequence). @throws NotCurrentError */
+  recordStart(): Promise<void> {
+    clearTimeout(this.startTimer);
+    this.startRecord ??= reportStarted(this.reporter, this.a, this.facts as StartFacts).then((seq) => {
+      this.lastSeq = seq;
+      this.acknowledge();
+    });
+    return this.startRecord;
+  }
+
+  /** The start for the result to carry: none once `TaskStarted` was recorded, or tried (awaited first). */
+  async startForResult(): Promise<(StartFacts & { at: string }) | undefined> {
+    clearTimeout(this.startTimer);
+    const facts = { at: new Date(this.startedAt).toISOString(), ...(this.facts as StartFacts) };
+    if (!this.startRecord) {
+      this.startRecord = Promise.resolve();
+      return facts;
+    }
+    try {
+      await this.startRecord;
+      return undefined;
+    } catch (err) {
+      // Not ours: the result's CAS on our last sequence then fails and it is recorded as ignored. Not known to be
+      // stored (a failover): the result carries the start, which applies only if it was not.
+      return err instanceof NotCurrentError ? undefined : facts;
+    }
   }
 
   async refresh(ms: number): Promise<void> {
@@ -745,10 +837,13 @@ class AttemptClock {
 
   /** Appends a fact about this running attempt after the last one it wrote (CAS), and moves its place. */
   async record<T extends RunningFactType>(type: T, data: Parameters<typeof reportRunningFact<T>>[4]): Promise<void> {
+    await this.recordStart();
     this.lastSeq = await reportRunningFact(this.reporter, this.a, this.lastSeq, type, data);
   }
 
+  /** The task function returned: no deadline, and a start not recorded yet is carried by the result. */
   stop(): void {
+    clearTimeout(this.startTimer);
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -758,4 +853,14 @@ class AttemptClock {
     this.timer = setTimeout(() => this.onDeadline(), Math.max(0, this.timeoutAt - Date.now()));
     this.timer.unref();
   }
+}
+
+/** Runs `fn` on the first call only. */
+function onceOnly(fn: () => void): () => void {
+  let called = false;
+  return () => {
+    if (called) return;
+    called = true;
+    fn();
+  };
 }

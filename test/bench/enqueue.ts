@@ -4,7 +4,10 @@
  * with `--engine on`, keeps running in its own process (folding every run, as in production).
  *
  *   node --max-semi-space-size=32 --import tsx bench/enqueue.ts [--n 50000] [--batch 5000] [--reps 3] [--engine off]
+ *        [--out result.json]
  */
+import { writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { createEngine } from "@taskjet/engine";
 import { Taskjet } from "@taskjet/sdk";
@@ -18,6 +21,7 @@ const { values: opt } = parseArgs({
     batch: { type: "string", default: "5000" },
     reps: { type: "string", default: "3" },
     engine: { type: "string", default: "on" },
+    out: { type: "string" },
   },
   strict: true,
 });
@@ -49,10 +53,12 @@ try {
     rates.push(N / seconds);
     process.stdout.write(`rep ${rep + 1}: ${N} triggers in ${seconds.toFixed(2)} s = ${Math.round(N / seconds)}/s\n`);
   }
-  rates.sort((a, b) => a - b);
-  process.stdout.write(
-    `median ${Math.round(rates[Math.floor(rates.length / 2)] as number)} triggers/s (n=${N}, batch=${BATCH}, engine ${opt.engine})\n`,
-  );
+  const median = [...rates].sort((a, b) => a - b)[Math.floor(rates.length / 2)] as number;
+  process.stdout.write(`median ${Math.round(median)} triggers/s (n=${N}, batch=${BATCH}, engine ${opt.engine})\n`);
+  if (opt.out) {
+    const result = { n: N, batch: BATCH, engine: opt.engine, rates, median, loadavg: loadavg() };
+    writeFileSync(opt.out, JSON.stringify(result));
+  }
   await tj.close();
   await engine?.request("stop");
   await engine?.exit();

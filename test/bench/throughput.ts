@@ -23,7 +23,7 @@
  */
 import { execSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { cpus, loadavg } from "node:os";
+import { cpus } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -35,6 +35,7 @@ import { startNatsCluster } from "../harness/nats-cluster.js";
 import { startNatsServer } from "../harness/nats-server.js";
 import type { CpuSnapshot } from "./lib/child.js";
 import { nowMs, percentiles } from "./lib/clock.js";
+import { gitState, load } from "./lib/conditions.js";
 import { FLOWS, type Flow, isFlow, usesConcurrency, usesRateLimit } from "./lib/flow.js";
 import { Proc } from "./lib/proc.js";
 
@@ -122,27 +123,6 @@ function machineCpu(): { busyS: number; totalS: number } {
   return { busyS: (total - idle) / CLK_TCK, totalS: total / CLK_TCK };
 }
 
-function gitState(): { head: string; dirty: string[] } {
-  const git = (args: string) => execSync(`git ${args}`, { cwd: join(here, "..", ".."), encoding: "utf8" }).trim();
-  try {
-    return {
-      head: git("rev-parse --short HEAD"),
-      dirty: git("status --porcelain -- engine sdk schemas")
-        .split("\n")
-        .map((l) => l.trim())
-        .filter(Boolean),
-    };
-  } catch {
-    return { head: "unknown", dirty: [] };
-  }
-}
-
-function load(): string {
-  return loadavg()
-    .map((x) => x.toFixed(2))
-    .join(" ");
-}
-
 function diffOps(a: Record<string, number> = {}, b: Record<string, number> = {}): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(b)) if (v - (a[k] ?? 0) > 0) out[k] = v - (a[k] ?? 0);
@@ -157,7 +137,7 @@ async function main(): Promise<void> {
     loadAtStart: load(),
     nodeFlags: Number(opt.semi) > 0 ? [`--max-semi-space-size=${opt.semi}`] : [],
     // others edit the packages concurrently: record what was measured (the built dist is what runs)
-    git: gitState(),
+    git: gitState(["engine", "sdk", "schemas"]),
     whatIf: String(opt["what-if"]).split(",").filter(Boolean),
   };
   console.error(`[bench] load average ${env.loadAtStart}; starting nats-server`);
@@ -429,7 +409,9 @@ function markdown(r: any): string {
     row("run-and-wait", l.runAndWait);
     row("runNoWait call", l.triggerCall);
     lines.push("");
-    lines.push(`all done: ${l.allDone}, errors ${l.errors}, max schedule lag ${f(l.maxScheduleLagMs)} ms`);
+    lines.push(
+      `all done: ${l.allDone}, errors ${l.errors}, max schedule lag ${f(l.maxScheduleLagMs)} ms; offered ${f(l.offeredRate, 0)}/s, completed ${f(l.achievedRate, 0)}/s${l.saturated ? " (saturated: the percentiles are queueing delay)" : ""}`,
+    );
     lines.push("");
     costTable("Latency phase", l);
   }

@@ -6,10 +6,22 @@
 import { writeFile } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
 import { performance } from "node:perf_hooks";
+import { writeHeapSnapshot } from "node:v8";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { applyWhatIf } from "./whatif.js";
 
 export type Handler = (args: Record<string, unknown>) => unknown;
+
+/** A process's memory as it sees it (RSS is also read from `/proc` by the orchestrator, without asking). */
+export interface MemSnapshot {
+  rssMiB: number;
+  heapUsedMiB: number;
+  heapTotalMiB: number;
+  externalMiB: number;
+  arrayBuffersMiB: number;
+  /** Whether a full GC ran first (`gc: true` and `--expose-gc`): heap used is then live data only. */
+  collected: boolean;
+}
 
 export interface CpuSnapshot {
   userUs: number;
@@ -69,8 +81,27 @@ function snapshot(): CpuSnapshot {
   return { userUs: cpu.user, systemUs: cpu.system, elu, nats };
 }
 
+const MiB = 1024 * 1024;
+
+function memory(collect: boolean): MemSnapshot {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (collect) gc?.();
+  const m = process.memoryUsage();
+  return {
+    rssMiB: m.rss / MiB,
+    heapUsedMiB: m.heapUsed / MiB,
+    heapTotalMiB: m.heapTotal / MiB,
+    externalMiB: m.external / MiB,
+    arrayBuffersMiB: m.arrayBuffers / MiB,
+    collected: collect && gc !== undefined,
+  };
+}
+
 const common: Record<string, Handler> = {
   cpu: () => snapshot(),
+  mem: (args) => memory(Boolean(args.gc)),
+  /** Writes a heap snapshot (stops the process for as long as it takes: seconds per GiB of heap). */
+  heapSnapshot: (args) => writeHeapSnapshot(String(args.file)),
   exit: () => true,
   ops: () => Object.fromEntries(ops),
   async profStart(args) {

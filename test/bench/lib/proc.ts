@@ -61,6 +61,8 @@ export class Proc {
   }
 
   request<T = unknown>(cmd: string, args: Record<string, unknown> = {}, timeoutMs = 600_000): Promise<T> {
+    // Sending on the channel of a process that is gone throws an unhandled 'error' event.
+    if (!this.child.connected) return Promise.reject(new Error(`${this.role}: not running`));
     const id = ++this.seq;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -79,6 +81,13 @@ export class Proc {
       });
       this.child.send({ id, cmd, args });
     });
+  }
+
+  /** Sends `signal` and waits for the exit: SIGKILL is a crash, nothing flushed, no lease given up. */
+  async kill(signal: NodeJS.Signals): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill(signal);
+    await this.exited;
   }
 
   /** Asks it to exit; kills it (by its pid) if it does not within `ms`. */

@@ -12,6 +12,7 @@ import { Taskjet } from "@taskjet/sdk";
 import { serve, watchConnection } from "../lib/child.js";
 import { benchInput, nowMs, percentiles } from "../lib/clock.js";
 import { type Flow, RATE_KEY, RATE_LIMIT, usesRateLimit } from "../lib/flow.js";
+import { windowed } from "../lib/windowed.js";
 
 type Mode = "run" | "ref" | "sub";
 
@@ -22,24 +23,6 @@ let taskName = "";
 function client(): Taskjet {
   if (!tj) throw new Error("not connected");
   return tj;
-}
-
-/** Runs `one(i)` for i < n with exactly `inflight` outstanding (closed loop per lane). */
-async function windowed(n: number, inflight: number, one: (i: number) => Promise<unknown>): Promise<number> {
-  let next = 0;
-  let errors = 0;
-  const lane = async () => {
-    while (next < n) {
-      const i = next++;
-      try {
-        await one(i);
-      } catch (err) {
-        if (errors++ < 3) console.error("[client] run failed:", err);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(inflight, n) }, lane));
-  return errors;
 }
 
 /** Counts distinct runs whose `TaskCompleted` was heard on the namespace's history subjects. */
@@ -101,6 +84,26 @@ serve({
     return { n, inflight, mode, ms, triggeredMs, errors, completed, rate: (completed / ms) * 1000 };
   },
 
+  /**
+   * Bulk enqueue: `n` runs by `tj.runManyNoWait` in batches of `batch` (`offset` numbers the inputs); returns once every
+   * `RunCreated` is acknowledged. Monotonic start and end, so the orchestrator can line them up with its samples.
+   */
+  async enqueue(args) {
+    const n = Number(args.n);
+    const batch = Number(args.batch);
+    const offset = Number(args.offset ?? 0);
+    const startedAt = nowMs();
+    let errors = 0;
+    for (let i = 0; i < n; i += batch) {
+      const items = Array.from({ length: Math.min(batch, n - i) }, (_, k) => ({
+        input: benchInput(offset + i + k, false),
+      }));
+      const refs = await client().runManyNoWait(taskName, items, { returnExceptions: true });
+      for (const r of refs) if (r instanceof Error && errors++ < 3) console.error("[client] trigger failed:", r);
+    }
+    return { n, errors, startedAt, endedAt: nowMs() };
+  },
+
   /** Plain closed-loop runs (warm-up). */
   async warm(args) {
     const errors = await windowed(Number(args.n), Number(args.inflight ?? 50), (i) =>
@@ -123,6 +126,7 @@ serve({
     const pending: Promise<void>[] = [];
     let errors = 0;
     let maxLag = 0;
+    let lastDone = 0;
     const T0 = nowMs() + 5;
     await new Promise<void>((resolve) => {
       let i = 0;
@@ -145,7 +149,8 @@ serve({
           pending.push(
             p.then(
               () => {
-                runAndWait[idx] = nowMs() - t;
+                lastDone = nowMs();
+                runAndWait[idx] = lastDone - t;
               },
               (err: unknown) => {
                 if (errors++ < 3) console.error("[client] latency run failed:", err);
@@ -163,11 +168,19 @@ serve({
       Promise.all(pending).then(() => true),
       new Promise<boolean>((r) => setTimeout(() => r(false), 60_000)),
     ]);
+    // At a rate the system cannot sustain the client falls behind its schedule (offered < rate) and completions lag
+    // (achieved < rate): the percentiles are then queueing delay, so both rates are reported with them. A run never
+    // seen done (`allDone` false) is not saturation: `runAndWait.n` tells how many were.
+    const done = runAndWait.filter(Number.isFinite).length;
+    const achievedRate = lastDone ? (done / (lastDone - T0)) * 1000 : 0;
     return {
       n,
       rate,
       mode,
       trickleMs,
+      offeredRate: (n / trickleMs) * 1000,
+      achievedRate,
+      saturated: achievedRate < rate * 0.9,
       maxScheduleLagMs: maxLag,
       allDone,
       errors,

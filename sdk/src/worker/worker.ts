@@ -151,7 +151,12 @@ export class Worker {
    * delivered again (a server restart lost its ack) is acknowledged, not run again. An attempt runs before its start
    * is recorded, so no CAS on `TaskStarted` refuses it any more.
    */
-  private readonly finished = new Set<number>();
+  private finished = new Set<number>();
+  private finishedBefore = new Set<number>();
+  /** The next turn attempts wait for before their code runs (`nextTurn`). */
+  private turn: Promise<void> | undefined;
+  /** Attempts whose start is not recorded yet, recorded once they run past `START_RECORD_DELAY_MS`. */
+  private readonly starts = new StartSweep();
   private state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
   private messages: ConsumerMessages | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -517,7 +522,7 @@ export class Worker {
       return;
     }
     // A redelivery of an attempt that already ran here to its outcome: done.
-    if (this.finished.has(msg.seq)) {
+    if (this.finished.has(msg.seq) || this.finishedBefore.has(msg.seq)) {
       msg.ack();
       return;
     }
@@ -546,6 +551,7 @@ export class Worker {
         next.assignment,
         this.reporter,
         head as Task,
+        this.starts,
         onceOnly(() => next.msg.ack()),
       );
       const outbox = new Outbox(this.conn.js, this.config.namespace, next.assignment, log);
@@ -683,10 +689,25 @@ export class Worker {
     else this.used -= entry.cost;
   }
 
+  /** Resolves on the next event-loop turn; every attempt begun in this turn shares one `setImmediate`. */
+  private nextTurn(): Promise<void> {
+    this.turn ??= new Promise<void>((resolve) =>
+      setImmediate(() => {
+        this.turn = undefined;
+        resolve();
+      }),
+    );
+    return this.turn;
+  }
+
   /** The assignment's attempt ran here to a stored outcome (see `finished`). */
   private ranToOutcome(msg: JsMsg): void {
+    // Two generations, the older dropped whole: deleting a Set's oldest entries one by one leaves holes that every
+    // later `values().next()` walks past.
     this.finished.add(msg.seq);
-    if (this.finished.size > FINISHED_REMEMBERED) this.finished.delete(this.finished.values().next().value as number);
+    if (this.finished.size < FINISHED_REMEMBERED) return;
+    this.finishedBefore = this.finished;
+    this.finished = new Set();
   }
 
   private async execute(
@@ -700,7 +721,7 @@ export class Worker {
     // The task's code runs from a later turn, never inside `pump()`: the attempt is then registered (running, its
     // slot counted), so a `releaseSlot()` or a cancel at its very start finds it, and whatever the same I/O turn
     // delivered first (a cancelled attempt's abort, before a newer one of its concurrency key) has run.
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await this.nextTurn();
     attempt.begin((err) => {
       // Started elsewhere, or the run moved on before the start was recorded: stop this copy.
       if (err instanceof NotCurrentError)
@@ -760,7 +781,7 @@ class AttemptClock {
   timeoutAt = 0;
   onDeadline: () => void = () => {};
   private timer: NodeJS.Timeout | undefined;
-  private startTimer: NodeJS.Timeout | undefined;
+  private onStartError: (err: unknown) => void = () => {};
   private startedAt = 0;
   private facts: StartFacts | undefined;
   private startRecord: Promise<void> | undefined;
@@ -769,6 +790,7 @@ class AttemptClock {
     private readonly a: Assignment,
     private readonly reporter: Reporter,
     private readonly task: Task,
+    private readonly starts: StartSweep,
     /** Acknowledges the assignment: once the start or the outcome is recorded. */
     readonly acknowledge: () => void,
   ) {
@@ -792,13 +814,23 @@ class AttemptClock {
       ...(sticky ? { sticky } : {}),
     };
     this.arm();
-    this.startTimer = setTimeout(() => this.recordStart().catch(onStartError), START_RECORD_DELAY_MS);
-    this.startTimer.unref();
+    this.onStartError = onStartError;
+    this.starts.add(this);
+  }
+
+  /** When the attempt began (epoch ms). */
+  get began(): number {
+    return this.startedAt;
+  }
+
+  /** It ran past `START_RECORD_DELAY_MS` (`StartSweep`): its start is recorded now. */
+  startDue(): void {
+    this.recordStart().catch(this.onStartError);
   }
 
   /** Appends `TaskStarted` once (CAS on the assignment's sequence). @throws NotCurrentError */
   recordStart(): Promise<void> {
-    clearTimeout(this.startTimer);
+    this.starts.delete(this);
     this.startRecord ??= reportStarted(this.reporter, this.a, this.facts as StartFacts).then((seq) => {
       this.lastSeq = seq;
       this.acknowledge();
@@ -808,7 +840,7 @@ class AttemptClock {
 
   /** The start for the result to carry: none once `TaskStarted` was recorded, or tried (awaited first). */
   async startForResult(): Promise<(StartFacts & { at: string }) | undefined> {
-    clearTimeout(this.startTimer);
+    this.starts.delete(this);
     const facts = { at: new Date(this.startedAt).toISOString(), ...(this.facts as StartFacts) };
     if (!this.startRecord) {
       this.startRecord = Promise.resolve();
@@ -843,7 +875,7 @@ class AttemptClock {
 
   /** The task function returned: no deadline, and a start not recorded yet is carried by the result. */
   stop(): void {
-    clearTimeout(this.startTimer);
+    this.starts.delete(this);
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -852,6 +884,38 @@ class AttemptClock {
     this.stop();
     this.timer = setTimeout(() => this.onDeadline(), Math.max(0, this.timeoutAt - Date.now()));
     this.timer.unref();
+  }
+}
+
+/**
+ * One timer for all attempts whose start is not recorded yet, instead of one per attempt: most end before it matters.
+ * Attempts are kept in the order they began, so a sweep stops at the first one not yet due.
+ */
+class StartSweep {
+  private readonly waiting = new Set<AttemptClock>();
+  private timer: NodeJS.Timeout | undefined;
+
+  add(attempt: AttemptClock): void {
+    this.waiting.add(attempt);
+    if (this.timer) return;
+    this.timer = setInterval(() => this.sweep(), START_RECORD_DELAY_MS / 2);
+    this.timer.unref();
+  }
+
+  delete(attempt: AttemptClock): void {
+    this.waiting.delete(attempt);
+  }
+
+  private sweep(): void {
+    const due = Date.now() - START_RECORD_DELAY_MS;
+    for (const attempt of this.waiting) {
+      if (attempt.began > due) break;
+      this.waiting.delete(attempt);
+      attempt.startDue();
+    }
+    if (this.waiting.size > 0) return;
+    clearInterval(this.timer);
+    this.timer = undefined;
   }
 }
 

@@ -292,8 +292,10 @@ export function reportBlock(results: SuiteResults, s: Summary, images: string): 
   const busiest = loads.length ? Math.max(...loads) : 0;
   const shared =
     busiest > c.machine.cpus
-      ? ` **The machine was shared: the 1-minute load average before a scenario reached ${busiest.toFixed(1)} on ` +
-        `${c.machine.cpus} cores**, so absolute numbers are low and noisy; ratios within one run hold better.`
+      ? ` The 1-minute load average before a scenario reached ${busiest.toFixed(1)} on ${c.machine.cpus} cores: it ` +
+        "counts the scenario before for about a minute, and anything else on the machine; the tables give each " +
+        "scenario's load and, for Taskjet's own, the CPU other processes took meanwhile. Ratios within one run hold " +
+        "better than absolute numbers."
       : "";
   return [
     "## Results",

@@ -158,9 +158,6 @@ export function eventMsgId(event: TaskjetEventInput): string {
     // between them; dedup (checked first by the server) is only for one writer retrying.
     case EventTypes.TaskStarted:
       return `${event.taskRunId}:${event.data.attempt}:${event.data.workerId}:started`;
-    case EventTypes.TaskCompleted:
-    case EventTypes.TaskFailed:
-      return `${event.taskRunId}:${event.data.attempt}:${event.data.workerId}:result`;
     case EventTypes.TaskRetryScheduled:
       return `${event.taskRunId}:${event.data.attempt}:retry`;
     case EventTypes.TaskQueued:
@@ -177,6 +174,8 @@ export function eventMsgId(event: TaskjetEventInput): string {
       return `${event.taskRunId}:${event.data.attempt}:cancelled`;
     case EventTypes.TaskReassigned:
       return `${event.taskRunId}:${event.data.attempt}:${event.data.fromWorkerId}:reassigned`;
+    // A result's own id: only the append that made it retries it. A second run of the attempt on the same worker
+    // (its assignment delivered again) makes a new result, which the CAS then refuses as stale.
     default:
       return event.id;
   }

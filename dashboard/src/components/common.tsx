@@ -26,6 +26,18 @@ export function ErrorNote({ error }: { error: Error | undefined }) {
   );
 }
 
+/** The one row a table shows when it has nothing to list (and is not loading). */
+export function EmptyRow({ cols, show, children }: { cols: number; show: boolean; children: ComponentChildren }) {
+  if (!show) return null;
+  return (
+    <tr>
+      <td colSpan={cols} class="empty">
+        {children}
+      </td>
+    </tr>
+  );
+}
+
 /**
  * A modal dialog (the native `<dialog>`, so focus is trapped and Escape closes it). `onClose` is called for Escape,
  * the close button and a click on the backdrop.

@@ -1,6 +1,6 @@
 import type { Queues } from "@taskjet/schemas";
 import { useState } from "preact/hooks";
-import { ErrorNote } from "../components/common.tsx";
+import { EmptyRow, ErrorNote } from "../components/common.tsx";
 import { TriggerDialog } from "../components/trigger.tsx";
 import { formatAgo, formatDuration, formatTime } from "../format.ts";
 import { useApp, useLive, useNow } from "../live.ts";
@@ -20,6 +20,8 @@ export function QueuesPage() {
     800,
   );
   const queues = data?.queues ?? [];
+  // Groups and rate limits live in the leader's memory: the projection cannot tell them.
+  const leaderOnly = data?.source === "projection" ? "Known only to the leading engine (none answered)." : undefined;
   return (
     <section>
       <div class="page-head">
@@ -86,13 +88,9 @@ export function QueuesPage() {
               </td>
             </tr>
           ))}
-          {queues.length === 0 && !loading ? (
-            <tr>
-              <td colSpan={8} class="empty">
-                Nothing queued or running.
-              </td>
-            </tr>
-          ) : null}
+          <EmptyRow cols={8} show={queues.length === 0 && !loading}>
+            Nothing queued or running.
+          </EmptyRow>
         </tbody>
       </table>
       <div class="page-head">
@@ -118,13 +116,9 @@ export function QueuesPage() {
               <td class="num">{g.waitingLanes}</td>
             </tr>
           ))}
-          {(data?.concurrency ?? []).length === 0 ? (
-            <tr>
-              <td colSpan={5} class="empty">
-                {data?.source === "projection" ? "Known only to the leading engine (none answered)." : "No group."}
-              </td>
-            </tr>
-          ) : null}
+          <EmptyRow cols={5} show={(data?.concurrency ?? []).length === 0}>
+            {leaderOnly ?? "No group."}
+          </EmptyRow>
         </tbody>
       </table>
       <div class="page-head">
@@ -154,13 +148,9 @@ export function QueuesPage() {
               </td>
             </tr>
           ))}
-          {(data?.rateLimits ?? []).length === 0 ? (
-            <tr>
-              <td colSpan={5} class="empty">
-                {data?.source === "projection" ? "Known only to the leading engine (none answered)." : "No rate limit."}
-              </td>
-            </tr>
-          ) : null}
+          <EmptyRow cols={5} show={(data?.rateLimits ?? []).length === 0}>
+            {leaderOnly ?? "No rate limit."}
+          </EmptyRow>
         </tbody>
       </table>
       {trigger !== undefined ? <TriggerDialog task={trigger} onClose={() => setTrigger(undefined)} /> : null}

@@ -1,7 +1,7 @@
 import type { RunStatus, RunSummary } from "@taskjet/schemas";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { RunPage, RunQuery } from "../api.ts";
-import { ErrorNote, StatusBadge } from "../components/common.tsx";
+import { EmptyRow, ErrorNote, StatusBadge } from "../components/common.tsx";
 import { TriggerDialog } from "../components/trigger.tsx";
 import { formatAgo, formatDuration, formatTime, isoToLocal, localToIso, shortId } from "../format.ts";
 import { useApp, useFeed, useLive, useNow } from "../live.ts";
@@ -202,13 +202,9 @@ export function RunsPage({ params }: { params: URLSearchParams }) {
               </td>
             </tr>
           ))}
-          {rows.length === 0 && !loading ? (
-            <tr>
-              <td colSpan={7} class="empty">
-                No runs match.
-              </td>
-            </tr>
-          ) : null}
+          <EmptyRow cols={7} show={rows.length === 0 && !loading}>
+            No runs match.
+          </EmptyRow>
         </tbody>
       </table>
       <div class="pager">

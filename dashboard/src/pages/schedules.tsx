@@ -1,5 +1,5 @@
 import type { CronDefinition, RunSummary } from "@taskjet/schemas";
-import { ErrorNote, StatusBadge } from "../components/common.tsx";
+import { EmptyRow, ErrorNote, StatusBadge } from "../components/common.tsx";
 import { formatAgo, formatTime, shortId } from "../format.ts";
 import { useApp, useLive, useNow } from "../live.ts";
 import { runHref } from "../router.ts";
@@ -56,13 +56,9 @@ export function SchedulesPage() {
               <td title={formatTime(c.createdAt)}>{formatAgo(c.createdAt, now)}</td>
             </tr>
           ))}
-          {(crons.data ?? []).length === 0 && !crons.loading ? (
-            <tr>
-              <td colSpan={8} class="empty">
-                No cron schedules.
-              </td>
-            </tr>
-          ) : null}
+          <EmptyRow cols={8} show={(crons.data ?? []).length === 0 && !crons.loading}>
+            No cron schedules.
+          </EmptyRow>
         </tbody>
       </table>
       <div class="page-head">
@@ -95,13 +91,9 @@ export function SchedulesPage() {
               <td title={formatTime(r.createdAt)}>{formatAgo(r.createdAt, now)}</td>
             </tr>
           ))}
-          {(scheduled.data ?? []).length === 0 && !scheduled.loading ? (
-            <tr>
-              <td colSpan={6} class="empty">
-                No runs scheduled for later.
-              </td>
-            </tr>
-          ) : null}
+          <EmptyRow cols={6} show={(scheduled.data ?? []).length === 0 && !scheduled.loading}>
+            No runs scheduled for later.
+          </EmptyRow>
         </tbody>
       </table>
     </section>

@@ -1,5 +1,5 @@
 import type { WorkerRegistration } from "@taskjet/schemas";
-import { ErrorNote } from "../components/common.tsx";
+import { EmptyRow, ErrorNote } from "../components/common.tsx";
 import { formatAgo, formatDuration, formatTime, shortId } from "../format.ts";
 import { useApp, useInterval, useLive, useNow } from "../live.ts";
 
@@ -106,13 +106,9 @@ export function WorkersPage() {
               </tr>
             );
           })}
-          {workers.length === 0 && !loading ? (
-            <tr>
-              <td colSpan={7} class="empty">
-                No live worker in this namespace.
-              </td>
-            </tr>
-          ) : null}
+          <EmptyRow cols={7} show={workers.length === 0 && !loading}>
+            No live worker in this namespace.
+          </EmptyRow>
         </tbody>
       </table>
     </section>

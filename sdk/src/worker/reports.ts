@@ -1,7 +1,6 @@
 import {
   AppendConflictError,
   type Assignment,
-  decodeEvent,
   EventTypes,
   encodeJsonObject,
   isNonRetryable,
@@ -22,7 +21,6 @@ import {
 } from "@taskjet/schemas";
 import { appendEvent } from "../append.js";
 import type { Connection } from "../connection.js";
-import { readStream } from "../read-stream.js";
 import { readTail } from "../run-reader.js";
 
 /** The attempt was started elsewhere, or the run moved on: this worker must not run it. */
@@ -182,44 +180,16 @@ export async function reportResult(
     ? (t: TaskRunState | undefined) => waitingToStart(t, a) || isOurs(t, a, r)
     : (t?: TaskRunState) => isOurs(t, a, r);
   const outcome = await appendWhileCurrent(r, a, event, lastSeq, current);
+  if (!("stale" in outcome)) return true;
   const report =
     event.type === EventTypes.TaskCompleted
       ? "completed"
       : event.type === EventTypes.TaskFailed
         ? "failed"
         : "rateLimited";
-  if (!("stale" in outcome)) {
-    // A duplicate (the same dedup id: this attempt's result from this worker) is our own retry of a lost ack, or the
-    // result of an earlier run of this attempt here: its assignment was delivered again after that run had ended (a
-    // server restart lost the ack), and this worker ran it before any start of its own was recorded. Then this run's
-    // result is stale: recorded as ignored, like any other.
-    if (!outcome.duplicate || (await storedEventId(r, a.runId, outcome.seq)) === event.id) return true;
-    const state = await currentState(r.conn, r.ns, a.runId);
-    await recordIgnored(
-      r,
-      a,
-      report,
-      state?.tasks.find((t) => t.taskRunId === a.taskRunId),
-      state,
-    );
-    return false;
-  }
   const { task, state } = outcome.stale;
   await recordIgnored(r, a, report, task, state);
   return false;
-}
-
-/** The id of the event stored at `seq` of the run's history (by request body, or scoped, through a consumer). */
-async function storedEventId(r: Reporter, runId: string, seq: number): Promise<string | undefined> {
-  const idOf = (data: Uint8Array) => (decodeEvent(data, runId) as { event?: { id: string } }).event?.id;
-  if (!r.conn.scoped) {
-    const m = await r.conn.jsm.streams.getMessage(Streams.history, { seq });
-    return m ? idOf(m.data) : undefined;
-  }
-  for await (const m of readStream(r.conn.js, Streams.history, subjects.history(r.ns, runId), { startSeq: seq })) {
-    return m.seq === seq ? idOf(m.data) : undefined;
-  }
-  return undefined;
 }
 
 function resultEvent(

@@ -782,7 +782,8 @@ class AttemptClock {
   onDeadline: () => void = () => {};
   private timer: NodeJS.Timeout | undefined;
   private onStartError: (err: unknown) => void = () => {};
-  private startedAt = 0;
+  /** When the attempt began (epoch ms). */
+  began = 0;
   private facts: StartFacts | undefined;
   private startRecord: Promise<void> | undefined;
 
@@ -803,8 +804,8 @@ class AttemptClock {
 
   /** The attempt starts now; its start is recorded after `START_RECORD_DELAY_MS` unless it ends first. */
   begin(onStartError: (err: unknown) => void): void {
-    this.startedAt = Date.now();
-    this.timeoutAt = this.startedAt + this.task.executionTimeoutMs;
+    this.began = Date.now();
+    this.timeoutAt = this.began + this.task.executionTimeoutMs;
     const { sticky } = this.task.flow;
     this.facts = {
       workerName: this.reporter.workerName,
@@ -816,11 +817,6 @@ class AttemptClock {
     this.arm();
     this.onStartError = onStartError;
     this.starts.add(this);
-  }
-
-  /** When the attempt began (epoch ms). */
-  get began(): number {
-    return this.startedAt;
   }
 
   /** It ran past `START_RECORD_DELAY_MS` (`StartSweep`): its start is recorded now. */
@@ -841,7 +837,7 @@ class AttemptClock {
   /** The start for the result to carry: none once `TaskStarted` was recorded, or tried (awaited first). */
   async startForResult(): Promise<(StartFacts & { at: string }) | undefined> {
     this.starts.delete(this);
-    const facts = { at: new Date(this.startedAt).toISOString(), ...(this.facts as StartFacts) };
+    const facts = { at: new Date(this.began).toISOString(), ...(this.facts as StartFacts) };
     if (!this.startRecord) {
       this.startRecord = Promise.resolve();
       return facts;

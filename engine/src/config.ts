@@ -32,6 +32,20 @@ export const EngineConfigSchema = z.object({
   projectionFlushMs: z.number().int().min(0).default(25),
   /** Unfinished runs are written to the projection only after this long unwritten. @default 1000 ms */
   projectionActiveDelayMs: z.number().int().min(0).default(1000),
+  /**
+   * Unfinished runs whose state the leader keeps in memory. Beyond it, runs that only wait for a slot go cold: their
+   * state stays in `TJ_RUNS` and is read back when one is placed, cancelled or timed out, and the leader keeps only a
+   * compact queue record and schedule deadline per run (~300 bytes instead of ~900). The oldest queued runs, placed
+   * first, stay in memory: the limit only has to outnumber what the workers take while a batch of cold ones is read.
+   * @default 20000
+   */
+  hotRunLimit: z.number().int().min(0).default(20_000),
+  /**
+   * An assignment (core NATS) whose attempt is still placed and not started this long after it was sent is sent
+   * again: it was lost with a dropped connection. Checked once per period, so a copy goes out after one to two.
+   * @default 10 s
+   */
+  assignmentResendMs: positiveMs.default(10_000),
   /** How long a task may wait for a worker when neither its run nor its task says. @default 5 min */
   defaultScheduleTimeoutMs: positiveMs.default(5 * 60_000),
   /**

@@ -1,7 +1,8 @@
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { Buckets, kvClaimStore, newId, type TaskjetEventInput } from "@taskjet/schemas";
+import { inboxPrefixOf, StreamPublisher } from "@taskjet/sdk";
 import { type Logger, pino } from "pino";
 import { type EngineConfig, type EngineConfigInput, resolveEngineConfig } from "./config.js";
 import { Dispatcher } from "./dispatcher/dispatcher.js";
@@ -30,6 +31,7 @@ import { Schedules } from "./timers/schedules.js";
 import { Timeouts } from "./timers/timeouts.js";
 import { systemClock, Timers } from "./timers/timers.js";
 import { WorkerRegistry } from "./workers/registry.js";
+import { listenForFreedSlots } from "./workers/slots-freed.js";
 
 /** What the engine is given rather than makes: a logger, or an existing connection to share. */
 export interface EngineDeps {
@@ -65,36 +67,40 @@ class NamespaceRuntime {
 
   private readonly log: Logger;
   private stopInspection: (() => void) | undefined;
+  private freedSlots: Subscription | undefined;
 
   constructor(
     private readonly ns: string,
     private readonly nc: NatsConnection,
     js: JetStreamClient,
     jsm: JetStreamManager,
+    publisher: StreamPublisher,
     kvs: Kvs,
     config: EngineConfig,
     log: Logger,
     private readonly metrics?: NamespaceMetrics,
   ) {
     const nsLog = log.child({ ns });
-    const append = (event: TaskjetEventInput, expectedSeq: number) => appendEvent(js, ns, event, expectedSeq);
+    const append = (event: TaskjetEventInput, expectedSeq: number) => appendEvent(publisher, ns, event, expectedSeq);
     this.log = nsLog.child({ module: "engine" });
     const dispatcher = new Dispatcher({
       nc,
-      js,
-      jsm,
       ns,
       log: nsLog.child({ module: "dispatcher" }),
       onUndelivered: (p) => this.scheduler.undelivered(p),
+      onUnconfirmed: (p) => this.scheduler.unconfirmed(p),
+      resendAfterMs: config.assignmentResendMs,
     });
     this.projector = new Projector({
       js,
       jsm,
       ns,
-      store: new RunStore(js, kvs.runs, ns),
+      store: new RunStore(js, kvs.runs, ns, publisher),
       log: nsLog.child({ module: "projector" }),
       flushMs: config.projectionFlushMs,
       activeDelayMs: config.projectionActiveDelayMs,
+      hotLimit: config.hotRunLimit,
+      pinned: (state) => this.scheduler.placed(state),
       onChange: (change) => {
         this.scheduler.onChange(change);
         this.metrics?.observe(change);
@@ -111,8 +117,7 @@ class NamespaceRuntime {
     const timeouts = new Timeouts({
       timers: this.timers,
       log: nsLog.child({ module: "timeouts" }),
-      defaultScheduleTimeoutMs: config.defaultScheduleTimeoutMs,
-      states: this.projector.states,
+      states: this.projector,
       append,
     });
     const schedules = new Schedules({
@@ -136,8 +141,9 @@ class NamespaceRuntime {
       schedules,
       eventWaits,
       append,
-      states: this.projector.states,
+      states: this.projector,
       definition: (name) => this.definitions.get(name),
+      scheduleTimeoutMs: config.defaultScheduleTimeoutMs,
     });
     this.definitions = new Definitions({
       js,
@@ -186,25 +192,32 @@ class NamespaceRuntime {
     this.log.debug({}, "workers loaded");
     await this.projector.start();
     this.scheduler.recover();
+    this.freedSlots = listenForFreedSlots(this.nc, this.ns, this.log, (workerId, attempts) =>
+      this.scheduler.slotsFreed(workerId, attempts),
+    );
+    this.projector.coolDown();
     await this.crons.start();
     await this.router.start();
     // Live scheduler state for `GET /metrics` and `GET queues` (any replica's REST API asks the leader over NATS).
     this.metrics?.setLive(() => ({
       core: this.scheduler.core.snapshot(),
-      states: this.projector.states,
+      states: this.projector.values(),
+      runsInMemory: this.projector.states.size,
+      coldQueues: () => this.scheduler.coldQueues(),
       workerName: (id) => this.scheduler.registration(id)?.name,
       now: Date.now(),
     }));
     this.stopInspection = serveQueues(this.nc, this.ns, () => this.queues(), this.log);
   }
 
-  /** The queues as this leader's scheduler holds them. */
-  private queues() {
+  /** The queues as this leader's scheduler holds them: the runs in memory, and what its queues hold of cold ones. */
+  private async queues() {
+    const cold = await this.scheduler.coldQueues();
     const now = Date.now();
     const core = this.scheduler.core.snapshot();
-    const states = this.projector.states;
+    const projector = this.projector;
     const facts = (function* () {
-      for (const state of states.values()) yield* factsOfState(state);
+      for (const state of projector.values()) yield* factsOfState(state);
     })();
     return {
       source: "leader" as const,
@@ -213,6 +226,7 @@ class NamespaceRuntime {
         facts,
         core.workers.map((w) => w.tasks),
         now,
+        cold,
       ),
       ...limiterState(core, this.scheduler.core.rates.snapshot(now)),
     };
@@ -221,6 +235,7 @@ class NamespaceRuntime {
   /** `flush`: write pending projections (not when the lease was lost: the new leader re-reads them from the log). */
   async stop(flush: boolean): Promise<void> {
     this.stopInspection?.();
+    this.freedSlots?.unsubscribe();
     this.metrics?.setLive(undefined);
     await this.router.stop();
     this.crons.stop();
@@ -273,6 +288,7 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
         nc = deps.connection ?? (await connectNats(config.servers, "taskjet-engine", config.access));
         const js = jetstream(nc);
         const jsm = await jetstreamManager(nc);
+        const publisher = new StreamPublisher(nc, inboxPrefixOf(nc));
         await provision(nc, jsm, config, log);
         log.debug({}, "streams and buckets ready");
         const kvm = new Kvm(nc);
@@ -293,7 +309,17 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
           renewMs: LEASE_RENEW_MS,
           ttlMs: LEASE_TTL_MS,
           lead: async (ns) => {
-            const rt = new NamespaceRuntime(ns, nc as NatsConnection, js, jsm, kvs, config, baseLog, metrics.of(ns));
+            const rt = new NamespaceRuntime(
+              ns,
+              nc as NatsConnection,
+              js,
+              jsm,
+              publisher,
+              kvs,
+              config,
+              baseLog,
+              metrics.of(ns),
+            );
             runtimes.set(ns, rt);
             await rt.start();
           },

@@ -11,14 +11,18 @@ export const Streams = {
   commands: "TJ_COMMANDS",
   /** The append-only event log: one subject per run. */
   history: "TJ_HISTORY",
-  /** Per-worker assignment subjects: WorkQueue, each worker consumes its own subject. */
-  assign: "TJ_ASSIGN",
   /** Pushed events (`events.push`, webhooks). */
   events: "TJ_EVENTS",
   /** Task log lines and stream chunks. */
   logs: "TJ_LOGS",
 } as const;
 export type Streams = (typeof Streams)[keyof typeof Streams];
+
+/**
+ * Streams earlier versions created and this one deletes: `TJ_ASSIGN` stored assignments (`tj.*.assign.*`), which now
+ * go over core NATS; left in place it would keep a copy of every assignment.
+ */
+export const RetiredStreams = ["TJ_ASSIGN"] as const;
 
 /** JetStream KV bucket names. */
 export const Buckets = {
@@ -47,7 +51,6 @@ export type Buckets = (typeof Buckets)[keyof typeof Buckets];
 export const StreamSubjects = {
   [Streams.commands]: ["tj.*.cmd.>"],
   [Streams.history]: ["tj.*.hist.*"],
-  [Streams.assign]: ["tj.*.assign.*"],
   [Streams.events]: ["tj.*.event.>"],
   [Streams.logs]: ["tj.*.log.*", "tj.*.chunk.*"],
 } as const satisfies Record<Streams, readonly string[]>;
@@ -66,12 +69,19 @@ export const subjects = {
    * here, so they never hear an append the stream refused.
    */
   stored: (ns: string, runId: string) => `tj.${ns}.stored.${runId}`,
-  /** The assignment subject a worker consumes. */
+  /**
+   * Engine → worker assignments (core NATS, not captured: an assignment is derived from the history, and one lost on
+   * a reconnect is sent again by the engine).
+   */
   assign: (ns: string, workerId: string) => `tj.${ns}.assign.${workerId}`,
   /** Commands of one kind. */
   command: (ns: string, kind: string) => `tj.${ns}.cmd.${kind}`,
   /** Engine → worker control messages (core NATS, not captured). */
   control: (ns: string, workerId: string) => `tj.${ns}.ctl.${workerId}`,
+  /** Worker → engine: slots a worker freed (core NATS, `SlotsFreed`). */
+  slotsFreed: (ns: string, workerId: string) => `tj.${ns}.free.${workerId}`,
+  /** Every worker's freed slots in a namespace. */
+  slotsFreedAll: (ns: string) => `tj.${ns}.free.*`,
   /** Pushed events of one key. */
   event: (ns: string, key: string) => `tj.${ns}.event.${key}`,
   /** Every pushed event of a namespace. */
@@ -117,12 +127,6 @@ export const keys = {
 
 /** Durable consumer names (no dots allowed). */
 export const consumers = {
-  /**
-   * One worker's assignment consumer. `secret` is random and known only to the worker: a consumer is pulled from by
-   * name, which NATS permissions cannot tie to a namespace, so the name must not be guessable from the worker id
-   * (which other namespaces may learn from stream metadata).
-   */
-  worker: (ns: string, workerId: string, secret: string) => `tj_${ns}_worker_${workerId}_${secret}`,
   /** The engine's event router of a namespace (shared by replicas). */
   eventRouter: (ns: string) => `tj_${ns}_event_router`,
 } as const;

@@ -124,6 +124,17 @@ export const ControlMessageSchema = z.object({
 });
 export type ControlMessage = z.output<typeof ControlMessageSchema>;
 
+/**
+ * Worker → engine: attempts whose slots this worker has just freed (core NATS, at most once; the engine frees them
+ * anyway when it folds their outcomes). The engine can then place new work at once instead of after folding the log
+ * up to those outcomes, which lags by however many triggers a burst queued ahead of them.
+ */
+export const SlotsFreedSchema = z.object({
+  v: z.literal(1),
+  attempts: z.array(z.object({ taskRunId: token, attempt: z.number().int().min(0) })).max(100_000),
+});
+export type SlotsFreed = z.output<typeof SlotsFreedSchema>;
+
 /** One `ctx.logger` line of a task, stored per run in `TJ_LOGS` (`tj.<ns>.log.<runId>`). */
 export const TaskLogLineSchema = z.object({
   v: z.literal(1),

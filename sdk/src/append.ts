@@ -34,7 +34,7 @@ export async function appendEvent(
   const deadline = Date.now() + RETRY_FOR_MS;
   for (let attempt = 0; ; attempt++) {
     try {
-      const ack = await conn.js.publish(subject, data, { msgID, expect: { lastSubjectSequence: expectedSeq } });
+      const ack = await conn.publisher.publish(subject, data, { msgID, expect: { lastSubjectSequence: expectedSeq } });
       return { seq: ack.seq, duplicate: ack.duplicate };
     } catch (err) {
       if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) {

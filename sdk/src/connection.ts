@@ -16,6 +16,7 @@ import {
   Streams,
   type TaskjetError,
 } from "@taskjet/schemas";
+import { StreamPublisher } from "./publisher.js";
 
 /** Room left in a message for the envelope around an input or output. */
 export const ENVELOPE_BYTES = 8 * 1024;
@@ -25,6 +26,8 @@ export interface Connection {
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
+  /** Publishes to streams on the hot path (appends): `js.publish`, at a third of its CPU. */
+  publisher: StreamPublisher;
   /** Largest input or output that fits a message on this server. */
   payloadLimit: number;
   /**
@@ -68,7 +71,13 @@ export async function wrapConnection(nc: NatsConnection, maxPayloadBytes: number
   const jsm = await jetstreamManager(nc, { checkAPI: false });
   const serverMax = nc.info?.max_payload ?? maxPayloadBytes + ENVELOPE_BYTES;
   const scoped = await readsScoped(nc);
-  return { nc, js, jsm, payloadLimit: Math.min(maxPayloadBytes, serverMax - ENVELOPE_BYTES), scoped };
+  const publisher = new StreamPublisher(nc, inboxPrefixOf(nc));
+  return { nc, js, jsm, publisher, payloadLimit: Math.min(maxPayloadBytes, serverMax - ENVELOPE_BYTES), scoped };
+}
+
+/** The reply prefix a connection was opened with (nats.js keeps its options on the connection object). */
+export function inboxPrefixOf(nc: NatsConnection): string {
+  return (nc as NatsConnection & { options?: { inboxPrefix?: string } }).options?.inboxPrefix || "_INBOX";
 }
 
 /** nats.js options for the resolved authentication and TLS settings. */

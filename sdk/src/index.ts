@@ -46,7 +46,7 @@ export type { StreamChunk } from "./chunks.js";
 export { Taskjet } from "./client.js";
 export { type ClientOptions, DEFAULT_NATS_URL } from "./config.js";
 /** @internal The engine connects with the same options and errors. */
-export { connectionError, natsAccessOptions } from "./connection.js";
+export { connectionError, inboxPrefixOf, natsAccessOptions } from "./connection.js";
 export type { CronOptions, CronSpec, CronsClient } from "./crons.js";
 export {
   type DebugEffects,
@@ -59,6 +59,8 @@ export {
 export type { EventsClient, ListedEvent, PushOptions } from "./events.js";
 export type { HistoryEntry } from "./history.js";
 export type { LogsClient } from "./logs.js";
+/** @internal the engine publishes its appends and projection writes through it too */
+export { StreamPublisher } from "./publisher.js";
 export type { RateLimitSpec, RateLimitsClient } from "./rate-limits.js";
 export { RunRef } from "./run-ref.js";
 export type { CancelRunsOptions, ListRunsOptions, ReplayRunsOptions, RunFilters, RunsClient } from "./runs.js";

@@ -1,4 +1,4 @@
-import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { decodeEvent, evolve, isTerminal, type RunState, subjects, type TaskjetEvent } from "@taskjet/schemas";
 
 /**
@@ -29,7 +29,7 @@ export class RunWaiter {
     });
     this.sub = nc.subscribe(subjects.stored(ns, runId), {
       callback: (_err, msg) => {
-        this.hear(msg.data, Number(msg.headers?.get("Nats-Sequence")));
+        this.hear(msg.data, storedSequence(msg));
       },
     });
   }
@@ -101,4 +101,24 @@ export class RunWaiter {
     this.sub.unsubscribe();
     this.onSettled(this);
   }
+}
+
+const decoder = new TextDecoder();
+const SEQUENCE_HEADER = "\r\nNats-Sequence:";
+
+/**
+ * The stream sequence a republished message carries (`Nats-Sequence`), read from the raw header block: decoding
+ * nats.js's headers object for it (six headers, each key canonicalised through intermediate strings) cost about 5 KB
+ * of garbage per message, two messages per run waited for. nats.js 3.4 keeps the raw block on the message; should
+ * that change, the headers object is the fallback.
+ */
+function storedSequence(msg: Msg): number {
+  const raw = msg as Msg & { _rdata?: Uint8Array; _msg?: { hdr?: number } };
+  const end = raw._msg?.hdr ?? -1;
+  if (raw._rdata && end > 0) {
+    const block = decoder.decode(raw._rdata.subarray(0, end));
+    const at = block.indexOf(SEQUENCE_HEADER);
+    if (at >= 0) return Number.parseInt(block.slice(at + SEQUENCE_HEADER.length), 10);
+  }
+  return Number(msg.headers?.get("Nats-Sequence"));
 }

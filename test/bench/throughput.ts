@@ -87,7 +87,7 @@ const NS = "bench";
 const TASK = "noop";
 const ROLES = ["client", "engine", "worker"] as const;
 type Role = (typeof ROLES)[number];
-const STREAMS = ["TJ_HISTORY", "TJ_ASSIGN", "KV_TJ_RUNS", "KV_TJ_WORKERS", "TJ_COMMANDS"] as const;
+const STREAMS = ["TJ_HISTORY", "KV_TJ_RUNS", "KV_TJ_WORKERS", "TJ_COMMANDS"] as const;
 const CLK_TCK = Number(execSync("getconf CLK_TCK").toString().trim()) || 100;
 const here = dirname(fileURLToPath(import.meta.url));
 

@@ -241,7 +241,7 @@ describe("invariants", () => {
     await engine.stop();
   });
 
-  it("invariant 4 - an attempt handed again after its result is recorded runs again, and that result is ReportIgnored", async () => {
+  it("invariant 4 - an attempt handed again after its result is recorded: its worker ignores the copy, another worker runs it and that result is ReportIgnored", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });
     const tj = await connectClient(nats.url, { namespace });
@@ -251,9 +251,11 @@ describe("invariants", () => {
     await worker.start();
     const ref = await t.runNoWait({});
     expect(await ref.result()).toEqual({ n: 1 });
-    // The same assignment as a new message (as a placement whose publish timed out, yet was stored, is made again): the
-    // worker runs attempts before recording their starts, so it runs it. Its result has the first one's dedup id; it
-    // must not pass for a retry of that append, but be recorded as stale.
+    const other = await tj.worker("w2", { workflows: [t] });
+    await other.start();
+    // The same assignment again (as a placement on a worker taken for gone is made again elsewhere): a worker runs an
+    // attempt before recording its start, so nothing refuses the copy before it runs. The worker that ran it knows it
+    // and ignores it; the other runs it, and its result must not pass for a retry of the first one's append.
     let createdSeq = 0;
     for await (const e of tj.runs.history(ref.runId)) createdSeq ||= e.seq;
     const state = await tj.runs.stateAt(ref.runId, { seq: createdSeq });
@@ -261,8 +263,10 @@ describe("invariants", () => {
       expectedSeq: createdSeq,
       assignedAt: new Date().toISOString(),
     });
-    const { nc, js } = await rawConnection(nats.url);
-    await js.publish(subjects.assign(namespace, worker.id), JSON.stringify(assignment));
+    const { nc } = await rawConnection(nats.url);
+    // In this order on one connection: the first copy is handled before the second one's task can run.
+    nc.publish(subjects.assign(namespace, worker.id), JSON.stringify(assignment));
+    nc.publish(subjects.assign(namespace, other.id), JSON.stringify(assignment));
     const types = await eventually(async () => {
       const h = await historyTypes(tj, ref.runId);
       return h.includes("ReportIgnored") ? h : undefined;
@@ -270,7 +274,7 @@ describe("invariants", () => {
     expect(runs).toBe(2);
     expect(types).toEqual(["RunCreated", "TaskCompleted", "ReportIgnored"]);
     const ignored = (await historyEvents(tj, ref.runId))[2];
-    expect(ignored?.data).toMatchObject({ attempt: 0, workerId: worker.id, report: "completed" });
+    expect(ignored?.data).toMatchObject({ attempt: 0, workerId: other.id, report: "completed" });
     expect(await tj.runs.get(ref.runId)).toMatchObject({ status: "COMPLETED", output: { n: 1 } });
     await nc.close();
     await tj.close();

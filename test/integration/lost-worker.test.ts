@@ -1,3 +1,14 @@
+import { Kvm } from "@nats-io/kv";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import {
+  AssignmentSchema,
+  Buckets,
+  keys,
+  type SlotsFreed,
+  SlotsFreedSchema,
+  subjects,
+  type WorkerRegistration,
+} from "@taskjet/schemas";
 import { describe, expect, it } from "vitest";
 import {
   connectClient,
@@ -130,4 +141,127 @@ describe("lost workers", () => {
     await tj.close();
     await engine.stop();
   });
+
+  it("resend - an assignment lost on the way is sent again while its attempt is placed and not started, and only then", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], assignmentResendMs: 300 });
+    const tj = await connectClient(nats.url, { namespace });
+    const t = tj.task({ name: "lost", fn: async () => ({}) });
+    const slow = tj.task({
+      name: "slow",
+      fn: async () => {
+        await new Promise((r) => setTimeout(r, 1500));
+        return {};
+      },
+    });
+    const real = await tj.worker("real", { workflows: [slow] });
+    await real.start();
+    // A worker that registers for "lost" (its definition registered by a worker that leaves) and drops what it gets,
+    // as a connection that went down would.
+    const leaving = await tj.worker("definer", { workflows: [t] });
+    await leaving.start();
+    await leaving.stop();
+    const nc = await connect({ servers: nats.url });
+    const copies: { runId: string; attempt: number }[] = [];
+    const deafId = "01DEAFWORKER00000000000000";
+    nc.subscribe(subjects.assign(namespace, deafId), {
+      callback: (_err, m) => {
+        copies.push(AssignmentSchema.parse(m.json()));
+      },
+    });
+    const realCopies: string[] = [];
+    nc.subscribe(subjects.assign(namespace, real.id), {
+      callback: (_err, m) => {
+        realCopies.push(m.string());
+      },
+    });
+    await nc.flush();
+    await registerBareWorker(nc, namespace, deafId, "lost");
+    const ref = await t.runNoWait({});
+    // Never started: sent again every one to two periods, the same attempt each time.
+    await eventually(() => (copies.length >= 3 ? true : undefined), 10_000, "copies sent again");
+    expect(copies.map((c) => [c.runId, c.attempt])).toEqual(copies.map(() => [ref.runId, 0]));
+    // Started (a run of 1.5 s records its start at once): one copy only, though five periods pass.
+    expect(await slow.run({})).toEqual({});
+    expect(realCopies).toHaveLength(1);
+    await nc.close();
+    await real.stop();
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("slots freed - a worker's word that it freed a slot lets the engine place the next attempt there before any outcome is recorded", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const t = tj.task({ name: "quick", fn: async () => ({}) });
+    // A real worker announces what it freed.
+    const real = await tj.worker("real", { workflows: [t] });
+    await real.start();
+    const nc = await connect({ servers: nats.url });
+    const announced: SlotsFreed[] = [];
+    nc.subscribe(subjects.slotsFreed(namespace, real.id), {
+      callback: (_err, m) => {
+        announced.push(SlotsFreedSchema.parse(m.json()));
+      },
+    });
+    await nc.flush();
+    const ref = await t.runNoWait({});
+    await ref.result();
+    const taskRunId = (await tj.runs.get(ref.runId)).tasks[0]?.taskRunId;
+    await eventually(() => (announced.length > 0 ? true : undefined), 5000, "freed slots announced");
+    expect(announced.flatMap((a) => a.attempts)).toEqual([{ taskRunId, attempt: 0 }]);
+    await real.stop();
+
+    // A one-slot worker that records nothing: only its word frees the slot for the second run.
+    const bareId = "01BAREWORKER00000000000000";
+    const received: { runId: string; taskRunId: string; attempt: number }[] = [];
+    nc.subscribe(subjects.assign(namespace, bareId), {
+      callback: (_err, m) => {
+        received.push(AssignmentSchema.parse(m.json()));
+      },
+    });
+    await nc.flush();
+    await registerBareWorker(nc, namespace, bareId, "quick");
+    const refs = [await t.runNoWait({ n: 1 }), await t.runNoWait({ n: 2 })];
+    await eventually(() => (received.length > 0 ? true : undefined), 5000, "first assignment");
+    await new Promise((r) => setTimeout(r, 300));
+    expect(received).toHaveLength(1);
+    const first = received[0] as (typeof received)[number];
+    const freed: SlotsFreed = { v: 1, attempts: [{ taskRunId: first.taskRunId, attempt: first.attempt }] };
+    nc.publish(subjects.slotsFreed(namespace, bareId), JSON.stringify(freed));
+    await eventually(
+      () => (received.length === 2 ? true : undefined),
+      5000,
+      "second assignment after the slot was freed",
+    );
+    expect(new Set(received.map((a) => a.runId))).toEqual(new Set(refs.map((r) => r.runId)));
+    await nc.close();
+    await tj.close();
+    await engine.stop();
+  });
 });
+
+/** Registers a worker in `TJ_WORKERS` as the SDK would, with one slot, that listens to nothing by itself. */
+async function registerBareWorker(nc: NatsConnection, namespace: string, workerId: string, task: string) {
+  const now = new Date().toISOString();
+  const registration: WorkerRegistration = {
+    v: 1,
+    workerId,
+    name: "bare",
+    tasks: [task],
+    slots: 1,
+    durableSlots: 0,
+    labels: {},
+    sdkVersion: "test",
+    hostname: "test",
+    pid: 1,
+    startedAt: now,
+    heartbeatAt: now,
+    draining: false,
+    usedSlots: 0,
+    usedDurableSlots: 0,
+    runningTasks: {},
+  };
+  await (await new Kvm(nc).open(Buckets.workers)).put(keys.worker(namespace, workerId), JSON.stringify(registration));
+}

@@ -169,15 +169,14 @@ describe("namespace isolation", () => {
       });
       const reply = JSON.parse(new TextDecoder().decode(sneaky.data)) as { error?: { description: string } };
       expect(reply.error?.description).toMatch(/did not match/i); // "...did not match filtered subject from API"
-      await refused("list consumers (their names)", () => msgGet("$JS.API.CONSUMER.NAMES.TJ_ASSIGN", {}));
+      await refused("list consumers (their names)", () => msgGet("$JS.API.CONSUMER.NAMES.TJ_HISTORY", {}));
       await refused("b's pushed events, from the engine's consumer", () =>
         msgGet("$JS.API.CONSUMER.MSG.NEXT.TJ_EVENTS.tj_b_event_router", { batch: 1 }),
       );
-      await refused("b's worker registrations", () => msgGet("$JS.API.STREAM.INFO.TJ_ASSIGN", {}));
       await refused("create a stream", () => msgGet("$JS.API.STREAM.CREATE.X", { name: "X", subjects: ["tj.b.>"] }));
       await refused("write b's KV", () => js.publish("$KV.TJ_DEFS.b.hello", "{}"));
-      // Subscriptions: b's waiters' subject, and everyone's inboxes.
-      for (const subject of [`tj.b.stored.${refB.runId}`, "tj.b.ctl.*", "_INBOX.>", "tj.>"]) {
+      // Subscriptions: b's waiters' subject, b's workers' assignments and control, and everyone's inboxes.
+      for (const subject of [`tj.b.stored.${refB.runId}`, "tj.b.assign.*", "tj.b.ctl.*", "_INBOX.>", "tj.>"]) {
         const sub = nc.subscribe(subject);
         const ended = await (async () => {
           for await (const _ of sub);

@@ -228,6 +228,10 @@ describe("skeleton", () => {
 
   it("provisioning - streams and buckets are created once and updated to new settings on restart", async () => {
     const namespace = uniqueNamespace();
+    // The stream earlier versions stored assignments in: it would keep a copy of each one now sent over core NATS.
+    const old = await connect({ servers: nats.url });
+    await (await jetstreamManager(old)).streams.add({ name: "TJ_ASSIGN", subjects: ["tj.*.assign.*"] });
+    await old.close();
     let engine = await startEngine(nats.url, { namespaces: [namespace], historyMaxAgeMs: 3_600_000 });
     await engine.stop();
     engine = await startEngine(nats.url, { namespaces: [namespace], historyMaxAgeMs: 7_200_000, workerTtlMs: 9_000 });
@@ -236,6 +240,7 @@ describe("skeleton", () => {
     expect((await jsm.streams.info(Streams.history)).config.max_age).toBe(7_200_000 * 1e6);
     expect((await jsm.streams.info(`KV_${Buckets.workers}`)).config.max_age).toBe(9_000 * 1e6);
     expect((await jsm.streams.info(Streams.history)).config.republish).toEqual(HistoryRepublish);
+    await expect(jsm.streams.info("TJ_ASSIGN")).rejects.toThrow(/stream not found/);
     await nc.close();
     await engine.stop();
   });

@@ -1,4 +1,4 @@
-import { JetStreamApiError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { JetStreamApiError, type JetStreamManager, type PubAck } from "@nats-io/jetstream";
 import {
   AppendConflictError,
   encodeEvent,
@@ -10,13 +10,22 @@ import {
 
 const WRONG_LAST_SEQUENCE = 10071;
 
+/** What appends need of a JetStream client: `js.publish`, or the faster `StreamPublisher`. */
+export interface Publisher {
+  publish(
+    subject: string,
+    data: Uint8Array | string,
+    options?: { msgID?: string; expect?: { lastSubjectSequence?: number } },
+  ): Promise<PubAck>;
+}
+
 /**
  * Appends one event to its run's subject, expecting `expectedSeq` to be the subject's last sequence (invariant 2).
  * Returns the event's stream sequence; a retried append (same dedup id) returns the original one.
  * @throws AppendConflictError when someone else appended first
  */
 export async function appendEvent(
-  js: JetStreamClient,
+  js: Publisher,
   ns: string,
   event: TaskjetEventInput,
   expectedSeq: number,
@@ -47,7 +56,7 @@ export async function lastSequence(jsm: JetStreamManager, ns: string, runId: str
  * on a conflict it re-reads the subject's tail and tries again, still with CAS.
  */
 export async function appendAtTail(
-  js: JetStreamClient,
+  js: Publisher,
   jsm: JetStreamManager,
   ns: string,
   event: TaskjetEventInput,

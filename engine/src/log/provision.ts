@@ -9,7 +9,7 @@ import { jserrors } from "@nats-io/jetstream/internal";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { nanos, TimeoutError } from "@nats-io/transport-node";
-import { Buckets, HistoryRepublish, StreamSubjects, Streams } from "@taskjet/schemas";
+import { Buckets, HistoryRepublish, RetiredStreams, StreamSubjects, Streams } from "@taskjet/schemas";
 import type { Logger } from "pino";
 
 /** What the engine asks of the streams and buckets it creates. */
@@ -51,12 +51,6 @@ function streamConfigs(s: StorageSettings): (Partial<StreamConfig> & { name: str
       max_age: nanos(s.historyMaxAgeMs),
       allow_direct: true,
       republish: { ...HistoryRepublish },
-    },
-    {
-      ...common,
-      name: Streams.assign,
-      subjects: [...StreamSubjects[Streams.assign]],
-      retention: RetentionPolicy.Workqueue,
     },
     {
       ...common,
@@ -146,6 +140,14 @@ async function provisionOnce(
         );
       }
     }
+  }
+  for (const name of RetiredStreams) {
+    await jsm.streams.delete(name).then(
+      () => log.info({ stream: name }, "retired stream deleted"),
+      (err) => {
+        if (!isNotFound(err)) throw err;
+      },
+    );
   }
   const kvm = new Kvm(nc);
   const buckets: { name: string; ttl?: number; history: number }[] = [

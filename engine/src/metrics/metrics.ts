@@ -2,6 +2,7 @@ import { EventTypes, type RunState, type TaskRunState } from "@taskjet/schemas";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { RunChange } from "../projector/projector.js";
 import type { CoreSnapshot } from "../scheduler/core.js";
+import type { ColdQueue } from "../scheduler/scheduler.js";
 
 /**
  * Prometheus metrics (`GET /metrics`), one registry per namespace so a namespace's token sees only its own series.
@@ -16,8 +17,12 @@ import type { CoreSnapshot } from "../scheduler/core.js";
 /** What the leading runtime shows at scrape time. */
 export interface LiveView {
   core: CoreSnapshot;
-  /** The runtime's live run states (active runs). */
-  states: ReadonlyMap<string, RunState>;
+  /** The run states the runtime holds in memory (active runs, except cold ones). */
+  states: Iterable<RunState>;
+  /** How many run states it holds in memory. */
+  runsInMemory: number;
+  /** What its queues hold of cold runs (read from the store for the oldest). */
+  coldQueues: () => Promise<ReadonlyMap<string, ColdQueue>>;
   workerName: (workerId: string) => string | undefined;
   now: number;
 }
@@ -122,19 +127,37 @@ export class NamespaceMetrics {
       help: "Age of the oldest queued attempt, per task (leader only)",
       labelNames: ["namespace", "task"],
       registers,
+      async collect() {
+        const v = view();
+        if (!v) {
+          this.reset();
+          return;
+        }
+        const oldest = new Map<string, number>();
+        const earliest = (taskName: string, queuedAt: string) => {
+          const at = Date.parse(queuedAt);
+          if (at < (oldest.get(taskName) ?? Number.POSITIVE_INFINITY)) oldest.set(taskName, at);
+        };
+        for (const state of v.states) {
+          for (const t of state.tasks)
+            if (t.status === "QUEUED" && !t.retry && t.queuedAt) earliest(t.taskName, t.queuedAt);
+        }
+        // A task whose oldest attempts are cold: those runs are not among the states in memory.
+        for (const [taskName, cold] of await v.coldQueues())
+          if (cold.oldestQueuedAt) earliest(taskName, cold.oldestQueuedAt);
+        this.reset();
+        for (const [task, at] of oldest) this.set({ ...labels, task }, Math.max(0, (v.now - at) / 1000));
+      },
+    });
+    new Gauge({
+      name: "taskjet_runs_in_memory",
+      help: "Unfinished runs whose state the leader holds in memory; queued runs beyond its hot limit are read from TJ_RUNS when needed (leader only)",
+      labelNames: ["namespace"],
+      registers,
       collect() {
         this.reset();
         const v = view();
-        if (!v) return;
-        const oldest = new Map<string, number>();
-        for (const state of v.states.values()) {
-          for (const t of state.tasks) {
-            if (t.status !== "QUEUED" || t.retry || !t.queuedAt) continue;
-            const at = Date.parse(t.queuedAt);
-            if (at < (oldest.get(t.taskName) ?? Number.POSITIVE_INFINITY)) oldest.set(t.taskName, at);
-          }
-        }
-        for (const [task, at] of oldest) this.set({ ...labels, task }, Math.max(0, (v.now - at) / 1000));
+        if (v) this.set(labels, v.runsInMemory);
       },
     });
     const perWorker = (name: string, help: string, pick: (w: CoreSnapshot["workers"][number]) => number) =>

@@ -2,7 +2,7 @@ import type { JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstrea
 import { EventTypes, encodeEvent, makeEvent, type RunState, subjects, type TaskjetEventInput } from "@taskjet/schemas";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { Projector } from "./projector.js";
+import { mayGoCold, Projector } from "./projector.js";
 import type { RunStore } from "./run-store.js";
 
 const ns = "ns1";
@@ -109,5 +109,214 @@ describe("projector", () => {
     await after.feed("R3", runningFor("R3", 2 + 7).slice(2));
     expect(after.projector.states.get("R3")?.eventCount).toBe(6 + 7);
     expect(after.warnings()).toEqual([]);
+  });
+});
+
+/**
+ * A projector over a store kept in memory, with a hot limit: `flush` writes as the projector's timer would. Reads made
+ * between `holdReads` and `release` answer with what the store held when they were made, but only at `release`.
+ */
+function projectorWithStore(hotLimit: number) {
+  let seq = 0;
+  const stored = new Map<string, RunState>();
+  const held: (() => void)[] = [];
+  let holding = false;
+  let reads = 0;
+  const store = {
+    get: async (runId: string) => {
+      reads++;
+      const value = stored.get(runId);
+      if (holding) await new Promise<void>((resolve) => held.push(resolve));
+      return value === undefined ? undefined : (JSON.parse(JSON.stringify(value)) as RunState);
+    },
+    putMany: async (states: RunState[]) => {
+      for (const s of states) stored.set(s.runId, JSON.parse(JSON.stringify(s)) as RunState);
+    },
+    saveCheckpoint: async () => {},
+  } as unknown as RunStore;
+  const projector = new Projector({
+    js: {} as JetStreamClient,
+    jsm: {} as JetStreamManager,
+    ns,
+    store,
+    log: pino({ level: "silent" }),
+    flushMs: 60_000,
+    activeDelayMs: 60_000,
+    onChange: () => {},
+    hotLimit,
+  });
+  const internals = projector as unknown as {
+    receive(m: JsMsg | undefined): void;
+    position: number;
+    flush(everything: boolean): Promise<void>;
+  };
+  const feed = async (runId: string, events: TaskjetEventInput[]) => {
+    for (const e of events) {
+      seq++;
+      const m = {
+        subject: subjects.history(ns, runId),
+        data: encoder.encode(encodeEvent(e)),
+        seq,
+        info: { pending: 1 },
+      };
+      internals.receive(m as unknown as JsMsg);
+    }
+    const target = seq;
+    while (internals.position < target) await new Promise((r) => setTimeout(r));
+  };
+  return {
+    projector,
+    stored,
+    feed,
+    flush: () => internals.flush(true),
+    holdReads: () => {
+      holding = true;
+    },
+    stopHolding: () => {
+      holding = false;
+    },
+    release: () => {
+      holding = false;
+      for (const resolve of held.splice(0)) resolve();
+    },
+    reads: () => reads,
+  };
+}
+
+function started(runId: string): TaskjetEventInput {
+  return makeEvent(EventTypes.TaskStarted, {
+    runId,
+    taskRunId: `${runId}-0`,
+    data: { attempt: 0, workerId: "w1", workerName: "w", assignedAt: new Date().toISOString() },
+  });
+}
+
+function cancelled(runId: string): TaskjetEventInput {
+  return makeEvent(EventTypes.RunCancelled, { runId, data: { reason: "test" } });
+}
+
+describe("projector - cold runs", () => {
+  it("cold runs - beyond the hot limit, written runs that only wait for a slot leave memory, the last changed first", async () => {
+    const p = projectorWithStore(3);
+    for (const id of ["Q0", "Q1", "Q2", "Q3"]) await p.feed(id, [created(id)]);
+    await p.feed("R0", [created("R0"), started("R0")]);
+    for (const id of ["Q4", "Q5"]) await p.feed(id, [created(id)]);
+    await p.flush();
+    // Every state is written; the running one stays, and the oldest queued ones stay until the limit is met.
+    expect([...p.stored.keys()].sort()).toEqual(["Q0", "Q1", "Q2", "Q3", "Q4", "Q5", "R0"]);
+    expect([...p.projector.states.keys()]).toEqual(["Q0", "Q1", "R0"]);
+  });
+
+  it("cold runs - an event for a cold run folds onto its stored state, in order, and keeps it in memory", async () => {
+    const p = projectorWithStore(1);
+    for (const id of ["Q0", "Q1", "Q2"]) await p.feed(id, [created(id)]);
+    await p.flush();
+    expect(p.projector.get("Q2")).toBeUndefined();
+    await p.feed("Q2", [started("Q2")]);
+    expect(p.projector.get("Q2")).toMatchObject({ status: "RUNNING", eventCount: 2, lastSeq: 4 });
+    // Written again: no longer a cold candidate (it runs), so it stays.
+    await p.flush();
+    expect(p.stored.get("Q2")).toMatchObject({ status: "RUNNING", eventCount: 2 });
+    expect(p.projector.get("Q2")).toBeDefined();
+  });
+
+  it("cold runs - load reads a cold run back (kept unless asked not to), one read for many callers; a finished run is never kept", async () => {
+    const p = projectorWithStore(0);
+    for (const id of ["Q0", "Q1", "Q2"]) await p.feed(id, [created(id)]);
+    await p.feed("C0", [created("C0"), cancelled("C0")]);
+    await p.flush();
+    expect(p.projector.states.size).toBe(0);
+    const reads = p.reads();
+    const [a, b] = await Promise.all([p.projector.load("Q0"), p.projector.load("Q0")]);
+    expect(p.reads() - reads).toBe(1);
+    expect(a).toMatchObject({ runId: "Q0", status: "QUEUED" });
+    expect(b).toBe(a);
+    expect(p.projector.get("Q0")).toBe(a);
+    expect(await p.projector.loadMany(["Q1", "C0", "never"], false)).toMatchObject([
+      { runId: "Q1", status: "QUEUED" },
+      { runId: "C0", status: "CANCELLED" },
+      undefined,
+    ]);
+    expect(p.projector.get("Q1")).toBeUndefined();
+    expect(await p.projector.load("C0")).toMatchObject({ status: "CANCELLED" });
+    expect(p.projector.get("C0")).toBeUndefined();
+    // In memory: no read at all.
+    const before = p.reads();
+    expect(await p.projector.load("Q0")).toBe(a);
+    expect(p.reads()).toBe(before);
+  });
+
+  it("cold runs - a read that the run's fold, write and drop overtook reads again instead of bringing back the old state", async () => {
+    const p = projectorWithStore(0);
+    await p.feed("Q0", [created("Q0")]);
+    await p.flush();
+    p.holdReads();
+    const loading = p.projector.load("Q0"); // reads the QUEUED state, answered only later
+    p.stopHolding();
+    await p.feed("Q0", [cancelled("Q0")]);
+    await p.flush(); // CANCELLED written and dropped while that read is in flight
+    expect(p.projector.get("Q0")).toBeUndefined();
+    const reads = p.reads();
+    p.release();
+    const state = await loading;
+    expect(p.reads() - reads).toBe(1); // read again
+    expect(state).toMatchObject({ status: "CANCELLED" });
+    expect(p.projector.get("Q0")).toBeUndefined();
+  });
+
+  it("cold runs - a read answered after the run was folded returns the state in memory", async () => {
+    const p = projectorWithStore(0);
+    await p.feed("Q0", [created("Q0")]);
+    await p.flush();
+    p.holdReads();
+    const loading = p.projector.load("Q0");
+    const fold = p.feed("Q0", [started("Q0")]);
+    p.release();
+    await fold;
+    expect(await loading).toBe(p.projector.get("Q0"));
+    expect(await loading).toMatchObject({ status: "RUNNING" });
+  });
+
+  it("cold runs - after recovery, coolDown drops cold candidates beyond the limit, the last loaded first", async () => {
+    const p = projectorWithStore(2);
+    for (const id of ["Q0", "Q1", "Q2", "Q3"]) await p.feed(id, [created(id)]);
+    await p.feed("R0", [created("R0"), started("R0")]);
+    await p.flush(); // with a limit of 2: Q0 and R0 stay
+    expect([...p.projector.states.keys()]).toEqual(["Q0", "R0"]);
+    // As `start` loads them: every unfinished run from the store, then the scheduler queues them.
+    for (const id of ["Q1", "Q2", "Q3"]) p.projector.states.set(id, p.stored.get(id) as RunState);
+    expect(p.projector.coolDown()).toBe(3);
+    expect([...p.projector.states.keys()]).toEqual(["Q0", "R0"]);
+  });
+
+  it("cold runs - only a run waiting for a slot may go cold", () => {
+    const base = {
+      v: 1,
+      runId: "R",
+      workflowName: "w",
+      status: "QUEUED",
+      input: {},
+      additionalMetadata: {},
+      priority: 1,
+      trigger: { kind: "run" },
+      createdAt: "2024-01-01T00:00:00.000Z",
+      lastSeq: 1,
+      eventCount: 1,
+    } as const;
+    const task = { taskRunId: "R-0", taskName: "t", status: "QUEUED", attempt: 0 } as const;
+    const state = (t: Partial<RunState["tasks"][number]>[], run: Partial<RunState> = {}) =>
+      ({ ...base, ...run, tasks: t.map((x) => ({ ...task, ...x })) }) as RunState;
+    expect(mayGoCold(state([{}]))).toBe(true);
+    expect(mayGoCold(state([{}, { taskRunId: "R-1" }]))).toBe(true);
+    expect(mayGoCold(state([{}, { taskRunId: "R-1", status: "PENDING" }]))).toBe(false);
+    expect(mayGoCold(state([{ status: "RUNNING" }], { status: "RUNNING" }))).toBe(false);
+    expect(mayGoCold(state([{}], { status: "SCHEDULED" }))).toBe(false);
+    expect(mayGoCold(state([{ retry: { attempt: 1 } }]))).toBe(false);
+    expect(mayGoCold(state([{ rateLimited: { until: base.createdAt } }]))).toBe(false);
+    expect(mayGoCold(state([{ waiting: { reason: "NO_WORKER", detail: "", since: base.createdAt } }]))).toBe(false);
+    expect(mayGoCold(state([{ checkpoints: [] }]))).toBe(false);
+    expect(mayGoCold(state([{}], { children: [{ runId: "C", taskName: "c", key: "k", taskRunId: "R-0" }] }))).toBe(
+      false,
+    );
   });
 });

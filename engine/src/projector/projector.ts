@@ -13,6 +13,7 @@ import {
   isTerminal,
   makeEvent,
   type RunState,
+  RunStatuses,
   runIdFromHistorySubject,
   Streams,
   subjects,
@@ -28,6 +29,9 @@ const IDLE = Symbol("idle");
 
 /** What a run id may be (the envelope's rule): a rejection can be recorded only on such a subject. */
 const RUN_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+/** Reads of stored states in flight at once for `load`: enough to pipeline, few enough not to flood the server. */
+const MAX_READS = 1024;
 
 /** One event folded into a run, as the scheduler hears of it. */
 export interface RunChange {
@@ -50,6 +54,54 @@ export interface ProjectorOptions {
   onChange: (change: RunChange) => void;
   /** A run whose history reaches this many events is logged, once. @default HISTORY_WARN_EVENTS */
   historyWarnEvents?: number;
+  /**
+   * Unfinished runs held in memory before queued ones go cold (kept only in `TJ_RUNS`, read back by `load`).
+   * @default no limit
+   */
+  hotLimit?: number;
+  /** Whether something still looks a run up in memory, though `mayGoCold` says it may go (a placed attempt). */
+  pinned?: (state: RunState) => boolean;
+}
+
+/**
+ * The projector's run states as the engine's parts see them. Hot runs are in memory; cold ones (queued runs beyond the
+ * hot limit) only in `TJ_RUNS`. Whatever may meet a queued run it did not just hear of uses `load`.
+ */
+export interface RunStates {
+  /** The run's state when it is in memory (a cold or finished run is not). */
+  get(runId: string): RunState | undefined;
+  /**
+   * The run's latest state: from memory, else read from `TJ_RUNS` (a finished run too). With `keep` (default), an
+   * unfinished run read stays in memory: for a caller that is about to make something happen to it, so the event that
+   * follows finds it there.
+   */
+  load(runId: string, keep?: boolean): Promise<RunState | undefined>;
+  /** `load` of many runs, read in parallel; the states in the order of `runIds`. */
+  loadMany(runIds: readonly string[], keep?: boolean): Promise<(RunState | undefined)[]>;
+  /** The states in memory: every unfinished run except the cold ones. */
+  values(): IterableIterator<RunState>;
+}
+
+/**
+ * Whether a run's state may leave memory once written (go cold): it only waits for a slot. Its queued attempts stay in
+ * the scheduler core and their schedule deadlines in the timer heap, which is all a waiting run needs until it is
+ * placed, cancelled or timed out (and those load it). A run that something else looks up by id keeps its state in
+ * memory: a pending retry (retrier), a rate-limit pause (reapplied from the state), a recorded wait (queue summaries),
+ * durable checkpoints (sleeps and event waits), child runs (cancelled with it), any task not queued.
+ */
+export function mayGoCold(state: RunState): boolean {
+  if (state.status !== RunStatuses.queued || state.children?.length) return false;
+  for (const t of state.tasks) {
+    if (t.status !== RunStatuses.queued || t.retry || t.rateLimited || t.waiting || t.checkpoints) return false;
+  }
+  return true;
+}
+
+/** A read of a stored state in flight; `dropped` when the projector let go of the run meanwhile. */
+interface Loading {
+  promise: Promise<RunState | undefined>;
+  keep: boolean;
+  dropped: boolean;
 }
 
 /**
@@ -63,9 +115,14 @@ export interface ProjectorOptions {
  *
  * Finished runs are written within `flushMs`; unfinished ones only after `activeDelayMs`, so a short run costs one
  * write instead of one per event. Readers that need the latest state fold the log's tail on top (`runs.get`).
+ *
+ * Beyond `hotLimit` runs in memory, a written state that only waits for a slot (`mayGoCold`) is dropped: the store
+ * has it as it is, so an event for it folds onto the stored state (as for a finished run), and `load` reads it back.
+ * A flush writes the runs changed last at its end and drops from there, so the oldest queued runs, placed first,
+ * mostly stay in memory.
  */
-export class Projector {
-  /** Runs not finished, plus finished ones until their last state is written. */
+export class Projector implements RunStates {
+  /** Runs not finished (except cold ones), plus finished ones until their last state is written. */
   readonly states = new Map<string, RunState>();
   /** Runs with unwritten changes: when the first unwritten change happened, and its sequence. */
   private readonly dirty = new Map<string, { since: number; firstSeq: number }>();
@@ -82,8 +139,79 @@ export class Projector {
   private flushing: Promise<void> | undefined;
   private messages: ConsumerMessages | undefined;
   private stopped = false;
+  private readonly hotLimit: number;
+  /** Reads of cold runs in flight, one per run however many callers wait for it. */
+  private readonly loading = new Map<string, Loading>();
+  private reads = 0;
+  /** Reads waiting for one of the `MAX_READS` (a FIFO: a timeout firing for a million runs queues a million). */
+  private readonly readQueue: ((() => void) | undefined)[] = [];
+  private readQueueHead = 0;
 
-  constructor(private readonly o: ProjectorOptions) {}
+  constructor(private readonly o: ProjectorOptions) {
+    this.hotLimit = o.hotLimit ?? Number.POSITIVE_INFINITY;
+  }
+
+  get(runId: string): RunState | undefined {
+    return this.states.get(runId);
+  }
+
+  values(): IterableIterator<RunState> {
+    return this.states.values();
+  }
+
+  load(runId: string, keep = true): Promise<RunState | undefined> {
+    const hot = this.states.get(runId);
+    if (hot) return Promise.resolve(hot);
+    const pending = this.loading.get(runId);
+    if (pending) {
+      pending.keep ||= keep;
+      return pending.promise;
+    }
+    const loading = { keep, dropped: false } as Loading;
+    loading.promise = this.read(runId).then(
+      (stored) => {
+        this.loading.delete(runId);
+        // Folded meanwhile: the state in memory is the latest.
+        const now = this.states.get(runId);
+        if (now) return now;
+        // Folded, written and dropped meanwhile: what was read may predate that write.
+        if (loading.dropped) return this.load(runId, loading.keep);
+        if (stored && loading.keep && !this.stopped && !isTerminal(stored.status))
+          this.states.set(stored.runId, stored);
+        return stored;
+      },
+      (err: unknown) => {
+        this.loading.delete(runId);
+        throw err;
+      },
+    );
+    this.loading.set(runId, loading);
+    return loading.promise;
+  }
+
+  loadMany(runIds: readonly string[], keep = true): Promise<(RunState | undefined)[]> {
+    return Promise.all(runIds.map((runId) => this.load(runId, keep)));
+  }
+
+  /**
+   * After recovery, once the scheduler has queued every loaded run: drops the states that may go cold beyond the hot
+   * limit, the last loaded (the last written, mostly the newest) first. Returns how many.
+   */
+  coolDown(): number {
+    let excess = this.states.size - this.hotLimit;
+    if (excess <= 0) return 0;
+    const runIds = [...this.states.keys()];
+    let dropped = 0;
+    for (let i = runIds.length - 1; i >= 0 && excess > 0; i--) {
+      const state = this.states.get(runIds[i] as string);
+      if (!state || !this.mayDrop(state)) continue;
+      this.drop(state.runId);
+      excess--;
+      dropped++;
+    }
+    this.o.log.debug({ cold: dropped, hot: this.states.size }, "queued runs beyond the hot limit left in the store");
+    return dropped;
+  }
 
   /** Loads the unfinished runs, then reads the log from the checkpoint; resolves once caught up. */
   async start(): Promise<void> {
@@ -188,7 +316,8 @@ export class Projector {
       this.apply(prev, event, m.seq);
       return;
     }
-    // A late fact about a finished run.
+    // A cold run, or a late fact about a finished one: its stored state is its latest (a run leaves memory only once
+    // written and unchanged since), and nothing else folds meanwhile, so this event lands on it in order.
     return this.o.store.get(runId).then((stored) => {
       if (stored) this.apply(stored, event, m.seq);
       else {
@@ -206,7 +335,7 @@ export class Projector {
     // Keyed by the state's own id: `runId` is cut from the message's subject, and a map key would keep all of it.
     this.states.set(state.runId, state);
     if (!this.dirty.has(state.runId)) this.dirty.set(state.runId, { since: Date.now(), firstSeq: seq });
-    this.scheduleFlush(isTerminal(state.status) ? this.o.flushMs : this.o.activeDelayMs);
+    this.scheduleFlush(this.writeSoon(state) ? this.o.flushMs : this.o.activeDelayMs);
     if (this.live) this.o.onChange({ event, seq, state });
   }
 
@@ -263,7 +392,7 @@ export class Projector {
       for (const [runId, { since }] of this.dirty) {
         const state = this.states.get(runId);
         // While catching up, unfinished states are not final yet: the next events are already waiting.
-        const ripe = isTerminal(state?.status ?? "COMPLETED") || (this.live && now - since >= this.o.activeDelayMs);
+        const ripe = !state || this.writeSoon(state) || (this.live && now - since >= this.o.activeDelayMs);
         if (state && (everything || ripe)) batch.push(state);
       }
       const upTo = this.position;
@@ -272,8 +401,9 @@ export class Projector {
         for (const s of batch) {
           if (this.states.get(s.runId) !== s) continue; // changed while writing: stays dirty
           this.dirty.delete(s.runId);
-          if (isTerminal(s.status)) this.states.delete(s.runId);
+          if (isTerminal(s.status)) this.drop(s.runId);
         }
+        this.coolWritten(batch);
         let checkpoint = upTo;
         for (const { firstSeq } of this.dirty.values()) checkpoint = Math.min(checkpoint, firstSeq - 1);
         if (checkpoint > this.savedCheckpoint) {
@@ -292,12 +422,74 @@ export class Projector {
     return this.flushing;
   }
 
+  /**
+   * Whether a changed state is written within `flushMs` rather than `activeDelayMs`: a finished run, or, while live, one
+   * that goes cold once written (beyond the hot limit, a run waits longer than the delay anyway). Written at once, its
+   * state leaves memory before the young generation is collected: kept for the delay, a million of them would be
+   * promoted and die in the old generation, which V8 then lets grow to twice the live heap and more.
+   */
+  private writeSoon(state: RunState): boolean {
+    return (
+      isTerminal(state.status) ||
+      (this.live && this.states.size > this.hotLimit && mayGoCold(state) && !this.o.pinned?.(state))
+    );
+  }
+
+  /** Drops written states that may go cold while more than `hotLimit` are held, the last changed first. */
+  private coolWritten(batch: RunState[]): void {
+    for (let i = batch.length - 1; i >= 0 && this.states.size > this.hotLimit; i--) {
+      const s = batch[i] as RunState;
+      if (this.states.get(s.runId) === s && this.mayDrop(s)) this.drop(s.runId);
+    }
+  }
+
+  /** Written and unchanged since (the store has it as it is), and only waiting for a slot. */
+  private mayDrop(state: RunState): boolean {
+    return !this.dirty.has(state.runId) && mayGoCold(state) && !this.o.pinned?.(state);
+  }
+
+  /** Lets go of a run's state; a read of it in flight must not bring back what it read before the last write. */
+  private drop(runId: string): void {
+    this.states.delete(runId);
+    const loading = this.loading.size > 0 ? this.loading.get(runId) : undefined;
+    if (loading) loading.dropped = true;
+  }
+
+  /** Reads a stored state, at most `MAX_READS` at once; the others wait their turn in order. */
+  private async read(runId: string): Promise<RunState | undefined> {
+    if (this.reads >= MAX_READS) await new Promise<void>((resolve) => this.readQueue.push(resolve));
+    else this.reads++;
+    try {
+      return await this.o.store.get(runId);
+    } finally {
+      this.nextRead();
+    }
+  }
+
+  /** Hands a finished read's turn to the next waiting one (the count stays), or gives it back. */
+  private nextRead(): void {
+    const next = this.readQueue[this.readQueueHead];
+    if (!next) {
+      this.reads--;
+      return;
+    }
+    this.readQueue[this.readQueueHead++] = undefined;
+    if (this.readQueueHead === this.readQueue.length) {
+      this.readQueue.length = 0;
+      this.readQueueHead = 0;
+    } else if (this.readQueueHead > 1024 && this.readQueueHead * 2 > this.readQueue.length) {
+      this.readQueue.splice(0, this.readQueueHead);
+      this.readQueueHead = 0;
+    }
+    next();
+  }
+
   private rescheduleFlush(): void {
     let next = Number.POSITIVE_INFINITY;
     const now = Date.now();
     for (const [runId, { since }] of this.dirty) {
       const state = this.states.get(runId);
-      const due = !state || isTerminal(state.status) ? now + this.o.flushMs : since + this.o.activeDelayMs;
+      const due = !state || this.writeSoon(state) ? now + this.o.flushMs : since + this.o.activeDelayMs;
       next = Math.min(next, due);
     }
     if (next !== Number.POSITIVE_INFINITY) this.scheduleFlush(Math.max(0, next - now));

@@ -76,7 +76,7 @@ export async function rebuildProjection(
   const started = performance.now();
   const { js, states, events, rejected, last } = await foldLog(nc, ns, onProgress);
   const foldMs = performance.now() - started;
-  const store = new RunStore(js, await new Kvm(nc).open(Buckets.runs), ns);
+  const store = new RunStore(js, await new Kvm(nc).open(Buckets.runs), ns, js);
   const all = [...states.values()];
   for (let i = 0; i < all.length; i += 1000) {
     await store.putMany(all.slice(i, i + 1000));
@@ -103,7 +103,7 @@ export interface VerifyReport {
 export async function verifyProjection(nc: NatsConnection, ns: string): Promise<VerifyReport> {
   const started = performance.now();
   const { js, states, events } = await foldLog(nc, ns);
-  const store = new RunStore(js, await new Kvm(nc).open(Buckets.runs), ns);
+  const store = new RunStore(js, await new Kvm(nc).open(Buckets.runs), ns, js);
   const differing: { runId: string; reason: string }[] = [];
   for (const [runId, folded] of states) {
     const projected = await store.get(runId);

@@ -1,6 +1,7 @@
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { Buckets, isTerminal, keys, type RunState } from "@taskjet/schemas";
+import type { Publisher } from "../log/append.js";
 import { scan } from "../log/scan.js";
 
 const decoder = new TextDecoder();
@@ -11,6 +12,8 @@ export class RunStore {
     private readonly js: JetStreamClient,
     private readonly kv: KV,
     private readonly ns: string,
+    /** The engine's `StreamPublisher` (`js` serves a one-off rebuild). */
+    private readonly publisher: Publisher,
   ) {}
 
   async get(runId: string): Promise<RunState | undefined> {
@@ -19,9 +22,12 @@ export class RunStore {
     return entry.json<RunState>();
   }
 
-  /** Writes many states, pipelined. */
+  /** Writes many states, pipelined (a KV put is a publish to the key's subject). */
   async putMany(states: RunState[]): Promise<void> {
-    await Promise.all(states.map((s) => this.kv.put(keys.run(this.ns, s.runId), JSON.stringify(s))));
+    const prefix = `$KV.${Buckets.runs}.`;
+    await Promise.all(
+      states.map((s) => this.publisher.publish(prefix + keys.run(this.ns, s.runId), JSON.stringify(s))),
+    );
   }
 
   /** Every run state of the namespace, optionally only those not finished. */

@@ -30,6 +30,46 @@ describe("scheduler core", () => {
     expect(core.usage("w")).toBe(2);
   });
 
+  it("scheduler - a slot its worker says it freed takes new work before the outcome is folded, once, groups kept until then", () => {
+    const core = new SchedulerCore();
+    core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 1 });
+    core.upsertWorker({ workerId: "other", tasks: [], slots: 1 });
+    const group = { id: "g", maxRuns: 1, strategy: "GROUP_ROUND_ROBIN" as const };
+    const flow = { lane: "", groups: [], rates: [], labels: [], slotCost: 1 };
+    const first = { ...task("a", 1), flow: { ...flow, groups: [group] } };
+    const second = { ...task("a", 2), flow: { ...flow, groups: [group] } };
+    const third = { ...task("a", 3), flow: { ...flow, lane: "other" } };
+    core.enqueue(first);
+    core.enqueue(second);
+    core.enqueue(third);
+    expect(core.place(0).map((p) => p.task.order)).toEqual([1]);
+    // Not its worker, or not placed: nothing freed.
+    expect(core.slotFreed(first, "other")).toBe(false);
+    expect(core.slotFreed(second, "w")).toBe(false);
+    expect(core.slotFreed(first, "w")).toBe(true);
+    expect(core.slotFreed(first, "w")).toBe(false);
+    expect(core.usage("w")).toBe(0);
+    // The slot is free, the group still held by the first: the third (no group) goes, the second waits.
+    expect(core.place(0).map((p) => p.task.order)).toEqual([3]);
+    // The first's outcome folded: its group frees, its slot is not freed twice.
+    core.finish(first);
+    expect(core.usage("w")).toBe(1);
+    core.finish(third);
+    expect(core.place(0).map((p) => p.task.order)).toEqual([2]);
+    expect(core.usage("w")).toBe(1);
+  });
+
+  it("scheduler - a removed worker hands back the attempts it freed the slot of but whose outcome is not folded", () => {
+    const core = new SchedulerCore();
+    core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 1 });
+    const t = task("a", 1);
+    core.enqueue(t);
+    core.place(0);
+    core.slotFreed(t, "w");
+    expect(core.removeWorker("w")).toEqual([t]);
+    expect(core.knows(t)).toBe(false);
+  });
+
   it("scheduler - spreads work to the worker with the most free slots", () => {
     const core = new SchedulerCore();
     core.upsertWorker({ workerId: "w1", tasks: ["a"], slots: 2 });
@@ -115,6 +155,94 @@ describe("scheduler core", () => {
     expect(core.place(0, 2).map((p) => p.task.order)).toEqual([1, 2]);
     expect(core.place(0, 2).map((p) => p.task.order)).toEqual([3, 4]);
     expect(core.place(0).map((p) => p.task.order)).toEqual([5]);
+  });
+
+  it("scheduler - oldestQueued gives each task's lowest order over lanes and priorities; isQueued only what waits", () => {
+    const core = new SchedulerCore();
+    const lane = (t: QueuedTask, key: string, priority = 1) => ({
+      ...t,
+      priority,
+      flow: { lane: key, groups: [], rates: [], labels: [], slotCost: 1 },
+    });
+    core.enqueue(lane(task("a", 5), "x"));
+    core.enqueue(lane(task("a", 3), "y"));
+    core.enqueue(lane(task("a", 2), "y", 3)); // oldest, in another priority
+    core.enqueue(task("b", 9));
+    expect([...core.oldestQueued()].map(([name, q]) => [name, q.order])).toEqual([
+      ["a", 2],
+      ["b", 9],
+    ]);
+    core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 1 });
+    const [placed] = core.place(0); // priority 3 first
+    expect(placed?.task.order).toBe(2);
+    expect(core.isQueued(placed?.task as QueuedTask)).toBe(false);
+    expect(core.knows(placed?.task as QueuedTask)).toBe(true);
+    expect(core.isQueued({ taskRunId: "r3-0", attempt: 0 })).toBe(true);
+    expect(core.oldestQueued().get("a")?.order).toBe(3);
+  });
+
+  it("scheduler - two attempts of one task-run known at once are kept apart: one held, the next queued", () => {
+    const core = new SchedulerCore();
+    core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 2 });
+    const first = task("a", 1);
+    core.enqueue(first);
+    expect(core.place(0)).toHaveLength(1);
+    const next = { ...first, attempt: 1, order: 2 };
+    core.enqueue(next);
+    expect(core.workerOf(first)).toBe("w");
+    expect(core.isQueued(next)).toBe(true);
+    expect(core.knows({ taskRunId: first.taskRunId, attempt: 2 })).toBe(false);
+    core.finish(first);
+    expect(core.knows(first)).toBe(false);
+    expect(core.usage("w")).toBe(0);
+    expect(core.place(0).map((p) => [p.task.taskRunId, p.task.attempt])).toEqual([[first.taskRunId, 1]]);
+    core.finish(next);
+    expect(core.knows(next)).toBe(false);
+    expect(core.usage("w")).toBe(0);
+  });
+
+  it("schedule deadlines - expired gives queued and placed attempts past their deadline, in order, once", () => {
+    const core = new SchedulerCore();
+    const [a, b, c, d] = [task("a", 1), task("a", 2), task("a", 3), task("a", 4)];
+    core.enqueue(b, 2000);
+    core.enqueue(a, 1000);
+    core.enqueue(c, 3000);
+    core.enqueue(d); // no deadline
+    expect(core.nextDeadline()).toBe(1000);
+    core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 1 });
+    expect(core.place(0).map((p) => p.task)).toEqual([a]); // placed, not started: still waiting for its worker
+    core.finish(b); // done: its deadline goes with it
+    expect(core.expired(999)).toEqual([]);
+    expect(core.expired(2500)).toEqual([a]);
+    expect(core.expired(2500)).toEqual([]);
+    expect(core.nextDeadline()).toBe(3000);
+    expect(core.expired(10_000)).toEqual([c]);
+    expect(core.nextDeadline()).toBeUndefined();
+  });
+
+  it("schedule deadlines - an attempt queued again with a new record has the new record's deadline only", () => {
+    const core = new SchedulerCore();
+    const t = task("a", 1);
+    core.enqueue(t, 1000);
+    const [taken] = core.takeQueued("a");
+    expect(taken).toBe(t);
+    expect(core.nextDeadline()).toBeUndefined();
+    const again = { ...t };
+    core.enqueue(again, 5000);
+    expect(core.expired(4000)).toEqual([]);
+    expect(core.expired(5000)).toEqual([again]);
+  });
+
+  it("schedule deadlines - finished attempts' entries are dropped: the heap stays bounded by the attempts known", () => {
+    const core = new SchedulerCore();
+    for (let i = 0; i < 50_000; i++) {
+      const t = task("a", 100 + i);
+      core.enqueue(t, 60_000 + i);
+      if (i % 1000 !== 0) core.finish(t);
+    }
+    expect(core.depths().get("a")).toBe(50);
+    expect((core as unknown as { deadlineAt: number[] }).deadlineAt.length).toBeLessThan(2 * 50 + 1024 + 2);
+    expect(core.expired(200_000)).toHaveLength(50);
   });
 
   it("scheduler - an undelivered placement goes back to the head of its queue", () => {

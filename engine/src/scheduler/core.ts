@@ -112,6 +112,8 @@ interface WorkerState {
   labels: Readonly<Record<string, string | number>>;
   /** Attempts placed on this worker and not finished, by attempt key. */
   held: Map<string, QueuedTask>;
+  /** Attempts it freed the slot of (`slotFreed`) whose outcome is not folded yet. */
+  freed: Map<string, QueuedTask>;
 }
 
 interface Group {
@@ -146,12 +148,62 @@ interface TaskEntry {
   size: number;
 }
 
-/** Where the core keeps an attempt it knows. */
+/** An attempt the core knows that is not waiting in a queue: placed on or held by a worker, or being cancelled. */
 interface Known {
   task: QueuedTask;
-  lane?: Lane;
   workerId?: string;
   cancelling?: boolean;
+}
+
+/** A known attempt: a queued one is kept as its own record (its lane follows from its flow), any other as `Known`. */
+type KnownEntry = QueuedTask | Known;
+
+function isQueuedRecord(entry: KnownEntry): entry is QueuedTask {
+  return (entry as Known).task === undefined;
+}
+
+function recordOf(entry: KnownEntry): QueuedTask {
+  return isQueuedRecord(entry) ? entry : entry.task;
+}
+
+/**
+ * The attempts the core knows, by task-run id. A million may be queued: keyed by the task-run id string their records
+ * already hold, and a queued one stored as its record, they cost a map slot each, not also a key string made per
+ * attempt and an entry object (~90 bytes). A task-run has one known attempt as a rule; another known at once (an
+ * attempt still held while the next is queued) is kept by attempt key beside.
+ */
+class KnownAttempts {
+  private readonly byTaskRun = new Map<string, KnownEntry>();
+  private readonly others = new Map<string, KnownEntry>();
+
+  get(task: Pick<QueuedTask, "taskRunId" | "attempt">): KnownEntry | undefined {
+    const entry = this.byTaskRun.get(task.taskRunId);
+    if (entry !== undefined && recordOf(entry).attempt === task.attempt) return entry;
+    return this.others.size === 0 ? undefined : this.others.get(attemptKey(task));
+  }
+
+  has(task: Pick<QueuedTask, "taskRunId" | "attempt">): boolean {
+    return this.get(task) !== undefined;
+  }
+
+  set(task: Pick<QueuedTask, "taskRunId" | "attempt">, entry: KnownEntry): void {
+    const current = this.byTaskRun.get(task.taskRunId);
+    if (current === undefined || recordOf(current).attempt === task.attempt) {
+      // Keyed by the record's own string: the caller's may be a copy.
+      this.byTaskRun.set(recordOf(entry).taskRunId, entry);
+      if (this.others.size > 0) this.others.delete(attemptKey(task));
+    } else this.others.set(attemptKey(task), entry);
+  }
+
+  get size(): number {
+    return this.byTaskRun.size + this.others.size;
+  }
+
+  delete(task: Pick<QueuedTask, "taskRunId" | "attempt">): void {
+    const current = this.byTaskRun.get(task.taskRunId);
+    if (current !== undefined && recordOf(current).attempt === task.attempt) this.byTaskRun.delete(task.taskRunId);
+    else if (this.others.size > 0) this.others.delete(attemptKey(task));
+  }
 }
 
 /** Queue ordered by `order`: O(1) for the usual append at the tail and shift at the head. */
@@ -192,10 +244,10 @@ class TaskQueue {
     return task;
   }
 
-  remove(key: string): boolean {
+  remove(record: QueuedTask): boolean {
     for (let i = this.head; i < this.items.length; i++) {
       const task = this.items[i];
-      if (task && attemptKey(task) === key) {
+      if (task === record) {
         this.items[i] = undefined;
         this.size--;
         return true;
@@ -279,7 +331,7 @@ export class SchedulerCore {
   readonly rates: RateLimiter = new RateLimiterImpl();
   private readonly tasks = new Map<string, TaskEntry>();
   private readonly workers = new Map<string, WorkerState>();
-  private readonly known = new Map<string, Known>();
+  private readonly known = new KnownAttempts();
   private readonly groups = new Map<string, Group>();
   private readonly timeParked = new MinHeap<Lane>();
   /** Lanes waiting for a static rate limit to be defined, or for reserved units to start. */
@@ -290,14 +342,21 @@ export class SchedulerCore {
   /** The latest time the shell passed in: when a finish without a clock settles rate units. */
   private lastNow = 0;
   private readonly waitReported = new Set<string>();
+  /**
+   * Schedule deadlines of queued attempts, a min-heap by time kept in two arrays: a number and a reference per attempt,
+   * no object and no map entry (a million queued attempts have a million deadlines). An entry is live while the core
+   * still knows its record (queued, placed or held); the others are dropped when they surface, or all at once when
+   * they outnumber the known attempts.
+   */
+  private deadlineAt: number[] = [];
+  private deadlineTask: QueuedTask[] = [];
 
   /**
    * Queues an attempt; an attempt already queued or placed is ignored. Returns what its concurrency strategies
    * cancel: the attempt itself (CANCEL_NEWEST) or older members of its groups (CANCEL_IN_PROGRESS).
    */
-  enqueue(task: QueuedTask): Cancellation[] {
-    const key = attemptKey(task);
-    if (this.known.has(key)) return [];
+  enqueue(task: QueuedTask, deadline?: number): Cancellation[] {
+    if (this.known.has(task)) return [];
     const flow = task.flow ?? NO_FLOW;
     const cancellations: Cancellation[] = [];
     for (const ref of flow.groups) {
@@ -305,7 +364,7 @@ export class SchedulerCore {
       if (ref.strategy === "GROUP_ROUND_ROBIN" || group.members.size < ref.maxRuns) continue;
       if (ref.strategy === "CANCEL_NEWEST") {
         // Known but nowhere: the cancellation's event finishes it.
-        this.known.set(key, { task, cancelling: true });
+        this.known.set(task, { task, cancelling: true });
         return [{ task, reason: `CONCURRENCY_CANCEL_NEWEST: group ${ref.id} already has ${ref.maxRuns} run(s)` }];
       }
       const victims = [...group.members.values()].sort((a, b) => a.order - b.order);
@@ -318,8 +377,11 @@ export class SchedulerCore {
       }
     }
     const lane = this.laneOf(task, flow);
-    this.known.set(key, { task, lane });
-    for (const ref of flow.groups) this.groupOf(ref).members.set(key, task);
+    this.known.set(task, task);
+    if (flow.groups.length > 0) {
+      const key = attemptKey(task);
+      for (const ref of flow.groups) this.groupOf(ref).members.set(key, task);
+    }
     const p = priorityIndex(task);
     lane.queues[p].insert(task);
     lane.task.size++;
@@ -327,6 +389,7 @@ export class SchedulerCore {
       lane.inRing[p] = true;
       lane.task.rings[p].push(lane);
     }
+    if (deadline !== undefined) this.pushDeadline(deadline, task);
     return cancellations;
   }
 
@@ -351,6 +414,7 @@ export class SchedulerCore {
       durableUsed: 0,
       labels: worker.labels ?? {},
       held: new Map(),
+      freed: new Map(),
     });
   }
 
@@ -361,27 +425,30 @@ export class SchedulerCore {
     const worker = this.workers.get(workerId);
     if (!worker) return [];
     this.workers.delete(workerId);
-    const held = [...worker.held.values()];
-    for (const task of held) this.forget(attemptKey(task));
+    const held = [...worker.held.values(), ...worker.freed.values()];
+    for (const task of held) this.forget(task);
     return held;
   }
 
   /** Records that an attempt is held by a worker (placed by a previous engine, or started elsewhere than placed). */
   hold(task: QueuedTask, workerId: string): void {
-    const key = attemptKey(task);
-    const known = this.known.get(key);
-    if (known?.workerId === workerId) return;
+    const known = this.known.get(task);
+    const queued = known !== undefined && isQueuedRecord(known) ? known : undefined;
+    const other = known !== undefined && !isQueuedRecord(known) ? known : undefined;
+    if (other?.workerId === workerId) return;
     const worker = this.workers.get(workerId);
     if (!worker) {
       // A worker we do not know: track nothing, so the attempt can be queued again if it is reassigned.
-      if (known) this.forget(key);
+      if (known) this.forget(task);
       return;
     }
-    const flow = (known?.task ?? task).flow ?? NO_FLOW;
-    if (known?.workerId !== undefined) this.release(known, false);
-    else if (known?.lane) this.unqueue(known);
-    const entry: Known = { task: known?.task ?? task, workerId, cancelling: known?.cancelling };
-    this.known.set(key, entry);
+    const record = known ? recordOf(known) : task;
+    const flow = record.flow ?? NO_FLOW;
+    if (other?.workerId !== undefined) this.release(other, false);
+    else if (queued) this.unqueue(queued);
+    const entry: Known = { task: record, workerId, cancelling: other?.cancelling };
+    this.known.set(task, entry);
+    const key = attemptKey(record);
     worker.held.set(key, entry.task);
     take(worker, flow, 1);
     for (const ref of flow.groups) {
@@ -393,15 +460,32 @@ export class SchedulerCore {
 
   /** An attempt reached a final state (or will never run): frees its slot and groups, or drops it from its queue. */
   finish(task: Pick<QueuedTask, "taskRunId" | "attempt">): void {
-    this.forget(attemptKey(task));
+    this.forget(task);
+  }
+
+  /**
+   * The worker says it freed an attempt's slot, before its outcome is folded: the slot takes new work now. The attempt
+   * keeps its concurrency places until `finish`. Returns whether anything was freed (not for an attempt placed
+   * elsewhere, unknown, or freed already).
+   */
+  slotFreed(task: Pick<QueuedTask, "taskRunId" | "attempt">, workerId: string): boolean {
+    const known = this.known.get(task);
+    if (known === undefined || isQueuedRecord(known) || known.workerId !== workerId) return false;
+    const worker = this.workers.get(workerId);
+    // Its `held` entry is the slot: once gone, `release` leaves the slot count alone.
+    const key = attemptKey(known.task);
+    if (!worker?.held.delete(key)) return false;
+    worker.freed.set(key, known.task);
+    take(worker, known.task.flow ?? NO_FLOW, -1);
+    this.wakeAll(this.workerParked, workerId);
+    return true;
   }
 
   /** Undo a placement whose assignment could not be delivered: the attempt goes back to its queue. */
   unplace(task: QueuedTask): void {
-    const key = attemptKey(task);
-    const known = this.known.get(key);
-    if (known?.workerId === undefined) return;
-    this.forget(key);
+    const known = this.known.get(task);
+    if (known === undefined || isQueuedRecord(known) || known.workerId === undefined) return;
+    this.forget(task);
     this.enqueue(known.task);
   }
 
@@ -418,12 +502,7 @@ export class SchedulerCore {
       this.dropLane(lane);
     }
     entry.size = 0;
-    for (const task of out) {
-      const key = attemptKey(task);
-      const known = this.known.get(key);
-      if (known) known.lane = undefined;
-      this.forget(key);
-    }
+    for (const task of out) this.forget(task, false);
     return out;
   }
 
@@ -487,14 +566,35 @@ export class SchedulerCore {
       this.waitReported.delete(key);
       this.rates.consume(flow.rates, now, key);
       for (const ref of flow.groups) this.groupOf(ref).held.add(key);
-      const known = this.known.get(key) as Known;
-      known.lane = undefined;
-      known.workerId = worker.workerId;
+      this.known.set(task, { task, workerId: worker.workerId });
       worker.held.set(key, task);
       take(worker, flow, 1);
       placements.push({ task, workerId: worker.workerId });
     }
     return placements;
+  }
+
+  /**
+   * Attempts whose schedule deadline (given to `enqueue`) is `now` or earlier and which the core still holds, queued or
+   * placed: the caller cancels those its run's state still shows waiting for a worker. Each is returned once.
+   */
+  expired(now: number): QueuedTask[] {
+    const out: QueuedTask[] = [];
+    for (let at = this.nextDeadline(); at !== undefined && at <= now; at = this.nextDeadline()) {
+      out.push(this.deadlineTask[0] as QueuedTask);
+      this.popDeadline();
+    }
+    return out;
+  }
+
+  /** The earliest live schedule deadline, if any. */
+  nextDeadline(): number | undefined {
+    for (;;) {
+      const task = this.deadlineTask[0];
+      if (task === undefined) return undefined;
+      if (this.holds(task)) return this.deadlineAt[0];
+      this.popDeadline();
+    }
   }
 
   /** When a parked lane is next due to be looked at again, if any. */
@@ -563,14 +663,41 @@ export class SchedulerCore {
     return { tasks, workers, groups };
   }
 
+  /**
+   * Per task, its oldest queued attempt (the lowest order among its lanes' heads, any priority): what the queue's age
+   * is measured by. One pass over lanes, not over attempts.
+   */
+  oldestQueued(): Map<string, QueuedTask> {
+    const out = new Map<string, QueuedTask>();
+    for (const [name, entry] of this.tasks) {
+      if (entry.size === 0) continue;
+      let oldest: QueuedTask | undefined;
+      for (const lane of entry.lanes.values()) {
+        for (const q of lane.queues) {
+          const head = q.peek();
+          if (head && (!oldest || head.order < oldest.order)) oldest = head;
+        }
+      }
+      if (oldest) out.set(name, oldest);
+    }
+    return out;
+  }
+
+  /** Whether an attempt waits in a queue (not placed, not being cancelled). */
+  isQueued(task: Pick<QueuedTask, "taskRunId" | "attempt">): boolean {
+    const known = this.known.get(task);
+    return known !== undefined && isQueuedRecord(known);
+  }
+
   /** Whether the core tracks an attempt (queued, placed or being cancelled). */
   knows(task: Pick<QueuedTask, "taskRunId" | "attempt">): boolean {
-    return this.known.has(attemptKey(task));
+    return this.known.has(task);
   }
 
   /** The worker an attempt is placed on or held by, if any. */
   workerOf(task: Pick<QueuedTask, "taskRunId" | "attempt">): string | undefined {
-    return this.known.get(attemptKey(task))?.workerId;
+    const known = this.known.get(task);
+    return known === undefined || isQueuedRecord(known) ? undefined : known.workerId;
   }
 
   /** Whether a worker is known (registered and not gone). */
@@ -586,6 +713,64 @@ export class SchedulerCore {
   /** Attempts held (placed or running) in a concurrency group. */
   groupUsage(groupId: string): number {
     return this.groups.get(groupId)?.held.size ?? 0;
+  }
+
+  /** Whether the core still knows this very record (not only its attempt: a re-queued attempt has a new one). */
+  private holds(task: QueuedTask): boolean {
+    const known = this.known.get(task);
+    return known !== undefined && recordOf(known) === task;
+  }
+
+  private pushDeadline(at: number, task: QueuedTask): void {
+    // Entries of forgotten attempts stay until they surface: rebuild when they outnumber the attempts known.
+    if (this.deadlineAt.length > 2 * this.known.size + 1024) this.rebuildDeadlines();
+    const ats = this.deadlineAt;
+    const tasks = this.deadlineTask;
+    let i = ats.length;
+    ats.push(at);
+    tasks.push(task);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if ((ats[parent] as number) <= at) break;
+      ats[i] = ats[parent] as number;
+      tasks[i] = tasks[parent] as QueuedTask;
+      i = parent;
+    }
+    ats[i] = at;
+    tasks[i] = task;
+  }
+
+  private popDeadline(): void {
+    const ats = this.deadlineAt;
+    const tasks = this.deadlineTask;
+    const lastAt = ats.pop();
+    const lastTask = tasks.pop();
+    if (lastAt === undefined || lastTask === undefined || ats.length === 0) return;
+    const n = ats.length;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && (ats[r] as number) < (ats[l] as number) ? r : l;
+      if ((ats[c] as number) >= lastAt) break;
+      ats[i] = ats[c] as number;
+      tasks[i] = tasks[c] as QueuedTask;
+      i = c;
+    }
+    ats[i] = lastAt;
+    tasks[i] = lastTask;
+  }
+
+  private rebuildDeadlines(): void {
+    const ats = this.deadlineAt;
+    const tasks = this.deadlineTask;
+    this.deadlineAt = [];
+    this.deadlineTask = [];
+    for (let i = 0; i < ats.length; i++) {
+      const task = tasks[i] as QueuedTask;
+      if (this.holds(task)) this.pushDeadline(ats[i] as number, task);
+    }
   }
 
   /** The lane and priority a task serves next, skipping lanes that were parked or emptied. */
@@ -689,12 +874,14 @@ export class SchedulerCore {
 
   /** The attempt is cancelled by a strategy: it stops counting as a member, and a queued one is never placed. */
   private cancel(victim: QueuedTask): void {
-    const key = attemptKey(victim);
-    const known = this.known.get(key);
+    const known = this.known.get(victim);
     if (!known) return;
-    known.cancelling = true;
+    const key = attemptKey(victim);
     for (const ref of victim.flow?.groups ?? []) this.groups.get(ref.id)?.members.delete(key);
-    if (known.lane) this.unqueue(known);
+    if (isQueuedRecord(known)) {
+      this.unqueue(known);
+      this.known.set(victim, { task: known, cancelling: true });
+    } else known.cancelling = true;
   }
 
   private settle(key: string, now: number): void {
@@ -715,15 +902,18 @@ export class SchedulerCore {
     for (const lane of lanes) this.unpark(lane);
   }
 
-  private forget(key: string): void {
-    const known = this.known.get(key);
+  /** Drops an attempt from everything; `unqueue` false: its lane was already emptied whole (`takeQueued`). */
+  private forget(task: Pick<QueuedTask, "taskRunId" | "attempt">, unqueue = true): void {
+    const known = this.known.get(task);
     if (!known) return;
-    this.known.delete(key);
+    this.known.delete(task);
+    const key = attemptKey(task);
     this.settle(key, this.lastNow);
     this.waitReported.delete(key);
-    if (known.workerId !== undefined) this.release(known, true);
-    else if (known.lane) this.unqueue(known);
-    for (const ref of known.task.flow?.groups ?? []) {
+    if (isQueuedRecord(known)) {
+      if (unqueue) this.unqueue(known);
+    } else if (known.workerId !== undefined) this.release(known, true);
+    for (const ref of recordOf(known).flow?.groups ?? []) {
       const group = this.groups.get(ref.id);
       if (!group) continue;
       group.members.delete(key);
@@ -739,6 +929,7 @@ export class SchedulerCore {
       take(worker, known.task.flow ?? NO_FLOW, -1);
       if (wakeGroups) this.wakeAll(this.workerParked, worker.workerId);
     }
+    worker?.freed.delete(key);
     known.workerId = undefined;
     for (const ref of known.task.flow?.groups ?? []) {
       const group = this.groups.get(ref.id);
@@ -749,12 +940,11 @@ export class SchedulerCore {
     }
   }
 
-  /** Takes a queued attempt out of its lane. */
-  private unqueue(known: Known): void {
-    const lane = known.lane;
+  /** Takes a queued attempt out of its lane: the lane its flow names (a lane is dropped only once empty). */
+  private unqueue(record: QueuedTask): void {
+    const lane = this.tasks.get(record.taskName)?.lanes.get((record.flow ?? NO_FLOW).lane);
     if (!lane) return;
-    known.lane = undefined;
-    if (lane.queues[priorityIndex(known.task)].remove(attemptKey(known.task))) lane.task.size--;
+    if (lane.queues[priorityIndex(record)].remove(record)) lane.task.size--;
     if (lane.queues.every((q) => q.size === 0)) this.dropLane(lane);
   }
 

@@ -46,6 +46,34 @@ describe("queue inspection", () => {
     ]);
   });
 
+  it("inspect - attempts of cold runs count as queued; the oldest of them is the oldest when it is older", () => {
+    const now = Date.parse("2026-11-28T10:00:10Z");
+    const queues = summarizeQueues(
+      [
+        {
+          taskName: "a",
+          status: "QUEUED",
+          retrying: false,
+          queuedAt: "2026-11-28T10:00:05Z",
+          waiting: { reason: "CONCURRENCY", detail: "g", since: "2026-11-28T10:00:06Z" },
+        },
+        { taskName: "b", status: "QUEUED", retrying: false, queuedAt: "2026-11-28T10:00:01Z" },
+      ],
+      [],
+      now,
+      new Map([
+        ["a", { queued: 1000, oldestQueuedAt: "2026-11-28T10:00:00Z" }],
+        ["b", { queued: 10, oldestQueuedAt: "2026-11-28T10:00:02Z" }],
+        ["c", { queued: 5 }],
+      ]),
+    );
+    expect(queues.map((q) => [q.taskName, q.queued, q.oldestQueuedAt, q.oldestAgeMs, q.waiting])).toEqual([
+      ["a", 1001, "2026-11-28T10:00:00Z", 10_000, null],
+      ["b", 11, "2026-11-28T10:00:01Z", 9_000, null],
+      ["c", 5, null, null, null],
+    ]);
+  });
+
   it("inspect - the core's snapshot shows slots, groups and rate-limit keys without changing them", () => {
     const core = new SchedulerCore();
     core.setRateLimit("openai", 2, 1000);

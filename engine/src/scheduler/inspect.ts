@@ -37,9 +37,15 @@ export function* factsOfState(state: RunState): Iterable<QueueFact> {
 
 /**
  * Per task: queued depth, oldest queued, running, retrying, why the oldest waits, and how many live workers take it
- * (`workerTasks`: each worker's task names). Tasks sorted by name.
+ * (`workerTasks`: each worker's task names). Tasks sorted by name. `cold`: per task, queued attempts not among the
+ * facts (runs the leader holds only in the store), and when the oldest of them was queued.
  */
-export function summarizeQueues(facts: Iterable<QueueFact>, workerTasks: readonly (readonly string[])[], now: number) {
+export function summarizeQueues(
+  facts: Iterable<QueueFact>,
+  workerTasks: readonly (readonly string[])[],
+  now: number,
+  cold: ReadonlyMap<string, { queued: number; oldestQueuedAt?: string | undefined }> = new Map(),
+) {
   const byTask = new Map<string, Queue>();
   const queueOf = (taskName: string): Queue => {
     let q = byTask.get(taskName);
@@ -70,6 +76,16 @@ export function summarizeQueues(facts: Iterable<QueueFact>, workerTasks: readonl
         q.oldestAgeMs = Math.max(0, now - Date.parse(since));
         q.waiting = f.waiting ?? null;
       }
+    }
+  }
+  for (const [taskName, c] of cold) {
+    const q = queueOf(taskName);
+    q.queued += c.queued;
+    const since = c.oldestQueuedAt;
+    if (since && (q.oldestQueuedAt === null || since < q.oldestQueuedAt)) {
+      q.oldestQueuedAt = since;
+      q.oldestAgeMs = Math.max(0, now - Date.parse(since));
+      q.waiting = null; // a run whose wait was recorded stays in memory
     }
   }
   return [...byTask.values()].sort((a, b) => a.taskName.localeCompare(b.taskName));
@@ -107,15 +123,19 @@ export const INSPECT_TIMEOUT_MS = 2000;
  * Answers `engineInspect(ns, "queues")` from the leading runtime's memory. Only the leader subscribes (started with
  * its runtime, stopped with it), so whichever replica serves a REST request reaches the scheduler that decides.
  */
-export function serveQueues(nc: NatsConnection, ns: string, answer: () => Queues, log: Logger): () => void {
+export function serveQueues(
+  nc: NatsConnection,
+  ns: string,
+  answer: () => Queues | Promise<Queues>,
+  log: Logger,
+): () => void {
   const sub: Subscription = nc.subscribe(engineInspect(ns, "queues"), {
     callback: (err, msg) => {
       if (err) return log.warn({ err }, "queue inspection subscription failed");
-      try {
-        msg.respond(JSON.stringify(answer()));
-      } catch (e) {
-        log.warn({ err: e }, "could not answer a queue inspection");
-      }
+      Promise.resolve()
+        .then(answer)
+        .then((queues) => msg.respond(JSON.stringify(queues)))
+        .catch((e: unknown) => log.warn({ err: e }, "could not answer a queue inspection"));
     },
   });
   return () => sub.unsubscribe();

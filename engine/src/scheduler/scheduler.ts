@@ -10,7 +10,7 @@ import {
 } from "@taskjet/schemas";
 import type { Logger } from "pino";
 import type { Dispatcher } from "../dispatcher/dispatcher.js";
-import type { RunChange } from "../projector/projector.js";
+import type { RunChange, RunStates } from "../projector/projector.js";
 import type { Retrier } from "../timers/retrier.js";
 import type { Schedules } from "../timers/schedules.js";
 import type { Timeouts } from "../timers/timeouts.js";
@@ -27,12 +27,17 @@ export interface SchedulerOptions {
   eventWaits: { onState(state: RunState): void };
   /** Appends with CAS on `expectedSeq`. */
   append: (event: TaskjetEventInput, expectedSeq: number) => Promise<number>;
-  /** The projector's live run states. */
-  states: ReadonlyMap<string, RunState>;
+  /** The projector's run states: a queued run may be cold (read back with `load`). */
+  states: RunStates;
   /** Registered task definitions. */
   definition: (taskName: string) => CompiledDefinition | undefined;
+  /** How long an attempt may wait for a worker when its run does not say (then `timeouts` cancels it). */
+  scheduleTimeoutMs: number;
   now?: () => number;
 }
+
+/** Node fires a longer timeout at once (it takes the delay as 32 bits): the wake timer wakes early and re-arms. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /** How often an engine decision is tried again on a CAS conflict before it is left to the next change. */
 const MAX_DECISION_TRIES = 20;
@@ -43,6 +48,20 @@ const MAX_DECISION_TRIES = 20;
  * scale bench's engine lost its lease so); a thousand per turn changes nothing at ordinary rates.
  */
 const MAX_PLACEMENTS_PER_TURN = 1000;
+
+/**
+ * Cold runs read at once when a definition change queues a task's attempts again: a million cold runs must neither
+ * come into memory together nor be queued out of order (an attempt queued before the tail walks back to its place).
+ */
+const REQUEUE_CHUNK = 1000;
+
+/** Per task, what the queues hold of cold runs (not in memory), for queue summaries and metrics. */
+export interface ColdQueue {
+  /** Attempts of cold runs waiting in the queues. */
+  queued: number;
+  /** When the task's oldest queued attempt was queued, if its run is cold. */
+  oldestQueuedAt?: string;
+}
 
 /**
  * The shell around `SchedulerCore`: turns run changes, worker changes and definitions into core calls, places work in
@@ -66,6 +85,7 @@ export class Scheduler {
   /** Rebuilds memory from the projected states of unfinished runs. */
   recover(): void {
     const now = this.now();
+    // Every unfinished run is in memory now: the projector lets the cold ones go after this.
     for (const state of this.o.states.values()) {
       for (const task of state.tasks) {
         if (task.status === RunStatuses.queued && !task.retry) {
@@ -184,6 +204,12 @@ export class Scheduler {
       this.core.started({ taskRunId: event.taskRunId, attempt: event.data.attempt }, Date.parse(event.data.started.at));
   }
 
+  /** Whether an attempt of the run is placed on a worker (its assignment may be sent again from the run's state). */
+  placed(state: RunState): boolean {
+    for (const task of state.tasks) if (this.core.workerOf(task) !== undefined) return true;
+    return false;
+  }
+
   /** A live worker's registration as last heartbeated (its name, for metrics). */
   registration(workerId: string): WorkerRegistration | undefined {
     return this.registrations.get(workerId);
@@ -201,14 +227,51 @@ export class Scheduler {
    */
   definitionChanged(def: CompiledDefinition): void {
     for (const worker of this.registrations.values()) if (worker.tasks.includes(def.name)) this.applyWorker(worker);
-    for (const queued of this.core.takeQueued(def.name)) {
-      const state = this.o.states.get(queued.runId);
-      const task = state?.tasks.find((t) => t.taskRunId === queued.taskRunId);
-      if (state && task?.status === RunStatuses.queued && task.attempt === queued.attempt) {
-        this.enqueue(state, task, queued.order);
-      }
-    }
+    this.requeue(this.core.takeQueued(def.name), 0);
     this.kick();
+  }
+
+  /**
+   * Queues taken attempts again from `from` on, in their order: while their runs are in memory at once, then a chunk
+   * at a time once a cold one needs reading (read, not kept: nothing happens to those runs yet). An attempt whose run
+   * moved on meanwhile is left out; one taken twice (a second change) is queued once.
+   */
+  private requeue(taken: QueuedTask[], from: number): void {
+    let i = from;
+    for (; i < taken.length; i++) {
+      const queued = taken[i] as QueuedTask;
+      const state = this.o.states.get(queued.runId);
+      if (!state) break;
+      this.requeueOne(state, queued);
+    }
+    if (i >= taken.length || this.stopped) return;
+    const chunk = taken.slice(i, i + REQUEUE_CHUNK);
+    this.o.states
+      .loadMany(
+        chunk.map((q) => q.runId),
+        false,
+      )
+      .then(
+        (states) => {
+          if (this.stopped) return;
+          for (const [j, queued] of chunk.entries()) {
+            const state = this.o.states.get(queued.runId) ?? states[j];
+            if (state) this.requeueOne(state, queued);
+          }
+          this.kick();
+          this.requeue(taken, i + chunk.length);
+        },
+        (err: unknown) => {
+          // Out of the core until read: try again, or those attempts would never be placed.
+          this.o.log.warn({ err, runs: chunk.length }, "could not read cold runs to queue again; retrying");
+          setTimeout(() => this.requeue(taken, i), 500).unref();
+        },
+      );
+  }
+
+  private requeueOne(state: RunState, queued: QueuedTask): void {
+    const task = state.tasks.find((t) => t.taskRunId === queued.taskRunId);
+    if (task?.status === RunStatuses.queued && task.attempt === queued.attempt) this.enqueue(state, task, queued.order);
   }
 
   /** A static rate limit was defined or changed. */
@@ -224,11 +287,14 @@ export class Scheduler {
   workerDown(workerId: string, reason: string): void {
     this.registrations.delete(workerId);
     for (const held of this.core.removeWorker(workerId)) {
-      const state = this.o.states.get(held.runId);
-      const current = state?.tasks.find((t) => t.taskRunId === held.taskRunId);
-      if (state && current?.status === RunStatuses.queued && current.attempt === held.attempt && !current.retry) {
-        this.enqueue(state, current, held.order);
-      }
+      // Cold only while its assignment waits for the run to be read (the dispatch then finds it unplaced).
+      this.withState(held.runId, (state) => {
+        const current = state.tasks.find((t) => t.taskRunId === held.taskRunId);
+        if (current?.status === RunStatuses.queued && current.attempt === held.attempt && !current.retry) {
+          this.enqueue(state, current, held.order);
+          this.kick();
+        }
+      });
     }
     for (const state of this.o.states.values()) {
       for (const t of state.tasks) {
@@ -237,8 +303,14 @@ export class Scheduler {
         }
       }
     }
-    this.o.dispatcher.purge(workerId).catch((err) => this.o.log.warn({ err, workerId }, "could not purge assignments"));
     this.kick();
+  }
+
+  /** A worker freed these attempts' slots (`SlotsFreed`): placements need not wait for their outcomes' fold. */
+  slotsFreed(workerId: string, attempts: readonly { taskRunId: string; attempt: number }[]): void {
+    let freed = false;
+    for (const a of attempts) freed = this.core.slotFreed(a, workerId) || freed;
+    if (freed) this.kick();
   }
 
   /** An assignment that could not be published: back to the queue, and try again shortly. */
@@ -251,8 +323,24 @@ export class Scheduler {
     }, 250);
   }
 
+  /**
+   * Assignments sent a while ago (`Dispatcher`): those whose attempt is still placed on that worker and not started
+   * were lost on the way (a dropped connection) or wait behind a blocked worker, which ignores a second copy.
+   */
+  unconfirmed(placements: Placement[]): void {
+    const again = placements.filter(({ task, workerId }) => {
+      if (this.stopped || this.core.workerOf(task) !== workerId) return false;
+      const current = this.o.states.get(task.runId)?.tasks.find((t) => t.taskRunId === task.taskRunId);
+      return current?.status === RunStatuses.queued && current.attempt === task.attempt;
+    });
+    if (again.length === 0) return;
+    this.o.log.info({ assignments: again.length }, "assignments not started in time: sending them again");
+    this.o.dispatcher.send(again, (runId) => this.o.states.get(runId));
+  }
+
   stop(): void {
     this.stopped = true;
+    this.o.dispatcher.stop();
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.wakeTimer) clearTimeout(this.wakeTimer.handle);
   }
@@ -297,7 +385,12 @@ export class Scheduler {
       this.failUnschedulable(state, task, err);
       return;
     }
-    for (const c of this.core.enqueue(queued)) this.cancelByStrategy(c);
+    // The schedule deadline lives beside the queue record: one per queued attempt, cold runs' too.
+    const deadline =
+      task.queuedAt && !task.retry
+        ? Date.parse(task.queuedAt) + (task.scheduleTimeoutMs ?? this.o.scheduleTimeoutMs)
+        : undefined;
+    for (const c of this.core.enqueue(queued, deadline)) this.cancelByStrategy(c);
   }
 
   private enqueueReady(state: RunState, order: number): void {
@@ -396,11 +489,13 @@ export class Scheduler {
     for (const child of state.children ?? []) {
       // Its attempts not placed yet are never placed now: a worker runs an attempt before it records the start, so
       // one placed before the child's own cancellation is folded would run (the cancellation removes placed ones).
-      for (const task of this.o.states.get(child.runId)?.tasks ?? []) {
-        if (task.status === RunStatuses.queued && this.core.knows(task) && this.core.workerOf(task) === undefined) {
-          this.core.finish(task);
+      this.withState(child.runId, (childState) => {
+        for (const task of childState.tasks) {
+          if (task.status === RunStatuses.queued && this.core.knows(task) && this.core.workerOf(task) === undefined) {
+            this.core.finish(task);
+          }
         }
-      }
+      });
       this.decide(child.runId, (s) => {
         if (isTerminal(s.status)) return undefined;
         return makeEvent(EventTypes.RunCancelled, {
@@ -433,14 +528,118 @@ export class Scheduler {
     maxTries = MAX_DECISION_TRIES,
     tries = 0,
   ): void {
-    const state = this.o.states.get(runId);
-    const event = state && build(state);
-    if (!state || !event) return;
-    this.o.append(event, state.lastSeq).catch((err) => {
-      if (this.stopped || tries + 1 >= maxTries)
-        return this.o.log.warn({ err, runId, type: event.type }, "decision not recorded");
-      setTimeout(() => this.decide(runId, build, maxTries, tries + 1), 100).unref();
+    this.withState(runId, (state) => {
+      const event = build(state);
+      if (!event) return;
+      this.o.append(event, state.lastSeq).catch((err) => {
+        if (this.stopped || tries + 1 >= maxTries)
+          return this.o.log.warn({ err, runId, type: event.type }, "decision not recorded");
+        setTimeout(() => this.decide(runId, build, maxTries, tries + 1), 100).unref();
+      });
     });
+  }
+
+  /**
+   * Calls `fn` with the run's latest state: at once when it is in memory, else once read from the store (kept in
+   * memory: something is about to happen to the run). A run that was never created is skipped; a failed read is tried
+   * again shortly, a few times.
+   */
+  private withState(runId: string, fn: (state: RunState) => void, tries = 0): void {
+    const hot = this.o.states.get(runId);
+    if (hot) {
+      fn(hot);
+      return;
+    }
+    this.o.states.load(runId).then(
+      (state) => {
+        if (state && !this.stopped) fn(state);
+      },
+      (err: unknown) => {
+        if (this.stopped || tries + 1 >= MAX_DECISION_TRIES)
+          return this.o.log.warn({ err, runId }, "could not read a cold run's state");
+        setTimeout(() => this.withState(runId, fn, tries + 1), 250).unref();
+      },
+    );
+  }
+
+  /**
+   * Publishes the assignments of a placement pass. A cold run's state (its input, its expected sequence) is read
+   * first, all of the pass's at once, and kept: its start follows. A placement that was undone while reading is
+   * dropped; one whose attempt turns out to be no longer queued (cancelled, timed out) is finished, freeing its slot.
+   */
+  private dispatch(placements: Placement[]): void {
+    let cold: Placement[] | undefined;
+    let hot: Placement[] | undefined;
+    for (const [i, p] of placements.entries()) {
+      if (this.o.states.get(p.task.runId)) hot?.push(p);
+      else if (!cold) {
+        cold = [p];
+        hot = placements.slice(0, i);
+      } else cold.push(p);
+    }
+    const sent = hot ?? placements;
+    if (sent.length > 0) this.o.dispatcher.send(sent, (runId) => this.o.states.get(runId));
+    if (!cold) return;
+    const reading = cold;
+    this.o.states.loadMany(reading.map((p) => p.task.runId)).then(
+      (states) => {
+        if (this.stopped) return;
+        const ready: Placement[] = [];
+        const loaded = new Map<string, RunState>();
+        let finished = false;
+        for (const [i, p] of reading.entries()) {
+          if (this.core.workerOf(p.task) !== p.workerId) continue;
+          const state = states[i];
+          const current = state?.tasks.find((t) => t.taskRunId === p.task.taskRunId);
+          if (!state || current?.status !== RunStatuses.queued || current.attempt !== p.task.attempt) {
+            this.core.finish(p.task);
+            finished = true;
+            continue;
+          }
+          ready.push(p);
+          loaded.set(state.runId, state);
+        }
+        if (ready.length > 0) this.o.dispatcher.send(ready, (runId) => this.o.states.get(runId) ?? loaded.get(runId));
+        if (finished) this.kick();
+      },
+      (err: unknown) => {
+        this.o.log.warn({ err, placements: reading.length }, "could not read cold runs to assign; placing again");
+        for (const p of reading) this.undelivered(p);
+      },
+    );
+  }
+
+  /**
+   * Per task with attempts of cold runs in its queues: how many, and when the oldest queued attempt was queued if its
+   * run is cold (read from the store). Queued attempts of runs in memory are counted from their states by the caller.
+   */
+  async coldQueues(): Promise<Map<string, ColdQueue>> {
+    const hotQueued = new Map<string, number>();
+    for (const state of this.o.states.values()) {
+      for (const t of state.tasks) {
+        if (t.status === RunStatuses.queued && this.core.isQueued(t))
+          hotQueued.set(t.taskName, (hotQueued.get(t.taskName) ?? 0) + 1);
+      }
+    }
+    const out = new Map<string, ColdQueue>();
+    for (const [taskName, depth] of this.core.depths()) {
+      const cold = depth - (hotQueued.get(taskName) ?? 0);
+      if (cold > 0) out.set(taskName, { queued: cold });
+    }
+    const coldOldest = [...this.core.oldestQueued()].filter(([, q]) => !this.o.states.get(q.runId));
+    if (coldOldest.length === 0) return out;
+    const states = await this.o.states.loadMany(
+      coldOldest.map(([, q]) => q.runId),
+      false,
+    );
+    for (const [i, [taskName, q]] of coldOldest.entries()) {
+      const queuedAt = states[i]?.tasks.find((t) => t.taskRunId === q.taskRunId)?.queuedAt;
+      if (!queuedAt) continue;
+      const entry = out.get(taskName) ?? { queued: 0 };
+      entry.oldestQueuedAt = queuedAt;
+      out.set(taskName, entry);
+    }
+    return out;
   }
 
   private kick(): void {
@@ -449,8 +648,11 @@ export class Scheduler {
     setImmediate(() => {
       this.kicked = false;
       if (this.stopped) return;
-      const placements = this.core.place(this.now(), MAX_PLACEMENTS_PER_TURN);
-      if (placements.length > 0) this.o.dispatcher.send(placements, (runId) => this.o.states.get(runId));
+      const now = this.now();
+      const expired = this.core.expired(now);
+      if (expired.length > 0) this.o.timeouts.unscheduled(expired);
+      const placements = this.core.place(now, MAX_PLACEMENTS_PER_TURN);
+      if (placements.length > 0) this.dispatch(placements);
       if (placements.length === MAX_PLACEMENTS_PER_TURN) this.kick(); // the rest on the next turn
       const waits = this.core.drainWaits();
       if (waits.length > 0) this.recordWaits(waits);
@@ -458,9 +660,11 @@ export class Scheduler {
     });
   }
 
-  /** One host timer for the earliest parked lane (rate limit windows, pauses). */
+  /** One host timer for the earliest parked lane (rate limit windows, pauses) or schedule deadline. */
   private armWake(): void {
-    const at = this.core.nextWakeAt();
+    const lane = this.core.nextWakeAt();
+    const deadline = this.core.nextDeadline();
+    const at = lane === undefined ? deadline : deadline === undefined ? lane : Math.min(lane, deadline);
     if (at === undefined || (this.wakeTimer && this.wakeTimer.at <= at)) return;
     if (this.wakeTimer) clearTimeout(this.wakeTimer.handle);
     const handle = setTimeout(
@@ -468,7 +672,7 @@ export class Scheduler {
         this.wakeTimer = undefined;
         this.kick();
       },
-      Math.max(0, at - this.now()),
+      Math.min(MAX_TIMEOUT_MS, Math.max(0, at - this.now())),
     );
     handle.unref();
     this.wakeTimer = { handle, at };

@@ -68,6 +68,11 @@ export class Timers {
     return this.live.size;
   }
 
+  /** The time of the clock the timers fire by. */
+  now(): number {
+    return this.clock.now();
+  }
+
   stop(): void {
     this.stopped = true;
     if (this.armed) this.clock.clearTimeout(this.armed.handle);

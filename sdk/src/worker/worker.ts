@@ -1,8 +1,6 @@
-import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import { AckPolicy, type ConsumerMessages, DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { nanos, type Subscription } from "@nats-io/transport-node";
+import type { Subscription } from "@nats-io/transport-node";
 import {
   type Assignment,
   AssignmentSchema,
@@ -13,13 +11,13 @@ import {
   compileEventFilter,
   compileFlow,
   compileKeyExpression,
-  consumers,
   EventTriggerSchema,
   EventTypes,
   keys,
   type Logger,
   newId,
   parseWith,
+  type SlotsFreed,
   Streams,
   subjects,
   type TaskDefinition,
@@ -55,6 +53,8 @@ export const SDK_VERSION = "0.1.0";
 
 /** Children recorded per `ChildrenSpawned` event (one event stays well under the payload limit). */
 const CHILDREN_PER_EVENT = 2000;
+
+const decoder = new TextDecoder();
 
 /** The run and task-run a child belongs to. */
 export interface ChildParent {
@@ -110,17 +110,17 @@ interface Running {
 
 interface Pending {
   assignment: Assignment;
-  msg: JsMsg;
+  /** `taskRunId:attempt` */
+  key: string;
 }
 
 /**
- * A long-running process's slots for tasks: registers in `TJ_WORKERS`, consumes its own assignment subject, runs
+ * A long-running process's slots for tasks: registers in `TJ_WORKERS`, listens on its own assignment subject, runs
  * each attempt and appends its facts (started, completed, failed) to the run's history with CAS.
  */
 export class Worker {
   /** Unique per process: a restarted worker is a new worker. */
   readonly id = newId();
-  private readonly consumerSecret = randomBytes(16).toString("hex");
   readonly name: string;
   readonly slots: number;
   private readonly tasks = new Map<string, TaskDeclaration<JsonObject, JsonObject>>();
@@ -147,18 +147,20 @@ export class Worker {
   /** Attempts that gave their slot back (`ctx.releaseSlot()`) and run on. */
   private readonly released = new Map<string, Running>();
   /**
-   * Assignments (stream sequences) whose attempt ran here to a stored outcome, the latest `FINISHED_REMEMBERED`: one
-   * delivered again (a server restart lost its ack) is acknowledged, not run again. An attempt runs before its start
-   * is recorded, so no CAS on `TaskStarted` refuses it any more.
+   * Attempts (`taskRunId:attempt`) that ran here to a stored outcome, the latest `FINISHED_REMEMBERED`: a copy the
+   * engine sends again (it had not folded the outcome yet) is not run again. An attempt runs before its start is
+   * recorded, so no CAS on `TaskStarted` refuses it.
    */
-  private finished = new Set<number>();
-  private finishedBefore = new Set<number>();
+  private finished = new Set<string>();
+  private finishedBefore = new Set<string>();
+  /** Attempts whose slots were freed this turn, announced at its end (`announceFreed`). */
+  private freed: SlotsFreed["attempts"] = [];
   /** The next turn attempts wait for before their code runs (`nextTurn`). */
   private turn: Promise<void> | undefined;
   /** Attempts whose start is not recorded yet, recorded once they run past `START_RECORD_DELAY_MS`. */
   private readonly starts = new StartSweep();
   private state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
-  private messages: ConsumerMessages | undefined;
+  private assignments: Subscription | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private workersKv: KV | undefined;
   private startedAt = new Date().toISOString();
@@ -264,19 +266,8 @@ export class Worker {
       this.state = "new";
       throw err;
     }
-    const { js, jsm, nc } = this.conn;
+    const { nc } = this.conn;
     const ns = this.config.namespace;
-    const durable = consumers.worker(ns, this.id, this.consumerSecret);
-    await jsm.consumers.add(Streams.assign, {
-      durable_name: durable,
-      filter_subject: subjects.assign(ns, this.id),
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      max_ack_pending: this.slots + this.durableSlots,
-      ack_wait: nanos(30_000),
-      // A worker that dies leaves its consumer behind; the server removes it after this long unused.
-      inactive_threshold: nanos(3_600_000),
-    });
     const defs = await openBucket(this.conn, Buckets.defs);
     this.workersKv = await openBucket(this.conn, Buckets.workers);
     const now = new Date().toISOString();
@@ -321,14 +312,10 @@ export class Worker {
       ...this.workflowsDeclared.map((wf) => [wf.name, wf.options.onCrons ?? []] as const),
     ]);
     await this.registries.crons.declare(crons);
-    const consumer = await js.consumers.get(Streams.assign, durable);
-    this.messages = await consumer.consume({
-      max_messages: this.slots + this.durableSlots,
-      // Short pulls: a pull waiting on a consumer leader that died is only noticed when it expires.
-      expires: 5000,
-      callback: (m) => this.receive(m),
-    });
+    this.assignments = nc.subscribe(subjects.assign(ns, this.id), { callback: (_err, m) => this.receive(m.data) });
     this.control = nc.subscribe(subjects.control(ns, this.id), { callback: (_err, m) => this.onControl(m.data) });
+    // The server has both subscriptions before the engine can learn of this worker and place work on it.
+    await nc.flush();
     await this.register(false);
     const ttl = (await this.workersKv.status()).ttl;
     this.heartbeat = setInterval(
@@ -353,7 +340,7 @@ export class Worker {
     process.off("SIGTERM", this.onSignal);
     process.off("SIGINT", this.onSignal);
     if (this.heartbeat) clearInterval(this.heartbeat);
-    await this.messages?.close().catch(() => undefined);
+    this.assignments?.unsubscribe();
     this.pending.length = 0;
     await this.register(true).catch((err) => this.log.warn({ err }, "could not announce draining"));
     const drained = Promise.all([...this.running.values(), ...this.released.values()].map((r) => r.done));
@@ -369,9 +356,6 @@ export class Worker {
     const ns = this.config.namespace;
     this.control?.unsubscribe();
     await this.workersKv?.delete(keys.worker(ns, this.id)).catch(() => undefined);
-    await this.conn.jsm.consumers
-      .delete(Streams.assign, consumers.worker(ns, this.id, this.consumerSecret))
-      .catch(() => undefined);
     this.state = "stopped";
     this.onStopped(this);
     this.log.info({}, "worker stopped");
@@ -472,7 +456,7 @@ export class Worker {
   private onControl(data: Uint8Array): void {
     let message: ControlMessage;
     try {
-      message = ControlMessageSchema.parse(JSON.parse(new TextDecoder().decode(data)));
+      message = ControlMessageSchema.parse(JSON.parse(decoder.decode(data)));
     } catch (err) {
       this.log.warn({ err }, "malformed control message ignored");
       return;
@@ -481,8 +465,8 @@ export class Worker {
     const running = this.running.get(key) ?? this.released.get(key);
     if (!running) {
       // Still waiting here for a slot: it never runs.
-      const waiting = this.pending.findIndex((p) => `${p.assignment.taskRunId}:${p.assignment.attempt}` === key);
-      if (waiting >= 0) this.pending.splice(waiting, 1)[0]?.msg.ack();
+      const waiting = this.pending.findIndex((p) => p.key === key);
+      if (waiting >= 0) this.pending.splice(waiting, 1);
       return;
     }
     running.ctx.abortController.abort(new Error(`cancelled: ${message.reason}`));
@@ -502,15 +486,14 @@ export class Worker {
     }, this.cancelGraceMs).unref();
   }
 
-  private receive(msg: JsMsg): void {
-    // Stopping: leave it unacknowledged; the engine re-queues it when this worker leaves.
+  private receive(data: Uint8Array): void {
+    // Stopping: the engine queues it again when this worker leaves.
     if (this.state === "stopping" || this.state === "stopped") return;
     let assignment: Assignment;
     try {
-      assignment = AssignmentSchema.parse(msg.json());
+      assignment = AssignmentSchema.parse(JSON.parse(decoder.decode(data)));
     } catch (err) {
-      this.log.error({ err, seq: msg.seq }, "malformed assignment dropped");
-      msg.term();
+      this.log.error({ err }, "malformed assignment dropped");
       return;
     }
     if (!this.tasks.has(assignment.taskName)) {
@@ -518,18 +501,15 @@ export class Worker {
         { runId: assignment.runId, taskName: assignment.taskName },
         "assignment for a task this worker does not have",
       );
-      msg.term();
       return;
     }
-    // A redelivery of an attempt that already ran here to its outcome: done.
-    if (this.finished.has(msg.seq) || this.finishedBefore.has(msg.seq)) {
-      msg.ack();
-      return;
-    }
-    // A redelivery of an attempt already here (it waited past ack_wait): the first copy's ack covers both.
+    // A copy sent again of an attempt that ran here, runs, or waits for a slot: the first copy is the one.
     const key = `${assignment.taskRunId}:${assignment.attempt}`;
-    if (this.running.has(key) || this.released.has(key) || this.pending.some((p) => p.msg.seq === msg.seq)) return;
-    this.pending.push({ assignment, msg });
+    if (this.finished.has(key) || this.finishedBefore.has(key) || this.running.has(key) || this.released.has(key)) {
+      return;
+    }
+    if (this.pending.some((p) => p.key === key)) return;
+    this.pending.push({ assignment, key });
     this.pump();
   }
 
@@ -541,19 +521,13 @@ export class Worker {
       const durable = head?.flow.durable === true;
       if (durable ? this.durableUsed + cost > this.durableSlots : this.used + cost > this.slots) return;
       const next = this.pending.shift() as Pending;
-      const key = `${next.assignment.taskRunId}:${next.assignment.attempt}`;
+      const { key } = next;
       const log = this.log.child({
         runId: next.assignment.runId,
         taskRunId: next.assignment.taskRunId,
         attempt: next.assignment.attempt,
       });
-      const attempt = new AttemptClock(
-        next.assignment,
-        this.reporter,
-        head as Task,
-        this.starts,
-        onceOnly(() => next.msg.ack()),
-      );
+      const attempt = new AttemptClock(next.assignment, this.reporter, head as Task, this.starts);
       const outbox = new Outbox(this.conn.js, this.config.namespace, next.assignment, log);
       let childIndex = 0;
       // A durable task that reached a sleep: the attempt ends without a result.
@@ -640,7 +614,10 @@ export class Worker {
         .finally(() => {
           attempt.stop();
           // Abandoned after a cancellation, the slot may already serve another attempt.
-          if (this.running.get(key)?.done === done) this.freeSlot(key);
+          if (this.running.get(key)?.done === done) {
+            this.freeSlot(key);
+            this.announceFreed(next.assignment);
+          }
           this.released.delete(key);
           this.pump();
         });
@@ -689,6 +666,24 @@ export class Worker {
     else this.used -= entry.cost;
   }
 
+  /** Tells the engine, once per turn for all of them, which attempts' slots are free again (`SlotsFreed`). */
+  private announceFreed({ taskRunId, attempt }: Assignment): void {
+    if (this.freed.length === 0) {
+      setImmediate(() => {
+        const attempts = this.freed;
+        this.freed = [];
+        const message: SlotsFreed = { v: 1, attempts };
+        try {
+          this.conn.nc.publish(subjects.slotsFreed(this.config.namespace, this.id), JSON.stringify(message));
+        } catch (err) {
+          // Closed: the engine frees them as it folds their outcomes.
+          this.log.debug({ err }, "could not announce freed slots");
+        }
+      });
+    }
+    this.freed.push({ taskRunId, attempt });
+  }
+
   /** Resolves on the next event-loop turn; every attempt begun in this turn shares one `setImmediate`. */
   private nextTurn(): Promise<void> {
     this.turn ??= new Promise<void>((resolve) =>
@@ -701,17 +696,17 @@ export class Worker {
   }
 
   /** The assignment's attempt ran here to a stored outcome (see `finished`). */
-  private ranToOutcome(msg: JsMsg): void {
+  private ranToOutcome(key: string): void {
     // Two generations, the older dropped whole: deleting a Set's oldest entries one by one leaves holes that every
     // later `values().next()` walks past.
-    this.finished.add(msg.seq);
+    this.finished.add(key);
     if (this.finished.size < FINISHED_REMEMBERED) return;
     this.finishedBefore = this.finished;
     this.finished = new Set();
   }
 
   private async execute(
-    { assignment: a, msg }: Pending,
+    { assignment: a, key }: Pending,
     ctx: Context,
     attempt: AttemptClock,
     outbox: Outbox,
@@ -743,7 +738,7 @@ export class Worker {
     const result = suspended ? await Promise.race([run(), suspended]) : await run();
     if (result === "suspended") {
       attempt.stop();
-      this.ranToOutcome(msg);
+      this.ranToOutcome(key);
       log.debug({}, "durable task sleeping: attempt ended, slot freed");
       return;
     }
@@ -752,9 +747,8 @@ export class Worker {
     await outbox.settled();
     const started = await attempt.startForResult();
     const applied = await reportResult(this.reporter, a, attempt.lastSeq, result, this.conn.payloadLimit, started);
-    // Unacknowledged until an outcome is stored: a worker that could not report gets the assignment again.
-    attempt.acknowledge();
-    this.ranToOutcome(msg);
+    // Only once an outcome is stored: the engine sends the assignment again to a worker that could not report it.
+    this.ranToOutcome(key);
     if (!applied) log.warn({}, "result arrived after the attempt was superseded: recorded as ReportIgnored");
   }
 }
@@ -792,8 +786,6 @@ class AttemptClock {
     private readonly reporter: Reporter,
     private readonly task: Task,
     private readonly starts: StartSweep,
-    /** Acknowledges the assignment: once the start or the outcome is recorded. */
-    readonly acknowledge: () => void,
   ) {
     this.lastSeq = a.expectedSeq;
   }
@@ -829,7 +821,6 @@ class AttemptClock {
     this.starts.delete(this);
     this.startRecord ??= reportStarted(this.reporter, this.a, this.facts as StartFacts).then((seq) => {
       this.lastSeq = seq;
-      this.acknowledge();
     });
     return this.startRecord;
   }
@@ -913,14 +904,4 @@ class StartSweep {
     clearInterval(this.timer);
     this.timer = undefined;
   }
-}
-
-/** Runs `fn` on the first call only. */
-function onceOnly(fn: () => void): () => void {
-  let called = false;
-  return () => {
-    if (called) return;
-    called = true;
-    fn();
-  };
 }

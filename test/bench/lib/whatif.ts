@@ -4,6 +4,9 @@
  *
  * - `cancel`: nats-core 3.4.0 `RequestOne.cancel()` builds `new RequestError("cancelled")` (an Error with a captured
  *   stack) after EVERY request, even one already answered and even with `noAsyncTraces`; here it reuses one instance.
+ * - `flushturn`: nats-core writes its outbound buffer to the socket in a microtask after the first command queued
+ *   into it, so commands queued by promise chains that settle over several microtask rounds go out in several writes;
+ *   here the buffer is written once per event-loop turn (`setImmediate`).
  * - `ulid`: `ulid()` 3.0.2 re-detects its PRNG per call and asks `crypto.getRandomValues` for ONE byte per character
  *   (16 native calls per id); here 1-byte requests are served from a 8 KiB pool filled by the same CSPRNG.
  */
@@ -16,6 +19,7 @@ export function applyWhatIf(spec: string | undefined): string[] {
   for (const what of (spec ?? "").split(",").filter(Boolean)) {
     if (what === "cancel") patchRequestCancel();
     else if (what === "ulid") patchRandomBytePool();
+    else if (what === "flushturn") patchFlushPerTurn();
     else throw new Error(`unknown what-if ${what}`);
     applied.push(what);
   }
@@ -35,6 +39,28 @@ function patchRequestCancel(): void {
     this.timer?.cancel();
     this.mux.cancel(this);
     this.deferred.reject(err ?? cancelled);
+  };
+}
+
+function patchFlushPerTurn(): void {
+  const require = createRequire(import.meta.url);
+  const lib = dirname(require.resolve("@nats-io/nats-core"));
+  const { ProtocolHandler } = require(join(lib, "protocol.js"));
+  const { encode } = require(join(lib, "encoders.js"));
+  type Handler = {
+    outbound: { length(): number; size(): number; fill(b: Uint8Array, ...p: Uint8Array[]): void };
+    pendingLimit: number;
+    flushPending(): void;
+  };
+  ProtocolHandler.prototype.sendCommand = function sendCommand(
+    this: Handler,
+    cmd: string | Uint8Array,
+    ...payloads: Uint8Array[]
+  ) {
+    const len = this.outbound.length();
+    this.outbound.fill(typeof cmd === "string" ? encode(cmd) : cmd, ...payloads);
+    if (len === 0) setImmediate(() => this.flushPending());
+    else if (this.outbound.size() >= this.pendingLimit) this.flushPending();
   };
 }
 

@@ -26,7 +26,7 @@ const fromRoot = (id) => require(require.resolve(id, { paths: [ROOT] }));
 const importDist = (pkg) => import(pathToFileURL(path.join(ROOT, pkg, "dist", "index.js")).href);
 const NATS_URL = process.env.NATS_URL || "nats://127.0.0.1:14222";
 const TASK = "noop";
-const STREAMS = ["TJ_HISTORY", "TJ_ASSIGN", "KV_TJ_RUNS", "KV_TJ_WORKERS", "KV_TJ_DEFS"];
+const STREAMS = ["TJ_HISTORY", "KV_TJ_RUNS", "KV_TJ_WORKERS", "KV_TJ_DEFS"];
 
 /** The engine child (`--tj-engine <ns>`): one engine for the test's namespace, stopped over IPC. */
 async function engineMain(ns) {

@@ -15,7 +15,6 @@ export interface PublishOptions {
   msgID?: string;
   /** CAS: the subject's last sequence must be this (`Nats-Expected-Last-Subject-Sequence`). */
   expect?: { lastSubjectSequence?: number };
-  headers?: MsgHdrs;
 }
 
 interface Pending {
@@ -69,11 +68,7 @@ export class StreamPublisher {
    * connection's PermissionViolationError
    */
   publish(subject: string, data: Uint8Array | string, options: PublishOptions = {}): Promise<PubAck> {
-    const { msgID, expect } = options;
-    if (options.headers && (msgID !== undefined || expect?.lastSubjectSequence !== undefined)) {
-      throw new Error("StreamPublisher: pass either headers or msgID/expect");
-    }
-    const headers = options.headers ?? streamHeaders(msgID, expect?.lastSubjectSequence);
+    const headers = streamHeaders(options.msgID, options.expect?.lastSubjectSequence);
     const id = ++this.next;
     return new Promise<PubAck>((resolve, reject) => {
       if (this.refused) {

@@ -8,6 +8,26 @@ import type { RunStore } from "./run-store.js";
 const ns = "ns1";
 const encoder = new TextEncoder();
 
+/** Hands a run's events to the projector as its consumer would (sequences from `nextSeq`); resolves once folded. */
+function feeder(projector: Projector, nextSeq: () => number) {
+  const internals = projector as unknown as { receive(m: JsMsg | undefined): void; position: number };
+  return async (runId: string, events: TaskjetEventInput[]) => {
+    let last = 0;
+    for (const e of events) {
+      last = nextSeq();
+      const m = {
+        subject: subjects.history(ns, runId),
+        data: encoder.encode(encodeEvent(e)),
+        seq: last,
+        info: { pending: 1 },
+      };
+      internals.receive(m as unknown as JsMsg);
+    }
+    // Folding is asynchronous (a run missing from memory is read from the store first): wait until it is done.
+    while (internals.position < last) await new Promise((r) => setTimeout(r));
+  };
+}
+
 /** A projector over no NATS at all: messages are handed to it as its consumer would, the store keeps nothing. */
 function projectorWithLog(historyWarnEvents: number, stored: RunState[] = []) {
   let seq = Math.max(0, ...stored.map((s) => s.lastSeq));
@@ -29,22 +49,7 @@ function projectorWithLog(historyWarnEvents: number, stored: RunState[] = []) {
     onChange: () => {},
     historyWarnEvents,
   });
-  const feed = async (runId: string, events: TaskjetEventInput[]) => {
-    const internals = projector as unknown as { receive(m: JsMsg | undefined): void };
-    for (const e of events) {
-      seq++;
-      const m = {
-        subject: subjects.history(ns, runId),
-        data: encoder.encode(encodeEvent(e)),
-        seq,
-        info: { pending: 1 },
-      };
-      internals.receive(m as unknown as JsMsg);
-    }
-    const target = seq;
-    // Folding is asynchronous (a run missing from memory is read from the store first): wait until it is done.
-    while ((projector as unknown as { position: number }).position < target) await new Promise((r) => setTimeout(r));
-  };
+  const feed = feeder(projector, () => ++seq);
   const warnings = () => lines.filter((l) => String(l.msg).startsWith("run history is long"));
   return { projector, feed, warnings };
 }
@@ -145,25 +150,8 @@ function projectorWithStore(hotLimit: number) {
     onChange: () => {},
     hotLimit,
   });
-  const internals = projector as unknown as {
-    receive(m: JsMsg | undefined): void;
-    position: number;
-    flush(everything: boolean): Promise<void>;
-  };
-  const feed = async (runId: string, events: TaskjetEventInput[]) => {
-    for (const e of events) {
-      seq++;
-      const m = {
-        subject: subjects.history(ns, runId),
-        data: encoder.encode(encodeEvent(e)),
-        seq,
-        info: { pending: 1 },
-      };
-      internals.receive(m as unknown as JsMsg);
-    }
-    const target = seq;
-    while (internals.position < target) await new Promise((r) => setTimeout(r));
-  };
+  const internals = projector as unknown as { flush(everything: boolean): Promise<void> };
+  const feed = feeder(projector, () => ++seq);
   return {
     projector,
     stored,

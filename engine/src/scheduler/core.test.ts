@@ -241,7 +241,7 @@ describe("scheduler core", () => {
       if (i % 1000 !== 0) core.finish(t);
     }
     expect(core.depths().get("a")).toBe(50);
-    expect((core as unknown as { deadlineAt: number[] }).deadlineAt.length).toBeLessThan(2 * 50 + 1024 + 2);
+    expect((core as unknown as { deadlines: { size: number } }).deadlines.size).toBeLessThan(2 * 50 + 1024 + 2);
     expect(core.expired(200_000)).toHaveLength(50);
   });
 

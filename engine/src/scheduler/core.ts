@@ -343,13 +343,12 @@ export class SchedulerCore {
   private lastNow = 0;
   private readonly waitReported = new Set<string>();
   /**
-   * Schedule deadlines of queued attempts, a min-heap by time kept in two arrays: a number and a reference per attempt,
-   * no object and no map entry (a million queued attempts have a million deadlines). An entry is live while the core
+   * Schedule deadlines of queued attempts: a number and a reference per attempt in the heap's arrays, no object and no
+   * map entry (a million queued attempts have a million deadlines). An entry is live while the core
    * still knows its record (queued, placed or held); the others are dropped when they surface, or all at once when
    * they outnumber the known attempts.
    */
-  private deadlineAt: number[] = [];
-  private deadlineTask: QueuedTask[] = [];
+  private readonly deadlines = new MinHeap<QueuedTask>();
 
   /**
    * Queues an attempt; an attempt already queued or placed is ignored. Returns what its concurrency strategies
@@ -581,8 +580,8 @@ export class SchedulerCore {
   expired(now: number): QueuedTask[] {
     const out: QueuedTask[] = [];
     for (let at = this.nextDeadline(); at !== undefined && at <= now; at = this.nextDeadline()) {
-      out.push(this.deadlineTask[0] as QueuedTask);
-      this.popDeadline();
+      out.push(this.deadlines.top() as QueuedTask);
+      this.deadlines.pop();
     }
     return out;
   }
@@ -590,20 +589,20 @@ export class SchedulerCore {
   /** The earliest live schedule deadline, if any. */
   nextDeadline(): number | undefined {
     for (;;) {
-      const task = this.deadlineTask[0];
+      const task = this.deadlines.top();
       if (task === undefined) return undefined;
-      if (this.holds(task)) return this.deadlineAt[0];
-      this.popDeadline();
+      if (this.holds(task)) return this.deadlines.topAt();
+      this.deadlines.pop();
     }
   }
 
   /** When a parked lane is next due to be looked at again, if any. */
   nextWakeAt(): number | undefined {
     for (;;) {
-      const top = this.timeParked.peek();
-      if (!top) return undefined;
-      const park = top.value.parked;
-      if (park?.kind === "time" && park.at === top.at) return top.at;
+      const lane = this.timeParked.top();
+      const at = this.timeParked.topAt();
+      if (lane === undefined || at === undefined) return undefined;
+      if (lane.parked?.kind === "time" && lane.parked.at === at) return at;
       this.timeParked.pop(); // stale: the lane moved on
     }
   }
@@ -722,55 +721,9 @@ export class SchedulerCore {
   }
 
   private pushDeadline(at: number, task: QueuedTask): void {
-    // Entries of forgotten attempts stay until they surface: rebuild when they outnumber the attempts known.
-    if (this.deadlineAt.length > 2 * this.known.size + 1024) this.rebuildDeadlines();
-    const ats = this.deadlineAt;
-    const tasks = this.deadlineTask;
-    let i = ats.length;
-    ats.push(at);
-    tasks.push(task);
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if ((ats[parent] as number) <= at) break;
-      ats[i] = ats[parent] as number;
-      tasks[i] = tasks[parent] as QueuedTask;
-      i = parent;
-    }
-    ats[i] = at;
-    tasks[i] = task;
-  }
-
-  private popDeadline(): void {
-    const ats = this.deadlineAt;
-    const tasks = this.deadlineTask;
-    const lastAt = ats.pop();
-    const lastTask = tasks.pop();
-    if (lastAt === undefined || lastTask === undefined || ats.length === 0) return;
-    const n = ats.length;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= n) break;
-      const r = l + 1;
-      const c = r < n && (ats[r] as number) < (ats[l] as number) ? r : l;
-      if ((ats[c] as number) >= lastAt) break;
-      ats[i] = ats[c] as number;
-      tasks[i] = tasks[c] as QueuedTask;
-      i = c;
-    }
-    ats[i] = lastAt;
-    tasks[i] = lastTask;
-  }
-
-  private rebuildDeadlines(): void {
-    const ats = this.deadlineAt;
-    const tasks = this.deadlineTask;
-    this.deadlineAt = [];
-    this.deadlineTask = [];
-    for (let i = 0; i < ats.length; i++) {
-      const task = tasks[i] as QueuedTask;
-      if (this.holds(task)) this.pushDeadline(ats[i] as number, task);
-    }
+    // Entries of forgotten attempts stay until they surface: dropped at once when they outnumber the attempts known.
+    if (this.deadlines.size > 2 * this.known.size + 1024) this.deadlines.retain((t) => this.holds(t));
+    this.deadlines.push(at, task);
   }
 
   /** The lane and priority a task serves next, skipping lanes that were parked or emptied. */
@@ -864,11 +817,11 @@ export class SchedulerCore {
   /** Lanes whose time came (rate limit window, pause, sticky worker check). */
   private wake(now: number): void {
     for (;;) {
-      const top = this.timeParked.peek();
-      if (!top || top.at > now) return;
+      const lane = this.timeParked.top();
+      const at = this.timeParked.topAt();
+      if (lane === undefined || at === undefined || at > now) return;
       this.timeParked.pop();
-      const park = top.value.parked;
-      if (park?.kind === "time" && park.at === top.at) this.unpark(top.value);
+      if (lane.parked?.kind === "time" && lane.parked.at === at) this.unpark(lane);
     }
   }
 

@@ -1,3 +1,5 @@
+import { MinHeap } from "../scheduler/min-heap.js";
+
 /** Time as the engine sees it: injected so timer logic is tested without sleeping. */
 export interface Clock {
   now(): number;
@@ -29,7 +31,7 @@ interface Entry {
  * later. A min-heap by due time with lazy deletion, and a single armed host timer for the earliest entry.
  */
 export class Timers {
-  private heap: Entry[] = [];
+  private readonly heap = new MinHeap<Entry>();
   private readonly live = new Map<string, Entry>();
   private armed: { handle: unknown; due: number } | undefined;
   private stopped = false;
@@ -44,10 +46,10 @@ export class Timers {
     if (this.stopped) return;
     const entry: Entry = { key, due, fn: fn as (arg: unknown) => void, arg };
     this.live.set(key, entry);
-    this.push(entry);
-    // Cancelled and replaced entries stay in the heap until they surface; most timers (schedule deadlines) are
-    // cancelled long before they are due, so rebuild from the live ones when the dead outnumber them.
-    if (this.heap.length > 2 * this.live.size + 1024) this.rebuild();
+    this.heap.push(due, entry);
+    // Cancelled and replaced entries stay in the heap until they surface; most timers (execution timeouts) are
+    // cancelled long before they are due, so drop the dead at once when they outnumber the live ones.
+    if (this.heap.size > 2 * this.live.size + 1024) this.heap.retain((e) => this.live.get(e.key) === e);
     this.arm();
   }
 
@@ -78,7 +80,7 @@ export class Timers {
     if (this.armed) this.clock.clearTimeout(this.armed.handle);
     this.armed = undefined;
     this.live.clear();
-    this.heap = [];
+    this.heap.retain(() => false);
   }
 
   private arm(): void {
@@ -95,7 +97,7 @@ export class Timers {
     this.armed = undefined;
     const now = this.clock.now();
     for (let next = this.peek(); next && next.due <= now; next = this.peek()) {
-      this.pop();
+      this.heap.pop();
       this.live.delete(next.key);
       next.fn(next.arg);
     }
@@ -105,43 +107,9 @@ export class Timers {
   /** The earliest entry still live (dropping cancelled and replaced ones). */
   private peek(): Entry | undefined {
     for (;;) {
-      const top = this.heap[0];
+      const top = this.heap.top();
       if (!top || this.live.get(top.key) === top) return top;
-      this.pop();
-    }
-  }
-
-  private rebuild(): void {
-    this.heap = [];
-    for (const entry of this.live.values()) this.push(entry);
-  }
-
-  private push(entry: Entry): void {
-    const h = this.heap;
-    h.push(entry);
-    for (let i = h.length - 1; i > 0; ) {
-      const parent = (i - 1) >> 1;
-      if ((h[parent] as Entry).due <= entry.due) break;
-      h[i] = h[parent] as Entry;
-      h[parent] = entry;
-      i = parent;
-    }
-  }
-
-  private pop(): void {
-    const h = this.heap;
-    const last = h.pop();
-    if (!last || h.length === 0) return;
-    h[0] = last;
-    for (let i = 0; ; ) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let min = i;
-      if (l < h.length && (h[l] as Entry).due < (h[min] as Entry).due) min = l;
-      if (r < h.length && (h[r] as Entry).due < (h[min] as Entry).due) min = r;
-      if (min === i) break;
-      [h[i], h[min]] = [h[min] as Entry, h[i] as Entry];
-      i = min;
+      this.heap.pop();
     }
   }
 }

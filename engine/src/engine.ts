@@ -1,7 +1,15 @@
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { Buckets, kvClaimStore, newId, type TaskjetEventInput } from "@taskjet/schemas";
+import {
+  Buckets,
+  kvClaimStore,
+  newId,
+  type RunState,
+  runEnd,
+  subjects,
+  type TaskjetEventInput,
+} from "@taskjet/schemas";
 import { inboxPrefixOf, StreamPublisher } from "@taskjet/sdk";
 import { type Logger, pino } from "pino";
 import { type EngineConfig, type EngineConfigInput, resolveEngineConfig } from "./config.js";
@@ -21,7 +29,7 @@ import { LEASE_RENEW_MS, LEASE_TTL_MS, provision } from "./log/provision.js";
 import { EngineMetrics, type NamespaceMetrics } from "./metrics/metrics.js";
 import { connectNats } from "./nats/connect.js";
 import { Projector } from "./projector/projector.js";
-import { RunStore } from "./projector/run-store.js";
+import { exceeds, maxPayloadOf, RunStore } from "./projector/run-store.js";
 import { Definitions } from "./scheduler/definitions.js";
 import { factsOfState, limiterState, serveQueues, summarizeQueues } from "./scheduler/inspect.js";
 import { Scheduler } from "./scheduler/scheduler.js";
@@ -95,7 +103,7 @@ class NamespaceRuntime {
       js,
       jsm,
       ns,
-      store: new RunStore(js, kvs.runs, ns, publisher),
+      store: new RunStore(js, kvs.runs, ns, publisher, () => maxPayloadOf(nc)),
       log: nsLog.child({ module: "projector" }),
       flushMs: config.projectionFlushMs,
       activeDelayMs: config.projectionActiveDelayMs,
@@ -105,6 +113,7 @@ class NamespaceRuntime {
         this.scheduler.onChange(change);
         this.metrics?.observe(change);
       },
+      onEnded: (state) => this.announceEnd(state),
     });
     this.timers = new Timers(systemClock);
     const retrier = new Retrier({
@@ -230,6 +239,24 @@ class NamespaceRuntime {
       ),
       ...limiterState(core, this.scheduler.core.rates.snapshot(now)),
     };
+  }
+
+  /**
+   * Tells whoever waits for the run (`run()`, `result()`) how it ended. Core NATS: an announcement lost with a dropped
+   * connection is made up for by the waiter reading the run on its reconnect, and one lost with a crashed engine by
+   * the next leader, which folds the same event again (the checkpoint passes it only after this connection wrote the
+   * run's state, behind the announcement).
+   */
+  private announceEnd(state: RunState): void {
+    let json = JSON.stringify(runEnd(state));
+    // An output too large for one message: the waiter reads the run.
+    if (exceeds(json, maxPayloadOf(this.nc)))
+      json = JSON.stringify({ ...runEnd(state), output: undefined, slim: true });
+    try {
+      this.nc.publish(subjects.ended(this.ns, state.runId), json);
+    } catch (err) {
+      this.log.debug({ err, runId: state.runId }, "could not announce a run's end");
+    }
   }
 
   /** `flush`: write pending projections (not when the lease was lost: the new leader re-reads them from the log). */

@@ -38,7 +38,15 @@ export const EventTypes = {
 export type EventType = (typeof EventTypes)[keyof typeof EventTypes];
 
 const token = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "must be a subject token (letters, digits, _ and -)");
-const jsonObject = z.record(z.string(), z.unknown());
+/**
+ * A JSON object in a message parsed from JSON (inputs, outputs): checked as a whole. A record schema would check each
+ * key as a string and each value as `unknown`, which JSON.parse already guarantees, and copy it: a third of the time
+ * validating a `RunCreated` took.
+ */
+export const JsonObjectSchema = z.custom<Record<string, unknown>>(
+  (v) => typeof v === "object" && v !== null && !Array.isArray(v),
+  { error: "expected a JSON object" },
+);
 
 /** Why a run exists. */
 export const TriggerKinds = ["run", "schedule", "cron", "event", "webhook", "child", "replay"] as const;
@@ -101,7 +109,7 @@ export const RunCreatedSchema = z.object({
   type: z.literal(EventTypes.RunCreated),
   data: z.object({
     workflowName: z.string().min(1).max(128),
-    input: jsonObject,
+    input: JsonObjectSchema,
     tasks: z.array(TaskSpecSchema).min(1),
     trigger: TriggerSchema,
     additionalMetadata: z.record(z.string(), z.string()).default({}),
@@ -173,7 +181,7 @@ export const TaskCompletedSchema = z.object({
   ...envelope,
   type: z.literal(EventTypes.TaskCompleted),
   taskRunId: token,
-  data: z.object({ ...attemptFacts, output: jsonObject, ...startedWithResult }),
+  data: z.object({ ...attemptFacts, output: JsonObjectSchema, ...startedWithResult }),
 });
 
 export const TaskFailedSchema = z.object({

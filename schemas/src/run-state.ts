@@ -113,4 +113,48 @@ export interface RunState {
   lastSeq: number;
   /** How many valid events were folded. */
   eventCount: number;
+  /**
+   * Stored in `TJ_RUNS` without its input, outputs and checkpoints (`slimState`): the whole state is larger than the
+   * server's max payload. Readers fold the run's history instead.
+   */
+  slim?: true;
+}
+
+/**
+ * How a run ended, as the engine announces it to waiters (`subjects.ended`): what `run()` returns or throws, without
+ * the input, the tasks' outputs and the rest of the state. `slim` when the output did not fit in one message.
+ */
+export interface RunEnd {
+  runId: string;
+  workflowName: string;
+  status: RunStatus;
+  lastSeq: number;
+  output?: Record<string, unknown>;
+  error?: RecordedError;
+  tasks: { taskName: string; status: RunStatus }[];
+  slim?: true;
+}
+
+export function runEnd(state: RunState): RunEnd {
+  const { runId, workflowName, status, lastSeq, output, error } = state;
+  return {
+    runId,
+    workflowName,
+    status,
+    lastSeq,
+    ...(output ? { output } : {}),
+    ...(error ? { error } : {}),
+    tasks: state.tasks.map(({ taskName, status }) => ({ taskName, status })),
+  };
+}
+
+/** What `TJ_RUNS` keeps of a run too large for one message: enough to list it; readers fold its history for the rest. */
+export function slimState(state: RunState): RunState {
+  const { output: _output, ...rest } = state;
+  return {
+    ...rest,
+    input: {},
+    tasks: state.tasks.map(({ output: _o, checkpoints: _c, ...task }) => task),
+    slim: true,
+  };
 }

@@ -55,9 +55,6 @@ export const StreamSubjects = {
   [Streams.logs]: ["tj.*.log.*", "tj.*.chunk.*"],
 } as const satisfies Record<Streams, readonly string[]>;
 
-/** The history stream's RePublish rule: `tj.<ns>.hist.<runId>` → `tj.<ns>.stored.<runId>`. */
-export const HistoryRepublish = { src: "tj.*.hist.*", dest: "tj.{{wildcard(1)}}.stored.{{wildcard(2)}}" } as const;
-
 /** Subjects within one namespace. */
 export const subjects = {
   /** The history subject of one run: every event of the run, in order. */
@@ -65,10 +62,10 @@ export const subjects = {
   /** Every run's history in a namespace. */
   historyAll: (ns: string) => `tj.${ns}.hist.*`,
   /**
-   * Where the history stream republishes each event it stored (core NATS, with `Nats-Sequence`): waiters listen
-   * here, so they never hear an append the stream refused.
+   * Where the engine announces a run's final state (core NATS, not captured: the `RunState` JSON) once it folds the
+   * event that ended it: `run()` and `result()` wait here, without a consumer.
    */
-  stored: (ns: string, runId: string) => `tj.${ns}.stored.${runId}`,
+  ended: (ns: string, runId: string) => `tj.${ns}.ended.${runId}`,
   /**
    * Engine → worker assignments (core NATS, not captured: an assignment is derived from the history, and one lost on
    * a reconnect is sent again by the engine).

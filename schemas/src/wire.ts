@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { RetryPolicySchema } from "./events.js";
+import { JsonObjectSchema, RetryPolicySchema } from "./events.js";
 import { FlowOptionsSchema, WorkerLabelsSchema } from "./flow.js";
 import { EventTriggerSchema } from "./pushed-events.js";
 
@@ -16,7 +16,7 @@ export const AssignmentSchema = z.object({
   taskRunId: token,
   taskName: z.string(),
   attempt: z.number().int().min(0),
-  input: z.record(z.string(), z.unknown()),
+  input: JsonObjectSchema,
   additionalMetadata: z.record(z.string(), z.string()),
   /** The run subject's last sequence the engine saw: the worker's first append expects it (CAS). */
   expectedSeq: z.number().int().min(1),
@@ -24,7 +24,7 @@ export const AssignmentSchema = z.object({
   /** Workflows: the task's name within its workflow. */
   ref: z.string().optional(),
   /** Workflows: the outputs of its parents, by ref. */
-  parentOutputs: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
+  parentOutputs: z.record(z.string(), JsonObjectSchema).optional(),
   /** Workflows, `onFailure` handlers: the errors of the tasks that failed, by ref. */
   taskErrors: z
     .record(z.string(), z.object({ name: z.string(), message: z.string(), stack: z.string().optional() }))

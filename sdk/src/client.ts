@@ -15,9 +15,9 @@ import {
   parseWith,
   RetryPolicySchema,
   type RunCreated,
+  type RunEnd,
   type RunOptions,
   RunOptionsSchema,
-  type RunState,
   TaskDefinitionSchema,
   ValidationError,
 } from "@taskjet/schemas";
@@ -267,13 +267,11 @@ export class Taskjet implements Triggers {
 
   /** Appends a run's creation and waits for its outcome. */
   private async appendAndWait<O>(event: RunCreated): Promise<O> {
-    // Listening before appending: every stored event of the run is heard, from RunCreated on.
-    const waiter = this.waiter(event.runId).awaitOwnCreate();
+    // Listening before appending: the engine's announcement of the run's end cannot come before the subscription.
+    const waiter = this.waiter(event.runId);
     let existed: boolean;
     try {
-      const stored = await appendEvent(this.connection, this.namespace, event, 0);
-      existed = stored.duplicate;
-      if (!existed) waiter.created(event, stored.seq);
+      existed = (await appendEvent(this.connection, this.namespace, event, 0)).duplicate;
     } catch (err) {
       if (!(err instanceof AppendConflictError)) {
         waiter.fail(err);
@@ -471,7 +469,7 @@ export class Taskjet implements Triggers {
     if (this.ownsConnection) await this.connection.nc.drain().catch(() => this.connection.nc.close());
   }
 
-  private async waitFor(runId: string): Promise<RunState> {
+  private async waitFor(runId: string): Promise<RunEnd> {
     const waiter = this.waiter(runId);
     await this.catchUp(waiter);
     return waiter.done;
@@ -479,7 +477,13 @@ export class Taskjet implements Triggers {
 
   private waiter(runId: string): RunWaiter {
     this.assertOpen();
-    const waiter = new RunWaiter(this.connection.nc, this.namespace, runId, (w) => this.waiters.delete(w));
+    const waiter = new RunWaiter(
+      this.connection.nc,
+      this.namespace,
+      runId,
+      (w) => this.waiters.delete(w),
+      (w) => void this.catchUp(w),
+    );
     this.waiters.add(waiter);
     return waiter;
   }
@@ -488,9 +492,9 @@ export class Taskjet implements Triggers {
     const deadline = Date.now() + CATCH_UP_RETRY_MS;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await waiter.catchUp((known) => this.runs.read(waiter.runId, known));
+        return await waiter.catchUp(() => this.runs.read(waiter.runId, undefined));
       } catch (err) {
-        // A read in a NATS failover fails for seconds; the waiter hears live events meanwhile, so it is not done.
+        // A read in a NATS failover fails for seconds; the waiter may hear the run's end meanwhile, so it is not done.
         if (!isTransient(err) || this.closed || Date.now() > deadline) return waiter.fail(err);
         await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
       }

@@ -11,7 +11,8 @@ import { readStream } from "./read-stream.js";
 export async function readRunState(conn: Connection, kv: KV, ns: string, runId: string): Promise<RunState | undefined> {
   const entry = await kv.get(keys.run(ns, runId)).catch(withProvisioningHint(conn, `KV_${Buckets.runs}`));
   const stored = entry?.operation === "PUT" && entry.length > 0 ? entry.json<RunState>() : undefined;
-  return readTail(conn, ns, runId, stored);
+  // Stored slim (too large for one message): the whole history has the rest.
+  return readTail(conn, ns, runId, stored?.slim ? undefined : stored);
 }
 
 /** Folds the messages of a run's subject after `state` (from the start when undefined). */

@@ -1,5 +1,6 @@
 import {
   RunCancelledError,
+  type RunEnd,
   RunRejectedError,
   type RunState,
   type RunStatus,
@@ -11,7 +12,7 @@ import {
 import type { HistoryEntry } from "./history.js";
 
 /** Turns a final run state into the caller's result: the output, or a typed error carrying the task's error. */
-export function outcome<O>(state: RunState): O {
+export function outcome<O>(state: RunEnd): O {
   if (state.status === RunStatuses.completed) return (state.output ?? {}) as O;
   if (state.status === RunStatuses.cancelled)
     throw new RunCancelledError(state.runId, state.error?.message ?? "cancelled");
@@ -29,7 +30,7 @@ export class RunRef<O = Record<string, unknown>> {
   constructor(
     /** The run's id (client-made). */
     readonly runId: string,
-    private readonly wait: () => Promise<RunState>,
+    private readonly wait: () => Promise<RunEnd>,
     private readonly read: () => Promise<RunState>,
     private readonly cancelRun: (reason?: string) => Promise<boolean>,
     private readonly follow: () => AsyncGenerator<HistoryEntry>,

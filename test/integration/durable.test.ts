@@ -155,8 +155,9 @@ describe("durable tasks", () => {
     });
     const worker = await tj.worker("w", { workflows: [wait], durableSlots: 50 });
     await worker.start();
-    // Push each run's event as soon as its wait is stored: the router may see it before the engine folds the wait.
-    const sub = tj.connection.nc.subscribe(`tj.${namespace}.stored.*`, {
+    // Push each run's event as soon as its wait is appended (a plain subscription hears the append itself): the
+    // router may see the event before the engine folds the wait.
+    const sub = tj.connection.nc.subscribe(`tj.${namespace}.hist.*`, {
       callback: (_err, m) => {
         const e = m.json<{ type: string; data: { key?: string } }>();
         if (e.type === "DurableWaitingForEvent" && e.data.key) void tj.events.push(e.data.key, { n: 1 });

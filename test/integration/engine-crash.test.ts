@@ -80,6 +80,47 @@ describe("engine crash", () => {
     await kill(engine.child, "SIGTERM");
   });
 
+  it("waiting - a run that ends while no engine runs: result() reads it from the log, run() hears it from the next engine", async () => {
+    const namespace = uniqueNamespace();
+    let engine = await engineProcess(namespace);
+    const tj = await connectClient(nats.url, { namespace });
+    const runIds = new Map<number, string>();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const t = tj.task({
+      name: "gated",
+      fn: async (input: { i: number }, ctx) => {
+        runIds.set(input.i, ctx.workflowRunId());
+        await gate;
+        return { i: input.i };
+      },
+    });
+    await (await tj.worker("w", { workflows: [t], slots: 2 })).start();
+    let settled = false;
+    const waiting = t.run({ i: 1 }).finally(() => {
+      settled = true;
+    });
+    const other = await t.runNoWait({ i: 2 });
+    await eventually(() => (runIds.size === 2 ? true : undefined), 15_000, "both running");
+    await kill(engine.child, "SIGKILL");
+    release();
+    // The log has the end: a reader needs no engine.
+    expect(await other.result({ timeoutMs: 15_000 })).toEqual({ i: 2 });
+    const ended = await eventually(async () => {
+      const state = await tj.runs.get(runIds.get(1) as string);
+      return state.status === "COMPLETED" ? state : undefined;
+    });
+    expect(ended.output).toEqual({ i: 1 });
+    // No engine folded that end, so none announced it to run(); the next one does, from the log.
+    expect(settled).toBe(false);
+    engine = await engineProcess(namespace);
+    expect(await waiting).toEqual({ i: 1 });
+    await tj.close();
+    await kill(engine.child, "SIGTERM");
+  });
+
   it("recovery - a nats-server restart (single node, file store) with runs in flight loses nothing", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });

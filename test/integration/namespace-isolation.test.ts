@@ -176,7 +176,7 @@ describe("namespace isolation", () => {
       await refused("create a stream", () => msgGet("$JS.API.STREAM.CREATE.X", { name: "X", subjects: ["tj.b.>"] }));
       await refused("write b's KV", () => js.publish("$KV.TJ_DEFS.b.hello", "{}"));
       // Subscriptions: b's waiters' subject, b's workers' assignments and control, and everyone's inboxes.
-      for (const subject of [`tj.b.stored.${refB.runId}`, "tj.b.assign.*", "tj.b.ctl.*", "_INBOX.>", "tj.>"]) {
+      for (const subject of [`tj.b.ended.${refB.runId}`, "tj.b.assign.*", "tj.b.ctl.*", "_INBOX.>", "tj.>"]) {
         const sub = nc.subscribe(subject);
         const ended = await (async () => {
           for await (const _ of sub);

@@ -1,6 +1,7 @@
 import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
-import { Buckets, HistoryRepublish, Streams, subjects, type TaskjetEvent } from "@taskjet/schemas";
+import { Buckets, keys, type RunState, StreamSubjects, Streams, subjects, type TaskjetEvent } from "@taskjet/schemas";
 import {
   ConnectionError,
   NotProvisionedError,
@@ -239,10 +240,31 @@ describe("skeleton", () => {
     const jsm = await jetstreamManager(nc);
     expect((await jsm.streams.info(Streams.history)).config.max_age).toBe(7_200_000 * 1e6);
     expect((await jsm.streams.info(`KV_${Buckets.workers}`)).config.max_age).toBe(9_000 * 1e6);
-    expect((await jsm.streams.info(Streams.history)).config.republish).toEqual(HistoryRepublish);
+    // Nothing listens to a copy of every stored event: the engine tells waiters when a run ends.
+    expect((await jsm.streams.info(Streams.history)).config.republish).toBeUndefined();
     await expect(jsm.streams.info("TJ_ASSIGN")).rejects.toThrow(/stream not found/);
     await nc.close();
     await engine.stop();
+  });
+
+  it("provisioning - a history stream an earlier version made with a republish rule is kept as it is, and runs finish", async () => {
+    const old = await startNatsServer();
+    const namespace = uniqueNamespace();
+    const nc = await connect({ servers: old.url });
+    const jsm = await jetstreamManager(nc);
+    const republish = { src: "tj.*.hist.*", dest: "tj.{{wildcard(1)}}.stored.{{wildcard(2)}}" };
+    await jsm.streams.add({ name: Streams.history, subjects: [...StreamSubjects[Streams.history]], republish });
+    const engine = await startEngine(old.url, { namespaces: [namespace] });
+    const tj = await connectClient(old.url, { namespace });
+    const t = tj.task({ name: "t", fn: async (input: { n: number }) => ({ twice: input.n * 2 }) });
+    await (await tj.worker("w", { workflows: [t] })).start();
+    expect(await t.run({ n: 21 })).toEqual({ twice: 42 });
+    // nats-server 2.9 refuses to change a stream's republish rule: it stays, unused.
+    expect((await jsm.streams.info(Streams.history)).config.republish).toEqual(republish);
+    await tj.close();
+    await engine.stop();
+    await nc.close();
+    await old.stop();
   });
 
   it("bad input - each kind gets its typed error before anything is sent", async () => {
@@ -294,6 +316,19 @@ describe("skeleton", () => {
     const payload = { blob: "y".repeat(1024 * 1024 - 20) };
     const out = (await tj.run("echo", payload)) as { blob: string };
     expect(out.blob.length).toBe(payload.blob.length);
+    // Input and output together are larger than one message: the projection keeps the run slim (no input, no
+    // outputs), and reads fold the log for the rest.
+    const ref = await tj.runNoWait("echo", payload);
+    expect(((await ref.result()) as { blob: string }).blob.length).toBe(payload.blob.length);
+    const nc = await connect({ servers: nats.url });
+    const kv = await new Kvm(nc).open(Buckets.runs);
+    const stored = await eventually(async () => (await kv.get(keys.run(namespace, ref.runId)))?.json<RunState>());
+    expect(stored).toMatchObject({ status: "COMPLETED", slim: true, input: {} });
+    expect(stored.output).toBeUndefined();
+    const read = await tj.runs.get(ref.runId);
+    expect((read.output as { blob: string }).blob.length).toBe(payload.blob.length);
+    expect(read.slim).toBeUndefined();
+    await nc.close();
     await tj.close();
     await engine.stop();
   });

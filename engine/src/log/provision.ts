@@ -9,7 +9,7 @@ import { jserrors } from "@nats-io/jetstream/internal";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { nanos, TimeoutError } from "@nats-io/transport-node";
-import { Buckets, HistoryRepublish, RetiredStreams, StreamSubjects, Streams } from "@taskjet/schemas";
+import { Buckets, RetiredStreams, StreamSubjects, Streams } from "@taskjet/schemas";
 import type { Logger } from "pino";
 
 /** What the engine asks of the streams and buckets it creates. */
@@ -50,7 +50,6 @@ function streamConfigs(s: StorageSettings): (Partial<StreamConfig> & { name: str
       retention: RetentionPolicy.Limits,
       max_age: nanos(s.historyMaxAgeMs),
       allow_direct: true,
-      republish: { ...HistoryRepublish },
     },
     {
       ...common,
@@ -70,15 +69,7 @@ function streamConfigs(s: StorageSettings): (Partial<StreamConfig> & { name: str
 }
 
 /** Fields whose value on the server must equal what we asked for. */
-const CHECKED = [
-  "subjects",
-  "retention",
-  "storage",
-  "num_replicas",
-  "max_age",
-  "duplicate_window",
-  "republish",
-] as const;
+const CHECKED = ["subjects", "retention", "storage", "num_replicas", "max_age", "duplicate_window"] as const;
 
 /**
  * Creates the streams and buckets, or updates them to the requested settings. Safe to run from every engine at
@@ -125,6 +116,14 @@ async function provisionOnce(
     let config: StreamConfig;
     try {
       const info = await jsm.streams.info(name);
+      if (info.config.republish) {
+        // An earlier Taskjet had waiters listen there; the engine now tells them.
+        log.warn(
+          { stream: name, republish: info.config.republish },
+          "stream republishes every message it stores, for waiters of an earlier Taskjet: nothing listens now, it " +
+            "only costs server CPU, and nats-server 2.9 cannot remove it from an existing stream",
+        );
+      }
       const differs = CHECKED.some((k) => JSON.stringify(info.config[k]) !== JSON.stringify(wanted[k]));
       config = differs ? (await jsm.streams.update(name, { ...info.config, ...wanted })).config : info.config;
       if (differs) log.info({ stream: name }, "stream updated");

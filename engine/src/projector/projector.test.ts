@@ -35,7 +35,7 @@ function projectorWithLog(historyWarnEvents: number, stored: RunState[] = []) {
   const log = pino({ level: "warn" }, { write: (line: string) => lines.push(JSON.parse(line)) });
   const store = {
     get: async (runId: string) => stored.find((s) => s.runId === runId),
-    putMany: async () => {},
+    putMany: async () => [],
     saveCheckpoint: async () => {},
   } as unknown as RunStore;
   const projector = new Projector({
@@ -121,9 +121,11 @@ describe("projector", () => {
  * A projector over a store kept in memory, with a hot limit: `flush` writes as the projector's timer would. Reads made
  * between `holdReads` and `release` answer with what the store held when they were made, but only at `release`.
  */
-function projectorWithStore(hotLimit: number) {
+function projectorWithStore(hotLimit: number, activeDelayMs = 60_000) {
   let seq = 0;
   const stored = new Map<string, RunState>();
+  const writes: string[][] = [];
+  const checkpoints: number[] = [];
   const held: (() => void)[] = [];
   let holding = false;
   let reads = 0;
@@ -136,8 +138,12 @@ function projectorWithStore(hotLimit: number) {
     },
     putMany: async (states: RunState[]) => {
       for (const s of states) stored.set(s.runId, JSON.parse(JSON.stringify(s)) as RunState);
+      writes.push(states.map((s) => s.runId));
+      return [];
     },
-    saveCheckpoint: async () => {},
+    saveCheckpoint: async (n: number) => {
+      checkpoints.push(n);
+    },
   } as unknown as RunStore;
   const projector = new Projector({
     js: {} as JetStreamClient,
@@ -146,7 +152,7 @@ function projectorWithStore(hotLimit: number) {
     store,
     log: pino({ level: "silent" }),
     flushMs: 60_000,
-    activeDelayMs: 60_000,
+    activeDelayMs,
     onChange: () => {},
     hotLimit,
   });
@@ -157,6 +163,10 @@ function projectorWithStore(hotLimit: number) {
     stored,
     feed,
     flush: () => internals.flush(true),
+    /** A flush as the projector's timer makes it: what is ripe only. */
+    flushRipe: () => internals.flush(false),
+    writes,
+    checkpoints,
     holdReads: () => {
       holding = true;
     },
@@ -306,5 +316,32 @@ describe("projector - cold runs", () => {
     expect(mayGoCold(state([{}], { children: [{ runId: "C", taskName: "c", key: "k", taskRunId: "R-0" }] }))).toBe(
       false,
     );
+  });
+});
+
+describe("projector - writes", () => {
+  it("writes - a flush writes finished runs at once and leaves unfinished ones for the delay; the checkpoint stops before the oldest unwritten", async () => {
+    const p = projectorWithStore(Number.POSITIVE_INFINITY);
+    await p.feed("F0", [created("F0"), cancelled("F0")]); // seq 1-2
+    await p.feed("Q0", [created("Q0")]); // 3
+    await p.feed("F1", [created("F1"), cancelled("F1")]); // 4-5
+    await p.feed("Q1", [created("Q1")]); // 6
+    await p.flushRipe();
+    expect(p.writes).toEqual([["F0", "F1"]]);
+    expect(p.checkpoints).toEqual([2]);
+    // Nothing else is ripe: no write, and the checkpoint holds.
+    await p.flushRipe();
+    expect(p.writes.slice(1)).toEqual([[]]);
+    expect(p.checkpoints).toEqual([2]);
+  });
+
+  it("writes - past the delay, unfinished runs are written in the order they changed, and the checkpoint reaches the end", async () => {
+    const p = projectorWithStore(Number.POSITIVE_INFINITY, 0);
+    for (const id of ["Q0", "Q1", "Q2"]) await p.feed(id, [created(id)]); // 1-3
+    await p.feed("F0", [created("F0"), cancelled("F0")]); // 4-5
+    await p.feed("Q0", [cancelled("Q0")]); // 6: finished, written with the finished ones
+    await p.flushRipe();
+    expect(p.writes).toEqual([["F0", "Q0", "Q1", "Q2"]]);
+    expect(p.checkpoints).toEqual([6]);
   });
 });

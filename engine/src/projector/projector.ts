@@ -52,6 +52,11 @@ export interface ProjectorOptions {
   activeDelayMs: number;
   /** Called for every folded event once the projector has caught up with the log. */
   onChange: (change: RunChange) => void;
+  /**
+   * Called when a folded event ends a run (it becomes final, or final again after a replay), while catching up too.
+   * The engine tells waiters.
+   */
+  onEnded?: (state: RunState) => void;
   /** A run whose history reaches this many events is logged, once. @default HISTORY_WARN_EVENTS */
   historyWarnEvents?: number;
   /**
@@ -126,6 +131,15 @@ export class Projector implements RunStates {
   readonly states = new Map<string, RunState>();
   /** Runs with unwritten changes: when the first unwritten change happened, and its sequence. */
   private readonly dirty = new Map<string, { since: number; firstSeq: number }>();
+  /**
+   * Dirty runs to write within `flushMs` (`writeSoon`). The others wait for `activeDelayMs`, and `dirty` keeps them
+   * in the order they became dirty (an entry leaves only once written), which is also the order of `since` and of
+   * `firstSeq`: a flush reads the ripe ones off its head and the checkpoint off its first entry, however many
+   * thousands of queued runs wait behind them.
+   */
+  private readonly soon = new Set<string>();
+  /** Runs whose state is too large to write even slim (logged once). */
+  private readonly oversized = new Set<string>();
   private position = 0;
   /** The namespace's last history sequence when reading started: folded, the projector is live. */
   private target = 0;
@@ -266,6 +280,8 @@ export class Projector implements RunStates {
     if (this.live) return;
     this.live = true;
     this.onLive?.();
+    // Unfinished runs folded while catching up were not written: their delay runs from now on.
+    this.rescheduleFlush();
   }
 
   private receive(m: JsMsg | undefined): void {
@@ -334,8 +350,12 @@ export class Projector implements RunStates {
     this.warnIfLong(prev, state);
     // Keyed by the state's own id: `runId` is cut from the message's subject, and a map key would keep all of it.
     this.states.set(state.runId, state);
-    if (!this.dirty.has(state.runId)) this.dirty.set(state.runId, { since: Date.now(), firstSeq: seq });
-    this.scheduleFlush(this.writeSoon(state) ? this.o.flushMs : this.o.activeDelayMs);
+    if (!this.dirty.has(state.runId)) this.dirty.set(state.runId, { since: performance.now(), firstSeq: seq });
+    const soon = this.writeSoon(state);
+    if (soon) this.soon.add(state.runId);
+    this.scheduleFlush(soon ? this.o.flushMs : this.o.activeDelayMs);
+    // Before live too: a run that ended while no engine read the log has waiters as well, and the end is a fact.
+    if (this.o.onEnded && isTerminal(state.status) && !(prev && isTerminal(prev.status))) this.o.onEnded(state);
     if (this.live) this.o.onChange({ event, seq, state });
   }
 
@@ -387,25 +407,26 @@ export class Projector implements RunStates {
   /** Writes finished runs and those unwritten for `activeDelayMs` (all with `everything`), then the checkpoint. */
   private flush(everything: boolean): Promise<void> {
     const run = async () => {
-      const now = Date.now();
-      const batch: RunState[] = [];
-      for (const [runId, { since }] of this.dirty) {
-        const state = this.states.get(runId);
-        // While catching up, unfinished states are not final yet: the next events are already waiting.
-        const ripe = !state || this.writeSoon(state) || (this.live && now - since >= this.o.activeDelayMs);
-        if (state && (everything || ripe)) batch.push(state);
-      }
+      const batch = everything ? this.everyDirty() : this.ripe();
       const upTo = this.position;
       try {
-        await this.o.store.putMany(batch);
+        const unwritten = await this.o.store.putMany(batch);
+        for (const runId of unwritten) {
+          // Even without input and outputs: only a run with thousands of tasks gets there. Said once per run.
+          if (this.oversized.has(runId)) continue;
+          this.oversized.add(runId);
+          this.o.log.error({ runId }, "run state larger than the server's max payload: not written; retrying");
+        }
         for (const s of batch) {
-          if (this.states.get(s.runId) !== s) continue; // changed while writing: stays dirty
+          // Changed while writing, or not written: stays dirty.
+          if (this.states.get(s.runId) !== s || unwritten.includes(s.runId)) continue;
           this.dirty.delete(s.runId);
+          this.soon.delete(s.runId);
           if (isTerminal(s.status)) this.drop(s.runId);
         }
         this.coolWritten(batch);
-        let checkpoint = upTo;
-        for (const { firstSeq } of this.dirty.values()) checkpoint = Math.min(checkpoint, firstSeq - 1);
+        const oldest = this.dirty.values().next().value;
+        const checkpoint = oldest ? Math.min(upTo, oldest.firstSeq - 1) : upTo;
         if (checkpoint > this.savedCheckpoint) {
           await this.o.store.saveCheckpoint(checkpoint);
           this.savedCheckpoint = checkpoint;
@@ -484,14 +505,40 @@ export class Projector implements RunStates {
     next();
   }
 
-  private rescheduleFlush(): void {
-    let next = Number.POSITIVE_INFINITY;
-    const now = Date.now();
-    for (const [runId, { since }] of this.dirty) {
+  /** The dirty runs to write now: the `soon` ones, then, once live, those dirty for `activeDelayMs`. */
+  private ripe(): RunState[] {
+    const batch: RunState[] = [];
+    for (const runId of this.soon) {
       const state = this.states.get(runId);
-      const due = !state || this.writeSoon(state) ? now + this.o.flushMs : since + this.o.activeDelayMs;
-      next = Math.min(next, due);
+      if (state && this.writeSoon(state)) batch.push(state);
+      else this.soon.delete(runId); // replayed, or back under the hot limit: it waits like the others
     }
-    if (next !== Number.POSITIVE_INFINITY) this.scheduleFlush(Math.max(0, next - now));
+    // While catching up, unfinished states are not final yet: the next events are already waiting.
+    if (!this.live) return batch;
+    const now = performance.now();
+    for (const [runId, { since }] of this.dirty) {
+      if (now - since < this.o.activeDelayMs) break;
+      const state = this.states.get(runId);
+      if (state && !this.soon.has(runId)) batch.push(state);
+    }
+    return batch;
+  }
+
+  private everyDirty(): RunState[] {
+    const batch: RunState[] = [];
+    for (const runId of this.dirty.keys()) {
+      const state = this.states.get(runId);
+      if (state) batch.push(state);
+    }
+    return batch;
+  }
+
+  private rescheduleFlush(): void {
+    if (this.soon.size > 0) {
+      this.scheduleFlush(this.o.flushMs);
+      return;
+    }
+    const oldest = this.live ? this.dirty.values().next().value : undefined;
+    if (oldest) this.scheduleFlush(Math.max(0, oldest.since + this.o.activeDelayMs - performance.now()));
   }
 }

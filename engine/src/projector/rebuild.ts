@@ -11,7 +11,7 @@ import {
   subjects,
 } from "@taskjet/schemas";
 import { scan } from "../log/scan.js";
-import { RunStore } from "./run-store.js";
+import { maxPayloadOf, RunStore } from "./run-store.js";
 
 /** What a rebuild did. */
 export interface RebuildReport {
@@ -76,10 +76,13 @@ export async function rebuildProjection(
   const started = performance.now();
   const { js, states, events, rejected, last } = await foldLog(nc, ns, onProgress);
   const foldMs = performance.now() - started;
-  const store = new RunStore(js, await new Kvm(nc).open(Buckets.runs), ns, js);
+  const store = new RunStore(js, await new Kvm(nc).open(Buckets.runs), ns, js, () => maxPayloadOf(nc));
   const all = [...states.values()];
   for (let i = 0; i < all.length; i += 1000) {
-    await store.putMany(all.slice(i, i + 1000));
+    const unwritten = await store.putMany(all.slice(i, i + 1000));
+    if (unwritten.length > 0) {
+      throw new Error(`run states larger than the server's max payload even slimmed: ${unwritten.join(", ")}`);
+    }
     onProgress?.("write", Math.min(i + 1000, all.length), all.length);
   }
   await store.saveCheckpoint(last);
@@ -103,7 +106,7 @@ export interface VerifyReport {
 export async function verifyProjection(nc: NatsConnection, ns: string): Promise<VerifyReport> {
   const started = performance.now();
   const { js, states, events } = await foldLog(nc, ns);
-  const store = new RunStore(js, await new Kvm(nc).open(Buckets.runs), ns, js);
+  const store = new RunStore(js, await new Kvm(nc).open(Buckets.runs), ns, js, () => maxPayloadOf(nc));
   const differing: { runId: string; reason: string }[] = [];
   for (const [runId, folded] of states) {
     const projected = await store.get(runId);

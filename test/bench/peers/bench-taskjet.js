@@ -14,8 +14,11 @@
 // per chunk (returns once every RunCreated of the chunk is stored; the SDK pipelines the appends, up to 1024 in
 // flight; throws if any element failed); countDone = distinct runs whose TaskCompleted the producer has read from the
 // stream (one ordered consumer per test over the namespace's history subjects); waitDone = resolved by that same reader
-// (opt.wait=stream, default; like BullMQ's shared QueueEvents) or by the SDK's ref.result() (opt.wait=ref: re-reads
-// the run's history, then listens). No retries exist yet: leave retry50 out of --tests.
+// (opt.wait=stream, default; like BullMQ's shared QueueEvents) or by the SDK's ref.result() (opt.wait=ref: reads
+// the run, then listens for the engine's announcement of its end). No retries exist yet: leave retry50 out of --tests.
+//
+// For experiments, not for published runs: TJ_BENCH_CPU=1 prints the CPU each process used per test (see below);
+// TJ_ENGINE_CONFIG='{"projectionActiveDelayMs":30000}' merges into the engine's configuration.
 const path = require("node:path");
 const { spawn } = require("node:child_process");
 const { pathToFileURL } = require("node:url");
@@ -27,12 +30,49 @@ const importDist = (pkg) => import(pathToFileURL(path.join(ROOT, pkg, "dist", "i
 const NATS_URL = process.env.NATS_URL || "nats://127.0.0.1:14222";
 const TASK = "noop";
 const STREAMS = ["TJ_HISTORY", "KV_TJ_RUNS", "KV_TJ_WORKERS", "KV_TJ_DEFS"];
+// TJ_BENCH_CPU=1: each process prints the CPU it used during a test (engine and worker from their own start; the
+// producer and nats-server from `prepare`), to find which one saturates without a profiler's overhead.
+const REPORT_CPU = process.env.TJ_BENCH_CPU === "1";
+
+function cpuLine(who, since) {
+  const u = process.cpuUsage(since);
+  return `[taskjet cpu] ${who}: ${((u.user + u.system) / 1e6).toFixed(2)} s`;
+}
+
+/** Seconds of CPU the process listening on the NATS port has used (Linux /proc), or NaN. */
+function natsServerCpuS() {
+  try {
+    const fs = require("node:fs");
+    const port = new URL(NATS_URL).port;
+    for (const pid of fs.readdirSync("/proc")) {
+      if (!/^\d+$/.test(pid)) continue;
+      let cmd;
+      try {
+        cmd = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      } catch {
+        continue;
+      }
+      if (!cmd.startsWith("/usr/sbin/nats-server") && !cmd.includes("nats-server\0")) continue;
+      if (!cmd.split("\0").includes(port)) continue;
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+      return (Number(stat[11]) + Number(stat[12])) / 100; // utime + stime, in clock ticks of 10 ms
+    }
+  } catch {}
+  return Number.NaN;
+}
 
 /** The engine child (`--tj-engine <ns>`): one engine for the test's namespace, stopped over IPC. */
 async function engineMain(ns) {
   const { createEngine } = await importDist("engine");
-  const engine = createEngine({ servers: [NATS_URL], namespaces: [ns], logLevel: "warn" });
+  const engine = createEngine({
+    servers: [NATS_URL],
+    namespaces: [ns],
+    logLevel: "warn",
+    ...JSON.parse(process.env.TJ_ENGINE_CONFIG || "{}"),
+  });
   await engine.start();
+  const cpuFrom = process.cpuUsage();
+  if (REPORT_CPU) process.on("exit", () => console.error(cpuLine(`engine ${ns}`, cpuFrom)));
   process.on("disconnect", () => process.exit(2));
   process.on("message", (m) => {
     if (m === "stop")
@@ -49,6 +89,7 @@ let engineChild;
 let tj; // producer client of the current test
 let reader; // the producer's completion reader of the current test
 let waitMode = "stream";
+let cpuFrom; // the producer's and nats-server's CPU at `prepare`
 
 function startEngine(ns) {
   const child = spawn(process.execPath, [__filename, "--tj-engine", ns], {
@@ -145,6 +186,7 @@ const adapter = {
     const { Taskjet } = await importDist("sdk");
     tj = await Taskjet.connect({ servers: NATS_URL, namespace: queue, name: "bench-producer" });
     reader = await startReader(queue);
+    if (REPORT_CPU) cpuFrom = { node: process.cpuUsage(), nats: natsServerCpuS() };
   },
   async enqueueOne(data) {
     return tj.runNoWait(TASK, data);
@@ -168,6 +210,11 @@ const adapter = {
     reader?.abort();
   },
   async cleanup() {
+    if (REPORT_CPU && cpuFrom) {
+      console.error(cpuLine("producer", cpuFrom.node));
+      console.error(`[taskjet cpu] nats-server: ${(natsServerCpuS() - cpuFrom.nats).toFixed(2)} s`);
+      cpuFrom = undefined;
+    }
     await reader?.stop();
     await tj?.close();
     tj = undefined;
@@ -195,7 +242,13 @@ const adapter = {
     });
     const worker = await wtj.worker("bench", { workflows: [task], slots: concurrency });
     await worker.start();
-    return { stop: () => wtj.close() };
+    const cpuFrom = process.cpuUsage();
+    return {
+      stop: () => {
+        if (REPORT_CPU) console.error(cpuLine(`worker ${queue}`, cpuFrom));
+        return wtj.close();
+      },
+    };
   },
   async workerClose() {},
 };

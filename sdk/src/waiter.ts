@@ -3,9 +3,9 @@ import { isTerminal, type RunEnd, type RunState, subjects } from "@taskjet/schem
 
 /**
  * Waits for one run to finish without a consumer: a plain subscription on `tj.<ns>.ended.<runId>`, where the engine
- * announces how the run ended (`RunEnd`) once it folds the event that ended it. Made before the run's trigger is appended,
- * it cannot miss the announcement; made for a run that may already have ended, `catchUp` reads the run. A state too
- * large for one message is announced `slim`: the waiter reads the run (`onSlim`).
+ * announces how the run ended (`RunEnd`) once it folds the event that ended it. Made before the run's trigger is
+ * appended, it cannot miss the announcement; made for a run that may already have ended, `catchUp` reads the run. An
+ * end too large for one message (a large output) is announced `slim`: the waiter reads the run (`onSlim`).
  */
 export class RunWaiter {
   private readonly sub: Subscription;

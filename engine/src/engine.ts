@@ -27,9 +27,9 @@ import { Leases } from "./leases/leases.js";
 import { appendEvent } from "./log/append.js";
 import { LEASE_RENEW_MS, LEASE_TTL_MS, provision } from "./log/provision.js";
 import { EngineMetrics, type NamespaceMetrics } from "./metrics/metrics.js";
-import { connectNats } from "./nats/connect.js";
+import { connectNats, exceeds, maxPayloadOf } from "./nats/connect.js";
 import { Projector } from "./projector/projector.js";
-import { exceeds, maxPayloadOf, RunStore } from "./projector/run-store.js";
+import { RunStore } from "./projector/run-store.js";
 import { Definitions } from "./scheduler/definitions.js";
 import { factsOfState, limiterState, serveQueues, summarizeQueues } from "./scheduler/inspect.js";
 import { Scheduler } from "./scheduler/scheduler.js";
@@ -248,10 +248,10 @@ class NamespaceRuntime {
    * run's state, behind the announcement).
    */
   private announceEnd(state: RunState): void {
-    let json = JSON.stringify(runEnd(state));
+    const end = runEnd(state);
+    let json = JSON.stringify(end);
     // An output too large for one message: the waiter reads the run.
-    if (exceeds(json, maxPayloadOf(this.nc)))
-      json = JSON.stringify({ ...runEnd(state), output: undefined, slim: true });
+    if (exceeds(json, maxPayloadOf(this.nc))) json = JSON.stringify({ ...end, output: undefined, slim: true });
     try {
       this.nc.publish(subjects.ended(this.ns, state.runId), json);
     } catch (err) {

@@ -26,3 +26,13 @@ export async function connectNats(
     throw connectionError(access, err);
   }
 }
+
+/** The largest message the server takes (its `max_payload`). */
+export function maxPayloadOf(nc: NatsConnection): number {
+  return nc.info?.max_payload ?? 1024 * 1024;
+}
+
+/** Whether `json` is more bytes than `max` (UTF-8 takes at most 3 bytes per UTF-16 unit: most need no count). */
+export function exceeds(json: string, max: number): boolean {
+  return json.length * 3 > max && Buffer.byteLength(json) > max;
+}

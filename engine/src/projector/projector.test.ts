@@ -28,32 +28,6 @@ function feeder(projector: Projector, nextSeq: () => number) {
   };
 }
 
-/** A projector over no NATS at all: messages are handed to it as its consumer would, the store keeps nothing. */
-function projectorWithLog(historyWarnEvents: number, stored: RunState[] = []) {
-  let seq = Math.max(0, ...stored.map((s) => s.lastSeq));
-  const lines: Record<string, unknown>[] = [];
-  const log = pino({ level: "warn" }, { write: (line: string) => lines.push(JSON.parse(line)) });
-  const store = {
-    get: async (runId: string) => stored.find((s) => s.runId === runId),
-    putMany: async () => [],
-    saveCheckpoint: async () => {},
-  } as unknown as RunStore;
-  const projector = new Projector({
-    js: {} as JetStreamClient,
-    jsm: {} as JetStreamManager,
-    ns,
-    store,
-    log,
-    flushMs: 60_000,
-    activeDelayMs: 60_000,
-    onChange: () => {},
-    historyWarnEvents,
-  });
-  const feed = feeder(projector, () => ++seq);
-  const warnings = () => lines.filter((l) => String(l.msg).startsWith("run history is long"));
-  return { projector, feed, warnings };
-}
-
 function created(runId: string): TaskjetEventInput {
   return makeEvent(EventTypes.RunCreated, {
     runId,
@@ -89,7 +63,7 @@ function runningFor(runId: string, events: number): TaskjetEventInput[] {
 
 describe("projector", () => {
   it("history limit - a run is logged once, with its id, when its history reaches the limit, not on later events", async () => {
-    const { projector, feed, warnings } = projectorWithLog(5);
+    const { projector, feed, warnings } = testProjector({ historyWarnEvents: 5 });
     await feed("R1", runningFor("R1", 4));
     expect(warnings()).toEqual([]);
     await feed("R1", runningFor("R1", 3).slice(2)); // the 5th event
@@ -105,12 +79,12 @@ describe("projector", () => {
   });
 
   it("history limit - a run already past the limit when the engine restarts is not logged again", async () => {
-    const before = projectorWithLog(5);
+    const before = testProjector({ historyWarnEvents: 5 });
     await before.feed("R3", runningFor("R3", 6));
     const stored = before.projector.states.get("R3") as RunState;
     expect(before.warnings()).toHaveLength(1);
     // Restarted: the run's next events are folded onto its stored state, which already counts past the limit.
-    const after = projectorWithLog(5, [stored]);
+    const after = testProjector({ historyWarnEvents: 5, stored: [stored] });
     await after.feed("R3", runningFor("R3", 2 + 7).slice(2));
     expect(after.projector.states.get("R3")?.eventCount).toBe(6 + 7);
     expect(after.warnings()).toEqual([]);
@@ -118,12 +92,16 @@ describe("projector", () => {
 });
 
 /**
- * A projector over a store kept in memory, with a hot limit: `flush` writes as the projector's timer would. Reads made
- * between `holdReads` and `release` answer with what the store held when they were made, but only at `release`.
+ * A projector over no NATS at all, its store kept in memory (seeded with `stored`): messages are handed to it as its
+ * consumer would, `flush` writes as its timer would, warnings are kept. Reads made between `holdReads` and `release`
+ * answer with what the store held when they were made, but only at `release`.
  */
-function projectorWithStore(hotLimit: number, activeDelayMs = 60_000) {
-  let seq = 0;
-  const stored = new Map<string, RunState>();
+function testProjector(
+  options: { hotLimit?: number; activeDelayMs?: number; historyWarnEvents?: number; stored?: RunState[] } = {},
+) {
+  let seq = Math.max(0, ...(options.stored ?? []).map((s) => s.lastSeq));
+  const stored = new Map((options.stored ?? []).map((s) => [s.runId, s]));
+  const lines: Record<string, unknown>[] = [];
   const writes: string[][] = [];
   const checkpoints: number[] = [];
   const held: (() => void)[] = [];
@@ -150,11 +128,12 @@ function projectorWithStore(hotLimit: number, activeDelayMs = 60_000) {
     jsm: {} as JetStreamManager,
     ns,
     store,
-    log: pino({ level: "silent" }),
+    log: pino({ level: "warn" }, { write: (line: string) => lines.push(JSON.parse(line)) }),
     flushMs: 60_000,
-    activeDelayMs,
+    activeDelayMs: options.activeDelayMs ?? 60_000,
     onChange: () => {},
-    hotLimit,
+    hotLimit: options.hotLimit,
+    historyWarnEvents: options.historyWarnEvents,
   });
   const internals = projector as unknown as { flush(everything: boolean): Promise<void> };
   const feed = feeder(projector, () => ++seq);
@@ -178,6 +157,7 @@ function projectorWithStore(hotLimit: number, activeDelayMs = 60_000) {
       for (const resolve of held.splice(0)) resolve();
     },
     reads: () => reads,
+    warnings: () => lines.filter((l) => String(l.msg).startsWith("run history is long")),
   };
 }
 
@@ -195,7 +175,7 @@ function cancelled(runId: string): TaskjetEventInput {
 
 describe("projector - cold runs", () => {
   it("cold runs - beyond the hot limit, written runs that only wait for a slot leave memory, the last changed first", async () => {
-    const p = projectorWithStore(3);
+    const p = testProjector({ hotLimit: 3 });
     for (const id of ["Q0", "Q1", "Q2", "Q3"]) await p.feed(id, [created(id)]);
     await p.feed("R0", [created("R0"), started("R0")]);
     for (const id of ["Q4", "Q5"]) await p.feed(id, [created(id)]);
@@ -206,7 +186,7 @@ describe("projector - cold runs", () => {
   });
 
   it("cold runs - an event for a cold run folds onto its stored state, in order, and keeps it in memory", async () => {
-    const p = projectorWithStore(1);
+    const p = testProjector({ hotLimit: 1 });
     for (const id of ["Q0", "Q1", "Q2"]) await p.feed(id, [created(id)]);
     await p.flush();
     expect(p.projector.get("Q2")).toBeUndefined();
@@ -219,7 +199,7 @@ describe("projector - cold runs", () => {
   });
 
   it("cold runs - load reads a cold run back (kept unless asked not to), one read for many callers; a finished run is never kept", async () => {
-    const p = projectorWithStore(0);
+    const p = testProjector({ hotLimit: 0 });
     for (const id of ["Q0", "Q1", "Q2"]) await p.feed(id, [created(id)]);
     await p.feed("C0", [created("C0"), cancelled("C0")]);
     await p.flush();
@@ -245,7 +225,7 @@ describe("projector - cold runs", () => {
   });
 
   it("cold runs - a read that the run's fold, write and drop overtook reads again instead of bringing back the old state", async () => {
-    const p = projectorWithStore(0);
+    const p = testProjector({ hotLimit: 0 });
     await p.feed("Q0", [created("Q0")]);
     await p.flush();
     p.holdReads();
@@ -263,7 +243,7 @@ describe("projector - cold runs", () => {
   });
 
   it("cold runs - a read answered after the run was folded returns the state in memory", async () => {
-    const p = projectorWithStore(0);
+    const p = testProjector({ hotLimit: 0 });
     await p.feed("Q0", [created("Q0")]);
     await p.flush();
     p.holdReads();
@@ -276,7 +256,7 @@ describe("projector - cold runs", () => {
   });
 
   it("cold runs - after recovery, coolDown drops cold candidates beyond the limit, the last loaded first", async () => {
-    const p = projectorWithStore(2);
+    const p = testProjector({ hotLimit: 2 });
     for (const id of ["Q0", "Q1", "Q2", "Q3"]) await p.feed(id, [created(id)]);
     await p.feed("R0", [created("R0"), started("R0")]);
     await p.flush(); // with a limit of 2: Q0 and R0 stay
@@ -321,7 +301,7 @@ describe("projector - cold runs", () => {
 
 describe("projector - writes", () => {
   it("writes - a flush writes finished runs at once and leaves unfinished ones for the delay; the checkpoint stops before the oldest unwritten", async () => {
-    const p = projectorWithStore(Number.POSITIVE_INFINITY);
+    const p = testProjector();
     await p.feed("F0", [created("F0"), cancelled("F0")]); // seq 1-2
     await p.feed("Q0", [created("Q0")]); // 3
     await p.feed("F1", [created("F1"), cancelled("F1")]); // 4-5
@@ -336,7 +316,7 @@ describe("projector - writes", () => {
   });
 
   it("writes - past the delay, unfinished runs are written in the order they changed, and the checkpoint reaches the end", async () => {
-    const p = projectorWithStore(Number.POSITIVE_INFINITY, 0);
+    const p = testProjector({ activeDelayMs: 0 });
     for (const id of ["Q0", "Q1", "Q2"]) await p.feed(id, [created(id)]); // 1-3
     await p.feed("F0", [created("F0"), cancelled("F0")]); // 4-5
     await p.feed("Q0", [cancelled("Q0")]); // 6: finished, written with the finished ones

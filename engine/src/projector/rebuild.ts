@@ -1,17 +1,10 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import {
-  Buckets,
-  decodeEvent,
-  evolve,
-  type RunState,
-  runIdFromHistorySubject,
-  Streams,
-  subjects,
-} from "@taskjet/schemas";
-import { scan } from "../log/scan.js";
-import { maxPayloadOf, RunStore } from "./run-store.js";
+import { Buckets, Streams, subjects } from "@taskjet/schemas";
+import { foldHistory } from "../log/fold.js";
+import { maxPayloadOf } from "../nats/connect.js";
+import { RunStore } from "./run-store.js";
 
 /** What a rebuild did. */
 export interface RebuildReport {
@@ -41,26 +34,10 @@ async function foldLog(nc: NatsConnection, ns: string, onProgress?: RebuildProgr
         .then((m) => m?.seq ?? 0)
         .catch(() => 0)
     : 0;
-  const states = new Map<string, RunState>();
-  let events = 0;
-  let rejected = 0;
-  let last = 0;
-  // Only each run's last state is kept: the fold may grow its lists in place.
-  const owned = new WeakSet<object>();
-  await scan(js, Streams.history, subjects.historyAll(ns), { startSeq: 1 }, (m) => {
-    events++;
-    last = m.seq;
-    if (onProgress && events % 1000 === 0) onProgress("read", Math.min(m.seq, total), total);
-    const runId = runIdFromHistorySubject(m.subject);
-    const decoded = decodeEvent(m.data, runId);
-    if (!decoded.ok) {
-      rejected++;
-      return;
-    }
-    const next = evolve(states.get(runId), decoded.event, m.seq, owned);
-    if (next) states.set(runId, next);
+  const folded = await foldHistory(js, subjects.historyAll(ns), (events, seq) => {
+    if (onProgress && events % 1000 === 0) onProgress("read", Math.min(seq, total), total);
   });
-  return { js, states, events, rejected, last };
+  return { js, ...folded };
 }
 
 /**

@@ -1,31 +1,12 @@
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
-import {
-  Buckets,
-  decodeEvent,
-  evolve,
-  isTerminal,
-  keys,
-  type RunState,
-  Streams,
-  slimState,
-  subjects,
-} from "@taskjet/schemas";
+import { Buckets, isTerminal, keys, type RunState, slimState, subjects } from "@taskjet/schemas";
 import type { Publisher } from "../log/append.js";
+import { foldHistory } from "../log/fold.js";
 import { scan } from "../log/scan.js";
+import { exceeds } from "../nats/connect.js";
 
 const decoder = new TextDecoder();
-
-/** The largest message the server takes (its `max_payload`). */
-export function maxPayloadOf(nc: NatsConnection): number {
-  return nc.info?.max_payload ?? 1024 * 1024;
-}
-
-/** Whether `json` is more bytes than `max` (UTF-8 takes at most 3 bytes per UTF-16 unit: most need no count). */
-export function exceeds(json: string, max: number): boolean {
-  return json.length * 3 > max && Buffer.byteLength(json) > max;
-}
 
 /** The `TJ_RUNS` projection of one namespace: run states plus the projector's checkpoint. */
 export class RunStore {
@@ -71,12 +52,7 @@ export class RunStore {
 
   /** A run's state folded from its whole history (for a run stored slim). */
   private async fromLog(runId: string): Promise<RunState | undefined> {
-    let state: RunState | undefined;
-    await scan(this.js, Streams.history, subjects.history(this.ns, runId), { startSeq: 1 }, (m) => {
-      const decoded = decodeEvent(m.data, runId);
-      if (decoded.ok) state = evolve(state, decoded.event, m.seq) ?? state;
-    });
-    return state;
+    return (await foldHistory(this.js, subjects.history(this.ns, runId))).states.get(runId);
   }
 
   /** Every run state of the namespace, optionally only those not finished. */

@@ -52,9 +52,19 @@ export async function appendEvent(
   }
 }
 
-/** What a NATS failover looks like to a request (no leader yet, a dead server): worth trying again shortly. */
+/** JetStream's "system temporarily unavailable": a stream or meta leader being elected. */
+const UNAVAILABLE = 10008;
+
+/**
+ * What a NATS failover looks like to a request (no leader yet, a dead server, an election under way): worth trying
+ * again shortly. Appends retry with their dedup id, so one stored before the error is not stored twice.
+ */
 export function isTransient(err: unknown): boolean {
-  return err instanceof jserrors.JetStreamNotEnabled || err instanceof TimeoutError;
+  return (
+    err instanceof jserrors.JetStreamNotEnabled ||
+    err instanceof TimeoutError ||
+    (err instanceof JetStreamApiError && err.code === UNAVAILABLE)
+  );
 }
 
 async function streamExists(conn: Connection): Promise<boolean> {

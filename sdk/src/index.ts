@@ -42,6 +42,8 @@ export {
   type WorkerRegistration,
 } from "@taskjet/schemas";
 export type { ApiTokenInfo, ApiTokensClient } from "./api-tokens.js";
+/** @internal the engine retries its requests through a failover on the same errors */
+export { isTransient } from "./append.js";
 export type { StreamChunk } from "./chunks.js";
 export { Taskjet } from "./client.js";
 export { type ClientOptions, DEFAULT_NATS_URL } from "./config.js";

@@ -1,15 +1,9 @@
-import {
-  JetStreamApiError,
-  type JetStreamManager,
-  RetentionPolicy,
-  StorageType,
-  type StreamConfig,
-} from "@nats-io/jetstream";
-import { jserrors } from "@nats-io/jetstream/internal";
+import { type JetStreamManager, RetentionPolicy, StorageType, type StreamConfig } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { nanos, TimeoutError } from "@nats-io/transport-node";
+import { nanos } from "@nats-io/transport-node";
 import { Buckets, RetiredStreams, StreamSubjects, Streams } from "@taskjet/schemas";
+import { isTransient } from "@taskjet/sdk";
 import type { Logger } from "pino";
 
 /** What the engine asks of the streams and buckets it creates. */
@@ -94,15 +88,6 @@ export async function provision(
       await new Promise((r) => setTimeout(r, Math.min(2000, 200 * 2 ** attempt)));
     }
   }
-}
-
-function isTransient(err: unknown): boolean {
-  const unavailable = 10008; // JetStream system temporarily unavailable
-  return (
-    err instanceof jserrors.JetStreamNotEnabled ||
-    err instanceof TimeoutError ||
-    (err instanceof JetStreamApiError && err.code === unavailable)
-  );
 }
 
 async function provisionOnce(

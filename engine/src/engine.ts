@@ -1,15 +1,7 @@
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import {
-  Buckets,
-  kvClaimStore,
-  newId,
-  type RunState,
-  runEnd,
-  subjects,
-  type TaskjetEventInput,
-} from "@taskjet/schemas";
+import { Buckets, kvClaimStore, newId, type TaskjetEventInput } from "@taskjet/schemas";
 import { inboxPrefixOf, StreamPublisher } from "@taskjet/sdk";
 import { type Logger, pino } from "pino";
 import { type EngineConfig, type EngineConfigInput, resolveEngineConfig } from "./config.js";
@@ -27,7 +19,7 @@ import { Leases } from "./leases/leases.js";
 import { appendEvent } from "./log/append.js";
 import { LEASE_RENEW_MS, LEASE_TTL_MS, provision } from "./log/provision.js";
 import { EngineMetrics, type NamespaceMetrics } from "./metrics/metrics.js";
-import { connectNats, exceeds, maxPayloadOf } from "./nats/connect.js";
+import { connectNats, maxPayloadOf } from "./nats/connect.js";
 import { Projector } from "./projector/projector.js";
 import { RunStore } from "./projector/run-store.js";
 import { Definitions } from "./scheduler/definitions.js";
@@ -38,6 +30,7 @@ import { Retrier } from "./timers/retrier.js";
 import { Schedules } from "./timers/schedules.js";
 import { Timeouts } from "./timers/timeouts.js";
 import { systemClock, Timers } from "./timers/timers.js";
+import { RunEnds } from "./waiters/run-ends.js";
 import { WorkerRegistry } from "./workers/registry.js";
 import { listenForFreedSlots } from "./workers/slots-freed.js";
 
@@ -74,6 +67,7 @@ class NamespaceRuntime {
   private readonly timers: Timers;
 
   private readonly log: Logger;
+  private readonly ends: RunEnds;
   private stopInspection: (() => void) | undefined;
   private freedSlots: Subscription | undefined;
 
@@ -91,6 +85,7 @@ class NamespaceRuntime {
     const nsLog = log.child({ ns });
     const append = (event: TaskjetEventInput, expectedSeq: number) => appendEvent(publisher, ns, event, expectedSeq);
     this.log = nsLog.child({ module: "engine" });
+    this.ends = new RunEnds({ nc, ns, log: nsLog.child({ module: "run-ends" }) });
     const dispatcher = new Dispatcher({
       nc,
       ns,
@@ -113,7 +108,7 @@ class NamespaceRuntime {
         this.scheduler.onChange(change);
         this.metrics?.observe(change);
       },
-      onEnded: (state) => this.announceEnd(state),
+      onEnded: (state) => this.ends.announce(state),
     });
     this.timers = new Timers(systemClock);
     const retrier = new Retrier({
@@ -241,24 +236,6 @@ class NamespaceRuntime {
     };
   }
 
-  /**
-   * Tells whoever waits for the run (`run()`, `result()`) how it ended. Core NATS: an announcement lost with a dropped
-   * connection is made up for by the waiter reading the run on its reconnect, and one lost with a crashed engine by
-   * the next leader, which folds the same event again (the checkpoint passes it only after this connection wrote the
-   * run's state, behind the announcement).
-   */
-  private announceEnd(state: RunState): void {
-    const end = runEnd(state);
-    let json = JSON.stringify(end);
-    // An output too large for one message: the waiter reads the run.
-    if (exceeds(json, maxPayloadOf(this.nc))) json = JSON.stringify({ ...end, output: undefined, slim: true });
-    try {
-      this.nc.publish(subjects.ended(this.ns, state.runId), json);
-    } catch (err) {
-      this.log.debug({ err, runId: state.runId }, "could not announce a run's end");
-    }
-  }
-
   /** `flush`: write pending projections (not when the lease was lost: the new leader re-reads them from the log). */
   async stop(flush: boolean): Promise<void> {
     this.stopInspection?.();
@@ -271,6 +248,12 @@ class NamespaceRuntime {
     this.registry.stop();
     this.definitions.stop();
     await this.projector.stop(flush);
+    this.ends.stop();
+  }
+
+  /** The engine's connection came back after a drop. */
+  reconnected(): void {
+    this.ends.again();
   }
 }
 
@@ -278,6 +261,10 @@ type Kvs = Record<
   "runs" | "workers" | "defs" | "rateLimits" | "crons" | "idempotency",
   Awaited<ReturnType<Kvm["open"]>>
 >;
+
+async function watchReconnects(nc: NatsConnection, onReconnect: () => void): Promise<void> {
+  for await (const status of nc.status()) if (status.type === "reconnect") onReconnect();
+}
 
 /**
  * The composition root.
@@ -313,6 +300,9 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
       state = "started";
       try {
         nc = deps.connection ?? (await connectNats(config.servers, "taskjet-engine", config.access));
+        watchReconnects(nc, () => {
+          for (const rt of runtimes.values()) rt.reconnected();
+        }).catch((err) => log.warn({ err }, "connection status watch ended"));
         const js = jetstream(nc);
         const jsm = await jetstreamManager(nc);
         const publisher = new StreamPublisher(nc, inboxPrefixOf(nc));

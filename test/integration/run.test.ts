@@ -1,6 +1,7 @@
 import { RunStatuses, TaskRunError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import { startTcpProxy } from "../harness/tcp-proxy.js";
 
 const nats = useNatsServer();
 
@@ -47,5 +48,49 @@ describe("run", () => {
     await eventually(async () => ((await tj.runs.get(ref.runId)).status === RunStatuses.failed ? true : undefined));
     await tj.close();
     await engine.stop();
+  });
+
+  it("run - resolves although the engine's server dropped the announcement of the run's end: the engine announces recent ends again after it reconnects", async () => {
+    const namespace = uniqueNamespace();
+    // The engine alone talks through the proxy; the waiting client and the worker talk to the server directly.
+    const proxy = await startTcpProxy({ host: "127.0.0.1", port: nats.server.port });
+    const engine = await startEngine(proxy.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    let started: () => void = () => undefined;
+    const running = new Promise<void>((r) => {
+      started = r;
+    });
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    const held = tj.task({
+      name: "held",
+      fn: async (input: { n: number }) => {
+        started();
+        await gate;
+        return { n: input.n * 2 };
+      },
+    });
+    const worker = await tj.worker("w1", { workflows: [held], slots: 1 });
+    await worker.start();
+    let settled = false;
+    const result = held.run({ n: 21 }).finally(() => {
+      settled = true;
+    });
+    await running;
+    // From here the server never reads what the engine writes: it folds the result and announces the end into the
+    // void, as into a server that dies before passing it on to the waiter's.
+    proxy.swallow();
+    open();
+    await eventually(() => (worker.runningCount === 0 ? true : undefined));
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(settled).toBe(false);
+    // The engine's connection drops; it reconnects (through the proxy, which passes everything now).
+    proxy.cut();
+    await expect(result).resolves.toEqual({ n: 42 });
+    await tj.close();
+    await engine.stop();
+    await proxy.close();
   });
 });

@@ -92,7 +92,7 @@ let waitMode = "stream";
 let cpuFrom; // the producer's and nats-server's CPU at `prepare`
 
 function startEngine(ns) {
-  const child = spawn(process.execPath, [__filename, "--tj-engine", ns], {
+  const child = spawn(process.execPath, [...process.execArgv, __filename, "--tj-engine", ns], {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
     env: process.env,
   });

@@ -5,6 +5,7 @@
  *
  *   node --import tsx bench/tools/nats-server-perf.ts --pids 1234,1235,1236 --seconds 10 [--top 40]
  *   node --import tsx bench/tools/nats-server-perf.ts --port 14222 --seconds 10     # the server on that client port
+ *   ... --callers 'Debugf'                       # also: which functions call the matching ones (innermost match)
  *
  * Start it while a bench runs (e.g. `throughput.ts --n 100000`, or `--cluster` with every node's pid). Needs `perf`
  * (Debian's linux-perf) and root or kernel.perf_event_paranoid ≤ 1. Go keeps frame pointers, so stacks are whole.
@@ -22,6 +23,8 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "10" },
     top: { type: "string", default: "40" },
     freq: { type: "string", default: "999" },
+    /** Also list who calls the functions whose name matches this regex (the frame above each match). */
+    callers: { type: "string" },
   },
 });
 
@@ -122,6 +125,8 @@ function nameOf(ip: string, kernelSym: string): string {
 function report(script: string): void {
   const self = new Map<string, number>();
   const incl = new Map<string, number>();
+  const callers = new Map<string, number>();
+  const calleeRe = values.callers ? new RegExp(values.callers) : undefined;
   let samples = 0;
   for (const block of script.split("\n\n")) {
     const frames = block
@@ -133,6 +138,11 @@ function report(script: string): void {
     samples++;
     self.set(frames[0] as string, (self.get(frames[0] as string) ?? 0) + 1);
     for (const f of new Set(frames)) incl.set(f, (incl.get(f) ?? 0) + 1);
+    const at = calleeRe ? frames.findIndex((f) => calleeRe.test(f)) : -1;
+    if (at >= 0) {
+      const k = `${frames[at + 1] ?? "(top)"} → ${frames[at]}`;
+      callers.set(k, (callers.get(k) ?? 0) + 1);
+    }
   }
   const top = Number(values.top);
   const table = (title: string, m: Map<string, number>) => {
@@ -144,4 +154,5 @@ function report(script: string): void {
   console.log(`### nats-server ${pids.join(",")} (${binary}): ${samples} samples over ${values.seconds} s`);
   table("self", self);
   table("inclusive", incl);
+  if (calleeRe) table("caller → callee", callers);
 }

@@ -66,6 +66,7 @@ export const subjects = {
    * event that ended it: `run()` and `result()` wait here, without a consumer.
    */
   ended: (ns: string, runId: string) => `tj.${ns}.ended.${runId}`,
+  endedAll: (ns: string) => `tj.${ns}.ended.*`,
   /**
    * Engine → worker assignments (core NATS, not captured: an assignment is derived from the history, and one lost on
    * a reconnect is sent again by the engine).

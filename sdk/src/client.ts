@@ -106,7 +106,7 @@ export class Taskjet implements Triggers {
     /** Whether `close` drains the connection: not one borrowed with `fromConnection`. */
     private readonly ownsConnection = true,
   ) {
-    this.runs = new RunsClient(connection, config.namespace);
+    this.runs = new RunsClient(connection, config.namespace, config.logger);
     this.ratelimits = new RateLimitsClient(connection, config.namespace);
     this.scheduled = new ScheduledClient(connection, config.namespace, this.runs);
     this.idempotency = new IdempotencyKeys(connection, config.namespace);

@@ -23,6 +23,7 @@ export {
   type RecordedError,
   RUN_STATUS_VALUES,
   RunCancelledError,
+  type RunEnd,
   RunNotFoundError,
   RunNotScheduledError,
   type RunOptions,

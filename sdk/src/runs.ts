@@ -7,8 +7,10 @@ import {
   evolve,
   isTerminal,
   keys,
+  type Logger,
   makeEvent,
   RUN_STATUS_VALUES,
+  type RunEnd,
   RunNotFoundError,
   type RunState,
   type RunStatus,
@@ -72,6 +74,7 @@ export class RunsClient {
   constructor(
     private readonly conn: Connection,
     private readonly ns: string,
+    private readonly log: Logger,
   ) {}
 
   /**
@@ -208,6 +211,33 @@ export class RunsClient {
   async read(runId: string, known: RunState | undefined): Promise<RunState | undefined> {
     if (known) return readTail(this.conn, this.ns, runId, known);
     return readRunState(this.conn, await this.bucket(), this.ns, runId);
+  }
+
+  /**
+   * Calls `listener` with every run of the namespace that ends from now on, as the engine announces it: its status,
+   * output or error, and its tasks' statuses (`slim: true` without the output when that did not fit in one message:
+   * `get` has it). Live, like any subscription: ends announced while this client is disconnected are not replayed
+   * (`list` has them), and one may come twice (an engine announces its latest ends again after a reconnect). What the
+   * listener throws is logged.
+   * @returns a function that stops listening
+   */
+  onEnd(listener: (end: RunEnd) => void): () => void {
+    const sub = this.conn.nc.subscribe(subjects.endedAll(this.ns), {
+      callback: (_err, msg) => {
+        let end: RunEnd;
+        try {
+          end = JSON.parse(decoder.decode(msg.data)) as RunEnd;
+        } catch {
+          return; // not an engine's announcement
+        }
+        try {
+          listener(end);
+        } catch (err) {
+          this.log.error({ err, runId: end.runId }, "runs.onEnd listener threw");
+        }
+      },
+    });
+    return () => sub.unsubscribe();
   }
 
   /**

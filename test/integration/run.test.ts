@@ -1,4 +1,4 @@
-import { RunStatuses, TaskRunError } from "@taskjet/sdk";
+import { type RunEnd, RunStatuses, TaskRunError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
 import { startTcpProxy } from "../harness/tcp-proxy.js";
@@ -92,5 +92,44 @@ describe("run", () => {
     await tj.close();
     await engine.stop();
     await proxy.close();
+  });
+
+  it("runs.onEnd - hears every run of its namespace end, with its output or error, until stopped", async () => {
+    const namespace = uniqueNamespace();
+    const other = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace, other] });
+    const tj = await connectClient(nats.url, { namespace });
+    const tjOther = await connectClient(nats.url, { namespace: other });
+    const ends: RunEnd[] = [];
+    const stop = tj.runs.onEnd((end) => ends.push(end));
+    const decl = (c: typeof tj) =>
+      c.task({
+        name: "half",
+        fn: async (input: { n: number }) => {
+          if (input.n < 0) throw new Error(`negative: ${input.n}`);
+          return { half: input.n / 2 };
+        },
+      });
+    const half = decl(tj);
+    const halfOther = decl(tjOther);
+    const worker = await tj.worker("w", { workflows: [half] });
+    await worker.start();
+    const workerOther = await tjOther.worker("w", { workflows: [halfOther] });
+    await workerOther.start();
+    const refs = await Promise.all([half.runNoWait({ n: 4 }), half.runNoWait({ n: 10 }), half.runNoWait({ n: -1 })]);
+    await halfOther.run({ n: 2 });
+    await Promise.allSettled(refs.map((r) => r.result()));
+    const byRun = new Map(ends.map((e) => [e.runId, e]));
+    expect(byRun.size).toBe(3);
+    expect(byRun.get(refs[0].runId)).toMatchObject({ status: "COMPLETED", output: { half: 2 }, workflowName: "half" });
+    expect(byRun.get(refs[1].runId)).toMatchObject({ status: "COMPLETED", output: { half: 5 } });
+    expect(byRun.get(refs[2].runId)).toMatchObject({ status: "FAILED", error: { message: "negative: -1" } });
+    expect(byRun.get(refs[2].runId)?.tasks).toEqual([{ taskName: "half", status: "FAILED" }]);
+    stop();
+    await half.run({ n: 6 });
+    expect(new Set(ends.map((e) => e.runId)).size).toBe(3);
+    await tj.close();
+    await tjOther.close();
+    await engine.stop();
   });
 });

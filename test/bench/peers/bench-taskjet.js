@@ -12,10 +12,10 @@
 //
 // Mapping: enqueueOne = tj.runNoWait (returns once RunCreated is stored); enqueueBulk = one tj.runManyNoWait call
 // per chunk (returns once every RunCreated of the chunk is stored; the SDK pipelines the appends, up to 1024 in
-// flight; throws if any element failed); countDone = distinct runs whose TaskCompleted the producer has read from the
-// stream (one ordered consumer per test over the namespace's history subjects); waitDone = resolved by that same reader
-// (opt.wait=stream, default; like BullMQ's shared QueueEvents) or by the SDK's ref.result() (opt.wait=ref: reads
-// the run, then listens for the engine's announcement of its end). No retries exist yet: leave retry50 out of --tests.
+// flight; throws if any element failed); countDone = distinct runs the producer has heard complete (`tj.runs.onEnd`:
+// the engine's announcements of run ends, like BullMQ's QueueEvents); waitDone = resolved by that same listener
+// (opt.wait=ends, default) or by the SDK's ref.result() (opt.wait=ref: reads the run, then listens for the engine's
+// announcement of its end). The retry test's options are not mapped: leave retry50 out of --tests.
 //
 // For experiments, not for published runs: TJ_BENCH_CPU=1 prints the CPU each process used per test (see below);
 // TJ_ENGINE_CONFIG='{"projectionActiveDelayMs":30000}' merges into the engine's configuration.
@@ -88,7 +88,7 @@ let admin; // { nc, jsm } for purges
 let engineChild;
 let tj; // producer client of the current test
 let reader; // the producer's completion reader of the current test
-let waitMode = "stream";
+let waitMode = "ends";
 let cpuFrom; // the producer's and nats-server's CPU at `prepare`
 
 function startEngine(ns) {
@@ -120,26 +120,18 @@ async function stopEngine() {
   clearTimeout(t);
 }
 
-/** Distinct runs whose TaskCompleted is in the stream, read by one ordered consumer; resolves waiters by run id. */
-async function startReader(ns) {
-  const { DeliverPolicy } = fromRoot("@nats-io/jetstream");
-  const consumer = await tj.connection.js.consumers.get("TJ_HISTORY", {
-    filter_subjects: `tj.${ns}.hist.*`,
-    deliver_policy: DeliverPolicy.New,
-  });
+/** Distinct runs heard completing (`tj.runs.onEnd`, the engine's announcements); resolves waiters by run id. */
+function startReader() {
   const done = new Set();
   const waiters = new Map();
-  const messages = await consumer.consume({
-    callback: (m) => {
-      const event = m.json();
-      if (event.type !== "TaskCompleted" || done.has(event.runId)) return;
-      done.add(event.runId);
-      const w = waiters.get(event.runId);
-      if (w) {
-        waiters.delete(event.runId);
-        w.resolve();
-      }
-    },
+  const stop = tj.runs.onEnd((end) => {
+    if (end.status !== "COMPLETED" || done.has(end.runId)) return;
+    done.add(end.runId);
+    const w = waiters.get(end.runId);
+    if (w) {
+      waiters.delete(end.runId);
+      w.resolve();
+    }
   });
   return {
     done,
@@ -151,7 +143,7 @@ async function startReader(ns) {
       for (const w of waiters.values()) w.reject(new Error("aborted"));
       waiters.clear();
     },
-    stop: () => messages.close(),
+    stop,
   };
 }
 
@@ -162,16 +154,16 @@ const adapter = {
     backend: "nats-server 2.9.10 JetStream (file store, R1, default sync_interval 2 min), one engine process",
     worker: "tj.worker(slots = c), no-op task returning {}",
     enqueue: "runManyNoWait per chunk of 1,000 (one bulk call, appends pipelined by the SDK)",
-    runAndWait: `${c.opts?.wait || "stream"}: ${
+    runAndWait: `${c.opts?.wait || "ends"}: ${
       c.opts?.wait === "ref"
         ? "SDK ref.result() (re-reads the run's history, then listens)"
-        : "one ordered consumer per test over the namespace's history, resolving waiters by run id"
+        : "one tj.runs.onEnd listener per test (the engine's announcements of run ends), resolving waiters by run id"
     }`,
     node: "default flags",
   }),
 
   async init(c) {
-    waitMode = c.opts?.wait || "stream";
+    waitMode = c.opts?.wait || "ends";
     const { connect } = fromRoot("@nats-io/transport-node");
     const { jetstreamManager } = fromRoot("@nats-io/jetstream");
     const nc = await connect({ servers: NATS_URL, name: "bench-admin", noAsyncTraces: true });
@@ -185,7 +177,7 @@ const adapter = {
     engineChild = await startEngine(queue);
     const { Taskjet } = await importDist("sdk");
     tj = await Taskjet.connect({ servers: NATS_URL, namespace: queue, name: "bench-producer" });
-    reader = await startReader(queue);
+    reader = startReader();
     if (REPORT_CPU) cpuFrom = { node: process.cpuUsage(), nats: natsServerCpuS() };
   },
   async enqueueOne(data) {

@@ -262,6 +262,7 @@ type Kvs = Record<
   Awaited<ReturnType<Kvm["open"]>>
 >;
 
+/** Until the connection closes: after a reconnect, what went out just before the drop may not have got through. */
 async function watchReconnects(nc: NatsConnection, onReconnect: () => void): Promise<void> {
   for await (const status of nc.status()) if (status.type === "reconnect") onReconnect();
 }

@@ -220,8 +220,12 @@ export class RunsClient {
    * (`list` has them), and one may come twice (an engine announces its latest ends again after a reconnect). What the
    * listener throws is logged.
    * @returns a function that stops listening
+   * @throws ValidationError when `listener` is not a function
    */
   onEnd(listener: (end: RunEnd) => void): () => void {
+    if (typeof listener !== "function") {
+      throw new ValidationError([{ path: "listener", message: `must be a function, got ${typeof listener}` }]);
+    }
     const sub = this.conn.nc.subscribe(subjects.endedAll(this.ns), {
       callback: (_err, msg) => {
         let end: RunEnd;

@@ -126,6 +126,7 @@ describe("run", () => {
     expect(byRun.get(refs[2].runId)).toMatchObject({ status: "FAILED", error: { message: "negative: -1" } });
     expect(byRun.get(refs[2].runId)?.tasks).toEqual([{ taskName: "half", status: "FAILED" }]);
     stop();
+    expect(() => tj.runs.onEnd("log" as never)).toThrow(/listener: must be a function, got string/);
     await half.run({ n: 6 });
     expect(new Set(ends.map((e) => e.runId)).size).toBe(3);
     await tj.close();

@@ -11,7 +11,8 @@
  *   --phases throughput,latency                             --warm 2000      warm-up runs before the phases
  *   --semi 32          --max-semi-space-size of the children (0: node's default)
  *   --count-ops        count every publish per process by subject kind (a Map increment per publish)
- *   --cpu-prof engine,worker[,client]  CPU-profile these processes during the (last) throughput rep
+ *   --cpu-prof engine,worker[,client]  CPU-profile these processes during the (last) throughput rep, or during the
+ *                      latency phase when it runs alone (`--phases latency`: what a task costs when nothing batches)
  *   --prof-dir /tmp/tj-prof             where the .cpuprofile files go
  *   --flush-ms 25      the engine's projectionFlushMs (KV projection coalescing window; engine default 25)
  *   --what-if cancel,ulid  apply a suggested fix at runtime in the child processes only (see lib/whatif.ts)
@@ -222,16 +223,25 @@ async function main(): Promise<void> {
     };
 
     const results: Record<string, unknown> = {};
+    const profStart = async () => {
+      mkdirSync(PROF_DIR, { recursive: true });
+      for (const r of PROFILED) await procs[r as Role].request("profStart", { intervalUs: 500 });
+    };
+    const profStop = async (suffix: string) => {
+      const files: string[] = [];
+      for (const p of PROFILED) {
+        const file = join(PROF_DIR, `${p}${suffix}.cpuprofile`);
+        files.push(await procs[p as Role].request<string>("profStop", { file }));
+      }
+      return files;
+    };
 
     if (PHASES.has("throughput")) {
       const reps: unknown[] = [];
       for (let rep = 1; rep <= REPS; rep++) {
         await procs.worker.request("reset");
         const profile = rep === REPS && PROFILED.size > 0;
-        if (profile) {
-          mkdirSync(PROF_DIR, { recursive: true });
-          for (const r of PROFILED) await procs[r as Role].request("profStart", { intervalUs: 500 });
-        }
+        if (profile) await profStart();
         const loadBefore = load();
         const a = await snapshot();
         const r = await procs.client.request<{ rate: number; completed: number; ms: number }>("throughput", {
@@ -240,12 +250,7 @@ async function main(): Promise<void> {
           mode: MODE,
         });
         const b = await snapshot();
-        const files: string[] = [];
-        if (profile) {
-          for (const p of PROFILED) {
-            files.push(await procs[p as Role].request<string>("profStop", { file: join(PROF_DIR, `${p}.cpuprofile`) }));
-          }
-        }
+        const files = profile ? await profStop("") : [];
         const { calls } = await procs.worker.request<{ calls: number }>("samples");
         const rec = {
           loadBefore,
@@ -265,6 +270,8 @@ async function main(): Promise<void> {
     if (PHASES.has("latency")) {
       await procs.client.request("warm", { n: 200, inflight: 10 });
       await procs.worker.request("reset");
+      const profile = PROFILED.size > 0 && !PHASES.has("throughput");
+      if (profile) await profStart();
       const loadBefore = load();
       const a = await snapshot();
       const r = await procs.client.request<{ n: number; runAndWait: unknown }>("latency", {
@@ -273,6 +280,7 @@ async function main(): Promise<void> {
         mode: LAT_MODE,
       });
       const b = await snapshot();
+      const files = profile ? await profStop("-latency") : [];
       const { startLatency, calls } = await procs.worker.request<{ startLatency: number[]; calls: number }>("samples");
       const start = new Float64Array(r.n).fill(Number.NaN);
       for (let k = 0; k < startLatency.length; k += 2) start[startLatency[k] as number] = startLatency[k + 1] as number;
@@ -282,6 +290,7 @@ async function main(): Promise<void> {
         workerCalls: calls,
         triggerToStart: percentiles(start),
         ...account(a, b, r.n),
+        ...(files.length ? { profiles: files } : {}),
       };
       console.error(`[bench] latency done (load ${loadBefore})`);
     }

@@ -33,13 +33,17 @@ describe("history", () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });
     const tj = await connectClient(nats.url, { namespace });
+    let lateReturned = false;
     const flaky = tj.task({
       name: "flaky",
       retries: 2,
       executionTimeout: "400ms",
       fn: async (_input, ctx) => {
         if (ctx.retryCount() === 0) throw new Error("first try breaks");
-        if (ctx.retryCount() === 1) await sleep(2000); // past the execution timeout
+        if (ctx.retryCount() === 1) {
+          await sleep(2000); // past the execution timeout, ignoring the abort signal
+          lateReturned = true;
+        }
         return { ok: true };
       },
     });
@@ -47,7 +51,16 @@ describe("history", () => {
     await worker.start();
     const ref = await flaky.runNoWait({});
     expect(await ref.result()).toEqual({ ok: true });
-    const rows = await timeline(namespace, ref.runId);
+    // The timed-out attempt returns late: its result is recorded as ReportIgnored (invariant 4), before or after the
+    // retry's, depending on the machine's speed.
+    await eventually(() => (lateReturned ? true : undefined));
+    let all: string[][] = [];
+    await eventually(async () => {
+      all = await timeline(namespace, ref.runId);
+      return all.some((r) => r[3] === "ReportIgnored") ? true : undefined;
+    });
+    expect(all.filter((r) => r[3] === "ReportIgnored").map((r) => r[4])).toEqual(["flaky/1"]);
+    const rows = all.filter((r) => r[3] !== "ReportIgnored");
     const events = rows.map((r) => [r[3], r[4], r[6] ?? ""]);
     expect(events.map((e) => e[0])).toEqual([
       "RunCreated",

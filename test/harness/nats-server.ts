@@ -109,6 +109,15 @@ export async function launch(configFile: string, dir: string, env?: Record<strin
   return child;
 }
 
+/** The ports file's content, or undefined while nats-server is still writing it (seen empty once in CI). */
+function parsePorts(text: string): { nats?: string[] } | undefined {
+  try {
+    return JSON.parse(text) as { nats?: string[] };
+  } catch {
+    return undefined;
+  }
+}
+
 /** Waits for the ports file nats-server writes once it listens; its client port. */
 export async function readPort(dir: string, child: ChildProcess): Promise<number> {
   const deadline = Date.now() + 10_000;
@@ -119,8 +128,7 @@ export async function readPort(dir: string, child: ChildProcess): Promise<number
     }
     const file = (await readdir(dir)).find((f) => f.endsWith(".ports"));
     if (file) {
-      const ports = JSON.parse(await readFile(join(dir, file), "utf8")) as { nats: string[] };
-      const url = ports.nats[0];
+      const url = parsePorts(await readFile(join(dir, file), "utf8"))?.nats?.[0];
       if (url) return Number(new URL(url).port);
     }
     await new Promise((r) => setTimeout(r, 20));

@@ -5,11 +5,14 @@ import { exceeds, maxPayloadOf } from "../nats/connect.js";
 
 /**
  * How long an end is kept for `again` (to twice this): a dying server is noticed when its socket closes, and the
- * connection reconnects every 250 ms (`connectNats`).
+ * connection reconnects every 250 ms (`connectNats`), so the ends at risk are those of the last second or so.
  */
-const KEPT_MS = 5000;
-/** Ends kept per generation at most: beyond, the generation turns early (the latest are the ones at risk). */
-const MAX_KEPT = 50_000;
+const KEPT_MS = 3000;
+/**
+ * Ends kept per generation at most: beyond, the generation turns early (the latest are the ones at risk). Bounds what
+ * `again` sends at once, synchronously, to 40,000 short messages.
+ */
+const MAX_KEPT = 20_000;
 
 interface Announced {
   subject: string;

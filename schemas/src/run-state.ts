@@ -135,6 +135,22 @@ export interface RunEnd {
   slim?: true;
 }
 
+const decoder = new TextDecoder();
+
+/** An announcement read off `subjects.ended`, or undefined for anything that is not one. */
+export function decodeRunEnd(data: Uint8Array): RunEnd | undefined {
+  let end: unknown;
+  try {
+    end = JSON.parse(decoder.decode(data));
+  } catch {
+    return undefined;
+  }
+  const e = end as Partial<RunEnd> | null;
+  return typeof e === "object" && e !== null && typeof e.runId === "string" && typeof e.status === "string"
+    ? (e as RunEnd)
+    : undefined;
+}
+
 export function runEnd(state: RunState): RunEnd {
   const { runId, workflowName, status, lastSeq, output, error } = state;
   return {

@@ -62,8 +62,8 @@ export const subjects = {
   /** Every run's history in a namespace. */
   historyAll: (ns: string) => `tj.${ns}.hist.*`,
   /**
-   * Where the engine announces a run's final state (core NATS, not captured: the `RunState` JSON) once it folds the
-   * event that ended it: `run()` and `result()` wait here, without a consumer.
+   * Where the engine announces how a run ended (core NATS, not captured: a `RunEnd`) once it folds the event that
+   * ended it: `run()`, `result()` and `runs.onEnd` listen here, without a consumer.
    */
   ended: (ns: string, runId: string) => `tj.${ns}.ended.${runId}`,
   endedAll: (ns: string) => `tj.${ns}.ended.*`,

@@ -3,6 +3,7 @@ import {
   AppendConflictError,
   Buckets,
   checkToken,
+  decodeRunEnd,
   EventTypes,
   evolve,
   isTerminal,
@@ -228,12 +229,8 @@ export class RunsClient {
     }
     const sub = this.conn.nc.subscribe(subjects.endedAll(this.ns), {
       callback: (_err, msg) => {
-        let end: RunEnd;
-        try {
-          end = JSON.parse(decoder.decode(msg.data)) as RunEnd;
-        } catch {
-          return; // not an engine's announcement
-        }
+        const end = decodeRunEnd(msg.data);
+        if (!end) return; // not an engine's announcement
         try {
           listener(end);
         } catch (err) {

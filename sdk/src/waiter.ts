@@ -1,5 +1,5 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { isTerminal, type RunEnd, type RunState, subjects } from "@taskjet/schemas";
+import { decodeRunEnd, isTerminal, type RunEnd, type RunState, subjects } from "@taskjet/schemas";
 
 /**
  * Waits for one run to finish without a consumer: a plain subscription on `tj.<ns>.ended.<runId>`, where the engine
@@ -28,12 +28,8 @@ export class RunWaiter {
     });
     this.sub = nc.subscribe(subjects.ended(ns, runId), {
       callback: (_err, msg) => {
-        let end: RunEnd;
-        try {
-          end = JSON.parse(decoder.decode(msg.data)) as RunEnd;
-        } catch {
-          return; // not the engine's: the run's own end still comes, or a catch-up reads it
-        }
+        const end = decodeRunEnd(msg.data);
+        // Not the engine's: the run's own end still comes, or a catch-up reads it.
         if (end?.runId !== this.runId || this.settled) return;
         if (end.slim) this.onSlim(this);
         else this.adopt(end);
@@ -69,5 +65,3 @@ export class RunWaiter {
     this.onSettled(this);
   }
 }
-
-const decoder = new TextDecoder();

@@ -1,5 +1,5 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { type NatsAccess, natsOptionNames, resolveNatsAccess } from "@taskjet/schemas";
+import { DEFAULT_MAX_PAYLOAD_BYTES, type NatsAccess, natsOptionNames, resolveNatsAccess } from "@taskjet/schemas";
 import { connectionError, natsAccessOptions } from "@taskjet/sdk";
 
 /**
@@ -29,7 +29,7 @@ export async function connectNats(
 
 /** The largest message the server takes (its `max_payload`). */
 export function maxPayloadOf(nc: NatsConnection): number {
-  return nc.info?.max_payload ?? 1024 * 1024;
+  return nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD_BYTES;
 }
 
 /** Whether `json` is more bytes than `max` (UTF-8 takes at most 3 bytes per UTF-16 unit: most need no count). */

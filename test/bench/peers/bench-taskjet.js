@@ -156,7 +156,7 @@ const adapter = {
     enqueue: "runManyNoWait per chunk of 1,000 (one bulk call, appends pipelined by the SDK)",
     runAndWait: `${c.opts?.wait || "ends"}: ${
       c.opts?.wait === "ref"
-        ? "SDK ref.result() (re-reads the run's history, then listens)"
+        ? "SDK ref.result() (listens for the run's end, then reads the run)"
         : "one tj.runs.onEnd listener per test (the engine's announcements of run ends), resolving waiters by run id"
     }`,
     node: "default flags",

@@ -196,8 +196,8 @@ class NamespaceRuntime {
     this.log.debug({}, "workers loaded");
     await this.projector.start();
     this.scheduler.recover();
-    this.freedSlots = listenForFreedSlots(this.nc, this.ns, this.log, (workerId, attempts) =>
-      this.scheduler.slotsFreed(workerId, attempts),
+    this.freedSlots = listenForFreedSlots(this.nc, this.ns, this.log, (workerId, attempts, returned) =>
+      this.scheduler.slotsFreed(workerId, attempts, returned),
     );
     this.projector.coolDown();
     await this.crons.start();

@@ -128,10 +128,17 @@ export type ControlMessage = z.output<typeof ControlMessageSchema>;
  * Worker → engine: attempts whose slots this worker has just freed (core NATS, at most once; the engine frees them
  * anyway when it folds their outcomes). The engine can then place new work at once instead of after folding the log
  * up to those outcomes, which lags by however many triggers a burst queued ahead of them.
+ *
+ * `returned`: attempts placed on this worker that it gives back unstarted (they waited too long for a slot behind
+ * longer attempts, or the worker is stopping); the engine queues them again. Absent in messages of older workers.
  */
 export const SlotsFreedSchema = z.object({
   v: z.literal(1),
   attempts: z.array(z.object({ taskRunId: token, attempt: z.number().int().min(0) })).max(100_000),
+  returned: z
+    .array(z.object({ runId: token, taskRunId: token, attempt: z.number().int().min(0) }))
+    .max(100_000)
+    .default([]),
 });
 export type SlotsFreed = z.output<typeof SlotsFreedSchema>;
 

@@ -228,7 +228,11 @@ describe("lost workers", () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(received).toHaveLength(1);
     const first = received[0] as (typeof received)[number];
-    const freed: SlotsFreed = { v: 1, attempts: [{ taskRunId: first.taskRunId, attempt: first.attempt }] };
+    const freed: SlotsFreed = {
+      v: 1,
+      attempts: [{ taskRunId: first.taskRunId, attempt: first.attempt }],
+      returned: [],
+    };
     nc.publish(subjects.slotsFreed(namespace, bareId), JSON.stringify(freed));
     await eventually(
       () => (received.length === 2 ? true : undefined),

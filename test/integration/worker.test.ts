@@ -175,4 +175,81 @@ describe("slots", () => {
     await tj.close();
     await engine.stop();
   });
+
+  describe("short tasks queued on a busy worker", () => {
+    /**
+     * Two clients declaring the same task `quick`, which sleeps `input.ms` and says where and when it started. The
+     * engine learns the task is short from its first attempts (`RunTimes`).
+     */
+    async function setup() {
+      const namespace = uniqueNamespace();
+      const engine = await startEngine(nats.url, { namespaces: [namespace] });
+      const clients = [await connectClient(nats.url, { namespace }), await connectClient(nats.url, { namespace })];
+      const started: Record<string, { by: string; at: number }> = {};
+      const declare = (i: 0 | 1) =>
+        (clients[i] as (typeof clients)[0]).task({
+          name: "quick",
+          fn: async (input: { id: string; ms: number }) => {
+            started[input.id] = { by: `w${i + 1}`, at: Date.now() };
+            await new Promise((r) => setTimeout(r, input.ms));
+            return { id: input.id, by: `w${i + 1}` };
+          },
+        });
+      const tasks = [declare(0), declare(1)] as const;
+      const w1 = await (clients[0] as (typeof clients)[0]).worker("w1", { workflows: [tasks[0]], slots: 1 });
+      await w1.start();
+      for (let i = 0; i < 4; i++) await tasks[0].run({ id: `warm${i}`, ms: 1 });
+      const startW2 = async () => {
+        const w2 = await (clients[1] as (typeof clients)[0]).worker("w2", { workflows: [tasks[1]], slots: 1 });
+        await w2.start();
+        return w2;
+      };
+      const close = async () => {
+        for (const c of clients) await c.close();
+        await engine.stop();
+      };
+      return { tj: clients[0] as (typeof clients)[0], quick: tasks[0], w1, startW2, started, close };
+    }
+
+    it("slots - an attempt waiting on a worker whose slot a long attempt holds is given back and runs elsewhere", async () => {
+      const { tj, quick, startW2, started, close } = await setup();
+      const long = await quick.runNoWait({ id: "long", ms: 3_000 });
+      await eventually(() => started.long);
+      const triggered = Date.now();
+      const waiting = await quick.runNoWait({ id: "waiting", ms: 1 });
+      // Placed on w1 beside the long attempt (the task is short so far): a second worker joining does not get it...
+      await new Promise((r) => setTimeout(r, 100));
+      await startW2();
+      // ...until w1 gives it back, a second after it arrived, long before the long attempt ends.
+      expect(await waiting.result()).toEqual({ id: "waiting", by: "w2" });
+      expect((started.waiting?.at ?? 0) - triggered).toBeGreaterThanOrEqual(900);
+      expect(await long.status()).toBe("RUNNING");
+      // Given back unstarted: nothing of w1 in its history.
+      expect(await historyTypes(tj, waiting.runId, { expand: true })).toEqual([
+        "RunCreated",
+        "TaskStarted",
+        "TaskCompleted",
+      ]);
+      expect(await long.result()).toEqual({ id: "long", by: "w1" });
+      await close();
+    });
+
+    it("stop - attempts waiting on a stopping worker are given back at once, not after its running ones end", async () => {
+      const { quick, w1, startW2, started, close } = await setup();
+      const long = await quick.runNoWait({ id: "long", ms: 2_000 });
+      await eventually(() => started.long);
+      const waiting = await quick.runNoWait({ id: "waiting", ms: 1 });
+      await startW2();
+      await new Promise((r) => setTimeout(r, 100));
+      // w2's slot was free: had the attempt been queued in the engine, it would have run there by now.
+      expect(started.waiting).toBeUndefined();
+      const stopAt = Date.now();
+      const stopping = w1.stop();
+      expect(await waiting.result()).toEqual({ id: "waiting", by: "w2" });
+      expect((started.waiting?.at ?? 0) - stopAt).toBeLessThan(800);
+      await stopping;
+      expect(await long.result()).toEqual({ id: "long", by: "w1" });
+      await close();
+    });
+  });
 });

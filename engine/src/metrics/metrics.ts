@@ -181,6 +181,11 @@ export class NamespaceMetrics {
       (w) => w.running,
     );
     perWorker("taskjet_worker_used_slots", "Slots in use on a worker (leader only)", (w) => w.usedSlots);
+    perWorker(
+      "taskjet_worker_queued_attempts",
+      "Attempts of short tasks placed on a worker beyond its slots, waiting there for one (leader only)",
+      (w) => w.queuedOnWorker,
+    );
     perWorker("taskjet_worker_slots", "Slots a worker offers (leader only)", (w) => w.slots);
     perWorker(
       "taskjet_worker_used_durable_slots",

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type QueuedTask, SchedulerCore } from "./core.js";
+import { PREFETCH_HOLD_OFF_MS, type QueuedTask, SchedulerCore } from "./core.js";
 
 let order = 0;
 function task(taskName: string, n = order): QueuedTask {
@@ -256,5 +256,85 @@ describe("scheduler core", () => {
     expect(core.usage("w")).toBe(0);
     expect(core.depths().get("a")).toBe(2);
     expect(core.place(0)[0]?.task.order).toBe(1);
+  });
+
+  describe("attempts of short tasks queued on busy workers", () => {
+    /** A core whose task `a` ran `ms` in each of its last `samples` attempts. */
+    function warmed(ms: number, samples = 3): SchedulerCore {
+      const core = new SchedulerCore();
+      for (let i = 0; i < samples; i++) core.ran("a", ms);
+      return core;
+    }
+
+    it("scheduler - a short task takes a full worker's slots again as waiting room, a long or new one does not", () => {
+      const short = warmed(2);
+      short.upsertWorker({ workerId: "w", tasks: ["a"], slots: 2 });
+      for (let i = 1; i <= 5; i++) short.enqueue(task("a", i));
+      expect(short.place(0).map((p) => p.task.order)).toEqual([1, 2, 3, 4]);
+      expect(short.snapshot().workers[0]).toMatchObject({ slots: 2, usedSlots: 2, queuedOnWorker: 2, running: 4 });
+      // One ended: its place goes to the next, still never more than twice the slots.
+      short.finish({ taskRunId: "r1-0", attempt: 0 });
+      expect(short.place(0).map((p) => p.task.order)).toEqual([5]);
+
+      for (const [core, why] of [
+        [warmed(500), "long"],
+        [warmed(2, 2), "too few samples"],
+      ] as const) {
+        core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 2 });
+        for (let i = 1; i <= 4; i++) core.enqueue(task("a", i));
+        expect(core.place(0).length, why).toBe(2);
+      }
+    });
+
+    it("scheduler - the average follows the latest attempts: a task that turned long stops queueing on workers", () => {
+      const core = warmed(2, 10);
+      for (let i = 0; i < 5; i++) core.ran("a", 1_000);
+      core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 1 });
+      core.enqueue(task("a", 1));
+      core.enqueue(task("a", 2));
+      expect(core.place(0).length).toBe(1);
+    });
+
+    it("scheduler - a worker with a free slot comes first; durable tasks never wait on a worker", () => {
+      const core = warmed(2);
+      core.upsertWorker({ workerId: "big", tasks: ["a"], slots: 4 });
+      core.upsertWorker({ workerId: "small", tasks: ["a"], slots: 1 });
+      for (let i = 1; i <= 5; i++) core.enqueue(task("a", i));
+      // Five attempts, five slots: each goes to a free slot, none waits while a slot is free elsewhere.
+      const placed = core.place(0);
+      expect(placed.filter((p) => p.workerId === "big").length).toBe(4);
+      expect(placed.filter((p) => p.workerId === "small").length).toBe(1);
+
+      const durable = warmed(2);
+      durable.upsertWorker({ workerId: "w", tasks: ["a"], slots: 0, durableSlots: 1 });
+      const flow = { lane: "", groups: [], rates: [], labels: [], slotCost: 1, durable: true };
+      durable.enqueue({ ...task("a", 1), flow });
+      durable.enqueue({ ...task("a", 2), flow });
+      expect(durable.place(0).length).toBe(1);
+    });
+
+    it("scheduler - an attempt given back goes back to the head of its queue, and its worker takes no more than its slots for a while", () => {
+      const core = warmed(2);
+      core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 1 });
+      for (let i = 1; i <= 4; i++) core.enqueue(task("a", i));
+      expect(core.place(1_000).map((p) => p.task.order)).toEqual([1, 2]);
+      // Not placed there, or not placed at all: nothing to give back.
+      expect(core.returned({ taskRunId: "r2-0", attempt: 0 }, "other", 2_000)).toBe(false);
+      expect(core.returned({ taskRunId: "r3-0", attempt: 0 }, "w", 2_000)).toBe(false);
+      expect(core.returned({ taskRunId: "r2-0", attempt: 0 }, "w", 2_000)).toBe(true);
+      expect(core.depths().get("a")).toBe(3);
+      expect(core.usage("w")).toBe(1);
+      expect(core.place(2_000)).toEqual([]);
+      // Another worker joins: the given-back attempt is the first it gets.
+      core.upsertWorker({ workerId: "w2", tasks: ["a"], slots: 1 });
+      const placed = core.place(2_001);
+      expect(placed.map((p) => [p.task.order, p.workerId])).toEqual([
+        [2, "w2"],
+        [3, "w2"],
+      ]);
+      // The hold-off over, the first worker queues again.
+      expect(core.place(1_999 + PREFETCH_HOLD_OFF_MS)).toEqual([]);
+      expect(core.place(2_000 + PREFETCH_HOLD_OFF_MS).map((p) => [p.task.order, p.workerId])).toEqual([[4, "w"]]);
+    });
   });
 });

@@ -98,6 +98,7 @@ describe("queue inspection", () => {
         workerId: "w",
         slots: 3,
         usedSlots: 1,
+        queuedOnWorker: 0,
         durableSlots: 0,
         usedDurableSlots: 0,
         running: 1,

@@ -145,6 +145,8 @@ export class Scheduler {
         // The attempt is over (final or not), or gave its slot back: the slot is free.
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
         this.startedWithResult(event);
+        if (event.type !== EventTypes.TaskCancelled && event.type !== EventTypes.TaskSlotReleased)
+          this.ranFor(event, task);
         if (task) this.core.finish({ taskRunId: task.taskRunId, attempt: event.data.attempt });
         if (task?.retry) this.o.retrier.onState(state);
         // A workflow: tasks this one unblocked (children, handlers) are queued now.
@@ -202,6 +204,16 @@ export class Scheduler {
   private startedWithResult(event: { taskRunId: string; data: { attempt: number; started?: { at: string } } }): void {
     if (event.data.started)
       this.core.started({ taskRunId: event.taskRunId, attempt: event.data.attempt }, Date.parse(event.data.started.at));
+  }
+
+  /** Tells the core how long an attempt ran to its outcome, when its start is known. */
+  private ranFor(
+    event: { at: string; data: { attempt: number; started?: { at: string } } },
+    task: TaskRunState | undefined,
+  ): void {
+    if (!task) return;
+    const startedAt = event.data.started?.at ?? (task.attempt === event.data.attempt ? task.startedAt : undefined);
+    if (startedAt) this.core.ran(task.taskName, Date.parse(event.at) - Date.parse(startedAt));
   }
 
   /** Whether an attempt of the run is placed on a worker (its assignment may be sent again from the run's state). */
@@ -306,10 +318,23 @@ export class Scheduler {
     this.kick();
   }
 
-  /** A worker freed these attempts' slots (`SlotsFreed`): placements need not wait for their outcomes' fold. */
-  slotsFreed(workerId: string, attempts: readonly { taskRunId: string; attempt: number }[]): void {
+  /**
+   * A worker freed these attempts' slots (`SlotsFreed`): placements need not wait for their outcomes' fold. It gave
+   * back `returned`, placed on it and never started: those not started elsewhere meanwhile are queued again.
+   */
+  slotsFreed(
+    workerId: string,
+    attempts: readonly { taskRunId: string; attempt: number }[],
+    returned: readonly { runId: string; taskRunId: string; attempt: number }[] = [],
+  ): void {
     let freed = false;
     for (const a of attempts) freed = this.core.slotFreed(a, workerId) || freed;
+    for (const r of returned) {
+      const current = this.o.states.get(r.runId)?.tasks.find((t) => t.taskRunId === r.taskRunId);
+      if (current?.status !== RunStatuses.queued || current.attempt !== r.attempt) continue;
+      freed = this.core.returned(r, workerId, this.now()) || freed;
+    }
+    if (returned.length > 0) this.o.log.debug({ workerId, returned: returned.length }, "worker gave back attempts");
     if (freed) this.kick();
   }
 

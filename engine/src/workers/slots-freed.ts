@@ -6,13 +6,14 @@ const decoder = new TextDecoder();
 
 /**
  * Listens for the slots workers announce they freed (`SlotsFreed`, core NATS) while this engine leads the namespace.
- * A hint, not a fact: a lost one changes nothing but how soon the slot is used again (the outcome's fold frees it).
+ * A hint, not a fact: a lost one changes nothing but how soon the slot is used again (the outcome's fold frees it),
+ * or, for attempts given back, how soon they run elsewhere (the assignment is sent to that worker again).
  */
 export function listenForFreedSlots(
   nc: NatsConnection,
   ns: string,
   log: Logger,
-  onFreed: (workerId: string, attempts: SlotsFreed["attempts"]) => void,
+  onFreed: (workerId: string, attempts: SlotsFreed["attempts"], returned: SlotsFreed["returned"]) => void,
 ): Subscription {
   const prefix = subjects.slotsFreed(ns, "");
   return nc.subscribe(subjects.slotsFreedAll(ns), {
@@ -24,7 +25,7 @@ export function listenForFreedSlots(
         log.warn({ err, subject: m.subject }, "malformed freed-slots message ignored");
         return;
       }
-      onFreed(m.subject.slice(prefix.length), message.attempts);
+      onFreed(m.subject.slice(prefix.length), message.attempts, message.returned);
     },
   });
 }

@@ -112,7 +112,16 @@ interface Pending {
   assignment: Assignment;
   /** `taskRunId:attempt` */
   key: string;
+  /** When it arrived (epoch ms). */
+  since: number;
 }
+
+/**
+ * How long an assignment may wait here for a slot before it is given back to the engine. The engine places attempts
+ * of short tasks beyond a worker's slots (they start when a slot frees, without a round trip through it); one stuck
+ * behind attempts that turned out long goes back and runs elsewhere.
+ */
+const PENDING_GIVE_BACK_MS = 1_000;
 
 /**
  * A long-running process's slots for tasks: registers in `TJ_WORKERS`, listens on its own assignment subject, runs
@@ -153,8 +162,10 @@ export class Worker {
    */
   private finished = new Set<string>();
   private finishedBefore = new Set<string>();
-  /** Attempts whose slots were freed this turn, announced at its end (`announceFreed`). */
+  /** Attempts whose slots were freed this turn, and attempts given back unstarted, announced at its end. */
   private freed: SlotsFreed["attempts"] = [];
+  private givenBack: SlotsFreed["returned"] = [];
+  private giveBackTimer: NodeJS.Timeout | undefined;
   /** The next turn attempts wait for before their code runs (`nextTurn`). */
   private turn: Promise<void> | undefined;
   /** Attempts whose start is not recorded yet, recorded once they run past `START_RECORD_DELAY_MS`. */
@@ -341,8 +352,11 @@ export class Worker {
     process.off("SIGINT", this.onSignal);
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.assignments?.unsubscribe();
-    this.pending.length = 0;
+    if (this.giveBackTimer) clearTimeout(this.giveBackTimer);
+    const unstarted = this.pending.splice(0);
     await this.register(true).catch((err) => this.log.warn({ err }, "could not announce draining"));
+    // Draining announced first, so the engine places them elsewhere.
+    for (const p of unstarted) this.giveBack(p.assignment);
     const drained = Promise.all([...this.running.values(), ...this.released.values()].map((r) => r.done));
     const timer = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), this.graceMs).unref());
     if ((await Promise.race([drained, timer])) === "timeout") {
@@ -509,8 +523,29 @@ export class Worker {
       return;
     }
     if (this.pending.some((p) => p.key === key)) return;
-    this.pending.push({ assignment, key });
+    this.pending.push({ assignment, key, since: Date.now() });
     this.pump();
+    this.armGiveBack();
+  }
+
+  /** While assignments wait for a slot: gives back, when it is due, each that waited `PENDING_GIVE_BACK_MS`. */
+  private armGiveBack(): void {
+    const oldest = this.pending[0];
+    if (this.giveBackTimer || !oldest) return;
+    this.giveBackTimer = setTimeout(
+      () => {
+        this.giveBackTimer = undefined;
+        const due = Date.now() - PENDING_GIVE_BACK_MS;
+        while (this.pending.length > 0 && (this.pending[0] as Pending).since <= due) {
+          const p = this.pending.shift() as Pending;
+          this.log.debug({ runId: p.assignment.runId, attempt: p.key }, "no slot in time: assignment given back");
+          this.giveBack(p.assignment);
+        }
+        this.armGiveBack();
+      },
+      Math.max(0, oldest.since + PENDING_GIVE_BACK_MS - Date.now()),
+    );
+    this.giveBackTimer.unref();
   }
 
   /** Starts pending attempts while slots are free (invariant 6: never more than `slots` at once). */
@@ -668,20 +703,30 @@ export class Worker {
 
   /** Tells the engine, once per turn for all of them, which attempts' slots are free again (`SlotsFreed`). */
   private announceFreed({ taskRunId, attempt }: Assignment): void {
-    if (this.freed.length === 0) {
-      setImmediate(() => {
-        const attempts = this.freed;
-        this.freed = [];
-        const message: SlotsFreed = { v: 1, attempts };
-        try {
-          this.conn.nc.publish(subjects.slotsFreed(this.config.namespace, this.id), JSON.stringify(message));
-        } catch (err) {
-          // Closed: the engine frees them as it folds their outcomes.
-          this.log.debug({ err }, "could not announce freed slots");
-        }
-      });
-    }
+    this.announceAtTurnEnd();
     this.freed.push({ taskRunId, attempt });
+  }
+
+  /** Gives an unstarted assignment back to the engine, which queues it again (`SlotsFreed.returned`). */
+  private giveBack({ runId, taskRunId, attempt }: Assignment): void {
+    this.announceAtTurnEnd();
+    this.givenBack.push({ runId, taskRunId, attempt });
+  }
+
+  private announceAtTurnEnd(): void {
+    if (this.freed.length > 0 || this.givenBack.length > 0) return;
+    setImmediate(() => {
+      const message: SlotsFreed = { v: 1, attempts: this.freed, returned: this.givenBack };
+      this.freed = [];
+      this.givenBack = [];
+      try {
+        this.conn.nc.publish(subjects.slotsFreed(this.config.namespace, this.id), JSON.stringify(message));
+      } catch (err) {
+        // Closed: the engine frees them as it folds their outcomes, and sends given-back ones here again (ignored:
+        // this worker is gone or stopping, and the engine queues them again when it leaves).
+        this.log.debug({ err }, "could not announce freed slots");
+      }
+    });
   }
 
   /** Resolves on the next event-loop turn; every attempt begun in this turn shares one `setImmediate`. */

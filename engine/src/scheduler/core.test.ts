@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PREFETCH_HOLD_OFF_MS, type QueuedTask, SchedulerCore } from "./core.js";
+import { PREFETCH_HOLD_OFF_MS, QUEUED_PER_SLOT, type QueuedTask, SchedulerCore } from "./core.js";
 
 let order = 0;
 function task(taskName: string, n = order): QueuedTask {
@@ -266,15 +266,21 @@ describe("scheduler core", () => {
       return core;
     }
 
-    it("scheduler - a short task takes a full worker's slots again as waiting room, a long or new one does not", () => {
+    it("scheduler - a short task waits on a full worker, QUEUED_PER_SLOT per slot; a long or new one does not", () => {
       const short = warmed(2);
       short.upsertWorker({ workerId: "w", tasks: ["a"], slots: 2 });
-      for (let i = 1; i <= 5; i++) short.enqueue(task("a", i));
-      expect(short.place(0).map((p) => p.task.order)).toEqual([1, 2, 3, 4]);
-      expect(short.snapshot().workers[0]).toMatchObject({ slots: 2, usedSlots: 2, queuedOnWorker: 2, running: 4 });
-      // One ended: its place goes to the next, still never more than twice the slots.
+      const room = 2 * (1 + QUEUED_PER_SLOT);
+      for (let i = 1; i <= room + 1; i++) short.enqueue(task("a", i));
+      expect(short.place(0).length).toBe(room);
+      expect(short.snapshot().workers[0]).toMatchObject({
+        slots: 2,
+        usedSlots: 2,
+        queuedOnWorker: room - 2,
+        running: room,
+      });
+      // One ended: its place goes to the next, never more than that.
       short.finish({ taskRunId: "r1-0", attempt: 0 });
-      expect(short.place(0).map((p) => p.task.order)).toEqual([5]);
+      expect(short.place(0).map((p) => p.task.order)).toEqual([room + 1]);
 
       for (const [core, why] of [
         [warmed(500), "long"],
@@ -316,25 +322,36 @@ describe("scheduler core", () => {
     it("scheduler - an attempt given back goes back to the head of its queue, and its worker takes no more than its slots for a while", () => {
       const core = warmed(2);
       core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 1 });
-      for (let i = 1; i <= 4; i++) core.enqueue(task("a", i));
-      expect(core.place(1_000).map((p) => p.task.order)).toEqual([1, 2]);
+      const room = 1 + QUEUED_PER_SLOT;
+      for (let i = 1; i <= room + 2; i++) core.enqueue(task("a", i));
+      expect(core.place(1_000).length).toBe(room);
       // Not placed there, or not placed at all: nothing to give back.
       expect(core.returned({ taskRunId: "r2-0", attempt: 0 }, "other", 2_000)).toBe(false);
-      expect(core.returned({ taskRunId: "r3-0", attempt: 0 }, "w", 2_000)).toBe(false);
+      expect(core.returned({ taskRunId: `r${room + 1}-0`, attempt: 0 }, "w", 2_000)).toBe(false);
       expect(core.returned({ taskRunId: "r2-0", attempt: 0 }, "w", 2_000)).toBe(true);
       expect(core.depths().get("a")).toBe(3);
-      expect(core.usage("w")).toBe(1);
+      expect(core.usage("w")).toBe(room - 1);
+      // w is full, and takes no more than its slots for a while.
       expect(core.place(2_000)).toEqual([]);
-      // Another worker joins: the given-back attempt is the first it gets.
+      // Another worker joins: the given-back attempt is the first it gets, then the next in line.
       core.upsertWorker({ workerId: "w2", tasks: ["a"], slots: 1 });
       const placed = core.place(2_001);
       expect(placed.map((p) => [p.task.order, p.workerId])).toEqual([
         [2, "w2"],
-        [3, "w2"],
+        [room + 1, "w2"],
+        [room + 2, "w2"],
       ]);
-      // The hold-off over, the first worker queues again.
-      expect(core.place(1_999 + PREFETCH_HOLD_OFF_MS)).toEqual([]);
-      expect(core.place(2_000 + PREFETCH_HOLD_OFF_MS).map((p) => [p.task.order, p.workerId])).toEqual([[4, "w"]]);
+      // The hold-off over, the first worker takes what waits again.
+      core.finish({ taskRunId: "r1-0", attempt: 0 });
+      core.finish({ taskRunId: "r2-0", attempt: 0 });
+      core.enqueue(task("a", room + 3));
+      core.enqueue(task("a", room + 4));
+      expect(core.place(1_999 + PREFETCH_HOLD_OFF_MS).map((p) => [p.task.order, p.workerId])).toEqual([
+        [room + 3, "w2"],
+      ]);
+      expect(core.place(2_000 + PREFETCH_HOLD_OFF_MS).map((p) => [p.task.order, p.workerId])).toEqual([
+        [room + 4, "w"],
+      ]);
     });
   });
 });

@@ -168,6 +168,15 @@ serve({
       Promise.all(pending).then(() => true),
       new Promise<boolean>((r) => setTimeout(() => r(false), 60_000)),
     ]);
+    // Runs not seen done: are they unfinished in the store (not run) or finished there (the end not heard)?
+    const unfinished = allDone
+      ? []
+      : (await client().runs.list({ statuses: ["QUEUED", "RUNNING"], limit: 50 })).map((r) => ({
+          runId: r.runId,
+          status: r.status,
+          tasks: r.tasks.map((t) => ({ status: t.status, attempt: t.attempt, workerId: t.workerId })),
+        }));
+    if (!allDone) console.error("[client] runs not seen done; unfinished in the store:", JSON.stringify(unfinished));
     // At a rate the system cannot sustain the client falls behind its schedule (offered < rate) and completions lag
     // (achieved < rate): the percentiles are then queueing delay, so both rates are reported with them. A run never
     // seen done (`allDone` false) is not saturation: `runAndWait.n` tells how many were.

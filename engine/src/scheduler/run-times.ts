@@ -1,5 +1,7 @@
-/** Attempts shorter than this on average are worth queueing on a busy worker: the engine's round trip to refill a
- * freed slot (a few ms) is then a large share of each attempt's cycle. */
+/**
+ * Attempts shorter than this on average are worth queueing on a busy worker: the engine's round trip to refill a
+ * freed slot (a few ms) is then a large share of each attempt's cycle.
+ */
 export const SHORT_ATTEMPT_MS = 100;
 
 /** Attempts seen before a task counts as short: its first ones never wait on a busy worker. */

@@ -184,31 +184,33 @@ describe("slots", () => {
     async function setup() {
       const namespace = uniqueNamespace();
       const engine = await startEngine(nats.url, { namespaces: [namespace] });
-      const clients = [await connectClient(nats.url, { namespace }), await connectClient(nats.url, { namespace })];
+      const tj = await connectClient(nats.url, { namespace });
+      const other = await connectClient(nats.url, { namespace });
       const started: Record<string, { by: string; at: number }> = {};
-      const declare = (i: 0 | 1) =>
-        (clients[i] as (typeof clients)[0]).task({
+      const declare = (client: typeof tj, by: string) =>
+        client.task({
           name: "quick",
           fn: async (input: { id: string; ms: number }) => {
-            started[input.id] = { by: `w${i + 1}`, at: Date.now() };
+            started[input.id] = { by, at: Date.now() };
             await new Promise((r) => setTimeout(r, input.ms));
-            return { id: input.id, by: `w${i + 1}` };
+            return { id: input.id, by };
           },
         });
-      const tasks = [declare(0), declare(1)] as const;
-      const w1 = await (clients[0] as (typeof clients)[0]).worker("w1", { workflows: [tasks[0]], slots: 1 });
+      const quick = declare(tj, "w1");
+      const w1 = await tj.worker("w1", { workflows: [quick], slots: 1 });
       await w1.start();
-      for (let i = 0; i < 4; i++) await tasks[0].run({ id: `warm${i}`, ms: 1 });
+      for (let i = 0; i < 4; i++) await quick.run({ id: `warm${i}`, ms: 1 });
       const startW2 = async () => {
-        const w2 = await (clients[1] as (typeof clients)[0]).worker("w2", { workflows: [tasks[1]], slots: 1 });
+        const w2 = await other.worker("w2", { workflows: [declare(other, "w2")], slots: 1 });
         await w2.start();
         return w2;
       };
       const close = async () => {
-        for (const c of clients) await c.close();
+        await tj.close();
+        await other.close();
         await engine.stop();
       };
-      return { tj: clients[0] as (typeof clients)[0], quick: tasks[0], w1, startW2, started, close };
+      return { tj, quick, w1, startW2, started, close };
     }
 
     it("slots - an attempt waiting on a worker whose slot a long attempt holds is given back and runs elsewhere", async () => {

@@ -144,9 +144,9 @@ export class Scheduler {
       case EventTypes.TaskSlotReleased: {
         // The attempt is over (final or not), or gave its slot back: the slot is free.
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
-        this.startedWithResult(event);
-        if (event.type !== EventTypes.TaskCancelled && event.type !== EventTypes.TaskSlotReleased)
-          this.ranFor(event, task);
+        const startedMs = this.startedWithResult(event);
+        if (task && event.type !== EventTypes.TaskCancelled && event.type !== EventTypes.TaskSlotReleased)
+          this.ranFor(task, event, startedMs);
         if (task) this.core.finish({ taskRunId: task.taskRunId, attempt: event.data.attempt });
         if (task?.retry) this.o.retrier.onState(state);
         // A workflow: tasks this one unblocked (children, handlers) are queued now.
@@ -200,20 +200,28 @@ export class Scheduler {
     this.kick();
   }
 
-  /** A result that carries its attempt's start: rate-limit units count from that start, as for `TaskStarted`. */
-  private startedWithResult(event: { taskRunId: string; data: { attempt: number; started?: { at: string } } }): void {
-    if (event.data.started)
-      this.core.started({ taskRunId: event.taskRunId, attempt: event.data.attempt }, Date.parse(event.data.started.at));
+  /**
+   * A result that carries its attempt's start: rate-limit units count from that start, as for `TaskStarted`.
+   * @returns that start (epoch ms), if the result carries it
+   */
+  private startedWithResult(event: {
+    taskRunId: string;
+    data: { attempt: number; started?: { at: string } };
+  }): number | undefined {
+    if (!event.data.started) return undefined;
+    const at = Date.parse(event.data.started.at);
+    this.core.started({ taskRunId: event.taskRunId, attempt: event.data.attempt }, at);
+    return at;
   }
 
-  /** Tells the core how long an attempt ran to its outcome, when its start is known. */
-  private ranFor(
-    event: { at: string; data: { attempt: number; started?: { at: string } } },
-    task: TaskRunState | undefined,
-  ): void {
-    if (!task) return;
-    const startedAt = event.data.started?.at ?? (task.attempt === event.data.attempt ? task.startedAt : undefined);
-    if (startedAt) this.core.ran(task.taskName, Date.parse(event.at) - Date.parse(startedAt));
+  /**
+   * Tells the core how long an attempt ran to its outcome, when its start is known: carried by the result
+   * (`startedMs`), else recorded on the task (unless the task has moved on to a later attempt).
+   */
+  private ranFor(task: TaskRunState, event: { at: string; data: { attempt: number } }, startedMs?: number): void {
+    const start =
+      startedMs ?? (task.attempt === event.data.attempt && task.startedAt ? Date.parse(task.startedAt) : undefined);
+    if (start !== undefined) this.core.ran(task.taskName, Date.parse(event.at) - start);
   }
 
   /** Whether an attempt of the run is placed on a worker (its assignment may be sent again from the run's state). */

@@ -93,6 +93,7 @@ class NamespaceRuntime {
       onUndelivered: (p) => this.scheduler.undelivered(p),
       onUnconfirmed: (p) => this.scheduler.unconfirmed(p),
       resendAfterMs: config.assignmentResendMs,
+      takesBatches: (workerId) => this.scheduler.registration(workerId)?.assignmentBatches === true,
     });
     this.projector = new Projector({
       js,

@@ -9,7 +9,10 @@ import { EventTriggerSchema } from "./pushed-events.js";
 
 const token = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/);
 
-/** Everything a worker needs to run one attempt, published on the worker's assignment subject. */
+/**
+ * Everything a worker needs to run one attempt, published on the worker's assignment subject: alone, or, to a worker
+ * whose registration says `assignmentBatches`, in a JSON array with the others placed there in the same turn.
+ */
 export const AssignmentSchema = z.object({
   v: z.literal(1),
   runId: token,
@@ -76,6 +79,8 @@ export const WorkerRegistrationSchema = z.object({
   usedDurableSlots: z.number().int().min(0).default(0),
   /** Attempts running, by task name, slot released or not. */
   runningTasks: z.record(z.string(), z.number().int().min(1)).default({}),
+  /** Takes a JSON array of assignments in one message (older workers, without the field, one per message). */
+  assignmentBatches: z.boolean().default(false),
 });
 export type WorkerRegistration = z.output<typeof WorkerRegistrationSchema>;
 

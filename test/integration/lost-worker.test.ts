@@ -266,6 +266,8 @@ async function registerBareWorker(nc: NatsConnection, namespace: string, workerI
     usedSlots: 0,
     usedDurableSlots: 0,
     runningTasks: {},
+    // One assignment per message, as workers of SDKs before arrays take them.
+    assignmentBatches: false,
   };
   await (await new Kvm(nc).open(Buckets.workers)).put(keys.worker(namespace, workerId), JSON.stringify(registration));
 }

@@ -1,3 +1,5 @@
+import { connect } from "@nats-io/transport-node";
+import { AssignmentSchema, subjects } from "@taskjet/schemas";
 import { describe, expect, it } from "vitest";
 import {
   connectClient,
@@ -172,6 +174,46 @@ describe("slots", () => {
       "TaskSlotReleased",
       "TaskCompleted",
     ]);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("assignments - those one turn places on a worker travel together in one message, and each attempt runs once", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const ran: number[] = [];
+    const t = tj.task({
+      name: "numbered",
+      fn: async (input: { n: number }) => {
+        ran.push(input.n);
+        return {};
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [t], slots: 100 });
+    await worker.start();
+    const nc = await connect({ servers: nats.url });
+    const messages: unknown[] = [];
+    nc.subscribe(subjects.assign(namespace, worker.id), {
+      callback: (_err, m) => {
+        messages.push(m.json());
+      },
+    });
+    await nc.flush();
+    const all = Array.from({ length: 300 }, (_, n) => n);
+    const refs = await t.runManyNoWait(all.map((n) => ({ input: { n } })));
+    await Promise.all(refs.map((r) => r.result()));
+    expect(ran.sort((a, b) => a - b)).toEqual(all);
+    // Every message an array (the worker's registration says it takes them); many assignments share one.
+    const batches = messages.map((m) => AssignmentSchema.array().parse(m));
+    expect(
+      batches
+        .flat()
+        .map((a) => a.input.n as number)
+        .sort((a, b) => a - b),
+    ).toEqual(all);
+    expect(Math.max(...batches.map((b) => b.length))).toBeGreaterThan(10);
+    await nc.close();
     await tj.close();
     await engine.stop();
   });

@@ -1,6 +1,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type Assignment, assignmentOf, type ControlMessage, type RunState, subjects } from "@taskjet/schemas";
 import type { Logger } from "pino";
+import { maxPayloadOf } from "../nats/connect.js";
 import type { Placement } from "../scheduler/core.js";
 
 export interface DispatcherOptions {
@@ -15,6 +16,15 @@ export interface DispatcherOptions {
    */
   onUnconfirmed: (placements: Placement[]) => void;
   resendAfterMs: number;
+  /** Whether the worker takes its assignments in arrays (`WorkerRegistration.assignmentBatches`). */
+  takesBatches: (workerId: string) => boolean;
+}
+
+/** Assignments for one worker, to go in one message. */
+interface Batch {
+  placements: Placement[];
+  json: string[];
+  bytes: number;
 }
 
 /**
@@ -26,6 +36,9 @@ export interface DispatcherOptions {
  * where it matters: a core message is lost only when a connection drops (a reconnect, a node lost, a slow consumer
  * cut off), so every assignment sent is looked at again a period later, and sent again if its attempt is still
  * placed and not started. The worker ignores a copy of an attempt it runs or has run.
+ *
+ * The assignments a turn places on one worker go in one message (up to the payload limit), for workers that take
+ * arrays: a message costs each process it crosses more than the JSON it carries.
  */
 export class Dispatcher {
   private sent: Placement[] = [];
@@ -45,6 +58,8 @@ export class Dispatcher {
 
   send(placements: Placement[], stateOf: (runId: string) => RunState | undefined): void {
     const now = new Date().toISOString();
+    const max = maxPayloadOf(this.o.nc);
+    const batches = new Map<string, Batch>();
     for (const placement of placements) {
       const { task, workerId } = placement;
       const state = stateOf(task.runId);
@@ -58,16 +73,38 @@ export class Dispatcher {
         // The placed attempt: the state may already be past it, and the worker's CAS then refuses it.
         attempt: task.attempt,
       };
-      try {
-        this.o.nc.publish(subjects.assign(this.o.ns, workerId), JSON.stringify(assignment));
-      } catch (err) {
-        // Closed connection, or an assignment over the server's payload limit.
-        this.o.log.warn({ err, runId: task.runId, workerId }, "assignment not delivered");
-        this.o.onUndelivered(placement);
+      const json = JSON.stringify(assignment);
+      if (!this.o.takesBatches(workerId)) {
+        this.publish(workerId, json, [placement]);
         continue;
       }
-      this.sent.push(placement);
+      const bytes = Buffer.byteLength(json) + 1;
+      let batch = batches.get(workerId);
+      if (batch && batch.bytes + bytes > max) {
+        this.publish(workerId, `[${batch.json.join(",")}]`, batch.placements);
+        batch = undefined;
+      }
+      if (!batch) {
+        batch = { placements: [], json: [], bytes: 1 };
+        batches.set(workerId, batch);
+      }
+      batch.placements.push(placement);
+      batch.json.push(json);
+      batch.bytes += bytes;
     }
+    for (const [workerId, batch] of batches) this.publish(workerId, `[${batch.json.join(",")}]`, batch.placements);
+  }
+
+  private publish(workerId: string, payload: string, placements: Placement[]): void {
+    try {
+      this.o.nc.publish(subjects.assign(this.o.ns, workerId), payload);
+    } catch (err) {
+      // Closed connection, or an assignment over the server's payload limit.
+      this.o.log.warn({ err, runIds: placements.map((p) => p.task.runId), workerId }, "assignment not delivered");
+      for (const placement of placements) this.o.onUndelivered(placement);
+      return;
+    }
+    for (const placement of placements) this.sent.push(placement);
   }
 
   /** Tells a worker to stop an attempt (core NATS: a worker that misses it is fenced by CAS anyway). */

@@ -152,6 +152,8 @@ export class Worker {
   private control: Subscription | undefined;
   private readonly log: Logger;
   private readonly pending: Pending[] = [];
+  /** The keys of `pending`: a copy sent again is spotted without walking hundreds of waiting assignments. */
+  private readonly pendingKeys = new Set<string>();
   private readonly running = new Map<string, Running>();
   /** Attempts that gave their slot back (`ctx.releaseSlot()`) and run on. */
   private readonly released = new Map<string, Running>();
@@ -354,6 +356,7 @@ export class Worker {
     this.assignments?.unsubscribe();
     if (this.giveBackTimer) clearTimeout(this.giveBackTimer);
     const unstarted = this.pending.splice(0);
+    this.pendingKeys.clear();
     await this.register(true).catch((err) => this.log.warn({ err }, "could not announce draining"));
     // Draining announced first, so the engine places them elsewhere.
     for (const p of unstarted) this.giveBack(p.assignment);
@@ -462,6 +465,7 @@ export class Worker {
       usedSlots: this.used,
       usedDurableSlots: this.durableUsed,
       runningTasks: this.runningTasks(),
+      assignmentBatches: true,
     };
     await this.workersKv?.put(keys.worker(this.config.namespace, this.id), JSON.stringify(registration));
   }
@@ -479,8 +483,11 @@ export class Worker {
     const running = this.running.get(key) ?? this.released.get(key);
     if (!running) {
       // Still waiting here for a slot: it never runs.
-      const waiting = this.pending.findIndex((p) => p.key === key);
-      if (waiting >= 0) this.pending.splice(waiting, 1);
+      if (!this.pendingKeys.delete(key)) return;
+      this.pending.splice(
+        this.pending.findIndex((p) => p.key === key),
+        1,
+      );
       return;
     }
     running.ctx.abortController.abort(new Error(`cancelled: ${message.reason}`));
@@ -500,16 +507,27 @@ export class Worker {
     }, this.cancelGraceMs).unref();
   }
 
+  /** An assignment, or an array of those the engine placed here in one turn. */
   private receive(data: Uint8Array): void {
     // Stopping: the engine queues it again when this worker leaves.
     if (this.state === "stopping" || this.state === "stopped") return;
-    let assignment: Assignment;
+    let message: unknown;
     try {
-      assignment = AssignmentSchema.parse(JSON.parse(decoder.decode(data)));
+      message = JSON.parse(decoder.decode(data));
     } catch (err) {
-      this.log.error({ err }, "malformed assignment dropped");
+      this.log.error({ err }, "malformed assignment message dropped");
       return;
     }
+    for (const raw of Array.isArray(message) ? message : [message]) {
+      const parsed = AssignmentSchema.safeParse(raw);
+      if (parsed.success) this.accept(parsed.data);
+      else this.log.error({ err: parsed.error }, "malformed assignment dropped");
+    }
+    this.pump();
+    this.armGiveBack();
+  }
+
+  private accept(assignment: Assignment): void {
     if (!this.tasks.has(assignment.taskName)) {
       this.log.error(
         { runId: assignment.runId, taskName: assignment.taskName },
@@ -522,10 +540,9 @@ export class Worker {
     if (this.finished.has(key) || this.finishedBefore.has(key) || this.running.has(key) || this.released.has(key)) {
       return;
     }
-    if (this.pending.some((p) => p.key === key)) return;
+    if (this.pendingKeys.has(key)) return;
     this.pending.push({ assignment, key, since: Date.now() });
-    this.pump();
-    this.armGiveBack();
+    this.pendingKeys.add(key);
   }
 
   /** While assignments wait for a slot: gives back, when it is due, each that waited `PENDING_GIVE_BACK_MS`. */
@@ -538,6 +555,7 @@ export class Worker {
         const due = Date.now() - PENDING_GIVE_BACK_MS;
         while (this.pending.length > 0 && (this.pending[0] as Pending).since <= due) {
           const p = this.pending.shift() as Pending;
+          this.pendingKeys.delete(p.key);
           this.log.debug({ runId: p.assignment.runId, attempt: p.key }, "no slot in time: assignment given back");
           this.giveBack(p.assignment);
         }
@@ -557,6 +575,7 @@ export class Worker {
       if (durable ? this.durableUsed + cost > this.durableSlots : this.used + cost > this.slots) return;
       const next = this.pending.shift() as Pending;
       const { key } = next;
+      this.pendingKeys.delete(key);
       const log = this.log.child({
         runId: next.assignment.runId,
         taskRunId: next.assignment.taskRunId,

@@ -33,6 +33,12 @@ export const EngineConfigSchema = z.object({
   /** Unfinished runs are written to the projection only after this long unwritten. @default 1000 ms */
   projectionActiveDelayMs: z.number().int().min(0).default(1000),
   /**
+   * `projectionActiveDelayMs` for a run that only waits for a slot: until then `runs.list` does not show it (`runs.get`
+   * does). A write per waiting run would cost the most when a backlog has the engine furthest behind; with this delay,
+   * a backlog that drains within it costs no write more than one per run. @default 10000 ms
+   */
+  projectionQueuedDelayMs: z.number().int().min(0).default(10_000),
+  /**
    * Unfinished runs whose state the leader keeps in memory. Beyond it, runs that only wait for a slot go cold: their
    * state stays in `TJ_RUNS` and is read back when one is placed, cancelled or timed out, and the leader keeps only a
    * compact queue record and schedule deadline per run (~300 bytes instead of ~900). The oldest queued runs, placed

@@ -103,6 +103,7 @@ class NamespaceRuntime {
       log: nsLog.child({ module: "projector" }),
       flushMs: config.projectionFlushMs,
       activeDelayMs: config.projectionActiveDelayMs,
+      queuedDelayMs: config.projectionQueuedDelayMs,
       hotLimit: config.hotRunLimit,
       pinned: (state) => this.scheduler.placed(state),
       onChange: (change) => {

@@ -104,6 +104,11 @@ export const enginePing = (engineId: string) => `tjengine.${engineId}.ping`;
 export const keys = {
   run: (ns: string, runId: string) => `${ns}.${runId}`,
   runsOf: (ns: string) => `${ns}.*`,
+  /**
+   * The history sequence up to which every event is reflected in `TJ_RUNS` (the engine's projector). Three tokens, so
+   * run scans (`runsOf`) never see it.
+   */
+  projectorCheckpoint: (ns: string) => `${ns}._projector.checkpoint`,
   worker: (ns: string, workerId: string) => `${ns}.${workerId}`,
   workersOf: (ns: string) => `${ns}.*`,
   def: (ns: string, taskName: string) => `${ns}.${taskName}`,

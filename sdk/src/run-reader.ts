@@ -1,6 +1,16 @@
 import type { MsgRequest } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { Buckets, decodeEvent, evolve, keys, type RunState, Streams, subjects } from "@taskjet/schemas";
+import {
+  Buckets,
+  decodeEvent,
+  EventTypes,
+  evolve,
+  keys,
+  type RunState,
+  runIdFromHistorySubject,
+  Streams,
+  subjects,
+} from "@taskjet/schemas";
 import { type Connection, withProvisioningHint } from "./connection.js";
 import { readStream } from "./read-stream.js";
 
@@ -45,4 +55,25 @@ export async function readTail(
     const decoded = decodeEvent(m.data, runId);
     if (decoded.ok) state = evolve(state, decoded.event, m.seq, owned) ?? state;
   }
+}
+
+/**
+ * The runs created after the projector's checkpoint, folded from the log: `TJ_RUNS` may not show them yet (a run
+ * waiting for a slot is written only after the engine's `projectionQueuedDelayMs`). What the checkpoint trails by
+ * bounds the read: about that delay's worth of history.
+ */
+export async function readUnprojected(conn: Connection, kv: KV, ns: string): Promise<Map<string, RunState>> {
+  const entry = await kv.get(keys.projectorCheckpoint(ns)).catch(withProvisioningHint(conn, `KV_${Buckets.runs}`));
+  const checkpoint = entry?.operation === "PUT" && entry.length > 0 ? Number(entry.string()) : 0;
+  const states = new Map<string, RunState>();
+  const owned = new WeakSet<object>();
+  for await (const m of readStream(conn.js, Streams.history, subjects.historyAll(ns), { startSeq: checkpoint + 1 })) {
+    const runId = runIdFromHistorySubject(m.subject);
+    const state = states.get(runId);
+    const decoded = decodeEvent(m.data, runId);
+    if (!decoded.ok || (!state && decoded.event.type !== EventTypes.RunCreated)) continue;
+    const next = evolve(state, decoded.event, m.seq, owned);
+    if (next) states.set(runId, next);
+  }
+  return states;
 }

@@ -27,7 +27,7 @@ import { type StreamChunk, toChunk } from "./chunks.js";
 import { type Connection, openBucket, withProvisioningHint } from "./connection.js";
 import { type HistoryEntry, readHistory } from "./history.js";
 import { readStream } from "./read-stream.js";
-import { readRunState, readTail } from "./run-reader.js";
+import { readRunState, readTail, readUnprojected } from "./run-reader.js";
 import { followRunSide } from "./run-tail.js";
 
 /** Which runs a bulk operation picks from the projection. */
@@ -91,7 +91,7 @@ export class RunsClient {
   }
 
   /**
-   * Cancels runs by id or by filters (filters read the projection: a run created in the last second may be missed).
+   * Cancels runs by id or by filters (matched as `list` finds runs).
    * Appends `RunCancelled` with CAS to each unfinished run.
    * @returns the runs cancelled now, and those that had already finished
    */
@@ -242,9 +242,9 @@ export class RunsClient {
   }
 
   /**
-   * Runs of the namespace, newest first, from the projection. The projection trails the log: a finished run shows
-   * within ~25 ms, a run still queued or running once it has been so for ~1 s (engine `projectionActiveDelayMs`).
-   * `get` has no such lag.
+   * Runs of the namespace, newest first, as the log has them: the projection (`TJ_RUNS`, whose writes trail the log:
+   * ~25 ms for a finished run, ~1 s for an active one, ~10 s for one waiting for a slot), with the runs created after
+   * its checkpoint folded from the log on top. Reads the whole projection, and the log after the checkpoint.
    */
   async list(options: ListRunsOptions = {}): Promise<RunState[]> {
     const { statuses, taskName } = options;
@@ -263,16 +263,21 @@ export class RunsClient {
       }
     }
     const out: RunState[] = [];
+    const wanted = (state: RunState) =>
+      (!statuses || statuses.includes(state.status)) &&
+      (!taskName || state.workflowName === taskName || state.tasks.some((t) => t.taskName === taskName));
     const filter = `$KV.${Buckets.runs}.${keys.runsOf(this.ns)}`;
     const stream = `KV_${Buckets.runs}`;
     await this.conn.jsm.streams.info(stream).catch(withProvisioningHint(this.conn, stream));
+    // Read first: a run the projection gets meanwhile is then in one of the two.
+    const unprojected = await readUnprojected(this.conn, await this.bucket(), this.ns);
     for await (const m of readStream(this.conn.js, stream, filter, "lastPerSubject")) {
       if (m.data.length === 0) continue;
       const state = JSON.parse(decoder.decode(m.data)) as RunState;
-      if (statuses && !statuses.includes(state.status)) continue;
-      if (taskName && state.workflowName !== taskName && !state.tasks.some((t) => t.taskName === taskName)) continue;
-      out.push(state);
+      // The log after the checkpoint has it as it is now; the projection may have an older state.
+      if (!unprojected.has(state.runId) && wanted(state)) out.push(state);
     }
+    for (const state of unprojected.values()) if (wanted(state)) out.push(state);
     // Newest first; run ids break ties within a millisecond (ULIDs sort by creation).
     out.sort((a, b) => (a.createdAt === b.createdAt ? cmp(b.runId, a.runId) : cmp(b.createdAt, a.createdAt)));
     return out.slice(0, limit);

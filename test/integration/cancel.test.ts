@@ -1,3 +1,6 @@
+import { Kvm } from "@nats-io/kv";
+import { connect } from "@nats-io/transport-node";
+import { Buckets, keys } from "@taskjet/schemas";
 import { RunCancelledError, ValidationError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import {
@@ -108,7 +111,11 @@ describe("cancellation", () => {
 
   it("cancel - by filters cancels the matching unfinished runs only", async () => {
     const namespace = uniqueNamespace();
-    const engine = await startEngine(nats.url, { namespaces: [namespace], projectionActiveDelayMs: 0 });
+    const engine = await startEngine(nats.url, {
+      namespaces: [namespace],
+      projectionActiveDelayMs: 0,
+      projectionQueuedDelayMs: 0,
+    });
     const tj = await connectClient(nats.url, { namespace });
     const a = await tj.runNoWait("a", {}, { additionalMetadata: { tenant: "x" } });
     const b = await tj.runNoWait("a", {}, { additionalMetadata: { tenant: "y" } });
@@ -125,6 +132,33 @@ describe("cancellation", () => {
     expect((await tj.runs.get(c.runId)).status).toBe("QUEUED");
     await expect(tj.runs.cancel({ ids: ["bad.id"] })).rejects.toThrow(ValidationError);
     await expect(tj.runs.cancel({ filters: { since: "yesterday-ish" } })).rejects.toThrow(/filters.since/);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("list, cancel - by filters they find the runs created after the projection's checkpoint, not written yet", async () => {
+    const namespace = uniqueNamespace();
+    // Defaults: a run that only waits for a slot is written to the projection after 10 s.
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const a1 = await tj.runNoWait("a", {});
+    const a2 = await tj.runNoWait("a", {});
+    const b = await tj.runNoWait("b", {});
+    const nc = await connect({ servers: nats.url });
+    const projection = await new Kvm(nc).open(Buckets.runs);
+    expect(await projection.get(keys.run(namespace, a1.runId))).toBeNull();
+    expect((await tj.runs.list()).map((s) => [s.runId, s.status])).toEqual([
+      [b.runId, "QUEUED"],
+      [a2.runId, "QUEUED"],
+      [a1.runId, "QUEUED"],
+    ]);
+    // As the log has them: queued, not running.
+    expect((await tj.runs.cancel({ filters: { statuses: ["RUNNING"] } })).cancelled).toEqual([]);
+    const result = await tj.runs.cancel({ filters: { taskName: "a" } });
+    expect(result.cancelled.sort()).toEqual([a1.runId, a2.runId].sort());
+    expect((await tj.runs.get(a1.runId)).status).toBe("CANCELLED");
+    expect((await tj.runs.get(b.runId)).status).toBe("QUEUED");
+    await nc.close();
     await tj.close();
     await engine.stop();
   });

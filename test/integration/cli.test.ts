@@ -151,7 +151,11 @@ describe("cli", () => {
 
   it("runs cancel - cancels by id and by --filter; without either it is a usage error", async () => {
     const namespace = uniqueNamespace();
-    const engine = await startEngine(nats.url, { namespaces: [namespace], projectionActiveDelayMs: 0 });
+    const engine = await startEngine(nats.url, {
+      namespaces: [namespace],
+      projectionActiveDelayMs: 0,
+      projectionQueuedDelayMs: 0,
+    });
     try {
       const ids: string[] = [];
       for (const task of ["a", "a", "b"]) ids.push((await taskjet(["trigger", task, ...at(namespace)])).stdout.trim());

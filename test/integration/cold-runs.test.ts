@@ -28,6 +28,7 @@ function coldEngine(namespace: string, extra: EngineConfigInput = {}): Promise<E
     namespaces: [namespace],
     hotRunLimit: HOT,
     projectionActiveDelayMs: 50,
+    projectionQueuedDelayMs: 50,
     http: "127.0.0.1:0",
     ...extra,
   });

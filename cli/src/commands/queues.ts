@@ -8,14 +8,14 @@ import { formatAgo, formatTable, jsonLine, type Style, short } from "../output.j
 import { intIn } from "../parse.js";
 import { type CliContext, connectionOptions, withClient } from "./common.js";
 
-/** `taskjet queues`: per task, what waits and what runs, from the run projection. */
+/** `taskjet queues`: per task, what waits and what runs, from the runs as `runs.list` reads them. */
 export function registerQueues(program: Command, ctx: CliContext): void {
   const cmd = program
     .command("queues")
     .summary("per task: queued depth, oldest queued age, running attempts, why the oldest waits")
     .description(
-      "per task: queued depth, oldest queued age, running attempts and why the oldest waits; read from the run " +
-        "projection, which shows a queued or running run once it has been so for about a second",
+      "per task: queued depth, oldest queued age, running attempts and why the oldest waits; read as `runs list` " +
+        "reads runs (the projection, and the runs created after its checkpoint, from the log)",
     )
     .option("-t, --task <name>", "only this task")
     .option(
@@ -49,7 +49,7 @@ export function registerQueues(program: Command, ctx: CliContext): void {
   });
 }
 
-/** The queues of the active runs read from the projection, as the engine summarizes them. */
+/** The queues of the active runs, as the engine summarizes them. */
 export function queuesOf(states: RunState[], workers: WorkerRegistration[], now: number): Queue[] {
   return summarizeQueues(
     states.flatMap((s) => [...factsOfState(s)]),

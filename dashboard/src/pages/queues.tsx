@@ -32,7 +32,7 @@ export function QueuesPage() {
             title={
               data.source === "leader"
                 ? "the leading engine's scheduler: exact and live"
-                : "no leader answered: computed from the run projection, which lags about a second"
+                : "no leader answered: computed from the run projection, which lags (a queued run shows after about 10 s)"
             }
           >
             from the {data.source === "leader" ? "scheduler" : "projection"} · {formatTime(data.at)}

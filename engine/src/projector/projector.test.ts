@@ -97,7 +97,13 @@ describe("projector", () => {
  * answer with what the store held when they were made, but only at `release`.
  */
 function testProjector(
-  options: { hotLimit?: number; activeDelayMs?: number; historyWarnEvents?: number; stored?: RunState[] } = {},
+  options: {
+    hotLimit?: number;
+    activeDelayMs?: number;
+    queuedDelayMs?: number;
+    historyWarnEvents?: number;
+    stored?: RunState[];
+  } = {},
 ) {
   let seq = Math.max(0, ...(options.stored ?? []).map((s) => s.lastSeq));
   const stored = new Map((options.stored ?? []).map((s) => [s.runId, s]));
@@ -131,6 +137,7 @@ function testProjector(
     log: pino({ level: "warn" }, { write: (line: string) => lines.push(JSON.parse(line)) }),
     flushMs: 60_000,
     activeDelayMs: options.activeDelayMs ?? 60_000,
+    queuedDelayMs: options.queuedDelayMs ?? 60_000,
     onChange: () => {},
     hotLimit: options.hotLimit,
     historyWarnEvents: options.historyWarnEvents,
@@ -316,12 +323,31 @@ describe("projector - writes", () => {
   });
 
   it("writes - past the delay, unfinished runs are written in the order they changed, and the checkpoint reaches the end", async () => {
-    const p = testProjector({ activeDelayMs: 0 });
+    const p = testProjector({ activeDelayMs: 0, queuedDelayMs: 0 });
     for (const id of ["Q0", "Q1", "Q2"]) await p.feed(id, [created(id)]); // 1-3
     await p.feed("F0", [created("F0"), cancelled("F0")]); // 4-5
     await p.feed("Q0", [cancelled("Q0")]); // 6: finished, written with the finished ones
     await p.flushRipe();
     expect(p.writes).toEqual([["F0", "Q0", "Q1", "Q2"]]);
     expect(p.checkpoints).toEqual([6]);
+  });
+
+  it("writes - a run that only waits for a slot is written after the queued delay, one that started after the active delay", async () => {
+    const p = testProjector({ activeDelayMs: 0, queuedDelayMs: 40 });
+    await p.feed("Q0", [created("Q0")]); // 1
+    await p.feed("R0", [created("R0"), started("R0")]); // 2-3
+    await p.feed("Q1", [created("Q1")]); // 4
+    // (The projector's own timer flushes too: the writes are read in order, whoever made them.)
+    await p.flushRipe();
+    // The started run only; the checkpoint stays before the waiting runs.
+    expect(p.writes.flat()).toEqual(["R0"]);
+    expect(p.checkpoints).toEqual([]);
+    await p.feed("Q1", [started("Q1")]); // 5: now due at the active delay
+    await p.flushRipe();
+    expect(p.writes.flat()).toEqual(["R0", "Q1"]);
+    await new Promise((r) => setTimeout(r, 50));
+    await p.flushRipe();
+    expect(p.writes.flat()).toEqual(["R0", "Q1", "Q0"]);
+    expect(p.checkpoints).toEqual([5]);
   });
 });

@@ -50,6 +50,11 @@ export interface ProjectorOptions {
   flushMs: number;
   /** A run not finished is written only once it has waited this long unwritten: most runs get one write, final. */
   activeDelayMs: number;
+  /**
+   * `activeDelayMs` for a run that only waits for a slot (`mayGoCold`): its state is its creation, which the log has,
+   * and a write per waiting run would cost the most when the engine is furthest behind.
+   */
+  queuedDelayMs: number;
   /** Called for every folded event once the projector has caught up with the log. */
   onChange: (change: RunChange) => void;
   /**
@@ -118,8 +123,9 @@ interface Loading {
  * whose run is still unwritten, so a restart re-reads only that tail; folding is idempotent (`evolve` skips sequences
  * it has seen).
  *
- * Finished runs are written within `flushMs`; unfinished ones only after `activeDelayMs`, so a short run costs one
- * write instead of one per event. Readers that need the latest state fold the log's tail on top (`runs.get`).
+ * Finished runs are written within `flushMs`; unfinished ones only after `activeDelayMs` (`queuedDelayMs` for one that
+ * only waits for a slot), so a short run costs one write instead of one per event, and a run of a backlog one, not
+ * two. Readers that need the latest state fold the log's tail on top (`runs.get`).
  *
  * Beyond `hotLimit` runs in memory, a written state that only waits for a slot (`mayGoCold`) is dropped: the store
  * has it as it is, so an event for it folds onto the stored state (as for a finished run), and `load` reads it back.
@@ -129,15 +135,19 @@ interface Loading {
 export class Projector implements RunStates {
   /** Runs not finished (except cold ones), plus finished ones until their last state is written. */
   readonly states = new Map<string, RunState>();
-  /** Runs with unwritten changes: when the first unwritten change happened, and its sequence. */
-  private readonly dirty = new Map<string, { since: number; firstSeq: number }>();
   /**
-   * Dirty runs to write within `flushMs` (`writeSoon`). The others wait for `activeDelayMs`, and `dirty` keeps them
-   * in the order they became dirty (an entry leaves only once written), which is also the order of `since` and of
-   * `firstSeq`: a flush reads the ripe ones off its head and the checkpoint off its first entry, however many
-   * thousands of queued runs wait behind them.
+   * Runs with unwritten changes, by the sequence of the first, in the order they became dirty (an entry leaves only
+   * once written), which is also the order of those sequences: the checkpoint is read off its first entry.
    */
+  private readonly dirty = new Map<string, number>();
+  /** Dirty runs to write within `flushMs` (`writeSoon`). */
   private readonly soon = new Set<string>();
+  /**
+   * The other dirty runs by when they are due, `activeDelayMs` or `queuedDelayMs` after they became dirty or changed
+   * kind: one map per delay keeps each in the order of its due times, so a flush reads the ripe ones off their heads
+   * however many thousands of queued runs wait behind them.
+   */
+  private readonly due = { active: new Map<string, number>(), queued: new Map<string, number>() };
   /** Runs whose state is too large to write even slim (logged once). */
   private readonly oversized = new Set<string>();
   private position = 0;
@@ -350,10 +360,13 @@ export class Projector implements RunStates {
     this.warnIfLong(prev, state);
     // Keyed by the state's own id: `runId` is cut from the message's subject, and a map key would keep all of it.
     this.states.set(state.runId, state);
-    if (!this.dirty.has(state.runId)) this.dirty.set(state.runId, { since: performance.now(), firstSeq: seq });
-    const soon = this.writeSoon(state);
-    if (soon) this.soon.add(state.runId);
-    this.scheduleFlush(soon ? this.o.flushMs : this.o.activeDelayMs);
+    if (!this.dirty.has(state.runId)) this.dirty.set(state.runId, seq);
+    if (this.writeSoon(state)) {
+      this.soon.add(state.runId);
+      this.scheduleFlush(this.o.flushMs);
+    } else {
+      this.scheduleFlush(this.arm(state));
+    }
     // Before live too: a run that ended while no engine read the log has waiters as well, and the end is a fact.
     if (this.o.onEnded && isTerminal(state.status) && !(prev && isTerminal(prev.status))) this.o.onEnded(state);
     if (this.live) this.o.onChange({ event, seq, state });
@@ -422,11 +435,13 @@ export class Projector implements RunStates {
           if (this.states.get(s.runId) !== s || unwritten.includes(s.runId)) continue;
           this.dirty.delete(s.runId);
           this.soon.delete(s.runId);
+          this.due.active.delete(s.runId);
+          this.due.queued.delete(s.runId);
           if (isTerminal(s.status)) this.drop(s.runId);
         }
         this.coolWritten(batch);
         const oldest = this.dirty.values().next().value;
-        const checkpoint = oldest ? Math.min(upTo, oldest.firstSeq - 1) : upTo;
+        const checkpoint = oldest !== undefined ? Math.min(upTo, oldest - 1) : upTo;
         if (checkpoint > this.savedCheckpoint) {
           await this.o.store.saveCheckpoint(checkpoint);
           this.savedCheckpoint = checkpoint;
@@ -505,7 +520,24 @@ export class Projector implements RunStates {
     next();
   }
 
-  /** The dirty runs to write now: the `soon` ones, then, once live, those dirty for `activeDelayMs`. */
+  /**
+   * Puts a dirty run not to be written soon in the due map of its kind; a run already there keeps its due time, one that
+   * changed kind is due a delay from now. Returns in how many ms it is due.
+   */
+  private arm(state: RunState): number {
+    const queued = mayGoCold(state);
+    const [into, from, delay] = queued
+      ? [this.due.queued, this.due.active, this.o.queuedDelayMs]
+      : [this.due.active, this.due.queued, this.o.activeDelayMs];
+    const now = performance.now();
+    const due = into.get(state.runId);
+    if (due !== undefined) return Math.max(0, due - now);
+    from.delete(state.runId);
+    into.set(state.runId, now + delay);
+    return delay;
+  }
+
+  /** The dirty runs to write now: the `soon` ones, then, once live, those due (`arm`). */
   private ripe(): RunState[] {
     const batch: RunState[] = [];
     for (const runId of this.soon) {
@@ -516,10 +548,13 @@ export class Projector implements RunStates {
     // While catching up, unfinished states are not final yet: the next events are already waiting.
     if (!this.live) return batch;
     const now = performance.now();
-    for (const [runId, { since }] of this.dirty) {
-      if (now - since < this.o.activeDelayMs) break;
-      const state = this.states.get(runId);
-      if (state && !this.soon.has(runId)) batch.push(state);
+    for (const due of [this.due.active, this.due.queued]) {
+      for (const [runId, at] of due) {
+        if (at > now) break;
+        const state = this.states.get(runId);
+        if (!state || !this.dirty.has(runId)) due.delete(runId);
+        else if (!this.soon.has(runId)) batch.push(state);
+      }
     }
     return batch;
   }
@@ -538,7 +573,11 @@ export class Projector implements RunStates {
       this.scheduleFlush(this.o.flushMs);
       return;
     }
-    const oldest = this.live ? this.dirty.values().next().value : undefined;
-    if (oldest) this.scheduleFlush(Math.max(0, oldest.since + this.o.activeDelayMs - performance.now()));
+    if (!this.live) return;
+    const next = Math.min(
+      this.due.active.values().next().value ?? Number.POSITIVE_INFINITY,
+      this.due.queued.values().next().value ?? Number.POSITIVE_INFINITY,
+    );
+    if (next !== Number.POSITIVE_INFINITY) this.scheduleFlush(Math.max(0, next - performance.now()));
   }
 }

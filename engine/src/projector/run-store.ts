@@ -75,16 +75,11 @@ export class RunStore {
 
   /** The history stream sequence up to which every event is reflected in this store. */
   async checkpoint(): Promise<number> {
-    const entry = await this.kv.get(this.checkpointKey());
+    const entry = await this.kv.get(keys.projectorCheckpoint(this.ns));
     return entry && entry.operation === "PUT" && entry.length > 0 ? Number(entry.string()) : 0;
   }
 
   async saveCheckpoint(seq: number): Promise<void> {
-    await this.kv.put(this.checkpointKey(), String(seq));
-  }
-
-  /** A three-token key, so run scans (`<ns>.*`) never see it. */
-  private checkpointKey(): string {
-    return `${this.ns}._projector.checkpoint`;
+    await this.kv.put(keys.projectorCheckpoint(this.ns), String(seq));
   }
 }

@@ -58,6 +58,8 @@ const BULK_IN_FLIGHT = 1024;
 const REGISTERED_TTL_MS = 5000;
 /** How long a waiter keeps re-reading its run through transient failures (a failover stalls writes 5-8 s). */
 const CATCH_UP_RETRY_MS = 60_000;
+/** Waiters whose runs are read per second at most, by `recheckWaiters`, those waiting longest first. */
+const RECHECKS_PER_SECOND = 100;
 
 /** How long one attempt may run unless the task says otherwise. */
 const DEFAULT_EXECUTION_TIMEOUT = "60s";
@@ -99,6 +101,7 @@ export class Taskjet implements Triggers {
   private readonly registeredCache = new Map<string, { declared: DeclaredOptions | undefined; until: number }>();
   private defsKv: Promise<KV> | undefined;
   private closed = false;
+  private readonly recheck: NodeJS.Timeout;
 
   private constructor(
     /** @internal */ readonly connection: Connection,
@@ -117,6 +120,8 @@ export class Taskjet implements Triggers {
     this.apiTokens = new ApiTokensClient(connection, config.namespace);
     this.workers = new WorkersClient(connection, config.namespace);
     this.watchReconnects().catch((err) => config.logger.warn({ err }, "connection status watch ended"));
+    this.recheck = setInterval(() => this.recheckWaiters(), 1000);
+    this.recheck.unref();
   }
 
   /**
@@ -464,6 +469,7 @@ export class Taskjet implements Triggers {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.recheck);
     await Promise.all([...this.ownWorkers].map((w) => w.stop()));
     for (const w of [...this.waiters]) w.fail(new ClosedError("client"));
     if (this.ownsConnection) await this.connection.nc.drain().catch(() => this.connection.nc.close());
@@ -637,6 +643,24 @@ export class Taskjet implements Triggers {
 
   private assertOpen(): void {
     if (this.closed) throw new ClosedError("client");
+  }
+
+  /**
+   * Reads the runs of the waiters due (`RunWaiter.recheckAt`): an end is announced over core NATS, and one lost on
+   * its way without this connection dropping (a route between cluster nodes that broke and came back) is heard of no
+   * other way. A read that fails is left for the next one.
+   */
+  private recheckWaiters(): void {
+    const now = Date.now();
+    let budget = RECHECKS_PER_SECOND;
+    for (const waiter of this.waiters) {
+      if (waiter.recheckAt > now) continue;
+      if (budget-- === 0) return;
+      waiter.rechecked(now);
+      waiter
+        .catchUp(() => this.runs.read(waiter.runId, undefined))
+        .catch((err) => this.config.logger.debug({ err, runId: waiter.runId }, "could not read a waited run"));
+    }
   }
 
   /** After a reconnect, plain subscriptions may have missed events: waiters re-read the log. */

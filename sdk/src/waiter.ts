@@ -1,6 +1,10 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { decodeRunEnd, isTerminal, type RunEnd, type RunState, subjects } from "@taskjet/schemas";
 
+/** A waiter that has heard nothing this long reads its run (`recheckAt`), then again after twice as long, and so on. */
+const RECHECK_FIRST_MS = 5000;
+const RECHECK_MAX_MS = 300_000;
+
 /**
  * Waits for one run to finish without a consumer: a plain subscription on `tj.<ns>.ended.<runId>`, where the engine
  * announces how the run ended (`RunEnd`) once it folds the event that ended it. Made before the run's trigger is
@@ -14,6 +18,9 @@ export class RunWaiter {
   private rejectFn!: (err: unknown) => void;
   /** Resolves with how the run ended. */
   readonly done: Promise<RunEnd>;
+  private readonly since = Date.now();
+  /** When the client should read the run in case its end was announced and lost (`rechecked`). */
+  recheckAt = this.since + RECHECK_FIRST_MS;
 
   constructor(
     nc: NatsConnection,
@@ -27,7 +34,9 @@ export class RunWaiter {
       this.rejectFn = reject;
     });
     this.sub = nc.subscribe(subjects.ended(ns, runId), {
-      callback: (_err, msg) => {
+      callback: (err, msg) => {
+        // A refused subscription (permissions) hears nothing: the client's rechecks find the end.
+        if (err) return;
         const end = decodeRunEnd(msg.data);
         // Not the engine's: the run's own end still comes, or a catch-up reads it.
         if (end?.runId !== this.runId || this.settled) return;
@@ -45,6 +54,11 @@ export class RunWaiter {
     if (this.settled) return;
     const state = await read();
     if (state) this.adopt(state);
+  }
+
+  /** Read at `now`: the next read after as long again as it has waited (at most `RECHECK_MAX_MS` later). */
+  rechecked(now: number): void {
+    this.recheckAt = now + Math.min(RECHECK_MAX_MS, now - this.since);
   }
 
   fail(err: unknown): void {

@@ -1,6 +1,9 @@
+import { connect } from "@nats-io/transport-node";
+import { subjects } from "@taskjet/schemas";
 import { type RunEnd, RunStatuses, TaskRunError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import { startNatsServer } from "../harness/nats-server.js";
 import { startTcpProxy } from "../harness/tcp-proxy.js";
 
 const nats = useNatsServer();
@@ -74,6 +77,16 @@ describe("run", () => {
     });
     const worker = await tj.worker("w1", { workflows: [held], slots: 1 });
     await worker.start();
+    // What the server passes on of the engine's announcements (the client would also find the end by reading the run
+    // once it has waited 5 s: this shows the announcement came).
+    const nc = await connect({ servers: nats.url });
+    const announced: string[] = [];
+    nc.subscribe(subjects.endedAll(namespace), {
+      callback: (_err, m) => {
+        announced.push(m.string());
+      },
+    });
+    await nc.flush();
     let settled = false;
     const result = held.run({ n: 21 }).finally(() => {
       settled = true;
@@ -86,12 +99,43 @@ describe("run", () => {
     await eventually(() => (worker.runningCount === 0 ? true : undefined));
     await new Promise((r) => setTimeout(r, 1000));
     expect(settled).toBe(false);
+    expect(announced).toEqual([]);
     // The engine's connection drops; it reconnects (through the proxy, which passes everything now).
     proxy.cut();
     await expect(result).resolves.toEqual({ n: 42 });
+    await eventually(() => (announced.length > 0 ? true : undefined), 10_000, "the end announced again");
+    await nc.close();
     await tj.close();
     await engine.stop();
     await proxy.close();
+  });
+
+  it("run - resolves although its waiter never hears the end announced (its user may not listen for ends): the client reads the runs it has long waited for", async () => {
+    const server = await startNatsServer({
+      config: () => `authorization { users: [
+        { user: engine, password: e }
+        { user: deaf, password: d, permissions: { subscribe: { deny: ["tj.*.ended.>"] } } }
+      ] }`,
+    });
+    try {
+      const namespace = uniqueNamespace();
+      const engine = await startEngine(server.url, {
+        namespaces: [namespace],
+        auth: { user: "engine", password: "e" },
+      });
+      const tj = await connectClient(server.url, { namespace, auth: { user: "deaf", password: "d" } });
+      const double = tj.task({ name: "double", fn: async (input: { n: number }) => ({ n: input.n * 2 }) });
+      const worker = await tj.worker("w1", { workflows: [double], slots: 1 });
+      await worker.start();
+      const t0 = performance.now();
+      expect(await double.run({ n: 21 })).toEqual({ n: 42 });
+      // Not from the announcement (it never came): from the first read, 5 s into the wait.
+      expect(performance.now() - t0).toBeGreaterThan(4000);
+      await tj.close();
+      await engine.stop();
+    } finally {
+      await server.stop();
+    }
   });
 
   it("runs.onEnd - hears every run of its namespace end, with its output or error, until stopped", async () => {

@@ -33,9 +33,10 @@ export const EngineConfigSchema = z.object({
   /** Unfinished runs are written to the projection only after this long unwritten. @default 1000 ms */
   projectionActiveDelayMs: z.number().int().min(0).default(1000),
   /**
-   * `projectionActiveDelayMs` for a run that only waits for a slot: until then `runs.list` does not show it (`runs.get`
-   * does). A write per waiting run would cost the most when a backlog has the engine furthest behind; with this delay,
-   * a backlog that drains within it costs no write more than one per run. @default 10000 ms
+   * `projectionActiveDelayMs` for a run that only waits for a slot: until then `TJ_RUNS` (the REST API's and the
+   * dashboard's lists) does not show it; `runs.get` and `runs.list` do (they fold the log after the projector's
+   * checkpoint). A write per waiting run would cost the most when a backlog has the engine furthest behind; with this
+   * delay, a backlog that drains within it costs one write per run, not two. @default 10000 ms
    */
   projectionQueuedDelayMs: z.number().int().min(0).default(10_000),
   /**

@@ -543,7 +543,11 @@ export class Projector implements RunStates {
     for (const runId of this.soon) {
       const state = this.states.get(runId);
       if (state && this.writeSoon(state)) batch.push(state);
-      else this.soon.delete(runId); // replayed, or back under the hot limit: it waits like the others
+      else {
+        // Replayed, or back under the hot limit: it waits like the others.
+        this.soon.delete(runId);
+        if (state) this.arm(state);
+      }
     }
     // While catching up, unfinished states are not final yet: the next events are already waiting.
     if (!this.live) return batch;

@@ -85,8 +85,11 @@ export class Scheduler {
   /** Rebuilds memory from the projected states of unfinished runs. */
   recover(): void {
     const now = this.now();
-    // Every unfinished run is in memory now: the projector lets the cold ones go after this.
-    for (const state of this.o.states.values()) {
+    // Every unfinished run is in memory now: the projector lets the cold ones go after this. In queue order (the last
+    // sequence): the store gives them in the order they were last written, which the queued delay breaks (cold ones
+    // are written at once, the others later), and an attempt queued before a queue's tail walks back to its place.
+    const states = [...this.o.states.values()].sort((a, b) => a.lastSeq - b.lastSeq);
+    for (const state of states) {
       for (const task of state.tasks) {
         if (task.status === RunStatuses.queued && !task.retry) {
           this.reapplyPause(state, task, now);

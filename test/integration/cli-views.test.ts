@@ -187,15 +187,15 @@ describe("cli views", () => {
         waiting: unknown;
         workers: number;
       };
-      // The projection shows a queued run once it has been queued for about a second.
-      const queue = await eventually(async () => {
-        const all = lines<Queue>(await taskjet(["queues", "--json", ...at(namespace)]));
-        return all.length === 1 && all[0]?.queued === 3 ? all[0] : undefined;
-      });
+      // At once: `queues` reads runs as `runs.list` does, the projection and the log after its checkpoint (the
+      // projection itself writes a queued run only after 10 s).
+      const all = lines<Queue>(await taskjet(["queues", "--json", ...at(namespace)]));
+      expect(all).toHaveLength(1);
+      const queue = all[0] as Queue;
       const created = (await tj.runs.get(first.runId)).createdAt;
       expect(queue).toMatchObject({ taskName: "nobody", queued: 3, running: 0, retrying: 0, workers: 0 });
       expect(queue.oldestQueuedAt).toBe(created);
-      expect(queue.oldestAgeMs).toBeGreaterThanOrEqual(500);
+      expect(queue.oldestAgeMs).toBeGreaterThanOrEqual(0);
       expect(queue.oldestAgeMs).toBeLessThanOrEqual(Date.now() - before + 1000);
 
       const table = await taskjet(["queues", ...at(namespace)]);

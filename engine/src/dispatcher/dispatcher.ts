@@ -81,7 +81,7 @@ export class Dispatcher {
       const bytes = Buffer.byteLength(json) + 1;
       let batch = batches.get(workerId);
       if (batch && batch.bytes + bytes > max) {
-        this.publish(workerId, `[${batch.json.join(",")}]`, batch.placements);
+        this.publishBatch(workerId, batch);
         batch = undefined;
       }
       if (!batch) {
@@ -92,7 +92,11 @@ export class Dispatcher {
       batch.json.push(json);
       batch.bytes += bytes;
     }
-    for (const [workerId, batch] of batches) this.publish(workerId, `[${batch.json.join(",")}]`, batch.placements);
+    for (const [workerId, batch] of batches) this.publishBatch(workerId, batch);
+  }
+
+  private publishBatch(workerId: string, batch: Batch): void {
+    this.publish(workerId, `[${batch.json.join(",")}]`, batch.placements);
   }
 
   private publish(workerId: string, payload: string, placements: Placement[]): void {

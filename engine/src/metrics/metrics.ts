@@ -32,23 +32,6 @@ const QUEUE_WAIT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 /** Seconds an attempt ran: from no-op tasks to hour-long ones. */
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 
-/** A metric's series by label values (prom-client hashes the labels of every labelled call): each looked up once. */
-class Series<S> {
-  private readonly byValues = new Map<string, S>();
-
-  constructor(private readonly make: (values: string[]) => S) {}
-
-  of(...values: string[]): S {
-    const key = values.join("\0");
-    let series = this.byValues.get(key);
-    if (!series) {
-      series = this.make(values);
-      this.byValues.set(key, series);
-    }
-    return series;
-  }
-}
-
 let processRegistry: Registry | undefined;
 
 /** Process metrics (CPU, memory, event loop, GC): one collector per process, however many engines it runs. */
@@ -66,15 +49,12 @@ export class NamespaceMetrics {
   private live: (() => LiveView) | undefined;
   /** Events folded since the last scrape, by type: prom-client hashes the labels of every labelled call. */
   private readonly eventsSince = new Map<string, number>();
-  /** By task. */
-  private readonly queueWait: Series<Histogram.Internal<"namespace" | "task">>;
-  /** By task and outcome. */
-  private readonly duration: Series<Histogram.Internal<"namespace" | "task" | "outcome">>;
+  private readonly queueWait: Histogram<"namespace" | "task">;
+  private readonly duration: Histogram<"namespace" | "task" | "outcome">;
   private readonly retries: Counter<"namespace" | "task">;
   private readonly timeouts: Counter<"namespace" | "task">;
   private readonly reassignments: Counter<"namespace" | "task">;
-  /** By workflow and status. */
-  private readonly finished: Series<Counter.Internal>;
+  private readonly finished: Counter<"namespace" | "workflow" | "status">;
 
   constructor(
     readonly ns: string,
@@ -94,22 +74,20 @@ export class NamespaceMetrics {
         eventsSince.clear();
       },
     });
-    const queueWait = new Histogram({
+    this.queueWait = new Histogram({
       name: "taskjet_queue_wait_seconds",
       help: "Time from an attempt queued to its assignment to a worker",
       labelNames: ["namespace", "task"],
       buckets: QUEUE_WAIT_BUCKETS,
       registers,
     });
-    this.queueWait = new Series((values) => queueWait.labels(ns, ...values));
-    const duration = new Histogram({
+    this.duration = new Histogram({
       name: "taskjet_task_duration_seconds",
       help: "Time an attempt ran, from its start to its outcome (completed, failed, timed_out)",
       labelNames: ["namespace", "task", "outcome"],
       buckets: DURATION_BUCKETS,
       registers,
     });
-    this.duration = new Series((values) => duration.labels(ns, ...values));
     const perTask = (name: string, help: string) =>
       new Counter({ name, help, labelNames: ["namespace", "task"], registers });
     this.retries = perTask("taskjet_task_retries_total", "Failed attempts scheduled for a retry (TaskRetryScheduled)");
@@ -118,13 +96,12 @@ export class NamespaceMetrics {
       "taskjet_task_reassignments_total",
       "Running attempts moved off a lost worker (TaskReassigned)",
     );
-    const finished = new Counter({
+    this.finished = new Counter({
       name: "taskjet_runs_finished_total",
       help: "Runs that reached a final status",
       labelNames: ["namespace", "workflow", "status"],
       registers,
     });
-    this.finished = new Series((values) => finished.labels(ns, ...values));
     const view = () => (leading() ? this.live?.() : undefined);
     new Gauge({
       name: "taskjet_lease_held",
@@ -233,7 +210,7 @@ export class NamespaceMetrics {
     // queuedAt stays on the started task; assignedAt is the engine's time of the placement.
     if (start && task?.queuedAt) {
       const waited = (Date.parse(start.assignedAt) - Date.parse(task.queuedAt)) / 1000;
-      this.queueWait.of(task.taskName).observe(Math.max(0, waited));
+      this.queueWait.observe({ namespace: ns, task: task.taskName }, Math.max(0, waited));
     }
     switch (event.type) {
       case EventTypes.TaskCompleted:
@@ -260,14 +237,14 @@ export class NamespaceMetrics {
       state.finishedAt === event.at &&
       (state.status === "COMPLETED" || state.status === "FAILED" || state.status === "CANCELLED")
     ) {
-      this.finished.of(state.workflowName, state.status).inc();
+      this.finished.inc({ namespace: ns, workflow: state.workflowName, status: state.status });
     }
   }
 
   private attemptEnded(task: TaskRunState | undefined, at: string, outcome: string): void {
     if (!task?.startedAt) return; // an engine failure of an attempt that never started (flow key errors)
     const seconds = (Date.parse(at) - Date.parse(task.startedAt)) / 1000;
-    this.duration.of(task.taskName, outcome).observe(Math.max(0, seconds));
+    this.duration.observe({ namespace: this.ns, task: task.taskName, outcome }, Math.max(0, seconds));
   }
 }
 

@@ -130,9 +130,10 @@ export const ControlMessageSchema = z.object({
 export type ControlMessage = z.output<typeof ControlMessageSchema>;
 
 /**
- * Worker → engine: attempts whose slots this worker has just freed (core NATS, at most once; the engine frees them
- * anyway when it folds their outcomes). The engine can then place new work at once instead of after folding the log
- * up to those outcomes, which lags by however many triggers a burst queued ahead of them.
+ * Worker → engine: attempts whose slots this worker has just freed without recording an outcome that frees them (a
+ * durable task gone to sleep, a result ignored as stale, a cancelled task abandoned; core NATS, at most once). An
+ * attempt that ends with a stored outcome is not named: the engine frees its slot as it folds that outcome, which
+ * arrives about when this message would (one message per attempt at a steady rate, measured to cost more than it won).
  *
  * `returned`: attempts placed on this worker that it gives back unstarted (they waited too long for a slot behind
  * longer attempts, or the worker is stopping); the engine queues them again. Absent in messages of older workers.

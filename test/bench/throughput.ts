@@ -10,6 +10,7 @@
  *   --lat-mode run     how the latency phase waits           --reps 1         throughput repetitions (same processes)
  *   --phases throughput,latency                             --warm 2000      warm-up runs before the phases
  *   --semi 32          --max-semi-space-size of the children (0: node's default)
+ *   --node-flags=--single-threaded-gc   more node flags for the children (space-separated)
  *   --count-ops        count every publish per process by subject kind (a Map increment per publish)
  *   --cpu-prof engine,worker[,client]  CPU-profile these processes during the (last) throughput rep, or during the
  *                      latency phase when it runs alone (`--phases latency`: what a task costs when nothing batches)
@@ -19,6 +20,9 @@
  *   --flow none        the task's flow control: none | concurrency | ratelimit | both, never binding (lib/flow.ts)
  *   --out <file>       JSON results (default bench/results/throughput-<stamp>.json; the folder is gitignored)
  *   --cluster          run on the three nodes of deploy/nats/ (harness/nats-cluster.ts) with every stream and bucket R3
+ *
+ * TJ_BENCH_NATS_CONFIG adds lines to the single server's configuration: `prof_port: 6061` serves Go's pprof, so
+ * `curl 127.0.0.1:6061/debug/pprof/profile?seconds=5` profiles nats-server during a phase.
  *
  * Prints a Markdown report and the JSON. Timestamps are `process.hrtime` (CLOCK_MONOTONIC, shared across processes).
  */
@@ -53,6 +57,7 @@ const { values: opt } = parseArgs({
     phases: { type: "string", default: "throughput,latency" },
     warm: { type: "string", default: "2000" },
     semi: { type: "string", default: "32" },
+    "node-flags": { type: "string", default: "" },
     "count-ops": { type: "boolean", default: false },
     "cpu-prof": { type: "string", default: "" },
     "prof-dir": { type: "string", default: "/tmp/tj-prof" },
@@ -100,7 +105,7 @@ interface Snapshot {
   ops: Partial<Record<Role, Record<string, number>>>;
   serverCpuS: number;
   machine: { busyS: number; totalS: number };
-  streams: Record<string, { lastSeq: number; messages: number }>;
+  streams: Record<string, { lastSeq: number; messages: number; bytes: number }>;
 }
 
 /** The cluster seen as the single server the bench expects: its URLs comma-separated, its CPU that of all three. */
@@ -136,13 +141,18 @@ async function main(): Promise<void> {
     node: process.version,
     cpus: cpus().length,
     loadAtStart: load(),
-    nodeFlags: Number(opt.semi) > 0 ? [`--max-semi-space-size=${opt.semi}`] : [],
+    nodeFlags: [
+      ...(Number(opt.semi) > 0 ? [`--max-semi-space-size=${opt.semi}`] : []),
+      ...String(opt["node-flags"]).split(" ").filter(Boolean),
+    ],
     // others edit the packages concurrently: record what was measured (the built dist is what runs)
     git: gitState(["engine", "sdk", "schemas"]),
     whatIf: String(opt["what-if"]).split(",").filter(Boolean),
   };
   console.error(`[bench] load average ${env.loadAtStart}; starting nats-server`);
-  const server = CLUSTER ? await clusterAsServer() : await startNatsServer();
+  const server = CLUSTER
+    ? await clusterAsServer()
+    : await startNatsServer({ config: () => process.env.TJ_BENCH_NATS_CONFIG ?? "" });
   const procs = {} as Record<Role, Proc>;
   const nc = await connect({ servers: server.url.split(","), name: "bench-orchestrator", noAsyncTraces: true });
   try {
@@ -167,7 +177,11 @@ async function main(): Promise<void> {
       const streams: Snapshot["streams"] = {};
       for (const s of STREAMS) {
         const info = await jsm.streams.info(s).catch(() => undefined);
-        streams[s] = { lastSeq: info?.state.last_seq ?? 0, messages: info?.state.messages ?? 0 };
+        streams[s] = {
+          lastSeq: info?.state.last_seq ?? 0,
+          messages: info?.state.messages ?? 0,
+          bytes: info?.state.bytes ?? 0,
+        };
       }
       return {
         at: nowMs(),
@@ -197,7 +211,14 @@ async function main(): Promise<void> {
       const machineBusyS = b.machine.busyS - a.machine.busyS;
       const machineCores = (machineBusyS / (b.machine.totalS - a.machine.totalS)) * env.cpus;
       const writes: Record<string, number> = {};
-      for (const s of STREAMS) writes[s] = ((b.streams[s]?.lastSeq ?? 0) - (a.streams[s]?.lastSeq ?? 0)) / tasks;
+      // Bytes each write stored, from the growth of a stream: exact where nothing was removed meanwhile (the history;
+      // the runs bucket while its keys are new), which is where the server's time per write goes (copies into its cache).
+      const bytesPerWrite: Record<string, number> = {};
+      for (const s of STREAMS) {
+        const written = (b.streams[s]?.lastSeq ?? 0) - (a.streams[s]?.lastSeq ?? 0);
+        writes[s] = written / tasks;
+        if (written > 0) bytesPerWrite[s] = ((b.streams[s]?.bytes ?? 0) - (a.streams[s]?.bytes ?? 0)) / written;
+      }
       const nats: Record<string, { outPerTask: number; inPerTask: number }> = {};
       for (const r of ROLES) {
         nats[r] = {
@@ -217,6 +238,7 @@ async function main(): Promise<void> {
         cpu,
         machine: { busyCores: machineCores, otherCores: machineCores - oursS / wallS },
         writesPerTask: writes,
+        bytesPerWrite,
         natsMsgsPerTask: nats,
         ...(COUNT_OPS ? { publishesPerTask: ops } : {}),
       };
@@ -371,7 +393,9 @@ function markdown(r: any): string {
     lines.push("");
     lines.push(
       `Stream writes per task: ${Object.entries(x.writesPerTask)
-        .map(([s, v]) => `${s} ${f(v)}`)
+        .map(
+          ([s, v]) => `${s} ${f(v)}${x.bytesPerWrite[s] === undefined ? "" : ` (${f(x.bytesPerWrite[s], 0)} B each)`}`,
+        )
         .join(", ")}`,
     );
     if (x.publishesPerTask) {

@@ -190,13 +190,21 @@ describe("lost workers", () => {
     await engine.stop();
   });
 
-  it("slots freed - a worker's word that it freed a slot lets the engine place the next attempt there before any outcome is recorded", async () => {
+  it("slots freed - a worker tells the engine of a slot freed without an outcome (a durable sleep), and that word lets the engine place the next attempt there", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });
     const tj = await connectClient(nats.url, { namespace });
     const t = tj.task({ name: "quick", fn: async () => ({}) });
-    // A real worker announces what it freed.
-    const real = await tj.worker("real", { workflows: [t] });
+    // Not "quick": runs of it that end soon would let the engine queue attempts of it on the full bare worker below.
+    const chore = tj.task({ name: "chore", fn: async () => ({}) });
+    const nap = tj.durableTask({
+      name: "nap",
+      fn: async (_input, ctx) => {
+        await ctx.sleepFor("200ms");
+        return {};
+      },
+    });
+    const real = await tj.worker("real", { workflows: [t, chore, nap] });
     await real.start();
     const nc = await connect({ servers: nats.url });
     const announced: SlotsFreed[] = [];
@@ -206,11 +214,16 @@ describe("lost workers", () => {
       },
     });
     await nc.flush();
-    const ref = await t.runNoWait({});
-    await ref.result();
-    const taskRunId = (await tj.runs.get(ref.runId)).tasks[0]?.taskRunId;
+    // Completed: the stored outcome frees the slot where the engine folds it, no word needed.
+    for (let i = 0; i < 3; i++) await chore.run({ i });
+    // Asleep: the attempt ended with no outcome, so the worker says its slot is free; the attempt after the sleep
+    // completes, and is not announced either.
+    const napRef = await nap.runNoWait({});
+    await napRef.result();
+    const napTask = (await tj.runs.get(napRef.runId)).tasks[0];
     await eventually(() => (announced.length > 0 ? true : undefined), 5000, "freed slots announced");
-    expect(announced.flatMap((a) => a.attempts)).toEqual([{ taskRunId, attempt: 0 }]);
+    await nc.flush();
+    expect(announced.flatMap((a) => a.attempts)).toEqual([{ taskRunId: napTask?.taskRunId, attempt: 0 }]);
     await real.stop();
 
     // A one-slot worker that records nothing: only its word frees the slot for the second run.

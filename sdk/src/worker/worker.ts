@@ -663,14 +663,19 @@ export class Worker {
           .catch((err) => log.warn({ err }, "could not record the timeout; the engine will"))
           .finally(() => ctx.abortController.abort(new Error(`execution timeout of ${attempt.timeoutMs} ms exceeded`)));
       };
-      const done = this.execute(next, ctx, attempt, outbox, log, suspended)
-        .catch((err) => log.error({ err }, "attempt failed to report"))
-        .finally(() => {
+      const done: Promise<void> = this.execute(next, ctx, attempt, outbox, log, suspended)
+        .catch((err) => {
+          log.error({ err }, "attempt failed to report");
+          return false;
+        })
+        .then((outcomeStored) => {
           attempt.stop();
           // Abandoned after a cancellation, the slot may already serve another attempt.
           if (this.running.get(key)?.done === done) {
             this.freeSlot(key);
-            this.announceFreed(next.assignment);
+            // A stored outcome frees the slot where the engine folds it (as soon as this message would, about): only
+            // an attempt that ends without one (a durable task's sleep, an ignored report) needs telling.
+            if (!outcomeStored) this.announceFreed(next.assignment);
           }
           this.released.delete(key);
           this.pump();
@@ -776,7 +781,7 @@ export class Worker {
     outbox: Outbox,
     log: Logger,
     suspended: Promise<"suspended"> | undefined,
-  ): Promise<void> {
+  ): Promise<boolean> {
     // The task's code runs from a later turn, never inside `pump()`: the attempt is then registered (running, its
     // slot counted), so a `releaseSlot()` or a cancel at its very start finds it, and whatever the same I/O turn
     // delivered first (a cancelled attempt's abort, before a newer one of its concurrency key) has run.
@@ -804,7 +809,7 @@ export class Worker {
       attempt.stop();
       this.ranToOutcome(key);
       log.debug({}, "durable task sleeping: attempt ended, slot freed");
-      return;
+      return false;
     }
     attempt.stop();
     // Every line and chunk of the attempt stored before its outcome: a reader that sees the run end has them all.
@@ -814,6 +819,7 @@ export class Worker {
     // Only once an outcome is stored: the engine sends the assignment again to a worker that could not report it.
     this.ranToOutcome(key);
     if (!applied) log.warn({}, "result arrived after the attempt was superseded: recorded as ReportIgnored");
+    return applied;
   }
 }
 

@@ -31,7 +31,7 @@ export interface CpuSnapshot {
   nats: { inMsgs: number; outMsgs: number; inBytes: number; outBytes: number };
 }
 
-const whatIf = applyWhatIf(process.env.TJ_BENCH_WHATIF);
+const whatIf = await applyWhatIf(process.env.TJ_BENCH_WHATIF);
 const connections: NatsConnection[] = [];
 const ops = new Map<string, number>();
 let session: Session | undefined;

@@ -9,17 +9,20 @@
  *   here the buffer is written once per event-loop turn (`setImmediate`).
  * - `ulid`: `ulid()` 3.0.2 re-detects its PRNG per call and asks `crypto.getRandomValues` for ONE byte per character
  *   (16 native calls per id); here 1-byte requests are served from a 8 KiB pool filled by the same CSPRNG.
+ * - `noals`: the worker runs task functions outside the AsyncLocalStorage that makes their triggers children (what
+ *   Node 20's promise hooks, on for every promise once it is used, cost the worker).
  */
 import { randomFillSync } from "node:crypto";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 
-export function applyWhatIf(spec: string | undefined): string[] {
+export async function applyWhatIf(spec: string | undefined): Promise<string[]> {
   const applied: string[] = [];
   for (const what of (spec ?? "").split(",").filter(Boolean)) {
     if (what === "cancel") patchRequestCancel();
     else if (what === "ulid") patchRandomBytePool();
     else if (what === "flushturn") patchFlushPerTurn();
+    else if (what === "noals") await patchNoTaskContext();
     else throw new Error(`unknown what-if ${what}`);
     applied.push(what);
   }
@@ -79,4 +82,11 @@ function patchRandomBytePool(): void {
     }
     return original(array as Parameters<typeof original>[0]) as unknown as T;
   }) as typeof globalThis.crypto.getRandomValues;
+}
+
+async function patchNoTaskContext(): Promise<void> {
+  const require = createRequire(import.meta.url);
+  const dist = dirname(require.resolve("@taskjet/sdk"));
+  const { currentTask } = await import(join(dist, "worker", "current.js"));
+  currentTask.run = (_store: unknown, fn: () => unknown) => fn();
 }

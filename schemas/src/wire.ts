@@ -131,7 +131,7 @@ export type ControlMessage = z.output<typeof ControlMessageSchema>;
 
 /**
  * Worker → engine: attempts whose slots this worker has just freed without recording an outcome that frees them (a
- * durable task gone to sleep, a result ignored as stale, a cancelled task abandoned; core NATS, at most once). An
+ * durable task gone to sleep, a result ignored as stale; core NATS, at most once). An
  * attempt that ends with a stored outcome is not named: the engine frees its slot as it folds that outcome, which
  * arrives about when this message would (one message per attempt at a steady rate, measured to cost more than it won).
  *

@@ -222,7 +222,8 @@ describe("lost workers", () => {
     await napRef.result();
     const napTask = (await tj.runs.get(napRef.runId)).tasks[0];
     await eventually(() => (announced.length > 0 ? true : undefined), 5000, "freed slots announced");
-    await nc.flush();
+    // Time for a wrong word on the second attempt (sent after its append) to arrive.
+    await new Promise((r) => setTimeout(r, 300));
     expect(announced.flatMap((a) => a.attempts)).toEqual([{ taskRunId: napTask?.taskRunId, attempt: 0 }]);
     await real.stop();
 

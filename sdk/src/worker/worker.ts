@@ -673,8 +673,8 @@ export class Worker {
           // Abandoned after a cancellation, the slot may already serve another attempt.
           if (this.running.get(key)?.done === done) {
             this.freeSlot(key);
-            // A stored outcome frees the slot where the engine folds it (as soon as this message would, about): only
-            // an attempt that ends without one (a durable task's sleep, an ignored report) needs telling.
+            // A stored outcome frees the slot where the engine folds it, about when this message would arrive: only an
+            // attempt that ends without one (a durable task's sleep, an ignored report) needs telling.
             if (!outcomeStored) this.announceFreed(next.assignment);
           }
           this.released.delete(key);

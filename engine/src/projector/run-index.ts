@@ -81,8 +81,9 @@ export function summarize(state: RunState): RunSummary {
  * by creation, as summaries (no input or output): a page is a binary search for the cursor and a walk down to the
  * next `limit` matches, so its cost does not grow with the page number. Memory is about 1 KB per run (measured in
  * `test/bench/runs-paging.ts`). The cursor is the last run's (createdAt, runId), so pages do not shift as runs are
- * created. The list trails the log as the projection does: a finished run shows within ~25 ms, an active one after
- * about a second.
+ * created. The list trails the log as the projection does: a finished run shows within ~25 ms, a running one after
+ * about a second, one waiting for a slot after about 10 s (`projectionQueuedDelayMs`; the SDK's `runs.list` folds the
+ * log past the projector's checkpoint instead, at the price of reading it).
  */
 export class RunIndex {
   /** Ascending by (createdAt, runId): new runs append at the end. */

@@ -204,6 +204,7 @@ describe("lost workers", () => {
         return {};
       },
     });
+    // It registers "quick" too, whose definition the bare worker below relies on, but never runs it.
     const real = await tj.worker("real", { workflows: [t, chore, nap] });
     await real.start();
     const nc = await connect({ servers: nats.url });

@@ -91,8 +91,6 @@ class NamespaceRuntime {
       ns,
       log: nsLog.child({ module: "dispatcher" }),
       onUndelivered: (p) => this.scheduler.undelivered(p),
-      onUnconfirmed: (p) => this.scheduler.unconfirmed(p),
-      resendAfterMs: config.assignmentResendMs,
       takesBatches: (workerId) => this.scheduler.registration(workerId)?.assignmentBatches === true,
     });
     this.projector = new Projector({
@@ -150,6 +148,7 @@ class NamespaceRuntime {
       states: this.projector,
       definition: (name) => this.definitions.get(name),
       scheduleTimeoutMs: config.defaultScheduleTimeoutMs,
+      resendAfterMs: config.assignmentResendMs,
     });
     this.definitions = new Definitions({
       js,

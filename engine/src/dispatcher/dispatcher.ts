@@ -10,12 +10,6 @@ export interface DispatcherOptions {
   log: Logger;
   /** Called for a placement whose assignment could not be published. */
   onUndelivered: (placement: Placement) => void;
-  /**
-   * Placements sent between one and two `resendAfterMs` ago, every `resendAfterMs`: the scheduler sends again those
-   * whose attempt is still placed there and not started.
-   */
-  onUnconfirmed: (placements: Placement[]) => void;
-  resendAfterMs: number;
   /** Whether the worker takes its assignments in arrays (`WorkerRegistration.assignmentBatches`). */
   takesBatches: (workerId: string) => boolean;
 }
@@ -34,27 +28,14 @@ interface Batch {
  * worker records the start or the result. Storing it in a work-queue stream cost a replicated write, a delivery, an
  * ack and a delete per task on the hot path. What the stream gave, redelivery, is kept
  * where it matters: a core message is lost only when a connection drops (a reconnect, a node lost, a slow consumer
- * cut off), so every assignment sent is looked at again a period later, and sent again if its attempt is still
- * placed and not started. The worker ignores a copy of an attempt it runs or has run.
+ * cut off), so the scheduler sends again the assignments of attempts that stay placed and not started
+ * (`Scheduler.resendUnstarted`). The worker ignores a copy of an attempt it runs or has run.
  *
  * The assignments a turn places on one worker go in one message (up to the payload limit), for workers that take
  * arrays: a message costs each process it crosses more than the JSON it carries.
  */
 export class Dispatcher {
-  private sent: Placement[] = [];
-  private sentBefore: Placement[] = [];
-  private readonly sweep: NodeJS.Timeout;
-
-  constructor(private readonly o: DispatcherOptions) {
-    this.sweep = setInterval(() => {
-      // Two generations: what was sent in the period before last is at least one period old now.
-      const due = this.sentBefore;
-      this.sentBefore = this.sent;
-      this.sent = [];
-      if (due.length > 0) this.o.onUnconfirmed(due);
-    }, o.resendAfterMs);
-    this.sweep.unref();
-  }
+  constructor(private readonly o: DispatcherOptions) {}
 
   send(placements: Placement[], stateOf: (runId: string) => RunState | undefined): void {
     const now = new Date().toISOString();
@@ -106,19 +87,11 @@ export class Dispatcher {
       // Closed connection, or an assignment over the server's payload limit.
       this.o.log.warn({ err, runIds: placements.map((p) => p.task.runId), workerId }, "assignment not delivered");
       for (const placement of placements) this.o.onUndelivered(placement);
-      return;
     }
-    for (const placement of placements) this.sent.push(placement);
   }
 
   /** Tells a worker to stop an attempt (core NATS: a worker that misses it is fenced by CAS anyway). */
   control(workerId: string, message: ControlMessage): void {
     this.o.nc.publish(subjects.control(this.o.ns, workerId), JSON.stringify(message));
-  }
-
-  stop(): void {
-    clearInterval(this.sweep);
-    this.sent = [];
-    this.sentBefore = [];
   }
 }

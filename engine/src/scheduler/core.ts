@@ -749,6 +749,13 @@ export class SchedulerCore {
     return known === undefined || isQueuedRecord(known) ? undefined : known.workerId;
   }
 
+  /** Every attempt placed on or held by a worker, with that worker. */
+  placements(): Placement[] {
+    const out: Placement[] = [];
+    for (const w of this.workers.values()) for (const task of w.held.values()) out.push({ task, workerId: w.workerId });
+    return out;
+  }
+
   /** Whether a worker is known (registered and not gone). */
   hasWorker(workerId: string): boolean {
     return this.workers.has(workerId);

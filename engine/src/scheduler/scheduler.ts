@@ -33,6 +33,8 @@ export interface SchedulerOptions {
   definition: (taskName: string) => CompiledDefinition | undefined;
   /** How long an attempt may wait for a worker when its run does not say (then `timeouts` cancels it). */
   scheduleTimeoutMs: number;
+  /** How often placed attempts not started are looked at: one left so for a whole period has its assignment resent. */
+  resendAfterMs: number;
   now?: () => number;
 }
 
@@ -77,9 +79,14 @@ export class Scheduler {
   /** Registrations as the workers sent them: re-applied when a definition arrives. */
   private readonly registrations = new Map<string, WorkerRegistration>();
   private readonly now: () => number;
+  private readonly resendTimer: NodeJS.Timeout;
+  /** Placed attempts not started at the last `resendUnstarted`, as `workerId attemptKey`. */
+  private unstarted = new Set<string>();
 
   constructor(private readonly o: SchedulerOptions) {
     this.now = o.now ?? Date.now;
+    this.resendTimer = setInterval(() => this.resendUnstarted(), o.resendAfterMs);
+    this.resendTimer.unref();
   }
 
   /** Rebuilds memory from the projected states of unfinished runs. */
@@ -360,15 +367,24 @@ export class Scheduler {
   }
 
   /**
-   * Assignments sent a while ago (`Dispatcher`): those whose attempt is still placed on that worker and not started
-   * were lost on the way (a dropped connection) or wait behind a blocked worker, which ignores a second copy.
+   * Sends again the assignments of attempts found placed and not started at two sweeps in a row (one to two periods
+   * after they were placed): lost on the way (a dropped connection), or waiting behind a blocked worker, which ignores
+   * a second copy. It remembers only what the workers hold now, not every assignment of the period: at thousands of
+   * tasks a second those outlived the young generation, and every one of them cost the engine a copy and a promotion.
    */
-  unconfirmed(placements: Placement[]): void {
-    const again = placements.filter(({ task, workerId }) => {
-      if (this.stopped || this.core.workerOf(task) !== workerId) return false;
+  private resendUnstarted(): void {
+    if (this.stopped) return;
+    const seen = new Set<string>();
+    const again: Placement[] = [];
+    for (const placement of this.core.placements()) {
+      const { task, workerId } = placement;
       const current = this.o.states.get(task.runId)?.tasks.find((t) => t.taskRunId === task.taskRunId);
-      return current?.status === RunStatuses.queued && current.attempt === task.attempt;
-    });
+      if (current?.status !== RunStatuses.queued || current.attempt !== task.attempt) continue;
+      const key = `${workerId} ${task.taskRunId}:${task.attempt}`;
+      seen.add(key);
+      if (this.unstarted.has(key)) again.push(placement);
+    }
+    this.unstarted = seen;
     if (again.length === 0) return;
     this.o.log.info({ assignments: again.length }, "assignments not started in time: sending them again");
     this.o.dispatcher.send(again, (runId) => this.o.states.get(runId));
@@ -376,7 +392,7 @@ export class Scheduler {
 
   stop(): void {
     this.stopped = true;
-    this.o.dispatcher.stop();
+    clearInterval(this.resendTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.wakeTimer) clearTimeout(this.wakeTimer.handle);
   }

@@ -21,3 +21,4 @@ export * from "./subjects.js";
 export * from "./validation.js";
 export * from "./webhooks.js";
 export * from "./wire.js";
+export * from "./young-map.js";

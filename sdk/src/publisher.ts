@@ -8,6 +8,7 @@ import {
   type NatsConnection,
   TimeoutError,
 } from "@nats-io/transport-node";
+import { youngCopy } from "@taskjet/schemas";
 
 /** What one publish asks of the stream, as `js.publish` takes it. */
 export interface PublishOptions {
@@ -40,7 +41,7 @@ const SWEEP_MS = 250;
  */
 export class StreamPublisher {
   private readonly prefix: string;
-  private readonly pending = new Map<number, Pending>();
+  private pending = new Map<number, Pending>();
   private next = 0;
   private sweeper: NodeJS.Timeout | undefined;
   /** Why acks can never arrive: the server refused the reply subscription (another namespace's inbox prefix). */
@@ -127,6 +128,7 @@ export class StreamPublisher {
       this.pending.delete(id);
       p.reject(new TimeoutError());
     }
+    this.pending = youngCopy(this.pending);
     if (this.pending.size > 0 || !this.sweeper) return;
     clearInterval(this.sweeper);
     this.sweeper = undefined;

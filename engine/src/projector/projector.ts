@@ -18,6 +18,7 @@ import {
   Streams,
   subjects,
   type TaskjetEvent,
+  youngCopy,
 } from "@taskjet/schemas";
 import type { Logger } from "pino";
 import { appendAtTail } from "../log/append.js";
@@ -134,7 +135,11 @@ interface Loading {
  */
 export class Projector implements RunStates {
   /** Runs not finished (except cold ones), plus finished ones until their last state is written. */
-  readonly states = new Map<string, RunState>();
+  get states(): Map<string, RunState> {
+    return this.byRun;
+  }
+  /** `states`, re-made young after each flush (`youngCopy`). */
+  private byRun = new Map<string, RunState>();
   /**
    * Runs with unwritten changes, by the sequence of the first, in the order they became dirty (an entry leaves only
    * once written), which is also the order of those sequences: the checkpoint is read off its first entry.
@@ -440,6 +445,7 @@ export class Projector implements RunStates {
           if (isTerminal(s.status)) this.drop(s.runId);
         }
         this.coolWritten(batch);
+        this.byRun = youngCopy(this.byRun);
         const oldest = this.dirty.values().next().value;
         const checkpoint = oldest !== undefined ? Math.min(upTo, oldest - 1) : upTo;
         if (checkpoint > this.savedCheckpoint) {

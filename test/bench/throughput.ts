@@ -19,6 +19,8 @@
  *   --what-if cancel,ulid  apply a suggested fix at runtime in the child processes only (see lib/whatif.ts)
  *   --flow none        the task's flow control: none | concurrency | ratelimit | both, never binding (lib/flow.ts)
  *   --out <file>       JSON results (default bench/results/throughput-<stamp>.json; the folder is gitignored)
+ *   --stalls           latency phase: split trigger→start at the assignment's publish and match the slowest 1 % against
+ *                      every process's GC pauses and the VM's steal time (lib/stalls.ts)
  *   --cluster          run on the three nodes of deploy/nats/ (harness/nats-cluster.ts) with every stream and bucket R3
  *
  * TJ_BENCH_NATS_CONFIG adds lines to the single server's configuration: `prof_port: 6061` serves Go's pprof, so
@@ -39,10 +41,11 @@ import { Buckets, type FlowOptions, keys, type TaskDefinition } from "@taskjet/s
 import { startNatsCluster } from "../harness/nats-cluster.js";
 import { startNatsServer } from "../harness/nats-server.js";
 import type { CpuSnapshot } from "./lib/child.js";
-import { nowMs, percentiles } from "./lib/clock.js";
+import { nowMs, type Percentiles, percentiles } from "./lib/clock.js";
 import { gitState, load } from "./lib/conditions.js";
 import { FLOWS, type Flow, isFlow, usesConcurrency, usesRateLimit } from "./lib/flow.js";
 import { Proc } from "./lib/proc.js";
+import { analyseStalls, goGcLog, stealTicks } from "./lib/stalls.js";
 
 const { values: opt } = parseArgs({
   options: {
@@ -66,6 +69,7 @@ const { values: opt } = parseArgs({
     "flush-ms": { type: "string" },
     flow: { type: "string", default: "none" },
     cluster: { type: "boolean", default: false },
+    stalls: { type: "boolean", default: false },
   },
   strict: true,
 });
@@ -158,7 +162,10 @@ async function main(): Promise<void> {
   try {
     const jsm = await jetstreamManager(nc);
     for (const role of ROLES)
-      procs[role] = await Proc.start(role, env.nodeFlags, { TJ_BENCH_WHATIF: env.whatIf.join(",") });
+      procs[role] = await Proc.start(role, env.nodeFlags, {
+        TJ_BENCH_WHATIF: env.whatIf.join(","),
+        TJ_BENCH_STALLS: opt.stalls ? "1" : "",
+      });
     const common = { url: server.url, ns: NS, task: TASK, countOps: COUNT_OPS, flow: FLOW, replicas: CLUSTER ? 3 : 1 };
     await procs.engine.request("start", { ...common, flushMs: opt["flush-ms"] ? Number(opt["flush-ms"]) : undefined });
     const workerId = await procs.worker.request<string>("start", { ...common, slots: SLOTS });
@@ -295,8 +302,11 @@ async function main(): Promise<void> {
       const profile = PROFILED.size > 0 && !PHASES.has("throughput");
       if (profile) await profStart();
       const loadBefore = load();
+      if (opt.stalls) for (const role of ROLES) await procs[role].request("gcLog");
+      if (opt.stalls) await procs.engine.request("assigned");
+      const stealBefore = stealTicks();
       const a = await snapshot();
-      const r = await procs.client.request<{ n: number; runAndWait: unknown }>("latency", {
+      const r = await procs.client.request<{ n: number; runAndWait: unknown; triggerAt?: number[] }>("latency", {
         rate: RATE,
         seconds: SECONDS,
         mode: LAT_MODE,
@@ -306,7 +316,19 @@ async function main(): Promise<void> {
       const { startLatency, calls } = await procs.worker.request<{ startLatency: number[]; calls: number }>("samples");
       const start = new Float64Array(r.n).fill(Number.NaN);
       for (let k = 0; k < startLatency.length; k += 2) start[startLatency[k] as number] = startLatency[k + 1] as number;
+      const stealCores = (stealTicks() - stealBefore) / 100 / ((b.at - a.at) / 1000);
+      let stalls: ReturnType<typeof analyseStalls> | undefined;
+      if (opt.stalls && r.triggerAt) {
+        const gc: Record<string, number[]> = {};
+        for (const role of ROLES) gc[role] = await procs[role].request<number[]>("gcLog");
+        if (process.env.TJ_BENCH_NATS_GCLOG) gc["nats-server"] = goGcLog(process.env.TJ_BENCH_NATS_GCLOG);
+        const assigned = await procs.engine.request<number[]>("assigned");
+        stalls = analyseStalls({ triggerAt: r.triggerAt, start, assigned, gc });
+        delete r.triggerAt;
+      }
       results.latency = {
+        stealCores,
+        ...(stalls ? { stalls } : {}),
         loadBefore,
         ...r,
         workerCalls: calls,
@@ -436,7 +458,7 @@ function markdown(r: any): string {
     lines.push("");
     lines.push("| ms | p50 | p95 | p99 | max | n |");
     lines.push("|---|---|---|---|---|---|");
-    const row = (name: string, s: { p50: number; p95: number; p99: number; max: number; n: number } | null) =>
+    const row = (name: string, s: Percentiles | null) =>
       s && lines.push(`| ${name} | ${f(s.p50)} | ${f(s.p95)} | ${f(s.p99)} | ${f(s.max)} | ${s.n} |`);
     row("trigger→start", l.triggerToStart);
     row("run-and-wait", l.runAndWait);
@@ -446,6 +468,33 @@ function markdown(r: any): string {
       `all done: ${l.allDone}, errors ${l.errors}, max schedule lag ${f(l.maxScheduleLagMs)} ms; offered ${f(l.offeredRate, 0)}/s, completed ${f(l.achievedRate, 0)}/s${l.saturated ? " (saturated: the percentiles are queueing delay)" : ""}`,
     );
     lines.push("");
+    if (l.stealCores !== undefined)
+      lines.push(`Stolen by the hypervisor during the phase: ${f(l.stealCores)} cores`, "");
+    if (l.stalls) {
+      const st = l.stalls as ReturnType<typeof analyseStalls>;
+      lines.push("| ms | p50 | p95 | p99 | max | n |", "|---|---|---|---|---|---|");
+      row("trigger→assignment published", st.triggerToAssign);
+      row("assignment published→start", st.assignToStart);
+      row(`slowest 1 %: trigger→assignment`, st.slowSplit.toAssign);
+      row(`slowest 1 %: assignment→start`, st.slowSplit.assignToStart);
+      lines.push("");
+      const blame = Object.entries(st.gcBlame)
+        .map(([proc, b]) => `${proc} ${b.runs} (${f(b.pausedMs / Math.max(1, b.runs))} ms each)`)
+        .join(", ");
+      lines.push(
+        `Of the ${st.slowRuns} slowest runs, a GC pause fell inside the trigger→start of: ${blame || "none"}; none in ${st.slowWithoutGc}.`,
+      );
+      lines.push(
+        `Bursts (s from the first trigger: runs, worst ms): ${st.bursts.map((b) => `${b.atS}: ${b.runs}, ${b.worstMs} [${b.seen.join(", ")}]`).join("; ")}`,
+      );
+      for (const [proc, kinds] of Object.entries(st.gcPauses))
+        lines.push(
+          `- ${proc} GC: ${Object.entries(kinds)
+            .map(([k, v]) => `${k} ${v.n}× total ${f(v.totalMs)} ms max ${f(v.maxMs)} ms`)
+            .join("; ")}`,
+        );
+      lines.push("");
+    }
     costTable("Latency phase", l);
   }
   return lines.join("\n");

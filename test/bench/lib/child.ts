@@ -5,9 +5,10 @@
  */
 import { writeFile } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
-import { performance } from "node:perf_hooks";
+import { PerformanceObserver, performance } from "node:perf_hooks";
 import { writeHeapSnapshot } from "node:v8";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { nowMs } from "./clock.js";
 import { applyWhatIf } from "./whatif.js";
 
 export type Handler = (args: Record<string, unknown>) => unknown;
@@ -32,6 +33,22 @@ export interface CpuSnapshot {
 }
 
 const whatIf = await applyWhatIf(process.env.TJ_BENCH_WHATIF);
+/** With TJ_BENCH_STALLS=1: every GC pause as monotonic start ms, duration ms, kind (flat triples). */
+const gcPauses: number[] = [];
+if (process.env.TJ_BENCH_STALLS === "1") {
+  const toMono = nowMs() - performance.now();
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries())
+      gcPauses.push(e.startTime + toMono, e.duration, (e as { detail?: { kind?: number } }).detail?.kind ?? 0);
+  }).observe({ entryTypes: ["gc"] });
+  // Event-loop stalls: a 5 ms interval firing late by more than 5 ms (kind -1: a stall, not a GC).
+  let expected = nowMs() + 5;
+  setInterval(() => {
+    const t = nowMs();
+    if (t - expected > 5) gcPauses.push(expected, t - expected, -1);
+    expected = t + 5;
+  }, 5).unref();
+}
 const connections: NatsConnection[] = [];
 const ops = new Map<string, number>();
 let session: Session | undefined;
@@ -103,6 +120,7 @@ const common: Record<string, Handler> = {
   /** Writes a heap snapshot (stops the process for as long as it takes: seconds per GiB of heap). */
   heapSnapshot: (args) => writeHeapSnapshot(String(args.file)),
   exit: () => true,
+  gcLog: () => gcPauses.splice(0),
   ops: () => Object.fromEntries(ops),
   async profStart(args) {
     session = new Session();

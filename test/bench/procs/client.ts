@@ -123,6 +123,7 @@ serve({
     const period = 1000 / rate;
     const runAndWait = new Float64Array(n).fill(Number.NaN);
     const triggerCall = new Float64Array(n).fill(Number.NaN);
+    const triggerAt = new Float64Array(n).fill(Number.NaN);
     const pending: Promise<void>[] = [];
     let errors = 0;
     let maxLag = 0;
@@ -136,6 +137,7 @@ serve({
           const idx = i++;
           maxLag = Math.max(maxLag, tn - (T0 + idx * period));
           const t = nowMs();
+          triggerAt[idx] = t;
           const input = benchInput(idx, true, t);
           const p =
             mode === "run"
@@ -195,6 +197,7 @@ serve({
       errors,
       runAndWait: percentiles(runAndWait),
       triggerCall: mode === "run" ? null : percentiles(triggerCall),
+      ...(process.env.TJ_BENCH_STALLS === "1" ? { triggerAt: [...triggerAt] } : {}),
     };
   },
 

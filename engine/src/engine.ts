@@ -115,7 +115,7 @@ class NamespaceRuntime {
       timers: this.timers,
       clock: systemClock,
       log: nsLog.child({ module: "retries" }),
-      states: this.projector.states,
+      states: this.projector,
       append,
     });
     const timeouts = new Timeouts({
@@ -127,14 +127,14 @@ class NamespaceRuntime {
     const schedules = new Schedules({
       timers: this.timers,
       log: nsLog.child({ module: "schedules" }),
-      states: this.projector.states,
+      states: this.projector,
       append,
     });
     const eventWaits = new EventWaits({
       js,
       ns,
       log: nsLog.child({ module: "event-waits" }),
-      states: this.projector.states,
+      states: this.projector,
       append,
     });
     this.scheduler = new Scheduler({

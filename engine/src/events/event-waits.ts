@@ -16,6 +16,7 @@ import {
 } from "@taskjet/schemas";
 import type { Logger } from "pino";
 import { scan } from "../log/scan.js";
+import type { RunStates } from "../projector/projector.js";
 
 interface Wait {
   runId: string;
@@ -30,7 +31,7 @@ export interface EventWaitsOptions {
   js: JetStreamClient;
   ns: string;
   log: Logger;
-  states: ReadonlyMap<string, RunState>;
+  states: Pick<RunStates, "get">;
   append: (event: TaskjetEventInput, expectedSeq: number) => Promise<number>;
 }
 

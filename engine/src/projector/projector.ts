@@ -134,7 +134,10 @@ interface Loading {
  * mostly stay in memory.
  */
 export class Projector implements RunStates {
-  /** Runs not finished (except cold ones), plus finished ones until their last state is written. */
+  /**
+   * Runs not finished (except cold ones), plus finished ones until their last state is written. A new map after each
+   * flush (`youngCopy`): hold the projector, never this map.
+   */
   get states(): Map<string, RunState> {
     return this.byRun;
   }

@@ -7,6 +7,7 @@ import {
   type TaskRunState,
 } from "@taskjet/schemas";
 import type { Logger } from "pino";
+import type { RunStates } from "../projector/projector.js";
 import { retryDelayMs } from "./retry-delay.js";
 import type { Clock, Timers } from "./timers.js";
 
@@ -15,7 +16,7 @@ export interface RetrierOptions {
   clock: Clock;
   log: Logger;
   /** The projector's live states: every decision is taken against the latest fold. */
-  states: ReadonlyMap<string, RunState>;
+  states: Pick<RunStates, "get">;
   /** Appends with CAS on `expectedSeq`. */
   append: (event: TaskjetEventInput, expectedSeq: number) => Promise<number>;
 }

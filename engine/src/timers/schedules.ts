@@ -1,11 +1,12 @@
 import { EventTypes, makeEvent, type RunState, RunStatuses, type TaskjetEventInput } from "@taskjet/schemas";
 import type { Logger } from "pino";
+import type { RunStates } from "../projector/projector.js";
 import type { Timers } from "./timers.js";
 
 export interface SchedulesOptions {
   timers: Timers;
   log: Logger;
-  states: ReadonlyMap<string, RunState>;
+  states: Pick<RunStates, "get">;
   append: (event: TaskjetEventInput, expectedSeq: number) => Promise<number>;
 }
 

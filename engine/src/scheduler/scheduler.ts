@@ -14,7 +14,15 @@ import type { RunChange, RunStates } from "../projector/projector.js";
 import type { Retrier } from "../timers/retrier.js";
 import type { Schedules } from "../timers/schedules.js";
 import type { Timeouts } from "../timers/timeouts.js";
-import { type Cancellation, type Placement, type QueuedTask, SchedulerCore, taskPauseKey, type Wait } from "./core.js";
+import {
+  attemptKey,
+  type Cancellation,
+  type Placement,
+  type QueuedTask,
+  SchedulerCore,
+  taskPauseKey,
+  type Wait,
+} from "./core.js";
 import { type CompiledDefinition, FlowKeyError, resolveFlow } from "./flow.js";
 
 export interface SchedulerOptions {
@@ -348,9 +356,7 @@ export class Scheduler {
     let freed = false;
     for (const a of attempts) freed = this.core.slotFreed(a, workerId) || freed;
     for (const r of returned) {
-      const current = this.o.states.get(r.runId)?.tasks.find((t) => t.taskRunId === r.taskRunId);
-      if (current?.status !== RunStatuses.queued || current.attempt !== r.attempt) continue;
-      freed = this.core.returned(r, workerId, this.now()) || freed;
+      if (this.notStarted(r)) freed = this.core.returned(r, workerId, this.now()) || freed;
     }
     if (returned.length > 0) this.o.log.debug({ workerId, returned: returned.length }, "worker gave back attempts");
     if (freed) this.kick();
@@ -378,9 +384,8 @@ export class Scheduler {
     const again: Placement[] = [];
     for (const placement of this.core.placements()) {
       const { task, workerId } = placement;
-      const current = this.o.states.get(task.runId)?.tasks.find((t) => t.taskRunId === task.taskRunId);
-      if (current?.status !== RunStatuses.queued || current.attempt !== task.attempt) continue;
-      const key = `${workerId} ${task.taskRunId}:${task.attempt}`;
+      if (!this.notStarted(task)) continue;
+      const key = `${workerId} ${attemptKey(task)}`;
       seen.add(key);
       if (this.unstarted.has(key)) again.push(placement);
     }
@@ -388,6 +393,12 @@ export class Scheduler {
     if (again.length === 0) return;
     this.o.log.info({ assignments: again.length }, "assignments not started in time: sending them again");
     this.o.dispatcher.send(again, (runId) => this.o.states.get(runId));
+  }
+
+  /** Whether the run's state still has this attempt queued: placed, maybe, but not started. */
+  private notStarted(a: { runId: string; taskRunId: string; attempt: number }): boolean {
+    const current = this.o.states.get(a.runId)?.tasks.find((t) => t.taskRunId === a.taskRunId);
+    return current?.status === RunStatuses.queued && current.attempt === a.attempt;
   }
 
   stop(): void {

@@ -9,6 +9,7 @@ import { PerformanceObserver, performance } from "node:perf_hooks";
 import { writeHeapSnapshot } from "node:v8";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { nowMs } from "./clock.js";
+import { LOOP_STALL } from "./stalls.js";
 import { applyWhatIf } from "./whatif.js";
 
 export type Handler = (args: Record<string, unknown>) => unknown;
@@ -33,7 +34,7 @@ export interface CpuSnapshot {
 }
 
 const whatIf = await applyWhatIf(process.env.TJ_BENCH_WHATIF);
-/** With TJ_BENCH_STALLS=1: every GC pause as monotonic start ms, duration ms, kind (flat triples). */
+/** With TJ_BENCH_STALLS=1: every GC pause and event-loop stall as monotonic start ms, duration ms, kind (flat triples). */
 const gcPauses: number[] = [];
 if (process.env.TJ_BENCH_STALLS === "1") {
   const toMono = nowMs() - performance.now();
@@ -41,11 +42,11 @@ if (process.env.TJ_BENCH_STALLS === "1") {
     for (const e of list.getEntries())
       gcPauses.push(e.startTime + toMono, e.duration, (e as { detail?: { kind?: number } }).detail?.kind ?? 0);
   }).observe({ entryTypes: ["gc"] });
-  // Event-loop stalls: a 5 ms interval firing late by more than 5 ms (kind -1: a stall, not a GC).
+  // Event-loop stalls: a 5 ms interval firing late by more than 5 ms.
   let expected = nowMs() + 5;
   setInterval(() => {
     const t = nowMs();
-    if (t - expected > 5) gcPauses.push(expected, t - expected, -1);
+    if (t - expected > 5) gcPauses.push(expected, t - expected, LOOP_STALL);
     expected = t + 5;
   }, 5).unref();
 }

@@ -4,6 +4,7 @@
  * the time the hypervisor took from this VM (steal).
  */
 import { readFileSync } from "node:fs";
+import { constants } from "node:perf_hooks";
 import { percentiles } from "./clock.js";
 
 export interface StallInput {
@@ -25,7 +26,7 @@ export function stealTicks(): number {
 
 /**
  * nats-server's GC cycles from a `GODEBUG=gctrace=1` log whose lines a wrapper prefixed with the monotonic ms it read
- * them at (bench/tools/nats-server-gctrace.sh), as GC log triples (kind 2): the cycle's wall clock ends at the stamp.
+ * them at (bench/tools/nats-server-gctrace.sh), as GC log triples: the cycle's wall clock ends at the stamp.
  */
 export function goGcLog(file: string): number[] {
   const out: number[] = [];
@@ -33,19 +34,21 @@ export function goGcLog(file: string): number[] {
     const m = /^([\d.]+) gc \d+ @[\d.]+s \d+%: ([\d.]+)\+([\d.]+)\+([\d.]+) ms clock/.exec(line);
     if (!m) continue;
     const wall = Number(m[2]) + Number(m[3]) + Number(m[4]);
-    out.push(Number(m[1]) - wall, wall, 2);
+    out.push(Number(m[1]) - wall, wall, GO_GC);
   }
   return out;
 }
 
-/** V8's GC kinds (perf_hooks constants): minor is a scavenge, major a mark-compact. */
-const GC_KINDS: Record<number, string> = {
-  [-1]: "loop-stall",
-  1: "minor",
-  2: "major",
-  4: "incremental",
-  8: "weakcb",
-  16: "minor",
+/** Kinds in the GC logs: Node's GC kinds, and two of ours (an event-loop stall, a Go GC cycle of nats-server). */
+export const LOOP_STALL = -1;
+const GO_GC = -2;
+const KINDS: Record<number, string> = {
+  [constants.NODE_PERFORMANCE_GC_MINOR]: "minor",
+  [constants.NODE_PERFORMANCE_GC_MAJOR]: "major",
+  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: "incremental",
+  [constants.NODE_PERFORMANCE_GC_WEAKCB]: "weakcb",
+  [LOOP_STALL]: "loop-stall",
+  [GO_GC]: "go-gc",
 };
 
 export function analyseStalls(x: StallInput) {
@@ -75,7 +78,7 @@ export function analyseStalls(x: StallInput) {
     for (const [proc, log] of Object.entries(x.gc)) {
       let paused = 0;
       for (let k = 0; k < log.length; k += 3) {
-        if ((log[k + 2] as number) < 0) continue;
+        if (log[k + 2] === LOOP_STALL) continue;
         const s = log[k] as number;
         const e = s + (log[k + 1] as number);
         if (e > from && s < to) paused += Math.min(e, to) - Math.max(s, from);
@@ -94,7 +97,7 @@ export function analyseStalls(x: StallInput) {
   for (const [proc, log] of Object.entries(x.gc)) {
     const byKind: Record<string, { n: number; totalMs: number; maxMs: number }> = {};
     for (let k = 0; k < log.length; k += 3) {
-      const kind = GC_KINDS[log[k + 2] as number] ?? String(log[k + 2]);
+      const kind = KINDS[log[k + 2] as number] ?? String(log[k + 2]);
       const d = log[k + 1] as number;
       const s = byKind[kind] ?? { n: 0, totalMs: 0, maxMs: 0 };
       byKind[kind] = s;
@@ -130,7 +133,7 @@ export function analyseStalls(x: StallInput) {
         const s = log[k] as number;
         const d = log[k + 1] as number;
         if (s + d > b.from && s < b.to)
-          b.seen.push(`${proc} ${GC_KINDS[log[k + 2] as number] ?? log[k + 2]} ${d.toFixed(1)}`);
+          b.seen.push(`${proc} ${KINDS[log[k + 2] as number] ?? log[k + 2]} ${d.toFixed(1)}`);
       }
     }
   }

@@ -14,7 +14,9 @@
  *   --count-ops        count every publish per process by subject kind (a Map increment per publish)
  *   --cpu-prof engine,worker[,client]  CPU-profile these processes during the (last) throughput rep, or during the
  *                      latency phase when it runs alone (`--phases latency`: what a task costs when nothing batches)
- *   --prof-dir /tmp/tj-prof             where the .cpuprofile files go
+ *   --alloc-prof engine,worker[,client]  instead: sample what these processes allocate, collected objects included
+ *                      (`.heapprofile`, summed by `tools/heapprofile-top.ts`): where their GC's work comes from
+ *   --prof-dir /tmp/tj-prof             where the .cpuprofile and .heapprofile files go
  *   --flush-ms 25      the engine's projectionFlushMs (KV projection coalescing window; engine default 25)
  *   --what-if cancel,ulid  apply a suggested fix at runtime in the child processes only (see lib/whatif.ts)
  *   --flow none        the task's flow control: none | concurrency | ratelimit | both, never binding (lib/flow.ts)
@@ -63,6 +65,7 @@ const { values: opt } = parseArgs({
     "node-flags": { type: "string", default: "" },
     "count-ops": { type: "boolean", default: false },
     "cpu-prof": { type: "string", default: "" },
+    "alloc-prof": { type: "string", default: "" },
     "prof-dir": { type: "string", default: "/tmp/tj-prof" },
     out: { type: "string" },
     "what-if": { type: "string", default: "" },
@@ -85,7 +88,12 @@ const REPS = Number(opt.reps);
 const PHASES = new Set(String(opt.phases).split(","));
 const WARM = Number(opt.warm);
 const COUNT_OPS = Boolean(opt["count-ops"]);
-const PROFILED = new Set(String(opt["cpu-prof"]).split(",").filter(Boolean));
+const ALLOC_PROF = opt["alloc-prof"] !== "";
+const PROFILED = new Set(
+  String(ALLOC_PROF ? opt["alloc-prof"] : opt["cpu-prof"])
+    .split(",")
+    .filter(Boolean),
+);
 const PROF_DIR = String(opt["prof-dir"]);
 for (const m of [MODE, LAT_MODE]) if (!["run", "ref", "sub"].includes(m)) throw new Error(`unknown mode ${m}`);
 if (LAT_MODE === "sub") throw new Error("--lat-mode must be run or ref");
@@ -116,7 +124,9 @@ interface Snapshot {
 async function clusterAsServer(): Promise<{ url: string; pid: string; pids(): number[]; stop(): Promise<void> }> {
   const cluster = await startNatsCluster();
   const pids = () => cluster.nodes.map((n) => n.pid);
-  return { url: cluster.urls.join(","), pid: pids().join(","), pids, stop: () => cluster.stop() };
+  const pin = process.env.TJ_BENCH_PIN;
+  const url = pin ? (cluster.urls[Number(pin)] as string) : cluster.urls.join(",");
+  return { url, pid: pids().join(","), pids, stop: () => cluster.stop() };
 }
 
 function procCpuS(pid: number): number {
@@ -254,13 +264,14 @@ async function main(): Promise<void> {
     const results: Record<string, unknown> = {};
     const profStart = async () => {
       mkdirSync(PROF_DIR, { recursive: true });
-      for (const r of PROFILED) await procs[r as Role].request("profStart", { intervalUs: 500 });
+      for (const r of PROFILED)
+        await procs[r as Role].request(ALLOC_PROF ? "allocStart" : "profStart", { intervalUs: 500 });
     };
     const profStop = async (suffix: string) => {
       const files: string[] = [];
       for (const p of PROFILED) {
-        const file = join(PROF_DIR, `${p}${suffix}.cpuprofile`);
-        files.push(await procs[p as Role].request<string>("profStop", { file }));
+        const file = join(PROF_DIR, `${p}${suffix}.${ALLOC_PROF ? "heapprofile" : "cpuprofile"}`);
+        files.push(await procs[p as Role].request<string>(ALLOC_PROF ? "allocStop" : "profStop", { file }));
       }
       return files;
     };
@@ -339,9 +350,16 @@ async function main(): Promise<void> {
       console.error(`[bench] latency done (load ${loadBefore})`);
     }
 
+    // Where the busiest streams lead: on a cluster, a process connected elsewhere reaches them through a route.
+    const leaders: Record<string, string | undefined> = {};
+    if (CLUSTER) {
+      for (const name of ["TJ_HISTORY", `KV_${Buckets.runs}`])
+        leaders[name] = (await jsm.streams.info(name)).cluster?.leader;
+      console.error(`[bench] stream leaders ${JSON.stringify(leaders)}`);
+    }
     const report = {
       startedAt,
-      env: { ...env, loadAtEnd: load() },
+      env: { ...env, loadAtEnd: load(), ...(CLUSTER ? { leaders } : {}) },
       params: {
         n: N,
         slots: SLOTS,

@@ -115,6 +115,16 @@ function memory(collect: boolean): MemSnapshot {
   };
 }
 
+/** Ends the profile `session` runs, and writes it to `file`. */
+async function stopProfile(file: string, stop: (s: Session) => Promise<{ profile: unknown }>): Promise<string | false> {
+  if (!session) return false;
+  const { profile } = await stop(session);
+  session.disconnect();
+  session = undefined;
+  await writeFile(file, JSON.stringify(profile));
+  return file;
+}
+
 const common: Record<string, Handler> = {
   cpu: () => snapshot(),
   mem: (args) => memory(Boolean(args.gc)),
@@ -131,14 +141,20 @@ const common: Record<string, Handler> = {
     await session.post("Profiler.start");
     return true;
   },
-  async profStop(args) {
-    if (!session) return false;
-    const { profile } = await session.post("Profiler.stop");
-    session.disconnect();
-    session = undefined;
-    await writeFile(String(args.file), JSON.stringify(profile));
-    return args.file;
+  profStop: (args) => stopProfile(String(args.file), (s) => s.post("Profiler.stop")),
+  /** Samples allocations, also of objects collected since: where the GC's work comes from, not what stays. */
+  async allocStart(args) {
+    session = new Session();
+    session.connect();
+    await session.post("HeapProfiler.enable");
+    await session.post("HeapProfiler.startSampling", {
+      samplingInterval: Number(args.intervalBytes ?? 16384),
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    });
+    return true;
   },
+  allocStop: (args) => stopProfile(String(args.file), (s) => s.post("HeapProfiler.stopSampling")),
 };
 
 /** Serves IPC requests until `exit`; a process whose parent is gone exits too (no orphans). */

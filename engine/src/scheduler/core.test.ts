@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { PREFETCH_HOLD_OFF_MS, QUEUED_PER_SLOT, type QueuedTask, SchedulerCore } from "./core.js";
+import { PREFETCH_HOLD_OFF_MS, type QueuedTask, SchedulerCore } from "./core.js";
+import { MAX_QUEUED_PER_SLOT, QUEUE_HORIZON_MS } from "./run-times.js";
 
 let order = 0;
 function task(taskName: string, n = order): QueuedTask {
@@ -266,10 +267,11 @@ describe("scheduler core", () => {
       return core;
     }
 
-    it("scheduler - a short task waits on a full worker, QUEUED_PER_SLOT per slot; a long or new one does not", () => {
+    it("scheduler - a short task waits on a full worker, as many per slot as fill the horizon; a long or new one does not", () => {
+      // 2 ms attempts: the horizon would hold 25 per slot, the cap allows 10.
       const short = warmed(2);
       short.upsertWorker({ workerId: "w", tasks: ["a"], slots: 2 });
-      const room = 2 * (1 + QUEUED_PER_SLOT);
+      const room = 2 * (1 + MAX_QUEUED_PER_SLOT);
       for (let i = 1; i <= room + 1; i++) short.enqueue(task("a", i));
       expect(short.place(0).length).toBe(room);
       expect(short.snapshot().workers[0]).toMatchObject({
@@ -289,6 +291,19 @@ describe("scheduler core", () => {
         core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 2 });
         for (let i = 1; i <= 4; i++) core.enqueue(task("a", i));
         expect(core.place(0).length, why).toBe(2);
+      }
+    });
+
+    it("scheduler - longer attempts wait fewer per slot: what waits on a slot stays within the horizon", () => {
+      for (const [ms, perSlot] of [
+        [QUEUE_HORIZON_MS / 4, 4],
+        [QUEUE_HORIZON_MS / 2 + 1, 1],
+        [99, 1],
+      ] as const) {
+        const core = warmed(ms);
+        core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 3 });
+        for (let i = 1; i <= 50; i++) core.enqueue(task("a", i));
+        expect(core.place(0).length, `${ms} ms`).toBe(3 * (1 + perSlot));
       }
     });
 
@@ -322,7 +337,7 @@ describe("scheduler core", () => {
     it("scheduler - an attempt given back goes back to the head of its queue, and its worker takes no more than its slots for a while", () => {
       const core = warmed(2);
       core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 1 });
-      const room = 1 + QUEUED_PER_SLOT;
+      const room = 1 + MAX_QUEUED_PER_SLOT;
       for (let i = 1; i <= room + 2; i++) core.enqueue(task("a", i));
       expect(core.place(1_000).length).toBe(room);
       // Not placed there, or not placed at all: nothing to give back.
@@ -344,13 +359,14 @@ describe("scheduler core", () => {
       // The hold-off over, the first worker takes what waits again.
       core.finish({ taskRunId: "r1-0", attempt: 0 });
       core.finish({ taskRunId: "r2-0", attempt: 0 });
-      core.enqueue(task("a", room + 3));
-      core.enqueue(task("a", room + 4));
-      expect(core.place(1_999 + PREFETCH_HOLD_OFF_MS).map((p) => [p.task.order, p.workerId])).toEqual([
-        [room + 3, "w2"],
-      ]);
+      // w2 holds two of its `room`: what fits there goes there while w still holds off, the next one to w after.
+      const fitsW2 = room - 2;
+      for (let i = 1; i <= fitsW2 + 1; i++) core.enqueue(task("a", room + 2 + i));
+      const held = core.place(1_999 + PREFETCH_HOLD_OFF_MS);
+      expect(held.length).toBe(fitsW2);
+      expect(held.every((p) => p.workerId === "w2")).toBe(true);
       expect(core.place(2_000 + PREFETCH_HOLD_OFF_MS).map((p) => [p.task.order, p.workerId])).toEqual([
-        [room + 4, "w"],
+        [room + 3 + fitsW2, "w"],
       ]);
     });
   });

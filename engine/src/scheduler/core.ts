@@ -16,13 +16,6 @@ import { RunTimes } from "./run-times.js";
 /** How long a worker that gave back attempts it could not start takes no more than its slots. */
 export const PREFETCH_HOLD_OFF_MS = 10_000;
 
-/**
- * Attempts of a short task that may wait on a worker per slot it has (`bestWorker`). Measured through the peers'
- * driver with 50 slots and no-op tasks: 2 ran 16-23 % faster than 1 (three alternations), where 1 had run 0-19 %
- * faster than none.
- */
-export const QUEUED_PER_SLOT = 2;
-
 /** What `SchedulerCore.snapshot` shows. */
 export interface CoreSnapshot {
   /** Tasks with queued attempts: how many, in how many lanes, and lanes parked on a blocker by kind. */
@@ -1014,18 +1007,19 @@ export class SchedulerCore {
    * The worker an attempt goes to: one with a free slot if any, then its sticky worker, then the best label match,
    * then the most free slots.
    *
-   * An attempt of a short task (`RunTimes`) may also go to a worker whose slots are all taken, up to `QUEUED_PER_SLOT`
-   * per slot: it waits there and starts the moment a slot frees, without the round trip through the engine that
-   * refilling a freed slot costs otherwise (with 50 slots and no-op tasks, that round trip bounded throughput). The
-   * worker never runs more than its slots (invariant 6), and gives back an attempt that waited too long.
+   * An attempt of a short task (`RunTimes`) may also go to a worker whose slots are all taken, up to
+   * `RunTimes.queuedPerSlot` per slot: it waits there and starts the moment a slot frees, without the round trip
+   * through the engine that refilling a freed slot costs otherwise (with 50 slots and no-op tasks, that round trip
+   * bounded throughput). The worker never runs more than its slots (invariant 6), and gives back an attempt that
+   * waited too long.
    */
   private bestWorker(taskName: string, flow: Flow): WorkerState | undefined {
-    const queueable = !flow.durable && this.runTimes.isShort(taskName);
+    const perSlot = flow.durable ? 0 : this.runTimes.queuedPerSlot(taskName);
     let best: WorkerState | undefined;
     let bestRank: number[] = [];
     for (const worker of this.workers.values()) {
       const free = flow.durable ? worker.durableSlots - worker.durableUsed : worker.slots - worker.used;
-      const room = queueable && this.lastNow >= worker.noQueueUntil ? free + QUEUED_PER_SLOT * worker.slots : free;
+      const room = this.lastNow >= worker.noQueueUntil ? free + perSlot * worker.slots : free;
       if (room < flow.slotCost || !this.eligible(worker, taskName, flow)) continue;
       let score = 0;
       for (const { key, desired } of flow.labels) {

@@ -4,6 +4,18 @@
  */
 export const SHORT_ATTEMPT_MS = 100;
 
+/**
+ * How much work, in time, may wait on one slot: the engine's round trip to refill it, which under a burst of triggers
+ * grows with the log it has yet to fold (the outcomes that free slots queue behind the `RunCreated` ahead of them).
+ */
+export const QUEUE_HORIZON_MS = 50;
+
+/**
+ * The most attempts that may wait per slot, however short: bounds how many a worker holds, and how far the attempts
+ * waiting there (started in arrival order) can overtake a later one of higher priority.
+ */
+export const MAX_QUEUED_PER_SLOT = 10;
+
 /** Attempts seen before a task counts as short: its first ones never wait on a busy worker. */
 const MIN_SAMPLES = 3;
 
@@ -27,8 +39,13 @@ export class RunTimes {
     }
   }
 
-  isShort(taskName: string): boolean {
+  /**
+   * How many attempts of `taskName` may wait per slot on a busy worker: `QUEUE_HORIZON_MS` of its average attempt
+   * (at least one, at most `MAX_QUEUED_PER_SLOT`) for a short task; none for a long or new one.
+   */
+  queuedPerSlot(taskName: string): number {
     const entry = this.byTask.get(taskName);
-    return entry !== undefined && entry.samples >= MIN_SAMPLES && entry.avgMs < SHORT_ATTEMPT_MS;
+    if (entry === undefined || entry.samples < MIN_SAMPLES || entry.avgMs >= SHORT_ATTEMPT_MS) return 0;
+    return Math.max(1, Math.min(MAX_QUEUED_PER_SLOT, Math.floor(QUEUE_HORIZON_MS / entry.avgMs)));
   }
 }

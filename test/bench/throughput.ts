@@ -89,6 +89,7 @@ const PHASES = new Set(String(opt.phases).split(","));
 const WARM = Number(opt.warm);
 const COUNT_OPS = Boolean(opt["count-ops"]);
 const ALLOC_PROF = opt["alloc-prof"] !== "";
+if (ALLOC_PROF && opt["cpu-prof"] !== "") throw new Error("--cpu-prof and --alloc-prof profile one at a time");
 const PROFILED = new Set(
   String(ALLOC_PROF ? opt["alloc-prof"] : opt["cpu-prof"])
     .split(",")
@@ -125,7 +126,11 @@ async function clusterAsServer(): Promise<{ url: string; pid: string; pids(): nu
   const cluster = await startNatsCluster();
   const pids = () => cluster.nodes.map((n) => n.pid);
   const pin = process.env.TJ_BENCH_PIN;
-  const url = pin ? (cluster.urls[Number(pin)] as string) : cluster.urls.join(",");
+  const url = pin ? cluster.urls[Number(pin)] : cluster.urls.join(",");
+  if (url === undefined) {
+    await cluster.stop();
+    throw new Error(`TJ_BENCH_PIN=${pin}: the cluster's nodes are 0-${cluster.urls.length - 1}`);
+  }
   return { url, pid: pids().join(","), pids, stop: () => cluster.stop() };
 }
 

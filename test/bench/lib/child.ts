@@ -115,6 +115,14 @@ function memory(collect: boolean): MemSnapshot {
   };
 }
 
+/** Opens the inspector `session` and starts a profile in it. */
+async function startProfile(start: (s: Session) => Promise<void>): Promise<true> {
+  session = new Session();
+  session.connect();
+  await start(session);
+  return true;
+}
+
 /** Ends the profile `session` runs, and writes it to `file`. */
 async function stopProfile(file: string, stop: (s: Session) => Promise<{ profile: unknown }>): Promise<string | false> {
   if (!session) return false;
@@ -133,27 +141,23 @@ const common: Record<string, Handler> = {
   exit: () => true,
   gcLog: () => gcPauses.splice(0),
   ops: () => Object.fromEntries(ops),
-  async profStart(args) {
-    session = new Session();
-    session.connect();
-    await session.post("Profiler.enable");
-    await session.post("Profiler.setSamplingInterval", { interval: Number(args.intervalUs ?? 500) });
-    await session.post("Profiler.start");
-    return true;
-  },
+  profStart: (args) =>
+    startProfile(async (s) => {
+      await s.post("Profiler.enable");
+      await s.post("Profiler.setSamplingInterval", { interval: Number(args.intervalUs ?? 500) });
+      await s.post("Profiler.start");
+    }),
   profStop: (args) => stopProfile(String(args.file), (s) => s.post("Profiler.stop")),
   /** Samples allocations, also of objects collected since: where the GC's work comes from, not what stays. */
-  async allocStart(args) {
-    session = new Session();
-    session.connect();
-    await session.post("HeapProfiler.enable");
-    await session.post("HeapProfiler.startSampling", {
-      samplingInterval: Number(args.intervalBytes ?? 16384),
-      includeObjectsCollectedByMajorGC: true,
-      includeObjectsCollectedByMinorGC: true,
-    });
-    return true;
-  },
+  allocStart: (args) =>
+    startProfile(async (s) => {
+      await s.post("HeapProfiler.enable");
+      await s.post("HeapProfiler.startSampling", {
+        samplingInterval: Number(args.intervalBytes ?? 16384),
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true,
+      });
+    }),
   allocStop: (args) => stopProfile(String(args.file), (s) => s.post("HeapProfiler.stopSampling")),
 };
 

@@ -1,8 +1,9 @@
 import { EventTypes, type RunState, type TaskRunState } from "@taskjet/schemas";
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { RunChange } from "../projector/projector.js";
 import type { CoreSnapshot } from "../scheduler/core.js";
 import type { ColdQueue } from "../scheduler/scheduler.js";
+import { FoldHistogram } from "./histogram.js";
 
 /**
  * Prometheus metrics (`GET /metrics`), one registry per namespace so a namespace's token sees only its own series.
@@ -49,12 +50,13 @@ export class NamespaceMetrics {
   private live: (() => LiveView) | undefined;
   /** Events folded since the last scrape, by type: prom-client hashes the labels of every labelled call. */
   private readonly eventsSince = new Map<string, number>();
-  private readonly queueWait: Histogram<"namespace" | "task">;
-  private readonly duration: Histogram<"namespace" | "task" | "outcome">;
+  /** Runs finished since the last scrape, by workflow and status. */
+  private readonly finishedSince = new Map<string, { workflow: string; status: string; n: number }>();
+  private readonly queueWait: FoldHistogram;
+  private readonly duration: FoldHistogram;
   private readonly retries: Counter<"namespace" | "task">;
   private readonly timeouts: Counter<"namespace" | "task">;
   private readonly reassignments: Counter<"namespace" | "task">;
-  private readonly finished: Counter<"namespace" | "workflow" | "status">;
 
   constructor(
     readonly ns: string,
@@ -74,20 +76,18 @@ export class NamespaceMetrics {
         eventsSince.clear();
       },
     });
-    this.queueWait = new Histogram({
-      name: "taskjet_queue_wait_seconds",
-      help: "Time from an attempt queued to its assignment to a worker",
-      labelNames: ["namespace", "task"],
-      buckets: QUEUE_WAIT_BUCKETS,
-      registers,
-    });
-    this.duration = new Histogram({
-      name: "taskjet_task_duration_seconds",
-      help: "Time an attempt ran, from its start to its outcome (completed, failed, timed_out)",
-      labelNames: ["namespace", "task", "outcome"],
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
+    this.queueWait = new FoldHistogram(
+      "taskjet_queue_wait_seconds",
+      "Time from an attempt queued to its assignment to a worker",
+      QUEUE_WAIT_BUCKETS,
+      this.registry,
+    );
+    this.duration = new FoldHistogram(
+      "taskjet_task_duration_seconds",
+      "Time an attempt ran, from its start to its outcome (completed, failed, timed_out)",
+      DURATION_BUCKETS,
+      this.registry,
+    );
     const perTask = (name: string, help: string) =>
       new Counter({ name, help, labelNames: ["namespace", "task"], registers });
     this.retries = perTask("taskjet_task_retries_total", "Failed attempts scheduled for a retry (TaskRetryScheduled)");
@@ -96,11 +96,16 @@ export class NamespaceMetrics {
       "taskjet_task_reassignments_total",
       "Running attempts moved off a lost worker (TaskReassigned)",
     );
-    this.finished = new Counter({
+    const finishedSince = this.finishedSince;
+    new Counter({
       name: "taskjet_runs_finished_total",
       help: "Runs that reached a final status",
       labelNames: ["namespace", "workflow", "status"],
       registers,
+      collect() {
+        for (const { workflow, status, n } of finishedSince.values()) this.inc({ namespace: ns, workflow, status }, n);
+        finishedSince.clear();
+      },
     });
     const view = () => (leading() ? this.live?.() : undefined);
     new Gauge({
@@ -210,7 +215,8 @@ export class NamespaceMetrics {
     // queuedAt stays on the started task; assignedAt is the engine's time of the placement.
     if (start && task?.queuedAt) {
       const waited = (Date.parse(start.assignedAt) - Date.parse(task.queuedAt)) / 1000;
-      this.queueWait.observe({ namespace: ns, task: task.taskName }, Math.max(0, waited));
+      const taskName = task.taskName;
+      this.queueWait.observe(taskName, () => ({ namespace: ns, task: taskName }), Math.max(0, waited));
     }
     switch (event.type) {
       case EventTypes.TaskCompleted:
@@ -237,14 +243,23 @@ export class NamespaceMetrics {
       state.finishedAt === event.at &&
       (state.status === "COMPLETED" || state.status === "FAILED" || state.status === "CANCELLED")
     ) {
-      this.finished.inc({ namespace: ns, workflow: state.workflowName, status: state.status });
+      const key = `${state.workflowName}\0${state.status}`;
+      const counted = this.finishedSince.get(key);
+      if (counted) counted.n++;
+      else this.finishedSince.set(key, { workflow: state.workflowName, status: state.status, n: 1 });
     }
   }
 
   private attemptEnded(task: TaskRunState | undefined, at: string, outcome: string): void {
     if (!task?.startedAt) return; // an engine failure of an attempt that never started (flow key errors)
     const seconds = (Date.parse(at) - Date.parse(task.startedAt)) / 1000;
-    this.duration.observe({ namespace: this.ns, task: task.taskName, outcome }, Math.max(0, seconds));
+    const { ns } = this;
+    const taskName = task.taskName;
+    this.duration.observe(
+      `${taskName}\0${outcome}`,
+      () => ({ namespace: ns, task: taskName, outcome }),
+      Math.max(0, seconds),
+    );
   }
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { expandEvent, makeEvent } from "./codec.js";
+import { decodeEvent, expandEvent, makeEvent } from "./codec.js";
 import { EventTypes, type TaskjetEvent, TaskjetEventSchema } from "./events.js";
 
 const runId = "01RUN";
@@ -82,5 +82,56 @@ describe("expandEvent", () => {
       }),
     );
     expect(expandEvent(alone)).toEqual([alone]);
+  });
+});
+
+describe("decodeEvent", () => {
+  const bytes = (e: unknown) => new TextEncoder().encode(JSON.stringify(e));
+  const created = makeEvent(EventTypes.RunCreated, {
+    runId,
+    data: {
+      workflowName: "wf",
+      input: { a: 1 },
+      tasks: [{ taskRunId, taskName: "t" }],
+      trigger: { kind: "run" },
+      additionalMetadata: {},
+      priority: 1,
+    },
+  });
+  const completed = makeEvent(EventTypes.TaskCompleted, {
+    runId,
+    taskRunId,
+    data: { attempt: 0, workerId: "w1", output: {}, started },
+  });
+
+  it("decodeEvent - its compiled parser keeps the schema's results: defaults, stripped keys, and each error", () => {
+    const variants: unknown[] = [
+      created,
+      completed,
+      // defaults filled, an unknown key stripped
+      { ...created, data: { ...created.data, additionalMetadata: undefined, priority: undefined, extra: 1 } },
+      {
+        ...completed,
+        data: {
+          ...completed.data,
+          started: { ...started, policy: { retries: 1, backoff: { factor: 2, maxSeconds: 10 } } },
+        },
+      },
+      // refused: a wrong type, a bad time, a missing field, a bad token, an unknown event type
+      { ...completed, data: { ...completed.data, attempt: -1 } },
+      { ...completed, at: "yesterday" },
+      { ...created, data: { ...created.data, tasks: [] } },
+      { ...created, data: { ...created.data, tasks: [{ taskRunId: "a b", taskName: "t" }] } },
+      { ...created, type: "RunExploded" },
+    ];
+    for (const v of variants) {
+      const runtime = TaskjetEventSchema.safeParse(JSON.parse(JSON.stringify(v)));
+      const decoded = decodeEvent(bytes(v), runId);
+      if (runtime.success) expect(decoded).toEqual({ ok: true, event: runtime.data });
+      else expect(decoded.ok).toBe(false);
+      expect(decoded.ok).toBe(runtime.success);
+    }
+    const refused = decodeEvent(bytes({ ...completed, data: { ...completed.data, attempt: -1 } }), runId);
+    expect(refused).toEqual({ ok: false, reason: expect.stringContaining("data.attempt") });
   });
 });

@@ -8,9 +8,10 @@ import {
   type TriggerKinds,
 } from "./events.js";
 import { newId } from "./ids.js";
-import { jsonTooDeep, MAX_JSON_DEPTH, zodIssues } from "./validation.js";
+import { compiledOnUse, jsonTooDeep, MAX_JSON_DEPTH, zodIssues } from "./validation.js";
 
 const decoder = new TextDecoder();
+const eventSchema = compiledOnUse(TaskjetEventSchema);
 
 /** The outcome of decoding one message from a run's subject. */
 export type Decoded = { ok: true; event: TaskjetEvent } | { ok: false; reason: string };
@@ -30,7 +31,7 @@ export function decodeEvent(data: Uint8Array, runId: string): Decoded {
   if (data.length > 2 * MAX_JSON_DEPTH && jsonTooDeep(raw)) {
     return { ok: false, reason: `nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels` };
   }
-  const result = TaskjetEventSchema.safeParse(raw);
+  const result = eventSchema().safeParse(raw);
   if (!result.success) {
     const issues = zodIssues(result.error, raw).map((i) => (i.path ? `${i.path}: ${i.message}` : i.message));
     return { ok: false, reason: `invalid event: ${issues.join("; ")}` };

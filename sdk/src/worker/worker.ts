@@ -8,6 +8,7 @@ import {
   type ControlMessage,
   ControlMessageSchema,
   childRunId,
+  compiledOnUse,
   compileEventFilter,
   compileFlow,
   compileKeyExpression,
@@ -55,6 +56,7 @@ export const SDK_VERSION = "0.1.0";
 const CHILDREN_PER_EVENT = 2000;
 
 const decoder = new TextDecoder();
+const assignmentSchema = compiledOnUse(AssignmentSchema);
 
 /** The run and task-run a child belongs to. */
 export interface ChildParent {
@@ -519,7 +521,7 @@ export class Worker {
       return;
     }
     for (const raw of Array.isArray(message) ? message : [message]) {
-      const parsed = AssignmentSchema.safeParse(raw);
+      const parsed = assignmentSchema().safeParse(raw);
       if (parsed.success) this.accept(parsed.data);
       else this.log.error({ err: parsed.error }, "malformed assignment dropped");
     }

@@ -5,7 +5,7 @@
  *   node --max-semi-space-size=32 --import tsx bench/throughput.ts [options]     (from test/, or `npm run bench`)
  *
  *   --n 20000          runs in the throughput phase          --slots 100      worker slots
- *   --inflight 1000    triggers outstanding at once          --mode run       how the client waits: run | ref | sub
+ *   --inflight 1000    triggers outstanding at once          --mode run       how the client waits: run | ref | sub | ends
  *   --rate 500         open-loop rate of the latency phase   --seconds 10     its duration
  *   --lat-mode run     how the latency phase waits           --reps 1         throughput repetitions (same processes)
  *   --phases throughput,latency                             --warm 2000      warm-up runs before the phases
@@ -96,7 +96,7 @@ const PROFILED = new Set(
     .filter(Boolean),
 );
 const PROF_DIR = String(opt["prof-dir"]);
-for (const m of [MODE, LAT_MODE]) if (!["run", "ref", "sub"].includes(m)) throw new Error(`unknown mode ${m}`);
+for (const m of [MODE, LAT_MODE]) if (!["run", "ref", "sub", "ends"].includes(m)) throw new Error(`unknown mode ${m}`);
 if (LAT_MODE === "sub") throw new Error("--lat-mode must be run or ref");
 const CLUSTER = Boolean(opt.cluster);
 const FLOW = String(opt.flow) as Flow;

@@ -14,7 +14,7 @@ import { benchInput, nowMs, percentiles } from "../lib/clock.js";
 import { type Flow, RATE_KEY, RATE_LIMIT, usesRateLimit } from "../lib/flow.js";
 import { windowed } from "../lib/windowed.js";
 
-type Mode = "run" | "ref" | "sub";
+type Mode = "run" | "ref" | "sub" | "ends";
 
 let tj: Taskjet | undefined;
 let ns = "";
@@ -44,9 +44,28 @@ function completionCounter(target: number): { done: Promise<void>; heard: () => 
   return { done, heard: () => completed.size, stop: () => sub.unsubscribe() };
 }
 
+/**
+ * `ends` mode: one `runs.onEnd` listener for every run (as the peers' adapter counts), each trigger waiting for its run's
+ * end through it; the runs in flight stay bounded like `run`, without a subscription per run.
+ */
+const endWaiters = new Map<string, () => void>();
+const endedEarly = new Set<string>();
+let stopEnds: (() => void) | undefined;
+
 async function runOne(mode: Mode, input: Record<string, unknown>): Promise<void> {
   if (mode === "run") await client().run(taskName, input);
-  else {
+  else if (mode === "ends") {
+    stopEnds ??= client().runs.onEnd((end) => {
+      const resolve = endWaiters.get(end.runId);
+      if (resolve) {
+        endWaiters.delete(end.runId);
+        resolve();
+      } else endedEarly.add(end.runId);
+    });
+    const ref = await client().runNoWait(taskName, input);
+    if (endedEarly.delete(ref.runId)) return;
+    await new Promise<void>((resolve) => endWaiters.set(ref.runId, resolve));
+  } else {
     const ref = await client().runNoWait(taskName, input);
     if (mode === "ref") await ref.result();
   }

@@ -50,18 +50,22 @@ function completionCounter(target: number): { done: Promise<void>; heard: () => 
  */
 const endWaiters = new Map<string, () => void>();
 const endedEarly = new Set<string>();
-let stopEnds: (() => void) | undefined;
+/** The listener lives as long as the client process. */
+let listening = false;
 
 async function runOne(mode: Mode, input: Record<string, unknown>): Promise<void> {
   if (mode === "run") await client().run(taskName, input);
   else if (mode === "ends") {
-    stopEnds ??= client().runs.onEnd((end) => {
-      const resolve = endWaiters.get(end.runId);
-      if (resolve) {
-        endWaiters.delete(end.runId);
-        resolve();
-      } else endedEarly.add(end.runId);
-    });
+    if (!listening) {
+      client().runs.onEnd((end) => {
+        const resolve = endWaiters.get(end.runId);
+        if (resolve) {
+          endWaiters.delete(end.runId);
+          resolve();
+        } else endedEarly.add(end.runId);
+      });
+      listening = true;
+    }
     const ref = await client().runNoWait(taskName, input);
     if (endedEarly.delete(ref.runId)) return;
     await new Promise<void>((resolve) => endWaiters.set(ref.runId, resolve));

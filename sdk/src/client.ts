@@ -46,7 +46,7 @@ import {
   type Triggers,
 } from "./task.js";
 import { activeTraceHeaders } from "./tracing.js";
-import { RunWaiter } from "./waiter.js";
+import { RunWaiter, SHARED_FROM, SharedEnds } from "./waiter.js";
 import { WebhooksClient } from "./webhooks.js";
 import { type ChildParent, type NewChild, Worker, type WorkerOptions } from "./worker/worker.js";
 import { WorkersClient } from "./workers.js";
@@ -95,6 +95,8 @@ export class Taskjet implements Triggers {
   /** The namespace's live workers, as registered on their last heartbeat: `list`. */
   readonly workers: WorkersClient;
   private readonly waiters = new Set<RunWaiter>();
+  /** Where waiters listen while many are outstanding (`SHARED_FROM`). */
+  private sharedEnds: SharedEnds | undefined;
   private readonly idempotency: IdempotencyKeys;
   /** Workers this client started, stopped by `close`. */
   private readonly ownWorkers = new Set<Worker>();
@@ -483,12 +485,16 @@ export class Taskjet implements Triggers {
 
   private waiter(runId: string): RunWaiter {
     this.assertOpen();
+    const { nc } = this.connection;
+    const shared = this.waiters.size >= SHARED_FROM || this.sharedEnds?.active;
+    if (shared) this.sharedEnds ??= new SharedEnds(nc, this.namespace);
     const waiter = new RunWaiter(
-      this.connection.nc,
+      nc,
       this.namespace,
       runId,
       (w) => this.waiters.delete(w),
       (w) => void this.catchUp(w),
+      shared ? this.sharedEnds : undefined,
     );
     this.waiters.add(waiter);
     return waiter;

@@ -138,6 +138,47 @@ describe("run", () => {
     }
   });
 
+  it("run - many at once share one subscription to the ends, each resolving with its own run's output, and the client unsubscribes once none waits", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const nc = tj.connection.nc;
+    const subscribed: string[] = [];
+    const subscribe = nc.subscribe.bind(nc);
+    nc.subscribe = (subject, opts) => {
+      subscribed.push(subject);
+      return subscribe(subject, opts);
+    };
+    try {
+      const echo = tj.task({ name: "echo", fn: async (input: { i: number }) => ({ i: input.i, twice: input.i * 2 }) });
+      const worker = await tj.worker("w1", { workflows: [echo], slots: 20 });
+      await worker.start();
+      const n = 300;
+      const before = subscribed.length;
+      const outs = await Promise.all(Array.from({ length: n }, (_, i) => echo.run({ i })));
+      expect(outs).toEqual(Array.from({ length: n }, (_, i) => ({ i, twice: 2 * i })));
+      const perRun = subscribed.slice(before).filter((s) => s !== subjects.endedAll(namespace));
+      const shared = subscribed.slice(before).filter((s) => s === subjects.endedAll(namespace));
+      // The first waiters listen alone, the rest through one subscription.
+      expect(perRun.length).toBeGreaterThan(0);
+      expect(perRun.length).toBeLessThanOrEqual(32);
+      expect(shared).toHaveLength(1);
+      // Its last waiter settled: the shared subscription is gone, and a lone run() listens alone again.
+      const live = () =>
+        [
+          ...(
+            nc as unknown as { protocol: { subscriptions: { all(): { subject: string }[] } } }
+          ).protocol.subscriptions.all(),
+        ].map((sub) => sub.subject);
+      expect(live()).not.toContain(subjects.endedAll(namespace));
+      expect(await echo.run({ i: 7 })).toEqual({ i: 7, twice: 14 });
+      expect(subscribed.at(-1)).not.toBe(subjects.endedAll(namespace));
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
   it("runs.onEnd - hears every run of its namespace end, with its output or error, until stopped", async () => {
     const namespace = uniqueNamespace();
     const other = uniqueNamespace();

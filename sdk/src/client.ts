@@ -96,7 +96,7 @@ export class Taskjet implements Triggers {
   readonly workers: WorkersClient;
   private readonly waiters = new Set<RunWaiter>();
   /** Where waiters listen while many are outstanding (`SHARED_FROM`). */
-  private sharedEnds: SharedEnds | undefined;
+  private readonly sharedEnds: SharedEnds;
   private readonly idempotency: IdempotencyKeys;
   /** Workers this client started, stopped by `close`. */
   private readonly ownWorkers = new Set<Worker>();
@@ -121,6 +121,7 @@ export class Taskjet implements Triggers {
     this.logs = new LogsClient(connection, config.namespace);
     this.apiTokens = new ApiTokensClient(connection, config.namespace);
     this.workers = new WorkersClient(connection, config.namespace);
+    this.sharedEnds = new SharedEnds(connection.nc, config.namespace);
     this.watchReconnects().catch((err) => config.logger.warn({ err }, "connection status watch ended"));
     this.recheck = setInterval(() => this.recheckWaiters(), 1000);
     this.recheck.unref();
@@ -485,11 +486,9 @@ export class Taskjet implements Triggers {
 
   private waiter(runId: string): RunWaiter {
     this.assertOpen();
-    const { nc } = this.connection;
-    const shared = this.waiters.size >= SHARED_FROM || this.sharedEnds?.active;
-    if (shared) this.sharedEnds ??= new SharedEnds(nc, this.namespace);
+    const shared = this.waiters.size >= SHARED_FROM || this.sharedEnds.active;
     const waiter = new RunWaiter(
-      nc,
+      this.connection.nc,
       this.namespace,
       runId,
       (w) => this.waiters.delete(w),

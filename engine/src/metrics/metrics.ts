@@ -3,7 +3,7 @@ import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { RunChange } from "../projector/projector.js";
 import type { CoreSnapshot } from "../scheduler/core.js";
 import type { ColdQueue } from "../scheduler/scheduler.js";
-import { FoldHistogram } from "./histogram.js";
+import { FoldCounter, FoldHistogram } from "./fold-metrics.js";
 
 /**
  * Prometheus metrics (`GET /metrics`), one registry per namespace so a namespace's token sees only its own series.
@@ -48,11 +48,13 @@ function processMetrics(): Registry {
 export class NamespaceMetrics {
   readonly registry = new Registry();
   private live: (() => LiveView) | undefined;
-  /** Events folded since the last scrape, by type: prom-client hashes the labels of every labelled call. */
-  private readonly eventsSince = new Map<string, number>();
-  /** Runs finished since the last scrape, by workflow and status. */
-  private readonly finishedSince = new Map<string, { workflow: string; status: string; n: number }>();
+  /** Events folded, by type. */
+  private readonly events: FoldCounter;
+  /** Runs finished, by `workflow\0status`. */
+  private readonly finished: FoldCounter;
+  /** By task. */
   private readonly queueWait: FoldHistogram;
+  /** By `task\0outcome`. */
   private readonly duration: FoldHistogram;
   private readonly retries: Counter<"namespace" | "task">;
   private readonly timeouts: Counter<"namespace" | "task">;
@@ -65,28 +67,28 @@ export class NamespaceMetrics {
   ) {
     const registers = [this.registry];
     const labels = { namespace: ns };
-    const eventsSince = this.eventsSince;
-    new Counter({
-      name: "taskjet_history_events_total",
-      help: "History events folded by the namespace's leader, by type (rate() = events appended per second)",
-      labelNames: ["namespace", "type"],
-      registers,
-      collect() {
-        for (const [type, n] of eventsSince) this.inc({ namespace: ns, type }, n);
-        eventsSince.clear();
-      },
-    });
+    this.events = new FoldCounter(
+      "taskjet_history_events_total",
+      "History events folded by the namespace's leader, by type (rate() = events appended per second)",
+      this.registry,
+      (type) => ({ namespace: ns, type }),
+    );
     this.queueWait = new FoldHistogram(
       "taskjet_queue_wait_seconds",
       "Time from an attempt queued to its assignment to a worker",
       QUEUE_WAIT_BUCKETS,
       this.registry,
+      (task) => ({ namespace: ns, task }),
     );
     this.duration = new FoldHistogram(
       "taskjet_task_duration_seconds",
       "Time an attempt ran, from its start to its outcome (completed, failed, timed_out)",
       DURATION_BUCKETS,
       this.registry,
+      (key) => {
+        const [task = "", outcome = ""] = key.split("\0");
+        return { namespace: ns, task, outcome };
+      },
     );
     const perTask = (name: string, help: string) =>
       new Counter({ name, help, labelNames: ["namespace", "task"], registers });
@@ -96,17 +98,15 @@ export class NamespaceMetrics {
       "taskjet_task_reassignments_total",
       "Running attempts moved off a lost worker (TaskReassigned)",
     );
-    const finishedSince = this.finishedSince;
-    new Counter({
-      name: "taskjet_runs_finished_total",
-      help: "Runs that reached a final status",
-      labelNames: ["namespace", "workflow", "status"],
-      registers,
-      collect() {
-        for (const { workflow, status, n } of finishedSince.values()) this.inc({ namespace: ns, workflow, status }, n);
-        finishedSince.clear();
+    this.finished = new FoldCounter(
+      "taskjet_runs_finished_total",
+      "Runs that reached a final status",
+      this.registry,
+      (key) => {
+        const [workflow = "", status = ""] = key.split("\0");
+        return { namespace: ns, workflow, status };
       },
-    });
+    );
     const view = () => (leading() ? this.live?.() : undefined);
     new Gauge({
       name: "taskjet_lease_held",
@@ -207,7 +207,7 @@ export class NamespaceMetrics {
   /** Counts one folded event (the projector's `onChange`). */
   observe({ event, state }: RunChange): void {
     const ns = this.ns;
-    this.eventsSince.set(event.type, (this.eventsSince.get(event.type) ?? 0) + 1);
+    this.events.inc(event.type);
     const task = "taskRunId" in event && event.taskRunId ? taskOf(state, event.taskRunId) : undefined;
     // A start, recorded alone or carried by the result it preceded.
     const start =
@@ -215,8 +215,7 @@ export class NamespaceMetrics {
     // queuedAt stays on the started task; assignedAt is the engine's time of the placement.
     if (start && task?.queuedAt) {
       const waited = (Date.parse(start.assignedAt) - Date.parse(task.queuedAt)) / 1000;
-      const taskName = task.taskName;
-      this.queueWait.observe(taskName, () => ({ namespace: ns, task: taskName }), Math.max(0, waited));
+      this.queueWait.observe(task.taskName, Math.max(0, waited));
     }
     switch (event.type) {
       case EventTypes.TaskCompleted:
@@ -243,23 +242,14 @@ export class NamespaceMetrics {
       state.finishedAt === event.at &&
       (state.status === "COMPLETED" || state.status === "FAILED" || state.status === "CANCELLED")
     ) {
-      const key = `${state.workflowName}\0${state.status}`;
-      const counted = this.finishedSince.get(key);
-      if (counted) counted.n++;
-      else this.finishedSince.set(key, { workflow: state.workflowName, status: state.status, n: 1 });
+      this.finished.inc(`${state.workflowName}\0${state.status}`);
     }
   }
 
   private attemptEnded(task: TaskRunState | undefined, at: string, outcome: string): void {
     if (!task?.startedAt) return; // an engine failure of an attempt that never started (flow key errors)
     const seconds = (Date.parse(at) - Date.parse(task.startedAt)) / 1000;
-    const { ns } = this;
-    const taskName = task.taskName;
-    this.duration.observe(
-      `${taskName}\0${outcome}`,
-      () => ({ namespace: ns, task: taskName, outcome }),
-      Math.max(0, seconds),
-    );
+    this.duration.observe(`${task.taskName}\0${outcome}`, Math.max(0, seconds));
   }
 }
 

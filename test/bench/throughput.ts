@@ -16,6 +16,8 @@
  *                      latency phase when it runs alone (`--phases latency`: what a task costs when nothing batches)
  *   --alloc-prof engine,worker[,client]  instead: sample what these processes allocate, collected objects included
  *                      (`.heapprofile`, summed by `tools/heapprofile-top.ts`): where their GC's work comes from
+ *   --alloc-kept       with --alloc-prof: only what outlived a young-generation GC (promoted, or alive at the end):
+ *                      what their scavenges copy
  *   --prof-dir /tmp/tj-prof             where the .cpuprofile and .heapprofile files go
  *   --flush-ms 25      the engine's projectionFlushMs (KV projection coalescing window; engine default 25)
  *   --what-if cancel,ulid  apply a suggested fix at runtime in the child processes only (see lib/whatif.ts)
@@ -66,6 +68,7 @@ const { values: opt } = parseArgs({
     "count-ops": { type: "boolean", default: false },
     "cpu-prof": { type: "string", default: "" },
     "alloc-prof": { type: "string", default: "" },
+    "alloc-kept": { type: "boolean", default: false },
     "prof-dir": { type: "string", default: "/tmp/tj-prof" },
     out: { type: "string" },
     "what-if": { type: "string", default: "" },
@@ -270,7 +273,10 @@ async function main(): Promise<void> {
     const profStart = async () => {
       mkdirSync(PROF_DIR, { recursive: true });
       for (const r of PROFILED)
-        await procs[r as Role].request(ALLOC_PROF ? "allocStart" : "profStart", { intervalUs: 500 });
+        await procs[r as Role].request(ALLOC_PROF ? "allocStart" : "profStart", {
+          intervalUs: 500,
+          kept: opt["alloc-kept"],
+        });
     };
     const profStop = async (suffix: string) => {
       const files: string[] = [];

@@ -46,6 +46,22 @@ export interface TaskLogger {
   error(message: string, fields?: Record<string, unknown>): void;
 }
 
+/** What a `Context` asks of the worker running its attempt. */
+export interface ContextHooks {
+  refresh(ms: number): Promise<void>;
+  releaseSlot(): Promise<void>;
+  spawn(children: ChildSpec[]): Promise<RunRef<Record<string, unknown>>[]>;
+  checkpoint(index: number, value: string): Promise<void>;
+  sleep(index: number, until: string): Promise<void>;
+  waitEvent(index: number, key: string, filter: string | undefined): Promise<void>;
+  /** Stores a `ctx.logger` line with the run (`TJ_LOGS`). */
+  log(level: LogLevel, message: string, fields: Record<string, unknown> | undefined): void;
+  /** Publishes a `ctx.putStream` chunk (`TJ_LOGS`) without waiting for its ack. */
+  putStream(data: Uint8Array): Promise<void>;
+}
+
+type LogLevel = "debug" | "info" | "warn" | "error";
+
 /** The task's handle on the runtime while it runs. */
 export class Context {
   /** Aborted when the attempt is cancelled or the worker gives up on it. */
@@ -59,33 +75,13 @@ export class Context {
     private readonly assignment: Assignment,
     worker: { id: string; name: string },
     log: Logger,
-    private readonly hooks: {
-      refresh(ms: number): Promise<void>;
-      releaseSlot(): Promise<void>;
-      spawn(children: ChildSpec[]): Promise<RunRef<Record<string, unknown>>[]>;
-      checkpoint(index: number, value: string): Promise<void>;
-      sleep(index: number, until: string): Promise<void>;
-      waitEvent(index: number, key: string, filter: string | undefined): Promise<void>;
-      /** Stores a `ctx.logger` line with the run (`TJ_LOGS`). */
-      log(
-        level: "debug" | "info" | "warn" | "error",
-        message: string,
-        fields: Record<string, unknown> | undefined,
-      ): void;
-      /** Publishes a `ctx.putStream` chunk (`TJ_LOGS`) without waiting for its ack. */
-      putStream(data: Uint8Array): Promise<void>;
-    },
+    private readonly hooks: ContextHooks,
     /** Durable tasks only. */
     private readonly durable = false,
   ) {
-    this.worker = { id: () => worker.id, name: () => worker.name };
-    // Each line goes to the process's logger and is stored with the run (`taskjet runs logs`, `tj.logs.list`).
-    const line =
-      (level: "debug" | "info" | "warn" | "error") => (message: string, fields?: Record<string, unknown>) => {
-        log[level](fields ?? {}, message);
-        hooks.log(level, message, fields);
-      };
-    this.logger = { debug: line("debug"), info: line("info"), warn: line("warn"), error: line("error") };
+    // Instances of classes, not object literals of closures: see `AttemptHooks` in worker.ts.
+    this.worker = new WorkerIdentity(worker.id, worker.name);
+    this.logger = new AttemptLogger(log, hooks);
   }
 
   /**
@@ -362,5 +358,34 @@ export class Context {
   /** The string key/value pairs the run was triggered with. */
   additionalMetadata(): Record<string, string> {
     return this.assignment.additionalMetadata;
+  }
+}
+
+/** `ctx.worker`. Its methods work detached too (`const { id } = ctx.worker`), as the logger's do. */
+class WorkerIdentity {
+  readonly id: () => string;
+  readonly name: () => string;
+
+  constructor(id: string, name: string) {
+    this.id = () => id;
+    this.name = () => name;
+  }
+}
+
+/** `ctx.logger`: each line goes to the process's logger and is stored with the run (`taskjet runs logs`). */
+class AttemptLogger implements TaskLogger {
+  readonly debug = (message: string, fields?: Record<string, unknown>): void => this.line("debug", message, fields);
+  readonly info = (message: string, fields?: Record<string, unknown>): void => this.line("info", message, fields);
+  readonly warn = (message: string, fields?: Record<string, unknown>): void => this.line("warn", message, fields);
+  readonly error = (message: string, fields?: Record<string, unknown>): void => this.line("error", message, fields);
+
+  constructor(
+    private readonly log: Logger,
+    private readonly hooks: ContextHooks,
+  ) {}
+
+  private line(level: LogLevel, message: string, fields: Record<string, unknown> | undefined): void {
+    this.log[level](fields ?? {}, message);
+    this.hooks.log(level, message, fields);
   }
 }

@@ -148,14 +148,17 @@ const common: Record<string, Handler> = {
       await s.post("Profiler.start");
     }),
   profStop: (args) => stopProfile(String(args.file), (s) => s.post("Profiler.stop")),
-  /** Samples allocations, also of objects collected since: where the GC's work comes from, not what stays. */
+  /**
+   * Samples allocations, also of objects collected since: where the GC's work comes from, not what stays. With `kept`,
+   * not of those a scavenge collected: what outlived one, which is what scavenges copy and promote.
+   */
   allocStart: (args) =>
     startProfile(async (s) => {
       await s.post("HeapProfiler.enable");
       await s.post("HeapProfiler.startSampling", {
         samplingInterval: Number(args.intervalBytes ?? 16384),
         includeObjectsCollectedByMajorGC: true,
-        includeObjectsCollectedByMinorGC: true,
+        includeObjectsCollectedByMinorGC: args.kept !== true,
       });
     }),
   allocStop: (args) => stopProfile(String(args.file), (s) => s.post("HeapProfiler.stopSampling")),

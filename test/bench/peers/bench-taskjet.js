@@ -18,7 +18,8 @@
 // announcement of its end). The retry test's options are not mapped: leave retry50 out of --tests.
 //
 // For experiments, not for published runs: TJ_BENCH_CPU=1 prints the CPU each process used per test (see below);
-// TJ_ENGINE_CONFIG='{"projectionActiveDelayMs":30000}' merges into the engine's configuration.
+// TJ_ENGINE_CONFIG='{"projectionActiveDelayMs":30000}' merges into the engine's configuration;
+// TJ_ENGINE_NODE_ARGS='--max-semi-space-size=32' adds node flags to the engine's process.
 const path = require("node:path");
 const { spawn } = require("node:child_process");
 const { pathToFileURL } = require("node:url");
@@ -92,7 +93,8 @@ let waitMode = "ends";
 let cpuFrom; // the producer's and nats-server's CPU at `prepare`
 
 function startEngine(ns) {
-  const child = spawn(process.execPath, [...process.execArgv, __filename, "--tj-engine", ns], {
+  const nodeArgs = (process.env.TJ_ENGINE_NODE_ARGS || "").split(" ").filter(Boolean);
+  const child = spawn(process.execPath, [...process.execArgv, ...nodeArgs, __filename, "--tj-engine", ns], {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
     env: process.env,
   });

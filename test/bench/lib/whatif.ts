@@ -11,6 +11,9 @@
  *   (16 native calls per id); here 1-byte requests are served from a 8 KiB pool filled by the same CSPRNG.
  * - `noals`: the worker runs task functions outside the AsyncLocalStorage that makes their triggers children (what
  *   Node 20's promise hooks, on for every promise once it is used, cost the worker).
+ * - `noprojection`: the engine writes no run state to `TJ_RUNS` (its checkpoint still moves): the upper bound of what
+ *   a design batching the projection's writes could save, one stored message per task of three. Breaks every reader
+ *   of `TJ_RUNS`; for throughput only.
  */
 import { randomFillSync } from "node:crypto";
 import { createRequire } from "node:module";
@@ -23,6 +26,7 @@ export async function applyWhatIf(spec: string | undefined): Promise<string[]> {
     else if (what === "ulid") patchRandomBytePool();
     else if (what === "flushturn") patchFlushPerTurn();
     else if (what === "noals") await patchNoTaskContext();
+    else if (what === "noprojection") await patchNoProjection();
     else throw new Error(`unknown what-if ${what}`);
     applied.push(what);
   }
@@ -89,4 +93,11 @@ async function patchNoTaskContext(): Promise<void> {
   const dist = dirname(require.resolve("@taskjet/sdk"));
   const { currentTask } = await import(join(dist, "worker", "current.js"));
   currentTask.run = (_store: unknown, fn: () => unknown) => fn();
+}
+
+async function patchNoProjection(): Promise<void> {
+  const require = createRequire(import.meta.url);
+  const dist = dirname(require.resolve("@taskjet/engine"));
+  const { RunStore } = await import(join(dist, "projector", "run-store.js"));
+  RunStore.prototype.putMany = async () => [];
 }

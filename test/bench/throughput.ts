@@ -93,6 +93,7 @@ const WARM = Number(opt.warm);
 const COUNT_OPS = Boolean(opt["count-ops"]);
 const ALLOC_PROF = opt["alloc-prof"] !== "";
 if (ALLOC_PROF && opt["cpu-prof"] !== "") throw new Error("--cpu-prof and --alloc-prof profile one at a time");
+if (opt["alloc-kept"] && !ALLOC_PROF) throw new Error("--alloc-kept needs --alloc-prof");
 const PROFILED = new Set(
   String(ALLOC_PROF ? opt["alloc-prof"] : opt["cpu-prof"])
     .split(",")

@@ -1,7 +1,14 @@
 import type { Taskjet } from "@taskjet/sdk";
 import { TaskRunError, ValidationError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
-import { connectClient, historyTypes, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import {
+  connectClient,
+  eventually,
+  historyTypes,
+  startEngine,
+  uniqueNamespace,
+  useNatsServer,
+} from "../harness/fixtures.js";
 
 const nats = useNatsServer();
 
@@ -62,6 +69,35 @@ describe("timeouts", () => {
     expect(err.taskError.name).toBe("TaskTimedOut");
     await tj.close();
     await engine.stop();
+  });
+
+  it("timeouts - with no engine left, the worker itself aborts an attempt at its execution timeout of seconds", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    let began = 0;
+    let abortedAfterMs: number | undefined;
+    const stuck = tj.task({
+      name: "stuck-alone",
+      executionTimeout: "1500ms",
+      fn: async (_input, ctx) => {
+        began = Date.now();
+        await new Promise((resolve) => ctx.abortController.signal.addEventListener("abort", resolve));
+        abortedAfterMs = Date.now() - began;
+        return {};
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [stuck] });
+    await worker.start();
+    const ref = await stuck.runNoWait({});
+    await eventually(async () => ((await types(tj, ref.runId)).includes("TaskStarted0") ? true : undefined));
+    await engine.stop(); // only the worker's own timer can abort it now
+    await eventually(() => abortedAfterMs, 5000, "the abort");
+    expect(abortedAfterMs).toBeGreaterThanOrEqual(1450);
+    expect(abortedAfterMs).toBeLessThan(2500);
+    expect(await types(tj, ref.runId)).toContain("TaskTimedOut0");
+    await worker.stop();
+    await tj.close();
   });
 
   it("timeouts - ctx.refreshTimeout extends the deadline, recorded in history", async () => {

@@ -789,6 +789,12 @@ type Task = TaskDeclaration<JsonObject, JsonObject>;
  */
 const START_RECORD_DELAY_MS = 20;
 
+/**
+ * Execution timeouts shorter than this get their timer when the attempt begins; longer ones when the start sweep
+ * finds the attempt still running (20-30 ms later, or more under an event-loop lag: far from such a deadline).
+ */
+const ARM_AT_BEGIN_BELOW_MS = 1_000;
+
 /** How many finished assignments a worker remembers, to not run one delivered again (`Worker.finished`). */
 const FINISHED_REMEMBERED = 10_000;
 
@@ -905,6 +911,7 @@ class AttemptClock {
   timeoutAt = 0;
   onDeadline: () => void = () => {};
   private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
   private onStartError: (err: unknown) => void = () => {};
   /** When the attempt began (epoch ms). */
   began = 0;
@@ -936,7 +943,9 @@ class AttemptClock {
       timeoutAt: new Date(this.timeoutAt).toISOString(),
       ...(sticky ? { sticky } : {}),
     };
-    this.arm();
+    // The deadline's timer waits for the start sweep unless the deadline is near: a timer made and cleared per attempt
+    // cost the worker about a tenth of its CPU per short task, and most attempts end before the sweep finds them.
+    if (this.task.executionTimeoutMs < ARM_AT_BEGIN_BELOW_MS) this.arm();
     this.onStartError = onStartError;
     this.starts.add(this);
   }
@@ -949,6 +958,8 @@ class AttemptClock {
   /** Appends `TaskStarted` once (CAS on the assignment's sequence). @throws NotCurrentError */
   recordStart(): Promise<void> {
     this.starts.delete(this);
+    // Running on past the start sweep (or recording a fact before it): now its deadline needs its timer.
+    if (!this.timer && !this.stopped) this.arm();
     this.startRecord ??= reportStarted(this.reporter, this.a, this.facts as StartFacts).then((seq) => {
       this.lastSeq = seq;
     });
@@ -992,13 +1003,18 @@ class AttemptClock {
 
   /** The task function returned: no deadline, and a start not recorded yet is carried by the result. */
   stop(): void {
+    this.stopped = true;
     this.starts.delete(this);
+    this.disarm();
+  }
+
+  private disarm(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
 
   private arm(): void {
-    this.stop();
+    this.disarm();
     this.timer = setTimeout(() => this.onDeadline(), Math.max(0, this.timeoutAt - Date.now()));
     this.timer.unref();
   }

@@ -39,14 +39,17 @@ abstract class FoldMetric<S> {
     this.series.clear();
   }
 
-  protected seriesOf(key: string, fresh: () => S): S {
+  protected seriesOf(key: string): S {
     let s = this.series.get(key);
     if (!s) {
-      s = { ...fresh(), labels: this.labelsOf(key) };
+      s = { ...this.fresh(), labels: this.labelsOf(key) };
       this.series.set(key, s);
     }
     return s;
   }
+
+  /** A new series' state, before its first observation. */
+  protected abstract fresh(): S;
 
   protected abstract render(s: S & { labels: Record<string, string> }, into: Line[]): void;
 }
@@ -56,7 +59,11 @@ export class FoldCounter extends FoldMetric<{ value: number }> {
   readonly type = "counter";
 
   inc(key: string): void {
-    this.seriesOf(key, () => ({ value: 0 })).value++;
+    this.seriesOf(key).value++;
+  }
+
+  protected fresh(): { value: number } {
+    return { value: 0 };
   }
 
   protected render(s: { value: number; labels: Record<string, string> }, into: Line[]): void {
@@ -87,12 +94,16 @@ export class FoldHistogram extends FoldMetric<Buckets> {
 
   observe(key: string, value: number): void {
     if (!Number.isFinite(value)) return;
-    const s = this.seriesOf(key, () => ({ counts: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 }));
+    const s = this.seriesOf(key);
     let b = 0;
     while (b < this.bounds.length && value > (this.bounds[b] as number)) b++;
     s.counts[b] = (s.counts[b] as number) + 1;
     s.sum += value;
     s.count++;
+  }
+
+  protected fresh(): Buckets {
+    return { counts: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 };
   }
 
   protected render(s: Buckets & { labels: Record<string, string> }, into: Line[]): void {

@@ -85,10 +85,7 @@ export class NamespaceMetrics {
       "Time an attempt ran, from its start to its outcome (completed, failed, timed_out)",
       DURATION_BUCKETS,
       this.registry,
-      (key) => {
-        const [task = "", outcome = ""] = key.split("\0");
-        return { namespace: ns, task, outcome };
-      },
+      pairLabels(ns, "task", "outcome"),
     );
     const perTask = (name: string, help: string) =>
       new Counter({ name, help, labelNames: ["namespace", "task"], registers });
@@ -102,10 +99,7 @@ export class NamespaceMetrics {
       "taskjet_runs_finished_total",
       "Runs that reached a final status",
       this.registry,
-      (key) => {
-        const [workflow = "", status = ""] = key.split("\0");
-        return { namespace: ns, workflow, status };
-      },
+      pairLabels(ns, "workflow", "status"),
     );
     const view = () => (leading() ? this.live?.() : undefined);
     new Gauge({
@@ -251,6 +245,14 @@ export class NamespaceMetrics {
     const seconds = (Date.parse(at) - Date.parse(task.startedAt)) / 1000;
     this.duration.observe(`${task.taskName}\0${outcome}`, Math.max(0, seconds));
   }
+}
+
+/** Labels of a series keyed `first\0second` (`FoldMetric`): the namespace and the key's two parts. */
+function pairLabels(ns: string, first: string, second: string): (key: string) => Record<string, string> {
+  return (key) => {
+    const [a = "", b = ""] = key.split("\0");
+    return { namespace: ns, [first]: a, [second]: b };
+  };
 }
 
 function taskOf(state: RunState, taskRunId: string): TaskRunState | undefined {

@@ -8,6 +8,7 @@ import {
   parseDuration,
   parseWith,
   RateLimitedError,
+  type TaskLogLine,
   ValidationError,
 } from "@taskjet/schemas";
 import type { RunRef } from "../run-ref.js";
@@ -60,7 +61,8 @@ export interface ContextHooks {
   putStream(data: Uint8Array): Promise<void>;
 }
 
-type LogLevel = "debug" | "info" | "warn" | "error";
+/** The levels of `ctx.logger`. */
+export type LogLevel = TaskLogLine["level"];
 
 /** The task's handle on the runtime while it runs. */
 export class Context {

@@ -36,7 +36,7 @@ import type { RunRef } from "../run-ref.js";
 import type { JsonObject, TaskDeclaration } from "../task.js";
 import { withTraceContext } from "../tracing.js";
 import { WorkflowDeclaration } from "../workflow.js";
-import { type ChildSpec, Context, type ContextHooks } from "./context.js";
+import { type ChildSpec, Context, type ContextHooks, type LogLevel } from "./context.js";
 import { currentTask } from "./current.js";
 import { Outbox } from "./outbox.js";
 import {
@@ -871,7 +871,7 @@ class AttemptHooks implements ContextHooks {
     this.suspend();
   }
 
-  log(level: "debug" | "info" | "warn" | "error", message: string, fields: Record<string, unknown> | undefined): void {
+  log(level: LogLevel, message: string, fields: Record<string, unknown> | undefined): void {
     this.outbox.line({
       v: 1,
       at: new Date().toISOString(),

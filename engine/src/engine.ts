@@ -97,7 +97,7 @@ class NamespaceRuntime {
       js,
       jsm,
       ns,
-      store: new RunStore(js, kvs.runs, ns, publisher, () => maxPayloadOf(nc)),
+      store: new RunStore(js, jsm, kvs.runs, ns, publisher, () => maxPayloadOf(nc)),
       log: nsLog.child({ module: "projector" }),
       flushMs: config.projectionFlushMs,
       activeDelayMs: config.projectionActiveDelayMs,

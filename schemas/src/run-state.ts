@@ -164,6 +164,16 @@ export function runEnd(state: RunState): RunEnd {
   };
 }
 
+/**
+ * The states one `TJ_RUNS` entry holds: a page's (`keys.runPage`, whose last token starts with `=`), or the one run's.
+ * A reader that meets one run in several entries keeps the latest written (the highest revision).
+ */
+export function statesOfEntry(key: string, json: string): RunState[] {
+  const value = JSON.parse(json) as RunState | RunState[];
+  if (key.charCodeAt(key.lastIndexOf(".") + 1) !== 61 /* = */) return [value as RunState];
+  return Array.isArray(value) ? value : [];
+}
+
 /** What `TJ_RUNS` keeps of a run too large for one message: enough to list it; readers fold its history for the rest. */
 export function slimState(state: RunState): RunState {
   const { output: _output, ...rest } = state;

@@ -26,7 +26,10 @@ export const RetiredStreams = ["TJ_ASSIGN"] as const;
 
 /** JetStream KV bucket names. */
 export const Buckets = {
-  /** Projection of every run's state, key `<ns>.<runId>`. */
+  /**
+   * Projection of every run's state: key `<ns>.<runId>`, or, for runs that finished before their state was ever
+   * written, pages of many under `<ns>.=<pageId>` (`keys.runPage`).
+   */
   runs: "TJ_RUNS",
   /** Live workers, key `<ns>.<workerId>`; bucket TTL makes a silent worker's key vanish. */
   workers: "TJ_WORKERS",
@@ -103,6 +106,12 @@ export const enginePing = (engineId: string) => `tjengine.${engineId}.ping`;
 /** KV keys within one namespace. */
 export const keys = {
   run: (ns: string, runId: string) => `${ns}.${runId}`,
+  /**
+   * A page of finished runs' states (a JSON array), written once: one message for a flush's worth of short runs instead
+   * of one each. `=` cannot start a run id, so a page key is never a run's.
+   */
+  runPage: (ns: string, pageId: string) => `${ns}.=${pageId}`,
+  /** Every run's key and every page of a namespace. */
   runsOf: (ns: string) => `${ns}.*`,
   /**
    * The history sequence up to which every event is reflected in `TJ_RUNS` (the engine's projector). Three tokens, so

@@ -18,6 +18,7 @@ import {
   RunStatuses,
   replayPlan,
   Streams,
+  statesOfEntry,
   subjects,
   type TaskjetEventInput,
   ValidationError,
@@ -271,9 +272,17 @@ export class RunsClient {
     await this.conn.jsm.streams.info(stream).catch(withProvisioningHint(this.conn, stream));
     // Read first: a run the projection gets meanwhile is then in one of the two.
     const unprojected = await readUnprojected(this.conn, await this.bucket(), this.ns);
+    // A run's state is under its key or in a page of finished runs, and a run replayed after it was paged is in both:
+    // entries come in write order, the later replaces the earlier.
+    const projected = new Map<string, RunState>();
+    const prefix = `$KV.${Buckets.runs}.`;
     for await (const m of readStream(this.conn.js, stream, filter, "lastPerSubject")) {
       if (m.data.length === 0) continue;
-      const state = JSON.parse(decoder.decode(m.data)) as RunState;
+      for (const state of statesOfEntry(m.subject.slice(prefix.length), decoder.decode(m.data))) {
+        projected.set(state.runId, state);
+      }
+    }
+    for (const state of projected.values()) {
       // The log after the checkpoint has it as it is now; the projection may have an older state.
       if (!unprojected.has(state.runId) && wanted(state)) out.push(state);
     }

@@ -10,6 +10,7 @@ import {
   keys,
   makeEvent,
   type RunState,
+  statesOfEntry,
   subjects,
   type TaskRunState,
 } from "@taskjet/schemas";
@@ -31,13 +32,18 @@ async function rawConnection(url: string) {
   return { nc, js: jetstream(nc), jsm: await jetstreamManager(nc) };
 }
 
+/** Every run's state in `TJ_RUNS`, by run id: under its key or in a page (the later entry of a run wins). */
 async function projection(url: string, ns: string): Promise<Map<string, RunState>> {
   const { nc } = await rawConnection(url);
   const kv = await new Kvm(nc).open(Buckets.runs);
-  const out = new Map<string, RunState>();
+  const entries: { revision: number; key: string; json: string }[] = [];
   for await (const key of await kv.keys(keys.runsOf(ns))) {
     const entry = await kv.get(key);
-    if (entry?.operation === "PUT") out.set(key, entry.json<RunState>());
+    if (entry?.operation === "PUT") entries.push({ revision: entry.revision, key, json: entry.string() });
+  }
+  const out = new Map<string, RunState>();
+  for (const e of entries.sort((a, b) => a.revision - b.revision)) {
+    for (const state of statesOfEntry(e.key, e.json)) out.set(state.runId, state);
   }
   await nc.close();
   return out;

@@ -16,17 +16,19 @@ export interface Folded {
 
 /**
  * Folds the history messages matching `filter` (one run's subject, or a namespace's `tj.<ns>.hist.*`) from the
- * start, with the engine's reducer. `onRead` hears each message's sequence, as a count goes.
+ * start, with the engine's reducer, up to `upToSeq`. `onRead` hears each message's sequence, as a count goes.
  */
 export async function foldHistory(
   js: JetStreamClient,
   filter: string,
   onRead?: (events: number, seq: number) => void,
+  upToSeq = Number.POSITIVE_INFINITY,
 ): Promise<Folded> {
   const folded: Folded = { states: new Map(), events: 0, rejected: 0, last: 0 };
   // Only each run's last state is kept: the fold may grow its lists in place.
   const owned = new WeakSet<object>();
   await scan(js, Streams.history, filter, { startSeq: 1 }, (m) => {
+    if (m.seq > upToSeq) return;
     folded.events++;
     folded.last = m.seq;
     onRead?.(folded.events, m.seq);

@@ -108,21 +108,38 @@ function testProjector(
   let seq = Math.max(0, ...(options.stored ?? []).map((s) => s.lastSeq));
   const stored = new Map((options.stored ?? []).map((s) => [s.runId, s]));
   const lines: Record<string, unknown>[] = [];
+  /** What each flush wrote under the runs' keys, and into pages (empty calls left out). */
   const writes: string[][] = [];
+  const pages: string[][] = [];
+  /** Runs written under their key, or stored so from the start: the others were paged. */
+  const keyed = new Set(stored.keys());
+  /** `upToSeq` of each read. */
+  const readBounds: number[] = [];
   const checkpoints: number[] = [];
   const held: (() => void)[] = [];
   let holding = false;
   let reads = 0;
   const store = {
-    get: async (runId: string) => {
+    get: async (runId: string, upToSeq: number) => {
       reads++;
+      readBounds.push(upToSeq);
       const value = stored.get(runId);
       if (holding) await new Promise<void>((resolve) => held.push(resolve));
-      return value === undefined ? undefined : (JSON.parse(JSON.stringify(value)) as RunState);
+      return value === undefined
+        ? undefined
+        : { state: JSON.parse(JSON.stringify(value)) as RunState, keyed: keyed.has(runId) };
     },
     putMany: async (states: RunState[]) => {
+      for (const s of states) {
+        stored.set(s.runId, JSON.parse(JSON.stringify(s)) as RunState);
+        keyed.add(s.runId);
+      }
+      if (states.length > 0) writes.push(states.map((s) => s.runId));
+      return [];
+    },
+    putPaged: async (states: RunState[]) => {
       for (const s of states) stored.set(s.runId, JSON.parse(JSON.stringify(s)) as RunState);
-      writes.push(states.map((s) => s.runId));
+      if (states.length > 0) pages.push(states.map((s) => s.runId));
       return [];
     },
     saveCheckpoint: async (n: number) => {
@@ -152,6 +169,8 @@ function testProjector(
     /** A flush as the projector's timer makes it: what is ripe only. */
     flushRipe: () => internals.flush(false),
     writes,
+    pages,
+    readBounds,
     checkpoints,
     holdReads: () => {
       holding = true;
@@ -314,11 +333,13 @@ describe("projector - writes", () => {
     await p.feed("F1", [created("F1"), cancelled("F1")]); // 4-5
     await p.feed("Q1", [created("Q1")]); // 6
     await p.flushRipe();
-    expect(p.writes).toEqual([["F0", "F1"]]);
+    expect(p.pages).toEqual([["F0", "F1"]]);
+    expect(p.writes).toEqual([]);
     expect(p.checkpoints).toEqual([2]);
     // Nothing else is ripe: no write, and the checkpoint holds.
     await p.flushRipe();
-    expect(p.writes.slice(1)).toEqual([[]]);
+    expect(p.pages).toHaveLength(1);
+    expect(p.writes).toEqual([]);
     expect(p.checkpoints).toEqual([2]);
   });
 
@@ -328,8 +349,36 @@ describe("projector - writes", () => {
     await p.feed("F0", [created("F0"), cancelled("F0")]); // 4-5
     await p.feed("Q0", [cancelled("Q0")]); // 6: finished, written with the finished ones
     await p.flushRipe();
-    expect(p.writes).toEqual([["F0", "Q0", "Q1", "Q2"]]);
+    expect(p.pages).toEqual([["F0", "Q0"]]);
+    expect(p.writes).toEqual([["Q1", "Q2"]]);
     expect(p.checkpoints).toEqual([6]);
+  });
+
+  it("writes - a run once written under its key stays there when it finishes; one that finished first goes into a page", async () => {
+    const p = testProjector({ activeDelayMs: 0 });
+    await p.feed("R0", [created("R0"), started("R0")]); // 1-2
+    await p.flushRipe();
+    expect(p.writes).toEqual([["R0"]]);
+    await p.feed("R0", [cancelled("R0")]); // 3
+    await p.feed("F0", [created("F0"), cancelled("F0")]); // 4-5
+    await p.flushRipe();
+    // A page written after the key would leave the key's RUNNING state to whoever reads the key.
+    expect(p.writes).toEqual([["R0"], ["R0"]]);
+    expect(p.pages).toEqual([["F0"]]);
+    expect(p.stored.get("R0")).toMatchObject({ status: "CANCELLED" });
+  });
+
+  it("writes - a cold run read back from its key is written there again; a read never returns more than was folded", async () => {
+    const p = testProjector({ hotLimit: 0 });
+    await p.feed("Q0", [created("Q0")]); // 1
+    await p.feed("Q1", [created("Q1")]); // 2
+    await p.flush(); // both under their keys, then cold
+    expect(p.projector.states.size).toBe(0);
+    await p.feed("Q0", [cancelled("Q0")]); // 3: read from the store, then folded
+    expect(p.readBounds).toEqual([2]);
+    await p.flush();
+    expect(p.writes).toEqual([["Q0", "Q1"], ["Q0"]]);
+    expect(p.pages).toEqual([]);
   });
 
   it("writes - a run due at once to go cold, back under the hot limit by the flush, is written after the queued delay", async () => {

@@ -23,7 +23,7 @@ import {
 import type { Logger } from "pino";
 import { appendAtTail } from "../log/append.js";
 import { onIdle } from "../log/scan.js";
-import type { RunStore } from "./run-store.js";
+import type { RunStore, Stored } from "./run-store.js";
 
 /** Marks, in the backlog, the point where the consumer had nothing more to deliver. */
 const IDLE = Symbol("idle");
@@ -125,8 +125,10 @@ interface Loading {
  * it has seen).
  *
  * Finished runs are written within `flushMs`; unfinished ones only after `activeDelayMs` (`queuedDelayMs` for one that
- * only waits for a slot), so a short run costs one write instead of one per event, and a run of a backlog one, not
- * two. Readers that need the latest state fold the log's tail on top (`runs.get`).
+ * only waits for a slot), so a short run is written once instead of once per event, and a run of a backlog once, not
+ * twice. A run that finished before it was ever written goes into a page with the others of its flush (`RunStore`):
+ * short runs cost the store a message per flush, not one each. Readers that need the latest state fold the log's
+ * tail on top (`runs.get`).
  *
  * Beyond `hotLimit` runs in memory, a written state that only waits for a slot (`mayGoCold`) is dropped: the store
  * has it as it is, so an event for it folds onto the stored state (as for a finished run), and `load` reads it back.
@@ -156,6 +158,11 @@ export class Projector implements RunStates {
    * however many thousands of queued runs wait behind them.
    */
   private readonly due = { active: new Map<string, number>(), queued: new Map<string, number>() };
+  /**
+   * Runs in memory whose state has a key of its own in the store (written there, or read from there): their next
+   * states go there too. The others, once finished, go into a page (`RunStore.putPaged`).
+   */
+  private readonly keyed = new Set<string>();
   /** Runs whose state is too large to write even slim (logged once). */
   private readonly oversized = new Set<string>();
   private position = 0;
@@ -208,9 +215,8 @@ export class Projector implements RunStates {
         if (now) return now;
         // Folded, written and dropped meanwhile: what was read may predate that write.
         if (loading.dropped) return this.load(runId, loading.keep);
-        if (stored && loading.keep && !this.stopped && !isTerminal(stored.status))
-          this.states.set(stored.runId, stored);
-        return stored;
+        if (stored && loading.keep && !this.stopped && !isTerminal(stored.state.status)) this.hold(stored);
+        return stored?.state;
       },
       (err: unknown) => {
         this.loading.delete(runId);
@@ -248,7 +254,8 @@ export class Projector implements RunStates {
   /** Loads the unfinished runs, then reads the log from the checkpoint; resolves once caught up. */
   async start(): Promise<void> {
     const { js, ns, store } = this.o;
-    for (const state of await store.all({ activeOnly: true })) this.states.set(state.runId, state);
+    // Pages hold finished runs only: an unfinished state was read from its key.
+    for (const state of await store.all({ activeOnly: true })) this.hold({ state, keyed: true });
     this.position = await store.checkpoint();
     this.o.log.debug({ active: this.states.size, position: this.position }, "projection loaded");
     this.savedCheckpoint = this.position;
@@ -352,9 +359,11 @@ export class Projector implements RunStates {
     }
     // A cold run, or a late fact about a finished one: its stored state is its latest (a run leaves memory only once
     // written and unchanged since), and nothing else folds meanwhile, so this event lands on it in order.
-    return this.o.store.get(runId).then((stored) => {
-      if (stored) this.apply(stored, event, m.seq);
-      else {
+    return this.o.store.get(runId, this.position).then((stored) => {
+      if (stored) {
+        this.apply(stored.state, event, m.seq);
+        if (stored.keyed && this.states.has(runId)) this.keyed.add(runId);
+      } else {
         this.position = m.seq;
         this.reject(runId, m.seq, `${event.type} for a run that was never created`);
       }
@@ -431,7 +440,7 @@ export class Projector implements RunStates {
       const batch = everything ? this.everyDirty() : this.ripe();
       const upTo = this.position;
       try {
-        const unwritten = await this.o.store.putMany(batch);
+        const unwritten = await this.write(batch);
         for (const runId of unwritten) {
           // Even without input and outputs: only a run with thousands of tasks gets there. Said once per run.
           if (this.oversized.has(runId)) continue;
@@ -468,6 +477,27 @@ export class Projector implements RunStates {
   }
 
   /**
+   * Writes a batch: finished runs never written under a key into pages, the others under their keys. A run is taken
+   * as keyed before its write is acknowledged: a write that fails may still have been stored, and a page written later
+   * must not leave an older state under the key. Returns the runs not written (too large even slim).
+   */
+  private async write(batch: RunState[]): Promise<string[]> {
+    const paged: RunState[] = [];
+    const single: RunState[] = [];
+    for (const s of batch) {
+      if (isTerminal(s.status) && !this.keyed.has(s.runId)) paged.push(s);
+      else {
+        single.push(s);
+        this.keyed.add(s.runId);
+      }
+    }
+    const [unwritten, large] = await Promise.all([this.o.store.putMany(single), this.o.store.putPaged(paged)]);
+    if (large.length === 0) return unwritten;
+    for (const s of large) this.keyed.add(s.runId);
+    return [...unwritten, ...(await this.o.store.putMany(large))];
+  }
+
+  /**
    * Whether a changed state is written within `flushMs` rather than `activeDelayMs`: a finished run, or, while live, one
    * that goes cold once written (beyond the hot limit, a run waits longer than the delay anyway). Written at once, its
    * state leaves memory before the young generation is collected: kept for the delay, a million of them would be
@@ -496,16 +526,26 @@ export class Projector implements RunStates {
   /** Lets go of a run's state; a read of it in flight must not bring back what it read before the last write. */
   private drop(runId: string): void {
     this.states.delete(runId);
+    this.keyed.delete(runId);
     const loading = this.loading.size > 0 ? this.loading.get(runId) : undefined;
     if (loading) loading.dropped = true;
   }
 
-  /** Reads a stored state, at most `MAX_READS` at once; the others wait their turn in order. */
-  private async read(runId: string): Promise<RunState | undefined> {
+  /** Keeps a stored state in memory. */
+  private hold(stored: Stored): void {
+    this.states.set(stored.state.runId, stored.state);
+    if (stored.keyed) this.keyed.add(stored.state.runId);
+  }
+
+  /**
+   * Reads a stored state, at most `MAX_READS` at once; the others wait their turn in order. Not past what has been
+   * folded: the events after it are yet to be folded onto it.
+   */
+  private async read(runId: string): Promise<Stored | undefined> {
     if (this.reads >= MAX_READS) await new Promise<void>((resolve) => this.readQueue.push(resolve));
     else this.reads++;
     try {
-      return await this.o.store.get(runId);
+      return await this.o.store.get(runId, this.position);
     } finally {
       this.nextRead();
     }

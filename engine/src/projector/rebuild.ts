@@ -28,8 +28,9 @@ export type RebuildProgress = (phase: "read" | "write", done: number, total: num
 /** Folds one namespace's whole log with the engine's reducer. */
 async function foldLog(nc: NatsConnection, ns: string, onProgress?: RebuildProgress) {
   const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
   const total = onProgress
-    ? await (await jetstreamManager(nc)).streams
+    ? await jsm.streams
         .getMessage(Streams.history, { last_by_subj: subjects.historyAll(ns) })
         .then((m) => m?.seq ?? 0)
         .catch(() => 0)
@@ -37,7 +38,8 @@ async function foldLog(nc: NatsConnection, ns: string, onProgress?: RebuildProgr
   const folded = await foldHistory(js, subjects.historyAll(ns), (events, seq) => {
     if (onProgress && events % 1000 === 0) onProgress("read", Math.min(seq, total), total);
   });
-  return { js, ...folded };
+  const store = new RunStore(js, jsm, await new Kvm(nc).open(Buckets.runs), ns, js, () => maxPayloadOf(nc));
+  return { store, ...folded };
 }
 
 /**
@@ -51,9 +53,9 @@ export async function rebuildProjection(
 ): Promise<RebuildReport> {
   const { onProgress } = options;
   const started = performance.now();
-  const { js, states, events, rejected, last } = await foldLog(nc, ns, onProgress);
+  const { store, states, events, rejected, last } = await foldLog(nc, ns, onProgress);
   const foldMs = performance.now() - started;
-  const store = new RunStore(js, await new Kvm(nc).open(Buckets.runs), ns, js, () => maxPayloadOf(nc));
+  // Every run under its own key: keys left from before the rebuild must not shadow what it writes.
   const all = [...states.values()];
   for (let i = 0; i < all.length; i += 1000) {
     const unwritten = await store.putMany(all.slice(i, i + 1000));
@@ -82,11 +84,11 @@ export interface VerifyReport {
  */
 export async function verifyProjection(nc: NatsConnection, ns: string): Promise<VerifyReport> {
   const started = performance.now();
-  const { js, states, events } = await foldLog(nc, ns);
-  const store = new RunStore(js, await new Kvm(nc).open(Buckets.runs), ns, js, () => maxPayloadOf(nc));
+  const { store, states, events } = await foldLog(nc, ns);
+  const projection = new Map((await store.all({ activeOnly: false })).map((s) => [s.runId, s]));
   const differing: { runId: string; reason: string }[] = [];
   for (const [runId, folded] of states) {
-    const projected = await store.get(runId);
+    const projected = projection.get(runId);
     if (!projected) differing.push({ runId, reason: "no projection" });
     else if (projected.lastSeq < folded.lastSeq) {
       differing.push({

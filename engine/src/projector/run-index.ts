@@ -8,6 +8,7 @@ import {
   type RunStatus,
   RunStatuses,
   type RunSummary,
+  statesOfEntry,
   ValidationError,
 } from "@taskjet/schemas";
 import type { Logger } from "pino";
@@ -99,7 +100,8 @@ export class RunIndex {
     this.starting ??= (async () => {
       const t0 = Date.now();
       this.stopFollowing = await followKv(this.o.js, this.o.kv, Buckets.runs, keys.runsOf(this.o.ns), {
-        put: (_key, json) => this.put(json),
+        put: (key, json) => this.put(key, json),
+        // Pages are never deleted one by one; a key's deletion takes its run out.
         remove: (key) => this.remove(key.slice(this.o.ns.length + 1)),
         log: this.o.log,
       });
@@ -193,14 +195,19 @@ export class RunIndex {
     return e.summary.workflowName === taskName || e.summary.tasks.some((t) => t.taskName === taskName);
   }
 
-  private put(json: string): void {
-    let state: RunState;
+  /** A `TJ_RUNS` entry: one run's state, or a page of them. */
+  private put(key: string, json: string): void {
+    let states: RunState[];
     try {
-      state = JSON.parse(json) as RunState;
+      states = statesOfEntry(key, json);
     } catch (err) {
-      this.o.log.warn({ err }, "run index: a projected state does not parse");
+      this.o.log.warn({ err, key }, "run index: a projected state does not parse");
       return;
     }
+    for (const state of states) this.putState(state);
+  }
+
+  private putState(state: RunState): void {
     if (typeof state?.runId !== "string" || typeof state.createdAt !== "string") return;
     const summary = summarize(state);
     const existing = this.byId.get(state.runId);

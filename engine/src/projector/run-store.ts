@@ -1,6 +1,18 @@
-import type { JetStreamClient } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager, MsgRequest } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { Buckets, isTerminal, keys, type RunState, slimState, subjects } from "@taskjet/schemas";
+import {
+  Buckets,
+  decodeEvent,
+  evolve,
+  isTerminal,
+  keys,
+  type RunState,
+  Streams,
+  slimState,
+  statesOfEntry,
+  subjects,
+} from "@taskjet/schemas";
+import { ulid } from "ulid";
 import type { Publisher } from "../log/append.js";
 import { foldHistory } from "../log/fold.js";
 import { scan } from "../log/scan.js";
@@ -8,10 +20,28 @@ import { exceeds } from "../nats/connect.js";
 
 const decoder = new TextDecoder();
 
-/** The `TJ_RUNS` projection of one namespace: run states plus the projector's checkpoint. */
+/** A page's size at most: one message of ~300 short runs, well under any max payload a deployment would set. */
+const PAGE_BYTES = 256 * 1024;
+
+/** A run's stored state, and whether it was found under its own key (`keys.run`) or folded from the log. */
+export interface Stored {
+  state: RunState;
+  keyed: boolean;
+}
+
+/**
+ * The `TJ_RUNS` projection of one namespace: run states plus the projector's checkpoint.
+ *
+ * A run's state lives under its own key once written there; a run that finished before it was ever written goes, with
+ * the others of the same flush, into a page (`keys.runPage`): one message per flush instead of one per run, which was
+ * a third of the hot path's stored messages. Nobody looks a paged run up by key: its history is short (it finished
+ * within the projection's delay) and is the truth, so a read that misses the key folds it (`get`); lists and the run
+ * index read the pages.
+ */
 export class RunStore {
   constructor(
     private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
     private readonly kv: KV,
     private readonly ns: string,
     /** The engine's `StreamPublisher` (`js` serves a one-off rebuild). */
@@ -20,17 +50,29 @@ export class RunStore {
     private readonly maxPayload: () => number,
   ) {}
 
-  async get(runId: string): Promise<RunState | undefined> {
+  /**
+   * The run's state under its key, else folded from its history: events after `upToSeq` are left out, so the state is
+   * never ahead of a projector that has folded only that far (the events after it are still to reach it, and must
+   * change the state when they do).
+   */
+  async get(runId: string, upToSeq = Number.POSITIVE_INFINITY): Promise<Stored | undefined> {
     const entry = await this.kv.get(keys.run(this.ns, runId));
-    if (entry?.operation !== "PUT" || entry.length === 0) return undefined;
-    const state = entry.json<RunState>();
-    return state.slim ? this.fromLog(runId) : state;
+    if (entry?.operation === "PUT" && entry.length > 0) {
+      const state = entry.json<RunState>();
+      if (!state.slim) return { state, keyed: true };
+      const whole = (await foldHistory(this.js, subjects.history(this.ns, runId), undefined, upToSeq)).states.get(
+        runId,
+      );
+      return whole && { state: whole, keyed: true };
+    }
+    const state = await this.foldRun(runId, upToSeq);
+    return state && { state, keyed: false };
   }
 
   /**
-   * Writes many states, pipelined (a KV put is a publish to the key's subject). A state larger than the server takes
-   * (input and outputs near the limit each) is written slim (`slimState`); returns the runs too large even so, not
-   * written.
+   * Writes each state under its key, pipelined (a KV put is a publish to the key's subject). A state larger than the
+   * server takes (input and outputs near the limit each) is written slim (`slimState`); returns the runs too large
+   * even so, not written.
    */
   async putMany(states: RunState[]): Promise<string[]> {
     const prefix = `$KV.${Buckets.runs}.`;
@@ -50,25 +92,81 @@ export class RunStore {
     return unwritten;
   }
 
-  /** A run's state folded from its whole history (for a run stored slim). */
-  private async fromLog(runId: string): Promise<RunState | undefined> {
-    return (await foldHistory(this.js, subjects.history(this.ns, runId))).states.get(runId);
+  /**
+   * Writes finished runs' states in pages, pipelined. Returns the states too large for a page, not written: they go
+   * under their own keys (`putMany`).
+   */
+  async putPaged(states: RunState[]): Promise<RunState[]> {
+    const limit = Math.min(PAGE_BYTES, this.maxPayload());
+    const large: RunState[] = [];
+    const writes: Promise<unknown>[] = [];
+    let page: string[] = [];
+    let bytes = 2;
+    const write = () => {
+      if (page.length === 0) return;
+      writes.push(
+        this.publisher.publish(`$KV.${Buckets.runs}.${keys.runPage(this.ns, ulid())}`, `[${page.join(",")}]`),
+      );
+      page = [];
+      bytes = 2;
+    };
+    for (const s of states) {
+      const json = JSON.stringify(s);
+      // Counted in UTF-16 units, three bytes at most each: a page never exceeds the limit.
+      const size = json.length * 3 <= limit ? json.length * 3 : Buffer.byteLength(json);
+      if (size + 2 > limit) {
+        large.push(s);
+        continue;
+      }
+      if (bytes + size + 1 > limit) write();
+      page.push(json);
+      bytes += size + 1;
+    }
+    write();
+    await Promise.all(writes);
+    return large;
   }
 
-  /** Every run state of the namespace, optionally only those not finished. */
+  /**
+   * A run's state folded from its history up to `upToSeq`, a message at a time without a consumer: a run read this
+   * way (paged, or never projected) has a short history.
+   */
+  private async foldRun(runId: string, upToSeq: number): Promise<RunState | undefined> {
+    const subject = subjects.history(this.ns, runId);
+    const owned = new WeakSet<object>(); // only the last state is kept: the fold may grow its lists in place
+    let state: RunState | undefined;
+    for (let position = 0; ; ) {
+      // The leader's copy (a direct get may answer from a lagging replica); 2.9 answers next_by_subj here too.
+      const request = { next_by_subj: subject, seq: position + 1 } as unknown as MsgRequest;
+      const m = await this.jsm.streams.getMessage(Streams.history, request);
+      if (!m || m.seq > upToSeq) return state;
+      position = m.seq;
+      const decoded = decodeEvent(m.data, runId);
+      if (decoded.ok) state = evolve(state, decoded.event, m.seq, owned) ?? state;
+    }
+  }
+
+  /** Every run state of the namespace (the latest entry of each run), optionally only those not finished. */
   async all(options: { activeOnly: boolean }): Promise<RunState[]> {
-    const out: RunState[] = [];
-    const slim: string[] = [];
-    await scan(this.js, `KV_${Buckets.runs}`, `$KV.${Buckets.runs}.${keys.runsOf(this.ns)}`, "lastPerSubject", (m) => {
+    const byRun = new Map<string, RunState>();
+    const prefix = `$KV.${Buckets.runs}.`;
+    await scan(this.js, `KV_${Buckets.runs}`, prefix + keys.runsOf(this.ns), "lastPerSubject", (m) => {
       if (m.data.length === 0) return; // delete marker
-      const state = JSON.parse(decoder.decode(m.data)) as RunState;
-      if (options.activeOnly && isTerminal(state.status)) return;
-      if (state.slim) slim.push(state.runId);
-      else out.push(state);
+      const key = m.subject.slice(prefix.length);
+      // Delivered in write order: a later entry of a run replaces an earlier one. Finished runs are not held when not
+      // asked for: a namespace keeps millions.
+      for (const state of statesOfEntry(key, decoder.decode(m.data))) {
+        if (options.activeOnly && isTerminal(state.status)) byRun.delete(state.runId);
+        else byRun.set(state.runId, state);
+      }
     });
-    for (const runId of slim) {
-      const state = await this.fromLog(runId);
-      if (state) out.push(state);
+    const out: RunState[] = [];
+    for (const state of byRun.values()) {
+      if (!state.slim) out.push(state);
+      else {
+        const whole = (await foldHistory(this.js, subjects.history(this.ns, state.runId))).states.get(state.runId);
+        if (whole) out.push(whole);
+      }
     }
     return out;
   }

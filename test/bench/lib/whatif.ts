@@ -11,9 +11,8 @@
  *   (16 native calls per id); here 1-byte requests are served from a 8 KiB pool filled by the same CSPRNG.
  * - `noals`: the worker runs task functions outside the AsyncLocalStorage that makes their triggers children (what
  *   Node 20's promise hooks, on for every promise once it is used, cost the worker).
- * - `noprojection`: the engine writes no run state to `TJ_RUNS` (its checkpoint still moves): the upper bound of what
- *   a design batching the projection's writes could save, one stored message per task of three. Breaks every reader
- *   of `TJ_RUNS`; for throughput only.
+ * - `noprojection`: the engine writes no run state to `TJ_RUNS`, neither under keys nor in pages (its checkpoint
+ *   still moves): what the projection costs at all. Breaks every reader of `TJ_RUNS`; for throughput only.
  */
 import { randomFillSync } from "node:crypto";
 import { createRequire } from "node:module";
@@ -100,4 +99,5 @@ async function patchNoProjection(): Promise<void> {
   const dist = dirname(require.resolve("@taskjet/engine"));
   const { RunStore } = await import(join(dist, "projector", "run-store.js"));
   RunStore.prototype.putMany = async () => [];
+  RunStore.prototype.putPaged = async () => [];
 }

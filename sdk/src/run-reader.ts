@@ -15,8 +15,9 @@ import { type Connection, withProvisioningHint } from "./connection.js";
 import { readStream } from "./read-stream.js";
 
 /**
- * A run's current state, read without a consumer: the projection (`TJ_RUNS`, which trails the log: its writes are
- * coalesced), then the log's tail after it, message by message.
+ * A run's current state, read without a consumer: the projection under the run's key (`TJ_RUNS`, which trails the log:
+ * its writes are coalesced), then the log's tail after it, message by message. A run with no key (not written yet, or
+ * finished before it was and written in a page) is folded from its whole history, short for such a run.
  */
 export async function readRunState(conn: Connection, kv: KV, ns: string, runId: string): Promise<RunState | undefined> {
   const entry = await kv.get(keys.run(ns, runId)).catch(withProvisioningHint(conn, `KV_${Buckets.runs}`));

@@ -44,9 +44,17 @@ function currentState(conn: Connection, ns: string, runId: string): Promise<RunS
   return readTail(conn, ns, runId, undefined);
 }
 
+/** How long a report waits for a stream leader that is behind what the worker knows to catch up (an election's span). */
+const BEHIND_FOR_MS = 15_000;
+
 /**
  * Appends with CAS on `expected`. On a conflict the run is re-read; while `stillValid` holds for the attempt's task the
  * append is retried on the new tail, otherwise the outcome is `{ stale }` with what the log now says.
+ *
+ * A log read that ends before `expected` (a sequence the worker knows is there: the assignment's, or its own last
+ * append) says nothing about the attempt: the stream leader that answered has not applied the run's latest events yet
+ * (seen on a 3-node cluster under load: the conflict and the read both answered as if the run had no event at all).
+ * The report waits for it, retrying, instead of taking the attempt for stale.
  */
 async function appendWhileCurrent(
   r: Reporter,
@@ -57,12 +65,19 @@ async function appendWhileCurrent(
 ): Promise<
   { seq: number; duplicate: boolean } | { stale: { state: RunState | undefined; task: TaskRunState | undefined } }
 > {
-  for (;;) {
+  let behindSince = 0;
+  for (let behind = 0; ; ) {
     try {
       return await appendEvent(r.conn, r.ns, event, expected);
     } catch (err) {
       if (!(err instanceof AppendConflictError)) throw err;
       const state = await currentState(r.conn, r.ns, a.runId);
+      if ((state?.lastSeq ?? 0) < expected) {
+        behindSince ||= Date.now();
+        if (Date.now() - behindSince > BEHIND_FOR_MS) throw err;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 20 * 2 ** behind++)));
+        continue;
+      }
       const task = state?.tasks.find((t) => t.taskRunId === a.taskRunId);
       if (!state || !stillValid(task)) return { stale: { state, task } };
       expected = state.lastSeq;

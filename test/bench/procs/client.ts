@@ -201,7 +201,24 @@ serve({
           status: r.status,
           tasks: r.tasks.map((t) => ({ status: t.status, attempt: t.attempt, workerId: t.workerId })),
         }));
-    if (!allDone) console.error("[client] runs not seen done; unfinished in the store:", JSON.stringify(unfinished));
+    if (!allDone) {
+      console.error("[client] runs not seen done; unfinished in the store:", JSON.stringify(unfinished));
+      // What the log holds for each (read by a consumer on the run's subject), and what a plain get reads.
+      for (const { runId } of unfinished.slice(0, 5)) {
+        const events: string[] = [];
+        for await (const e of client().runs.history(runId)) {
+          const why = e.event?.type === "ReportIgnored" ? ` (${e.event.data.reason})` : "";
+          events.push(`${e.seq}:${e.event?.type ?? "?"}${why}`);
+        }
+        const got = await client()
+          .runs.get(runId)
+          .then(
+            (r) => r.status,
+            (err: Error) => err.message,
+          );
+        console.error(`[client] ${runId}: history ${events.join(" ")}; runs.get ${got}`);
+      }
+    }
     // At a rate the system cannot sustain the client falls behind its schedule (offered < rate) and completions lag
     // (achieved < rate): the percentiles are then queueing delay, so both rates are reported with them. A run never
     // seen done (`allDone` false) is not saturation: `runAndWait.n` tells how many were.

@@ -6,13 +6,13 @@ import {
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
-  type MsgRequest,
 } from "@nats-io/jetstream";
 import { assetsDir as builtAssetsDir } from "@taskjet/dashboard";
 import { ChunkHeaders, ErrorCodes, runIdFromHistorySubject, Streams, subjects } from "@taskjet/schemas";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import { z } from "zod";
+import { subjectMessages } from "../log/scan.js";
 import { type ApiTokens, registerProtectedRoutes } from "./api.js";
 import type { ApiRouteSpec } from "./openapi.js";
 
@@ -432,10 +432,9 @@ export class Dashboard {
     const chunks: z.output<typeof ChunksSchema>["chunks"] = [];
     let position = query.data.after;
     const decoder = new TextDecoder();
+    const read = subjectMessages(this.o.jsm, Streams.logs, subject, position);
     while (chunks.length < query.data.limit) {
-      // One direct read per chunk from the stream leader: no consumer to make for a run's (usually few) chunks.
-      const request = { next_by_subj: subject, seq: position + 1 } as unknown as MsgRequest;
-      const m = await this.o.jsm.streams.getMessage(Streams.logs, request).catch(() => null);
+      const m = (await read.next().catch(() => undefined))?.value;
       if (!m) break;
       position = m.seq;
       const h = m.header;

@@ -1,4 +1,12 @@
-import { type ConsumerMessages, DeliverPolicy, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+import {
+  type ConsumerMessages,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+  type MsgRequest,
+  type StoredMsg,
+} from "@nats-io/jetstream";
 
 /**
  * Calls `onIdle` once the consumer has nothing more to deliver for now: an idle heartbeat, or a pull that expired
@@ -45,5 +53,26 @@ export async function scan(
     }
   } finally {
     await consumer.delete().catch(() => undefined);
+  }
+}
+
+/**
+ * The messages of one subject after `afterSeq`, in order, one request each from the stream's leader (a direct get may
+ * answer from a lagging replica): no consumer to make for the few messages of one run's subject. Stops at the end, or
+ * when the caller breaks out.
+ */
+export async function* subjectMessages(
+  jsm: JetStreamManager,
+  stream: string,
+  subject: string,
+  afterSeq: number,
+): AsyncGenerator<StoredMsg> {
+  for (let position = afterSeq; ; ) {
+    // nats-server 2.9 answers next_by_subj on STREAM.MSG.GET too (probed); the client's type declares it for direct gets.
+    const request = { next_by_subj: subject, seq: position + 1 } as unknown as MsgRequest;
+    const m = await jsm.streams.getMessage(stream, request);
+    if (!m) return;
+    position = m.seq;
+    yield m;
   }
 }

@@ -1,4 +1,4 @@
-import type { JetStreamClient, JetStreamManager, MsgRequest } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import {
   Buckets,
@@ -15,10 +15,13 @@ import {
 import { ulid } from "ulid";
 import type { Publisher } from "../log/append.js";
 import { foldHistory } from "../log/fold.js";
-import { scan } from "../log/scan.js";
+import { scan, subjectMessages } from "../log/scan.js";
 import { exceeds } from "../nats/connect.js";
 
 const decoder = new TextDecoder();
+
+/** Where a `TJ_RUNS` key's messages are stored: the key follows. */
+const KV_PREFIX = `$KV.${Buckets.runs}.`;
 
 /** A page's length at most, in characters: ~350 short runs (a flush at full speed holds about a hundred). */
 const PAGE_CHARS = 256 * 1024;
@@ -59,10 +62,7 @@ export class RunStore {
     const entry = await this.kv.get(keys.run(this.ns, runId));
     if (entry?.operation === "PUT" && entry.length > 0) {
       const state = entry.json<RunState>();
-      if (!state.slim) return { state, keyed: true };
-      const whole = (await foldHistory(this.js, subjects.history(this.ns, runId), undefined, upToSeq)).states.get(
-        runId,
-      );
+      const whole = state.slim ? await this.fromLog(runId, upToSeq) : state;
       return whole && { state: whole, keyed: true };
     }
     const state = await this.foldRun(runId, upToSeq);
@@ -75,7 +75,6 @@ export class RunStore {
    * even so, not written.
    */
   async putMany(states: RunState[]): Promise<string[]> {
-    const prefix = `$KV.${Buckets.runs}.`;
     const max = this.maxPayload();
     const unwritten: string[] = [];
     await Promise.all(
@@ -86,7 +85,7 @@ export class RunStore {
           unwritten.push(s.runId);
           return undefined;
         }
-        return this.publisher.publish(prefix + keys.run(this.ns, s.runId), json);
+        return this.publisher.publish(KV_PREFIX + keys.run(this.ns, s.runId), json);
       }),
     );
     return unwritten;
@@ -105,9 +104,7 @@ export class RunStore {
     let length = 2;
     const write = () => {
       if (page.length === 0) return;
-      writes.push(
-        this.publisher.publish(`$KV.${Buckets.runs}.${keys.runPage(this.ns, ulid())}`, `[${page.join(",")}]`),
-      );
+      writes.push(this.publisher.publish(KV_PREFIX + keys.runPage(this.ns, ulid()), `[${page.join(",")}]`));
       page = [];
       length = 2;
     };
@@ -131,27 +128,27 @@ export class RunStore {
    * way (paged, or never projected) has a short history.
    */
   private async foldRun(runId: string, upToSeq: number): Promise<RunState | undefined> {
-    const subject = subjects.history(this.ns, runId);
     const owned = new WeakSet<object>(); // only the last state is kept: the fold may grow its lists in place
     let state: RunState | undefined;
-    for (let position = 0; ; ) {
-      // The leader's copy (a direct get may answer from a lagging replica); 2.9 answers next_by_subj here too.
-      const request = { next_by_subj: subject, seq: position + 1 } as unknown as MsgRequest;
-      const m = await this.jsm.streams.getMessage(Streams.history, request);
-      if (!m || m.seq > upToSeq) return state;
-      position = m.seq;
+    for await (const m of subjectMessages(this.jsm, Streams.history, subjects.history(this.ns, runId), 0)) {
+      if (m.seq > upToSeq) break;
       const decoded = decodeEvent(m.data, runId);
       if (decoded.ok) state = evolve(state, decoded.event, m.seq, owned) ?? state;
     }
+    return state;
+  }
+
+  /** A run's state folded from its whole history through a consumer (one stored slim: a long history, mostly). */
+  private async fromLog(runId: string, upToSeq?: number): Promise<RunState | undefined> {
+    return (await foldHistory(this.js, subjects.history(this.ns, runId), undefined, upToSeq)).states.get(runId);
   }
 
   /** Every run state of the namespace (the latest entry of each run), optionally only those not finished. */
   async all(options: { activeOnly: boolean }): Promise<RunState[]> {
     const byRun = new Map<string, RunState>();
-    const prefix = `$KV.${Buckets.runs}.`;
-    await scan(this.js, `KV_${Buckets.runs}`, prefix + keys.runsOf(this.ns), "lastPerSubject", (m) => {
+    await scan(this.js, `KV_${Buckets.runs}`, KV_PREFIX + keys.runsOf(this.ns), "lastPerSubject", (m) => {
       if (m.data.length === 0) return; // delete marker
-      const key = m.subject.slice(prefix.length);
+      const key = m.subject.slice(KV_PREFIX.length);
       // Delivered in write order: a later entry of a run replaces an earlier one. Finished runs are not held when not
       // asked for: a namespace keeps millions.
       for (const state of statesOfEntry(key, decoder.decode(m.data))) {
@@ -161,11 +158,8 @@ export class RunStore {
     });
     const out: RunState[] = [];
     for (const state of byRun.values()) {
-      if (!state.slim) out.push(state);
-      else {
-        const whole = (await foldHistory(this.js, subjects.history(this.ns, state.runId))).states.get(state.runId);
-        if (whole) out.push(whole);
-      }
+      const whole = state.slim ? await this.fromLog(state.runId) : state;
+      if (whole) out.push(whole);
     }
     return out;
   }

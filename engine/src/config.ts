@@ -41,7 +41,8 @@ export const EngineConfigSchema = z.object({
   projectionQueuedDelayMs: z.number().int().min(0).default(10_000),
   /**
    * Unfinished runs whose state the leader keeps in memory. Beyond it, runs that only wait for a slot go cold: their
-   * state stays in `TJ_RUNS` and is read back when one is placed, cancelled or timed out, and the leader keeps only a
+   * state stays in `TJ_RUNS` (in pages, a flush's worth to a message) and is read back when one is placed, cancelled
+   * or timed out (one request: such a run's history is mostly its `RunCreated`), and the leader keeps only a
    * compact queue record and schedule deadline per run (~300 bytes instead of ~900). The oldest queued runs, placed
    * first, stay in memory: the limit only has to outnumber what the workers take while a batch of cold ones is read.
    * @default 20000

@@ -170,8 +170,13 @@ export function runEnd(state: RunState): RunEnd {
  */
 export function statesOfEntry(key: string, json: string): RunState[] {
   const value = JSON.parse(json) as RunState | RunState[];
-  if (key.charCodeAt(key.lastIndexOf(".") + 1) !== 61 /* = */) return [value as RunState];
+  if (!isPageKey(key)) return [value as RunState];
   return Array.isArray(value) ? value : [];
+}
+
+/** Whether a `TJ_RUNS` key is a page's (`keys.runPage`: its last token starts with `=`) rather than one run's. */
+export function isPageKey(key: string): boolean {
+  return key.charCodeAt(key.lastIndexOf(".") + 1) === 61 /* = */;
 }
 
 /** What `TJ_RUNS` keeps of a run too large for one message: enough to list it; readers fold its history for the rest. */

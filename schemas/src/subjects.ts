@@ -107,8 +107,8 @@ export const enginePing = (engineId: string) => `tjengine.${engineId}.ping`;
 export const keys = {
   run: (ns: string, runId: string) => `${ns}.${runId}`,
   /**
-   * A page of finished runs' states (a JSON array), written once: one message for a flush's worth of short runs instead
-   * of one each. `=` cannot start a run id, so a page key is never a run's.
+   * A page of runs' states (a JSON array), written once: one message for a flush's worth of short or queued runs
+   * instead of one each. `=` cannot start a run id, so a page key is never a run's.
    */
   runPage: (ns: string, pageId: string) => `${ns}.=${pageId}`,
   /** Every run's key and every page of a namespace. */

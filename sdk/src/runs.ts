@@ -272,8 +272,8 @@ export class RunsClient {
     await this.conn.jsm.streams.info(stream).catch(withProvisioningHint(this.conn, stream));
     // Read first: a run the projection gets meanwhile is then in one of the two.
     const unprojected = await readUnprojected(this.conn, await this.bucket(), this.ns);
-    // A run's state is under its key or in a page of finished runs, and a run replayed after it was paged is in both:
-    // entries come in write order, the later replaces the earlier.
+    // A run's state is under its key or in pages (finished, or queued), and may be in several (queued in one page,
+    // finished in another; replayed after it was paged): entries come in write order, the later replaces the earlier.
     const projected = new Map<string, RunState>();
     const prefix = `$KV.${Buckets.runs}.`;
     for await (const m of readStream(this.conn.js, stream, filter, "lastPerSubject")) {

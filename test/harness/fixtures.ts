@@ -1,5 +1,15 @@
+import { Kvm } from "@nats-io/kv";
+import { connect } from "@nats-io/transport-node";
 import { createEngine, type Engine, type EngineConfigInput } from "@taskjet/engine";
-import { expandEvent, type TaskjetEvent } from "@taskjet/schemas";
+import {
+  Buckets,
+  expandEvent,
+  isPageKey,
+  keys,
+  type RunState,
+  statesOfEntry,
+  type TaskjetEvent,
+} from "@taskjet/schemas";
 import { type ClientOptions, Taskjet } from "@taskjet/sdk";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll } from "vitest";
@@ -126,6 +136,28 @@ export async function historyEvents(tj: Taskjet, runId: string): Promise<Taskjet
 /** The start a result carries (a short attempt's, recorded with its result instead of a `TaskStarted`). */
 export function startOf(event: TaskjetEvent | undefined): { at: string; workerName: string } | undefined {
   return (event?.data as { started?: { at: string; workerName: string } } | undefined)?.started;
+}
+
+/**
+ * A namespace's `TJ_RUNS` entries: run keys with their state, and pages with the runs they hold, in write order.
+ */
+export async function projectionEntries(url: string, ns: string) {
+  const nc = await connect({ servers: url });
+  try {
+    const kv = await new Kvm(nc).open(Buckets.runs);
+    const keyed = new Map<string, RunState>();
+    const pages: { revision: number; runs: RunState[] }[] = [];
+    for await (const key of await kv.keys(keys.runsOf(ns))) {
+      const entry = await kv.get(key);
+      if (entry?.operation !== "PUT") continue;
+      const states = statesOfEntry(key, entry.string());
+      if (isPageKey(key)) pages.push({ revision: entry.revision, runs: states });
+      else keyed.set(states[0]?.runId as string, states[0] as RunState);
+    }
+    return { keyed, pages: pages.sort((a, b) => a.revision - b.revision) };
+  } finally {
+    await nc.close();
+  }
 }
 
 /** Polls `check` until it returns a value other than undefined, or fails after `ms`. */

@@ -5,6 +5,7 @@ import {
   connectClient,
   eventually,
   historyEvents,
+  projectionEntries,
   startEngine,
   uniqueNamespace,
   useNatsServer,
@@ -99,6 +100,48 @@ describe("cold runs", () => {
     expect(outputs).toEqual(refs.map((_, i) => ({ i })));
     expect([...calls.keys()].sort((a, b) => a - b)).toEqual(refs.map((_, i) => i));
     expect([...calls.values()].every((n) => n === 1)).toBe(true);
+    await worker.stop();
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("cold runs - queued runs are projected in pages, not a message each; get and list read them back, and an engine restart loses none and lets them go cold again", async () => {
+    const namespace = uniqueNamespace();
+    let engine = await coldEngine(namespace);
+    const tj = await connectClient(nats.url, { namespace });
+    const refs = await enqueue(tj, "job");
+    const ids = refs.map((r) => r.runId);
+    await untilCold(engine, tj);
+    const queued = await eventually(async () => {
+      const e = await projectionEntries(nats.url, namespace);
+      const paged = new Map(e.pages.flatMap((p) => p.runs.map((s) => [s.runId, s] as const)));
+      return ids.every((id) => paged.get(id)?.status === "QUEUED") ? e : undefined;
+    });
+    expect(ids.filter((id) => queued.keyed.has(id))).toEqual([]);
+    expect(queued.pages.length).toBeLessThanOrEqual(N / 5);
+    // Cold, and under no key: read from their history.
+    const cold = await tj.runs.get(ids[N - 1] as string);
+    expect(cold).toMatchObject({ status: "QUEUED", input: { i: N - 1, key: `k${(N - 1) % 5}` } });
+    const listed = await tj.runs.list({ statuses: ["QUEUED"], limit: 1000 });
+    expect(new Set(listed.map((r) => r.runId))).toEqual(new Set(ids));
+    await engine.stop();
+    // A new engine recovers them from the pages, lets them go cold again, and reads each back to place it.
+    engine = await coldEngine(namespace);
+    await untilCold(engine, tj);
+    const { task, calls } = recording(tj, "job");
+    const worker = await tj.worker("w", { workflows: [task], slots: 4 });
+    await worker.start();
+    expect(await Promise.all(refs.map((r) => r.result({ timeoutMs: 30_000 })))).toEqual(refs.map((_, i) => ({ i })));
+    expect([...calls.values()].every((n) => n === 1)).toBe(true);
+    expect(calls.size).toBe(N);
+    // Their ends go into pages too, written after the queued states, so every reader takes the end.
+    const ended = await eventually(async () => {
+      const e = await projectionEntries(nats.url, namespace);
+      const latest = new Map(e.pages.flatMap((p) => p.runs.map((s) => [s.runId, s.status] as const)));
+      return ids.every((id) => latest.get(id) === "COMPLETED") ? e : undefined;
+    });
+    expect(ids.filter((id) => ended.keyed.has(id))).toEqual([]);
+    expect(await tj.runs.list({ statuses: ["COMPLETED"], limit: 1000 })).toHaveLength(N);
     await worker.stop();
     await tj.close();
     await engine.stop();
@@ -219,25 +262,5 @@ describe("cold runs", () => {
     await worker.stop();
     await tj.close();
     await engine.stop();
-  });
-
-  it("cold runs - an engine restart with cold queued runs loses none, and lets them go cold again", async () => {
-    const namespace = uniqueNamespace();
-    const before = await coldEngine(namespace);
-    const tj = await connectClient(nats.url, { namespace });
-    const refs = await enqueue(tj, "job");
-    await untilCold(before, tj);
-    await before.stop();
-    const after = await coldEngine(namespace);
-    await untilCold(after, tj);
-    const { task, calls } = recording(tj, "job");
-    const worker = await tj.worker("w", { workflows: [task], slots: 4 });
-    await worker.start();
-    expect(await Promise.all(refs.map((r) => r.result({ timeoutMs: 30_000 })))).toEqual(refs.map((_, i) => ({ i })));
-    expect([...calls.values()].every((n) => n === 1)).toBe(true);
-    expect(calls.size).toBe(N);
-    await worker.stop();
-    await tj.close();
-    await after.stop();
   });
 });

@@ -1,28 +1,18 @@
-import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { verifyProjection } from "@taskjet/engine";
-import { Buckets, keys, type RunState, statesOfEntry } from "@taskjet/schemas";
 import { describe, expect, it } from "vitest";
-import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import {
+  connectClient,
+  eventually,
+  projectionEntries,
+  startEngine,
+  uniqueNamespace,
+  useNatsServer,
+} from "../harness/fixtures.js";
 
 const nats = useNatsServer();
 
-/** The namespace's `TJ_RUNS` entries: run keys with their state, and pages with the runs they hold, in write order. */
-async function entries(ns: string) {
-  const nc = await connect({ servers: nats.url });
-  const kv = await new Kvm(nc).open(Buckets.runs);
-  const keyed = new Map<string, RunState>();
-  const pages: { revision: number; runs: RunState[] }[] = [];
-  for await (const key of await kv.keys(keys.runsOf(ns))) {
-    const entry = await kv.get(key);
-    if (entry?.operation !== "PUT") continue;
-    const states = statesOfEntry(key, entry.string());
-    if (key.startsWith(keys.runPage(ns, ""))) pages.push({ revision: entry.revision, runs: states });
-    else keyed.set(states[0]?.runId as string, states[0] as RunState);
-  }
-  await nc.close();
-  return { keyed, pages: pages.sort((a, b) => a.revision - b.revision) };
-}
+const entries = (ns: string) => projectionEntries(nats.url, ns);
 
 async function restList(address: string, ns: string, token: string): Promise<{ runId: string; status: string }[]> {
   const res = await fetch(`http://${address}/api/v1/namespaces/${ns}/runs?limit=500`, {

@@ -3,7 +3,7 @@ import { EventTypes, encodeEvent, makeEvent, type RunState, subjects, type Taskj
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { mayGoCold, Projector } from "./projector.js";
-import type { RunStore } from "./run-store.js";
+import type { RunStore, Stored } from "./run-store.js";
 
 const ns = "ns1";
 const encoder = new TextEncoder();
@@ -113,16 +113,18 @@ function testProjector(
   const pages: string[][] = [];
   /** Runs written under their key, or stored so from the start: the others were paged. */
   const keyed = new Set(stored.keys());
-  /** `upToSeq` of each read. */
+  /** `upToSeq` of each read, and whether it was told a lone `RunCreated` means a paged run. */
   const readBounds: number[] = [];
+  const readLonePaged: boolean[] = [];
   const checkpoints: number[] = [];
   const held: (() => void)[] = [];
   let holding = false;
   let reads = 0;
   const store = {
-    get: async (runId: string, upToSeq: number) => {
+    get: async (runId: string, upToSeq: number, lonePaged = false) => {
       reads++;
       readBounds.push(upToSeq);
+      readLonePaged.push(lonePaged);
       const value = stored.get(runId);
       if (holding) await new Promise<void>((resolve) => held.push(resolve));
       return value === undefined
@@ -171,6 +173,7 @@ function testProjector(
     writes,
     pages,
     readBounds,
+    readLonePaged,
     checkpoints,
     holdReads: () => {
       holding = true;
@@ -345,13 +348,31 @@ describe("projector - writes", () => {
 
   it("writes - past the delay, unfinished runs are written in the order they changed, and the checkpoint reaches the end", async () => {
     const p = testProjector({ activeDelayMs: 0, queuedDelayMs: 0 });
-    for (const id of ["Q0", "Q1", "Q2"]) await p.feed(id, [created(id)]); // 1-3
-    await p.feed("F0", [created("F0"), cancelled("F0")]); // 4-5
-    await p.feed("Q0", [cancelled("Q0")]); // 6: finished, written with the finished ones
+    for (const id of ["R0", "R1", "R2"]) await p.feed(id, [created(id), started(id)]); // 1-6
+    await p.feed("F0", [created("F0"), cancelled("F0")]); // 7-8
+    await p.feed("R0", [cancelled("R0")]); // 9: finished, written with the finished ones
     await p.flushRipe();
-    expect(p.pages).toEqual([["F0", "Q0"]]);
-    expect(p.writes).toEqual([["Q1", "Q2"]]);
-    expect(p.checkpoints).toEqual([6]);
+    expect(p.pages).toEqual([["F0", "R0"]]);
+    expect(p.writes).toEqual([["R1", "R2"]]);
+    expect(p.checkpoints).toEqual([9]);
+  });
+
+  it("writes - a run that only waits for a slot goes into a page, until it is written under its key", async () => {
+    const p = testProjector({ activeDelayMs: 0, queuedDelayMs: 0 });
+    await p.feed("Q0", [created("Q0")]); // 1
+    await p.feed("Q1", [created("Q1")]); // 2
+    await p.flushRipe();
+    expect(p.pages).toEqual([["Q0", "Q1"]]);
+    expect(p.writes).toEqual([]);
+    await p.feed("Q0", [started("Q0")]); // 3: a history no longer short
+    await p.flushRipe();
+    expect(p.writes).toEqual([["Q0"]]);
+    await p.feed("Q0", [cancelled("Q0")]); // 4: keyed, so under its key again
+    await p.feed("Q1", [cancelled("Q1")]); // 5
+    await p.flushRipe();
+    expect(p.writes).toEqual([["Q0"], ["Q0"]]);
+    expect(p.pages).toEqual([["Q0", "Q1"], ["Q1"]]);
+    expect(p.checkpoints.at(-1)).toBe(5);
   });
 
   it("writes - a run once written under its key stays there when it finishes; one that finished first goes into a page", async () => {
@@ -368,17 +389,27 @@ describe("projector - writes", () => {
     expect(p.stored.get("R0")).toMatchObject({ status: "CANCELLED" });
   });
 
-  it("writes - a cold run read back from its key is written there again; a read never returns more than was folded", async () => {
-    const p = testProjector({ hotLimit: 0 });
-    await p.feed("Q0", [created("Q0")]); // 1
-    await p.feed("Q1", [created("Q1")]); // 2
-    await p.flush(); // both under their keys, then cold
+  it("writes - a cold run is paged and read back; one read back from its key is written there again; a read never returns more than was folded", async () => {
+    const keyedRun = testProjector();
+    await keyedRun.feed("K0", [created("K0")]);
+    const k0 = keyedRun.projector.states.get("K0") as RunState;
+    const p = testProjector({ hotLimit: 0, stored: [k0] });
+    // As a restart loads it (the projection then had queued runs under their keys), and lets it go cold.
+    (p.projector as unknown as { hold(stored: Stored): void }).hold({ state: structuredClone(k0), keyed: true });
+    expect(p.projector.coolDown()).toBe(1);
+    await p.feed("Q0", [created("Q0")]); // 2
+    await p.feed("Q1", [created("Q1")]); // 3
+    await p.flush(); // both paged, then cold
     expect(p.projector.states.size).toBe(0);
-    await p.feed("Q0", [cancelled("Q0")]); // 3: read from the store, then folded
-    expect(p.readBounds).toEqual([2]);
+    expect(p.pages).toEqual([["Q0", "Q1"]]);
+    await p.feed("Q0", [cancelled("Q0")]); // 4: read from the store (its history), then folded
+    await p.feed("K0", [cancelled("K0")]); // 5: read from its key
+    expect(p.readBounds).toEqual([3, 4]);
+    // Only the paged one may be taken from a lone `RunCreated` without asking for its key.
+    expect(p.readLonePaged).toEqual([true, false]);
     await p.flush();
-    expect(p.writes).toEqual([["Q0", "Q1"], ["Q0"]]);
-    expect(p.pages).toEqual([]);
+    expect(p.pages).toEqual([["Q0", "Q1"], ["Q0"]]);
+    expect(p.writes).toEqual([["K0"]]);
   });
 
   it("writes - a run due at once to go cold, back under the hot limit by the flush, is written after the queued delay", async () => {
@@ -387,10 +418,10 @@ describe("projector - writes", () => {
     // One of the others leaves memory before the flush (as a written run goes cold): Q2 may stay.
     p.projector.states.delete("Q0");
     await p.flushRipe();
-    expect(p.writes.flat()).toEqual([]);
+    expect([...p.writes.flat(), ...p.pages.flat()]).toEqual([]);
     await new Promise((r) => setTimeout(r, 40));
     await p.flushRipe();
-    expect(p.writes.flat()).toContain("Q2");
+    expect(p.pages.flat()).toContain("Q2");
   });
 
   it("writes - a run that only waits for a slot is written after the queued delay, one that started after the active delay", async () => {
@@ -408,7 +439,8 @@ describe("projector - writes", () => {
     expect(p.writes.flat()).toEqual(["R0", "Q1"]);
     await new Promise((r) => setTimeout(r, 50));
     await p.flushRipe();
-    expect(p.writes.flat()).toEqual(["R0", "Q1", "Q0"]);
+    expect(p.writes.flat()).toEqual(["R0", "Q1"]);
+    expect(p.pages).toEqual([["Q0"]]);
     expect(p.checkpoints).toEqual([5]);
   });
 });

@@ -126,8 +126,10 @@ interface Loading {
  *
  * Finished runs are written within `flushMs`; unfinished ones only after `activeDelayMs` (`queuedDelayMs` for one that
  * only waits for a slot), so a short run is written once instead of once per event, and a run of a backlog once, not
- * twice. A run that finished before it was ever written goes into a page with the others of its flush (`RunStore`):
- * short runs cost the store a message per flush, not one each. Readers that need the latest state fold the log's
+ * twice. A run first written when its history is still short (it finished, or it only waits for a slot) goes into a
+ * page with the others of its flush (`RunStore`): short runs, and the queued runs of a backlog, cost the store a
+ * message per flush, not one each, and a cold run is read back from its one `RunCreated`. Readers that need the
+ * latest state fold the log's
  * tail on top (`runs.get`).
  *
  * Beyond `hotLimit` runs in memory, a written state that only waits for a slot (`mayGoCold`) is dropped: the store
@@ -160,9 +162,14 @@ export class Projector implements RunStates {
   private readonly due = { active: new Map<string, number>(), queued: new Map<string, number>() };
   /**
    * Runs in memory whose state has a key of its own in the store (written there, or read from there): their next
-   * states go there too. The others, once finished, go into a page (`RunStore.putPaged`).
+   * states go there too. The others, finished or only waiting for a slot, go into pages (`RunStore.putPaged`).
    */
   private readonly keyed = new Set<string>();
+  /**
+   * Cold runs (out of memory unfinished) whose state is under their key. The others were paged: read back, a history of
+   * one `RunCreated` (nearly every cold run's) is then one request, without asking for a key first.
+   */
+  private readonly coldKeyed = new Set<string>();
   /** Runs whose state is too large to write even slim (logged once). */
   private readonly oversized = new Set<string>();
   private position = 0;
@@ -243,7 +250,7 @@ export class Projector implements RunStates {
     for (let i = runIds.length - 1; i >= 0 && excess > 0; i--) {
       const state = this.states.get(runIds[i] as string);
       if (!state || !this.mayDrop(state)) continue;
-      this.drop(state.runId);
+      this.drop(state.runId, true);
       excess--;
       dropped++;
     }
@@ -254,8 +261,7 @@ export class Projector implements RunStates {
   /** Loads the unfinished runs, then reads the log from the checkpoint; resolves once caught up. */
   async start(): Promise<void> {
     const { js, ns, store } = this.o;
-    // Pages hold finished runs only: an unfinished state was read from its key.
-    for (const state of await store.all({ activeOnly: true })) this.hold({ state, keyed: true });
+    for (const stored of await store.all({ activeOnly: true })) this.hold(stored);
     this.position = await store.checkpoint();
     this.o.log.debug({ active: this.states.size, position: this.position }, "projection loaded");
     this.savedCheckpoint = this.position;
@@ -359,10 +365,10 @@ export class Projector implements RunStates {
     }
     // A cold run, or a late fact about a finished one: its stored state is its latest (a run leaves memory only once
     // written and unchanged since), and nothing else folds meanwhile, so this event lands on it in order.
-    return this.o.store.get(runId, this.position).then((stored) => {
+    return this.stored(runId).then((stored) => {
       if (stored) {
         this.apply(stored.state, event, m.seq);
-        if (stored.keyed && this.states.has(runId)) this.keyed.add(runId);
+        if (this.states.has(runId)) this.held(stored);
       } else {
         this.position = m.seq;
         this.reject(runId, m.seq, `${event.type} for a run that was never created`);
@@ -477,15 +483,16 @@ export class Projector implements RunStates {
   }
 
   /**
-   * Writes a batch: finished runs never written under a key into pages, the others under their keys. A run is taken
-   * as keyed before its write is acknowledged: a write that fails may still have been stored, and a page written later
-   * must not leave an older state under the key. Returns the runs not written (too large even slim).
+   * Writes a batch: runs never written under a key whose history is short (finished, or only waiting for a slot) into
+   * pages, the others under their keys. A run is taken as keyed before its write is acknowledged: a write that fails
+   * may still have been stored, and a page written later must not leave an older state under the key. Returns the runs
+   * not written (too large even slim).
    */
   private async write(batch: RunState[]): Promise<string[]> {
     const paged: RunState[] = [];
     const single: RunState[] = [];
     for (const s of batch) {
-      if (isTerminal(s.status) && !this.keyed.has(s.runId)) paged.push(s);
+      if (!this.keyed.has(s.runId) && (isTerminal(s.status) || mayGoCold(s))) paged.push(s);
       else {
         single.push(s);
         this.keyed.add(s.runId);
@@ -514,7 +521,7 @@ export class Projector implements RunStates {
   private coolWritten(batch: RunState[]): void {
     for (let i = batch.length - 1; i >= 0 && this.states.size > this.hotLimit; i--) {
       const s = batch[i] as RunState;
-      if (this.states.get(s.runId) === s && this.mayDrop(s)) this.drop(s.runId);
+      if (this.states.get(s.runId) === s && this.mayDrop(s)) this.drop(s.runId, true);
     }
   }
 
@@ -523,10 +530,13 @@ export class Projector implements RunStates {
     return !this.dirty.has(state.runId) && mayGoCold(state) && !this.o.pinned?.(state);
   }
 
-  /** Lets go of a run's state; a read of it in flight must not bring back what it read before the last write. */
-  private drop(runId: string): void {
+  /**
+   * Lets go of a run's state (`cold`: unfinished, to be read back); a read of it in flight must not bring back what it
+   * read before the last write.
+   */
+  private drop(runId: string, cold = false): void {
     this.states.delete(runId);
-    this.keyed.delete(runId);
+    if (this.keyed.delete(runId) && cold) this.coldKeyed.add(runId);
     const loading = this.loading.size > 0 ? this.loading.get(runId) : undefined;
     if (loading) loading.dropped = true;
   }
@@ -534,7 +544,19 @@ export class Projector implements RunStates {
   /** Keeps a stored state in memory. */
   private hold(stored: Stored): void {
     this.states.set(stored.state.runId, stored.state);
-    if (stored.keyed) this.keyed.add(stored.state.runId);
+    this.held(stored);
+  }
+
+  /** A stored state is in memory again: where it was read from is where its next state goes. */
+  private held(stored: Stored): void {
+    const { runId } = stored.state;
+    this.coldKeyed.delete(runId);
+    if (stored.keyed) this.keyed.add(runId);
+  }
+
+  /** A stored state read back, up to what has been folded. */
+  private stored(runId: string): Promise<Stored | undefined> {
+    return this.o.store.get(runId, this.position, !this.coldKeyed.has(runId));
   }
 
   /**
@@ -545,7 +567,7 @@ export class Projector implements RunStates {
     if (this.reads >= MAX_READS) await new Promise<void>((resolve) => this.readQueue.push(resolve));
     else this.reads++;
     try {
-      return await this.o.store.get(runId, this.position);
+      return await this.stored(runId);
     } finally {
       this.nextRead();
     }

@@ -85,7 +85,7 @@ export interface VerifyReport {
 export async function verifyProjection(nc: NatsConnection, ns: string): Promise<VerifyReport> {
   const started = performance.now();
   const { store, states, events } = await foldLog(nc, ns);
-  const projection = new Map((await store.all({ activeOnly: false })).map((s) => [s.runId, s]));
+  const projection = new Map((await store.all({ activeOnly: false })).map(({ state }) => [state.runId, state]));
   const differing: { runId: string; reason: string }[] = [];
   for (const [runId, folded] of states) {
     const projected = projection.get(runId);

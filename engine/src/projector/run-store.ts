@@ -3,7 +3,9 @@ import type { KV } from "@nats-io/kv";
 import {
   Buckets,
   decodeEvent,
+  EventTypes,
   evolve,
+  isPageKey,
   isTerminal,
   keys,
   type RunState,
@@ -35,11 +37,12 @@ export interface Stored {
 /**
  * The `TJ_RUNS` projection of one namespace: run states plus the projector's checkpoint.
  *
- * A run's state lives under its own key once written there; a run that finished before it was ever written goes, with
- * the others of the same flush, into a page (`keys.runPage`): one message per flush instead of one per run, which was
- * a third of the hot path's stored messages. Nobody looks a paged run up by key: its history is short (it finished
- * within the projection's delay) and is the truth, so a read that misses the key folds it (`get`); lists and the run
- * index read the pages.
+ * A run's state lives under its own key once written there; a run first written while its history is short (it
+ * finished within the projection's delay, or it only waits for a slot) goes, with the others of the same flush, into a
+ * page (`keys.runPage`): one message per flush instead of one per run, which was a third of the hot path's stored
+ * messages, and two of a backlog's queued run (written as it left the engine's memory, then its end under its key).
+ * Nobody looks a paged run up by key: its history is short and is the truth, so a read that misses the key folds it
+ * (`get`); lists and the run index read the pages, a run's later entry over its earlier one.
  */
 export class RunStore {
   constructor(
@@ -56,9 +59,15 @@ export class RunStore {
   /**
    * The run's state under its key, else folded from its history: events after `upToSeq` are left out, so the state is
    * never ahead of a projector that has folded only that far (the events after it are still to reach it, and must
-   * change the state when they do).
+   * change the state when they do). With `lonePaged` the caller knows that, if the run's history is one `RunCreated`,
+   * the run has no key (a cold run the projector paged): that history is then read in one request, without asking
+   * for the key first.
    */
-  async get(runId: string, upToSeq = Number.POSITIVE_INFINITY): Promise<Stored | undefined> {
+  async get(runId: string, upToSeq = Number.POSITIVE_INFINITY, lonePaged = false): Promise<Stored | undefined> {
+    if (lonePaged) {
+      const lone = await this.loneCreation(runId, upToSeq);
+      if (lone) return { state: lone, keyed: false };
+    }
     const entry = await this.kv.get(keys.run(this.ns, runId));
     if (entry?.operation === "PUT" && entry.length > 0) {
       const state = entry.json<RunState>();
@@ -92,7 +101,7 @@ export class RunStore {
   }
 
   /**
-   * Writes finished runs' states in pages, pipelined. Returns the states too large for a page, not written: they go
+   * Writes states in pages, pipelined. Returns the states too large for a page, not written: they go
    * under their own keys (`putMany`).
    */
   async putPaged(states: RunState[]): Promise<RunState[]> {
@@ -124,6 +133,20 @@ export class RunStore {
   }
 
   /**
+   * The state of a run whose whole history up to `upToSeq` is its `RunCreated` (appended only on an empty subject: the
+   * last event being one means it is the only one), from one read of the subject's last message; else undefined.
+   */
+  private async loneCreation(runId: string, upToSeq: number): Promise<RunState | undefined> {
+    const last = await this.jsm.streams.getMessage(Streams.history, {
+      last_by_subj: subjects.history(this.ns, runId),
+    });
+    if (!last || last.seq > upToSeq) return undefined;
+    const decoded = decodeEvent(last.data, runId);
+    if (!decoded.ok || decoded.event.type !== EventTypes.RunCreated) return undefined;
+    return evolve(undefined, decoded.event, last.seq);
+  }
+
+  /**
    * A run's state folded from its history up to `upToSeq`, a message at a time without a consumer: a run read this
    * way (paged, or never projected) has a short history.
    */
@@ -144,22 +167,24 @@ export class RunStore {
   }
 
   /** Every run state of the namespace (the latest entry of each run), optionally only those not finished. */
-  async all(options: { activeOnly: boolean }): Promise<RunState[]> {
-    const byRun = new Map<string, RunState>();
+  async all(options: { activeOnly: boolean }): Promise<Stored[]> {
+    const byRun = new Map<string, Stored>();
     await scan(this.js, `KV_${Buckets.runs}`, KV_PREFIX + keys.runsOf(this.ns), "lastPerSubject", (m) => {
       if (m.data.length === 0) return; // delete marker
       const key = m.subject.slice(KV_PREFIX.length);
       // Delivered in write order: a later entry of a run replaces an earlier one. Finished runs are not held when not
       // asked for: a namespace keeps millions.
-      for (const state of statesOfEntry(key, decoder.decode(m.data))) {
+      const states = statesOfEntry(key, decoder.decode(m.data));
+      const keyed = !isPageKey(key);
+      for (const state of states) {
         if (options.activeOnly && isTerminal(state.status)) byRun.delete(state.runId);
-        else byRun.set(state.runId, state);
+        else byRun.set(state.runId, { state, keyed });
       }
     });
-    const out: RunState[] = [];
-    for (const state of byRun.values()) {
+    const out: Stored[] = [];
+    for (const { state, keyed } of byRun.values()) {
       const whole = state.slim ? await this.fromLog(state.runId) : state;
-      if (whole) out.push(whole);
+      if (whole) out.push({ state: whole, keyed });
     }
     return out;
   }

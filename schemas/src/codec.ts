@@ -155,10 +155,6 @@ export function eventMsgId(event: TaskjetEventInput): string {
   switch (event.type) {
     case EventTypes.RunCreated:
       return event.runId;
-    // The worker is part of the id: two workers handed the same attempt are two writers, and the CAS must decide
-    // between them; dedup (checked first by the server) is only for one writer retrying.
-    case EventTypes.TaskStarted:
-      return `${event.taskRunId}:${event.data.attempt}:${event.data.workerId}:started`;
     case EventTypes.TaskRetryScheduled:
       return `${event.taskRunId}:${event.data.attempt}:retry`;
     case EventTypes.TaskQueued:
@@ -169,14 +165,14 @@ export function eventMsgId(event: TaskjetEventInput): string {
       return `${event.runId}:rejected:${event.data.rejectedSeq}`;
     case EventTypes.RunCancelled:
       return `${event.runId}:cancelled`;
-    case EventTypes.TaskSlotReleased:
-      return `${event.taskRunId}:${event.data.attempt}:${event.data.workerId}:released`;
     case EventTypes.TaskCancelled:
       return `${event.taskRunId}:${event.data.attempt}:cancelled`;
     case EventTypes.TaskReassigned:
       return `${event.taskRunId}:${event.data.attempt}:${event.data.fromWorkerId}:reassigned`;
-    // A result's own id: only the append that made it retries it. A second run of the attempt on the same worker
-    // (its assignment delivered again) makes a new result, which the CAS then refuses as stale.
+    // A worker's facts (its start, a slot released, a result) by their own id: dedup (checked first by the server) is
+    // only for the append that made them retrying. Two copies of one attempt, on two workers or run twice by one (it
+    // was reassigned back to it), are two writers: the CAS decides between them, and a second copy's start must not
+    // collapse into the first's.
     default:
       return event.id;
   }

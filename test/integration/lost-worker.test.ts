@@ -1,9 +1,13 @@
+import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { appendEvent } from "@taskjet/engine";
 import {
   AssignmentSchema,
   Buckets,
+  EventTypes,
   keys,
+  makeEvent,
   type SlotsFreed,
   SlotsFreedSchema,
   subjects,
@@ -88,6 +92,36 @@ describe("lost workers", () => {
     expect(await tj.runs.get(ref.runId)).toMatchObject({ status: "COMPLETED", output: { worker: survivor.workerId } });
     await kill(frozen.child, "SIGKILL");
     await kill(survivor.child, "SIGTERM");
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("reassign - a lone worker declared dead that comes back runs the reassigned attempt again: its stale result is ignored, and the run completes", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], workerTtlMs: 1500 });
+    const tj = await connectClient(nats.url, { namespace });
+    const lone = await workerProcess(namespace, "job", 1, 1500);
+    const ref = await tj.runNoWait("job", { n: 1 });
+    await eventually(async () => ((await tj.runs.get(ref.runId)).status === "RUNNING" ? true : undefined));
+    lone.child.kill("SIGSTOP");
+    await eventually(
+      async () => ((await historyTypes(tj, ref.runId)).includes("TaskReassigned") ? true : undefined),
+      20_000,
+    );
+    // Back: it registers again, is given the reassigned attempt while its first copy still runs, and then reports
+    // that copy's result, which the log no longer takes.
+    lone.child.kill("SIGCONT");
+    expect(await ref.result({ timeoutMs: 20_000 })).toMatchObject({ worker: lone.workerId });
+    // The second run of the attempt records its own start (not collapsed into the first's by dedup).
+    expect(await historyTypes(tj, ref.runId)).toEqual([
+      "RunCreated",
+      "TaskStarted",
+      "TaskReassigned",
+      "ReportIgnored",
+      "TaskStarted",
+      "TaskCompleted",
+    ]);
+    await kill(lone.child, "SIGTERM");
     await tj.close();
     await engine.stop();
   });
@@ -190,6 +224,66 @@ describe("lost workers", () => {
     await engine.stop();
   });
 
+  it("report ignored - an attempt its live worker took for stale while the run still waits for it there runs again elsewhere, queued or running", async () => {
+    const namespace = uniqueNamespace();
+    // Copies sent again every 300 ms: to the worker below, which drops them, they rescue nothing.
+    const engine = await startEngine(nats.url, { namespaces: [namespace], assignmentResendMs: 300 });
+    const tj = await connectClient(nats.url, { namespace });
+    const job = tj.task({ name: "job", fn: async () => ({ by: "real" }) });
+    const definer = await tj.worker("definer", { workflows: [job] });
+    await definer.start();
+    await definer.stop();
+    // A live worker that, handed an attempt, drains (it stays registered, and takes nothing more) and records the
+    // attempt as ignored (after its start, for the second run), as a worker misled by a stream leader behind it would.
+    const nc = await connect({ servers: nats.url });
+    const bareId = "01STALEWORKER0000000000000";
+    let handed = 0;
+    const misled = new Set<string>();
+    nc.subscribe(subjects.assign(namespace, bareId), {
+      callback: (_err, m) => {
+        const a = AssignmentSchema.parse(m.json());
+        if (misled.has(a.runId)) return;
+        misled.add(a.runId);
+        const facts = { attempt: a.attempt, workerId: bareId };
+        const base = { runId: a.runId, taskRunId: a.taskRunId };
+        (async () => {
+          // Draining first, and heard (a KV watch: milliseconds): the engine then places the attempt nowhere but on
+          // the real worker started below.
+          await registerBareWorker(nc, namespace, bareId, "job", true);
+          await new Promise((r) => setTimeout(r, 300));
+          let seq = a.expectedSeq;
+          if (handed++ === 1) {
+            const start = { ...facts, workerName: "bare", assignedAt: a.assignedAt };
+            seq = await appendEvent(js, namespace, makeEvent(EventTypes.TaskStarted, { ...base, data: start }), seq);
+          }
+          const data = { ...facts, report: "completed" as const, reason: "test: taken for stale" };
+          await appendEvent(js, namespace, makeEvent(EventTypes.ReportIgnored, { ...base, data }), seq);
+        })().catch((err) => misled.add(`error: ${String(err)}`));
+      },
+    });
+    const js = jetstream(nc);
+    await nc.flush();
+    for (const expected of [
+      ["RunCreated", "ReportIgnored", "TaskStarted", "TaskCompleted"],
+      ["RunCreated", "TaskStarted", "ReportIgnored", "TaskReassigned", "TaskStarted", "TaskCompleted"],
+    ]) {
+      await registerBareWorker(nc, namespace, bareId, "job");
+      const ref = await job.runNoWait({});
+      await eventually(async () => ((await historyTypes(tj, ref.runId)).includes("ReportIgnored") ? true : undefined));
+      const real = await tj.worker("real", { workflows: [job] });
+      await real.start();
+      expect(await ref.result({ timeoutMs: 10_000 })).toEqual({ by: "real" });
+      // (A `TaskWaiting` may come between: the run waited for a worker while the bare one drained.)
+      const types = await historyTypes(tj, ref.runId, { expand: true });
+      expect(types.filter((t) => t !== "TaskWaiting")).toEqual(expected);
+      await real.stop();
+    }
+    expect([...misled].filter((r) => r.startsWith("error"))).toEqual([]);
+    await nc.close();
+    await tj.close();
+    await engine.stop();
+  });
+
   it("slots freed - a worker tells the engine of a slot freed without an outcome (a durable sleep), and that word lets the engine place the next attempt there", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });
@@ -262,7 +356,13 @@ describe("lost workers", () => {
 });
 
 /** Registers a worker in `TJ_WORKERS` as the SDK would, with one slot, that listens to nothing by itself. */
-async function registerBareWorker(nc: NatsConnection, namespace: string, workerId: string, task: string) {
+async function registerBareWorker(
+  nc: NatsConnection,
+  namespace: string,
+  workerId: string,
+  task: string,
+  draining = false,
+) {
   const now = new Date().toISOString();
   const registration: WorkerRegistration = {
     v: 1,
@@ -277,7 +377,7 @@ async function registerBareWorker(nc: NatsConnection, namespace: string, workerI
     pid: 1,
     startedAt: now,
     heartbeatAt: now,
-    draining: false,
+    draining,
     usedSlots: 0,
     usedDurableSlots: 0,
     runningTasks: {},

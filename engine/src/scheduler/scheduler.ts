@@ -206,6 +206,22 @@ export class Scheduler {
         }
         break;
       }
+      case EventTypes.ReportIgnored: {
+        // Its worker took the attempt for stale (a stream leader behind it, or a reassignment it missed) though the
+        // run still waits for it there: with its result ignored it would wait for good, so it runs again. The worker
+        // keeps no memory of an attempt whose report it saw ignored, so it may be the one to run it.
+        const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
+        const { attempt, workerId } = event.data;
+        // A refused start is followed by the copy's refused result: that one says the copy is over.
+        if (task?.attempt !== attempt || event.data.report === "started") break;
+        if (task.status === RunStatuses.queued) this.core.returned(task, workerId, this.now());
+        else if (task.status === RunStatuses.running && task.workerId === workerId) {
+          // Its worker lives on (unlike a departed one's): the slot it held there is free now.
+          this.core.finish(task);
+          this.reassign(state.runId, task.taskRunId, attempt, workerId, "its worker took it for stale");
+        }
+        break;
+      }
       case EventTypes.TaskReassigned:
       case EventTypes.TaskQueued: {
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);

@@ -104,6 +104,12 @@ export interface WorkerOptions {
 
 /** An attempt in progress, and the slots it takes (from the durable pool for durable tasks). */
 class Running {
+  /**
+   * The latest copy of this attempt the engine sent while it ran here. Dropped if this one's outcome is stored; run if
+   * its report is ignored (the engine had the attempt waiting for this worker again: it was reassigned here).
+   */
+  again: Assignment | undefined;
+
   constructor(
     readonly ctx: Context,
     readonly done: Promise<void>,
@@ -514,6 +520,7 @@ export class Worker {
       );
       return;
     }
+    running.again = undefined;
     running.ctx.abortController.abort(new Error(`cancelled: ${message.reason}`));
     setTimeout(() => {
       if (this.running.get(key) !== running) return;
@@ -551,6 +558,14 @@ export class Worker {
     this.armGiveBack();
   }
 
+  /** A copy of an attempt kept while the attempt ran here (`Running.again`), taken now as if it had just arrived. */
+  private receiveCopy(assignment: Assignment): void {
+    if (this.state === "stopping" || this.state === "stopped") return;
+    this.accept(assignment);
+    this.pump();
+    this.armGiveBack();
+  }
+
   private accept(assignment: Assignment): void {
     if (!this.tasks.has(assignment.taskName)) {
       this.log.error(
@@ -561,10 +576,12 @@ export class Worker {
     }
     // A copy sent again of an attempt that ran here, runs, or waits for a slot: the first copy is the one.
     const key = `${assignment.taskRunId}:${assignment.attempt}`;
-    if (this.finished.has(key) || this.finishedBefore.has(key) || this.running.has(key) || this.released.has(key)) {
+    if (this.finished.has(key) || this.finishedBefore.has(key) || this.pendingKeys.has(key)) return;
+    const here = this.running.get(key) ?? this.released.get(key);
+    if (here) {
+      here.again = assignment;
       return;
     }
-    if (this.pendingKeys.has(key)) return;
     this.pending.push(new Pending(assignment, key, Date.now()));
     this.pendingKeys.add(key);
   }
@@ -773,9 +790,15 @@ export class Worker {
     await outbox.settled();
     const started = await attempt.startForResult();
     const applied = await reportResult(this.reporter, a, attempt.lastSeq, result, this.conn.payloadLimit, started);
-    // Only once an outcome is stored: the engine sends the assignment again to a worker that could not report it.
-    this.ranToOutcome(key);
-    if (!applied) log.warn({}, "result arrived after the attempt was superseded: recorded as ReportIgnored");
+    // Only once an outcome is stored: the engine sends the assignment again to a worker that could not report it. An
+    // ignored report stored none: if the engine still had the attempt waiting here, it places it again, to run.
+    if (applied) this.ranToOutcome(key);
+    else {
+      log.warn({}, "result arrived after the attempt was superseded: recorded as ReportIgnored");
+      const again = (this.running.get(key) ?? this.released.get(key))?.again;
+      // Once this copy is gone (its slot freed on the way out), the one the engine sent meanwhile runs.
+      if (again) setImmediate(() => this.receiveCopy(again));
+    }
     return applied;
   }
 }

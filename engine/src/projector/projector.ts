@@ -129,8 +129,7 @@ interface Loading {
  * twice. A run first written when its history is still short (it finished, or it only waits for a slot) goes into a
  * page with the others of its flush (`RunStore`): short runs, and the queued runs of a backlog, cost the store a
  * message per flush, not one each, and a cold run is read back from its one `RunCreated`. Readers that need the
- * latest state fold the log's
- * tail on top (`runs.get`).
+ * latest state fold the log's tail on top (`runs.get`).
  *
  * Beyond `hotLimit` runs in memory, a written state that only waits for a slot (`mayGoCold`) is dropped: the store
  * has it as it is, so an event for it folds onto the stored state (as for a finished run), and `load` reads it back.

@@ -39,9 +39,9 @@ export interface Stored {
  *
  * A run's state lives under its own key once written there; a run first written while its history is short (it
  * finished within the projection's delay, or it only waits for a slot) goes, with the others of the same flush, into a
- * page (`keys.runPage`): one message per flush instead of one per run, which was a third of the hot path's stored
- * messages, and two of a backlog's queued run (written as it left the engine's memory, then its end under its key).
- * Nobody looks a paged run up by key: its history is short and is the truth, so a read that misses the key folds it
+ * page (`keys.runPage`): one message per flush instead of one per run (a third of the hot path's stored messages,
+ * and two per run of a backlog past the hot limit: its state as it left the engine's memory, then its end). Nobody
+ * looks a paged run up by key: its history is short and is the truth, so a read that misses the key folds it
  * (`get`); lists and the run index read the pages, a run's later entry over its earlier one.
  */
 export class RunStore {
@@ -101,8 +101,8 @@ export class RunStore {
   }
 
   /**
-   * Writes states in pages, pipelined. Returns the states too large for a page, not written: they go
-   * under their own keys (`putMany`).
+   * Writes states in pages, pipelined. Returns the states too large for a page, not written: they go under their own
+   * keys (`putMany`).
    */
   async putPaged(states: RunState[]): Promise<RunState[]> {
     // A character takes at most three bytes: a page within this never exceeds the server's max payload.

@@ -574,7 +574,8 @@ export class Worker {
       );
       return;
     }
-    // A copy sent again of an attempt that ran here, runs, or waits for a slot: the first copy is the one.
+    // A copy sent again of an attempt that ran here, runs, or waits for a slot: the first copy is the one (one sent
+    // while it runs is kept, for the case its report is ignored: `Running.again`).
     const key = `${assignment.taskRunId}:${assignment.attempt}`;
     if (this.finished.has(key) || this.finishedBefore.has(key) || this.pendingKeys.has(key)) return;
     const here = this.running.get(key) ?? this.released.get(key);

@@ -126,6 +126,31 @@ describe("lost workers", () => {
     await engine.stop();
   });
 
+  it("reassign - a worker that came back, was given its attempt again and died again has it reassigned a second time", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], workerTtlMs: 1500 });
+    const tj = await connectClient(nats.url, { namespace });
+    const twice = await workerProcess(namespace, "job", 1, 1500);
+    const ref = await tj.runNoWait("job", { n: 1 });
+    const count = async (type: string) => (await historyTypes(tj, ref.runId)).filter((t) => t === type).length;
+    const until = (type: string, n: number) =>
+      eventually(async () => ((await count(type)) >= n ? true : undefined), 20_000, `${n} ${type}`);
+    await until("TaskStarted", 1);
+    twice.child.kill("SIGSTOP");
+    await until("TaskReassigned", 1);
+    twice.child.kill("SIGCONT");
+    // It runs the attempt again, and is lost again with it.
+    await until("TaskStarted", 2);
+    twice.child.kill("SIGSTOP");
+    await until("TaskReassigned", 2);
+    await kill(twice.child, "SIGKILL");
+    const survivor = await workerProcess(namespace, "job", 1, 100);
+    expect(await ref.result({ timeoutMs: 20_000 })).toMatchObject({ worker: survivor.workerId });
+    await kill(survivor.child, "SIGTERM");
+    await tj.close();
+    await engine.stop();
+  });
+
   it("releaseSlot - a task that released its slot is not reassigned when its worker dies", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace], workerTtlMs: 1000 });

@@ -105,8 +105,9 @@ export interface WorkerOptions {
 /** An attempt in progress, and the slots it takes (from the durable pool for durable tasks). */
 class Running {
   /**
-   * The latest copy of this attempt the engine sent while it ran here. Dropped if this one's outcome is stored; run if
-   * its report is ignored (the engine had the attempt waiting for this worker again: it was reassigned here).
+   * The latest copy of this attempt the engine sent while it ran here, taken once this one is gone: `accept` then drops
+   * it if this one's outcome was stored, and runs it if its report was ignored (the engine had the attempt waiting for
+   * this worker again: it was reassigned here).
    */
   again: Assignment | undefined;
 
@@ -558,14 +559,6 @@ export class Worker {
     this.armGiveBack();
   }
 
-  /** A copy of an attempt kept while the attempt ran here (`Running.again`), taken now as if it had just arrived. */
-  private receiveCopy(assignment: Assignment): void {
-    if (this.state === "stopping" || this.state === "stopped") return;
-    this.accept(assignment);
-    this.pump();
-    this.armGiveBack();
-  }
-
   private accept(assignment: Assignment): void {
     if (!this.tasks.has(assignment.taskName)) {
       this.log.error(
@@ -645,6 +638,7 @@ export class Worker {
         })
         .then((outcomeStored) => {
           attempt.stop();
+          const entry = this.running.get(key) ?? this.released.get(key);
           // Abandoned after a cancellation, the slot may already serve another attempt.
           if (this.running.get(key)?.done === done) {
             this.freeSlot(key);
@@ -653,6 +647,11 @@ export class Worker {
             if (!outcomeStored) this.announceFreed(next.assignment);
           }
           this.released.delete(key);
+          const again = entry?.done === done ? entry.again : undefined;
+          if (again && this.state !== "stopping" && this.state !== "stopped") {
+            this.accept(again);
+            this.armGiveBack();
+          }
           this.pump();
         });
       this.running.set(key, new Running(ctx, done, cost, durable));
@@ -794,12 +793,7 @@ export class Worker {
     // Only once an outcome is stored: the engine sends the assignment again to a worker that could not report it. An
     // ignored report stored none: if the engine still had the attempt waiting here, it places it again, to run.
     if (applied) this.ranToOutcome(key);
-    else {
-      log.warn({}, "result arrived after the attempt was superseded: recorded as ReportIgnored");
-      const again = (this.running.get(key) ?? this.released.get(key))?.again;
-      // Once this copy is gone (its slot freed on the way out), the one the engine sent meanwhile runs.
-      if (again) setImmediate(() => this.receiveCopy(again));
-    }
+    else log.warn({}, "result arrived after the attempt was superseded: recorded as ReportIgnored");
     return applied;
   }
 }

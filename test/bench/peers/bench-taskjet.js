@@ -7,8 +7,8 @@
 // Uses the built packages (/work/main/{sdk,engine}/dist: run `npm run build` first) against $NATS_URL.
 // Processes: the driver (producer: Taskjet client), the driver's forked worker child (Taskjet worker), and the engine
 // in a child process of its own, started per test with the test's queue name as its namespace (so every test starts
-// from a fresh namespace and fresh engine memory, as the peers start from an emptied store). Node runs with default
-// flags everywhere, like the peers.
+// from a fresh namespace and fresh engine memory, as the peers start from an emptied store) and warmed up before the
+// test (`warmUp`), as the peers' servers are warm. Node runs with default flags everywhere, like the peers.
 //
 // Mapping: enqueueOne = tj.runNoWait (returns once RunCreated is stored); enqueueBulk = one tj.runManyNoWait call
 // per chunk (returns once every RunCreated of the chunk is stored; the SDK pipelines the appends, up to 1024 in
@@ -34,6 +34,8 @@ const STREAMS = ["TJ_HISTORY", "KV_TJ_RUNS", "KV_TJ_WORKERS", "KV_TJ_DEFS"];
 // TJ_BENCH_CPU=1: each process prints the CPU it used during a test (engine and worker from their own start; the
 // producer and nats-server from `prepare`), to find which one saturates without a profiler's overhead.
 const REPORT_CPU = process.env.TJ_BENCH_CPU === "1";
+// Runs the engine child does before each test (`warmUp`); TJ_ENGINE_WARM=0 starts each test with a cold engine.
+const WARM_RUNS = Number(process.env.TJ_ENGINE_WARM ?? 5000);
 
 function cpuLine(who, since) {
   const u = process.cpuUsage(since);
@@ -65,13 +67,15 @@ function natsServerCpuS() {
 /** The engine child (`--tj-engine <ns>`): one engine for the test's namespace, stopped over IPC. */
 async function engineMain(ns) {
   const { createEngine } = await importDist("engine");
+  const warmNs = `${ns}_warm`;
   const engine = createEngine({
     servers: [NATS_URL],
-    namespaces: [ns],
+    namespaces: WARM_RUNS > 0 ? [ns, warmNs] : [ns],
     logLevel: "warn",
     ...JSON.parse(process.env.TJ_ENGINE_CONFIG || "{}"),
   });
   await engine.start();
+  if (WARM_RUNS > 0) await warmUp(warmNs, WARM_RUNS);
   const cpuFrom = process.cpuUsage();
   if (REPORT_CPU) process.on("exit", () => console.error(cpuLine(`engine ${ns}`, cpuFrom)));
   process.on("disconnect", () => process.exit(2));
@@ -83,6 +87,35 @@ async function engineMain(ns) {
       );
   });
   process.send("ready");
+}
+
+/**
+ * Runs `n` no-op tasks through the engine in a namespace of their own (a worker in this process), so the test meets
+ * an engine whose code V8 has compiled, as a long-running engine is, the way the peers' Redis and PostgreSQL are warm.
+ */
+async function warmUp(ns, n) {
+  const { Taskjet } = await importDist("sdk");
+  const tj = await Taskjet.connect({ servers: NATS_URL, namespace: ns, name: "bench-warm-up" });
+  const task = tj.task({ name: TASK, fn: async () => ({}) });
+  const worker = await tj.worker("warm-up", { workflows: [task], slots: 50 });
+  await worker.start();
+  let ended = 0;
+  let allEnded;
+  const done = new Promise((resolve) => {
+    allEnded = resolve;
+  });
+  const stop = tj.runs.onEnd(() => {
+    if (++ended === n) allEnded();
+  });
+  for (let i = 0; i < n; i += 1000) {
+    const inputs = [];
+    for (let k = i; k < Math.min(n, i + 1000); k++)
+      inputs.push({ input: { i: k, user: "user-warm", kind: "bench.noop" } });
+    await tj.runManyNoWait(TASK, inputs);
+  }
+  await done;
+  await stop();
+  await tj.close();
 }
 
 let admin; // { nc, jsm } for purges

@@ -46,6 +46,8 @@ export interface PeerSystem {
   bulk?: RateCell;
   seq?: RateCell;
   lat50?: LatencyCell;
+  /** How the adapter ran its server side, as its `describe()` said (Taskjet's: the engine and its warm-up). */
+  engine?: string;
 }
 
 interface DriverRun {
@@ -60,6 +62,7 @@ interface DriverRun {
 export interface DriverResult {
   label: string;
   version: string;
+  config?: { engine?: string };
   runs: Record<string, DriverRun[]>;
 }
 
@@ -108,6 +111,7 @@ export function readPeerRuns(dir: string): Record<string, DriverResult> {
 export function peerSystems(runs: Record<string, DriverResult>, offeredRate = 200): PeerSystem[] {
   return Object.entries(runs).map(([key, r]) => {
     const system: PeerSystem = { key, name: NAMES[key] ?? r.label, version: r.version };
+    if (r.config?.engine) system.engine = r.config.engine;
     const cells = {
       e2e50: rateCell(r.runs.e2e50),
       e2e200: rateCell(r.runs.e2e200),

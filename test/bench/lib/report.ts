@@ -90,7 +90,7 @@ function peersSection(results: SuiteResults, s: Summary): string {
     "Every system through `../shared/peers/run-all.sh` and its driver (`lib/driver.js`), Taskjet through " +
       "`test/bench/peers/bench-taskjet.js`: no-op handler, ~100-byte JSON payload, producer and worker in separate " +
       "Node processes with default flags, a fresh store per test; Taskjet's engine, a process of its own like the " +
-      "peers' servers, is started per test and warmed up by 5,000 runs of another namespace before it. " +
+      `peers' servers, is started per test${taskjet?.engine ? ` (${taskjet.engine})` : ""}. ` +
       `Median of ${reps(repCount)}. ` +
       "Ratios are Taskjet ÷ peer: above 1× Taskjet is faster on rates, below 1× it is faster on latencies.",
     "",

@@ -114,7 +114,7 @@ async function warmUp(ns, n) {
     await tj.runManyNoWait(TASK, inputs);
   }
   await done;
-  await stop();
+  stop();
   await tj.close();
 }
 
@@ -195,6 +195,10 @@ const adapter = {
         : "one tj.runs.onEnd listener per test (the engine's announcements of run ends), resolving waiters by run id"
     }`,
     node: "default flags",
+    engine:
+      WARM_RUNS > 0
+        ? `warmed up by ${WARM_RUNS.toLocaleString("en-US")} runs of another namespace first`
+        : "cold: no warm-up",
   }),
 
   async init(c) {

@@ -56,6 +56,12 @@ import { WorkflowDeclaration, type WorkflowOptions } from "./workflow.js";
 const BULK_IN_FLIGHT = 1024;
 /** How long a registered definition is trusted by name-only triggers. */
 const REGISTERED_TTL_MS = 5000;
+/**
+ * How long a name found without a definition is taken as a plain task's: triggering it by name again meanwhile reads
+ * nothing (a producer often runs before any worker registered what it triggers). Only a workflow trigger differs, for
+ * this long after the workflow's first registration.
+ */
+const UNREGISTERED_TTL_MS = 1000;
 /** How long a waiter keeps re-reading its run through transient failures (a failover stalls writes 5-8 s). */
 const CATCH_UP_RETRY_MS = 60_000;
 /** Waiters whose runs are read per second at most, by `recheckWaiters`, those waiting longest first. */
@@ -636,7 +642,10 @@ export class Taskjet implements Triggers {
       this.defsKv ??= openBucket(this.connection, Buckets.defs);
       const entry = await (await this.defsKv).get(keys.def(this.namespace, taskName));
       const def = entry?.operation === "PUT" ? TaskDefinitionSchema.safeParse(entry.json()) : undefined;
-      if (!def?.success) return undefined;
+      if (!def?.success) {
+        this.registeredCache.set(taskName, { declared: undefined, until: now + UNREGISTERED_TTL_MS });
+        return undefined;
+      }
       const declared = def.data.workflow ? { workflow: def.data.workflow } : undefined;
       this.registeredCache.set(taskName, { declared, until: now + REGISTERED_TTL_MS });
       return declared;

@@ -1,3 +1,4 @@
+import { connect } from "@nats-io/transport-node";
 import { RunCancelledError, RunStatuses, TaskRunError, ValidationError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import { ConcurrencyProbe, sleep } from "../harness/concurrency-probe.js";
@@ -70,6 +71,48 @@ describe("workflows", () => {
     const stored = await historyTypes(tj, ref.runId);
     expect(stored).toHaveLength(7);
     expect(stored.filter((t) => t === "TaskStarted")).toHaveLength(2);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("by name before any worker registered it - a plain run, its definition read once however often; a workflow registered later is built once that second is over", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    // Every read of the name's definition, however the client asks (direct get by subject or body, or the API's).
+    const spy = await connect({ servers: nats.url });
+    let reads = 0;
+    for (const subject of [
+      "$JS.API.DIRECT.GET.KV_TJ_DEFS.>",
+      "$JS.API.DIRECT.GET.KV_TJ_DEFS",
+      "$JS.API.STREAM.MSG.GET.KV_TJ_DEFS",
+    ]) {
+      spy.subscribe(subject, {
+        callback: (_err, m) => {
+          if (`${m.subject} ${m.string()}`.includes(".late")) reads++;
+        },
+      });
+    }
+    await spy.flush();
+    const started = Date.now();
+    const early = [];
+    for (let i = 0; i < 20; i++) early.push(await tj.runNoWait("late", { i }));
+    await spy.flush();
+    // 20 triggers within the second a missing definition is remembered: one read (two if they spanned it).
+    expect(reads).toBeGreaterThanOrEqual(1);
+    expect(reads).toBeLessThanOrEqual(Math.ceil((Date.now() - started) / 1000) + 1);
+    // A plain run: one task, no DAG behind it.
+    const plain = await tj.runs.get((early[0] as { runId: string }).runId);
+    expect(plain.tasks).toHaveLength(1);
+    expect(plain.tasks[0]?.ref).toBeUndefined();
+
+    const wf = tj.workflow({ name: "late" });
+    wf.task({ name: "only", fn: async () => ({ ok: true }) });
+    const worker = await tj.worker("w", { workflows: [wf] });
+    await worker.start();
+    await sleep(1100);
+    const ref = await tj.runNoWait("late", {});
+    expect((await tj.runs.get(ref.runId)).tasks.map((t) => t.ref)).toEqual(["only"]);
+    expect(await ref.result()).toEqual(await wf.run({}));
+    await spy.close();
     await tj.close();
     await engine.stop();
   });

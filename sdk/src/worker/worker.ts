@@ -638,9 +638,10 @@ export class Worker {
         })
         .then((outcomeStored) => {
           attempt.stop();
-          const entry = this.running.get(key) ?? this.released.get(key);
+          const running = this.running.get(key);
+          const entry = running ?? this.released.get(key);
           // Abandoned after a cancellation, the slot may already serve another attempt.
-          if (this.running.get(key)?.done === done) {
+          if (running?.done === done) {
             this.freeSlot(key);
             // A stored outcome frees the slot where the engine folds it, about when this message would arrive: only an
             // attempt that ends without one (a durable task's sleep, an ignored report) needs telling.

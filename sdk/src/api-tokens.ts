@@ -5,6 +5,7 @@ import {
   ApiTokenRecordSchema,
   apiTokenHash,
   Buckets,
+  describeValue,
   keys,
   NotProvisionedError,
   newApiToken,
@@ -49,7 +50,7 @@ export class ApiTokensClient {
         .replace(/[^A-Za-z0-9]/g, "x")}`;
     if (typeof name !== "string" || !API_TOKEN_NAME.test(name)) {
       throw new ValidationError([
-        { path: "name", message: `must be 1-64 letters, digits, _ or -, got ${JSON.stringify(name)}` },
+        { path: "name", message: `must be 1-64 letters, digits, _ or -, got ${describeValue(name)}` },
       ]);
     }
     assertWritable(`creating API token ${name}`);
@@ -95,7 +96,7 @@ export class ApiTokensClient {
   async revoke(name: string): Promise<boolean> {
     if (typeof name !== "string" || !API_TOKEN_NAME.test(name)) {
       throw new ValidationError([
-        { path: "name", message: `must be 1-64 letters, digits, _ or -, got ${JSON.stringify(name)}` },
+        { path: "name", message: `must be 1-64 letters, digits, _ or -, got ${describeValue(name)}` },
       ]);
     }
     const kv = await this.bucket();

@@ -5,6 +5,7 @@ import {
   Buckets,
   ClosedError,
   checkTaskName,
+  describeValue,
   EventTriggerSchema,
   encodeJsonObject,
   FlowOptionsSchema,
@@ -197,7 +198,7 @@ export class Taskjet implements Triggers {
     const { defaultPriority } = options;
     if (defaultPriority !== undefined && ![1, 2, 3].includes(defaultPriority)) {
       throw new ValidationError([
-        { path: "defaultPriority", message: `must be 1, 2 or 3, got ${JSON.stringify(defaultPriority)}` },
+        { path: "defaultPriority", message: `must be 1, 2 or 3, got ${describeValue(defaultPriority)}` },
       ]);
     }
     const { concurrency, rateLimits, desiredWorkerLabels, sticky, slotCost } = options;
@@ -214,7 +215,7 @@ export class Taskjet implements Triggers {
       throw new ValidationError([
         {
           path: "idempotency.expression",
-          message: `must be a CEL expression string, got ${JSON.stringify(expression)}`,
+          message: `must be a CEL expression string, got ${describeValue(expression)}`,
         },
       ]);
     }
@@ -224,7 +225,7 @@ export class Taskjet implements Triggers {
       throw new ValidationError([
         {
           path: "idempotency.ttl",
-          message: `must be at most 30 days, got ${JSON.stringify(options.idempotency?.ttl)}`,
+          message: `must be at most 30 days, got ${describeValue(options.idempotency?.ttl)}`,
         },
       ]);
     }

@@ -1,6 +1,7 @@
 import {
   checkToken,
   DEFAULT_MAX_PAYLOAD_BYTES,
+  describeValue,
   type Logger,
   NatsAccess,
   type NatsAuthOptions,
@@ -68,7 +69,7 @@ export function resolveClientConfig(options: ClientOptions = {}, env: NodeJS.Pro
     .filter((s) => s !== "");
   if (servers.length === 0 || servers.some((s) => typeof s !== "string")) {
     throw new ValidationError([
-      { path: "servers", message: `must be a URL or a list of URLs, got ${JSON.stringify(rawServers)}` },
+      { path: "servers", message: `must be a URL or a list of URLs, got ${describeValue(rawServers)}` },
     ]);
   }
   const namespace = checkToken(options.namespace ?? env.TASKJET_NAMESPACE ?? "default", "namespace");
@@ -93,7 +94,7 @@ export function resolveClientConfig(options: ClientOptions = {}, env: NodeJS.Pro
   const inboxPrefix = options.inboxPrefix ?? `_INBOX.${namespace}`;
   if (!/^[^\s*>]+$/.test(inboxPrefix) || inboxPrefix.startsWith(".") || inboxPrefix.endsWith(".")) {
     throw new ValidationError([
-      { path: "inboxPrefix", message: `must be a subject without wildcards, got ${JSON.stringify(inboxPrefix)}` },
+      { path: "inboxPrefix", message: `must be a subject without wildcards, got ${describeValue(inboxPrefix)}` },
     ]);
   }
   return {

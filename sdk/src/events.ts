@@ -1,4 +1,5 @@
 import {
+  describeValue,
   EventTriggerSchema,
   encodeJsonObject,
   eventRunId,
@@ -138,7 +139,7 @@ function checkKey(key: unknown, field: string): string {
     throw new ValidationError([
       {
         path: field,
-        message: `must be an event key (letters, digits, _, -, : and inner dots), got ${JSON.stringify(key)}`,
+        message: `must be an event key (letters, digits, _, -, : and inner dots), got ${describeValue(key)}`,
       },
     ]);
   }

@@ -4,6 +4,7 @@ import {
   Buckets,
   checkToken,
   decodeRunEnd,
+  describeValue,
   EventTypes,
   evolve,
   isTerminal,
@@ -118,7 +119,7 @@ export class RunsClient {
   ): Promise<{ replayed: string[]; refused: { runId: string; reason: string }[] }> {
     const { from, reason } = options;
     if (from !== undefined && (typeof from !== "string" || from.length === 0 || from.length > 128)) {
-      throw new ValidationError([{ path: "from", message: `must be a task name, got ${JSON.stringify(from)}` }]);
+      throw new ValidationError([{ path: "from", message: `must be a task name, got ${describeValue(from)}` }]);
     }
     if (reason !== undefined && (typeof reason !== "string" || reason.length === 0 || reason.length > 200)) {
       throw new ValidationError([{ path: "reason", message: "must be 1 to 200 characters" }]);
@@ -179,7 +180,7 @@ export class RunsClient {
     if ("ids" in options) {
       if (!Array.isArray(options.ids)) {
         throw new ValidationError([
-          { path: "ids", message: `must be an array of run ids, got ${JSON.stringify(options.ids)}` },
+          { path: "ids", message: `must be an array of run ids, got ${describeValue(options.ids)}` },
         ]);
       }
       return options.ids.map((id, i) => checkToken(id, `ids[${i}]`));
@@ -258,7 +259,7 @@ export class RunsClient {
         throw new ValidationError([
           {
             path: `statuses[${i}]`,
-            message: `must be one of ${RUN_STATUS_VALUES.join(", ")}, got ${JSON.stringify(s)}`,
+            message: `must be one of ${RUN_STATUS_VALUES.join(", ")}, got ${describeValue(s)}`,
           },
         ]);
       }
@@ -302,7 +303,7 @@ export class RunsClient {
     const { seq, time } = at ?? {};
     if ((seq === undefined) === (time === undefined) || (seq !== undefined && !(Number.isInteger(seq) && seq > 0))) {
       throw new ValidationError([
-        { path: "at", message: `must be { seq } (a positive integer) or { time }, got ${JSON.stringify(at)}` },
+        { path: "at", message: `must be { seq } (a positive integer) or { time }, got ${describeValue(at)}` },
       ]);
     }
     const until = time === undefined ? undefined : Date.parse(dateOf(time, "at.time"));
@@ -380,7 +381,7 @@ async function inParallel<T>(items: T[], width: number, work: (item: T) => Promi
 function dateOf(value: Date | string, field: string): string {
   const d = value instanceof Date ? value : new Date(value);
   if (Number.isNaN(d.getTime())) {
-    throw new ValidationError([{ path: field, message: `must be a date, got ${JSON.stringify(value)}` }]);
+    throw new ValidationError([{ path: field, message: `must be a date, got ${describeValue(value)}` }]);
   }
   return d.toISOString();
 }

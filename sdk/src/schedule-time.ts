@@ -1,4 +1,4 @@
-import { ValidationError } from "@taskjet/schemas";
+import { describeValue, ValidationError } from "@taskjet/schemas";
 
 /** How far ahead a run may be scheduled: within the history stream's default retention, so its events outlive it. */
 const MAX_SCHEDULE_AHEAD_MS = 30 * 24 * 3600 * 1000;
@@ -11,7 +11,7 @@ export function scheduleTime(at: Date | string, field: string): string {
   const date = at instanceof Date ? at : typeof at === "string" ? new Date(at) : new Date(Number.NaN);
   if (Number.isNaN(date.getTime())) {
     throw new ValidationError([
-      { path: field, message: `must be a Date or an ISO date-time, got ${JSON.stringify(at)}` },
+      { path: field, message: `must be a Date or an ISO date-time, got ${describeValue(at)}` },
     ]);
   }
   if (date.getTime() - Date.now() > MAX_SCHEDULE_AHEAD_MS) {

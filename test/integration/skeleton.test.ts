@@ -303,6 +303,14 @@ describe("skeleton", () => {
     expect(() => tj.task({ name: "ok", fn: "nope" as never })).toThrow(/fn: must be a function/);
     await expect(tj.worker("w", { workflows: [t], slots: 0 })).rejects.toThrow(/slots: must be an integer/);
     await expect(tj.worker("w", { workflows: [] })).rejects.toThrow(ValidationError);
+    // Options given where the name goes: the value (a task holding its client, so circular) is described, not a
+    // TypeError from rendering it.
+    await expect(tj.worker({ workflows: [t] } as never)).rejects.toThrow(
+      /name: must be a non-empty string.*\[object Object\]/,
+    );
+    await expect(tj.worker("w", { workflows: [t], slots: 10n as never })).rejects.toThrow(
+      /slots: must be an integer .*, got 10n/,
+    );
     await expect(tj.runs.get("no.such")).rejects.toThrow(ValidationError);
     await expect(tj.runs.get("nosuchrun")).rejects.toThrow(RunNotFoundError);
     await expect(tj.runs.list({ statuses: ["DONE" as never] })).rejects.toThrow(/statuses\[0\]: must be one of/);

@@ -102,6 +102,22 @@ describe("webhooks", () => {
     expect((await tj.events.list({ limit: 100 })).length).toBe(before);
     expect(got).toHaveLength(3);
 
+    // A CEL int is a bigint: the refusal names it (rendering it as JSON would throw, a 500).
+    await tj.webhooks.create({
+      name: "counter",
+      eventKeyExpression: "int(body.n)",
+      auth: { type: "apiKey", key: "12345678" },
+    });
+    const counted = await eventually(async () => {
+      const res = await post(`${base}/counter`, JSON.stringify({ n: 7 }), { "x-api-key": "12345678" });
+      return res.status === 404 ? undefined : res;
+    });
+    expect(counted.status).toBe(400);
+    expect(counted.body.error).toEqual({
+      code: "INVALID_ARGUMENT",
+      message: "eventKeyExpression: must give an event key, got 7n",
+    });
+
     await expect(
       tj.webhooks.create({ name: "x", eventKey: "k", auth: { type: "hmac", secret: "short" } }),
     ).rejects.toThrow(/auth\.secret/);

@@ -553,7 +553,7 @@ function timeOf(value: string, field: string): string {
   if (/^\d+(ms|s|m|h|d)$/.test(value)) return new Date(Date.now() - parseDuration(value, field)).toISOString();
   const t = Date.parse(value);
   if (Number.isNaN(t))
-    throw new ValidationError([{ path: field, message: `must be a time, got ${JSON.stringify(value)}` }]);
+    throw new ValidationError([{ path: field, message: `must be a time, got ${describeValue(value)}` }]);
   return new Date(t).toISOString();
 }
 

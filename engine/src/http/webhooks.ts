@@ -4,6 +4,7 @@ import type { KV } from "@nats-io/kv";
 import {
   Buckets,
   compileWebhookKey,
+  describeValue,
   EVENT_KEY,
   jsonTooDeep,
   keys,
@@ -122,7 +123,7 @@ export class Webhooks {
         reply,
         400,
         "INVALID_ARGUMENT",
-        `eventKeyExpression: must give an event key, got ${JSON.stringify(key)}`,
+        `eventKeyExpression: must give an event key, got ${describeValue(key)}`,
       );
     }
     const event: PushedEvent = {

@@ -2,6 +2,7 @@ import {
   type Assignment,
   compileEventFilter,
   type Duration,
+  describeValue,
   EventTriggerSchema,
   type Logger,
   NonDeterminismError,
@@ -187,7 +188,7 @@ export class Context {
   async sleepUntil(date: Date | string): Promise<void> {
     const at = date instanceof Date ? date : new Date(date);
     if (Number.isNaN(at.getTime())) {
-      throw new ValidationError([{ path: "date", message: `must be a date, got ${JSON.stringify(date)}` }]);
+      throw new ValidationError([{ path: "date", message: `must be a date, got ${describeValue(date)}` }]);
     }
     const { index, recorded } = this.nextCheckpoint(`sleepUntil(${at.toISOString()})`);
     if (recorded) {

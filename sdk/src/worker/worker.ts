@@ -12,6 +12,7 @@ import {
   compileEventFilter,
   compileFlow,
   compileKeyExpression,
+  describeValue,
   EventTriggerSchema,
   EventTypes,
   keys,
@@ -222,7 +223,7 @@ export class Worker {
   ) {
     if (typeof name !== "string" || name.trim() === "" || name.length > 128) {
       throw new ValidationError([
-        { path: "name", message: `must be a non-empty string of at most 128 characters, got ${JSON.stringify(name)}` },
+        { path: "name", message: `must be a non-empty string of at most 128 characters, got ${describeValue(name)}` },
       ]);
     }
     const {
@@ -258,12 +259,12 @@ export class Worker {
     }
     if (!Number.isInteger(slots) || slots < 1 || slots > 100_000) {
       throw new ValidationError([
-        { path: "slots", message: `must be an integer from 1 to 100000, got ${JSON.stringify(slots)}` },
+        { path: "slots", message: `must be an integer from 1 to 100000, got ${describeValue(slots)}` },
       ]);
     }
     if (!Number.isInteger(shutdownGraceMs) || shutdownGraceMs < 0) {
       throw new ValidationError([
-        { path: "shutdownGraceMs", message: `must be a non-negative integer, got ${JSON.stringify(shutdownGraceMs)}` },
+        { path: "shutdownGraceMs", message: `must be a non-negative integer, got ${describeValue(shutdownGraceMs)}` },
       ]);
     }
     for (const { i, task } of declarations) {
@@ -283,14 +284,14 @@ export class Worker {
     this.durableSlots = durableSlots ?? (hasDurable ? 1000 : 0);
     if (!Number.isInteger(this.durableSlots) || this.durableSlots < 0 || this.durableSlots > 100_000) {
       throw new ValidationError([
-        { path: "durableSlots", message: `must be an integer from 0 to 100000, got ${JSON.stringify(durableSlots)}` },
+        { path: "durableSlots", message: `must be an integer from 0 to 100000, got ${describeValue(durableSlots)}` },
       ]);
     }
     this.labels = parseWith(WorkerLabelsSchema, labels, "labels");
     this.graceMs = shutdownGraceMs;
     if (!Number.isInteger(cancelGraceMs) || cancelGraceMs < 0) {
       throw new ValidationError([
-        { path: "cancelGraceMs", message: `must be a non-negative integer, got ${JSON.stringify(cancelGraceMs)}` },
+        { path: "cancelGraceMs", message: `must be a non-negative integer, got ${describeValue(cancelGraceMs)}` },
       ]);
     }
     this.cancelGraceMs = cancelGraceMs;

@@ -1,6 +1,7 @@
 import {
   checkTaskName,
   checkToken,
+  parseIsoTime,
   parseWith,
   RUN_STATUS_VALUES,
   RunOptionsSchema,
@@ -14,18 +15,22 @@ import { InvalidArgumentError } from "commander";
  * `error: option '--flag <x>' argument 'value' is invalid. <why>` and the CLI exits 2.
  */
 
-/** `--input`: a JSON object. */
+/**
+ * `--input`, `--payload`: a JSON object. Shared by several flags, so its messages name none: commander's own
+ * `option '-p, --payload <json>' argument '[1]' is invalid.` before them names the one used.
+ */
 export function parseJsonObject(value: string): Record<string, unknown> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(value);
   } catch (err) {
     throw new InvalidArgumentError(
-      `not JSON (${(err as Error).message}); --input takes a JSON object like '{"name":"world"}'`,
+      `must be a JSON object like '{"name":"world"}', got text that is not JSON (${(err as Error).message})`,
     );
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    throw new InvalidArgumentError(`--input takes a JSON object like '{"name":"world"}'`);
+    const got = Array.isArray(parsed) ? "an array" : parsed === null ? "null" : `a ${typeof parsed}`;
+    throw new InvalidArgumentError(`must be a JSON object like '{"name":"world"}', got ${got}`);
   }
   return parsed as Record<string, unknown>;
 }
@@ -82,8 +87,8 @@ export function parseTimeOrAgo(flag: string): (value: string) => Date {
   const ago = parseDuration(flag);
   return (value) => {
     if (/^\d+(\.\d+)?(ms|s|m|h|d)$/.test(value.trim())) return new Date(Date.now() - ago(value));
-    const time = new Date(value);
-    if (Number.isNaN(time.getTime())) {
+    const time = parseIsoTime(value);
+    if (time === undefined) {
       throw new InvalidArgumentError(
         `${flag} must be an ISO date-time or a duration ago like 1d or 90m, got "${value}"`,
       );

@@ -170,7 +170,7 @@ export const TriggerRunBodySchema = z
   .strict();
 export type TriggerRunBody = z.output<typeof TriggerRunBodySchema>;
 
-/** `POST runs` answer: 201 for a new run, 200 when the idempotency key named an earlier one. */
+/** `POST runs` answer: 201 for a new run, 200 when the idempotency key or `runId` named an earlier run of the task. */
 export const TriggeredRunSchema = z.object({ runId: z.string(), existing: z.boolean() });
 
 /** `POST runs/:id/cancel` */

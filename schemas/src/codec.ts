@@ -21,14 +21,19 @@ export type Decoded = { ok: true; event: TaskjetEvent } | { ok: false; reason: s
  * is refused. Old envelope versions are upcast here, before validation, once a `v: 2` exists.
  */
 export function decodeEvent(data: Uint8Array, runId: string): Decoded {
+  return decodeJson(decoder.decode(data), runId);
+}
+
+/** `decodeEvent` of a message's text. */
+export function decodeJson(text: string, runId: string): Decoded {
   let raw: unknown;
   try {
-    raw = JSON.parse(decoder.decode(data));
+    raw = JSON.parse(text);
   } catch (err) {
     return { ok: false, reason: `not JSON: ${(err as Error).message}` };
   }
-  // Each level takes two bytes: only a message this long can be too deep.
-  if (data.length > 2 * MAX_JSON_DEPTH && jsonTooDeep(raw)) {
+  // Each level takes at least two characters: only a message this long can be too deep.
+  if (text.length > 2 * MAX_JSON_DEPTH && jsonTooDeep(raw)) {
     return { ok: false, reason: `nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels` };
   }
   const result = eventSchema().safeParse(raw);

@@ -22,6 +22,7 @@ export const ErrorCodes = {
   runFinished: "RUN_FINISHED",
   replayRefused: "REPLAY_REFUSED",
   notFound: "NOT_FOUND",
+  runIdTaken: "RUN_ID_TAKEN",
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -156,6 +157,22 @@ export class RunNotFoundError extends TaskjetError {
     super(ErrorCodes.runNotFound, `run ${runId} not found`);
     this.name = "RunNotFoundError";
     this.runId = runId;
+  }
+}
+
+/** A trigger's `runId` names a run of another task: nothing was created. */
+export class RunIdTakenError extends TaskjetError {
+  readonly runId: string;
+  /** The task (or workflow) of the run that has the id. */
+  readonly existingTask: string;
+  constructor(runId: string, existingTask: string, task: string) {
+    super(
+      ErrorCodes.runIdTaken,
+      `runId: run ${runId} exists already as a run of ${existingTask}, not ${task}: choose another runId or leave it out`,
+    );
+    this.name = "RunIdTakenError";
+    this.runId = runId;
+    this.existingTask = existingTask;
   }
 }
 
@@ -315,7 +332,11 @@ export class RateLimitedError extends Error {
 
 /** Whether a task's error asks to pause and retry later (checked by name, so copies of the SDK agree). */
 export function isRateLimited(err: unknown): err is RateLimitedError {
-  return err instanceof Error && err.name === "RateLimitedError" && "retryAfter" in err;
+  try {
+    return err instanceof Error && err.name === "RateLimitedError" && "retryAfter" in err;
+  } catch {
+    return false; // a Proxy whose traps throw: whatever it is, it asks for nothing
+  }
 }
 
 /**
@@ -331,19 +352,87 @@ export class NonDeterminismError extends Error {
 
 /** Whether a task's error forbids retrying it (checked by name, so copies of the SDK agree). */
 export function isNonRetryable(err: unknown): boolean {
-  return err instanceof Error && (err.name === "NonRetryableError" || err.name === "NonDeterminismError");
+  try {
+    return err instanceof Error && (err.name === "NonRetryableError" || err.name === "NonDeterminismError");
+  } catch {
+    return false;
+  }
 }
 
-/** Turns anything thrown into the recorded shape. */
-export function toRecordedError(err: unknown): RecordedError {
-  if (err instanceof Error) return { name: err.name, message: err.message, stack: err.stack };
-  return { name: "Error", message: typeof err === "string" ? err : safeString(err) };
+/** Longest `name` of a recorded error, in characters. */
+const RECORDED_NAME_MAX = 256;
+
+/**
+ * Longest `message` and `stack` of a recorded error by default, in characters. A character takes at most 6 bytes as
+ * JSON (`\u0001`): a recorded error stays under 200 KB, well inside the smallest payload limit a history event has.
+ */
+export const RECORDED_TEXT_MAX = 16_384;
+
+/**
+ * Turns anything thrown into the recorded shape, always valid whatever was thrown: every field a string (a value that
+ * is not one as its JSON or `String()`, one that cannot be read or printed as a description of why), `name` cut to 256
+ * characters and `message` and `stack` to `maxChars` (marked as cut), so the event that carries it fits a message.
+ * Never throws (a task's error must always reach history: a report that throws leaves the run waiting for good).
+ * @example toRecordedError(Object.assign(new Error("m"), { stack: { a: 1 } })) // { name: "Error", message: "m", stack: '{"a":1}' }
+ */
+export function toRecordedError(err: unknown, maxChars = RECORDED_TEXT_MAX): RecordedError {
+  try {
+    if (err instanceof Error) {
+      const name = readField(err, "name");
+      const stack = readField(err, "stack");
+      return {
+        name: truncateText(name === undefined || name === "" ? "Error" : printable(name), RECORDED_NAME_MAX),
+        message: truncateText(printable(readField(err, "message") ?? ""), maxChars),
+        ...(stack === undefined ? {} : { stack: truncateText(printable(stack), maxChars) }),
+      };
+    }
+    return { name: "Error", message: truncateText(printable(err), maxChars) };
+  } catch (failure) {
+    // `instanceof` itself threw (a Proxy's getPrototypeOf trap).
+    return { name: "Error", message: `[unreadable thrown value: ${describeFailure(failure)}]` };
+  }
 }
 
-function safeString(value: unknown): string {
+/**
+ * `text` cut to at most `max` characters (never between the two halves of a surrogate pair), with a note of its
+ * length when it was cut.
+ */
+export function truncateText(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let cut = max;
+  const last = text.charCodeAt(cut - 1);
+  if (last >= 0xd800 && last <= 0xdbff) cut--;
+  return `${text.slice(0, cut)}… [truncated: ${text.length} characters in all]`;
+}
+
+function readField(err: Error, field: "name" | "message" | "stack"): unknown {
+  try {
+    return err[field];
+  } catch (failure) {
+    return `[unreadable ${field}: ${describeFailure(failure)}]`;
+  }
+}
+
+/** A string as it is; anything else as its JSON, else `String()`, else a description of why neither works. */
+function printable(value: unknown): string {
+  if (typeof value === "string") return value;
   try {
     return JSON.stringify(value) ?? String(value);
   } catch {
-    return String(value);
+    try {
+      return String(value);
+    } catch (failure) {
+      return `[unprintable ${typeof value}: ${describeFailure(failure)}]`;
+    }
+  }
+}
+
+/** What was thrown while reading or printing a value, in a few words; never throws. */
+function describeFailure(failure: unknown): string {
+  try {
+    const text = failure instanceof Error ? `${failure.name}: ${failure.message}` : String(failure);
+    return truncateText(text, 200);
+  } catch {
+    return "unknown reason";
   }
 }

@@ -10,6 +10,7 @@ export * from "./evolve.js";
 export * from "./flow.js";
 export * from "./idempotency.js";
 export * from "./ids.js";
+export * from "./iso-time.js";
 export * from "./limits.js";
 export * from "./logger.js";
 export * from "./nats-auth.js";

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { decodeEvent, makeEvent } from "./codec.js";
 import { PayloadTooLargeError, ValidationError } from "./errors.js";
 import { EventTypes } from "./events.js";
-import { checkTaskName, checkToken, encodeJsonObject, parseWith } from "./validation.js";
+import { checkTaskName, checkToken, describeValue, encodeJsonObject, parseWith } from "./validation.js";
 
 function error(fn: () => unknown): unknown {
   try {
@@ -67,6 +67,26 @@ describe("validation", () => {
     const err = error(() => parseWith(schema, { priority: 7, meta: { a: 1 } }, "options")) as ValidationError;
     expect(err.issues.map((i) => i.path)).toEqual(["options.priority", "options.meta.a"]);
     expect(err.message).toContain("got 7");
+  });
+
+  it("validation - values are described as they are, never as JSON would mangle them or by throwing", () => {
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    expect(
+      [NaN, -Infinity, 10n, new Date("nope"), new Date(0), undefined, circular, "x".repeat(100)].map(describeValue),
+    ).toEqual([
+      "NaN",
+      "-Infinity",
+      "10n",
+      "an invalid Date",
+      "1970-01-01T00:00:00.000Z",
+      "undefined",
+      "[object Object]",
+      `"${"x".repeat(77)}..."`,
+    ]);
+    expect(error(() => parseWith(z.object({ retries: z.number().int() }), { retries: NaN }))).toMatchObject({
+      message: expect.stringContaining("got NaN"),
+    });
   });
 });
 

@@ -35,6 +35,9 @@ export function describeValue(value: unknown): string {
   if (typeof value === "function") return "a function";
   if (typeof value === "bigint") return `${value}n`;
   if (typeof value === "symbol") return value.toString();
+  // JSON would show NaN and Infinity as null, and an invalid date as null.
+  if (typeof value === "number") return String(value);
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? "an invalid Date" : value.toISOString();
   try {
     const s = JSON.stringify(value);
     return s.length > 80 ? `${s.slice(0, 77)}...` : s;

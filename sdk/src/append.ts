@@ -2,24 +2,44 @@ import { JetStreamApiError, jserrors } from "@nats-io/jetstream/internal";
 import { TimeoutError } from "@nats-io/transport-node";
 import {
   AppendConflictError,
+  decodeJson,
+  EventTypes,
   encodeEvent,
   eventMsgId,
   NotProvisionedError,
+  PayloadTooLargeError,
   Streams,
   subjects,
   type TaskjetEventInput,
+  ValidationError,
 } from "@taskjet/schemas";
 import { type Connection, permissionDenied } from "./connection.js";
 import { assertWritable } from "./debug.js";
 
 const WRONG_LAST_SEQUENCE = 10071;
+/** What a history message carries besides its body: the run's subject, the dedup id and the expected sequence. */
+const SUBJECT_AND_HEADERS_BYTES = 512;
 /** How long an append keeps retrying through a leader election (measured 5-8 s on a 3-node cluster). */
 const RETRY_FOR_MS = 15_000;
 
 /**
+ * The hot path's events, built from parts already checked (the trigger's options and input, the worker's outcome):
+ * checking them again would cost every task a second validation. Every other event the SDK appends is checked as the
+ * engine will check it, so what the engine would refuse (`EventRejected`, after the caller was told it worked) is
+ * refused here instead.
+ */
+const PRECHECKED = new Set<string>([
+  EventTypes.RunCreated,
+  EventTypes.TaskStarted,
+  EventTypes.TaskCompleted,
+  EventTypes.TaskFailed,
+]);
+
+/**
  * Appends one event to its run's subject with CAS on `expectedSeq` (invariant 2) and its dedup id, retrying
  * transient failures with the same id: a retry of an append that was stored returns the stored sequence.
- * @throws AppendConflictError when someone else appended first; NotProvisionedError when no stream captures it
+ * @throws AppendConflictError when someone else appended first; NotProvisionedError when no stream captures it;
+ *   ValidationError when the engine would refuse the event; PayloadTooLargeError when it is over the server's limit
  */
 export async function appendEvent(
   conn: Connection,
@@ -30,6 +50,16 @@ export async function appendEvent(
   assertWritable(`appending ${event.type} to run ${event.runId}`);
   const subject = subjects.history(ns, event.runId);
   const data = encodeEvent(event);
+  // An event over the server's limit (an input just under `payloadLimit` with large metadata) would fail in nats.js
+  // with an error that has no code. Three bytes per character at most: most events need no count.
+  const room = conn.messageLimit - SUBJECT_AND_HEADERS_BYTES;
+  if (data.length * 3 > room && Buffer.byteLength(data) > room) {
+    throw new PayloadTooLargeError(`the ${event.type} event`, Buffer.byteLength(data), room);
+  }
+  if (!PRECHECKED.has(event.type)) {
+    const decoded = decodeJson(data, event.runId);
+    if (!decoded.ok) throw new ValidationError([{ path: event.type, message: decoded.reason }]);
+  }
   const msgID = eventMsgId(event);
   const deadline = Date.now() + RETRY_FOR_MS;
   for (let attempt = 0; ; attempt++) {

@@ -5,6 +5,7 @@ import {
   Buckets,
   ClosedError,
   checkTaskName,
+  checkToken,
   describeValue,
   EventTriggerSchema,
   encodeJsonObject,
@@ -17,6 +18,8 @@ import {
   RetryPolicySchema,
   type RunCreated,
   type RunEnd,
+  RunIdTakenError,
+  RunNotFoundError,
   type RunOptions,
   RunOptionsSchema,
   TaskDefinitionSchema,
@@ -27,7 +30,7 @@ import { ApiTokensClient } from "./api-tokens.js";
 import { appendEvent, isTransient } from "./append.js";
 import { type ClientConfig, type ClientOptions, resolveClientConfig } from "./config.js";
 import { type Connection, openBucket, openConnection, wrapConnection } from "./connection.js";
-import { CronsClient } from "./crons.js";
+import { CronsClient, checkCronSpecs } from "./crons.js";
 import { assertWritable, registerForDebug } from "./debug.js";
 import { EventsClient } from "./events.js";
 import { DEFAULT_IDEMPOTENCY_TTL_MS, IdempotencyKeys } from "./idempotency.js";
@@ -71,6 +74,109 @@ const RECHECKS_PER_SECOND = 100;
 /** How long one attempt may run unless the task says otherwise. */
 const DEFAULT_EXECUTION_TIMEOUT = "60s";
 
+/** What `tj.task` and `tj.durableTask` take: every key of `TaskOptions` (the compiler checks the list is whole). */
+const TASK_OPTION_KEYS = new Set(
+  Object.keys({
+    name: 1,
+    fn: 1,
+    retries: 1,
+    backoff: 1,
+    executionTimeout: 1,
+    scheduleTimeout: 1,
+    defaultPriority: 1,
+    concurrency: 1,
+    rateLimits: 1,
+    desiredWorkerLabels: 1,
+    sticky: 1,
+    slotCost: 1,
+    idempotency: 1,
+    onCrons: 1,
+    onEvents: 1,
+  } satisfies Record<keyof TaskOptions<JsonObject, JsonObject>, 1>),
+);
+
+/** The options a declaration keeps, validated. */
+type CheckedOptions = ConstructorParameters<typeof TaskDeclaration>[2];
+
+/**
+ * Checks the options a task declares, all but its name and function: `tj.task` checks a task's with it, a workflow
+ * its own and its `taskDefaults` (the same rules for the same option). Fields are named under `prefix`
+ * (`taskDefaults.retries`), crons under `owner` (`<task>.onCrons[0]`).
+ * @throws ValidationError naming the field and the value
+ */
+function checkTaskOptions(
+  options: Partial<Omit<TaskOptions<JsonObject, JsonObject | void>, "fn">>,
+  durable: boolean,
+  owner: string,
+  prefix: string,
+  maxPayloadBytes: number,
+): CheckedOptions {
+  const at = (field: string) => (prefix ? `${prefix}.${field}` : field);
+  const policy = parseWith(RetryPolicySchema, { retries: options.retries ?? 0, backoff: options.backoff }, prefix);
+  const executionTimeoutMs = parseDuration(
+    options.executionTimeout ?? DEFAULT_EXECUTION_TIMEOUT,
+    at("executionTimeout"),
+  );
+  const scheduleTimeoutMs =
+    options.scheduleTimeout === undefined ? undefined : parseDuration(options.scheduleTimeout, at("scheduleTimeout"));
+  const { defaultPriority } = options;
+  if (defaultPriority !== undefined && ![1, 2, 3].includes(defaultPriority)) {
+    throw new ValidationError([
+      { path: at("defaultPriority"), message: `must be 1, 2 or 3, got ${describeValue(defaultPriority)}` },
+    ]);
+  }
+  const { concurrency, rateLimits, desiredWorkerLabels, sticky, slotCost } = options;
+  const flow = parseWith(
+    FlowOptionsSchema,
+    {
+      concurrency: concurrency === undefined || Array.isArray(concurrency) ? concurrency : [concurrency],
+      rateLimits,
+      desiredWorkerLabels,
+      sticky,
+      slotCost,
+      ...(durable ? { durable: true } : {}),
+    },
+    prefix,
+  );
+  const { idempotency } = options;
+  if (idempotency !== undefined && (typeof idempotency !== "object" || idempotency === null)) {
+    throw new ValidationError([
+      { path: at("idempotency"), message: `must be { ttl?, expression? }, got ${describeValue(idempotency)}` },
+    ]);
+  }
+  const expression = options.idempotency?.expression;
+  if (expression !== undefined && (typeof expression !== "string" || expression.length === 0)) {
+    throw new ValidationError([
+      {
+        path: at("idempotency.expression"),
+        message: `must be a CEL expression string, got ${describeValue(expression)}`,
+      },
+    ]);
+  }
+  const idempotencyTtlMs =
+    options.idempotency?.ttl === undefined ? undefined : parseDuration(options.idempotency.ttl, at("idempotency.ttl"));
+  if (idempotencyTtlMs !== undefined && idempotencyTtlMs > 30 * 24 * 3600 * 1000) {
+    throw new ValidationError([
+      {
+        path: at("idempotency.ttl"),
+        message: `must be at most 30 days, got ${describeValue(options.idempotency?.ttl)}`,
+      },
+    ]);
+  }
+  const onEvents =
+    options.onEvents === undefined
+      ? undefined
+      : parseWith(
+          z.array(EventTriggerSchema).max(32),
+          Array.isArray(options.onEvents)
+            ? options.onEvents.map((e) => (typeof e === "string" ? { key: e } : e))
+            : options.onEvents,
+          at("onEvents"),
+        );
+  checkCronSpecs(owner, options.onCrons, maxPayloadBytes);
+  return { policy, executionTimeoutMs, scheduleTimeoutMs, defaultPriority, flow, idempotencyTtlMs, onEvents };
+}
+
 /**
  * The Taskjet client: declares tasks, starts workers, triggers and reads runs.
  *
@@ -82,6 +188,23 @@ const DEFAULT_EXECUTION_TIMEOUT = "60s";
  * const { greeting } = await hello.run({ name: "x" });
  * await tj.close();
  */
+/**
+ * `client` with every method refusing with `ClosedError` once `closed()`, as the client's own methods do: otherwise a
+ * call after `close()` fails deep in nats.js with an error that has no code.
+ */
+function refusedOnceClosed<T extends object>(client: T, closed: () => boolean): T {
+  return new Proxy(client, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        if (closed()) throw new ClosedError("client");
+        return value.apply(target, args);
+      };
+    },
+  });
+}
+
 export class Taskjet implements Triggers {
   /** Reading runs: `get`, `list`, `history`. */
   readonly runs: RunsClient;
@@ -118,16 +241,17 @@ export class Taskjet implements Triggers {
     /** Whether `close` drains the connection: not one borrowed with `fromConnection`. */
     private readonly ownsConnection = true,
   ) {
-    this.runs = new RunsClient(connection, config.namespace, config.logger);
-    this.ratelimits = new RateLimitsClient(connection, config.namespace);
-    this.scheduled = new ScheduledClient(connection, config.namespace, this.runs);
+    const open = <T extends object>(client: T) => refusedOnceClosed(client, () => this.closed);
+    this.runs = open(new RunsClient(connection, config.namespace, config.logger));
+    this.ratelimits = open(new RateLimitsClient(connection, config.namespace));
+    this.scheduled = open(new ScheduledClient(connection, config.namespace, this.runs));
     this.idempotency = new IdempotencyKeys(connection, config.namespace);
-    this.crons = new CronsClient(connection, config.namespace);
-    this.events = new EventsClient(connection, config.namespace, () => this.eventTaskNames());
-    this.webhooks = new WebhooksClient(connection, config.namespace);
-    this.logs = new LogsClient(connection, config.namespace);
-    this.apiTokens = new ApiTokensClient(connection, config.namespace);
-    this.workers = new WorkersClient(connection, config.namespace);
+    this.crons = open(new CronsClient(connection, config.namespace));
+    this.events = open(new EventsClient(connection, config.namespace, () => this.eventTaskNames()));
+    this.webhooks = open(new WebhooksClient(connection, config.namespace));
+    this.logs = open(new LogsClient(connection, config.namespace));
+    this.apiTokens = open(new ApiTokensClient(connection, config.namespace));
+    this.workers = open(new WorkersClient(connection, config.namespace));
     this.sharedEnds = new SharedEnds(connection.nc, config.namespace);
     this.watchReconnects().catch((err) => config.logger.warn({ err }, "connection status watch ended"));
     this.recheck = setInterval(() => this.recheckWaiters(), 1000);
@@ -191,63 +315,12 @@ export class Taskjet implements Triggers {
     if (typeof options.fn !== "function") {
       throw new ValidationError([{ path: "fn", message: `must be a function, got ${typeof options.fn}` }]);
     }
-    const policy = parseWith(RetryPolicySchema, { retries: options.retries ?? 0, backoff: options.backoff });
-    const executionTimeoutMs = parseDuration(options.executionTimeout ?? DEFAULT_EXECUTION_TIMEOUT, "executionTimeout");
-    const scheduleTimeoutMs =
-      options.scheduleTimeout === undefined ? undefined : parseDuration(options.scheduleTimeout, "scheduleTimeout");
-    const { defaultPriority } = options;
-    if (defaultPriority !== undefined && ![1, 2, 3].includes(defaultPriority)) {
-      throw new ValidationError([
-        { path: "defaultPriority", message: `must be 1, 2 or 3, got ${describeValue(defaultPriority)}` },
-      ]);
+    const unknown = Object.keys(options).find((k) => !TASK_OPTION_KEYS.has(k));
+    if (unknown !== undefined) {
+      throw new ValidationError([{ path: unknown, message: "is not a task option (a typo would be dropped unread)" }]);
     }
-    const { concurrency, rateLimits, desiredWorkerLabels, sticky, slotCost } = options;
-    const flow = parseWith(FlowOptionsSchema, {
-      concurrency: concurrency === undefined || Array.isArray(concurrency) ? concurrency : [concurrency],
-      rateLimits,
-      desiredWorkerLabels,
-      sticky,
-      slotCost,
-      ...(durable ? { durable: true } : {}),
-    });
-    const expression = options.idempotency?.expression;
-    if (expression !== undefined && (typeof expression !== "string" || expression.length === 0)) {
-      throw new ValidationError([
-        {
-          path: "idempotency.expression",
-          message: `must be a CEL expression string, got ${describeValue(expression)}`,
-        },
-      ]);
-    }
-    const idempotencyTtlMs =
-      options.idempotency?.ttl === undefined ? undefined : parseDuration(options.idempotency.ttl, "idempotency.ttl");
-    if (idempotencyTtlMs !== undefined && idempotencyTtlMs > 30 * 24 * 3600 * 1000) {
-      throw new ValidationError([
-        {
-          path: "idempotency.ttl",
-          message: `must be at most 30 days, got ${describeValue(options.idempotency?.ttl)}`,
-        },
-      ]);
-    }
-    const onEvents =
-      options.onEvents === undefined
-        ? undefined
-        : parseWith(
-            z.array(EventTriggerSchema).max(32),
-            Array.isArray(options.onEvents)
-              ? options.onEvents.map((e) => (typeof e === "string" ? { key: e } : e))
-              : options.onEvents,
-            "onEvents",
-          );
-    const declaration = new TaskDeclaration(this, options, {
-      onEvents,
-      policy,
-      executionTimeoutMs,
-      scheduleTimeoutMs,
-      defaultPriority,
-      flow,
-      idempotencyTtlMs,
-    });
+    const checked = checkTaskOptions(options, durable, options.name, "", this.connection.payloadLimit);
+    const declaration = new TaskDeclaration(this, options, checked);
     registerForDebug(declaration as TaskDeclaration<JsonObject, JsonObject | void>, durable);
     return declaration;
   }
@@ -284,29 +357,46 @@ export class Taskjet implements Triggers {
   private async appendAndWait<O>(event: RunCreated): Promise<O> {
     // Listening before appending: the engine's announcement of the run's end cannot come before the subscription.
     const waiter = this.waiter(event.runId);
-    let existed: boolean;
     try {
-      existed = (await appendEvent(this.connection, this.namespace, event, 0)).duplicate;
-    } catch (err) {
-      if (!(err instanceof AppendConflictError)) {
-        waiter.fail(err);
-        throw err;
+      let existed: boolean;
+      try {
+        existed = (await appendEvent(this.connection, this.namespace, event, 0)).duplicate;
+      } catch (err) {
+        if (!(err instanceof AppendConflictError)) throw err;
+        existed = true;
       }
-      existed = true;
+      if (existed) {
+        await this.checkNotTaken(event);
+        // The run existed already (same run id): it may have moved on before we listened.
+        await this.catchUp(waiter);
+      }
+    } catch (err) {
+      waiter.abandon();
+      throw err;
     }
-    // The run existed already (same run id): it may have moved on before we listened.
-    if (existed) await this.catchUp(waiter);
     return outcome<O>(await waiter.done);
   }
 
-  /** Appends a run's creation (an existing run id is that run) and returns its handle. */
+  /** Appends a run's creation (an existing run id of the same task is that run) and returns its handle. */
   private async appendNoWait<O>(event: RunCreated): Promise<RunRef<O>> {
     try {
-      await appendEvent(this.connection, this.namespace, event, 0);
+      if ((await appendEvent(this.connection, this.namespace, event, 0)).duplicate) await this.checkNotTaken(event);
     } catch (err) {
-      if (!(err instanceof AppendConflictError)) throw err; // the run exists already: same run
+      if (!(err instanceof AppendConflictError)) throw err;
+      await this.checkNotTaken(event);
     }
     return this.ref<O>(event.runId);
+  }
+
+  /**
+   * A run id that exists already is that run when it is a run of the same task (a retried trigger); a run of another
+   * task is not the caller's.
+   * @throws RunIdTakenError
+   */
+  private async checkNotTaken(event: RunCreated): Promise<void> {
+    const existing = await this.runs.read(event.runId, undefined);
+    const task = event.data.workflowName;
+    if (existing && existing.workflowName !== task) throw new RunIdTakenError(event.runId, existing.workflowName, task);
   }
 
   /**
@@ -320,6 +410,15 @@ export class Taskjet implements Triggers {
       ]);
     }
     return new WorkflowDeclaration<I>(this, options);
+  }
+
+  /** @internal Checks a workflow's options as `tj.task` checks a task's (`WorkflowHost.checkOptions`). */
+  checkOptions(
+    options: Partial<Omit<TaskOptions<JsonObject, JsonObject | void>, "fn">>,
+    owner: string,
+    prefix = "",
+  ): void {
+    checkTaskOptions(options, false, owner, prefix, this.connection.payloadLimit);
   }
 
   /** @internal Triggers a workflow run (`wf.run`, `wf.runNoWait`). */
@@ -387,7 +486,7 @@ export class Taskjet implements Triggers {
       appended.map(async (r, i) => {
         const waiter = waiters[i];
         if (r instanceof Error || !waiter) {
-          waiter?.fail(r);
+          waiter?.abandon();
           return r instanceof Error ? r : new Error("not sent");
         }
         if (r === "existed") await this.catchUp(waiter);
@@ -453,6 +552,7 @@ export class Taskjet implements Triggers {
 
   /** A handle on an existing run. */
   ref<O = JsonObject>(runId: string): RunRef<O> {
+    checkToken(runId, "runId");
     return new RunRef<O>(
       runId,
       () => this.waitFor(runId),
@@ -487,7 +587,8 @@ export class Taskjet implements Triggers {
 
   private async waitFor(runId: string): Promise<RunEnd> {
     const waiter = this.waiter(runId);
-    await this.catchUp(waiter);
+    // Reads go to the stream leader, which has every run whose creation was acknowledged.
+    if ((await this.catchUp(waiter)) === false) waiter.fail(new RunNotFoundError(runId));
     return waiter.done;
   }
 
@@ -506,14 +607,18 @@ export class Taskjet implements Triggers {
     return waiter;
   }
 
-  private async catchUp(waiter: RunWaiter): Promise<void> {
+  /** @returns whether the run exists; undefined when the read failed (the waiter then failed) */
+  private async catchUp(waiter: RunWaiter): Promise<boolean | undefined> {
     const deadline = Date.now() + CATCH_UP_RETRY_MS;
     for (let attempt = 0; ; attempt++) {
       try {
         return await waiter.catchUp(() => this.runs.read(waiter.runId, undefined));
       } catch (err) {
         // A read in a NATS failover fails for seconds; the waiter may hear the run's end meanwhile, so it is not done.
-        if (!isTransient(err) || this.closed || Date.now() > deadline) return waiter.fail(err);
+        if (!isTransient(err) || this.closed || Date.now() > deadline) {
+          waiter.fail(err);
+          return undefined;
+        }
         await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
       }
     }
@@ -579,7 +684,7 @@ export class Taskjet implements Triggers {
 
   /**
    * Appends `RunCreated` events with many in flight at once over the one connection. An existing run id is that
-   * run (`"existed"`), as for a single trigger.
+   * run (`"existed"`), as for a single trigger, or `RunIdTakenError` when it is a run of another task.
    */
   private async appendAll(events: readonly (RunCreated | Error)[]): Promise<("created" | "existed" | Error)[]> {
     const results: ("created" | "existed" | Error)[] = new Array(events.length);
@@ -593,10 +698,16 @@ export class Taskjet implements Triggers {
           continue;
         }
         try {
-          results[i] = (await appendEvent(this.connection, this.namespace, event, 0)).duplicate ? "existed" : "created";
+          try {
+            const { duplicate } = await appendEvent(this.connection, this.namespace, event, 0);
+            results[i] = duplicate ? "existed" : "created";
+          } catch (err) {
+            if (!(err instanceof AppendConflictError)) throw err;
+            results[i] = "existed";
+          }
+          if (results[i] === "existed") await this.checkNotTaken(event);
         } catch (err) {
-          results[i] =
-            err instanceof AppendConflictError ? "existed" : err instanceof Error ? err : new Error(String(err));
+          results[i] = err instanceof Error ? err : new Error(String(err));
         }
       }
     };

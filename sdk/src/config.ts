@@ -63,7 +63,18 @@ export interface ClientConfig {
 
 /** Options < environment < defaults. The only place the SDK reads `process.env`. */
 export function resolveClientConfig(options: ClientOptions = {}, env: NodeJS.ProcessEnv = process.env): ClientConfig {
-  const rawServers = options.servers ?? env.TASKJET_NATS_URL ?? DEFAULT_NATS_URL;
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    const hint = typeof options === "string" ? ` (servers go in { servers: ${describeValue(options)} })` : "";
+    throw new ValidationError([
+      { path: "options", message: `must be an object, got ${describeValue(options)}${hint}` },
+    ]);
+  }
+  const rawServers: unknown = options.servers ?? env.TASKJET_NATS_URL ?? DEFAULT_NATS_URL;
+  if (typeof rawServers !== "string" && !Array.isArray(rawServers)) {
+    throw new ValidationError([
+      { path: "servers", message: `must be a URL or a list of URLs, got ${describeValue(rawServers)}` },
+    ]);
+  }
   const servers = (Array.isArray(rawServers) ? rawServers : rawServers.split(","))
     .map((s) => (typeof s === "string" ? s.trim() : s))
     .filter((s) => s !== "");
@@ -76,7 +87,7 @@ export function resolveClientConfig(options: ClientOptions = {}, env: NodeJS.Pro
   const maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   if (!Number.isInteger(maxPayloadBytes) || maxPayloadBytes <= 0) {
     throw new ValidationError([
-      { path: "maxPayloadBytes", message: `must be a positive integer, got ${maxPayloadBytes}` },
+      { path: "maxPayloadBytes", message: `must be a positive integer, got ${describeValue(maxPayloadBytes)}` },
     ]);
   }
   const access =

@@ -30,6 +30,8 @@ export interface Connection {
   publisher: StreamPublisher;
   /** Largest input or output that fits a message on this server. */
   payloadLimit: number;
+  /** Largest message this server takes (`max_payload`): subject, headers and body. */
+  messageLimit: number;
   /**
    * The credentials may not read streams by request body (`$JS.API.STREAM.MSG.GET`), as under the namespace
    * permissions template: reads then go through subject-scoped direct gets and filtered consumers instead.
@@ -72,7 +74,8 @@ export async function wrapConnection(nc: NatsConnection, maxPayloadBytes: number
   const serverMax = nc.info?.max_payload ?? maxPayloadBytes + ENVELOPE_BYTES;
   const scoped = await readsScoped(nc);
   const publisher = new StreamPublisher(nc, inboxPrefixOf(nc));
-  return { nc, js, jsm, publisher, payloadLimit: Math.min(maxPayloadBytes, serverMax - ENVELOPE_BYTES), scoped };
+  const payloadLimit = Math.min(maxPayloadBytes, serverMax - ENVELOPE_BYTES);
+  return { nc, js, jsm, publisher, payloadLimit, messageLimit: serverMax, scoped };
 }
 
 /** The reply prefix a connection was opened with (nats.js keeps its options on the connection object). */

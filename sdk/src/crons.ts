@@ -5,6 +5,8 @@ import {
   type CronDefinition,
   CronDefinitionSchema,
   checkTaskName,
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  describeValue,
   encodeJsonObject,
   keys,
   parseCron,
@@ -30,6 +32,29 @@ export interface CronOptions {
   priority?: 1 | 2 | 3;
   /** Ticks missed while no engine ran: none fire, or the latest one does. @default "none" */
   catchUp?: "none" | "latest";
+}
+
+const CRON_OPTION_KEYS: readonly string[] = ["timezone", "additionalMetadata", "priority", "catchUp"];
+
+/** `task.cron()`'s options: an object of known keys (a misspelt one would be silently ignored). */
+function checkCronOptions(options: unknown): asserts options is CronOptions {
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new ValidationError([
+      {
+        path: "options",
+        message: `must be an object { timezone?, additionalMetadata?, priority?, catchUp? }, got ${describeValue(options)}`,
+      },
+    ]);
+  }
+  const unknown = Object.keys(options).find((k) => !CRON_OPTION_KEYS.includes(k));
+  if (unknown !== undefined) {
+    throw new ValidationError([
+      {
+        path: `options.${unknown}`,
+        message: `is not a cron option (${CRON_OPTION_KEYS.join(", ")}), got ${describeValue((options as Record<string, unknown>)[unknown])}`,
+      },
+    ]);
+  }
 }
 
 /** What declarations need to make a cron (`task.cron`, `wf.cron`). */
@@ -64,6 +89,7 @@ export class CronsClient implements CronCreator {
     options: CronOptions = {},
   ): Promise<CronDefinition> {
     checkTaskName(taskName, "taskName");
+    checkCronOptions(options);
     parseCron(expression, options.timezone, "expression");
     encodeJsonObject(input, "input", this.conn.payloadLimit);
     const opts = parseWith(RunOptionsSchema.pick({ additionalMetadata: true, priority: true }), {
@@ -99,6 +125,7 @@ export class CronsClient implements CronCreator {
 
   /** One cron, if it exists. */
   async get(name: string): Promise<CronDefinition | undefined> {
+    parseWith(CronDefinitionSchema.shape.name, name, "name");
     const entry = await (await this.bucket()).get(keys.cron(this.ns, name));
     if (entry?.operation !== "PUT" || entry.length === 0) return undefined;
     return CronDefinitionSchema.parse(entry.json());
@@ -164,17 +191,45 @@ function workerCron(taskName: string, spec: CronSpec, now: string): CronDefiniti
   });
 }
 
+/** The fields of a `CronSpec` object, checked as the cron they make will be. */
+const CronSpecSchema = CronDefinitionSchema.pick({ expression: true, timezone: true, input: true, catchUp: true });
+
 /**
- * Checks `onCrons` as a worker registers it: each expression and time zone parses.
- * @throws ValidationError naming `<task>.onCrons[i]` with the parser's message
+ * Checks `onCrons` as a task or workflow declares it, and again as a worker registers it: each entry is a cron
+ * expression or `{ expression, timezone?, input?, catchUp? }` whose expression and time zone parse.
+ * @throws ValidationError naming `<task>.onCrons[i]` (and the field) with the value or the parser's message
  */
-export function checkCronSpecs(taskName: string, specs: readonly CronSpec[] | undefined): void {
+export function checkCronSpecs(
+  taskName: string,
+  specs: readonly CronSpec[] | undefined,
+  maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES,
+): void {
   if (specs === undefined) return;
   if (!Array.isArray(specs)) {
-    throw new ValidationError([{ path: `${taskName}.onCrons`, message: "must be an array of cron expressions" }]);
+    throw new ValidationError([
+      {
+        path: `${taskName}.onCrons`,
+        message: `must be an array of cron expressions or { expression, timezone?, input?, catchUp? }, got ${describeValue(specs)}`,
+      },
+    ]);
   }
   for (const [i, spec] of specs.entries()) {
-    const s = typeof spec === "string" ? { expression: spec } : spec;
-    parseCron(s?.expression, s?.timezone, `${taskName}.onCrons[${i}]`);
+    const path = `${taskName}.onCrons[${i}]`;
+    if (typeof spec === "string") {
+      parseWith(CronSpecSchema, { expression: spec }, path);
+      parseCron(spec, undefined, path);
+      continue;
+    }
+    if (typeof spec !== "object" || spec === null || Array.isArray(spec)) {
+      throw new ValidationError([
+        {
+          path,
+          message: `must be a cron expression or { expression, timezone?, input?, catchUp? }, got ${describeValue(spec)}`,
+        },
+      ]);
+    }
+    if (spec.input !== undefined) encodeJsonObject(spec.input, `${path}.input`, maxPayloadBytes);
+    parseWith(CronSpecSchema, spec, path);
+    parseCron(spec.expression, spec.timezone, path);
   }
 }

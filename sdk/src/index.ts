@@ -24,6 +24,7 @@ export {
   RUN_STATUS_VALUES,
   RunCancelledError,
   type RunEnd,
+  RunIdTakenError,
   RunNotFoundError,
   RunNotScheduledError,
   type RunOptions,

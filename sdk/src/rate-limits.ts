@@ -45,6 +45,7 @@ export class RateLimitsClient {
 
   /** A static limit, if defined. */
   async get(key: string): Promise<RateLimitSpec | undefined> {
+    parseWith(RateLimitDefinitionSchema.shape.key, key, "key");
     const entry = await (await this.bucket()).get(keys.rateLimit(this.ns, key));
     if (entry?.operation !== "PUT" || entry.length === 0) return undefined;
     const { limit, duration } = RateLimitDefinitionSchema.parse(entry.json());

@@ -11,6 +11,7 @@ import {
   keys,
   type Logger,
   makeEvent,
+  parseIsoTime,
   RUN_STATUS_VALUES,
   type RunEnd,
   RunNotFoundError,
@@ -98,7 +99,8 @@ export class RunsClient {
    * @returns the runs cancelled now, and those that had already finished
    */
   async cancel(options: CancelRunsOptions): Promise<{ cancelled: string[]; alreadyFinished: string[] }> {
-    const reason = options.reason ?? "cancelled by request";
+    checkOptions(options);
+    const reason = checkReason(options.reason) ?? "cancelled by request";
     const ids = await this.select(options, [RunStatuses.queued, RunStatuses.running]);
     const cancelled: string[] = [];
     const alreadyFinished: string[] = [];
@@ -117,13 +119,12 @@ export class RunsClient {
   async replay(
     options: ReplayRunsOptions,
   ): Promise<{ replayed: string[]; refused: { runId: string; reason: string }[] }> {
-    const { from, reason } = options;
+    checkOptions(options);
+    const { from } = options;
     if (from !== undefined && (typeof from !== "string" || from.length === 0 || from.length > 128)) {
       throw new ValidationError([{ path: "from", message: `must be a task name, got ${describeValue(from)}` }]);
     }
-    if (reason !== undefined && (typeof reason !== "string" || reason.length === 0 || reason.length > 200)) {
-      throw new ValidationError([{ path: "reason", message: "must be 1 to 200 characters" }]);
-    }
+    const reason = checkReason(options.reason);
     const ids = await this.select(options, [RunStatuses.failed, RunStatuses.cancelled]);
     const replayed: string[] = [];
     const refused: { runId: string; reason: string }[] = [];
@@ -185,7 +186,15 @@ export class RunsClient {
       }
       return options.ids.map((id, i) => checkToken(id, `ids[${i}]`));
     }
-    const f = options.filters ?? {};
+    if (!("filters" in options) || typeof options.filters !== "object" || options.filters === null) {
+      throw new ValidationError([
+        {
+          path: "filters",
+          message: `give ids, or filters ({} for every run), got ${describeValue((options as { filters?: unknown }).filters)}`,
+        },
+      ]);
+    }
+    const f = options.filters;
     const since = f.since === undefined ? undefined : dateOf(f.since, "filters.since");
     const until = f.until === undefined ? undefined : dateOf(f.until, "filters.until");
     const matches = await this.list({
@@ -203,7 +212,8 @@ export class RunsClient {
    * @internal Cancels one run; `false` when it had already finished.
    * @throws RunNotFoundError
    */
-  async cancelOne(runId: string, reason = "cancelled by request"): Promise<boolean> {
+  async cancelOne(runId: string, reason?: string): Promise<boolean> {
+    reason = checkReason(reason) ?? "cancelled by request";
     const state = await this.read(runId, undefined);
     if (!state) throw new RunNotFoundError(runId);
     const event = makeEvent(EventTypes.RunCancelled, { runId, data: { reason } });
@@ -249,10 +259,23 @@ export class RunsClient {
    * its checkpoint folded from the log on top. Reads the whole projection, and the log after the checkpoint.
    */
   async list(options: ListRunsOptions = {}): Promise<RunState[]> {
+    if (typeof options !== "object" || options === null || Array.isArray(options)) {
+      throw new ValidationError([{ path: "options", message: `must be an object, got ${describeValue(options)}` }]);
+    }
     const { statuses, taskName } = options;
     const limit = options.limit ?? 100;
     if (!Number.isInteger(limit) || limit <= 0) {
-      throw new ValidationError([{ path: "limit", message: `must be a positive integer, got ${limit}` }]);
+      throw new ValidationError([
+        { path: "limit", message: `must be a positive integer, got ${describeValue(limit)}` },
+      ]);
+    }
+    if (statuses !== undefined && !Array.isArray(statuses)) {
+      throw new ValidationError([
+        { path: "statuses", message: `must be an array of statuses, got ${describeValue(statuses)}` },
+      ]);
+    }
+    if (taskName !== undefined && (typeof taskName !== "string" || taskName.length === 0)) {
+      throw new ValidationError([{ path: "taskName", message: `must be a task name, got ${describeValue(taskName)}` }]);
     }
     for (const [i, s] of (statuses ?? []).entries()) {
       if (!RUN_STATUS_VALUES.includes(s)) {
@@ -379,13 +402,34 @@ async function inParallel<T>(items: T[], width: number, work: (item: T) => Promi
 }
 
 function dateOf(value: Date | string, field: string): string {
-  const d = value instanceof Date ? value : new Date(value);
-  if (Number.isNaN(d.getTime())) {
-    throw new ValidationError([{ path: field, message: `must be a date, got ${describeValue(value)}` }]);
+  const d = value instanceof Date ? value : typeof value === "string" ? parseIsoTime(value) : undefined;
+  if (d === undefined || Number.isNaN(d.getTime())) {
+    throw new ValidationError([
+      { path: field, message: `must be a Date or an ISO date-time, got ${describeValue(value)}` },
+    ]);
   }
   return d.toISOString();
 }
 
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** A cancellation's or replay's reason, as the engine records it: 1 to 200 characters. */
+function checkReason(reason: unknown): string | undefined {
+  if (reason === undefined) return undefined;
+  if (typeof reason !== "string" || reason.length === 0 || reason.length > 200) {
+    throw new ValidationError([
+      { path: "reason", message: `must be a string of 1 to 200 characters, got ${describeValue(reason)}` },
+    ]);
+  }
+  return reason;
+}
+
+function checkOptions(options: unknown): void {
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new ValidationError([
+      { path: "options", message: `must be an object ({ ids } or { filters }), got ${describeValue(options)}` },
+    ]);
+  }
 }

@@ -1,4 +1,4 @@
-import { describeValue, ValidationError } from "@taskjet/schemas";
+import { describeValue, parseIsoTime, ValidationError } from "@taskjet/schemas";
 
 /** How far ahead a run may be scheduled: within the history stream's default retention, so its events outlive it. */
 const MAX_SCHEDULE_AHEAD_MS = 30 * 24 * 3600 * 1000;
@@ -8,8 +8,8 @@ const MAX_SCHEDULE_AHEAD_MS = 30 * 24 * 3600 * 1000;
  * @throws ValidationError naming `field` for an invalid date or one too far ahead
  */
 export function scheduleTime(at: Date | string, field: string): string {
-  const date = at instanceof Date ? at : typeof at === "string" ? new Date(at) : new Date(Number.NaN);
-  if (Number.isNaN(date.getTime())) {
+  const date = at instanceof Date ? at : typeof at === "string" ? parseIsoTime(at) : undefined;
+  if (date === undefined || Number.isNaN(date.getTime())) {
     throw new ValidationError([
       { path: field, message: `must be a Date or an ISO date-time, got ${describeValue(at)}` },
     ]);

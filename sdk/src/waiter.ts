@@ -110,15 +110,22 @@ export class RunWaiter {
    * Reads the run (the caller's `read`: projection plus log tail), for a run that may have ended before the
    * subscription existed, e.g. created elsewhere, or after a reconnect (plain messages may have been lost).
    */
-  async catchUp(read: () => Promise<RunState | undefined>): Promise<void> {
-    if (this.settled) return;
+  /** @returns whether the run exists (or this waiter has already settled) */
+  async catchUp(read: () => Promise<RunState | undefined>): Promise<boolean> {
+    if (this.settled) return true;
     const state = await read();
     if (state) this.adopt(state);
+    return state !== undefined;
   }
 
   /** Read at `now`: the next read after as long again as it has waited (at most `RECHECK_MAX_MS` later). */
   rechecked(now: number): void {
     this.recheckAt = now + Math.min(RECHECK_MAX_MS, now - this.since);
+  }
+
+  /** Stops listening, its caller having failed before waiting (`done` never settles). */
+  abandon(): void {
+    if (!this.settled) this.finish();
   }
 
   fail(err: unknown): void {

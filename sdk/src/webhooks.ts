@@ -84,6 +84,7 @@ export class WebhooksClient {
   }
 
   async get(name: string): Promise<WebhookInfo | undefined> {
+    parseWith(WebhookDefinitionSchema.shape.name, name, "name");
     const entry = await (await this.bucket()).get(keys.webhook(this.ns, name));
     if (entry?.operation !== "PUT" || entry.length === 0) return undefined;
     return this.info(WebhookDefinitionSchema.parse(entry.json()));

@@ -2,6 +2,7 @@ import {
   type CronDefinition,
   checkTaskName,
   type Duration,
+  describeValue,
   type RunOptions,
   type StickyMode,
   type TaskSpec,
@@ -31,9 +32,9 @@ export interface WorkflowOptions {
   taskDefaults?: TaskDefaults;
   /**
    * Concurrency over the workflow's tasks: a rule shared by all of them (one group per key), so at most `maxRuns` of
-   * its tasks run at once per key; for a chain of tasks that is `maxRuns` runs.
+   * its tasks run at once per key; for a chain of tasks that is `maxRuns` runs. Several rules: an array, as for tasks.
    */
-  concurrency?: ConcurrencyOption;
+  concurrency?: ConcurrencyOption | ConcurrencyOption[];
   /** Pushed events that start a run of the workflow (keys, `*` patterns, or `{ key, filter }`), as for tasks. */
   onEvents?: (string | { key: string; filter?: string })[];
   /** Cron schedules that start runs of the workflow, registered with the worker, as for tasks. */
@@ -64,6 +65,9 @@ export interface WorkflowTask {
 export interface WorkflowHost {
   // biome-ignore lint/suspicious/noExplicitAny: as above
   task(options: TaskOptions<any, any>): TaskDeclaration<any, any>;
+  /** Checks options as `tj.task` does (all but name and fn), naming fields under `prefix` and crons under `owner`. */
+  // biome-ignore lint/suspicious/noExplicitAny: as above
+  checkOptions(options: Partial<TaskOptions<any, any>>, owner: string, prefix?: string): void;
   readonly crons: CronCreator;
   runWorkflow<O>(
     workflow: WorkflowDeclaration,
@@ -92,6 +96,20 @@ export class WorkflowDeclaration<I extends JsonObject = JsonObject> {
     readonly options: WorkflowOptions,
   ) {
     this.name = checkTaskName(options?.name, "name");
+    // Every option now, with the rules `tj.task` has for the same option: not at each run, nor when registered.
+    const { taskDefaults, defaultPriority, sticky, concurrency, onEvents, onCrons } = options;
+    if (taskDefaults !== undefined) {
+      if (typeof taskDefaults !== "object" || taskDefaults === null || Array.isArray(taskDefaults)) {
+        throw new ValidationError([
+          {
+            path: "taskDefaults",
+            message: `must be an object of task options (retries, backoff, executionTimeout, scheduleTimeout), got ${describeValue(taskDefaults)}`,
+          },
+        ]);
+      }
+      host.checkOptions(taskDefaults, "taskDefaults", "taskDefaults");
+    }
+    host.checkOptions({ defaultPriority, sticky, concurrency, onEvents, onCrons }, this.name);
   }
 
   /**
@@ -179,6 +197,14 @@ export class WorkflowDeclaration<I extends JsonObject = JsonObject> {
     if (role && this.tasks.some((t) => t.role === role)) {
       throw new ValidationError([{ path: "name", message: `workflow ${this.name} already has an ${role} handler` }]);
     }
+    if (options.parents !== undefined && !Array.isArray(options.parents)) {
+      throw new ValidationError([
+        {
+          path: "parents",
+          message: `must be an array of tasks of workflow ${this.name} (or their names), got ${describeValue(options.parents)}`,
+        },
+      ]);
+    }
     const parents = (options.parents ?? []).map((p, i) => {
       const name = typeof p === "string" ? p : p?.ref;
       const parent = this.tasks.find((t) => t.ref === name && (typeof p === "string" || t === p));
@@ -197,14 +223,17 @@ export class WorkflowDeclaration<I extends JsonObject = JsonObject> {
     }
     const { parents: _p, name: _n, ...rest } = options;
     const defaults = this.options.taskDefaults ?? {};
+    const { concurrency } = this.options;
+    // Each rule shared by the workflow's tasks: one key per rule (the first `<workflow>.workflow`) unless it names one.
+    const rules = (concurrency === undefined ? [] : Array.isArray(concurrency) ? concurrency : [concurrency]).map(
+      (rule, i) => ({ ...rule, key: rule.key ?? `${this.name}.workflow${i === 0 ? "" : `-${i}`}` }),
+    );
     const declaration = this.host.task({
       ...defaults,
       ...rest,
       name: `${this.name}.${ref}`,
       ...(this.options.sticky ? { sticky: this.options.sticky } : {}),
-      ...(this.options.concurrency
-        ? { concurrency: { ...this.options.concurrency, key: this.options.concurrency.key ?? `${this.name}.workflow` } }
-        : {}),
+      ...(rules.length ? { concurrency: rules } : {}),
     } as TaskOptions<JsonObject, JsonObject>);
     const task: WorkflowTask = { ref, parents, role, declaration };
     this.tasks.push(task);

@@ -45,6 +45,30 @@ describe("cancellation", () => {
     await engine.stop();
   });
 
+  it("cancel - a reason the engine would refuse is refused before anything is written, and the run goes on", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const ref = await tj.runNoWait("later", {});
+    for (const reason of ["x".repeat(201), "", 42, { why: 1 }]) {
+      const err = await ref.cancel(reason as never).catch((e: unknown) => e);
+      expect(err, String(reason)).toBeInstanceOf(ValidationError);
+      expect((err as ValidationError).field).toBe("reason");
+      await expect(tj.runs.cancel({ ids: [ref.runId], reason: reason as never })).rejects.toThrow(/reason: must be/);
+    }
+    // Neither ids nor filters: refused, not read as "every unfinished run".
+    await expect(tj.runs.cancel({} as never)).rejects.toThrow(/filters: give ids, or filters/);
+    await expect(tj.runs.cancel(undefined as never)).rejects.toThrow(/options: must be an object/);
+    await expect(tj.runs.replay(undefined as never)).rejects.toThrow(/options: must be an object/);
+    expect(await historyTypes(tj, ref.runId)).toEqual(["RunCreated"]);
+    const later = tj.task({ name: "later", fn: async () => ({ ran: true }) });
+    const worker = await tj.worker("w", { workflows: [later] });
+    await worker.start();
+    expect(await ref.result()).toEqual({ ran: true });
+    await tj.close();
+    await engine.stop();
+  });
+
   it("cancel - a running task's signal aborts and ctx.cancelled turns true; its late result is ReportIgnored", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });

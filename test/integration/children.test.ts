@@ -1,4 +1,4 @@
-import { RunCancelledError, RunStatuses } from "@taskjet/sdk";
+import { RunCancelledError, RunStatuses, ValidationError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import { sleep } from "../harness/concurrency-probe.js";
 import { eventually, historyTypes, startNamespace, useNatsServer } from "../harness/fixtures.js";
@@ -66,6 +66,44 @@ describe("child runs", () => {
     expect(history.filter((t) => t === "ChildrenSpawned")).toHaveLength(4); // each attempt records its two
     const state = await tj.runs.get(ref.runId);
     expect(state.children?.map((c) => c.key)).toEqual(["#0", "second"]);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("child keys - a key that is not a string is refused in the task, never two children made one", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const square = tj.task({ name: "square", fn: async (input: { i: number }) => ({ sq: input.i * input.i }) });
+    const keys = tj.task({
+      name: "keys",
+      fn: async (_input, ctx) => {
+        const refused: string[] = [];
+        for (const key of [{ a: 1 }, 7, "k".repeat(257)]) {
+          const err = await ctx.runChild(square, { i: 2 }, { key: key as never }).catch((e: unknown) => e);
+          if (err instanceof ValidationError) refused.push(err.message);
+        }
+        const bulk = await ctx
+          .bulkRunChildren([
+            { task: square, input: { i: 1 }, key: "one" },
+            { task: square, input: { i: 3 }, key: { b: 2 } as never },
+          ])
+          .catch((e: unknown) => e);
+        const a = await ctx.runChild<{ sq: number }>(square, { i: 2 }, { key: "a" });
+        const b = await ctx.runChild<{ sq: number }>(square, { i: 3 }, { key: "b" });
+        return { refused, bulk: (bulk as Error).message, a: a.sq, b: b.sq };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [square, keys] });
+    await worker.start();
+    const out = (await keys.run({})) as { refused: string[]; bulk: string; a: number; b: number };
+    expect(out.refused).toEqual([
+      'options.key: must be a string of at most 256 characters, got {"a":1}',
+      "options.key: must be a string of at most 256 characters, got 7",
+      expect.stringMatching(/^options\.key: must be a string of at most 256 characters, got "k+\.\.\."$/),
+    ]);
+    expect(out.bulk).toBe('children[1].key: must be a string of at most 256 characters, got {"b":2}');
+    expect([out.a, out.b]).toEqual([4, 9]);
+    const { children } = await tj.runs.get((await tj.runs.list({ taskName: "keys" }))[0]?.runId as string);
+    expect(children?.map((c) => c.key)).toEqual(["a", "b"]); // the refused ones made nothing
     await tj.close();
     await engine.stop();
   });

@@ -295,6 +295,74 @@ describe("cli", () => {
     expect(help.stdout).toContain("trigger");
   });
 
+  it("time flags - --at/--since/--until take ISO 8601 date-times only: legacy Date forms (12, -1, 1.5, 5) exit 2 naming the flag, nothing done", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    try {
+      const queued = await tj.runNoWait("nobody-runs-this", {}); // QUEUED: no worker has it
+      for (const [args, message] of [
+        [["runs", "state", queued.runId, "--at", "-1"], "--at must be a sequence number or an ISO date-time"],
+        [["runs", "state", queued.runId, "--at", "1.5"], "--at must be a sequence number or an ISO date-time"],
+        [["trigger", "echo", "--at", "12"], "--at must be an ISO date-time"],
+        [["trigger", "echo", "--at", "2026-02-31T09:00:00Z"], "--at must be an ISO date-time"],
+        [["scheduled", "update", queued.runId, "--at", "12"], "--at must be an ISO date-time"],
+        [["runs", "cancel", "--filter", "--since", "5"], "--since must be an ISO date-time or a duration ago"],
+        [["runs", "cancel", "--filter", "--until", "1.5"], "--until must be an ISO date-time or a duration ago"],
+        [["runs", "replay", "--filter", "--since", "-1"], "--since must be an ISO date-time or a duration ago"],
+      ] as const) {
+        const res = await taskjet([...args, ...at(namespace)]);
+        const value = args[args.length - 1] as string;
+        expect(res.code, args.join(" ")).toBe(2);
+        expect(res.stdout).toBe("");
+        expect(res.stderr).toContain(`${message}`);
+        expect(res.stderr).toContain(`got "${value}"`);
+      }
+      // Nothing was done: the queued run is still queued (not cancelled "since 2001"), no echo run was created.
+      expect((await tj.runs.list()).map((r) => [r.runId, r.status])).toEqual([[queued.runId, "QUEUED"]]);
+      // ISO forms still work: a date, a date-time with an offset, a duration ago.
+      const since = await taskjet([
+        "runs",
+        "cancel",
+        "--filter",
+        "--since",
+        "2000-01-01",
+        "--until",
+        "1d",
+        ...at(namespace),
+      ]);
+      expect(since.code).toBe(0);
+      expect(await queued.status()).toBe("QUEUED"); // created after --until
+      const state = await taskjet([
+        "runs",
+        "state",
+        queued.runId,
+        "--at",
+        "2999-01-01T00:00:00+01:00",
+        ...at(namespace),
+      ]);
+      expect(state.code).toBe(0);
+      expect(state.stdout).toMatch(/Status\s+QUEUED/);
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
+  it("events push - a --payload that is no JSON object exits 2 naming --payload (not --input) and the value", async () => {
+    for (const payload of ["[1]", "not json", "null"]) {
+      const res = await taskjet(["events", "push", "k", "--payload", payload, ...at("unused")]);
+      expect(res.code, payload).toBe(2);
+      expect(res.stderr).toContain(`--payload <json>' argument '${payload}' is invalid`);
+      expect(res.stderr).toContain("must be a JSON object");
+      expect(res.stderr).not.toContain("--input");
+    }
+    const input = await taskjet(["trigger", "hello", "--input", "[1]", ...at("unused")]);
+    expect(input.code).toBe(2);
+    expect(input.stderr).toContain("--input <json>' argument '[1]' is invalid");
+    expect(input.stderr).not.toContain("--payload");
+  });
+
   it("runs get - an unknown id exits 1 with not found", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });

@@ -1,6 +1,6 @@
 import { connect } from "@nats-io/transport-node";
 import { subjects } from "@taskjet/schemas";
-import { type RunEnd, RunStatuses, TaskRunError } from "@taskjet/sdk";
+import { PayloadTooLargeError, type RunEnd, RunIdTakenError, RunStatuses, TaskRunError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
 import { startNatsServer } from "../harness/nats-server.js";
@@ -26,6 +26,42 @@ describe("run", () => {
     expect(state.output).toEqual(out);
     await tj.close();
     await engine.stop();
+  });
+
+  it("run - a given runId: a retried trigger of the same task is that run; another task's run is RunIdTakenError", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const echo = tj.task({ name: "echo", fn: async (input: { n: number }) => ({ n: input.n }) });
+    const other = tj.task({ name: "other", fn: async () => ({ other: true }) });
+    await (await tj.worker("w", { workflows: [echo, other] })).start();
+    expect(await echo.run({ n: 1 }, { runId: "given1" })).toEqual({ n: 1 });
+    expect(await echo.run({ n: 2 }, { runId: "given1" })).toEqual({ n: 1 }); // the same run, not a second one
+    expect((await echo.runNoWait({ n: 3 }, { runId: "given1" })).runId).toBe("given1");
+    for (const trigger of [() => other.run({}, { runId: "given1" }), () => other.runNoWait({}, { runId: "given1" })]) {
+      const err = await trigger().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RunIdTakenError);
+      expect(err).toMatchObject({ code: "RUN_ID_TAKEN", runId: "given1", existingTask: "echo" });
+    }
+    const [many] = await other.runMany([{ input: {}, options: { runId: "given1" } }], { returnExceptions: true });
+    expect(many).toBeInstanceOf(RunIdTakenError);
+    expect((await tj.runs.list()).map((r) => r.runId)).toEqual(["given1"]);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("run - an input under the limit whose RunCreated is over the server's max_payload (large metadata) is PayloadTooLargeError", async () => {
+    const server = await startNatsServer({ maxPayload: "1MB" }); // the default, where the harness raises it
+    const tj = await connectClient(server.url, { namespace: uniqueNamespace() });
+    const meta = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`, "m".repeat(1024)]));
+    const input = { blob: "x".repeat(tj.connection.payloadLimit - 20) };
+    const big = await tj.runNoWait("t", input, { additionalMetadata: meta }).catch((e: unknown) => e);
+    expect(big).toBeInstanceOf(PayloadTooLargeError);
+    expect((big as PayloadTooLargeError).message).toMatch(/^the RunCreated event is \d+ bytes as JSON, over the limit/);
+    // Waiting for it too: refused, and the waiter it listened with is dropped (no rejection left unhandled).
+    await expect(tj.run("t", input, { additionalMetadata: meta })).rejects.toThrow(PayloadTooLargeError);
+    await tj.close();
+    await server.stop();
   });
 
   it("run - a throwing task ends FAILED with its message and stack", async () => {

@@ -9,6 +9,7 @@ import {
   RunNotFoundError,
   RunRejectedError,
   Taskjet,
+  TaskjetError,
   ValidationError,
 } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
@@ -305,12 +306,41 @@ describe("skeleton", () => {
     await expect(tj.worker("w", { workflows: [] })).rejects.toThrow(ValidationError);
     // Options given where the name goes: the value (a task holding its client, so circular) is described, not a
     // TypeError from rendering it.
-    await expect(tj.worker({ workflows: [t] } as never)).rejects.toThrow(
+    await expect(tj.worker({ workflows: [t] } as never, undefined as never)).rejects.toThrow(
       /name: must be a non-empty string.*\[object Object\]/,
     );
     await expect(tj.worker("w", { workflows: [t], slots: 10n as never })).rejects.toThrow(
       /slots: must be an integer .*, got 10n/,
     );
+    // Shapes a caller gets wrong, each named; none reaches NATS as a malformed request.
+    await expect(Taskjet.connect(nats.url as never)).rejects.toThrow(/options: must be an object.*\{ servers:/);
+    await expect(Taskjet.connect({ servers: 5 as never })).rejects.toThrow(/servers: must be a URL or a list/);
+    await expect(tj.runs.list(null as never)).rejects.toThrow(/options: must be an object, got null/);
+    await expect(tj.runs.list({ statuses: "FAILED" as never })).rejects.toThrow(/statuses: must be an array/);
+    await expect(tj.runs.list({ taskName: 5 as never })).rejects.toThrow(/taskName: must be a task name, got 5/);
+    expect(() => tj.ref("a b")).toThrow(ValidationError);
+    await expect(tj.webhooks.get("a b")).rejects.toThrow(ValidationError);
+    await expect(tj.ratelimits.get("a b")).rejects.toThrow(ValidationError);
+    await expect(tj.crons.get("a b")).rejects.toThrow(ValidationError);
+    await expect(tj.crons.delete("a b")).rejects.toThrow(ValidationError);
+    await expect(tj.webhooks.delete("a b")).rejects.toThrow(ValidationError);
+    // Task options: a typo is named, not dropped; idempotency is an object.
+    expect(() => tj.task({ name: "typo", retrys: 3, fn: async () => ({}) } as never)).toThrow(
+      /retrys: is not a task option/,
+    );
+    expect(() => tj.task({ name: "idem", idempotency: "input.x" as never, fn: async () => ({}) })).toThrow(
+      /idempotency: must be \{ ttl\?, expression\? \}, got "input.x"/,
+    );
+    await expect(tj.events.push("k", {}, { metadata: { a: "b" } } as never)).rejects.toThrow(
+      /metadata: is not an option of a pushed event/,
+    );
+    // Times are ISO date-times: `new Date("12")` would read 2001-12-01, and the run would start at once.
+    await expect(t.schedule("12", {})).rejects.toThrow(/at: must be a Date or an ISO date-time, got "12"/);
+    await expect(tj.runs.cancel({ filters: { since: "5" } })).rejects.toThrow(
+      /filters\.since: must be a Date or an ISO/,
+    );
+    // A run nobody created: no run to wait for.
+    await expect(tj.ref("nosuchrun").result()).rejects.toThrow(RunNotFoundError);
     await expect(tj.runs.get("no.such")).rejects.toThrow(ValidationError);
     await expect(tj.runs.get("nosuchrun")).rejects.toThrow(RunNotFoundError);
     await expect(tj.runs.list({ statuses: ["DONE" as never] })).rejects.toThrow(/statuses\[0\]: must be one of/);
@@ -339,6 +369,34 @@ describe("skeleton", () => {
     await nc.close();
     await tj.close();
     await engine.stop();
+  });
+
+  it("closed client - every call after close() is refused with ClosedError, code CLOSED", async () => {
+    const namespace = uniqueNamespace();
+    const tj = await connectClient(nats.url, { namespace });
+    const t = tj.task({ name: "t", fn: async () => ({}) });
+    await tj.close();
+    await tj.close(); // twice is fine
+    const calls: [string, () => unknown][] = [
+      ["run", () => t.run({})],
+      ["runNoWait", () => tj.runNoWait("t", {})],
+      ["worker", () => tj.worker("w", { workflows: [t] })],
+      ["runs.list", () => tj.runs.list()],
+      ["runs.get", () => tj.runs.get("r1")],
+      ["runs.cancel", () => tj.runs.cancel({ ids: ["r1"] })],
+      ["events.push", () => tj.events.push("k", {})],
+      ["crons.list", () => tj.crons.list()],
+      ["scheduled.list", () => tj.scheduled.list()],
+      ["logs.list", () => tj.logs.list("r1")],
+      ["webhooks.list", () => tj.webhooks.list()],
+      ["ratelimits.list", () => tj.ratelimits.list()],
+      ["workers.list", () => tj.workers.list()],
+    ];
+    for (const [what, call] of calls) {
+      const err = await (async () => call())().catch((e: unknown) => e);
+      expect(err, what).toBeInstanceOf(TaskjetError);
+      expect((err as TaskjetError).code, what).toBe("CLOSED");
+    }
   });
 
   it("bad input - output that is not a JSON object fails the task with a clear error", async () => {

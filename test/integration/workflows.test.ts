@@ -262,4 +262,87 @@ describe("workflows", () => {
     await tj.close();
     await engine.stop();
   });
+
+  it("options - each workflow option is refused when declared, with tj.task's rule and message for it; parents must be an array of its tasks", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const thrown = (declare: () => unknown): unknown => {
+      try {
+        declare();
+      } catch (err) {
+        return err;
+      }
+      return "accepted";
+    };
+    const fn = async () => ({});
+    for (const [option, value, message] of [
+      ["defaultPriority", 7, /^defaultPriority: must be 1, 2 or 3, got 7$/],
+      ["sticky", "ALWAYS", /^sticky: .*got "ALWAYS"$/],
+      ["concurrency", "input.x", /^concurrency\[0\]: .*got "input\.x"$/],
+      ["concurrency", { expression: "input.x", maxRuns: 0 }, /^concurrency\[0\]\.maxRuns: .*got 0$/],
+      ["concurrency", { expression: "input.x", limit: 2 }, /^concurrency\[0\]: .*"limit"/],
+      ["onEvents", "user:created", /^onEvents: .*got "user:created"$/],
+      ["onCrons", [{ expression: "* * * * *", catchUp: "all" }], /^p\.onCrons\[0\]\.catchUp: .*got "all"$/],
+    ] as const) {
+      const asTask = thrown(() => tj.task({ name: "p", fn, [option]: value } as never));
+      const asWorkflow = thrown(() => tj.workflow({ name: "p", [option]: value } as never));
+      expect(asWorkflow, `workflow ${option}: ${JSON.stringify(value)}`).toBeInstanceOf(ValidationError);
+      expect((asWorkflow as ValidationError).code).toBe("INVALID_ARGUMENT");
+      expect((asWorkflow as Error).message).toMatch(message);
+      expect((asWorkflow as Error).message).toBe((asTask as Error).message);
+    }
+    for (const [taskDefaults, message] of [
+      ["retry twice", /^taskDefaults: must be an object of task options .*got "retry twice"$/],
+      [{ retries: -1 }, /^taskDefaults\.retries: .*got -1$/],
+      [{ backoff: { factor: 0, maxSeconds: 10 } }, /^taskDefaults\.backoff\.factor: .*got 0$/],
+      [{ executionTimeout: "soon" }, /^taskDefaults\.executionTimeout: .*"soon"/],
+      [{ scheduleTimeout: -5 }, /^taskDefaults\.scheduleTimeout: .*-5/],
+    ] as const) {
+      const err = thrown(() => tj.workflow({ name: "d", taskDefaults } as never));
+      expect(err, JSON.stringify(taskDefaults)).toBeInstanceOf(ValidationError);
+      expect((err as Error).message).toMatch(message);
+    }
+
+    const wf = tj.workflow({ name: "bad" });
+    const a = wf.task({ name: "a", fn });
+    for (const parents of ["a", a, { 0: a }, 1]) {
+      const err = thrown(() => wf.task({ name: "b", parents: parents as never, fn }));
+      expect(err, String(parents)).toBeInstanceOf(ValidationError);
+      expect((err as ValidationError).field).toBe("parents");
+      expect((err as Error).message).toMatch(
+        /^parents: must be an array of tasks of workflow bad \(or their names\), got /,
+      );
+    }
+    expect((thrown(() => wf.task({ name: "b", parents: "a" as never, fn })) as Error).message).toMatch(/got "a"$/);
+    // Refused, so not declared: the name is free for a correct declaration.
+    wf.task({ name: "b", parents: ["a"], fn });
+
+    // Good options are kept: a priority, several concurrency rules (each its own key), defaults for every task.
+    const ok = tj.workflow<{ k: string }>({
+      name: "ok",
+      defaultPriority: 3,
+      sticky: "SOFT",
+      concurrency: [
+        { expression: "input.k", maxRuns: 1 },
+        { expression: "'global'", maxRuns: 2 },
+      ],
+      taskDefaults: { retries: 1, executionTimeout: "5s" },
+    });
+    let failures = 0;
+    const first = ok.task({
+      name: "first",
+      fn: async (input: { k: string }) => {
+        if (failures++ === 0) throw new Error("once");
+        return { k: input.k };
+      },
+    });
+    ok.task({ name: "second", parents: [first], fn: async (_i, ctx) => ({ got: ctx.parentOutput(first).k }) });
+    expect(first.declaration.flow.concurrency?.map((r) => r.key)).toEqual(["ok.workflow", "ok.workflow-1"]);
+    const worker = await tj.worker("w", { workflows: [ok] });
+    await worker.start();
+    const ref = await ok.runNoWait({ k: "x" });
+    expect(await ref.result()).toEqual({ first: { k: "x" }, second: { got: "x" } });
+    expect((await tj.runs.get(ref.runId)).priority).toBe(3);
+    await tj.close();
+    await engine.stop();
+  });
 });

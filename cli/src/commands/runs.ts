@@ -1,4 +1,4 @@
-import { expandEvent, HISTORY_WARN_EVENTS } from "@taskjet/schemas";
+import { expandEvent, HISTORY_WARN_EVENTS, parseIsoTime } from "@taskjet/schemas";
 import type { HistoryEntry, RunFilters, RunState, RunStatus, TaskjetEvent } from "@taskjet/sdk";
 import { SingleBar } from "cli-progress";
 import { Argument, type Command, InvalidArgumentError } from "commander";
@@ -469,9 +469,11 @@ class Timeline {
 /** `--at`: digits are a sequence, anything else an ISO time. */
 function parseAt(value: string): { seq: number } | { time: Date } {
   if (/^\d+$/.test(value)) return { seq: Number(value) };
-  const time = new Date(value);
-  if (Number.isNaN(time.getTime())) {
-    throw new InvalidArgumentError(`--at must be a sequence number or an ISO date-time, got "${value}"`);
+  const time = parseIsoTime(value);
+  if (time === undefined) {
+    throw new InvalidArgumentError(
+      `--at must be a sequence number or an ISO date-time such as 2026-11-28T10:00:00Z, got "${value}"`,
+    );
   }
   return { time };
 }

@@ -1,3 +1,4 @@
+import { parseIsoTime } from "@taskjet/schemas";
 import { Argument, type Command, InvalidArgumentError } from "commander";
 import type { ConnectionFlags } from "../config.js";
 import { ExitCodes } from "../errors.js";
@@ -8,8 +9,8 @@ import { type CliContext, connectionOptions, withClient } from "./common.js";
 /** `--at`: an ISO date-time, checked before connecting. */
 export function parseTime(flag: string): (value: string) => Date {
   return (value) => {
-    const date = new Date(value);
-    if (Number.isNaN(date.getTime())) {
+    const date = parseIsoTime(value);
+    if (date === undefined) {
       throw new InvalidArgumentError(`${flag} must be an ISO date-time such as 2026-12-01T09:00:00Z, got "${value}"`);
     }
     return date;

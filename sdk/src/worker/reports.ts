@@ -1,23 +1,30 @@
+import { JetStreamApiError } from "@nats-io/jetstream/internal";
+import { InvalidArgumentError } from "@nats-io/transport-node";
 import {
   AppendConflictError,
   type Assignment,
+  describeValue,
+  ErrorCodes,
   EventTypes,
   encodeJsonObject,
   isNonRetryable,
   isRateLimited,
   makeEvent,
   parseDuration,
+  RECORDED_TEXT_MAX,
   type RunState,
   RunStatuses,
   Streams,
   subjects,
   type TaskCompleted,
   type TaskFailed,
+  TaskjetError,
   type TaskjetEventInput,
   type TaskRateLimited,
   type TaskRunState,
   type TaskStarted,
   toRecordedError,
+  truncateText,
 } from "@taskjet/schemas";
 import { appendEvent } from "../append.js";
 import type { Connection } from "../connection.js";
@@ -187,14 +194,24 @@ export async function reportResult(
   payloadLimit: number,
   started?: StartFacts & { at: string },
 ): Promise<boolean> {
-  const event = resultEvent(r, a, result, payloadLimit);
+  let event = outcomeEvent(r, a, result, payloadLimit);
   // Not recorded yet: the result carries the start and finds the attempt still waiting to start (or started by us,
   // when a start whose ack was lost was stored after all: the carried start then changes nothing).
   if (started) event.data.started = started;
   const current = started
     ? (t: TaskRunState | undefined) => waitingToStart(t, a) || isOurs(t, a, r)
     : (t?: TaskRunState) => isOurs(t, a, r);
-  const outcome = await appendWhileCurrent(r, a, event, lastSeq, current);
+  let outcome: Awaited<ReturnType<typeof appendWhileCurrent>>;
+  try {
+    outcome = await appendWhileCurrent(r, a, event, lastSeq, current);
+  } catch (err) {
+    if (!refusedForGood(err)) throw err;
+    // The same event would be refused again, and an attempt without an outcome leaves its run waiting for good (it
+    // never started on record, so nothing times it out): record that it failed, and why, so retries apply.
+    event = refusedOutcome(r, a, event, err);
+    if (started) event.data.started = started;
+    outcome = await appendWhileCurrent(r, a, event, lastSeq, current);
+  }
   if (!("stale" in outcome)) return true;
   const report =
     event.type === EventTypes.TaskCompleted
@@ -205,6 +222,76 @@ export async function reportResult(
   const { task, state } = outcome.stale;
   await recordIgnored(r, a, report, task, state);
   return false;
+}
+
+/** JetStream's "message size exceeds maximum allowed" (the stream's `max_msg_size`). */
+const MESSAGE_TOO_LARGE = 10054;
+
+/**
+ * Whether an append failed for a reason that sending the same event again cannot fix: the event is over the
+ * connection's `max_payload` or the stream's message size, or the engine would refuse it.
+ */
+function refusedForGood(err: unknown): boolean {
+  return (
+    err instanceof InvalidArgumentError ||
+    (err instanceof JetStreamApiError && err.code === MESSAGE_TOO_LARGE) ||
+    (err instanceof TaskjetError &&
+      (err.code === ErrorCodes.invalidArgument || err.code === ErrorCodes.payloadTooLarge))
+  );
+}
+
+/** What a worker records in place of an outcome that could not be appended: a small `TaskFailed` saying why. */
+function refusedOutcome(
+  r: Reporter,
+  a: Assignment,
+  refused: TaskCompleted | TaskFailed | TaskRateLimited,
+  why: unknown,
+): TaskFailed {
+  const own = refused.type === EventTypes.TaskFailed ? refused.data.error : undefined;
+  const reason = toRecordedError(why, 1000);
+  return makeEvent(EventTypes.TaskFailed, {
+    runId: a.runId,
+    taskRunId: a.taskRunId,
+    data: {
+      attempt: a.attempt,
+      workerId: r.workerId,
+      error: {
+        name: "OutcomeRefusedError",
+        message:
+          `the attempt's ${refused.type} could not be recorded (${reason.name}: ${reason.message})` +
+          (own ? `; the task failed with ${truncateText(own.name, 256)}: ${truncateText(own.message, 1000)}` : ""),
+      },
+    },
+  }) as TaskFailed;
+}
+
+/**
+ * The event recording an attempt's result. Never throws: whatever the task returned or threw (a Proxy whose traps
+ * throw, an error with odd fields), the attempt ends with an outcome, at worst a `TaskFailed` saying what went wrong.
+ */
+function outcomeEvent(
+  r: Reporter,
+  a: Assignment,
+  result: { ok: true; output: unknown } | { ok: false; error: unknown },
+  payloadLimit: number,
+): TaskCompleted | TaskFailed | TaskRateLimited {
+  try {
+    return resultEvent(r, a, result, payloadLimit);
+  } catch (err) {
+    return makeEvent(EventTypes.TaskFailed, {
+      runId: a.runId,
+      taskRunId: a.taskRunId,
+      data: { attempt: a.attempt, workerId: r.workerId, error: toRecordedError(err, recordedTextMax(payloadLimit)) },
+    }) as TaskFailed;
+  }
+}
+
+/**
+ * How many characters of an error's message and stack a result records: at most 6 bytes each as JSON, the error's
+ * fields then take under 3/4 of the payload limit (`RECORDED_TEXT_MAX`, 16 Ki characters, under the default limits).
+ */
+function recordedTextMax(payloadLimit: number): number {
+  return Math.max(256, Math.min(RECORDED_TEXT_MAX, Math.floor(payloadLimit / 16)));
 }
 
 function resultEvent(
@@ -223,6 +310,9 @@ function resultEvent(
           ? retryAfter.getTime()
           : Date.now() + parseDuration(retryAfter, "retryAfter", { allowZero: true });
       if (Number.isNaN(until)) throw new TypeError(`retryAfter: must be a valid date, got ${String(retryAfter)}`);
+      if (key !== undefined && (typeof key !== "string" || key.length > 256)) {
+        throw new TypeError(`key: must be a string of at most 256 characters, got ${describeValue(key)}`);
+      }
     } catch (err) {
       return resultEvent(r, a, { ok: false, error: err }, payloadLimit);
     }
@@ -232,7 +322,8 @@ function resultEvent(
         attempt: a.attempt,
         workerId: r.workerId,
         until: new Date(until).toISOString(),
-        message,
+        // The event holds 1,000 characters of it (the note of a cut included).
+        ...(message === undefined ? {} : { message: truncateText(String(message), 950) }),
         ...(key ? { keys: [key] } : {}),
       },
     }) as TaskRateLimited;
@@ -254,7 +345,7 @@ function resultEvent(
     data: {
       attempt: a.attempt,
       workerId: r.workerId,
-      error: toRecordedError(result.error),
+      error: toRecordedError(result.error, recordedTextMax(payloadLimit)),
       ...(isNonRetryable(result.error) ? { nonRetryable: true } : {}),
     },
   }) as TaskFailed;

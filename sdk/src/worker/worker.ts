@@ -307,10 +307,19 @@ export class Worker {
     this.state = "starting";
     try {
       await this.checkFlow();
+      await this.startTakingWork();
     } catch (err) {
-      this.state = "new";
+      // Startable again, with the same error for the same cause: what it subscribed is undone, and a new start()
+      // writes its definitions and crons again.
+      this.assignments?.unsubscribe();
+      this.control?.unsubscribe();
+      if (this.state === "starting") this.state = "new";
       throw err;
     }
+  }
+
+  /** `start()` once its checks passed: writes definitions and crons, subscribes, registers, heartbeats. */
+  private async startTakingWork(): Promise<void> {
     const { nc } = this.conn;
     const ns = this.config.namespace;
     const defs = await openBucket(this.conn, Buckets.defs);
@@ -618,7 +627,7 @@ export class Worker {
         attempt: next.assignment.attempt,
       });
       const attempt = new AttemptClock(next.assignment, this.reporter, head as Task, this.starts);
-      const outbox = new Outbox(this.conn.js, this.config.namespace, next.assignment, log);
+      const outbox = new Outbox(this.conn.js, this.config.namespace, next.assignment, log, this.conn.payloadLimit);
       const hooks = new AttemptHooks(this.host, next.assignment, key, attempt, outbox, durable);
       const ctx = new Context(next.assignment, this, log, hooks, durable);
       attempt.onDeadline = () => {
@@ -865,6 +874,17 @@ class AttemptHooks implements ContextHooks {
   }
 
   spawn(children: ChildSpec[]): Promise<RunRef<JsonObject>[]> {
+    for (const [i, c] of children.entries()) {
+      // A key decides the child's id: `String()` of anything but a string would give distinct keys one child.
+      if (c.key !== undefined && (typeof c.key !== "string" || c.key.length > 256)) {
+        const path = children.length === 1 ? "options.key" : `children[${i}].key`;
+        return Promise.reject(
+          new ValidationError([
+            { path, message: `must be a string of at most 256 characters, got ${describeValue(c.key)}` },
+          ]),
+        );
+      }
+    }
     // Keys decide child ids; unkeyed children are numbered in the order this attempt starts them.
     const keyed = children.map((c) => ({ ...c, key: c.key ?? `#${this.childIndex++}` }));
     return this.host.spawnChildren(this.a, this.attempt, keyed);

@@ -352,6 +352,7 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
         if (config.http !== "off") {
           const hooks = new Webhooks({
             js,
+            maxPayload: () => nc?.info?.max_payload,
             kv: await kvm.open(Buckets.webhooks),
             namespaces: config.namespaces,
             log: baseLog.child({ module: "webhooks" }),

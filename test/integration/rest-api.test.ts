@@ -1,6 +1,6 @@
 import { expandEvent, type TaskjetEvent } from "@taskjet/schemas";
 import type { Taskjet } from "@taskjet/sdk";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import {
   connectClient,
   eventually,
@@ -9,6 +9,7 @@ import {
   uniqueNamespace,
   useNatsServer,
 } from "../harness/fixtures.js";
+import { startNatsServer } from "../harness/nats-server.js";
 
 const nats = useNatsServer();
 
@@ -337,6 +338,127 @@ describe("REST API", () => {
 
     for (const r of queuedRefs) await r.cancel("test over");
     await worker.stop();
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("rest - a runId naming a run is that run for its task (200, existing) and 409 RUN_ID_TAKEN for another task; nothing created", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], http: "127.0.0.1:0" });
+    const call = client(`http://${engine.httpAddress()}`);
+    const tj = await connectClient(nats.url, { namespace });
+    const token = await tokenFor(tj, call, "rest");
+    const ns = `/api/v1/namespaces/${namespace}`;
+    const echo = tj.task({ name: "echo", fn: async (input: Record<string, unknown>) => input });
+    const worker = await tj.worker("w", { workflows: [echo] });
+    await worker.start();
+
+    // The same run id again, for the same task: that run, nothing created (as the SDK's runNoWait answers).
+    const runId = `rest-${namespace}`;
+    const created = await call("POST", `${ns}/runs`, { token, body: { task: "echo", input: { a: 1 }, runId } });
+    expect(created).toMatchObject({ status: 201, body: { runId, existing: false } });
+    await tj.ref(runId).result();
+    const again = await call("POST", `${ns}/runs`, { token, body: { task: "echo", input: { a: 1 }, runId } });
+    expect(again).toMatchObject({ status: 200, body: { runId, existing: true } });
+    expect(again.headers.get("location")).toBe(`${ns}/runs/${runId}`);
+    expect((await tj.runNoWait("echo", { a: 1 }, { runId })).runId).toBe(runId);
+    // For another task: refused, naming both; the run is untouched.
+    const stored = await historyEvents(tj, runId);
+    const taken = await call("POST", `${ns}/runs`, { token, body: { task: "long", input: {}, runId } });
+    expect(taken.status).toBe(409);
+    expect(taken.body.error).toEqual({
+      code: "RUN_ID_TAKEN",
+      message: expect.stringMatching(new RegExp(`${runId}.*echo.*long`)),
+    });
+    const scheduledTaken = await call("POST", `${ns}/runs`, {
+      token,
+      body: { task: "long", input: {}, runId, scheduleAt: new Date(Date.now() + 60_000).toISOString() },
+    });
+    expect(scheduledTaken).toMatchObject({ status: 409, body: { error: { code: "RUN_ID_TAKEN" } } });
+    expect(await tj.runs.get(runId)).toMatchObject({ workflowName: "echo", status: "COMPLETED", output: { a: 1 } });
+    expect(await historyEvents(tj, runId)).toEqual(stored);
+    // A run id nobody has: created.
+    const fresh = await call("POST", `${ns}/runs`, { token, body: { task: "echo", runId: `${runId}-2` } });
+    expect(fresh).toMatchObject({ status: 201, body: { runId: `${runId}-2`, existing: false } });
+
+    await worker.stop();
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("rest - since/until take an ISO time or a duration ago in ms, s, m, h or d (7d, 1d), and a refusal names what is accepted", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], http: "127.0.0.1:0" });
+    const call = client(`http://${engine.httpAddress()}`);
+    const tj = await connectClient(nats.url, { namespace });
+    const token = await tokenFor(tj, call, "rest");
+    const ns = `/api/v1/namespaces/${namespace}`;
+    const echo = tj.task({ name: "echo", fn: async (input: Record<string, unknown>) => input });
+    const worker = await tj.worker("w", { workflows: [echo] });
+    await worker.start();
+    const ref = await echo.runNoWait({});
+    await ref.result();
+    const week = await eventually(async () => {
+      const r = await call("GET", `${ns}/runs?since=7d`, { token });
+      return (r.body.runs as unknown[] | undefined)?.length === 1 ? r : undefined;
+    });
+    expect(week.status).toBe(200);
+    expect((week.body.runs as { runId: string }[])[0]?.runId).toBe(ref.runId);
+    expect(await call("GET", `${ns}/runs?until=1d`, { token })).toMatchObject({ status: 200, body: { runs: [] } });
+    for (const since of ["1d", "15m", "2h", "90s", "500ms", "99999999999999d"]) {
+      const r = await call("GET", `${ns}/runs?since=${since}`, { token });
+      expect(r.status, since).toBe(200);
+      expect((r.body.runs as unknown[]).length, since).toBe(1);
+    }
+    const badSince = await call("GET", `${ns}/runs?since=7w`, { token });
+    expect(badSince.status).toBe(400);
+    expect(badSince.body.error?.message).toMatch(/query\.since: must be an ISO time .*7d.*"7w"/);
+    // What Date.parse reads in legacy forms (`5` as 2001-05-01) is no ISO time either.
+    for (const legacy of ["5", "-1", "1.5"]) {
+      const r = await call("GET", `${ns}/runs?until=${legacy}`, { token });
+      expect(r.status, legacy).toBe(400);
+      expect(r.body.error?.message, legacy).toMatch(/query\.until: must be an ISO time/);
+    }
+    await worker.stop();
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("rest - an input whose RunCreated event is over the server's max_payload is 413 PAYLOAD_TOO_LARGE, not 500; a __proto__ key is refused by name", async () => {
+    // The production default max_payload (1 MiB), where the harness raises it to 2 MiB.
+    const small = await startNatsServer({ maxPayload: "1048576" });
+    onTestFinished(() => small.stop());
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(small.url, { namespaces: [namespace], http: "127.0.0.1:0" });
+    const call = client(`http://${engine.httpAddress()}`);
+    const tj = await connectClient(small.url, { namespace });
+    const token = await tokenFor(tj, call, "rest");
+    const ns = `/api/v1/namespaces/${namespace}`;
+
+    // Within the HTTP body limit, an input within the SDK's limit (1 MiB less 8 KiB), but the RunCreated event
+    // (input, metadata and the envelope) is over the server's max_payload.
+    const input = { s: "x".repeat(1_040_000) };
+    const body = { task: "echo", input, additionalMetadata: { pad: "" } };
+    body.additionalMetadata.pad = "y".repeat(1024 * 1024 - Buffer.byteLength(JSON.stringify(body)));
+    expect(Buffer.byteLength(JSON.stringify(body))).toBe(1024 * 1024);
+    const near = await call("POST", `${ns}/runs`, { token, body });
+    expect(near.status).toBe(413);
+    expect(near.body.error).toEqual({
+      code: "PAYLOAD_TOO_LARGE",
+      message: expect.stringMatching(/input 1040008 bytes.*max_payload 1048576 bytes/),
+    });
+    const fits = await call("POST", `${ns}/runs`, { token, body: { task: "echo", input } });
+    expect(fits.status).toBe(201);
+
+    // Valid JSON that Fastify refuses: the answer says what is refused.
+    const proto = await call("POST", `${ns}/runs`, { token, raw: '{"task":"echo","input":{"__proto__":{"x":1}}}' });
+    expect(proto.status).toBe(400);
+    expect(proto.body.error).toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/__proto__/) });
+    const notJson = await call("POST", `${ns}/runs`, { token, raw: "{nope" });
+    expect(notJson.status).toBe(400);
+    expect(notJson.body.error).toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/JSON/) });
+
+    await tj.runs.cancel({ ids: [fits.body.runId as string] });
     await tj.close();
     await engine.stop();
   });

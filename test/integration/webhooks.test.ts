@@ -1,8 +1,10 @@
 import { createHmac } from "node:crypto";
 import { ValidationError } from "@taskjet/sdk";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { sleep } from "../harness/concurrency-probe.js";
 import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import { startNatsServer } from "../harness/nats-server.js";
+import { startTcpProxy } from "../harness/tcp-proxy.js";
 
 const nats = useNatsServer();
 
@@ -131,6 +133,78 @@ describe("webhooks", () => {
     await eventually(async () =>
       (await post(`${base}/stripe`, "{}", { "x-api-key": "sk_live_abcdefgh" })).status === 404 ? true : undefined,
     );
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("webhooks - a body within 1 MiB whose event would not fit a NATS message, and a body over 1 MiB, are 413 PAYLOAD_TOO_LARGE; nothing recorded", async () => {
+    // The production default max_payload (1 MiB), where the harness raises it to 2 MiB.
+    const small = await startNatsServer({ maxPayload: "1048576" });
+    onTestFinished(() => small.stop());
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(small.url, { namespaces: [namespace], http: "127.0.0.1:0" });
+    const base = `http://${engine.httpAddress()}/api/v1/namespaces/${namespace}/webhooks`;
+    const tj = await connectClient(small.url, { namespace });
+    const secret = "whsec_0123456789";
+    await tj.webhooks.create({ name: "stripe", eventKey: "stripe:charge", auth: { type: "hmac", secret } });
+    const signed = (b: string | Buffer) => ({
+      "x-signature": createHmac("sha256", secret).update(b).digest("hex"),
+    });
+    await eventually(async () =>
+      (await post(`${base}/stripe`, "{}", signed("{}"))).status === 202 ? true : undefined,
+    );
+    const before = (await tj.events.list({ limit: 100 })).length;
+
+    // Under the HTTP limit, but the event (body plus its envelope) is over the server's max_payload (1 MiB).
+    const near = JSON.stringify({ s: "x".repeat(1_048_500) });
+    expect(Buffer.byteLength(near)).toBeLessThan(1024 * 1024);
+    const nearRes = await post(`${base}/stripe`, near, signed(near));
+    expect(nearRes.status).toBe(413);
+    expect(nearRes.body).toEqual({
+      error: { code: "PAYLOAD_TOO_LARGE", message: expect.stringMatching(/\d+ bytes.*max_payload of 1048576 bytes/) },
+    });
+
+    // One byte over the HTTP limit: Fastify's refusal, in Taskjet's code and shape.
+    const over = Buffer.alloc(1024 * 1024 + 1, 32);
+    const overRes = await post(`${base}/stripe`, over, signed(over));
+    expect(overRes.status).toBe(413);
+    expect(overRes.body).toEqual({ error: { code: "PAYLOAD_TOO_LARGE", message: expect.any(String) } });
+
+    // What fits is still taken.
+    const fits = JSON.stringify({ s: "x".repeat(1_000_000) });
+    expect((await post(`${base}/stripe`, fits, signed(fits))).status).toBe(202);
+    await eventually(async () => ((await tj.events.list({ limit: 100 })).length === before + 1 ? true : undefined));
+    await sleep(200);
+    expect((await tj.events.list({ limit: 100 })).length).toBe(before + 1);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("webhooks - NATS not answering the event's publish is 503 UNAVAILABLE, not 500", async () => {
+    // The engine alone talks through the proxy; the client talks to the server directly.
+    const proxy = await startTcpProxy({ host: "127.0.0.1", port: nats.server.port });
+    onTestFinished(() => proxy.close());
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(proxy.url, { namespaces: [namespace], http: "127.0.0.1:0" });
+    const base = `http://${engine.httpAddress()}/api/v1/namespaces/${namespace}/webhooks`;
+    const tj = await connectClient(nats.url, { namespace });
+    await tj.webhooks.create({
+      name: "stripe",
+      eventKey: "stripe:charge",
+      auth: { type: "apiKey", key: "sk_12345678" },
+    });
+    const key = { "x-api-key": "sk_12345678" };
+    await eventually(async () => ((await post(`${base}/stripe`, "{}", key)).status === 202 ? true : undefined));
+    const before = (await tj.events.list({ limit: 100 })).length;
+    // From here the server never reads what the engine writes: the publish gets no ack.
+    proxy.swallow();
+    const res = await post(`${base}/stripe`, JSON.stringify({ amount: 1 }), key);
+    expect(res.status).toBe(503);
+    expect(res.body).toEqual({ error: { code: "UNAVAILABLE", message: expect.stringMatching(/NATS/) } });
+    expect((await tj.events.list({ limit: 100 })).length).toBe(before);
+    // The engine's connection drops; it reconnects (through the proxy, which passes everything now).
+    proxy.cut();
+    await eventually(async () => ((await post(`${base}/stripe`, "{}", key)).status === 202 ? true : undefined));
     await tj.close();
     await engine.stop();
   });

@@ -15,7 +15,8 @@ import {
   type NatsAccess,
   NotFoundError,
   newId,
-  parseDuration,
+  PayloadTooLargeError,
+  parseIsoTime,
   type Queues,
   QueuesSchema,
   ReplayedRunSchema,
@@ -23,8 +24,10 @@ import {
   ReplayRunBodySchema,
   RunFinishedError,
   RunHistorySchema,
+  RunIdTakenError,
   RunLogsSchema,
   RunParamsSchema,
+  type RunState,
   RunStateSchema,
   RunStatuses,
   RunsPageSchema,
@@ -123,15 +126,54 @@ export function errorAnswer(err: unknown): { status: number; body: z.output<type
       [ErrorCodes.runFinished]: 409,
       [ErrorCodes.replayRefused]: 409,
       [ErrorCodes.notScheduled]: 409,
+      [ErrorCodes.runIdTaken]: 409,
       [ErrorCodes.notProvisioned]: 503,
     };
     const s = status[err.code];
-    return s === undefined ? undefined : { status: s, body: { error: { code: err.code, message: err.message } } };
+    if (s !== undefined) return { status: s, body: { error: { code: err.code, message: err.message } } };
   }
   // Fastify's own refusals of a body (too large, not JSON, wrong media type), in our codes.
   if (typeof fastify?.code === "string" && fastify.code.startsWith("FST_ERR_CTP_") && fastify.statusCode) {
     const code = fastify.statusCode === 413 ? ErrorCodes.payloadTooLarge : ErrorCodes.invalidArgument;
     return { status: fastify.statusCode, body: { error: { code, message: `body: ${fastify.message}` } } };
+  }
+  return natsFailureAnswer(err);
+}
+
+/** JetStream's "system temporarily unavailable" (a leader being elected) and "message size exceeds maximum". */
+const JS_UNAVAILABLE = 10008;
+const JS_MESSAGE_TOO_LARGE = 10054;
+
+/**
+ * A NATS failure as the status a caller can act on: a message over the server's `max_payload` (or the stream's
+ * maximum message size) is 413 `PAYLOAD_TOO_LARGE`; NATS unreachable, closed, without a stream answering or without
+ * a leader is 503 `UNAVAILABLE` (try again). Matched by name: nats.js sets one per error class.
+ */
+export function natsFailureAnswer(err: unknown): { status: number; body: z.output<typeof ApiErrorSchema> } | undefined {
+  if (!(err instanceof Error)) return undefined;
+  const api = err as Error & { code?: unknown; status?: unknown };
+  if (
+    (err.name === "InvalidArgumentError" && /max_payload/.test(err.message)) ||
+    (err.name === "JetStreamApiError" && api.code === JS_MESSAGE_TOO_LARGE)
+  ) {
+    return {
+      status: 413,
+      body: { error: { code: ErrorCodes.payloadTooLarge, message: `too large for a NATS message: ${err.message}` } },
+    };
+  }
+  const unavailable =
+    ["ClosedConnectionError", "DrainingConnectionError", "ConnectionError", "NoResponders", "TimeoutError"].includes(
+      err.name,
+    ) ||
+    err.name === "JetStreamNotEnabled" ||
+    (err.name === "JetStreamApiError" && (api.code === JS_UNAVAILABLE || api.status === 503)) ||
+    (err instanceof TaskjetError &&
+      (err.code === ErrorCodes.connectionFailed || err.code === ErrorCodes.timeout || err.code === ErrorCodes.closed));
+  if (unavailable) {
+    return {
+      status: 503,
+      body: { error: { code: "UNAVAILABLE", message: `NATS is unavailable, try again: ${err.message}` } },
+    };
   }
   return undefined;
 }
@@ -183,6 +225,22 @@ export class RestApi {
       reply.send(this.o.docs.document()),
     );
     registerProtectedRoutes(app, this.o.tokens, (scope) => {
+      // Fastify's JSON parser, saying what it refuses: its error for a valid JSON body with a `__proto__` key (or a
+      // `constructor` holding a `prototype`) is "Body is not valid JSON".
+      const json = scope.getDefaultJsonParser("error", "error");
+      scope.removeContentTypeParser("application/json");
+      scope.addContentTypeParser("application/json", { parseAs: "string" }, (req, body, done) =>
+        json(req, body as string, (e, parsed) => {
+          if (!e || (e as FastifyError).code !== "FST_ERR_CTP_INVALID_JSON_BODY") return done(e, parsed);
+          let why = "keys named __proto__, or constructor with a prototype, are refused";
+          try {
+            JSON.parse(body as string);
+          } catch (notJson) {
+            why = `not valid JSON: ${(notJson as Error).message}`;
+          }
+          done(new ValidationError([{ path: "body", message: why }]), undefined);
+        }),
+      );
       scope.setErrorHandler((e: FastifyError, _req, reply) => {
         const answer = errorAnswer(e);
         if (answer) return reply.status(answer.status).send(answer.body);
@@ -239,15 +297,17 @@ export class RestApi {
         summary: "Trigger a run of a task or workflow",
         description:
           "Validated as the SDK's `runNoWait` validates (same schemas): `input` a JSON object of at most 1 MiB, " +
-          "`idempotencyKey` returns the earlier run of the key (200), `scheduleAt` creates a SCHEDULED run. A " +
+          "`idempotencyKey` returns the earlier run of the key (200), as does a `runId` naming a run of the same " +
+          "task (409 `RUN_ID_TAKEN` for another task's), `scheduleAt` creates a SCHEDULED run. A " +
           "`traceparent` request header (W3C) links the run to the caller's trace unless the body names one.",
         tags: tags.runs,
         params: ns,
         body: TriggerRunBodySchema,
         responses: {
           201: { description: "created", schema: TriggeredRunSchema },
-          200: { description: "the idempotency key's earlier run", schema: TriggeredRunSchema },
+          200: { description: "the idempotency key's or the run id's earlier run", schema: TriggeredRunSchema },
           400: err("INVALID_ARGUMENT"),
+          409: err("RUN_ID_TAKEN: `runId` names a run of another task"),
           413: err("PAYLOAD_TOO_LARGE"),
         },
       },
@@ -264,15 +324,40 @@ export class RestApi {
               }
             : {};
         const options = { ...given, ...trace, runId };
-        const ref = scheduleAt
-          ? await tj.schedule(task, scheduleAt, input, options)
-          : await tj.runNoWait(task, input, options);
+        const location = (id: string) => ({ location: `/api/v1/namespaces/${params.ns}/runs/${id}` });
+        // A run id given that names a run already: the same run again (as the SDK's runNoWait answers), unless that
+        // run is of another task.
+        if (given.runId !== undefined) {
+          const before = await existingRun(tj, runId);
+          if (before) {
+            if (before.workflowName !== task) throw new RunIdTakenError(runId, before.workflowName, task);
+            return { status: 200, body: { runId, existing: true }, headers: location(runId) };
+          }
+        }
+        let ref: { runId: string };
+        try {
+          ref = scheduleAt
+            ? await tj.schedule(task, scheduleAt, input, options)
+            : await tj.runNoWait(task, input, options);
+        } catch (e) {
+          if (!(e instanceof PayloadTooLargeError) && natsFailureAnswer(e)?.status !== 413) throw e;
+          const size = (v: unknown) => Buffer.byteLength(JSON.stringify(v ?? {}), "utf8");
+          const limit = this.o.nc.info?.max_payload;
+          return {
+            status: 413,
+            body: {
+              error: {
+                code: ErrorCodes.payloadTooLarge,
+                message:
+                  `body: the run's RunCreated event (input ${size(input)} bytes, additionalMetadata ` +
+                  `${size(given.additionalMetadata)} bytes, and its envelope) is over the NATS message limit` +
+                  `${limit ? ` (max_payload ${limit} bytes)` : ""}: send a smaller input or additionalMetadata`,
+              },
+            },
+          };
+        }
         const existing = ref.runId !== runId;
-        return {
-          status: existing ? 200 : 201,
-          body: { runId: ref.runId, existing },
-          headers: { location: `/api/v1/namespaces/${params.ns}/runs/${ref.runId}` },
-        };
+        return { status: existing ? 200 : 201, body: { runId: ref.runId, existing }, headers: location(ref.runId) };
       },
     );
     apiRoute(
@@ -548,13 +633,35 @@ const OPENAPI_DOC: ApiRouteSpec = {
   security: "none",
 };
 
-/** An ISO time, or a duration before now (`2h`), as an ISO time. */
+/** Milliseconds in each unit a `since`/`until` duration may have. */
+const AGO_UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** An ISO time, or a duration before now (`15m`, `2h`, `7d`), as an ISO time. */
 function timeOf(value: string, field: string): string {
-  if (/^\d+(ms|s|m|h|d)$/.test(value)) return new Date(Date.now() - parseDuration(value, field)).toISOString();
-  const t = Date.parse(value);
-  if (Number.isNaN(t))
-    throw new ValidationError([{ path: field, message: `must be a time, got ${describeValue(value)}` }]);
+  const ago = /^(\d+)(ms|s|m|h|d)$/.exec(value);
+  // A duration reaching before 1970 (`99999999d`) means since the start: clamped, where toISOString would throw.
+  const t = ago
+    ? Math.max(0, Date.now() - Number(ago[1]) * (AGO_UNIT_MS[ago[2] as string] as number))
+    : (parseIsoTime(value)?.getTime() ?? Number.NaN);
+  if (Number.isNaN(t)) {
+    throw new ValidationError([
+      {
+        path: field,
+        message: `must be an ISO time (2026-01-31T12:00:00Z) or a duration ago such as 90s, 15m, 2h or 7d, got ${describeValue(value)}`,
+      },
+    ]);
+  }
   return new Date(t).toISOString();
+}
+
+/** The run `runId` names, or undefined when there is none. */
+async function existingRun(tj: Taskjet, runId: string): Promise<RunState | undefined> {
+  try {
+    return await tj.runs.get(runId);
+  } catch (e) {
+    if (e instanceof TaskjetError && e.code === ErrorCodes.runNotFound) return undefined;
+    throw e;
+  }
 }
 
 function firstHeader(value: string | string[] | undefined): string | undefined {

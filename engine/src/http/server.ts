@@ -1,5 +1,6 @@
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
+import { errorAnswer } from "./rest.js";
 
 /** Where the HTTP server listens when the configuration does not say. */
 export const DEFAULT_HTTP = "127.0.0.1:8080";
@@ -48,8 +49,11 @@ export async function startHttpServer(
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
   });
-  // Every error as JSON `{ error: { code, message } }`, the status from the error (413 for a body too large).
+  // Every error as JSON `{ error: { code, message } }`: typed, Fastify's body refusals (413 PAYLOAD_TOO_LARGE for a
+  // body too large) and NATS failures (503 UNAVAILABLE) in Taskjet's codes, else the status from the error.
   app.setErrorHandler((err: FastifyError, _req, reply) => {
+    const answer = errorAnswer(err);
+    if (answer) return reply.status(answer.status).send(answer.body);
     const status = err.statusCode ?? 500;
     if (status >= 500) log.error({ err }, "HTTP request failed");
     void reply.status(status).send({ error: { code: err.code ?? "INTERNAL", message: err.message } });

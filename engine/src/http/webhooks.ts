@@ -5,6 +5,7 @@ import {
   Buckets,
   compileWebhookKey,
   describeValue,
+  ErrorCodes,
   EVENT_KEY,
   jsonTooDeep,
   keys,
@@ -21,6 +22,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import { followKv } from "../log/follow-kv.js";
 import { webhookRouteDoc } from "./openapi.js";
+import { natsFailureAnswer } from "./rest.js";
+
+/** Room for an event's headers (`Nats-Msg-Id`) in its message. */
+const HEADERS_BYTES = 128;
 
 interface Hook {
   def: WebhookDefinition;
@@ -37,7 +42,16 @@ export class Webhooks {
   private readonly hooks = new Map<string, Map<string, Hook>>();
   private readonly stops: (() => void)[] = [];
 
-  constructor(private readonly o: { js: JetStreamClient; kv: KV; namespaces: readonly string[]; log: Logger }) {}
+  constructor(
+    private readonly o: {
+      js: JetStreamClient;
+      kv: KV;
+      namespaces: readonly string[];
+      log: Logger;
+      /** The largest message the server takes (`max_payload`), once connected. */
+      maxPayload: () => number | undefined;
+    },
+  ) {}
 
   async start(): Promise<void> {
     for (const ns of this.o.namespaces) {
@@ -135,7 +149,27 @@ export class Webhooks {
       at: new Date().toISOString(),
       source: `webhook:${name}`,
     };
-    await this.o.js.publish(subjects.event(ns, key), JSON.stringify(event), { msgID: event.id });
+    const data = JSON.stringify(event);
+    // The event is the body in an envelope: a body within the HTTP limit can make a message over the server's.
+    const limit = this.o.maxPayload();
+    const size = Buffer.byteLength(data, "utf8") + HEADERS_BYTES;
+    if (limit !== undefined && size > limit) {
+      return fail(
+        reply,
+        413,
+        ErrorCodes.payloadTooLarge,
+        `body: its event would be a message of about ${size} bytes (the body is ${raw.length}), over the NATS ` +
+          `max_payload of ${limit} bytes: send a smaller body`,
+      );
+    }
+    try {
+      await this.o.js.publish(subjects.event(ns, key), data, { msgID: event.id });
+    } catch (err) {
+      const answer = natsFailureAnswer(err);
+      if (!answer) throw err;
+      if (answer.status >= 500) this.o.log.warn({ err, webhook: name, ns }, "webhook event not recorded");
+      return reply.status(answer.status).send(answer.body);
+    }
     return reply.status(202).send({ eventId: event.id });
   }
 }

@@ -46,7 +46,9 @@ describe("evolve", () => {
   it("evolve - RunCreated makes a queued run with its tasks and defaults", () => {
     const s = evolve(undefined, created, 5);
     expect(s?.status).toBe(RunStatuses.queued);
-    expect(s?.tasks).toEqual([{ taskRunId, taskName: "hello", status: "QUEUED", attempt: 0, queuedAt: created.at }]);
+    expect(s?.tasks).toEqual([
+      { taskRunId, taskName: "hello", status: "QUEUED", attempt: 0, queuedAt: created.at, queuedSeq: 5 },
+    ]);
     expect(s?.priority).toBe(1);
     expect(s?.additionalMetadata).toEqual({});
     expect(s?.lastSeq).toBe(5);
@@ -129,6 +131,34 @@ describe("evolve - retries", () => {
     }),
   );
   const queued = ev(makeEvent(EventTypes.TaskQueued, { runId, taskRunId, data: { attempt: 1 } }));
+
+  it("evolve - queuedSeq is the sequence of the event that queued the attempt: a later TaskWaiting keeps it, a retry's TaskQueued moves it", () => {
+    const waiting = ev(
+      makeEvent(EventTypes.TaskWaiting, {
+        runId,
+        taskRunId,
+        data: { attempt: 0, reason: "CONCURRENCY", detail: "group k full" },
+      }),
+    );
+    const states = [
+      { event: created, seq: 3 },
+      { event: waiting, seq: 9 },
+      { event: startedWith(0), seq: 12 },
+      { event: failed(0), seq: 13 },
+      { event: scheduled, seq: 14 },
+      { event: queued, seq: 20 },
+      { event: waiting, seq: 21 },
+    ].map((_, i, all) => fold(all.slice(0, i + 1))?.tasks[0]);
+    expect(states.map((t) => [t?.status, t?.attempt, t?.queuedSeq])).toEqual([
+      ["QUEUED", 0, 3],
+      ["QUEUED", 0, 3],
+      ["RUNNING", 0, 3],
+      ["QUEUED", 0, 13], // waiting out its backoff (`retry`): not in a queue, recovery skips it
+      ["QUEUED", 0, 13],
+      ["QUEUED", 1, 20],
+      ["QUEUED", 1, 20],
+    ]);
+  });
 
   it("evolve - a failure with retries left is not final: retry pending, then scheduled, then the next attempt queued", () => {
     const afterFail = fold([

@@ -30,6 +30,28 @@ export function evolve(
 ): RunState | undefined {
   if (state === undefined) return created(event, seq);
   if (seq <= state.lastSeq) return state; // already folded (redelivery)
+  const next = apply(state, event, seq, owned);
+  return next === state ? next : withQueuedSeq(state, next, seq);
+}
+
+/**
+ * `next` with `queuedSeq` set on each attempt that `seq` queued: one that was not queued before, or is a new attempt,
+ * or was queued again (a new `queuedAt`).
+ */
+function withQueuedSeq(before: RunState, next: RunState, seq: number): RunState {
+  let tasks: TaskRunState[] | undefined;
+  for (let i = 0; i < next.tasks.length; i++) {
+    const t = next.tasks[i] as TaskRunState;
+    if (t.status !== RunStatuses.queued || t.queuedSeq === seq) continue;
+    const was = before.tasks[i];
+    if (was?.status === RunStatuses.queued && was.attempt === t.attempt && was.queuedAt === t.queuedAt) continue;
+    tasks ??= [...next.tasks];
+    tasks[i] = { ...t, queuedSeq: seq };
+  }
+  return tasks ? { ...next, tasks } : next;
+}
+
+function apply(state: RunState, event: TaskjetEvent, seq: number, owned: WeakSet<object> | undefined): RunState {
   let next = copy(state, { lastSeq: seq, eventCount: state.eventCount + 1 });
   switch (event.type) {
     case EventTypes.TaskStarted:
@@ -263,7 +285,7 @@ function created(event: TaskjetEvent, seq: number): RunState | undefined {
           ...(t.role ? { role: t.role } : {}),
           status: taskStatus,
           attempt: 0,
-          ...(taskStatus === RunStatuses.queued ? { queuedAt: event.at } : {}),
+          ...(taskStatus === RunStatuses.queued ? { queuedAt: event.at, queuedSeq: seq } : {}),
           ...(t.scheduleTimeoutMs ? { scheduleTimeoutMs: t.scheduleTimeoutMs } : {}),
         };
       }),

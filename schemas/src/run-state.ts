@@ -59,6 +59,12 @@ export interface TaskRunState {
   error?: RecordedError;
   /** When the current attempt started waiting for a worker. */
   queuedAt?: string;
+  /**
+   * The sequence of the event that queued the current attempt: its place in its queue, first in first out. Recovery
+   * orders by it (a later event on the run, `TaskWaiting` say, must not move the attempt back). Absent in states
+   * projected before it existed: the run's `lastSeq` stands in.
+   */
+  queuedSeq?: number;
   /** How long an attempt may wait for a worker (absent: the engine's default). */
   scheduleTimeoutMs?: number;
   /** The running attempt gave its slot back: it is not reassigned if its worker dies. */

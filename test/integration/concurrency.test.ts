@@ -66,6 +66,38 @@ describe("concurrency", () => {
     await engine.stop();
   });
 
+  it("recovery - runs held back by a full key start in the order they were created, across engine restarts", async () => {
+    const namespace = uniqueNamespace();
+    let engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const order: number[] = [];
+    const one = tj.task({
+      name: "one",
+      concurrency: { expression: "'k'", maxRuns: 1 },
+      fn: async (input: { n: number }) => {
+        order.push(input.n);
+        await sleep(300);
+        return {};
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [one], slots: 5 });
+    await worker.start();
+    const refs = [];
+    for (let n = 1; n <= 6; n++) refs.push(await one.runNoWait({ n }));
+    // The second run was told why it waits (`TaskWaiting`, appended after the later runs' creation): the engine that
+    // recovers it must not take that event for its place in the queue.
+    await eventually(async () => ((await historyTypes(tj, refs[1]?.runId as string)).includes("TaskWaiting") ? 1 : 0));
+    for (let restart = 0; restart < 2; restart++) {
+      await engine.stop();
+      engine = await startEngine(nats.url, { namespaces: [namespace] });
+      await sleep(350);
+    }
+    await Promise.all(refs.map((r) => r.result()));
+    expect(order).toEqual([1, 2, 3, 4, 5, 6]);
+    await tj.close();
+    await engine.stop();
+  });
+
   it("GROUP_ROUND_ROBIN - a key with 200 queued runs does not starve keys with 25 queued after it", async () => {
     const { engine, tj } = await setup();
     const probe = new ConcurrencyProbe();

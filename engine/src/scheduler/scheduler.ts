@@ -100,16 +100,27 @@ export class Scheduler {
   /** Rebuilds memory from the projected states of unfinished runs. */
   recover(): void {
     const now = this.now();
-    // Every unfinished run is in memory now: the projector lets the cold ones go after this. In queue order (the last
-    // sequence): the store gives them in the order they were last written, which the queued delay breaks (cold ones
-    // are written at once, the others later), and an attempt queued before a queue's tail walks back to its place.
-    const states = [...this.o.states.values()].sort((a, b) => a.lastSeq - b.lastSeq);
+    // Every unfinished run is in memory now: the projector lets the cold ones go after this. Queued attempts go back in
+    // queue order, the sequence of the event that queued each (`queuedSeq`), as live: not the run's last sequence,
+    // which a later event (`TaskWaiting`) moves past runs queued after it. Sorted first: the store gives them in the
+    // order they were last written, and an attempt queued before a queue's tail walks back to its place.
+    const states = [...this.o.states.values()];
+    const queued: { state: RunState; task: TaskRunState; order: number }[] = [];
     for (const state of states) {
       for (const task of state.tasks) {
         if (task.status === RunStatuses.queued && !task.retry) {
-          this.reapplyPause(state, task, now);
-          this.enqueue(state, task, state.lastSeq);
-        } else if (task.status === RunStatuses.running && task.workerId && !task.slotReleased) {
+          queued.push({ state, task, order: task.queuedSeq ?? state.lastSeq });
+        }
+      }
+    }
+    queued.sort((a, b) => a.order - b.order);
+    for (const { state, task, order } of queued) {
+      this.reapplyPause(state, task, now);
+      this.enqueue(state, task, order);
+    }
+    for (const state of states) {
+      for (const task of state.tasks) {
+        if (task.status === RunStatuses.running && task.workerId && !task.slotReleased) {
           // Its worker vanished while no engine watched: the attempt goes to another worker.
           if (this.core.hasWorker(task.workerId)) this.hold(state, task, state.lastSeq);
           else

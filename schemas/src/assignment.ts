@@ -21,6 +21,7 @@ export function assignmentOf(
     additionalMetadata: state.additionalMetadata,
     expectedSeq: at.expectedSeq,
     assignedAt: at.assignedAt,
+    ...(state.priority > 1 ? { priority: state.priority } : {}),
     ...(state.trigger.kind === "run" ? {} : { trigger: state.trigger }),
     ...(state.tasks.length > 1 ? workflowContext(state, task) : {}),
     ...(task.checkpoints?.length ? { checkpoints: task.checkpoints } : {}),

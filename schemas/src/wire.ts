@@ -24,6 +24,11 @@ export const AssignmentSchema = z.object({
   /** The run subject's last sequence the engine saw: the worker's first append expects it (CAS). */
   expectedSeq: z.number().int().min(1),
   assignedAt: z.iso.datetime(),
+  /**
+   * The run's priority (absent: 1). A worker starts what waits on it for a slot highest priority first: the engine
+   * places a short task's attempts on busy workers as they come, a run of priority 3 maybe after ones of priority 1.
+   */
+  priority: z.number().int().min(1).max(3).optional(),
   /** Workflows: the task's name within its workflow. */
   ref: z.string().optional(),
   /** Workflows: the outputs of its parents, by ref. */

@@ -40,6 +40,7 @@ import { WorkflowDeclaration } from "../workflow.js";
 import { type ChildSpec, Context, type ContextHooks, type LogLevel } from "./context.js";
 import { currentTask } from "./current.js";
 import { Outbox } from "./outbox.js";
+import { Pending, PendingAttempts } from "./pending.js";
 import {
   NotCurrentError,
   type Reporter,
@@ -120,17 +121,6 @@ class Running {
   ) {}
 }
 
-/** An assignment waiting here for a slot. */
-class Pending {
-  constructor(
-    readonly assignment: Assignment,
-    /** `taskRunId:attempt` */
-    readonly key: string,
-    /** When it arrived (epoch ms). */
-    readonly since: number,
-  ) {}
-}
-
 /**
  * How long an assignment may wait here for a slot before it is given back to the engine. The engine places attempts
  * of short tasks beyond a worker's slots (they start when a slot frees, without a round trip through it); one stuck
@@ -166,9 +156,7 @@ export class Worker {
   };
   private control: Subscription | undefined;
   private readonly log: Logger;
-  private readonly pending: Pending[] = [];
-  /** The keys of `pending`: a copy sent again is spotted without walking hundreds of waiting assignments. */
-  private readonly pendingKeys = new Set<string>();
+  private readonly pending = new PendingAttempts();
   private readonly running = new Map<string, Running>();
   /** Attempts that gave their slot back (`ctx.releaseSlot()`) and run on. */
   private readonly released = new Map<string, Running>();
@@ -396,8 +384,7 @@ export class Worker {
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.assignments?.unsubscribe();
     if (this.giveBackTimer) clearTimeout(this.giveBackTimer);
-    const unstarted = this.pending.splice(0);
-    this.pendingKeys.clear();
+    const unstarted = this.pending.drain();
     await this.register(true).catch((err) => this.log.warn({ err }, "could not announce draining"));
     // Draining announced first, so the engine places them elsewhere.
     for (const p of unstarted) this.giveBack(p.assignment);
@@ -524,11 +511,7 @@ export class Worker {
     const running = this.running.get(key) ?? this.released.get(key);
     if (!running) {
       // Still waiting here for a slot: it never runs.
-      if (!this.pendingKeys.delete(key)) return;
-      this.pending.splice(
-        this.pending.findIndex((p) => p.key === key),
-        1,
-      );
+      this.pending.remove(key);
       return;
     }
     running.again = undefined;
@@ -580,27 +563,24 @@ export class Worker {
     // A copy sent again of an attempt that ran here, runs, or waits for a slot: the first copy is the one (one sent
     // while it runs is kept, for the case its report is ignored: `Running.again`).
     const key = `${assignment.taskRunId}:${assignment.attempt}`;
-    if (this.finished.has(key) || this.finishedBefore.has(key) || this.pendingKeys.has(key)) return;
+    if (this.finished.has(key) || this.finishedBefore.has(key) || this.pending.has(key)) return;
     const here = this.running.get(key) ?? this.released.get(key);
     if (here) {
       here.again = assignment;
       return;
     }
     this.pending.push(new Pending(assignment, key, Date.now()));
-    this.pendingKeys.add(key);
   }
 
   /** While assignments wait for a slot: gives back, when it is due, each that waited `PENDING_GIVE_BACK_MS`. */
   private armGiveBack(): void {
-    const oldest = this.pending[0];
+    const oldest = this.pending.oldest();
     if (this.giveBackTimer || !oldest) return;
     this.giveBackTimer = setTimeout(
       () => {
         this.giveBackTimer = undefined;
         const due = Date.now() - PENDING_GIVE_BACK_MS;
-        while (this.pending.length > 0 && (this.pending[0] as Pending).since <= due) {
-          const p = this.pending.shift() as Pending;
-          this.pendingKeys.delete(p.key);
+        for (const p of this.pending.takeArrivedBy(due)) {
           this.log.debug({ runId: p.assignment.runId, attempt: p.key }, "no slot in time: assignment given back");
           this.giveBack(p.assignment);
         }
@@ -613,14 +593,13 @@ export class Worker {
 
   /** Starts pending attempts while slots are free (invariant 6: never more than `slots` at once). */
   private pump(): void {
-    while (this.pending.length > 0 && this.state !== "stopping") {
-      const head = this.tasks.get((this.pending[0] as Pending).assignment.taskName);
+    for (let next = this.pending.peek(); next && this.state !== "stopping"; next = this.pending.peek()) {
+      const head = this.tasks.get(next.assignment.taskName);
       const cost = head?.flow.slotCost ?? 1;
       const durable = head?.flow.durable === true;
       if (durable ? this.durableUsed + cost > this.durableSlots : this.used + cost > this.slots) return;
-      const next = this.pending.shift() as Pending;
+      this.pending.shift();
       const { key } = next;
-      this.pendingKeys.delete(key);
       const log = this.log.child({
         runId: next.assignment.runId,
         taskRunId: next.assignment.taskRunId,

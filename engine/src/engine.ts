@@ -24,6 +24,7 @@ import { Projector } from "./projector/projector.js";
 import { RunStore } from "./projector/run-store.js";
 import { Definitions } from "./scheduler/definitions.js";
 import { factsOfState, limiterState, serveQueues, summarizeQueues } from "./scheduler/inspect.js";
+import { RateUseStore } from "./scheduler/rate-use.js";
 import { Scheduler } from "./scheduler/scheduler.js";
 import { Crons } from "./timers/crons.js";
 import { Retrier } from "./timers/retrier.js";
@@ -62,6 +63,7 @@ class NamespaceRuntime {
   private readonly scheduler: Scheduler;
   private readonly registry: WorkerRegistry;
   private readonly definitions: Definitions;
+  private readonly rateUse: RateUseStore;
   private readonly crons: Crons;
   private readonly router: EventRouter;
   private readonly timers: Timers;
@@ -159,6 +161,13 @@ class NamespaceRuntime {
       onDefinition: (def) => this.scheduler.definitionChanged(def),
       onRateLimit: (key, limit, durationMs) => this.scheduler.rateLimitChanged(key, limit, durationMs),
     });
+    this.rateUse = new RateUseStore({
+      js,
+      kv: kvs.rateUse,
+      ns,
+      rates: this.scheduler.core.rates,
+      log: nsLog.child({ module: "rate-use" }),
+    });
     const idempotent = new IdempotentRuns(kvClaimStore(kvs.idempotency), ns, nsLog.child({ module: "idempotency" }));
     this.crons = new Crons({
       js,
@@ -196,6 +205,8 @@ class NamespaceRuntime {
     await this.registry.start();
     this.log.debug({}, "workers loaded");
     await this.projector.start();
+    // Before anything is placed: what the last leader admitted counts.
+    await this.rateUse.start();
     this.scheduler.recover();
     this.freedSlots = listenForFreedSlots(this.nc, this.ns, this.log, (workerId, attempts, returned) =>
       this.scheduler.slotsFreed(workerId, attempts, returned),
@@ -246,6 +257,7 @@ class NamespaceRuntime {
     this.crons.stop();
     this.timers.stop();
     this.scheduler.stop();
+    await this.rateUse.stop(flush);
     this.registry.stop();
     this.definitions.stop();
     await this.projector.stop(flush);
@@ -259,7 +271,7 @@ class NamespaceRuntime {
 }
 
 type Kvs = Record<
-  "runs" | "workers" | "defs" | "rateLimits" | "crons" | "idempotency",
+  "runs" | "workers" | "defs" | "rateLimits" | "rateUse" | "crons" | "idempotency",
   Awaited<ReturnType<Kvm["open"]>>
 >;
 
@@ -316,6 +328,7 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
           workers: await kvm.open(Buckets.workers),
           defs: await kvm.open(Buckets.defs),
           rateLimits: await kvm.open(Buckets.rateLimits),
+          rateUse: await kvm.open(Buckets.rateUse),
           crons: await kvm.open(Buckets.crons),
           idempotency: await kvm.open(Buckets.idempotency),
         };

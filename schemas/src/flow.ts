@@ -114,6 +114,20 @@ export const RateLimitDefinitionSchema = z
   .strict();
 export type RateLimitDefinition = z.output<typeof RateLimitDefinitionSchema>;
 
+/** A rate-limit key's admissions within its window, as the namespace's leader wrote them to `TJ_RATEUSE`. */
+export const RateUseRecordSchema = z
+  .object({
+    v: z.literal(1),
+    key: z.string(),
+    limit: z.number().int().min(1),
+    /** The window the cap counts in (the duration plus its guard), in ms. */
+    windowMs: z.number().int().positive(),
+    /** Admissions, merged: `[first, last, units]`, epoch ms. */
+    log: z.array(z.tuple([z.number(), z.number(), z.number().int().positive()])),
+  })
+  .strict();
+export type RateUseRecord = z.output<typeof RateUseRecordSchema>;
+
 export const LabelComparators = [
   "EQUAL",
   "NOT_EQUAL",

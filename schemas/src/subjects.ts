@@ -37,6 +37,12 @@ export const Buckets = {
   defs: "TJ_DEFS",
   /** Static rate limits (`tj.ratelimits.upsert`), key `<ns>.<key>`. */
   rateLimits: "TJ_RATELIMITS",
+  /**
+   * What each rate-limit key admitted within its window, as the namespace's leader last wrote it: key
+   * `<ns>.<base64url of the rate-limit key>`. A leader taking over (a restart, a failover) counts on from it, so a
+   * limit holds across leaders. Bucket TTL: a key idle for longer than the longest window (a day) vanishes.
+   */
+  rateUse: "TJ_RATEUSE",
   /** Webhook definitions, key `<ns>.<name>`. */
   webhooks: "TJ_WEBHOOKS",
   /** Cron schedules, key `<ns>.<cronName>`. */
@@ -124,6 +130,9 @@ export const keys = {
   defsOf: (ns: string) => `${ns}.>`,
   rateLimit: (ns: string, key: string) => `${ns}.${key}`,
   rateLimitsOf: (ns: string) => `${ns}.>`,
+  /** A rate-limit key's admissions: any string (a dynamic key's value), so encoded to a KV key's characters. */
+  rateUse: (ns: string, key: string) => `${ns}.${Buffer.from(key).toString("base64url")}`,
+  rateUsesOf: (ns: string) => `${ns}.*`,
   idempotency: (ns: string, digest: string) => `${ns}.${digest}`,
   cron: (ns: string, name: string) => `${ns}.${name}`,
   webhook: (ns: string, name: string) => `${ns}.${name}`,

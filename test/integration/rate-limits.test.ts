@@ -1,7 +1,15 @@
 import { RateLimitedError, ValidationError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import { ConcurrencyProbe } from "../harness/concurrency-probe.js";
-import { eventually, historyTypes, startNamespace, useNatsServer } from "../harness/fixtures.js";
+import {
+  connectClient,
+  eventually,
+  historyTypes,
+  startEngine,
+  startNamespace,
+  uniqueNamespace,
+  useNatsServer,
+} from "../harness/fixtures.js";
 
 const nats = useNatsServer();
 
@@ -32,6 +40,44 @@ describe("rate limits", () => {
     await tj.close();
     await engine.stop();
   }, 30_000);
+
+  it("restarts - what one engine admitted counts for the next: 2 per minute admit no more across restarts, static and dynamic", async () => {
+    const namespace = uniqueNamespace();
+    let engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    await tj.ratelimits.upsert({ key: "quota", limit: 2, duration: "MINUTE" });
+    const starts: string[] = [];
+    const call = tj.task({
+      name: "call",
+      rateLimits: [{ staticKey: "quota", units: 1 }],
+      fn: async (input: { n: number }) => {
+        starts.push(`static${input.n}`);
+        return {};
+      },
+    });
+    const perUser = tj.task({
+      name: "per-user",
+      rateLimits: [{ dynamicKey: "input.user", units: 1, limit: 2, duration: "MINUTE" }],
+      fn: async (input: { user: string; n: number }) => {
+        starts.push(`${input.user}${input.n}`);
+        return {};
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [call, perUser] });
+    await worker.start();
+    await call.runNoWait(Array.from({ length: 6 }, (_, n) => ({ n })));
+    await perUser.runNoWait(Array.from({ length: 6 }, (_, n) => ({ user: "u", n })));
+    // Paced one every 30 s: the first of each key starts at once, the next one not within this test.
+    await eventually(() => (starts.length >= 2 ? true : undefined));
+    for (let restart = 0; restart < 3; restart++) {
+      await engine.stop();
+      engine = await startEngine(nats.url, { namespaces: [namespace] });
+      await new Promise((r) => setTimeout(r, 700));
+    }
+    expect(starts.sort()).toEqual(["static0", "u0"]);
+    await tj.close();
+    await engine.stop();
+  });
 
   it("dynamic - a limit per user: one user's backlog never delays another user", async () => {
     const { engine, tj } = await setup();

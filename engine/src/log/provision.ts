@@ -63,6 +63,9 @@ function streamConfigs(s: StorageSettings): (Partial<StreamConfig> & { name: str
 }
 
 /** Fields whose value on the server must equal what we asked for. */
+/** How long a rate-limit key's admissions are kept once it admits nothing more: its longest window, a day, and more. */
+const RATE_USE_RETENTION_MS = 25 * 3600 * 1000;
+
 const CHECKED = ["subjects", "retention", "storage", "num_replicas", "max_age", "duplicate_window"] as const;
 
 /**
@@ -144,6 +147,8 @@ async function provisionOnce(
     { name: Buckets.apiTokens, history: 1 },
     // Entries say when they expire; the bucket's age limit only clears old ones away.
     { name: Buckets.idempotency, history: 1, ttl: IDEMPOTENCY_RETENTION_MS },
+    // The longest rate-limit window (a day) and its guard: older admissions count for nothing.
+    { name: Buckets.rateUse, history: 1, ttl: RATE_USE_RETENTION_MS },
     { name: Buckets.leases, history: 1, ttl: LEASE_TTL_MS },
   ];
   for (const b of buckets) {

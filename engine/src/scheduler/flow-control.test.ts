@@ -226,4 +226,43 @@ describe("rate limiter", () => {
     const block = limiter.check([{ key: "k", units: 1 }], 700);
     expect(block?.kind === "until" && block.at).toBe(600 + 1100);
   });
+
+  it("what one limiter admitted, taken and restored into another, counts there: the cap and the pacing hold", () => {
+    const before = new RateLimiter();
+    before.setLimit("k", 5, 1000);
+    const dynamic = { key: "user-1", units: 1, limit: 2, durationMs: 60_000 };
+    for (const [i, at] of [0, 200, 400].entries()) {
+      before.consume([{ key: "k", units: 1 }], at, `a${i}`);
+      before.settle(`a${i}`, at + 10);
+    }
+    before.consume([dynamic], 0, "d");
+    before.settle("d", 5);
+    const records = before.takeChanged(500);
+    expect(records.map((r) => [r.key, r.log.reduce((n, [, , units]) => n + units, 0)])).toEqual([
+      ["k", 3],
+      ["user-1", 1],
+    ]);
+    expect(before.takeChanged(600)).toEqual([]); // nothing admitted since
+    const after = new RateLimiter();
+    after.setLimit("k", 5, 1000); // the static limit, as definitions set it before recovery
+    for (const r of records) after.restore(r, 500);
+    // Paced from the last start (410, one every 1100 / 5 ms, admitted up to 25 ms early); the dynamic key's one of 2 a
+    // minute holds the next 30.5 s (61 s with its guard, halved).
+    const next = after.check([{ key: "k", units: 1 }], 500);
+    expect(next?.kind === "until" && next.at).toBe(410 + 220 - 25);
+    expect(after.check([{ key: "k", units: 1 }], 410 + 220)).toBeUndefined();
+    const user = after.check([dynamic], 500);
+    expect(user?.kind === "until" && user.at).toBe(5 + 30_500 - 25);
+    // The cap: two more fit within the window, not three.
+    after.consume([{ key: "k", units: 1 }], 630, "b0");
+    after.settle("b0", 630);
+    after.consume([{ key: "k", units: 1 }], 850, "b1");
+    after.settle("b1", 850);
+    const capped = after.check([{ key: "k", units: 1 }], 1070);
+    expect(capped?.kind === "until" && capped.at).toBe(10 + 1100);
+    // Admissions older than their window are not restored.
+    const late = new RateLimiter();
+    for (const r of records) late.restore(r, 2_000);
+    expect(late.snapshot(2_000).map((k) => [k.key, k.used])).toEqual([["user-1", 1]]);
+  });
 });

@@ -1,3 +1,5 @@
+import type { RateUseRecord } from "@taskjet/schemas";
+
 /**
  * Rate limits as the scheduler enforces them, pure (time is passed in).
  *
@@ -76,6 +78,8 @@ export class RateLimiter {
   /** Reserved uses by attempt key. */
   private readonly reservations = new Map<string, readonly RateUse[]>();
   private admitted = 0;
+  /** Keys whose admissions changed since `takeChanged`. */
+  private readonly changed = new Set<string>();
 
   /** Configures a static limit (`tj.ratelimits.upsert`); the units already admitted still count. */
   setLimit(key: string, limit: number, durationMs: number): void {
@@ -183,8 +187,55 @@ export class RateLimiter {
         tail.last = now;
       } else state.log.push({ start: now, last: now, units: use.units });
       state.sum += use.units;
+      this.changed.add(use.key);
     }
     return uses;
+  }
+
+  /** The admissions within their window of each key that admitted more since the last call: what a leader keeps. */
+  takeChanged(now: number): RateUseRecord[] {
+    const out: RateUseRecord[] = [];
+    for (const key of this.changed) {
+      const state = this.keys.get(key);
+      if (!state) continue;
+      expire(state, now);
+      const log = state.log.slice(state.head).map((b): [number, number, number] => [b.start, b.last, b.units]);
+      out.push({ v: 1, key, limit: state.limit, windowMs: state.windowMs, log });
+    }
+    this.changed.clear();
+    return out;
+  }
+
+  /** `key`'s admissions are to be taken again (their write failed). */
+  markChanged(key: string): void {
+    this.changed.add(key);
+  }
+
+  /**
+   * Counts what an earlier leader admitted on a key (`takeChanged`), before this one admits anything: a limit holds
+   * across a restart or a failover. Paced from the last of them.
+   */
+  restore(record: RateUseRecord, now: number): void {
+    const live = record.log.filter(([, last]) => last + record.windowMs > now);
+    if (live.length === 0) return;
+    const state = this.keys.get(record.key) ?? {
+      limit: record.limit,
+      windowMs: record.windowMs,
+      nextAt: 0,
+      log: [],
+      head: 0,
+      sum: 0,
+      reserved: 0,
+      configured: false,
+    };
+    this.keys.set(record.key, state);
+    for (const [start, last, units] of live) {
+      state.log.push({ start, last, units });
+      state.sum += units;
+      state.nextAt = Math.max(state.nextAt, last + units * (state.windowMs / state.limit));
+    }
+    state.log = state.log.slice(state.head).sort((a, b) => a.start - b.start);
+    state.head = 0;
   }
 
   private checkOne(use: RateUse, now: number): RateBlock | undefined {

@@ -264,6 +264,8 @@ export class EngineMetrics {
   private readonly byNs = new Map<string, NamespaceMetrics>();
 
   constructor(engineId: string, namespaces: readonly string[], leading: () => readonly string[]) {
+    // Now, not at the first scrape: the process's CPU and GC counters count from their collector's creation.
+    processMetrics();
     for (const ns of namespaces) this.byNs.set(ns, new NamespaceMetrics(ns, engineId, () => leading().includes(ns)));
   }
 

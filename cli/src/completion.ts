@@ -54,12 +54,27 @@ export function completionTree(program: Command): CompletionNode[] {
   return nodes;
 }
 
+/** Values completed for options that parse their own (see `completeValues`). */
+const offered = new WeakMap<Option, readonly string[]>();
+
+/**
+ * Has completion offer `values` for `flag` of `cmd`, an option commander cannot be given `.choices()` for because it
+ * parses its value itself (`--status QUEUED,RUNNING`, a comma-separated list of them). Returns `cmd`.
+ */
+export function completeValues(cmd: Command, flag: string, values: readonly string[]): Command {
+  const option = cmd.options.find((o) => o.long === flag || o.short === flag);
+  if (!option) throw new Error(`${cmd.name()} has no option ${flag}`);
+  offered.set(option, values);
+  return cmd;
+}
+
 function optionOf(o: Option): CompletionOption {
+  const choices = o.argChoices ?? offered.get(o);
   return {
     names: [o.short, o.long].filter((n): n is string => n !== undefined),
     description: o.description,
     takesValue: o.required || o.optional,
-    ...(o.argChoices ? { choices: o.argChoices } : {}),
+    ...(choices ? { choices } : {}),
   };
 }
 

@@ -89,7 +89,7 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   "webhooks create": [
     "taskjet webhooks create stripe --event-key order:paid --auth hmac --secret whsec_... --header stripe-signature",
     "taskjet webhooks create shop --event-key shop:order --auth apiKey --key k_0123456789 --header x-api-key",
-    "taskjet webhooks create legacy --event-key-expression 'body.type' --auth basic --username u --password p",
+    "taskjet webhooks create legacy --event-key-expression 'body.type' --auth basic --username legacy --password 'at-least-8-chars'",
   ],
   "webhooks list": ["taskjet webhooks list", "taskjet webhooks list --json"],
   "webhooks delete": ["taskjet webhooks delete stripe"],

@@ -9,8 +9,25 @@ export interface Io {
   readonly interactive: boolean;
 }
 
+/**
+ * A reader that closes the pipe early (`taskjet runs list | head -1`) is no failure: the process leaves quietly with
+ * exit 0 on EPIPE of stdout or stderr. Any other write error is rethrown, an uncaught exception as without a handler.
+ */
+export function exitQuietlyOnBrokenPipe(streams: NodeJS.WriteStream[] = [process.stdout, process.stderr]): void {
+  for (const stream of streams) {
+    if (stream.listeners("error").includes(onStreamError)) continue;
+    stream.on("error", onStreamError);
+  }
+}
+
+function onStreamError(err: NodeJS.ErrnoException): void {
+  if (err.code === "EPIPE") process.exit(0);
+  throw err;
+}
+
 /** The process's own streams. */
 export function processIo(): Io {
+  exitQuietlyOnBrokenPipe();
   return {
     out: (text) => process.stdout.write(text),
     err: (text) => process.stderr.write(text),

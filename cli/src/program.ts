@@ -1,5 +1,5 @@
 import { createRequire } from "node:module";
-import { TaskjetError } from "@taskjet/sdk";
+import { ErrorCodes, TaskjetError } from "@taskjet/sdk";
 import { Command, CommanderError } from "commander";
 import { registerAdmin } from "./commands/admin.js";
 import type { CliContext } from "./commands/common.js";
@@ -98,6 +98,11 @@ function report(err: unknown, io: Io): ExitCode {
   // Commander printed its own message (or the help) already.
   if (err instanceof CommanderError) return err.exitCode === 0 ? ExitCodes.ok : ExitCodes.usage;
   if (err instanceof UsageError) {
+    io.err(`error: ${err.message}\n(add --help for usage)\n`);
+    return ExitCodes.usage;
+  }
+  // A bad argument value the SDK caught (a key, a limit, a time it checks): a usage error too.
+  if (err instanceof TaskjetError && err.code === ErrorCodes.invalidArgument) {
     io.err(`error: ${err.message}\n(add --help for usage)\n`);
     return ExitCodes.usage;
   }

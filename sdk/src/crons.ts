@@ -116,7 +116,10 @@ export class CronsClient implements CronCreator {
   /** Every cron of the namespace (optionally of one task), by name. */
   async list(options: { taskName?: string } = {}): Promise<CronDefinition[]> {
     const kv = await this.bucket();
-    const names = await kvNames(kv, this.ns, keys.cronsOf(this.ns));
+    // Opening the bucket succeeds without its stream; listing it is where a NATS no engine ran against shows.
+    const names = await kvNames(kv, this.ns, keys.cronsOf(this.ns)).catch(
+      withProvisioningHint(this.conn, `KV_${Buckets.crons}`),
+    );
     const crons = (await Promise.all(names.map((n) => this.get(n)))).filter(
       (c): c is CronDefinition => c !== undefined,
     );
@@ -126,7 +129,9 @@ export class CronsClient implements CronCreator {
   /** One cron, if it exists. */
   async get(name: string): Promise<CronDefinition | undefined> {
     parseWith(CronDefinitionSchema.shape.name, name, "name");
-    const entry = await (await this.bucket()).get(keys.cron(this.ns, name));
+    const entry = await (await this.bucket())
+      .get(keys.cron(this.ns, name))
+      .catch(withProvisioningHint(this.conn, `KV_${Buckets.crons}`));
     if (entry?.operation !== "PUT" || entry.length === 0) return undefined;
     return CronDefinitionSchema.parse(entry.json());
   }

@@ -1,5 +1,5 @@
 import type { JsMsg } from "@nats-io/jetstream";
-import { checkToken, Streams, subjects, type TaskLogLine, TaskLogLineSchema } from "@taskjet/schemas";
+import { checkToken, RunNotFoundError, Streams, subjects, type TaskLogLine, TaskLogLineSchema } from "@taskjet/schemas";
 import { type Connection, withProvisioningHint } from "./connection.js";
 import { readStream } from "./read-stream.js";
 import { followRunSide } from "./run-tail.js";
@@ -11,7 +11,10 @@ export class LogsClient {
     private readonly ns: string,
   ) {}
 
-  /** A run's log lines so far, in order (every attempt's, each saying which). */
+  /**
+   * A run's log lines so far, in order (every attempt's, each saying which).
+   * @throws RunNotFoundError when the run has no history (as `follow` and REST `GET runs/:id/logs`)
+   */
   async list(runId: string): Promise<TaskLogLine[]> {
     checkToken(runId, "runId");
     const lines: TaskLogLine[] = [];
@@ -23,6 +26,13 @@ export class LogsClient {
       }
     } catch (err) {
       withProvisioningHint(this.conn, Streams.logs)(err);
+    }
+    // No line: a run that logged nothing, or no run at all (its history says which).
+    if (lines.length === 0) {
+      const last = await this.conn.jsm.direct
+        .getMessage(Streams.history, { last_by_subj: subjects.history(this.ns, runId) })
+        .catch(withProvisioningHint(this.conn, Streams.history));
+      if (!last) throw new RunNotFoundError(runId);
     }
     return lines;
   }

@@ -22,7 +22,10 @@ export class WorkersClient {
   /** Every registered worker of the namespace, by name then id. Registrations that do not parse are left out. */
   async list(): Promise<WorkerRegistration[]> {
     const kv = await this.bucket();
-    const ids = await kvNames(kv, this.ns, keys.workersOf(this.ns));
+    // Opening the bucket succeeds without its stream; listing it is where a NATS no engine ran against shows.
+    const ids = await kvNames(kv, this.ns, keys.workersOf(this.ns)).catch(
+      withProvisioningHint(this.conn, `KV_${Buckets.workers}`),
+    );
     const entries = await Promise.all(ids.map((id) => kv.get(keys.worker(this.ns, id))));
     const workers: WorkerRegistration[] = [];
     for (const entry of entries) {

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI_BIN, type CliResult, childEnv, collectOutput, runCli } from "../harness/cli.js";
 import { sleep } from "../harness/concurrency-probe.js";
 import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import { startNatsServer } from "../harness/nats-server.js";
 
 const nats = useNatsServer();
 
@@ -647,8 +648,9 @@ describe("cli", () => {
       expect(now.stdout).toMatch(/Status\s+COMPLETED/);
       expect(now.stdout).toContain(`as of sequence ${seqs[2]}`);
       const before = await taskjet(["runs", "state", ref.runId, "--at", "2000-01-01T00:00:00Z", ...conn]);
-      expect(before.code).toBe(1);
-      expect(before.stderr).toContain("has no event at or before");
+      // A bad value for this run, caught by the SDK (ValidationError): a usage error, named as ISO.
+      expect(before.code).toBe(2);
+      expect(before.stderr).toContain("has no event at or before 2000-01-01T00:00:00.000Z");
       const bad = await taskjet(["runs", "state", ref.runId, "--at", "yesterday", ...conn]);
       expect(bad.code).toBe(2);
     } finally {
@@ -673,11 +675,16 @@ describe("cli", () => {
       // Corrupt one projection behind the engine's back: a state under the run's key, written after the page that has
       // the run (the later entry of a run is its projection).
       const kv = await new Kvm(tj.connection.nc).open("TJ_RUNS");
+      // A state an engine before `queuedSeq` wrote: no difference.
+      const older = await tj.runs.get(refs[0]?.runId as string);
+      const tasks = older.tasks.map(({ queuedSeq: _q, ...t }) => t);
+      await kv.put(`${namespace}.${older.runId}`, JSON.stringify({ ...older, tasks }));
+      expect((await taskjet(["admin", "verify", ...at(namespace)])).stdout).toBe("3 runs, 6 events: 0 differing\n");
       const victim = refs[1]?.runId as string;
       await kv.put(`${namespace}.${victim}`, JSON.stringify({ ...(await tj.runs.get(victim)), status: "FAILED" }));
       const bad = await taskjet(["admin", "verify", ...at(namespace)]);
       expect(bad.code).toBe(1);
-      expect(bad.stdout).toContain(`${victim}: projection differs (status FAILED, log says COMPLETED)`);
+      expect(bad.stdout).toContain(`${victim}: projection differs in status (status FAILED, log says COMPLETED)`);
       const rebuilt = await taskjet(["admin", "rebuild", ...at(namespace)]);
       expect(rebuilt.stdout).toMatch(
         /^rebuilt 3 runs from 6 events \(0 rejected\) in \d+ ms: \d+ events\/s \(read and fold \d+ ms\)\n$/,
@@ -824,7 +831,8 @@ describe("cli", () => {
         "DAY",
         ...at(namespace),
       ]);
-      expect(badKey.code).toBe(1);
+      // A bad argument value the SDK caught: a usage error (2), as commander's own.
+      expect(badKey.code).toBe(2);
       expect(badKey.stderr).toMatch(/ratelimit\.key.*"no spaces"/);
       const badDuration = await taskjet([
         "ratelimits",
@@ -937,3 +945,222 @@ function freePort(): Promise<number> {
     });
   });
 }
+
+describe("cli - fixes", () => {
+  it("output - a reader that closes the pipe early ends the CLI quietly with exit 0, no EPIPE stack", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    try {
+      for (let i = 0; i < 3; i++) await taskjet(["trigger", "hello", ...at(namespace)]);
+      const runId = (await taskjet(["trigger", "hello", ...at(namespace)])).stdout.trim();
+      for (const args of [
+        ["completion", "--help"],
+        ["completion", "bash"],
+        ["runs", "list", ...at(namespace)],
+        ["runs", "history", runId, "--json", ...at(namespace)],
+      ]) {
+        const child = spawn(process.execPath, [CLI_BIN, ...args], { cwd, env: childEnv(), stdio: "pipe" });
+        // The reader goes away before the CLI writes a byte: its first write fails with EPIPE.
+        child.stdout.destroy();
+        const res = await collectOutput(child, 20_000, args);
+        expect(res.stderr, args.join(" ")).not.toContain("EPIPE");
+        expect(res.stderr, args.join(" ")).toBe("");
+        expect(res.code, args.join(" ")).toBe(0);
+      }
+      // Through a shell, as people do it.
+      const shell = spawn("sh", ["-c", `"${process.execPath}" "${CLI_BIN}" completion bash | head -1`], {
+        cwd,
+        env: childEnv(),
+        stdio: "pipe",
+      });
+      const piped = await collectOutput(shell, 20_000, ["completion bash | head -1"]);
+      expect(piped.stdout).toMatch(/^# taskjet completion for bash/);
+      expect(piped.stderr).toBe("");
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  it("trigger --bulk - refuses --at, --delay and --idempotency-key (exit 2) and names every bad line of the file", async () => {
+    const namespace = uniqueNamespace();
+    const file = join(cwd, "fixes-bulk.jsonl");
+    await writeFile(file, '{"name":"a"}\n');
+    for (const [flags, named] of [
+      [["--at", new Date(Date.now() + 60_000).toISOString()], "--at"],
+      [["--delay", "10m"], "--delay"],
+      [["--idempotency-key", "k"], "--idempotency-key"],
+    ] as const) {
+      const res = await taskjet(["trigger", "hello", "--bulk", file, ...flags, ...at(namespace)]);
+      expect(res.code, named).toBe(2);
+      expect(res.stderr).toContain(`--bulk does not go with ${named}`);
+      expect(res.stdout).toBe("");
+    }
+    await writeFile(file, '{"name":"a"}\nnot json\n[1]\n');
+    const bad = await taskjet(["trigger", "hello", "--bulk", file, ...at(namespace)]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("line 2: not JSON");
+    expect(bad.stderr).toContain("line 3: must be a JSON object");
+    // Many bad lines: the first 20 are named, the rest counted.
+    await writeFile(file, `${Array.from({ length: 25 }, (_, i) => `bad ${i}`).join("\n")}\n`);
+    const many = await taskjet(["trigger", "hello", "--bulk", file, ...at(namespace)]);
+    expect(many.code).toBe(2);
+    expect(many.stderr).toContain("25 bad lines");
+    expect(many.stderr).toContain("line 20: not JSON");
+    expect(many.stderr).not.toContain("line 21:");
+    expect(many.stderr).toContain("and 5 more bad lines");
+  });
+
+  it("status, workers list, crons list, admin verify - on a NATS no engine ran against: none running, or the hint", async () => {
+    const fresh = await startNatsServer();
+    try {
+      const on = ["--nats", fresh.url];
+      const status = await taskjet(["status", ...on]);
+      expect(status.stderr).toBe("");
+      expect(status.code).toBe(0);
+      expect(status.stdout).toContain(`NATS     ${fresh.url.replace("nats://", "")}`);
+      expect(status.stdout).toContain("Engines  none running");
+      const json = await taskjet(["status", "--json", ...on]);
+      expect(json.code).toBe(0);
+      expect(JSON.parse(json.stdout)).toMatchObject({ replicas: [], leases: {}, streams: [] });
+      for (const args of [
+        ["workers", "list"],
+        ["crons", "list"],
+        ["crons", "get", "nightly"],
+        ["admin", "verify"],
+        ["admin", "rebuild"],
+      ]) {
+        const res = await taskjet([...args, ...on]);
+        expect(res.code, args.join(" ")).toBe(1);
+        expect(res.stderr, args.join(" ")).toContain("start an engine against this NATS first");
+      }
+    } finally {
+      await fresh.stop();
+    }
+  });
+
+  it("bad argument values the SDK catches exit 2 (usage), and runs state --at says what it takes", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    try {
+      const runId = (await taskjet(["trigger", "hello", ...at(namespace)])).stdout.trim();
+      for (const args of [
+        ["events", "push", "bad key!"],
+        ["ratelimits", "set", "bad key", "--limit", "5", "--duration", "DAY"],
+        ["webhooks", "create", "x", "--event-key", "k", "--auth", "basic", "--username", "u", "--password", "p"],
+        ["trigger", "hello", "--at", "2099-01-01T00:00:00Z"],
+        ["runs", "state", runId, "--at", "0"],
+      ]) {
+        const res = await taskjet([...args, ...at(namespace)]);
+        expect(res.code, `${args.join(" ")}: ${res.stderr}`).toBe(2);
+        expect(res.stderr).toMatch(/^error: /);
+      }
+      const zero = await taskjet(["runs", "state", runId, "--at", "0", ...at(namespace)]);
+      expect(zero.stderr).not.toContain("{ seq }");
+      expect(zero.stderr).toContain("--at must be a sequence number from 1");
+      // A time before the run began: named as ISO, not as Date.toString().
+      const before = await taskjet(["runs", "state", runId, "--at", "2026-01-02T03:04:05Z", ...at(namespace)]);
+      expect(before.stderr).toContain("no event at or before 2026-01-02T03:04:05.000Z");
+      expect(before.stderr).not.toContain("GMT");
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  it("help - every webhooks create example of --help is accepted", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    try {
+      const help = await taskjet(["webhooks", "create", "--help"]);
+      const examples = help.stdout
+        .slice(help.stdout.indexOf("Examples:"))
+        .split("\n")
+        .map((l) => l.trim())
+        .filter((l) => l.startsWith("taskjet "));
+      expect(examples.length).toBeGreaterThanOrEqual(3);
+      for (const example of examples) {
+        const line = `"${process.execPath}" "${CLI_BIN}" ${example.slice("taskjet ".length)} --nats ${nats.url} --namespace ${namespace}`;
+        const res = await collectOutput(spawn("bash", ["-c", line], { cwd, env: childEnv(), stdio: "pipe" }), 20_000, [
+          example,
+        ]);
+        expect(res.code, `${example}: ${res.stderr}`).toBe(0);
+      }
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  it("runs logs of a run that does not exist is not found (exit 1); history --follow prints only the error", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    try {
+      const logs = await taskjet(["runs", "logs", "nonexistent", ...at(namespace)]);
+      expect(logs.code).toBe(1);
+      expect(logs.stderr).toContain("run nonexistent not found");
+      // A run that logged nothing is no error.
+      const runId = (await taskjet(["trigger", "hello", ...at(namespace)])).stdout.trim();
+      const none = await taskjet(["runs", "logs", runId, ...at(namespace)]);
+      expect(none.stderr).toBe("");
+      expect(none.code).toBe(0);
+      const follow = await taskjet(["runs", "history", "--follow", "nonexistent", ...at(namespace)]);
+      expect(follow.code).toBe(1);
+      expect(follow.stderr).toContain("not found");
+      expect(follow.stdout).toBe("");
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  it("trigger --wait --json prints a JSON line for a cancelled run too (exit 1)", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    try {
+      const runId = `cancelme${Math.random().toString(36).slice(2, 10)}`;
+      // No worker runs `idle`: the run waits QUEUED until cancelled.
+      const waiting = taskjet(["trigger", "idle", "--run-id", runId, "--wait", "--json", ...at(namespace)]);
+      await eventually(async () => ((await tj.runs.get(runId).catch(() => undefined)) ? true : undefined));
+      await tj.ref(runId).cancel("not today");
+      const res = await waiting;
+      expect(res.code).toBe(1);
+      expect(JSON.parse(res.stdout)).toEqual({ runId, status: "CANCELLED", reason: "not today" });
+      expect(res.stderr).toContain("was cancelled");
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
+  it("scheduled get of a run that is no longer scheduled says so (exit 1), as delete does", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await helloWorker(namespace);
+    try {
+      const run = await taskjet(["trigger", "hello", "--wait", "--json", ...at(namespace)]);
+      const { runId } = JSON.parse(run.stdout) as { runId: string };
+      for (const args of [
+        ["scheduled", "get", runId],
+        ["scheduled", "get", runId, "--json"],
+        ["scheduled", "delete", runId],
+      ]) {
+        const res = await taskjet([...args, ...at(namespace)]);
+        expect(res.code, args.join(" ")).toBe(1);
+        expect(res.stderr).toContain(`run ${runId} is not scheduled: it is COMPLETED`);
+        expect(res.stdout).toBe("");
+      }
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
+  it("completion - bash, zsh and fish complete the values of runs list --status", async () => {
+    const values = "SCHEDULED PENDING QUEUED RUNNING COMPLETED FAILED CANCELLED";
+    const bash = await taskjet(["completion", "bash"]);
+    expect(bash.stdout).toContain(`'taskjet runs list|--status') echo '${values}' ;;`);
+    expect(bash.stdout).toContain(`'taskjet runs cancel|--status') echo '${values}' ;;`);
+    const zsh = await taskjet(["completion", "zsh"]);
+    expect(zsh.stdout).toContain(`'taskjet runs list|--status' "${values}"`);
+    const fish = await taskjet(["completion", "fish"]);
+    expect(fish.stdout).toContain(`-s s -l status -x -a '${values}'`);
+  });
+});

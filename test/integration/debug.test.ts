@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
@@ -145,6 +147,36 @@ describe("debug", () => {
       const missing = await debug([ref.runId, "--worker", `${SCRATCH}absent.ts`]);
       expect(missing.code).toBe(2);
       expect(missing.stderr).toContain("could not load worker module");
+    });
+  });
+
+  it("debug - loads TypeScript beside no package.json and in a CommonJS package, as `node --import tsx` does", async () => {
+    await withFixture(async () => {
+      const ref = await tj.runNoWait("parse", { text: "x" });
+      await expect(ref.result()).rejects.toThrow();
+      const dir = await mkdtemp(join(tmpdir(), "tj-debug-layout-"));
+      try {
+        // No package.json above it (tmpdir): tsx loads a .ts as CommonJS.
+        await mkdir(join(dir, "plain"));
+        await writeFile(join(dir, "plain", "plain.ts"), "const x: number = 1;\nexport { x };\n");
+        // A CommonJS package: a module written with import/export, importing another TypeScript module.
+        await mkdir(join(dir, "cjs"));
+        await writeFile(join(dir, "cjs", "package.json"), '{"type":"commonjs"}\n');
+        await writeFile(join(dir, "cjs", "helper.ts"), "export function helper(): number {\n  return 1;\n}\n");
+        await writeFile(
+          join(dir, "cjs", "esm.ts"),
+          'import { helper } from "./helper.ts";\nconst n: number = helper();\nexport { n };\n',
+        );
+        for (const worker of [join(dir, "plain", "plain.ts"), join(dir, "cjs", "esm.ts")]) {
+          const res = await debug([ref.runId, "--worker", worker]);
+          // Loaded: it only declares no task.
+          expect(res.stderr, worker).not.toContain("could not load worker module");
+          expect(res.stderr, worker).toContain("declares no task parse (it declares none)");
+          expect(res.code).toBe(2);
+        }
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     });
   });
 

@@ -1,4 +1,6 @@
 import { rebuildProjection, verifyProjection } from "@taskjet/engine";
+import { Buckets, Streams } from "@taskjet/schemas";
+import { NotProvisionedError, type Taskjet } from "@taskjet/sdk";
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
 import type { ConnectionFlags } from "../config.js";
@@ -16,6 +18,7 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
     .option("--json", "print the report as JSON");
   connectionOptions(rebuild).action(async (flags: ConnectionFlags & { json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
+      await requireStreams(tj);
       const bar = ctx.io.interactive
         ? new SingleBar({ format: "{phase} {bar} {percentage}%  {eta_formatted} left", hideCursor: true })
         : undefined;
@@ -53,6 +56,7 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
     .option("--json", "print the report as JSON");
   connectionOptions(verify).action(async (flags: ConnectionFlags & { json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
+      await requireStreams(tj);
       const report = await verifyProjection(tj.connection.nc, conn.namespace);
       if (flags.json) ctx.io.out(jsonLine(report));
       else {
@@ -62,4 +66,20 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
       return report.differing.length > 0 ? ExitCodes.failure : ExitCodes.ok;
     });
   });
+}
+
+/**
+ * The log and the projection exist, else NotProvisionedError (start an engine first), as the SDK says it: the engine's
+ * rebuild and verify would fail on the server's bare "stream not found".
+ */
+async function requireStreams(tj: Taskjet): Promise<void> {
+  const { nc, jsm } = tj.connection;
+  for (const stream of [Streams.history, `KV_${Buckets.runs}`]) {
+    await jsm.streams.info(stream).catch((err: unknown) => {
+      if (err instanceof Error && /stream not found/i.test(err.message)) {
+        throw new NotProvisionedError(stream, [nc.getServer()]);
+      }
+      // Anything else (credentials that may not ask for stream info): the command itself says what goes wrong.
+    });
+  }
 }

@@ -9,6 +9,9 @@ import type { CliContext } from "./common.js";
 /** Largest bulk file read (it is read whole, and Node strings stop at about 512 MiB). */
 export const MAX_BULK_FILE_BYTES = 256 * 1024 * 1024;
 
+/** Bad lines a refused bulk file names; the rest are counted. */
+const MAX_BAD_LINES_NAMED = 20;
+
 /** Runs sent per call: large enough to pipeline, small enough for a lively progress bar. */
 const CHUNK = 2000;
 
@@ -30,6 +33,8 @@ export async function readBulkFile(path: string): Promise<{ line: number; text: 
     throw new UsageError(`--bulk: cannot read ${path}: ${(err as Error).message}`);
   }
   const rows: { line: number; text: string; input: JsonObject }[] = [];
+  // Every bad line is named (up to MAX_BAD_LINES_NAMED of them), so one pass fixes the file.
+  const bad: string[] = [];
   for (const [i, raw] of content.split("\n").entries()) {
     const text = raw.trim();
     if (text === "") continue;
@@ -42,14 +47,21 @@ export async function readBulkFile(path: string): Promise<{ line: number; text: 
         /\p{Cc}/gu,
         (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
       );
-      throw new UsageError(`--bulk ${path} line ${i + 1}: not JSON (${why})`);
+      bad.push(`line ${i + 1}: not JSON (${why})`);
+      continue;
     }
     if (typeof input !== "object" || input === null || Array.isArray(input)) {
-      throw new UsageError(
-        `--bulk ${path} line ${i + 1}: must be a JSON object (the run's input), got ${JSON.stringify(text.slice(0, 40))}`,
-      );
+      bad.push(`line ${i + 1}: must be a JSON object (the run's input), got ${JSON.stringify(text.slice(0, 40))}`);
+      continue;
     }
     rows.push({ line: i + 1, text, input: input as JsonObject });
+  }
+  if (bad.length > 0) {
+    const named = bad.slice(0, MAX_BAD_LINES_NAMED);
+    const more = bad.length > named.length ? [`and ${bad.length - named.length} more bad lines`] : [];
+    throw new UsageError(
+      `--bulk ${path}: ${bad.length} bad line${bad.length === 1 ? "" : "s"}, nothing sent\n  ${[...named, ...more].join("\n  ")}`,
+    );
   }
   return rows;
 }

@@ -150,8 +150,11 @@ async function loadWorkerModule(
     }
   }
   for (const [field, value] of fromFlags) if (value !== undefined) process.env[NatsAuthEnv[field]] = value;
-  const { register } = await import("tsx/esm/api");
-  register();
+  // Both loaders, as `node --import tsx` registers them: `.ts` beside no package.json or a CommonJS one is loaded
+  // as CommonJS (unless it has ESM syntax), through require, which only the CommonJS loader teaches TypeScript.
+  const [esm, cjs] = await Promise.all([import("tsx/esm/api"), import("tsx/cjs/api")]);
+  esm.register();
+  cjs.register();
   try {
     await import(pathToFileURL(isAbsolute(path) ? path : resolve(path)).href);
   } catch (err) {

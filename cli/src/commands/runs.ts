@@ -1,7 +1,8 @@
-import { expandEvent, HISTORY_WARN_EVENTS, parseIsoTime } from "@taskjet/schemas";
+import { expandEvent, HISTORY_WARN_EVENTS, parseIsoTime, RUN_STATUS_VALUES } from "@taskjet/schemas";
 import type { HistoryEntry, RunFilters, RunState, RunStatus, TaskjetEvent } from "@taskjet/sdk";
 import { SingleBar } from "cli-progress";
 import { Argument, type Command, InvalidArgumentError } from "commander";
+import { completeValues } from "../completion.js";
 import type { ConnectionFlags } from "../config.js";
 import { ExitCodes, UsageError } from "../errors.js";
 import {
@@ -39,6 +40,7 @@ export function registerRuns(program: Command, ctx: CliContext): void {
     .option("-t, --task <name>", "only runs of this task")
     .option("-n, --limit <n>", "at most this many", intIn("--limit", 1, 100_000), 50)
     .option("--json", "print a JSON array of run states");
+  completeValues(list, "--status", RUN_STATUS_VALUES);
   connectionOptions(list).action(
     async (flags: ConnectionFlags & { status?: RunStatus[]; task?: string; limit: number; json?: boolean }) => {
       ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
@@ -150,7 +152,9 @@ export function registerRuns(program: Command, ctx: CliContext): void {
   connectionOptions(state).action(
     async (id: string, flags: ConnectionFlags & { at?: { seq: number } | { time: Date }; json?: boolean }) => {
       ctx.exitCode = await withClient(flags, ctx, async (tj) => {
-        const s = flags.at ? await tj.runs.stateAt(id, flags.at) : await tj.runs.get(id);
+        // A time goes as ISO text: the SDK's "no event at or before" names it as given, never as Date.toString().
+        const at = flags.at && "time" in flags.at ? { time: flags.at.time.toISOString() } : flags.at;
+        const s = at ? await tj.runs.stateAt(id, at) : await tj.runs.get(id);
         if (flags.json) ctx.io.out(`${JSON.stringify(s, null, 2)}\n`);
         else
           ctx.io.out(`${runView(s, ctx.style)}\n  (as of sequence ${s.lastSeq}, event ${s.eventCount} of the run)\n`);
@@ -194,8 +198,11 @@ export function registerRuns(program: Command, ctx: CliContext): void {
         if (flags.json) {
           for await (const entry of entries) ctx.io.out(jsonLine(entry));
         } else if (flags.follow) {
-          ctx.io.out(`${padRow(HISTORY_HEADERS, FOLLOW_WIDTHS)}\n`);
+          // The header comes with the first event: a run that does not exist prints only its error.
+          let header = false;
           for await (const entry of entries) {
+            if (!header) ctx.io.out(`${padRow(HISTORY_HEADERS, FOLLOW_WIDTHS)}\n`);
+            header = true;
             for (const row of timeline.rows(entry)) ctx.io.out(`${padRow(row, FOLLOW_WIDTHS)}\n`);
           }
         } else {
@@ -237,7 +244,7 @@ interface SelectionFlags {
 
 /** The flags of a bulk command that acts on run ids or on every run matching filters. */
 function selectionOptions(cmd: Command, verb: string, defaultStatuses: string): Command {
-  return cmd
+  cmd
     .option("--filter", `${verb} every run matching --status/--task/--since/--until instead of ids`)
     .option(
       "-s, --status <statuses>",
@@ -251,6 +258,7 @@ function selectionOptions(cmd: Command, verb: string, defaultStatuses: string): 
       parseTimeOrAgo("--since"),
     )
     .option("--until <time|ago>", "with --filter: created before", parseTimeOrAgo("--until"));
+  return completeValues(cmd, "--status", RUN_STATUS_VALUES);
 }
 
 /** Run ids, or the filters: one of them. */
@@ -468,7 +476,15 @@ class Timeline {
 
 /** `--at`: digits are a sequence, anything else an ISO time. */
 function parseAt(value: string): { seq: number } | { time: Date } {
-  if (/^\d+$/.test(value)) return { seq: Number(value) };
+  if (/^\d+$/.test(value)) {
+    const seq = Number(value);
+    if (!Number.isSafeInteger(seq) || seq < 1) {
+      throw new InvalidArgumentError(
+        `--at must be a sequence number from 1 (as runs history shows) or an ISO date-time, got "${value}"`,
+      );
+    }
+    return { seq };
+  }
   const time = parseIsoTime(value);
   if (time === undefined) {
     throw new InvalidArgumentError(

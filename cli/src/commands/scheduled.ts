@@ -1,4 +1,4 @@
-import { parseIsoTime } from "@taskjet/schemas";
+import { parseIsoTime, RunNotScheduledError, RunStatuses } from "@taskjet/schemas";
 import { Argument, type Command, InvalidArgumentError } from "commander";
 import type { ConnectionFlags } from "../config.js";
 import { ExitCodes } from "../errors.js";
@@ -55,6 +55,11 @@ export function registerScheduled(program: Command, ctx: CliContext): void {
   connectionOptions(get).action(async (runId: string, flags: ConnectionFlags & { json?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       const run = await tj.scheduled.get(runId);
+      // As update and delete say: a run that started (or never was scheduled) is no scheduled run.
+      if (run.status !== RunStatuses.scheduled) {
+        ctx.hint = `taskjet runs get ${runId}`;
+        throw new RunNotScheduledError(runId, run.status);
+      }
       if (flags.json) ctx.io.out(`${JSON.stringify(run, null, 2)}\n`);
       else {
         ctx.io.out(

@@ -69,11 +69,18 @@ async function readStatus(nc: NatsConnection) {
 
 /** Engine replicas (their presence in `TJ_LEASES`, alive if they answer a ping) and who leads each namespace. */
 async function readLeases(nc: NatsConnection): Promise<{ replicas: Replica[]; leases: Record<string, string> }> {
+  const none = { replicas: [], leases: {} };
   const kv = await new Kvm(nc).open(Buckets.leases).catch(() => undefined);
-  if (!kv) return { replicas: [], leases: {} };
+  if (!kv) return none;
+  // Opening succeeds without the bucket's stream; listing its keys does not: no engine has run against this NATS.
+  const names = await kv.keys().catch((err: unknown) => {
+    if (err instanceof Error && /stream not found/i.test(err.message)) return undefined;
+    throw err;
+  });
+  if (!names) return none;
   const replicas = new Map<string, Replica>();
   const leases: Record<string, string> = {};
-  for await (const key of await kv.keys()) {
+  for await (const key of names) {
     const e = await kv.get(key);
     if (e?.operation !== "PUT" || e.length === 0) continue;
     const v = e.json() as Omit<Replica, "alive" | "leads">;
@@ -118,6 +125,10 @@ function view(s: Awaited<ReturnType<typeof readStatus>>): string {
     );
   }
   out.push("");
+  if (s.streams.length === 0) {
+    out.push("Streams  none (no engine has run against this NATS yet)");
+    return out.join("\n");
+  }
   out.push(
     formatTable(
       ["STREAM", "MESSAGES", "SIZE", "R", "LEADER", "LAGGING"],

@@ -1,4 +1,4 @@
-import { type JsonObject, type RunOptions, TaskRunError } from "@taskjet/sdk";
+import { type JsonObject, RunCancelledError, type RunOptions, TaskRunError } from "@taskjet/sdk";
 import { Argument, type Command } from "commander";
 import { ExitCodes, UsageError } from "../errors.js";
 import { indent, jsonLine, prettyJson } from "../output.js";
@@ -61,6 +61,18 @@ async function trigger(task: string, flags: TriggerFlags, ctx: CliContext): Prom
   };
   if (flags.bulk) {
     if (flags.runId || flags.wait) throw new UsageError("--bulk does not go with --run-id or --wait");
+    // A bulk trigger starts every line now (runManyNoWait schedules nothing), and one idempotency key for every line
+    // would make one run of them all: refused rather than ignored.
+    const refused = [
+      ...(flags.at ? ["--at"] : []),
+      ...(flags.delay !== undefined ? ["--delay"] : []),
+      ...(flags.idempotencyKey !== undefined ? ["--idempotency-key"] : []),
+    ];
+    if (refused.length > 0) {
+      throw new UsageError(
+        `--bulk does not go with ${refused.join(" or ")}: each line starts at once, with a run id of its own (resending the file creates no run twice)`,
+      );
+    }
     const path = flags.bulk;
     return withClient(flags, ctx, async (tj) => {
       const { sent, failed } = await triggerBulk(tj, ctx, task, path, {
@@ -116,6 +128,11 @@ async function trigger(task: string, flags: TriggerFlags, ctx: CliContext): Prom
         if (ctx.io.interactive) io.err(`run ${ref.runId} completed (taskjet runs history ${ref.runId})\n`);
       }
       return ExitCodes.ok;
+    }
+    if (outcome.error instanceof RunCancelledError) {
+      if (flags.json) io.out(jsonLine({ runId: ref.runId, status: "CANCELLED", reason: outcome.error.reason }));
+      io.err(`error: ${outcome.error.message}\n`);
+      return ExitCodes.failure;
     }
     if (!(outcome.error instanceof TaskRunError)) throw outcome.error;
     const { taskError } = outcome.error;

@@ -23,6 +23,7 @@ export const ErrorCodes = {
   replayRefused: "REPLAY_REFUSED",
   notFound: "NOT_FOUND",
   runIdTaken: "RUN_ID_TAKEN",
+  alreadyExists: "ALREADY_EXISTS",
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -157,6 +158,14 @@ export class RunNotFoundError extends TaskjetError {
     super(ErrorCodes.runNotFound, `run ${runId} not found`);
     this.name = "RunNotFoundError";
     this.runId = runId;
+  }
+}
+
+/** What was to be created exists already (an API token's name): nothing was changed. */
+export class AlreadyExistsError extends TaskjetError {
+  constructor(message: string) {
+    super(ErrorCodes.alreadyExists, message);
+    this.name = "AlreadyExistsError";
   }
 }
 

@@ -84,6 +84,12 @@ describe("validation", () => {
       "[object Object]",
       `"${"x".repeat(77)}..."`,
     ]);
+    // A secret's value is never repeated, only its length.
+    const auth = z.object({ password: z.string().min(8), key: z.string().min(8) });
+    expect((error(() => parseWith(auth, { password: "hunter2", key: "k" }, "auth")) as Error).message).toBe(
+      "auth.password: Too small: expected string to have >=8 characters, got 7 characters; " +
+        "auth.key: Too small: expected string to have >=8 characters, got 1 characters",
+    );
     expect(error(() => parseWith(z.object({ retries: z.number().int() }), { retries: NaN }))).toMatchObject({
       message: expect.stringContaining("got NaN"),
     });

@@ -168,13 +168,18 @@ export function parseWith<T extends z.ZodType>(schema: T, value: unknown, root =
   throw new ValidationError(zodIssues(result.error, value, root));
 }
 
+/** Fields whose value an error must not repeat (a webhook's password, secret or API key): only its length. */
+const SECRET_FIELD = /(^|\.)(password|secret|token)$|(^|\.)auth\.key$/i;
+
 /** The issues of a zod error as `path: message, got <value>`. */
 export function zodIssues(error: z.ZodError, value: unknown, root = ""): ValidationIssue[] {
   return error.issues.map((issue) => {
     const segments = issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
     const path = `${root}${segments}`.replace(/^\./, "");
     const got = valueAt(value, issue.path);
-    const suffix = got.found ? `, got ${describeValue(got.value)}` : "";
+    const shown =
+      SECRET_FIELD.test(path) && typeof got.value === "string" ? `${got.value.length} characters` : undefined;
+    const suffix = got.found ? `, got ${shown ?? describeValue(got.value)}` : "";
     return { path, message: `${issue.message}${suffix}` };
   });
 }

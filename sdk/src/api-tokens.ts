@@ -1,5 +1,6 @@
 import type { KV } from "@nats-io/kv";
 import {
+  AlreadyExistsError,
   API_TOKEN_NAME,
   type ApiTokenRecord,
   ApiTokenRecordSchema,
@@ -67,9 +68,7 @@ export class ApiTokensClient {
       await kv.create(keys.apiToken(this.ns, name), JSON.stringify(record));
     } catch (err) {
       if (/wrong last sequence|key exists/i.test((err as Error).message)) {
-        throw new ValidationError([
-          { path: "name", message: `token ${name} exists: revoke it first, or pick another name` },
-        ]);
+        throw new AlreadyExistsError(`token ${name} exists: revoke it first, or pick another name`);
       }
       throw this.provisioningHint(err);
     }

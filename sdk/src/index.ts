@@ -1,4 +1,5 @@
 export {
+  AlreadyExistsError,
   AppendConflictError,
   ClosedError,
   type ConcurrencyRule,

@@ -1,4 +1,4 @@
-import { RunCancelledError, RunStatuses, ValidationError } from "@taskjet/sdk";
+import { RunCancelledError, type RunRef, RunStatuses, ValidationError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import { ConcurrencyProbe, sleep } from "../harness/concurrency-probe.js";
 import {
@@ -82,7 +82,7 @@ describe("concurrency", () => {
     });
     const worker = await tj.worker("w", { workflows: [one], slots: 5 });
     await worker.start();
-    const refs = [];
+    const refs: RunRef[] = [];
     for (let n = 1; n <= 6; n++) refs.push(await one.runNoWait({ n }));
     // The second run was told why it waits (`TaskWaiting`, appended after the later runs' creation): the engine that
     // recovers it must not take that event for its place in the queue.

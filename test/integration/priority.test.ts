@@ -1,3 +1,4 @@
+import type { RunRef } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import { sleep } from "../harness/concurrency-probe.js";
 import { connectClient, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
@@ -60,7 +61,7 @@ describe("priority", () => {
     started.length = 0;
     const blocking = await block.runNoWait({});
     await sleep(100);
-    const refs = [];
+    const refs: RunRef[] = [];
     for (const p of [1, 1, 2, 3, 3] as const)
       refs.push(await tiny.runNoWait({ tag: `p${p}-${refs.length}` }, { priority: p }));
     await Promise.all([blocking, ...refs].map((r) => r.result()));

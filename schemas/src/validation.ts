@@ -28,6 +28,22 @@ export function jsonTooDeep(value: unknown, limit = MAX_JSON_DEPTH): boolean {
   return false;
 }
 
+/**
+ * Refuses a key of `value` that is not in `known`, naming it under `path` (`options.tz`): a misspelt option would
+ * otherwise be dropped without a word.
+ * @throws ValidationError
+ */
+export function refuseUnknownKeys(value: object, known: readonly string[], path: string, what: string): void {
+  const unknown = Object.keys(value).find((k) => !known.includes(k));
+  if (unknown === undefined) return;
+  throw new ValidationError([
+    {
+      path: path ? `${path}.${unknown}` : unknown,
+      message: `is not ${what} (${known.join(", ")}), got ${describeValue((value as Record<string, unknown>)[unknown])}`,
+    },
+  ]);
+}
+
 /** Renders a value for an error message, short. */
 export function describeValue(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);

@@ -22,6 +22,7 @@ import {
   RunNotFoundError,
   type RunOptions,
   RunOptionsSchema,
+  refuseUnknownKeys,
   TaskDefinitionSchema,
   ValidationError,
 } from "@taskjet/schemas";
@@ -75,25 +76,23 @@ const RECHECKS_PER_SECOND = 100;
 const DEFAULT_EXECUTION_TIMEOUT = "60s";
 
 /** What `tj.task` and `tj.durableTask` take: every key of `TaskOptions` (the compiler checks the list is whole). */
-const TASK_OPTION_KEYS = new Set(
-  Object.keys({
-    name: 1,
-    fn: 1,
-    retries: 1,
-    backoff: 1,
-    executionTimeout: 1,
-    scheduleTimeout: 1,
-    defaultPriority: 1,
-    concurrency: 1,
-    rateLimits: 1,
-    desiredWorkerLabels: 1,
-    sticky: 1,
-    slotCost: 1,
-    idempotency: 1,
-    onCrons: 1,
-    onEvents: 1,
-  } satisfies Record<keyof TaskOptions<JsonObject, JsonObject>, 1>),
-);
+const TASK_OPTION_KEYS = Object.keys({
+  name: 1,
+  fn: 1,
+  retries: 1,
+  backoff: 1,
+  executionTimeout: 1,
+  scheduleTimeout: 1,
+  defaultPriority: 1,
+  concurrency: 1,
+  rateLimits: 1,
+  desiredWorkerLabels: 1,
+  sticky: 1,
+  slotCost: 1,
+  idempotency: 1,
+  onCrons: 1,
+  onEvents: 1,
+} satisfies Record<keyof TaskOptions<JsonObject, JsonObject>, 1>);
 
 /** The options a declaration keeps, validated. */
 type CheckedOptions = ConstructorParameters<typeof TaskDeclaration>[2];
@@ -315,10 +314,7 @@ export class Taskjet implements Triggers {
     if (typeof options.fn !== "function") {
       throw new ValidationError([{ path: "fn", message: `must be a function, got ${typeof options.fn}` }]);
     }
-    const unknown = Object.keys(options).find((k) => !TASK_OPTION_KEYS.has(k));
-    if (unknown !== undefined) {
-      throw new ValidationError([{ path: unknown, message: "is not a task option (a typo would be dropped unread)" }]);
-    }
+    refuseUnknownKeys(options, TASK_OPTION_KEYS, "", "a task option");
     const checked = checkTaskOptions(options, durable, options.name, "", this.connection.payloadLimit);
     const declaration = new TaskDeclaration(this, options, checked);
     registerForDebug(declaration as TaskDeclaration<JsonObject, JsonObject | void>, durable);

@@ -12,6 +12,7 @@ import {
   parseCron,
   parseWith,
   RunOptionsSchema,
+  refuseUnknownKeys,
   ValidationError,
 } from "@taskjet/schemas";
 import { type Connection, openBucket, withProvisioningHint } from "./connection.js";
@@ -34,9 +35,9 @@ export interface CronOptions {
   catchUp?: "none" | "latest";
 }
 
-const CRON_OPTION_KEYS: readonly string[] = ["timezone", "additionalMetadata", "priority", "catchUp"];
+const CRON_OPTION_KEYS = ["timezone", "additionalMetadata", "priority", "catchUp"];
 
-/** `task.cron()`'s options: an object of known keys (a misspelt one would be silently ignored). */
+/** `task.cron()`'s options: an object of known keys. */
 function checkCronOptions(options: unknown): asserts options is CronOptions {
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
     throw new ValidationError([
@@ -46,15 +47,7 @@ function checkCronOptions(options: unknown): asserts options is CronOptions {
       },
     ]);
   }
-  const unknown = Object.keys(options).find((k) => !CRON_OPTION_KEYS.includes(k));
-  if (unknown !== undefined) {
-    throw new ValidationError([
-      {
-        path: `options.${unknown}`,
-        message: `is not a cron option (${CRON_OPTION_KEYS.join(", ")}), got ${describeValue((options as Record<string, unknown>)[unknown])}`,
-      },
-    ]);
-  }
+  refuseUnknownKeys(options, CRON_OPTION_KEYS, "options", "a cron option");
 }
 
 /** What declarations need to make a cron (`task.cron`, `wf.cron`). */

@@ -7,6 +7,7 @@ import {
   type PushedEvent,
   PushedEventSchema,
   parseWith,
+  refuseUnknownKeys,
   Streams,
   subjects,
   ValidationError,
@@ -31,8 +32,7 @@ export interface ListedEvent extends PushedEvent {
 
 /** How far back `events.list` reads. */
 const LIST_WINDOW = 10_000;
-/** What a pushed event's item may hold: anything else is a typo that would be dropped without a word. */
-const ITEM_KEYS = new Set(["payload", "additionalMetadata", "priority"]);
+const ITEM_KEYS = ["payload", "additionalMetadata", "priority"];
 
 /** Pushed events (`TJ_EVENTS`): stored whatever is listening, routed by the engine to tasks with `onEvents`. */
 export class EventsClient {
@@ -109,12 +109,7 @@ export class EventsClient {
       if (typeof item !== "object" || item === null) {
         throw new ValidationError([{ path: `[${i}]`, message: "must be { payload, additionalMetadata?, priority? }" }]);
       }
-      const unknown = Object.keys(item).find((k) => !ITEM_KEYS.has(k));
-      if (unknown !== undefined) {
-        throw new ValidationError([
-          { path: `${at}${unknown}`, message: "is not an option of a pushed event (additionalMetadata, priority)" },
-        ]);
-      }
+      refuseUnknownKeys(item, ITEM_KEYS, bulk ? `[${i}]` : "", "part of a pushed event");
       encodeJsonObject(item.payload, `${at}payload`, this.conn.payloadLimit);
       return parseWith(
         PushedEventSchema,

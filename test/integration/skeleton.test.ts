@@ -332,7 +332,7 @@ describe("skeleton", () => {
       /idempotency: must be \{ ttl\?, expression\? \}, got "input.x"/,
     );
     await expect(tj.events.push("k", {}, { metadata: { a: "b" } } as never)).rejects.toThrow(
-      /metadata: is not an option of a pushed event/,
+      /metadata: is not part of a pushed event/,
     );
     // Times are ISO date-times: `new Date("12")` would read 2001-12-01, and the run would start at once.
     await expect(t.schedule("12", {})).rejects.toThrow(/at: must be a Date or an ISO date-time, got "12"/);

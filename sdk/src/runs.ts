@@ -358,9 +358,10 @@ export class RunsClient {
     const owned = new WeakSet<object>();
     yield* readHistory(this.conn.js, this.ns, runId, {
       follow: true,
+      // Not before what was stored when it was asked: a replayed run was terminal before its replay's events.
       until: (e) => {
         if (e.event) state = evolve(state, e.event, e.seq, owned);
-        return state !== undefined && isTerminal(state.status);
+        return e.seq >= last.seq && state !== undefined && isTerminal(state.status);
       },
     });
   }

@@ -29,7 +29,7 @@ describe("replay", () => {
       name: "charge",
       retries: 1,
       fn: async (input: { amount: number }, ctx) => {
-        inputs.push({ input, attempt: ctx.retryCount() });
+        inputs.push({ input, attempt: ctx.attempt() });
         if (!fixed) throw new Error(`declined ${input.amount}`);
         return { charged: input.amount };
       },
@@ -78,6 +78,31 @@ describe("replay", () => {
     );
     await expect(tj.runs.replay({ ids: ["bad id"] })).rejects.toThrow(ValidationError);
     await running.result();
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("history follow - a replayed run is followed to its last end, not to the end it had before its replay", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    let fail = true;
+    const flaky = tj.task({
+      name: "flaky",
+      fn: async () => {
+        if (fail) throw new Error("planned");
+        return { ok: true };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [flaky] });
+    await worker.start();
+    const ref = await flaky.runNoWait({});
+    await ref.result().catch(() => undefined);
+    fail = false;
+    await tj.runs.replay({ ids: [ref.runId] });
+    expect(await ref.result()).toEqual({ ok: true });
+    const followed: string[] = [];
+    for await (const e of tj.runs.history(ref.runId, { follow: true })) followed.push(e.event?.type ?? "?");
+    expect(followed).toEqual(await historyTypes(tj, ref.runId));
+    expect(followed.slice(-2)).toEqual(["RunReplayed", "TaskCompleted"]);
     await tj.close();
     await engine.stop();
   });

@@ -22,6 +22,7 @@ export function assignmentOf(
     expectedSeq: at.expectedSeq,
     assignedAt: at.assignedAt,
     ...(state.priority > 1 ? { priority: state.priority } : {}),
+    ...(task.requeues ? { retry: task.attempt - task.requeues } : {}),
     ...(state.trigger.kind === "run" ? {} : { trigger: state.trigger }),
     ...(state.tasks.length > 1 ? workflowContext(state, task) : {}),
     ...(task.checkpoints?.length ? { checkpoints: task.checkpoints } : {}),

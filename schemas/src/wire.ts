@@ -29,6 +29,11 @@ export const AssignmentSchema = z.object({
    * places a short task's attempts on busy workers as they come, a run of priority 3 maybe after ones of priority 1.
    */
   priority: z.number().int().min(1).max(3).optional(),
+  /**
+   * Which retry this attempt is: `attempt` less the attempts that did not count against the retries (a durable task's
+   * wake-ups, upstream rate limits, a replay's earlier attempts). Absent: `attempt`.
+   */
+  retry: z.number().int().min(0).optional(),
   /** Workflows: the task's name within its workflow. */
   ref: z.string().optional(),
   /** Workflows: the outputs of its parents, by ref. */

@@ -25,7 +25,7 @@ describe("durable tasks", () => {
         const before = await ctx.now();
         await ctx.sleepFor("1s");
         const after = await ctx.now();
-        return { before: before.toISOString(), after: after.toISOString(), attempt: ctx.retryCount() };
+        return { before: before.toISOString(), after: after.toISOString(), attempt: ctx.attempt() };
       },
     });
     const worker = await tj.worker("w", { workflows: [remind] });
@@ -193,6 +193,38 @@ describe("durable tasks", () => {
     await worker.start();
     expect(await buy.run({ item: "lamp" })).toEqual({ paid: 40 });
     expect(childRuns).toBe(1);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("retryCount - a durable task's resumptions are not retries; a failure is; spawnChild keeps { sticky: true }", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const counts: number[] = [];
+    let failed = false;
+    const child = tj.task({ name: "child", fn: async () => ({}) });
+    const naps = tj.durableTask({
+      name: "naps",
+      retries: 1,
+      fn: async (_input, ctx) => {
+        counts.push(ctx.retryCount());
+        await ctx.spawnChild(child, {}, { sticky: true });
+        await ctx.sleepFor("50ms");
+        await ctx.sleepFor("50ms");
+        if (!failed) {
+          failed = true;
+          throw new Error("once");
+        }
+        return {};
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [child, naps] });
+    await worker.start();
+    const ref = await naps.runNoWait({});
+    await ref.result();
+    // Three attempts to the failure (two wake-ups), then the retry, which replays the recorded sleeps.
+    expect(counts).toEqual([0, 0, 0, 1]);
+    const [first] = (await tj.runs.get(ref.runId)).children ?? [];
+    expect((await tj.runs.get(first?.runId as string)).sticky).toMatchObject({ mode: "SOFT" });
     await tj.close();
     await engine.stop();
   });

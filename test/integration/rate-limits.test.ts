@@ -145,17 +145,17 @@ describe("rate limits", () => {
       name: "upstream",
       retries: 0,
       fn: async (input: { run: number }, ctx) => {
-        starts.push({ run: input.run, attempt: ctx.retryCount(), at: performance.now() });
-        if (input.run === 1 && ctx.retryCount() === 0) ctx.rateLimited("1500ms");
-        return { attempt: ctx.retryCount() };
+        starts.push({ run: input.run, attempt: ctx.attempt(), at: performance.now() });
+        if (input.run === 1 && ctx.attempt() === 0) ctx.rateLimited("1500ms");
+        return { attempt: ctx.attempt(), retry: ctx.retryCount() };
       },
     });
     const keyed = tj.task({
       name: "keyed",
       rateLimits: [{ staticKey: "vendor" }],
       fn: async (input: { run: number }, ctx) => {
-        starts.push({ run: input.run, attempt: ctx.retryCount(), at: performance.now() });
-        if (input.run === 10 && ctx.retryCount() === 0) throw new RateLimitedError({ key: "vendor", retryAfter: 1000 });
+        starts.push({ run: input.run, attempt: ctx.attempt(), at: performance.now() });
+        if (input.run === 10 && ctx.attempt() === 0) throw new RateLimitedError({ key: "vendor", retryAfter: 1000 });
         return {};
       },
     });
@@ -166,7 +166,7 @@ describe("rate limits", () => {
     await eventually(() => (starts.length > 0 ? true : undefined));
     const limitedAt = performance.now();
     const second = await upstream.runNoWait({ run: 2 });
-    expect(await first.result()).toEqual({ attempt: 1 });
+    expect(await first.result()).toEqual({ attempt: 1, retry: 0 }); // a second attempt, not a retry
     await second.result();
     // The task had no rate limits of its own: the whole task paused, the second run included.
     for (const s of starts.filter((x) => x.run === 2 || x.attempt === 1))

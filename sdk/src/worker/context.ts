@@ -127,8 +127,16 @@ export class Context {
     return this.assignment.taskName;
   }
 
-  /** The attempt index: 0 on the first run, n on the n-th retry. */
+  /**
+   * 0 on the first run, n on the n-th retry. A durable task's resumption after a sleep or an event, a run paused by
+   * an upstream rate limit, and a replay are not retries.
+   */
   retryCount(): number {
+    return this.assignment.retry ?? this.assignment.attempt;
+  }
+
+  /** The attempt's index in the run's history: every attempt counts, retries, resumptions and replays alike. */
+  attempt(): number {
     return this.assignment.attempt;
   }
 
@@ -249,10 +257,9 @@ export class Context {
   async runChild<O = Record<string, unknown>>(
     task: TaskRef,
     input: Record<string, unknown>,
-    options: { key?: string } = {},
+    options: { key?: string; sticky?: boolean } = {},
   ): Promise<O> {
-    const [ref] = await this.hooks.spawn([{ taskName: taskNameOf(task), input, key: options.key }]);
-    return (await (ref as RunRef<Record<string, unknown>>).result()) as O;
+    return (await this.runChildNoWait<O>(task, input, options)).result();
   }
 
   /**

@@ -39,7 +39,12 @@ export type CronDefinition = z.output<typeof CronDefinitionSchema>;
  * Parses a cron expression (and time zone) the way the engine will fire it.
  * @throws ValidationError naming `field`, with the parser's message
  */
-export function parseCron(expression: unknown, timezone: unknown, field: string): Cron {
+export function parseCron(
+  expression: unknown,
+  timezone: unknown,
+  field: string,
+  timezoneField = `${field}.timezone`,
+): Cron {
   const fail = (message: string): never => {
     throw new ValidationError([{ path: field, message: `${message}, got ${describeValue(expression)}` }]);
   };
@@ -52,7 +57,7 @@ export function parseCron(expression: unknown, timezone: unknown, field: string)
     } catch {
       throw new ValidationError([
         {
-          path: `${field}.timezone`,
+          path: timezoneField,
           message: `must be an IANA time zone such as Europe/Berlin, got ${describeValue(timezone)}`,
         },
       ]);

@@ -83,7 +83,7 @@ export class CronsClient implements CronCreator {
   ): Promise<CronDefinition> {
     checkTaskName(taskName, "taskName");
     checkCronOptions(options);
-    parseCron(expression, options.timezone, "expression");
+    parseCron(expression, options.timezone, "expression", "options.timezone");
     encodeJsonObject(input, "input", this.conn.payloadLimit);
     const opts = parseWith(RunOptionsSchema.pick({ additionalMetadata: true, priority: true }), {
       additionalMetadata: options.additionalMetadata,

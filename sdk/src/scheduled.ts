@@ -66,8 +66,8 @@ export class ScheduledClient {
   }
 
   /**
-   * Deletes a scheduled run: it is cancelled and never starts. `false` when it had already finished.
-   * @throws RunNotScheduledError when it already started (cancel it with `runs.cancel` instead)
+   * Deletes a scheduled run: it is cancelled and never starts. `false` when it was cancelled already (deleted).
+   * @throws RunNotScheduledError when it already started or finished (cancel a running one with `runs.cancel`)
    */
   async delete(runId: string): Promise<boolean> {
     const state = await this.runs.get(runId);

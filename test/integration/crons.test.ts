@@ -223,6 +223,7 @@ describe("crons", () => {
         /is not a cron option \(timezone, additionalMetadata, priority, catchUp\), got "UTC"$/,
       ],
       [{ timezone: "UTC", catchup: "latest" }, "options.catchup", /got "latest"$/],
+      [{ timezone: "Mars/Olympus" }, "options.timezone", /must be an IANA time zone .*, got "Mars\/Olympus"$/],
     ] as const) {
       const err = await t.cron("nightly", "0 3 * * *", {}, options as never).catch((e) => e);
       expect(err, JSON.stringify(options)).toBeInstanceOf(ValidationError);

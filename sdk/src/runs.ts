@@ -313,7 +313,13 @@ export class RunsClient {
     for (const state of unprojected.values()) if (wanted(state)) out.push(state);
     // Newest first; run ids break ties within a millisecond (ULIDs sort by creation).
     out.sort((a, b) => (a.createdAt === b.createdAt ? cmp(b.runId, a.runId) : cmp(b.createdAt, a.createdAt)));
-    return out.slice(0, limit);
+    const page = out.slice(0, limit);
+    // A state stored slim (too large for one message) has no input or outputs: its history has them, as `get` reads.
+    return Promise.all(
+      page.map(async (state) =>
+        state.slim ? ((await readTail(this.conn, this.ns, state.runId, undefined)) ?? state) : state,
+      ),
+    );
   }
 
   /**

@@ -366,6 +366,10 @@ describe("skeleton", () => {
     const read = await tj.runs.get(ref.runId);
     expect((read.output as { blob: string }).blob.length).toBe(payload.blob.length);
     expect(read.slim).toBeUndefined();
+    // Listed too: the list folds the history of a run whose projection is slim.
+    const listed = (await tj.runs.list({ taskName: "echo" })).find((r) => r.runId === ref.runId) as RunState;
+    expect((listed.input as { blob: string }).blob.length).toBe(payload.blob.length);
+    expect((listed.output as { blob: string }).blob.length).toBe(payload.blob.length);
     await nc.close();
     await tj.close();
     await engine.stop();

@@ -534,9 +534,14 @@ describe("REST API", () => {
     // Schemas come from zod: the trigger's body and the list's page are described field by field.
     const trigger = paths["/api/v1/namespaces/{ns}/runs"]?.post as {
       requestBody: {
+        required: boolean;
         content: { "application/json": { schema: { properties: Record<string, unknown>; required: string[] } } };
       };
     };
+    // A trigger needs its body; a cancellation's is optional (`{ reason? }`).
+    expect(trigger.requestBody.required).toBe(true);
+    const cancel = paths["/api/v1/namespaces/{ns}/runs/{id}/cancel"]?.post as { requestBody: { required: boolean } };
+    expect(cancel.requestBody.required).toBe(false);
     const body = trigger.requestBody.content["application/json"].schema;
     expect(Object.keys(body.properties)).toEqual(
       expect.arrayContaining(["task", "input", "idempotencyKey", "additionalMetadata", "priority", "traceparent"]),

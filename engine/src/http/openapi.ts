@@ -141,7 +141,11 @@ function operation(spec: ApiRouteSpec): JsonSchema {
     ...(parameters.length > 0 ? { parameters } : {}),
     ...(spec.body
       ? {
-          requestBody: { required: false, content: { "application/json": { schema: jsonSchema(spec.body, "input") } } },
+          requestBody: {
+            // Required unless the schema takes no body at all (`{ reason? }` defaults to `{}`).
+            required: !spec.body.safeParse(undefined).success,
+            content: { "application/json": { schema: jsonSchema(spec.body, "input") } },
+          },
         }
       : {}),
     responses,

@@ -583,8 +583,11 @@ export class Taskjet implements Triggers {
 
   private async waitFor(runId: string): Promise<RunEnd> {
     const waiter = this.waiter(runId);
-    // Reads go to the stream leader, which has every run whose creation was acknowledged.
-    if ((await this.catchUp(waiter)) === false) waiter.fail(new RunNotFoundError(runId));
+    // Reads go to the stream leader, which has every run whose creation was acknowledged. A subject whose only
+    // message does not fold (a first message the engine will refuse) is a run: its end is the refusal.
+    if ((await this.catchUp(waiter)) === false && !(await this.runs.hasHistory(runId))) {
+      waiter.fail(new RunNotFoundError(runId));
+    }
     return waiter.done;
   }
 

@@ -387,6 +387,11 @@ export class RunsClient {
     }
   }
 
+  /** @internal Whether the run's subject holds any message (a first message the engine has yet to refuse counts). */
+  async hasHistory(runId: string): Promise<boolean> {
+    return Boolean(await this.lastMessage(runId).catch(withProvisioningHint(this.conn, Streams.history)));
+  }
+
   private lastMessage(runId: string) {
     return this.conn.jsm.direct.getMessage(Streams.history, { last_by_subj: subjects.history(this.ns, runId) });
   }

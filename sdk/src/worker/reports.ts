@@ -12,6 +12,7 @@ import {
   makeEvent,
   parseDuration,
   RECORDED_TEXT_MAX,
+  type RecordedError,
   type RunState,
   RunStatuses,
   Streams,
@@ -249,19 +250,20 @@ function refusedOutcome(
 ): TaskFailed {
   const own = refused.type === EventTypes.TaskFailed ? refused.data.error : undefined;
   const reason = toRecordedError(why, 1000);
+  return failedEvent(r, a, {
+    name: "OutcomeRefusedError",
+    message:
+      `the attempt's ${refused.type} could not be recorded (${reason.name}: ${reason.message})` +
+      (own ? `; the task failed with ${truncateText(own.name, 256)}: ${truncateText(own.message, 1000)}` : ""),
+  });
+}
+
+/** The attempt failed with `error`. */
+function failedEvent(r: Reporter, a: Assignment, error: RecordedError, nonRetryable = false): TaskFailed {
   return makeEvent(EventTypes.TaskFailed, {
     runId: a.runId,
     taskRunId: a.taskRunId,
-    data: {
-      attempt: a.attempt,
-      workerId: r.workerId,
-      error: {
-        name: "OutcomeRefusedError",
-        message:
-          `the attempt's ${refused.type} could not be recorded (${reason.name}: ${reason.message})` +
-          (own ? `; the task failed with ${truncateText(own.name, 256)}: ${truncateText(own.message, 1000)}` : ""),
-      },
-    },
+    data: { attempt: a.attempt, workerId: r.workerId, error, ...(nonRetryable ? { nonRetryable: true } : {}) },
   }) as TaskFailed;
 }
 
@@ -278,11 +280,7 @@ function outcomeEvent(
   try {
     return resultEvent(r, a, result, payloadLimit);
   } catch (err) {
-    return makeEvent(EventTypes.TaskFailed, {
-      runId: a.runId,
-      taskRunId: a.taskRunId,
-      data: { attempt: a.attempt, workerId: r.workerId, error: toRecordedError(err, recordedTextMax(payloadLimit)) },
-    }) as TaskFailed;
+    return failedEvent(r, a, toRecordedError(err, recordedTextMax(payloadLimit)));
   }
 }
 
@@ -340,15 +338,7 @@ function resultEvent(
       return resultEvent(r, a, { ok: false, error: err }, payloadLimit);
     }
   }
-  return makeEvent(EventTypes.TaskFailed, {
-    ...base,
-    data: {
-      attempt: a.attempt,
-      workerId: r.workerId,
-      error: toRecordedError(result.error, recordedTextMax(payloadLimit)),
-      ...(isNonRetryable(result.error) ? { nonRetryable: true } : {}),
-    },
-  }) as TaskFailed;
+  return failedEvent(r, a, toRecordedError(result.error, recordedTextMax(payloadLimit)), isNonRetryable(result.error));
 }
 
 async function recordIgnored(

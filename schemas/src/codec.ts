@@ -172,11 +172,11 @@ export function eventMsgId(event: TaskjetEventInput): string {
       return `${event.runId}:cancelled`;
     case EventTypes.TaskCancelled:
       return `${event.taskRunId}:${event.data.attempt}:cancelled`;
-    // A worker's facts (its start, a slot released, a result) by their own id: dedup (checked first by the server) is
-    // only for the append that made them retrying. Two copies of one attempt, on two workers or run twice by one (it
-    // was reassigned back to it), are two writers: the CAS decides between them, and a second copy's start must not
-    // collapse into the first's. So is a reassignment: one worker can lose the same attempt twice (it came back, was
-    // given it again, and died again), and the engine decides each from the run's state, with CAS.
+    // A worker's facts (its start, a slot released, a result) by their own id: dedup is only for the append that made
+    // them retrying. Two copies of one attempt, on two workers or run twice by one (it was reassigned back to it), are
+    // two writers: the CAS decides between them, and a second copy's start must not collapse into the first's. So is a
+    // reassignment: one worker can lose the same attempt twice (it came back, was given it again, and died again), and
+    // the engine decides each from the run's state, with CAS.
     default:
       return event.id;
   }

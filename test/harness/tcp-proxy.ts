@@ -6,16 +6,20 @@ interface Pair {
   upstream: Socket;
   /** Bytes from the client are read and dropped, as a server that died before reading them. */
   swallowing: boolean;
+  /** Bytes from the server are dropped, as replies lost on the way (the server acted on what it was sent). */
+  deaf: boolean;
 }
 
 /**
  * A loopback TCP proxy in front of a nats-server, for faults a real server cannot be made to show on cue: `swallow`
- * drops what the current clients send (the server never sees it, their sockets stay up), `cut` then closes their
- * connections; clients that reconnect pass through untouched.
+ * drops what the current clients send (the server never sees it, their sockets stay up), `deafen` drops what the
+ * server sends them (it acts on their messages, its replies are lost), `cut` then closes their connections; clients
+ * that reconnect pass through untouched.
  */
 export interface TcpProxy {
   readonly url: string;
   swallow(): void;
+  deafen(): void;
   cut(): void;
   close(): Promise<void>;
 }
@@ -24,12 +28,14 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   const pairs = new Set<Pair>();
   const server: Server = createServer((client) => {
     const upstream = tcpConnect(target.port, target.host);
-    const pair: Pair = { client, upstream, swallowing: false };
+    const pair: Pair = { client, upstream, swallowing: false, deaf: false };
     pairs.add(pair);
     client.on("data", (chunk) => {
       if (!pair.swallowing) upstream.write(chunk);
     });
-    upstream.on("data", (chunk) => client.write(chunk));
+    upstream.on("data", (chunk) => {
+      if (!pair.deaf) client.write(chunk);
+    });
     const end = () => {
       pairs.delete(pair);
       client.destroy();
@@ -53,6 +59,9 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     url: `nats://127.0.0.1:${address.port}`,
     swallow() {
       for (const p of pairs) p.swallowing = true;
+    },
+    deafen() {
+      for (const p of pairs) p.deaf = true;
     },
     cut,
     async close() {

@@ -9,6 +9,7 @@ import { ErrorCodes, PermissionDeniedError, type Taskjet } from "@taskjet/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI_BIN, runCli } from "../harness/cli.js";
 import { connectClient, eventually, historyTypes, startEngine } from "../harness/fixtures.js";
+import { runWithLostStartAck } from "../harness/lost-ack.js";
 import { type NatsServer, startNatsServer } from "../harness/nats-server.js";
 
 /**
@@ -200,4 +201,16 @@ describe("namespace isolation", () => {
     await tjB.close();
     await engine.stop();
   });
+
+  it("namespace isolation - a's worker whose start was stored but whose ack was lost finds it with a's credentials: the task runs once", async () => {
+    const engine = await startEngine(server.url, {
+      namespaces: ["a"],
+      auth: { user: "engine", password: users.engine },
+    });
+    const tjA = await connectClient(server.url, { namespace: "a", ...as("a") });
+    // a's credentials cannot read the stream by request body: the retry reads its subject through a filtered consumer.
+    await runWithLostStartAck(tjA, server.port, as("a"));
+    await tjA.close();
+    await engine.stop();
+  }, 40_000);
 });

@@ -1,6 +1,10 @@
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { Streams, subjects } from "@taskjet/schemas";
 import { TaskRunError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import { historyEvents, historyTypes, startNamespace, useNatsServer } from "../harness/fixtures.js";
+import { runWithLostStartAck } from "../harness/lost-ack.js";
 
 const nats = useNatsServer();
 
@@ -100,6 +104,26 @@ describe("report robustness", () => {
     await tj.close();
     await engine.stop();
   });
+
+  it("report robustness - a worker whose start was stored but whose ack was lost finds it stored on retry: the task runs once, attempt 0 completes", async () => {
+    const { engine, tj, namespace } = await startNamespace(nats.url);
+    const runId = await runWithLostStartAck(tj, nats.server.port, {});
+    // Found by the CAS, not by the server's dedup: no message of the run carries a dedup id.
+    const nc = await connect({ servers: nats.url });
+    const jsm = await jetstreamManager(nc);
+    for (let seq = 0; ; ) {
+      const m = await jsm.streams.getMessage(Streams.history, {
+        next_by_subj: subjects.history(namespace, runId),
+        seq: seq + 1,
+      } as unknown as { seq: number });
+      if (!m) break;
+      expect(m.header.get("Nats-Msg-Id")).toBe("");
+      seq = m.seq;
+    }
+    await nc.close();
+    await tj.close();
+    await engine.stop();
+  }, 40_000);
 
   it("report robustness - an output too large for one message fails the attempt with PAYLOAD_TOO_LARGE, then retries", async () => {
     const { engine, tj } = await startNamespace(nats.url);

@@ -5,7 +5,7 @@
  *
  *   node --import tsx bench/tools/nats-server-perf.ts --pids 1234,1235,1236 --seconds 10 [--top 40]
  *   node --import tsx bench/tools/nats-server-perf.ts --port 14222 --seconds 10     # the server on that client port
- *   ... --callers 'Debugf'                       # also: which functions call the matching ones (innermost match)
+ *   ... --callers 'Debugf' [--depth 3]           # also: which functions call the matching ones (innermost match)
  *
  * Start it while a bench runs (e.g. `throughput.ts --n 100000`, or `--cluster` with every node's pid). Needs `perf`
  * (Debian's linux-perf) and root or kernel.perf_event_paranoid ≤ 1. Go keeps frame pointers, so stacks are whole.
@@ -25,6 +25,8 @@ const { values } = parseArgs({
     freq: { type: "string", default: "999" },
     /** Also list who calls the functions whose name matches this regex (the frame above each match). */
     callers: { type: "string" },
+    /** How many frames above each match `--callers` lists (outermost first). */
+    depth: { type: "string", default: "1" },
   },
 });
 
@@ -140,7 +142,8 @@ function report(script: string): void {
     for (const f of new Set(frames)) incl.set(f, (incl.get(f) ?? 0) + 1);
     const at = calleeRe ? frames.findIndex((f) => calleeRe.test(f)) : -1;
     if (at >= 0) {
-      const k = `${frames[at + 1] ?? "(top)"} → ${frames[at]}`;
+      const above = frames.slice(at + 1, at + 1 + Number(values.depth)).reverse();
+      const k = `${above.length > 0 ? above.join(" → ") : "(top)"} → ${frames[at]}`;
       callers.set(k, (callers.get(k) ?? 0) + 1);
     }
   }

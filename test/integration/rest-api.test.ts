@@ -1,3 +1,4 @@
+import { connect as connectTcp } from "node:net";
 import { expandEvent, type TaskjetEvent } from "@taskjet/schemas";
 import type { Taskjet } from "@taskjet/sdk";
 import { describe, expect, it, onTestFinished } from "vitest";
@@ -36,6 +37,25 @@ function client(base: string) {
     }
     return { status: res.status, body, headers: res.headers };
   };
+}
+
+/** Bytes written to the HTTP server as they are, and its answer split at the blank line. */
+async function rawRequest(address: string, bytes: string): Promise<{ head: string; body: string }> {
+  const [host, port] = [
+    address.slice(0, address.lastIndexOf(":")),
+    Number(address.slice(address.lastIndexOf(":") + 1)),
+  ];
+  const text = await new Promise<string>((resolve, reject) => {
+    const socket = connectTcp(port, host, () => socket.write(bytes));
+    let answer = "";
+    socket.on("data", (chunk) => {
+      answer += chunk.toString("utf8");
+    });
+    socket.on("close", () => resolve(answer));
+    socket.on("error", reject);
+  });
+  const at = text.indexOf("\r\n\r\n");
+  return { head: text.slice(0, at), body: text.slice(at + 4) };
 }
 
 /** Waits until the engine has seen a new token (it follows TJ_API_TOKENS). */
@@ -119,6 +139,21 @@ describe("REST API", () => {
       body: { task: "hello", input: { s: "x".repeat(1_100_000) } },
     });
     expect(huge).toMatchObject({ status: 413, body: { error: { code: "PAYLOAD_TOO_LARGE" } } });
+    const xmlBody = await call("POST", `${ns}/runs`, {
+      token,
+      raw: "<a/>",
+      headers: { "content-type": "application/xml" },
+    });
+    expect(xmlBody).toMatchObject({ status: 415, body: { error: { code: "INVALID_ARGUMENT" } } });
+    // Refused by Node's HTTP parser before any route, in the same shape: headers over its limit, a request not HTTP.
+    const bigHeaders = await call("GET", `${ns}/runs`, { token, headers: { "x-pad": "p".repeat(20_000) } });
+    expect(bigHeaders).toMatchObject({
+      status: 431,
+      body: { error: { code: "PAYLOAD_TOO_LARGE", message: expect.stringMatching(/request headers/) } },
+    });
+    const notHttp = await rawRequest(engine.httpAddress() as string, "HELLO THERE\r\n\r\n");
+    expect(notHttp.head).toMatch(/^HTTP\/1\.1 400 /);
+    expect(JSON.parse(notHttp.body)).toMatchObject({ error: { code: "INVALID_ARGUMENT" } });
     const badId = await call("GET", `${ns}/runs/a$b`, { token });
     expect(badId.status).toBe(400);
     expect(badId.body.error?.message).toMatch(/id.*"a\$b"/);

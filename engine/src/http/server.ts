@@ -1,3 +1,6 @@
+import { maxHeaderSize, STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
+import { ErrorCodes } from "@taskjet/schemas";
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
 import { errorAnswer } from "./rest.js";
@@ -19,6 +22,28 @@ export interface Health {
   namespaces: string[];
   /** Those it leads now (schedules); the others it stands by for. */
   leading: string[];
+}
+
+/**
+ * What Node's HTTP parser refuses before any route sees the request (headers over its limit, a request that
+ * timed out, a malformed one), answered in Taskjet's `{ error: { code, message } }` like every other refusal.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  const [status, code, message] =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? [431, ErrorCodes.payloadTooLarge, `request headers: over the server's limit of ${maxHeaderSize} bytes`]
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, ErrorCodes.timeout, "request: not received in time"]
+        : [400, ErrorCodes.invalidArgument, `request: not valid HTTP (${err.code ?? err.message})`];
+  const body = JSON.stringify({ error: { code, message } });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Content-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
 }
 
 /** Parses `host:port` (or `:port`). */
@@ -48,6 +73,7 @@ export async function startHttpServer(
     // No line per request: webhooks log what they record.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
+    clientErrorHandler: answerClientError,
   });
   // Every error as JSON `{ error: { code, message } }`: typed, Fastify's body refusals (413 PAYLOAD_TOO_LARGE for a
   // body too large) and NATS failures (503 UNAVAILABLE) in Taskjet's codes, else the status from the error.

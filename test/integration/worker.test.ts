@@ -111,6 +111,32 @@ describe("worker", () => {
     await engine.stop();
   });
 
+  it("stop - a worker draining longer than its registration's TTL keeps it alive: its running task is not given to another, its result counts", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], workerTtlMs: 1000 });
+    const tj = await connectClient(nats.url, { namespace });
+    let calls = 0;
+    const long = tj.task({
+      name: "long",
+      fn: async () => {
+        calls++;
+        await new Promise((r) => setTimeout(r, 3000));
+        return { done: true };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [long] });
+    await worker.start();
+    const ref = await long.runNoWait({});
+    await eventually(() => (worker.runningCount === 1 ? true : undefined));
+    await worker.stop();
+    expect(await ref.result({ timeoutMs: 5000 })).toEqual({ done: true });
+    expect(calls).toBe(1);
+    expect(await historyTypes(tj, ref.runId, { expand: true })).toEqual(["RunCreated", "TaskStarted", "TaskCompleted"]);
+    expect((await tj.workers.list()).map((w) => w.workerId)).not.toContain(worker.id);
+    await tj.close();
+    await engine.stop();
+  });
+
   it("stop - a task still running after the grace period is aborted through its signal", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });

@@ -178,6 +178,8 @@ export class Worker {
   private state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
   private assignments: Subscription | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
+  private heartbeatMs = 5000;
+  private beating: Promise<void> | undefined;
   private workersKv: KV | undefined;
   private startedAt = new Date().toISOString();
   private readonly reporter: Reporter;
@@ -360,10 +362,8 @@ export class Worker {
     await nc.flush();
     await this.register(false);
     const ttl = (await this.workersKv.status()).ttl;
-    this.heartbeat = setInterval(
-      () => this.register(false).catch((err) => this.log.warn({ err }, "heartbeat failed")),
-      ttl > 0 ? Math.max(250, Math.floor(ttl / 3)) : 5000,
-    );
+    this.heartbeatMs = ttl > 0 ? Math.max(250, Math.floor(ttl / 3)) : 5000;
+    this.beat(false);
     this.state = "started";
     if (this.handleSignals) {
       process.once("SIGTERM", this.onSignal);
@@ -386,6 +386,9 @@ export class Worker {
     if (this.giveBackTimer) clearTimeout(this.giveBackTimer);
     const unstarted = this.pending.drain();
     await this.register(true).catch((err) => this.log.warn({ err }, "could not announce draining"));
+    // Heartbeats go on through the grace: a registration that lapsed would have the engine take this worker for gone
+    // and place its running attempts again, whose results would then be ignored.
+    this.beat(true);
     // Draining announced first, so the engine places them elsewhere.
     for (const p of unstarted) this.giveBack(p.assignment);
     const drained = Promise.all([...this.running.values(), ...this.released.values()].map((r) => r.done));
@@ -399,11 +402,21 @@ export class Worker {
       await Promise.race([drained, new Promise((r) => setTimeout(r, 1000).unref())]);
     }
     const ns = this.config.namespace;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    await this.beating; // one landing after the delete would register the worker again until its TTL
     this.control?.unsubscribe();
     await this.workersKv?.delete(keys.worker(ns, this.id)).catch(() => undefined);
     this.state = "stopped";
     this.onStopped(this);
     this.log.info({}, "worker stopped");
+  }
+
+  /** Renews the registration every `heartbeatMs`, draining or not, in place of the renewals before. */
+  private beat(draining: boolean): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => {
+      this.beating = this.register(draining).catch((err) => this.log.warn({ err }, "heartbeat failed"));
+    }, this.heartbeatMs);
   }
 
   /**

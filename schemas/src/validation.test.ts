@@ -33,6 +33,8 @@ describe("validation", () => {
 
   it("validation - inputs must be plain JSON objects; the path of the offending part is named", () => {
     expect(encodeJsonObject({ a: [1, "x", null, { b: true }] }, "input", 1000)).toBe('{"a":[1,"x",null,{"b":true}]}');
+    // A property set to undefined is left out, as JSON.stringify leaves it out; in an array it is refused (below).
+    expect(encodeJsonObject({ a: 1, b: undefined, c: { d: undefined } }, "input", 1000)).toBe('{"a":1,"c":{}}');
     const cases: [unknown, string][] = [
       [[1, 2], "input"],
       ["text", "input"],

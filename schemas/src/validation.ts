@@ -87,7 +87,8 @@ export function checkToken(value: unknown, field: string): string {
 
 /**
  * Where `value` stops being plain JSON (the path of the first offending part), or undefined when it is plain JSON.
- * Plain JSON: null, booleans, finite numbers, strings, arrays and plain objects, without cycles.
+ * Plain JSON: null, booleans, finite numbers, strings, arrays and plain objects, without cycles; an object's property
+ * set to undefined is left out, as `JSON.stringify` does.
  */
 export function findNonJson(value: unknown, path: string): ValidationIssue | undefined {
   const found = nonJson(value, new Set<object>(), 1);
@@ -129,7 +130,11 @@ function nonJson(
           return { segments: [], message: `must be JSON, got a ${kind} instance (convert it to plain JSON first)` };
         }
         for (const k of Object.keys(value)) {
-          const found = nonJson((value as Record<string, unknown>)[k], seen, depth + 1);
+          const v = (value as Record<string, unknown>)[k];
+          // Left out of the JSON, as `JSON.stringify` leaves it out (`{ event: maybe?.key }`); in an array it would
+          // become null, a different value, so it is refused there.
+          if (v === undefined) continue;
+          const found = nonJson(v, seen, depth + 1);
           if (found) {
             found.segments.push(`.${k}`);
             return found;

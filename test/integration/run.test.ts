@@ -28,6 +28,24 @@ describe("run", () => {
     await engine.stop();
   });
 
+  it("run - properties set to undefined in an input or output are left out, as JSON.stringify leaves them out", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const report = tj.task({
+      name: "report",
+      fn: async (input: { day: string; note?: string }, ctx) => ({
+        why: ctx.trigger().kind,
+        event: ctx.triggeringEvent()?.key,
+        keys: Object.keys(input),
+      }),
+    });
+    await (await tj.worker("w", { workflows: [report] })).start();
+    expect(await report.run({ day: "2026-11-28", note: undefined })).toStrictEqual({ why: "run", keys: ["day"] });
+    await tj.close();
+    await engine.stop();
+  });
+
   it("run - a given runId: a retried trigger of the same task is that run; another task's run is RunIdTakenError", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });

@@ -1,5 +1,8 @@
 import type { Command } from "commander";
 
+/** A time the examples may schedule at: tomorrow 09:00 UTC (a fixed date falls into the past, or beyond 30 days). */
+const TOMORROW_9 = `${new Date(Date.now() + 86_400_000).toISOString().slice(0, 10)}T09:00:00Z`;
+
 /**
  * Examples shown under each command's `--help`, by command path. Kept in one place so every command gets them the
  * same way (and a test can check none is missing); `status` and `debug` print their own.
@@ -23,7 +26,7 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
     `taskjet trigger hello --input '{"name":"world"}'`,
     `taskjet trigger hello --input '{"name":"world"}' --wait --timeout 30s --json`,
     "taskjet trigger report --delay 10m -m team=infra",
-    "taskjet trigger report --at 2030-01-15T09:00:00Z --idempotency-key report-2030-01-15",
+    `taskjet trigger report --at ${TOMORROW_9} --idempotency-key report-${TOMORROW_9.slice(0, 10)}`,
     "taskjet trigger report --bulk runs.jsonl --batch-id b2",
   ],
   runs: [
@@ -67,10 +70,10 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
     "taskjet ratelimits set openai --limit 60 --duration MINUTE",
     "taskjet ratelimits set mail --limit 500 --duration DAY --json",
   ],
-  scheduled: ["taskjet scheduled list", "taskjet scheduled update 01JD5X... --at 2030-01-15T09:00:00Z"],
+  scheduled: ["taskjet scheduled list", `taskjet scheduled update 01JD5X... --at ${TOMORROW_9}`],
   "scheduled list": ["taskjet scheduled list", "taskjet scheduled list --task report --json"],
   "scheduled get": ["taskjet scheduled get 01JD5X...", "taskjet scheduled get 01JD5X... --json"],
-  "scheduled update": ["taskjet scheduled update 01JD5X... --at 2030-01-15T09:00:00Z"],
+  "scheduled update": [`taskjet scheduled update 01JD5X... --at ${TOMORROW_9}`],
   "scheduled delete": ["taskjet scheduled delete 01JD5X...", "taskjet scheduled delete 01JD5X... --json"],
   crons: ["taskjet crons list", "taskjet crons get nightly", "taskjet crons delete nightly"],
   "crons list": ["taskjet crons list", "taskjet crons list --task report --json"],

@@ -5,6 +5,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Kvm } from "@nats-io/kv";
+import { EXAMPLES } from "@taskjet/cli";
 import type { Taskjet } from "@taskjet/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI_BIN, type CliResult, childEnv, collectOutput, runCli } from "../harness/cli.js";
@@ -294,6 +295,25 @@ describe("cli", () => {
     const help = await taskjet(["--help"]);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain("trigger");
+  });
+
+  it("help examples - the --help examples that schedule are accepted as written (a fixed date fell into the past or beyond 30 days)", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    try {
+      const trigger = EXAMPLES.trigger?.find((e) => e.includes("--at")) as string;
+      const created = await taskjet([...trigger.split(" ").slice(1), "--json", ...at(namespace)]);
+      expect(created.code, created.stderr).toBe(0);
+      const runId = (JSON.parse(created.stdout) as { runId: string }).runId;
+      expect(await tj.runs.get(runId)).toMatchObject({ status: "SCHEDULED" });
+      const update = (EXAMPLES["scheduled update"]?.[0] as string).replace("01JD5X...", runId);
+      const updated = await taskjet([...update.split(" ").slice(1), ...at(namespace)]);
+      expect(updated.code, updated.stderr).toBe(0);
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
   });
 
   it("time flags - --at/--since/--until take ISO 8601 date-times only: legacy Date forms (12, -1, 1.5, 5) exit 2 naming the flag, nothing done", async () => {

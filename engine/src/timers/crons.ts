@@ -16,6 +16,7 @@ import type { Logger } from "pino";
 import type { IdempotentRuns } from "../events/idempotent-runs.js";
 import { followKv } from "../log/follow-kv.js";
 import type { CompiledDefinition } from "../scheduler/flow.js";
+import { retryUnlessConflict } from "./retry-append.js";
 import type { Timers } from "./timers.js";
 
 export interface CronsOptions {
@@ -99,9 +100,26 @@ export class Crons {
   private fire(name: string, tick: Date, armNext: boolean): void {
     const entry = this.crons.get(name);
     if (!entry) return;
-    void this.create(entry.def, tick).catch((err) => this.o.log.warn({ err, cron: name }, "cron tick not recorded"));
+    this.record(name, entry.def, tick, 0);
     // Not backfilled: a tick that came while the engine was busy or down is skipped, not queued up.
     if (armNext) this.arm(name, new Date(Math.max(this.now(), tick.getTime())));
+  }
+
+  /**
+   * Creates the tick's run. One that could not be recorded (NATS unavailable) is tried again until the cron's next
+   * tick is due, unless the cron changed meanwhile: the same tick is the same run, so a late success is still one.
+   */
+  private record(name: string, def: CronDefinition, tick: Date, tries: number): void {
+    void this.create(def, tick).catch((err) => {
+      const entry = this.crons.get(name);
+      const next = entry?.cron.nextRun(tick);
+      if (entry?.def !== def || !next || next.getTime() <= this.now()) {
+        this.o.log.warn({ err, cron: name, tick }, "cron tick not recorded");
+        return;
+      }
+      const again = (t: number) => this.record(name, def, tick, t);
+      retryUnlessConflict(this.o, `cron-tick:${name}`, tries, again, "cron tick not recorded")(err);
+    });
   }
 
   private async create(def: CronDefinition, tick: Date): Promise<void> {

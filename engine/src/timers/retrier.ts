@@ -1,13 +1,7 @@
-import {
-  AppendConflictError,
-  EventTypes,
-  makeEvent,
-  type RunState,
-  type TaskjetEventInput,
-  type TaskRunState,
-} from "@taskjet/schemas";
+import { EventTypes, makeEvent, type RunState, type TaskjetEventInput, type TaskRunState } from "@taskjet/schemas";
 import type { Logger } from "pino";
 import type { RunStates } from "../projector/projector.js";
+import { retryUnlessConflict } from "./retry-append.js";
 import { retryDelayMs } from "./retry-delay.js";
 import type { Clock, Timers } from "./timers.js";
 
@@ -33,47 +27,66 @@ export class Retrier {
 
   /** Looks at a run's tasks after a change (or at recovery) and acts on pending retries. */
   onState(state: RunState): void {
-    for (const task of state.tasks) {
-      if (!task.retry) continue;
-      const key = `${task.taskRunId}:${task.retry.attempt}`;
-      if (task.retry.at === undefined) this.schedule(state, task, key);
-      else if (!this.o.timers.has(key))
-        this.arm(state.runId, task.taskRunId, task.retry.attempt, Date.parse(task.retry.at));
-    }
+    for (const task of state.tasks) if (task.retry) this.decide(state, task);
   }
 
-  private schedule(state: RunState, task: TaskRunState, key: string): void {
+  private decide(state: RunState, task: TaskRunState, tries = 0): void {
+    if (!task.retry) return;
+    const key = `${task.taskRunId}:${task.retry.attempt}`;
+    if (task.retry.at === undefined) this.schedule(state, task, key, tries);
+    else if (!this.o.timers.has(key))
+      this.arm(state.runId, task.taskRunId, task.retry.attempt, Date.parse(task.retry.at));
+  }
+
+  private schedule(state: RunState, task: TaskRunState, key: string, tries: number): void {
     if (this.inFlight.has(key) || !task.retry) return;
     const attempt = task.retry.attempt;
     const delayMs = retryDelayMs(task.policy ?? { retries: 0 }, attempt);
+    const { runId } = state;
+    const { taskRunId } = task;
     const event = makeEvent(EventTypes.TaskRetryScheduled, {
-      runId: state.runId,
-      taskRunId: task.taskRunId,
+      runId,
+      taskRunId,
       data: { attempt, at: new Date(this.o.clock.now() + delayMs).toISOString(), delayMs },
     });
-    this.appendOnce(key, event, state.lastSeq);
+    const again = (t: number) => {
+      const s = this.o.states.get(runId);
+      const current = s?.tasks.find((x) => x.taskRunId === taskRunId);
+      if (s && current?.retry?.attempt === attempt) this.decide(s, current, t);
+    };
+    this.appendOnce(key, event, state.lastSeq, again, tries, "retry not scheduled");
   }
 
   private arm(runId: string, taskRunId: string, attempt: number, due: number): void {
-    const key = `${taskRunId}:${attempt}`;
-    this.o.timers.set(key, due, () => {
-      const state = this.o.states.get(runId);
-      const task = state?.tasks.find((t) => t.taskRunId === taskRunId);
-      if (!state || task?.retry?.attempt !== attempt) return; // the run moved on
-      const event = makeEvent(EventTypes.TaskQueued, { runId, taskRunId, data: { attempt } });
-      this.appendOnce(key, event, state.lastSeq);
-    });
+    this.o.timers.set(`${taskRunId}:${attempt}`, due, () => this.requeue(runId, taskRunId, attempt));
   }
 
-  private appendOnce(key: string, event: TaskjetEventInput, expectedSeq: number): void {
+  /** Queues the attempt again while its run still waits for it. */
+  private requeue(runId: string, taskRunId: string, attempt: number, tries = 0): void {
+    const state = this.o.states.get(runId);
+    const task = state?.tasks.find((t) => t.taskRunId === taskRunId);
+    if (!state || task?.retry?.attempt !== attempt) return; // the run moved on
+    const event = makeEvent(EventTypes.TaskQueued, { runId, taskRunId, data: { attempt } });
+    const again = (t: number) => this.requeue(runId, taskRunId, attempt, t);
+    this.appendOnce(`${taskRunId}:${attempt}`, event, state.lastSeq, again, tries, "retry not queued");
+  }
+
+  /**
+   * One append per retry step at a time. A conflict means another event is on its way to the projector, and folding it
+   * brings us back here; another failure tries again later (the state it decided from does not change).
+   */
+  private appendOnce(
+    key: string,
+    event: TaskjetEventInput,
+    expectedSeq: number,
+    again: (tries: number) => void,
+    tries: number,
+    what: string,
+  ): void {
     this.inFlight.add(key);
     this.o
       .append(event, expectedSeq)
-      .catch((err) => {
-        // A conflict means another event is on its way to the projector; folding it brings us back here.
-        if (!(err instanceof AppendConflictError))
-          this.o.log.warn({ err, key, type: event.type }, "retry append failed");
-      })
+      .catch(retryUnlessConflict(this.o, `append:${key}`, tries, again, what))
       .finally(() => this.inFlight.delete(key));
   }
 }

@@ -1,6 +1,7 @@
 import { EventTypes, makeEvent, type RunState, RunStatuses, type TaskjetEventInput } from "@taskjet/schemas";
 import type { Logger } from "pino";
 import type { RunStates } from "../projector/projector.js";
+import { retryUnlessConflict } from "./retry-append.js";
 import type { Timers } from "./timers.js";
 
 export interface SchedulesOptions {
@@ -14,7 +15,7 @@ export interface SchedulesOptions {
  * Timers of things that start later: scheduled runs (`task.schedule`, `task.delay`; `RunDue` at `scheduledAt`) and
  * durable sleeps (`ctx.sleepFor`; `DurableWoke` at the sleep's end). Armed again from the projected states after a
  * restart; a time in the past fires at once. Firing appends with CAS; a conflict means the run moved (rescheduled,
- * cancelled) and folding that re-arms or drops the timer.
+ * cancelled) and folding that re-arms or drops the timer; any other failure (NATS unavailable) fires it again later.
  */
 export class Schedules {
   constructor(private readonly o: SchedulesOptions) {}
@@ -50,24 +51,29 @@ export class Schedules {
       if (this.o.timers.dueOf(key) === due) continue;
       const { runId } = state;
       const { taskRunId, attempt } = task;
-      this.o.timers.set(key, due, () => this.wake(runId, taskRunId, attempt, sleep.index));
+      const { index } = sleep;
+      this.o.timers.set(key, due, () => this.wake(runId, taskRunId, attempt, index));
     }
   }
 
-  private wake(runId: string, taskRunId: string, attempt: number, index: number): void {
+  private wake(runId: string, taskRunId: string, attempt: number, index: number, tries = 0): void {
     const state = this.o.states.get(runId);
     const task = state?.tasks.find((t) => t.taskRunId === taskRunId);
     if (!state || task?.status !== RunStatuses.pending || task.attempt !== attempt) return;
     const event = makeEvent(EventTypes.DurableWoke, { runId, taskRunId, data: { attempt: attempt + 1, index } });
-    this.o.append(event, state.lastSeq).catch((err) => this.o.log.debug({ err, runId }, "durable task not woken now"));
+    const again = (t: number) => this.wake(runId, taskRunId, attempt, index, t);
+    this.o
+      .append(event, state.lastSeq)
+      .catch(retryUnlessConflict(this.o, `sleep:${taskRunId}`, tries, again, "durable task not woken"));
   }
 
-  private fire(runId: string): void {
+  private fire(runId: string, tries = 0): void {
     const state = this.o.states.get(runId);
     if (state?.status !== RunStatuses.scheduled || !state.scheduledAt) return;
     const event = makeEvent(EventTypes.RunDue, { runId, data: { scheduledAt: state.scheduledAt } });
+    const again = (t: number) => this.fire(runId, t);
     this.o
       .append(event, state.lastSeq)
-      .catch((err) => this.o.log.debug({ err, runId }, "scheduled run not queued now"));
+      .catch(retryUnlessConflict(this.o, `due:${runId}`, tries, again, "scheduled run not queued"));
   }
 }

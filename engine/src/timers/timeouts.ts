@@ -1,5 +1,4 @@
 import {
-  AppendConflictError,
   EventTypes,
   makeEvent,
   type RunState,
@@ -9,6 +8,7 @@ import {
 } from "@taskjet/schemas";
 import type { Logger } from "pino";
 import type { RunStates } from "../projector/projector.js";
+import { retryUnlessConflict } from "./retry-append.js";
 import type { Timers } from "./timers.js";
 
 /** The attempt a deadline is for. */
@@ -121,7 +121,8 @@ export class Timeouts {
   }
 
   /** Appends `TaskCancelled` (SCHEDULE_TIMEOUT) while the attempt still waits for a worker. */
-  private cancelUnscheduled(state: RunState, { runId, taskRunId, attempt }: Attempt): Promise<void> {
+  private cancelUnscheduled(state: RunState, a: Attempt, tries = 0): Promise<void> {
+    const { runId, taskRunId, attempt } = a;
     const task = state.tasks.find((t) => t.taskRunId === taskRunId);
     if (task?.status !== RunStatuses.queued || task.attempt !== attempt || task.retry) return Promise.resolve();
     const event = makeEvent(EventTypes.TaskCancelled, {
@@ -130,16 +131,27 @@ export class Timeouts {
       data: { attempt, reason: "SCHEDULE_TIMEOUT" },
     });
     this.o.log.info({ runId, taskRunId, attempt }, "schedule timeout");
-    return this.o.append(event, state.lastSeq).then(
-      () => undefined,
-      (err) => {
-        if (!(err instanceof AppendConflictError))
-          this.o.log.warn({ err, runId }, "could not record a schedule timeout");
-      },
-    );
+    // The scheduler has let the attempt go: until this is recorded, only this retry decides it.
+    const again = (t: number) => {
+      const current = this.o.states.get(runId);
+      if (current) void this.cancelUnscheduled(current, a, t);
+      else this.unscheduled([a]);
+    };
+    return this.o
+      .append(event, state.lastSeq)
+      .then(
+        () => undefined,
+        retryUnlessConflict(
+          this.o,
+          `unscheduled:${taskRunId}:${attempt}`,
+          tries,
+          again,
+          "schedule timeout not recorded",
+        ),
+      );
   }
 
-  private expire(runId: string, taskRunId: string, attempt: number): void {
+  private expire(runId: string, taskRunId: string, attempt: number, tries = 0): void {
     const state = this.o.states.get(runId);
     const task = state?.tasks.find((t) => t.taskRunId === taskRunId);
     if (!state || !task || task.status !== RunStatuses.running || task.attempt !== attempt || !task.timeoutAt) return;
@@ -148,10 +160,10 @@ export class Timeouts {
       taskRunId,
       data: { attempt, timeoutAt: task.timeoutAt },
     });
-    this.o.log.info({ runId, taskRunId, attempt }, "execution timeout");
-    this.o.append(event, state.lastSeq).catch((err) => {
-      // A conflict: the run moved on (finished, refreshed); folding that event re-arms the timer if still needed.
-      if (!(err instanceof AppendConflictError)) this.o.log.warn({ err, runId }, "could not record a timeout");
-    });
+    if (tries === 0) this.o.log.info({ runId, taskRunId, attempt }, "execution timeout");
+    // A conflict: the run moved on (finished, refreshed); folding that event re-arms the timer if still needed.
+    const key = ["timeout", taskRunId, attempt].join(":");
+    const again = (t: number) => this.expire(runId, taskRunId, attempt, t);
+    this.o.append(event, state.lastSeq).catch(retryUnlessConflict(this.o, key, tries, again, "timeout not recorded"));
   }
 }

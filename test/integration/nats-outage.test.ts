@@ -1,0 +1,62 @@
+import { describe, expect, it } from "vitest";
+import { connectClient, eventually, historyTypes, startEngine, uniqueNamespace } from "../harness/fixtures.js";
+import { startNatsServer } from "../harness/nats-server.js";
+
+/** Longer than a publish waits for its ack (5 s): appends made meanwhile fail, they are not only late. */
+const OUTAGE_MS = 8000;
+
+describe("NATS outage", () => {
+  it("outage - a scheduled run, a durable sleep and a retry due while NATS is down go on once it is back, with the engine up all along", async () => {
+    const nats = await startNatsServer();
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    try {
+      let failures = 0;
+      const job = tj.task({ name: "job", fn: async () => ({ ok: true }) });
+      const flaky = tj.task({
+        name: "flaky",
+        retries: 1,
+        backoff: { factor: 2, maxSeconds: 1 },
+        fn: async () => {
+          if (failures++ === 0) throw new Error("first attempt fails");
+          return { ok: true };
+        },
+      });
+      const nap = tj.durableTask({
+        name: "nap",
+        fn: async (_input, ctx) => {
+          await ctx.sleepFor("1500ms");
+          return { woke: true };
+        },
+      });
+      const worker = await tj.worker("w", { workflows: [job, flaky, nap], durableSlots: 5 });
+      await worker.start();
+      const napping = await nap.runNoWait({});
+      await eventually(
+        async () => ((await historyTypes(tj, napping.runId)).includes("DurableSleeping") ? true : undefined),
+        5000,
+        "the nap recorded",
+      );
+      const scheduled = await job.schedule(new Date(Date.now() + 1000), {});
+      const retried = await flaky.runNoWait({});
+      await eventually(
+        async () => ((await historyTypes(tj, retried.runId)).includes("TaskRetryScheduled") ? true : undefined),
+        5000,
+        "the retry scheduled",
+      );
+      // Everything above comes due during the outage.
+      await nats.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, OUTAGE_MS));
+      await nats.restart();
+      expect(await scheduled.result({ timeoutMs: 20_000 })).toEqual({ ok: true });
+      expect(await napping.result({ timeoutMs: 20_000 })).toEqual({ woke: true });
+      expect(await retried.result({ timeoutMs: 20_000 })).toEqual({ ok: true });
+      expect((await historyTypes(tj, scheduled.runId)).filter((t) => t === "RunDue")).toHaveLength(1);
+    } finally {
+      await tj.close();
+      await engine.stop();
+      await nats.stop();
+    }
+  }, 60_000);
+});

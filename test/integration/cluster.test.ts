@@ -237,4 +237,45 @@ describe("NATS node failure", () => {
       await nc.close();
     }
   }, 90_000);
+
+  it("cluster - SIGKILL of the KV_TJ_WORKERS leader while a task runs longer than the workers' TTL: its live worker is not taken for gone, the task runs once", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(cluster.urls[0] as string, {
+      servers: cluster.urls,
+      replicas: 3,
+      namespaces: [namespace],
+      workerTtlMs: 3000,
+    });
+    const tj = await connectClient(cluster.urls[0] as string, { namespace, servers: cluster.urls });
+    const nc = await connect({ servers: cluster.urls, noAsyncTraces: true });
+    const jsm = await jetstreamManager(nc);
+    let calls = 0;
+    const long = tj.task({
+      name: "long",
+      fn: async () => {
+        calls++;
+        await new Promise((r) => setTimeout(r, 15_000));
+        return { done: true };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [long] });
+    try {
+      await worker.start();
+      const ref = await long.runNoWait({});
+      await eventually(() => (worker.runningCount === 1 ? true : undefined));
+      const leader = (await jsm.streams.info(`KV_${Buckets.workers}`)).cluster?.leader as string;
+      const victim = cluster.node(leader);
+      await victim.kill("SIGKILL");
+      expect(await ref.result({ timeoutMs: 40_000 })).toEqual({ done: true });
+      expect(calls).toBe(1);
+      const events = (await namespaceHistories(nc, namespace)).get(ref.runId) ?? [];
+      expect(events.map((e) => e.type)).not.toContain("TaskReassigned");
+      await victim.restart();
+    } finally {
+      await worker.stop();
+      await tj.close();
+      await engine.stop();
+      await nc.close();
+    }
+  }, 90_000);
 });

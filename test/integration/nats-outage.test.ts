@@ -59,4 +59,40 @@ describe("NATS outage", () => {
       await nats.stop();
     }
   }, 60_000);
+
+  it("outage - a worker running a task through an outage longer than its registration's TTL is not taken for gone: the task runs once, on it", async () => {
+    const nats = await startNatsServer();
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], workerTtlMs: 1500 });
+    const tj = await connectClient(nats.url, { namespace });
+    try {
+      let calls = 0;
+      const long = tj.task({
+        name: "long",
+        fn: async () => {
+          calls++;
+          await new Promise((r) => setTimeout(r, 6000));
+          return { done: true };
+        },
+      });
+      const worker = await tj.worker("w", { workflows: [long] });
+      await worker.start();
+      const ref = await long.runNoWait({});
+      await eventually(() => (worker.runningCount === 1 ? true : undefined));
+      await nats.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, 3000)); // two TTLs: neither heartbeats nor the engine's reads get through
+      await nats.restart();
+      expect(await ref.result({ timeoutMs: 20_000 })).toEqual({ done: true });
+      expect(calls).toBe(1);
+      expect(await historyTypes(tj, ref.runId, { expand: true })).toEqual([
+        "RunCreated",
+        "TaskStarted",
+        "TaskCompleted",
+      ]);
+    } finally {
+      await tj.close();
+      await engine.stop();
+      await nats.stop();
+    }
+  }, 60_000);
 });

@@ -14,19 +14,19 @@ export async function followKv(
   kv: KV,
   bucket: string,
   keyFilter: string,
-  handlers: { put: (key: string, json: string) => void; remove: (key: string) => void; log: Logger },
+  handlers: { put: (key: string, json: string, revision: number) => void; remove: (key: string) => void; log: Logger },
 ): Promise<() => void> {
   let revision = 0;
   const prefix = `$KV.${bucket}.`;
   await scan(js, `KV_${bucket}`, `${prefix}${keyFilter}`, "lastPerSubject", (m) => {
     revision = Math.max(revision, m.seq);
-    if (m.data.length > 0) handlers.put(m.subject.slice(prefix.length), decoder.decode(m.data));
+    if (m.data.length > 0) handlers.put(m.subject.slice(prefix.length), decoder.decode(m.data), m.seq);
   });
   // With nothing found, from the start.
   const watcher = await kv.watch({ key: keyFilter, ...(revision > 0 ? { resumeFromRevision: revision + 1 } : {}) });
   (async () => {
     for await (const e of watcher) {
-      if (e.operation === "PUT") handlers.put(e.key, e.string());
+      if (e.operation === "PUT") handlers.put(e.key, e.string(), e.revision);
       else handlers.remove(e.key);
     }
   })().catch((err) => handlers.log.error({ err, bucket }, "KV watch ended"));

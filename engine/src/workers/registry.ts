@@ -15,9 +15,23 @@ export interface RegistryOptions {
   onDown: (workerId: string, reason: "left" | "expired") => void;
 }
 
-/** The namespace's live workers, from `TJ_WORKERS`: registrations, heartbeats, departures and silent deaths. */
+/** When a worker's registration was last heard from, and its revision then. */
+interface Seen {
+  at: number;
+  revision: number;
+}
+
+/**
+ * The namespace's live workers, from `TJ_WORKERS`: registrations, heartbeats, departures and silent deaths. A worker
+ * not heard from within the TTL is declared gone only once the bucket confirms it: a watch stalls while the cluster
+ * loses a node (heartbeats are stored, not delivered), and taking live workers for gone would run their attempts twice.
+ */
 export class WorkerRegistry {
-  private readonly lastSeen = new Map<string, number>();
+  private readonly lastSeen = new Map<string, Seen>();
+  /** Workers whose registration is being read to confirm they are gone. */
+  private readonly confirming = new Set<string>();
+  /** Since when the bucket answered every read (epoch ms): a worker had no chance to heartbeat while it did not. */
+  private readableSince = Date.now();
   private sweeper: NodeJS.Timeout | undefined;
   private stopWatch: (() => void) | undefined;
 
@@ -27,7 +41,7 @@ export class WorkerRegistry {
   async start(): Promise<void> {
     const { js, kv, ns } = this.o;
     this.stopWatch = await followKv(js, kv, Buckets.workers, keys.workersOf(ns), {
-      put: (key, json) => this.put(key, json),
+      put: (key, json, revision) => this.put(key, json, revision),
       remove: (key) => this.down(key.slice(ns.length + 1), "left"),
       log: this.o.log,
     });
@@ -42,7 +56,7 @@ export class WorkerRegistry {
     this.stopWatch?.();
   }
 
-  private put(key: string, json: string): void {
+  private put(key: string, json: string, revision: number): void {
     let registration: WorkerRegistration;
     try {
       registration = WorkerRegistrationSchema.parse(JSON.parse(json));
@@ -50,8 +64,9 @@ export class WorkerRegistry {
       this.o.log.warn({ key, err }, "ignoring a malformed worker registration");
       return;
     }
-    const known = this.lastSeen.has(registration.workerId);
-    this.lastSeen.set(registration.workerId, Date.now());
+    const known = this.lastSeen.get(registration.workerId);
+    if (known && known.revision > revision) return; // an older one, read while the watch delivered a newer
+    this.lastSeen.set(registration.workerId, { at: Date.now(), revision });
     if (!known) this.o.log.info({ workerId: registration.workerId, name: registration.name }, "worker joined");
     this.o.onUp(registration);
   }
@@ -64,6 +79,33 @@ export class WorkerRegistry {
 
   private sweep(): void {
     const deadline = Date.now() - this.o.ttlMs;
-    for (const [workerId, seen] of this.lastSeen) if (seen < deadline) this.down(workerId, "expired");
+    for (const [workerId, seen] of this.lastSeen) {
+      if (seen.at < deadline && !this.confirming.has(workerId)) this.confirmGone(workerId, seen.revision);
+    }
+  }
+
+  /**
+   * Reads the worker's registration from the stream leader: a newer revision than the last one heard is a heartbeat
+   * the watch has not delivered (the worker lives); none, the same one or a deletion, and the worker is gone, once
+   * the bucket has answered for a whole TTL (after an outage, which kept workers from writing too, each gets a TTL to
+   * heartbeat again). When the read fails (NATS unavailable), nothing is decided: the next sweep asks again.
+   */
+  private confirmGone(workerId: string, revision: number): void {
+    const key = keys.worker(this.o.ns, workerId);
+    this.confirming.add(workerId);
+    this.o.kv
+      .get(key)
+      .then(
+        (entry) => {
+          if (entry?.operation === "PUT" && entry.revision > revision) this.put(key, entry.string(), entry.revision);
+          else if (Date.now() - this.readableSince < this.o.ttlMs) return;
+          else if (this.lastSeen.get(workerId)?.revision === revision) this.down(workerId, "expired");
+        },
+        (err: unknown) => {
+          this.readableSince = Date.now();
+          this.o.log.debug({ err, workerId }, "cannot tell whether a silent worker is gone yet");
+        },
+      )
+      .finally(() => this.confirming.delete(workerId));
   }
 }

@@ -151,6 +151,11 @@ describe("REST API", () => {
       status: 431,
       body: { error: { code: "PAYLOAD_TOO_LARGE", message: expect.stringMatching(/request headers/) } },
     });
+    // Refused by the router, in the same shape: a path segment too long to be an id, or one that does not decode.
+    const longId = await call("GET", `${ns}/runs/${"x".repeat(101)}`, { token });
+    expect(longId).toMatchObject({ status: 414, body: { error: { code: "INVALID_ARGUMENT" } } });
+    const badEscape = await call("GET", `${ns}/runs/%zz`, { token });
+    expect(badEscape).toMatchObject({ status: 400, body: { error: { code: "INVALID_ARGUMENT" } } });
     const notHttp = await rawRequest(engine.httpAddress() as string, "HELLO THERE\r\n\r\n");
     expect(notHttp.head).toMatch(/^HTTP\/1\.1 400 /);
     expect(JSON.parse(notHttp.body)).toMatchObject({ error: { code: "INVALID_ARGUMENT" } });

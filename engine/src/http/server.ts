@@ -1,7 +1,14 @@
 import { maxHeaderSize, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import { ErrorCodes } from "@taskjet/schemas";
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from "fastify";
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from "fastify";
 import type { Logger } from "pino";
 import { errorAnswer } from "./rest.js";
 
@@ -46,6 +53,13 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   socket.destroy(err);
 }
 
+/** The router's refusals (a path segment over 100 characters: 414; one that does not decode: 400), in our shape. */
+function answerRouterError(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+  void reply
+    .status(err.statusCode ?? 400)
+    .send({ error: { code: ErrorCodes.invalidArgument, message: `url: ${err.message}` } });
+}
+
 /** Parses `host:port` (or `:port`). */
 export function parseListen(value: string): { host: string; port: number } {
   const i = value.lastIndexOf(":");
@@ -74,6 +88,7 @@ export async function startHttpServer(
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
     clientErrorHandler: answerClientError,
+    frameworkErrors: answerRouterError,
   });
   // Every error as JSON `{ error: { code, message } }`: typed, Fastify's body refusals (413 PAYLOAD_TOO_LARGE for a
   // body too large) and NATS failures (503 UNAVAILABLE) in Taskjet's codes, else the status from the error.

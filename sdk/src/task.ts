@@ -207,8 +207,9 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
     const parent = currentTask.getStore();
     if (parent) {
       // Inside a task: child runs of it.
-      if (Array.isArray(input)) return parent.bulkRunChildren<Output<O>>(input.map((i) => ({ task: this, input: i })));
-      return parent.runChild<Output<O>>(this, input as JsonObject);
+      if (Array.isArray(input))
+        return parent.bulkRunChildren(input.map((i) => ({ task: this.name, input: i }))) as Promise<Output<O>[]>;
+      return parent.runChild(this.name, input as JsonObject) as Promise<Output<O>>;
     }
     if (Array.isArray(input)) return this.runMany(input.map((i) => ({ input: i, options }))) as Promise<Output<O>[]>;
     return this.triggers.run<Output<O>>(this.name, input as I, options, this.declared());
@@ -224,9 +225,11 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
     const parent = currentTask.getStore();
     if (parent) {
       if (Array.isArray(input)) {
-        return parent.bulkRunChildrenNoWait<Output<O>>(input.map((i) => ({ task: this, input: i })));
+        return parent.bulkRunChildrenNoWait(input.map((i) => ({ task: this.name, input: i }))) as Promise<
+          RunRef<Output<O>>[]
+        >;
       }
-      return parent.runChildNoWait<Output<O>>(this, input as JsonObject);
+      return parent.runChildNoWait(this.name, input as JsonObject) as Promise<RunRef<Output<O>>>;
     }
     if (Array.isArray(input)) {
       return this.runManyNoWait(input.map((i) => ({ input: i, options }))) as Promise<RunRef<Output<O>>[]>;
@@ -243,7 +246,9 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   runMany(items: readonly BulkItem<I>[], options: BulkOptions): Promise<(Output<O> | Error)[]>;
   runMany(items: readonly BulkItem<I>[], options: BulkOptions = {}): Promise<(Output<O> | Error)[]> {
     const parent = currentTask.getStore();
-    if (parent) return parent.bulkRunChildren<Output<O>>(items.map((it) => ({ task: this, input: it.input })));
+    if (parent) {
+      return parent.bulkRunChildren(items.map((it) => ({ task: this.name, input: it.input }))) as Promise<Output<O>[]>;
+    }
     return this.triggers.runMany<Output<O>>(this.name, items, options, this.declared());
   }
 
@@ -252,7 +257,10 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   runManyNoWait(items: readonly BulkItem<I>[], options: BulkOptions): Promise<(RunRef<Output<O>> | Error)[]>;
   runManyNoWait(items: readonly BulkItem<I>[], options: BulkOptions = {}): Promise<(RunRef<Output<O>> | Error)[]> {
     const parent = currentTask.getStore();
-    if (parent) return parent.bulkRunChildrenNoWait<Output<O>>(items.map((it) => ({ task: this, input: it.input })));
+    if (parent) {
+      const children = items.map((it) => ({ task: this.name, input: it.input }));
+      return parent.bulkRunChildrenNoWait(children) as Promise<RunRef<Output<O>>[]>;
+    }
     return this.triggers.runManyNoWait<Output<O>>(this.name, items, options, this.declared());
   }
 

@@ -13,7 +13,8 @@ describe("child runs", () => {
       name: "sum-squares",
       executionTimeout: "120s",
       fn: async (input: { count: number }, ctx) => {
-        const outputs = await ctx.bulkRunChildren<{ sq: number }>(
+        // The children's output type comes from `square`'s declaration (`o.sq` is a number without a type argument).
+        const outputs = await ctx.bulkRunChildren(
           Array.from({ length: input.count }, (_, n) => ({ task: square, input: { n } })),
         );
         return { sum: outputs.reduce((s, o) => s + o.sq, 0) };
@@ -87,7 +88,7 @@ describe("child runs", () => {
             { task: square, input: { i: 3 }, key: { b: 2 } as never },
           ])
           .catch((e: unknown) => e);
-        const a = await ctx.runChild<{ sq: number }>(square, { i: 2 }, { key: "a" });
+        const a = await ctx.runChild(square, { i: 2 }, { key: "a" }); // typed by square's declaration
         const b = await ctx.runChild<{ sq: number }>(square, { i: 3 }, { key: "b" });
         return { refused, bulk: (bulk as Error).message, a: a.sq, b: b.sq };
       },

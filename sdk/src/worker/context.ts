@@ -18,6 +18,18 @@ import { contextFromHeaders, parseTraceparent, type TraceContext } from "../trac
 /** A task to start as a child: its declaration (`tj.task()`) or its name. */
 export type TaskRef = { name: string } | string;
 
+/**
+ * What a child run returns: `O` when given (`ctx.runChild<{ sq: number }>(...)`), else the output of the task's
+ * declaration (its function's), or any JSON object for a task given by name.
+ */
+export type ChildOutput<O, T> = [O] extends [never]
+  ? T extends { fn: (...args: never[]) => infer R }
+    ? Awaited<R> extends void
+      ? Record<string, unknown>
+      : Awaited<R>
+    : Record<string, unknown>
+  : O;
+
 /** One child run to start. */
 export interface ChildSpec {
   taskName: string;
@@ -254,12 +266,12 @@ export class Context {
    * back, not a new one. Cancelling this run cancels its children. Inside a task, `child.run(input)` does the same.
    * @throws TaskRunError when the child failed
    */
-  async runChild<O = Record<string, unknown>>(
-    task: TaskRef,
+  async runChild<O = never, T extends TaskRef = TaskRef>(
+    task: T,
     input: Record<string, unknown>,
     options: { key?: string; sticky?: boolean } = {},
-  ): Promise<O> {
-    return (await this.runChildNoWait<O>(task, input, options)).result();
+  ): Promise<ChildOutput<O, T>> {
+    return (await this.runChildNoWait<O, T>(task, input, options)).result();
   }
 
   /**
@@ -267,45 +279,45 @@ export class Context {
    * this task's children), so a replay gets the same child, and its output at once if it finished. While the child
    * runs, this task waits holding its durable slot.
    */
-  spawnChild<O = Record<string, unknown>>(
-    task: TaskRef,
+  spawnChild<O = never, T extends TaskRef = TaskRef>(
+    task: T,
     input: Record<string, unknown>,
     options: { key?: string; sticky?: boolean } = {},
-  ): Promise<O> {
-    return this.runChild<O>(task, input, options);
+  ): Promise<ChildOutput<O, T>> {
+    return this.runChild<O, T>(task, input, options);
   }
 
   /** Starts a child run and returns its handle once it is recorded. */
-  async runChildNoWait<O = Record<string, unknown>>(
-    task: TaskRef,
+  async runChildNoWait<O = never, T extends TaskRef = TaskRef>(
+    task: T,
     input: Record<string, unknown>,
     options: { key?: string; sticky?: boolean } = {},
-  ): Promise<RunRef<O>> {
+  ): Promise<RunRef<ChildOutput<O, T>>> {
     const [ref] = await this.hooks.spawn([
       { taskName: taskNameOf(task), input, key: options.key, sticky: options.sticky },
     ]);
-    return ref as unknown as RunRef<O>;
+    return ref as unknown as RunRef<ChildOutput<O, T>>;
   }
 
   /** Starts many child runs in one go (one history write for all) and waits for their outputs, in order. */
-  async bulkRunChildren<O = Record<string, unknown>>(
-    children: { task: TaskRef; input: Record<string, unknown>; key?: string; sticky?: boolean }[],
-  ): Promise<O[]> {
-    const refs = await this.bulkRunChildrenNoWait<O>(children);
+  async bulkRunChildren<O = never, T extends TaskRef = TaskRef>(
+    children: { task: T; input: Record<string, unknown>; key?: string; sticky?: boolean }[],
+  ): Promise<ChildOutput<O, T>[]> {
+    const refs = await this.bulkRunChildrenNoWait<O, T>(children);
     return Promise.all(refs.map((r) => r.result()));
   }
 
   /** Starts many child runs in one go; their handles, in order. */
-  async bulkRunChildrenNoWait<O = Record<string, unknown>>(
-    children: { task: TaskRef; input: Record<string, unknown>; key?: string; sticky?: boolean }[],
-  ): Promise<RunRef<O>[]> {
+  async bulkRunChildrenNoWait<O = never, T extends TaskRef = TaskRef>(
+    children: { task: T; input: Record<string, unknown>; key?: string; sticky?: boolean }[],
+  ): Promise<RunRef<ChildOutput<O, T>>[]> {
     if (!Array.isArray(children)) {
       throw new ValidationError([{ path: "children", message: "must be an array of { task, input, key? }" }]);
     }
     const refs = await this.hooks.spawn(
       children.map((c) => ({ taskName: taskNameOf(c?.task), input: c?.input, key: c?.key, sticky: c?.sticky })),
     );
-    return refs as unknown as RunRef<O>[];
+    return refs as unknown as RunRef<ChildOutput<O, T>>[];
   }
 
   /**

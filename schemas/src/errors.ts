@@ -303,10 +303,6 @@ export class NotProvisionedError extends TaskjetError {
   }
 }
 
-/**
- * Thrown from a task to fail it at once, whatever retries remain.
- * @example throw new NonRetryableError("invoice already paid")
- */
 /** `taskjet debug` runs a task locally and writes nothing: the task (or its module) tried to. */
 export class DebugReadOnlyError extends TaskjetError {
   constructor(what: string) {
@@ -315,6 +311,10 @@ export class DebugReadOnlyError extends TaskjetError {
   }
 }
 
+/**
+ * Thrown from a task to fail it at once, whatever retries remain.
+ * @example throw new NonRetryableError("invoice already paid")
+ */
 export class NonRetryableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);

@@ -307,7 +307,7 @@ describe("cli", () => {
       expect(created.code, created.stderr).toBe(0);
       const runId = (JSON.parse(created.stdout) as { runId: string }).runId;
       expect(await tj.runs.get(runId)).toMatchObject({ status: "SCHEDULED" });
-      const update = (EXAMPLES["scheduled update"]?.[0] as string).replace("01JD5X...", runId);
+      const update = String(EXAMPLES["scheduled update"]?.[0]).replace("01JD5X...", runId);
       const updated = await taskjet([...update.split(" ").slice(1), ...at(namespace)]);
       expect(updated.code, updated.stderr).toBe(0);
     } finally {

@@ -130,7 +130,7 @@ export class Timeouts {
       taskRunId,
       data: { attempt, reason: "SCHEDULE_TIMEOUT" },
     });
-    this.o.log.info({ runId, taskRunId, attempt }, "schedule timeout");
+    if (tries === 0) this.o.log.info({ runId, taskRunId, attempt }, "schedule timeout");
     // The scheduler has let the attempt go: until this is recorded, only this retry decides it.
     const again = (t: number) => {
       const current = this.o.states.get(runId);

@@ -151,6 +151,30 @@ describe("cli", () => {
     }
   });
 
+  it("runs get - a run waiting out a retry backoff says which attempt comes when, and after what error", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    try {
+      const flaky = tj.task({
+        name: "flaky",
+        retries: 1,
+        backoff: { factor: 30, maxSeconds: 60 }, // the retry waits 30 s: the CLI reads the run meanwhile
+        fn: async () => {
+          throw new Error("upstream down");
+        },
+      });
+      await (await tj.worker("w", { workflows: [flaky] })).start();
+      const ref = await flaky.runNoWait({});
+      await eventually(async () => ((await tj.runs.get(ref.runId)).tasks[0]?.retry?.at ? true : undefined));
+      const human = await taskjet(["runs", "get", ref.runId, ...at(namespace)]);
+      expect(human.stdout).toMatch(/^Retry\s+attempt 1 at \S+ after Error: upstream down$/m);
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
   it("runs cancel - cancels by id and by --filter; without either it is a usage error", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, {

@@ -315,6 +315,12 @@ export function runView(s: RunState, style: Style = createStyle(false)): string 
     const label = s.tasks.length > 1 ? `Task ${t.taskName}` : "Attempt";
     const worker = t.workerName ? `, worker ${t.workerName} (${t.workerId ?? "?"})` : "";
     fields.push([label, `${s.tasks.length > 1 ? `${style.status(t.status)}, attempt ` : ""}${t.attempt}${worker}`]);
+    if (t.retry) {
+      // Between attempts the task still reads RUNNING: say it waits out a backoff, not that the failed attempt runs.
+      const when = t.retry.at ? `at ${isoUtc(t.retry.at)}` : "being scheduled";
+      const why = t.error ? ` after ${t.error.name}: ${t.error.message}` : "";
+      fields.push(["Retry", style.warn(`attempt ${t.retry.attempt} ${when}${why}`)]);
+    }
     if (t.waiting && t.status === "QUEUED") {
       fields.push([
         "Waiting",

@@ -144,6 +144,12 @@ describe("debug", () => {
       const unknown = await debug([ref.runId, "--worker", FIXTURE, "--task", "nope"]);
       expect(unknown.code).toBe(2);
       expect(unknown.stderr).toContain("has no task nope: fetch (COMPLETED), sum (FAILED)");
+      // A task whose parent failed never ran: without the parent's output it cannot run as recorded.
+      const failedFetch = await tj.runNoWait("pipeline", { base: -1 });
+      await expect(failedFetch.result()).rejects.toThrow("negative base: -1");
+      const orphan = await debug([failedFetch.runId, "--worker", FIXTURE, "--task", "sum"]);
+      expect(orphan.code).toBe(2);
+      expect(orphan.stderr).toContain("task sum cannot run as recorded: its parents fetch (FAILED) have no output");
       const missing = await debug([ref.runId, "--worker", `${SCRATCH}absent.ts`]);
       expect(missing.code).toBe(2);
       expect(missing.stderr).toContain("could not load worker module");

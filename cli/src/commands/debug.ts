@@ -46,6 +46,16 @@ export function registerDebug(program: Command, ctx: CliContext): void {
       ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
         const state = await tj.runs.get(runId);
         const task = pickTask(state, flags.task);
+        // Run without a parent's output, the task would read nothing where the run gave it something: not a replay.
+        const missing = (task.parents ?? []).filter(
+          (ref) => state.tasks.find((t) => (t.ref ?? t.taskName) === ref)?.status !== "COMPLETED",
+        );
+        if (missing.length > 0) {
+          const label = (ref: string) => `${ref} (${state.tasks.find((t) => (t.ref ?? t.taskName) === ref)?.status})`;
+          throw new UsageError(
+            `task ${task.ref ?? task.taskName} cannot run as recorded: its parents ${missing.map(label).join(", ")} have no output; debug them instead`,
+          );
+        }
         const tasks = await loadWorkerModule(resolve(ctx.cwd, flags.worker), conn, flags);
         const declared = tasks.get(task.taskName);
         if (!declared) {

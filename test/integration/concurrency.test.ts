@@ -42,6 +42,30 @@ describe("concurrency", () => {
     await engine.stop();
   });
 
+  it("releaseSlot - a run that gives its worker slot back keeps its concurrency place: still never more than maxRuns of a key at once", async () => {
+    const { engine, tj } = await setup();
+    const probe = new ConcurrencyProbe();
+    const capped = tj.task({
+      name: "capped-released",
+      concurrency: { expression: "input.key", maxRuns: 2 },
+      fn: (input: { key: string }, ctx) =>
+        probe.around(input.key, async () => {
+          await sleep(20);
+          await ctx.releaseSlot();
+          await sleep(300);
+          return {};
+        }),
+    });
+    const worker = await tj.worker("w", { workflows: [capped], slots: 10 });
+    await worker.start();
+    const refs = await Promise.all(Array.from({ length: 12 }, (_, i) => capped.runNoWait({ key: `k${i % 2}` })));
+    await Promise.all(refs.map((r) => r.result()));
+    expect(probe.starts).toHaveLength(12);
+    expect([...probe.maxByKey.values()]).toEqual([2, 2]);
+    await tj.close();
+    await engine.stop();
+  });
+
   it("recovery - an engine restart mid-way keeps the cap: running runs still count, queued ones keep their keys", async () => {
     const namespace = uniqueNamespace();
     let engine = await startEngine(nats.url, { namespaces: [namespace] });

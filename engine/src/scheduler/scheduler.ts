@@ -120,10 +120,13 @@ export class Scheduler {
     }
     for (const state of states) {
       for (const task of state.tasks) {
-        if (task.status === RunStatuses.running && task.workerId && !task.slotReleased) {
-          // Its worker vanished while no engine watched: the attempt goes to another worker.
-          if (this.core.hasWorker(task.workerId)) this.hold(state, task, state.lastSeq);
-          else
+        if (task.status === RunStatuses.running && task.workerId) {
+          if (this.core.hasWorker(task.workerId)) {
+            this.hold(state, task, state.lastSeq);
+            // It runs on without its slot, keeping its concurrency places.
+            if (task.slotReleased) this.core.slotFreed(task, task.workerId);
+          } else if (!task.slotReleased)
+            // Its worker vanished while no engine watched: the attempt goes to another worker.
             this.reassign(
               state.runId,
               task.taskRunId,
@@ -166,16 +169,19 @@ export class Scheduler {
         if (task?.status === RunStatuses.queued && task.attempt === event.data.attempt) this.enqueue(state, task, seq);
         break;
       }
+      case EventTypes.TaskSlotReleased:
+        // The attempt runs on without its slot: the slot takes new work, the attempt keeps its concurrency places.
+        if (this.core.slotFreed({ taskRunId: event.taskRunId, attempt: event.data.attempt }, event.data.workerId))
+          this.kick();
+        break;
       case EventTypes.TaskCompleted:
       case EventTypes.TaskFailed:
       case EventTypes.TaskTimedOut:
-      case EventTypes.TaskCancelled:
-      case EventTypes.TaskSlotReleased: {
-        // The attempt is over (final or not), or gave its slot back: the slot is free.
+      case EventTypes.TaskCancelled: {
+        // The attempt is over (final or not): its slot and its concurrency places are free.
         const task = state.tasks.find((t) => t.taskRunId === event.taskRunId);
         const startedMs = this.startedWithResult(event);
-        if (task && event.type !== EventTypes.TaskCancelled && event.type !== EventTypes.TaskSlotReleased)
-          this.ranFor(task, event, startedMs);
+        if (task && event.type !== EventTypes.TaskCancelled) this.ranFor(task, event, startedMs);
         if (task) this.core.finish({ taskRunId: task.taskRunId, attempt: event.data.attempt });
         if (task?.retry) this.o.retrier.onState(state);
         // A workflow: tasks this one unblocked (children, handlers) are queued now.

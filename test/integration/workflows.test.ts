@@ -167,6 +167,33 @@ describe("workflows", () => {
     await engine.stop();
   });
 
+  it("retry beside a sibling - a task failing once while its sibling completes at the same moment is retried in every run (the sibling's event made the retry's append conflict)", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const failed = new Set<string>();
+    const wf = tj.workflow({
+      name: "siblings",
+      taskDefaults: { retries: 1, backoff: { factor: 1, maxSeconds: 0.05 } },
+    });
+    wf.task({
+      name: "flaky",
+      fn: async (_i, ctx) => {
+        if (!failed.has(ctx.workflowRunId())) {
+          failed.add(ctx.workflowRunId());
+          throw new Error("once");
+        }
+        return { ok: true };
+      },
+    });
+    wf.task({ name: "steady", fn: async () => ({ ok: true }) });
+    const worker = await tj.worker("w", { workflows: [wf], slots: 50 });
+    await worker.start();
+    const refs = await Promise.all(Array.from({ length: 150 }, () => tj.runNoWait("siblings", {})));
+    const ends = await Promise.all(refs.map((r) => r.result({ timeoutMs: 20_000 }).then(() => "done", String)));
+    expect(ends.filter((e) => e !== "done")).toEqual([]);
+    await tj.close();
+    await engine.stop();
+  }, 40_000);
+
   it("onSuccess - runs once every task completed; skipped when the run failed", async () => {
     const { engine, tj } = await startNamespace(nats.url);
     const calls: string[] = [];

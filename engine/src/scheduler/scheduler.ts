@@ -144,6 +144,9 @@ export class Scheduler {
 
   onChange({ event, seq, state }: RunChange): void {
     this.watch(state);
+    // A retry waits on its own appends, and any event of the run (a sibling task's, in a workflow) can make one of them
+    // conflict: every fold of a run with a retry pending decides again.
+    if (state.tasks.some((t) => t.retry)) this.o.retrier.onState(state);
     switch (event.type) {
       case EventTypes.RunCreated:
       case EventTypes.RunDue:
@@ -183,13 +186,11 @@ export class Scheduler {
         const startedMs = this.startedWithResult(event);
         if (task && event.type !== EventTypes.TaskCancelled) this.ranFor(task, event, startedMs);
         if (task) this.core.finish({ taskRunId: task.taskRunId, attempt: event.data.attempt });
-        if (task?.retry) this.o.retrier.onState(state);
         // A workflow: tasks this one unblocked (children, handlers) are queued now.
         if (state.tasks.length > 1) this.enqueueReady(state, seq);
         break;
       }
       case EventTypes.TaskRetryScheduled:
-        this.o.retrier.onState(state);
         return;
       case EventTypes.RunCancelled:
         this.cancelChildren(state, event.data.reason);

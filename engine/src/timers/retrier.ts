@@ -1,4 +1,11 @@
-import { EventTypes, makeEvent, type RunState, type TaskjetEventInput, type TaskRunState } from "@taskjet/schemas";
+import {
+  AppendConflictError,
+  EventTypes,
+  makeEvent,
+  type RunState,
+  type TaskjetEventInput,
+  type TaskRunState,
+} from "@taskjet/schemas";
 import type { Logger } from "pino";
 import type { RunStates } from "../projector/projector.js";
 import { retryUnlessConflict } from "./retry-append.js";
@@ -73,7 +80,8 @@ export class Retrier {
 
   /**
    * One append per retry step at a time. A conflict means another event is on its way to the projector, and folding it
-   * brings us back here; another failure tries again later (the state it decided from does not change).
+   * brings us back here, unless it was folded while this append was in flight (and skipped for it): then this decides
+   * again on the state folded since. Another failure tries again later (the state it decided from does not change).
    */
   private appendOnce(
     key: string,
@@ -84,9 +92,16 @@ export class Retrier {
     what: string,
   ): void {
     this.inFlight.add(key);
+    let conflicted = false;
     this.o
       .append(event, expectedSeq)
-      .catch(retryUnlessConflict(this.o, `append:${key}`, tries, again, what))
-      .finally(() => this.inFlight.delete(key));
+      .catch((err: unknown) => {
+        if (err instanceof AppendConflictError) conflicted = true;
+        else retryUnlessConflict(this.o, `append:${key}`, tries, again, what)(err);
+      })
+      .finally(() => {
+        this.inFlight.delete(key);
+        if (conflicted && (this.o.states.get(event.runId)?.lastSeq ?? 0) > expectedSeq) again(0);
+      });
   }
 }

@@ -131,6 +131,40 @@ describe("replay", () => {
     expect(unchanged.status).toBe("FAILED");
   });
 
+  it("replay - from a task one of whose descendants also needs a task that failed and is not re-run is refused", () => {
+    // a → b, a → e, b + e → g: e failed, so g was cancelled; from b would re-run g, which would wait for e forever.
+    let s: RunState | undefined;
+    let seq = 0;
+    const step = (e: unknown) => {
+      s = evolve(s, ev(e), ++seq);
+      return s as RunState;
+    };
+    step(
+      makeEvent(EventTypes.RunCreated, {
+        runId,
+        data: {
+          workflowName: "wf",
+          input: {},
+          trigger: { kind: "run" },
+          tasks: [
+            { taskRunId: "t-a", taskName: "wf.a", ref: "a" },
+            { taskRunId: "t-b", taskName: "wf.b", ref: "b", parents: ["a"] },
+            { taskRunId: "t-e", taskName: "wf.e", ref: "e", parents: ["a"] },
+            { taskRunId: "t-g", taskName: "wf.g", ref: "g", parents: ["b", "e"] },
+          ],
+        },
+      }),
+    );
+    for (const e of [start("t-a"), complete("t-a"), start("t-b"), complete("t-b"), start("t-e"), fail("t-e")]) step(e);
+    const failed = s as RunState;
+    expect(failed.status).toBe("FAILED");
+    expect(replayPlan(failed, "b")).toEqual({
+      refused: `task g of run ${runId} also needs e, which did not complete and a replay from b does not re-run: replay the whole run, or from a task both depend on`,
+    });
+    expect(step(replayed("b")).status).toBe("FAILED"); // refused: nothing changes
+    expect(replayPlan(failed, "e")).toMatchObject({ rerun: new Set(["e", "g"]) });
+  });
+
   it("replay - a replayed attempt gets the full retry budget again", () => {
     let s: RunState | undefined;
     let seq = 0;

@@ -32,6 +32,17 @@ export function replayPlan(state: RunState, from?: string): { rerun: Set<string>
       }
     }
   }
+  // A task re-run whose other parent is neither re-run nor completed (it failed, or was cancelled for a failure
+  // upstream) would wait for it forever, and the run with it.
+  for (const t of state.tasks) {
+    if (!rerun.has(refOf(t)) || t.role !== undefined) continue;
+    const stuck = (t.parents ?? []).find((p) => !rerun.has(p) && byRef.get(p)?.status !== RunStatuses.completed);
+    if (stuck !== undefined) {
+      return {
+        refused: `task ${refOf(t)} of run ${state.runId} also needs ${stuck}, which did not complete and a replay from ${from} does not re-run: replay the whole run, or from a task both depend on`,
+      };
+    }
+  }
   return { rerun };
 }
 

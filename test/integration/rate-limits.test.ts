@@ -102,6 +102,34 @@ describe("rate limits", () => {
     await engine.stop();
   }, 30_000);
 
+  it("dynamic - a value's budget is its declared limit's: another task's limit on the same value, or a static limit named like the value, is another budget", async () => {
+    const { engine, tj } = await setup();
+    await tj.ratelimits.upsert({ key: "same", limit: 1, duration: "MINUTE" });
+    const probe = new ConcurrencyProbe();
+    const slow = tj.task({
+      name: "slow-user",
+      rateLimits: [{ dynamicKey: "input.user", units: 1, limit: 1, duration: "MINUTE" }],
+      fn: () => probe.around("slow", async () => ({})),
+    });
+    const fast = tj.task({
+      name: "fast-user",
+      rateLimits: [{ dynamicKey: "input.user", units: 1, limit: 100, duration: "SECOND" }],
+      fn: () => probe.around("fast", async () => ({})),
+    });
+    const worker = await tj.worker("w", { workflows: [slow, fast], slots: 20 });
+    await worker.start();
+    // The value "same" is also a static limit's name (1 a minute): neither that nor slow-user's 1 a minute holds fast-user.
+    const slowRefs = await slow.runNoWait([{ user: "same" }, { user: "same" }]);
+    await slowRefs[0]?.result();
+    const fastRefs = await fast.runNoWait(Array.from({ length: 10 }, () => ({ user: "same" })));
+    await Promise.all(fastRefs.map((r) => r.result({ timeoutMs: 5000 })));
+    expect(probe.starts.filter((s) => s.key === "fast")).toHaveLength(10);
+    // And fast-user's ten did not use slow-user's budget: its second run still waits for the next minute.
+    expect(await slowRefs[1]?.status()).toBe("QUEUED");
+    await tj.close();
+    await engine.stop();
+  }, 30_000);
+
   it("registration - units above the limit and unknown keys: refused at registration, or waiting until defined", async () => {
     const { engine, tj } = await setup();
     expect(() =>

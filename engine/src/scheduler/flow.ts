@@ -95,7 +95,15 @@ export function resolveFlow(def: CompiledDefinition | undefined, state: RunState
   });
   const rates = (flow.rateLimits ?? []).map((limit, i) => {
     if ("staticKey" in limit) return { key: limit.staticKey, units: limit.units };
-    const key = evaluate(compiled.rateKeys[i] as KeyExpression, state, `rateLimits[${i}].dynamicKey`, limit.dynamicKey);
+    const value = evaluate(
+      compiled.rateKeys[i] as KeyExpression,
+      state,
+      `rateLimits[${i}].dynamicKey`,
+      limit.dynamicKey,
+    );
+    // Per value and per declared limit: tasks declaring the same limit share a value's budget, another limit (or a
+    // static limit named like the value: static names hold no "@") is another budget.
+    const key = `${value}@${limit.limit}/${limit.duration}`;
     laneParts.push(key);
     return { key, units: limit.units, limit: limit.limit, durationMs: RateLimitDurations[limit.duration] };
   });

@@ -137,7 +137,7 @@ describe("worker", () => {
     await engine.stop();
   });
 
-  it("stop - a task still running after the grace period is aborted through its signal", async () => {
+  it("stop - a task still running after the grace period is aborted through its signal, and its attempt goes to another worker instead of failing", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });
     const tj = await connectClient(nats.url, { namespace });
@@ -158,7 +158,16 @@ describe("worker", () => {
     await worker.stop();
     expect(Date.now() - started).toBeGreaterThanOrEqual(190);
     expect(sawAbort).toBe(true);
-    await expect(ref.result()).rejects.toThrow(/aborted by shutdown/);
+    // Not a failure of the task: like a crashed worker's, the attempt is reassigned (the same attempt, no retry used).
+    const other = await connectClient(nats.url, { namespace });
+    const done = other.task({ name: "stuck", fn: async () => ({ finished: true }) });
+    await (await other.worker("w2", { workflows: [done] })).start();
+    expect(await ref.result({ timeoutMs: 10_000 })).toEqual({ finished: true });
+    const types = await historyTypes(tj, ref.runId, { attempts: true, expand: true });
+    expect(types).not.toContain("TaskFailed0");
+    expect(types).toContain("TaskReassigned0");
+    expect(types.at(-1)).toBe("TaskCompleted0");
+    await other.close();
     await tj.close();
     await engine.stop();
   });

@@ -179,6 +179,11 @@ export class Worker {
   private assignments: Subscription | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private heartbeatMs = 5000;
+  /**
+   * Attempts aborted because the worker stopped: a failure they report is not theirs, and is not recorded. Once the
+   * worker's registration is gone the engine gives them to another worker (`TaskReassigned`), as a crashed worker's.
+   */
+  private readonly stoppedUnder = new WeakSet<Context>();
   private beating: Promise<void> | undefined;
   private workersKv: KV | undefined;
   private startedAt = new Date().toISOString();
@@ -373,7 +378,8 @@ export class Worker {
   }
 
   /**
-   * Stops taking work and lets running tasks finish, up to `shutdownGraceMs`; then aborts the rest and leaves.
+   * Stops taking work and lets running tasks finish, up to `shutdownGraceMs`; then aborts the rest and leaves: their
+   * attempts go to another worker, as a crashed worker's do (a failure they report once aborted is not recorded).
    * Assignments it had not started go back to the queue.
    */
   async stop(): Promise<void> {
@@ -395,7 +401,8 @@ export class Worker {
     const timer = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), this.graceMs).unref());
     if ((await Promise.race([drained, timer])) === "timeout") {
       for (const [key, r] of [...this.running, ...this.released]) {
-        this.log.warn({ attempt: key }, "task still running after the shutdown grace: aborting it");
+        this.log.warn({ attempt: key }, "task still running after the shutdown grace: aborting it, for another worker");
+        this.stoppedUnder.add(r.ctx);
         r.ctx.abortController.abort(new Error("worker stopped"));
       }
       // Give aborted tasks a moment to report; one that ignores its signal is abandoned.
@@ -789,6 +796,10 @@ export class Worker {
       return false;
     }
     attempt.stop();
+    if (!result.ok && this.stoppedUnder.has(ctx)) {
+      log.warn({}, "attempt aborted by the worker's stop: left to another worker, no failure recorded");
+      return false;
+    }
     // Every line and chunk of the attempt stored before its outcome: a reader that sees the run end has them all.
     await outbox.settled();
     const started = await attempt.startForResult();

@@ -82,6 +82,8 @@ export interface DevInfo {
   cliPid: number;
   namespace: string;
   startedAt: string;
+  /** The engine's HTTP address (`host:port`: REST, dashboard, webhooks), absent when HTTP is off. */
+  http?: string;
 }
 
 /** Where a setting came from, for messages. */
@@ -264,6 +266,7 @@ export function readDevInfo(file: string): DevInfo | undefined {
       cliPid: Number.isInteger(raw.cliPid) ? (raw.cliPid as number) : 0,
       namespace: typeof raw.namespace === "string" ? raw.namespace : DEFAULT_NAMESPACE,
       startedAt: typeof raw.startedAt === "string" ? raw.startedAt : "",
+      ...(typeof raw.http === "string" ? { http: raw.http } : {}),
     };
   } catch {
     return undefined;

@@ -45,16 +45,18 @@ npx turbo run build
 taskjet=(node "$root/cli/dist/bin.js")
 dev_json="$root/.taskjet/dev.json"
 marker="$(mktemp)"
-waiter=""
-# Background jobs of a script ignore Ctrl-C: stop the waiter explicitly when taskjet dev ends.
-trap '[ -n "$waiter" ] && kill "$waiter" 2>/dev/null; rm -f "$marker"' EXIT
+dev_pid=$$ # `taskjet dev` takes this process over (exec, below), so signals sent to it reach taskjet dev
 
 # Once `taskjet dev` is up (it writes dev.json last), trigger a sample run against it and say where to look.
 (
+  # A background job of a script ignores Ctrl-C: it ends when taskjet dev is up, or gone.
   for _ in $(seq 1 600); do
     [ -f "$dev_json" ] && [ "$dev_json" -nt "$marker" ] && break
+    kill -0 "$dev_pid" 2>/dev/null || break
     sleep 0.1
   done
+  rm -f "$marker"
+  kill -0 "$dev_pid" 2>/dev/null || exit 0
   if [ ! -f "$dev_json" ]; then
     echo "up.sh: taskjet dev did not come up within 60 s; see its output above" >&2
     exit 0
@@ -89,7 +91,6 @@ Ctrl-C here stops the worker, the engine and nats-server.
 MSG
   fi
 ) &
-waiter=$!
 
 say "starting taskjet dev --example (Ctrl-C to stop)"
-"${taskjet[@]}" dev --example
+exec "${taskjet[@]}" dev --example

@@ -928,7 +928,12 @@ describe("cli dev", () => {
         async () => {
           if (child.exitCode !== null) throw new Error(`taskjet dev exited with ${child.exitCode}`);
           return existsSync(devFile)
-            ? (JSON.parse(await readFile(devFile, "utf8")) as { url: string; pid: number; namespace: string })
+            ? (JSON.parse(await readFile(devFile, "utf8")) as {
+                url: string;
+                pid: number;
+                namespace: string;
+                http?: string;
+              })
             : undefined;
         },
         20_000,
@@ -937,6 +942,8 @@ describe("cli dev", () => {
       expect(info.url).toBe(`nats://127.0.0.1:${port}`);
       expect(info.namespace).toBe("default");
       expect(isAlive(info.pid)).toBe(true);
+      // Where the dashboard is, for scripts (npm run up prints it from here).
+      expect((await fetch(`http://${info.http}/healthz`)).status).toBe(200);
 
       const res = await taskjet(["trigger", "hello", "--input", '{"name":"dev"}', "--wait", "--nats", info.url]);
       expect(res.stderr).toBe("");

@@ -145,6 +145,7 @@ async function runDev(flags: DevFlags, ctx: CliContext): Promise<ExitCode> {
       cliPid: process.pid,
       namespace: config.namespace,
       startedAt: new Date().toISOString(),
+      ...(engine.httpAddress() ? { http: engine.httpAddress() } : {}),
     };
     await writeFile(devFile, `${JSON.stringify(info, null, 2)}\n`);
     cleanups.push({ what: "dev.json", run: () => rm(devFile, { force: true }) });

@@ -97,6 +97,9 @@ export async function withClient<T>(
   }
 }
 
+/** Signals this close to the first are the same Ctrl-C delivered twice, not a second one. */
+const SAME_SIGNAL_MS = 300;
+
 /**
  * Resolves on the first SIGINT or SIGTERM with its name. `onAgain` runs on any further signal (a person pressing
  * Ctrl-C twice wants out now).
@@ -105,14 +108,15 @@ export function waitForStopSignal(onAgain: (signal: NodeJS.Signals) => void): {
   signal: Promise<NodeJS.Signals>;
   dispose: () => void;
 } {
-  let received = false;
+  let receivedAt = 0;
   let resolveSignal!: (s: NodeJS.Signals) => void;
   const signal = new Promise<NodeJS.Signals>((r) => {
     resolveSignal = r;
   });
   const handler = (s: NodeJS.Signals) => {
-    if (received) onAgain(s);
-    received = true;
+    // One Ctrl-C can come twice: to the terminal's whole process group, and forwarded by `npm run` to its script.
+    if (receivedAt > 0 && Date.now() - receivedAt > SAME_SIGNAL_MS) onAgain(s);
+    receivedAt ||= Date.now();
     resolveSignal(s);
   };
   process.on("SIGINT", handler);

@@ -964,6 +964,39 @@ describe("cli dev", () => {
     }
   });
 
+  it("dev - without --port, a second start listens where the first did (4222, or the free port picked when it is taken)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tj-dev-port-"));
+    const once = async (): Promise<string> => {
+      const child = spawn(process.execPath, [CLI_BIN, "dev", "--dir", dir, "--http", "off"], {
+        cwd,
+        env: childEnv(),
+        stdio: "pipe",
+      });
+      const exit = collectOutput(child, 45_000, ["dev"]);
+      try {
+        const devFile = join(dir, "dev.json");
+        const info = await eventually(
+          async () =>
+            existsSync(devFile) ? (JSON.parse(await readFile(devFile, "utf8")) as { url: string }) : undefined,
+          20_000,
+          "dev.json",
+        );
+        child.kill("SIGINT");
+        expect((await exit).code).toBe(0);
+        return info.url;
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+        await exit.catch(() => undefined);
+      }
+    };
+    try {
+      const first = await once();
+      expect(await once()).toBe(first);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("dev - without nats-server exits 1 and says how to install it", async () => {
     const res = await taskjet(["dev", "--dir", join(cwd, "no-server")], {
       env: { TASKJET_NATS_SERVER_BIN: join(cwd, "no-such-nats-server") },

@@ -1,5 +1,5 @@
 import { rmSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { createEngine } from "@taskjet/engine";
 import { NatsAccess } from "@taskjet/schemas";
@@ -84,7 +84,7 @@ async function runDev(flags: DevFlags, ctx: CliContext): Promise<ExitCode> {
     return ExitCodes.failure;
   }
 
-  const port = await choosePort(config.port);
+  const port = await choosePort(config.port, config.dir);
   if (port === undefined) {
     io.err(
       `error: port ${config.port} on 127.0.0.1 is in use: pick another --port, or leave --port out to get a free one\n`,
@@ -108,6 +108,7 @@ async function runDev(flags: DevFlags, ctx: CliContext): Promise<ExitCode> {
     server = await startDevNatsServer({ bin: config.natsServerBin, dir: config.dir, port });
     const nats = server;
     cleanups.push({ what: "nats-server", run: () => nats.stop() });
+    await writeFile(join(config.dir, LAST_PORT_FILE), `${nats.port}\n`);
     log.info({ module: "dev", url: nats.url, natsPid: nats.pid, logFile: nats.logFile }, "nats-server started");
 
     // The dev server has no authentication: credentials in this shell's environment are for other servers.
@@ -161,7 +162,8 @@ async function runDev(flags: DevFlags, ctx: CliContext): Promise<ExitCode> {
         },
         "taskjet dev is ready",
       );
-    } else io.out(banner(config, nats, port === "any", engine.httpAddress()));
+    } else
+      io.out(banner(config, nats, nats.port !== DEFAULT_DEV_PORT && config.port === undefined, engine.httpAddress()));
 
     const reason = await Promise.race([
       stop.signal.then((signal) => ({ signal })),
@@ -182,11 +184,20 @@ async function runDev(flags: DevFlags, ctx: CliContext): Promise<ExitCode> {
   return exitCode;
 }
 
-/** The asked-for port if free; else 4222 if free; else "any" (nats-server picks); undefined if the asked one is taken. */
-async function choosePort(asked: number | undefined): Promise<number | "any" | undefined> {
+/**
+ * The asked-for port if free; else 4222 if free; else the port the last run of this directory picked, if free (so an
+ * exported TASKJET_NATS_URL and running workers find the server again); else "any" (nats-server picks); undefined if
+ * the asked one is taken.
+ */
+async function choosePort(asked: number | undefined, dir: string): Promise<number | "any" | undefined> {
   if (asked !== undefined) return (await isPortFree(asked)) ? asked : undefined;
-  return (await isPortFree(DEFAULT_DEV_PORT)) ? DEFAULT_DEV_PORT : "any";
+  if (await isPortFree(DEFAULT_DEV_PORT)) return DEFAULT_DEV_PORT;
+  const last = Number(await readFile(join(dir, LAST_PORT_FILE), "utf8").catch(() => ""));
+  return Number.isInteger(last) && last > 0 && last < 65_536 && (await isPortFree(last)) ? last : "any";
 }
+
+/** The port a run of `taskjet dev` listened on, kept in its directory for the next run. */
+const LAST_PORT_FILE = "last-port";
 
 /** Undoes newest first; a part that fails or hangs is logged and skipped so the rest still stop. */
 async function runCleanups(cleanups: Cleanup[], log: Logger, timeoutMs: number): Promise<void> {

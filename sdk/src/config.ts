@@ -11,6 +11,7 @@ import {
   silentLogger,
   ValidationError,
 } from "@taskjet/schemas";
+import { pino } from "pino";
 
 /** Default NATS URL when neither an option nor `TASKJET_NATS_URL` names one. */
 export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
@@ -21,7 +22,10 @@ export interface ClientOptions {
   servers?: string | string[];
   /** Namespace token. @default env TASKJET_NAMESPACE, then "default" */
   namespace?: string;
-  /** Any logger with pino's shape. @default silent */
+  /**
+   * Any logger with pino's shape; `silentLogger` for none. @default pino to stderr at `warn` (a heartbeat that failed,
+   * a result that could not be recorded), or at the level env TASKJET_LOG_LEVEL names
+   */
   logger?: Logger;
   /** Largest input or output, in bytes of JSON. @default 1 MiB */
   maxPayloadBytes?: number;
@@ -59,6 +63,23 @@ export interface ClientConfig {
   logger: Logger;
   maxPayloadBytes: number;
   name: string;
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+/**
+ * What a worker or client says when no logger was given: its warnings, on stderr (a worker that cannot heartbeat or
+ * record a result should not fail silently), one JSON line each.
+ * @throws ValidationError for a level pino does not know
+ */
+function defaultLogger(level: string | undefined): Logger {
+  if (level !== undefined && !LOG_LEVELS.includes(level)) {
+    throw new ValidationError([
+      { path: "TASKJET_LOG_LEVEL", message: `must be one of ${LOG_LEVELS.join(", ")}, got ${describeValue(level)}` },
+    ]);
+  }
+  if (level === "silent") return silentLogger;
+  return pino({ level: level ?? "warn", base: { name: "taskjet" } }, pino.destination({ dest: 2, sync: true }));
 }
 
 /** Options < environment < defaults. The only place the SDK reads `process.env`. */
@@ -113,7 +134,7 @@ export function resolveClientConfig(options: ClientOptions = {}, env: NodeJS.Pro
     access,
     inboxPrefix,
     namespace,
-    logger: options.logger ?? silentLogger,
+    logger: options.logger ?? defaultLogger(env.TASKJET_LOG_LEVEL),
     maxPayloadBytes,
     name: options.name ?? "taskjet-client",
   };

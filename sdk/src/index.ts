@@ -34,6 +34,7 @@ export {
   type RunStatus,
   RunStatuses,
   type StickyMode,
+  silentLogger,
   TaskjetError,
   type TaskjetEvent,
   type TaskLogLine,

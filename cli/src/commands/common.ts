@@ -1,4 +1,4 @@
-import { Taskjet } from "@taskjet/sdk";
+import { silentLogger, Taskjet } from "@taskjet/sdk";
 import { type Command, Option } from "commander";
 import { type CliEnv, type ConnectionConfig, type ConnectionFlags, LOG_LEVELS, resolveConnection } from "../config.js";
 import type { ExitCode } from "../errors.js";
@@ -79,6 +79,8 @@ export async function connectClient(
     namespace: conn.namespace,
     name: "taskjet-cli",
     auth: conn.access,
+    // A command's output is its answer: what goes wrong is its error, not log lines.
+    logger: silentLogger,
   });
   return { tj, conn };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { makeEvent } from "./codec.js";
-import { EventTypes, type TaskjetEvent, TaskjetEventSchema } from "./events.js";
+import { EventTypes, type RunCreated, type TaskjetEvent, TaskjetEventSchema } from "./events.js";
 import { evolve } from "./evolve.js";
 import { replayPlan } from "./replay.js";
 import type { RunState } from "./run-state.js";
@@ -8,8 +8,12 @@ import type { RunState } from "./run-state.js";
 const runId = "01REPLAY";
 const ev = (e: unknown): TaskjetEvent => TaskjetEventSchema.parse(e);
 
-/** A DAG a → b → c, a → d, with an onFailure handler. */
-function dag(): { state: RunState; seq: number; step: (e: unknown) => RunState } {
+/** A run created with `data` (RunCreated's), and `step` to fold its next events into it. */
+function folded(data: Pick<RunCreated["data"], "workflowName" | "input" | "tasks">): {
+  state: RunState;
+  seq: number;
+  step: (e: unknown) => RunState;
+} {
   let seq = 0;
   let state: RunState | undefined;
   const step = (e: unknown) => {
@@ -17,23 +21,7 @@ function dag(): { state: RunState; seq: number; step: (e: unknown) => RunState }
     if (!state) throw new Error("no state");
     return state;
   };
-  step(
-    makeEvent(EventTypes.RunCreated, {
-      runId,
-      data: {
-        workflowName: "wf",
-        input: { n: 1 },
-        trigger: { kind: "run" },
-        tasks: [
-          { taskRunId: "t-a", taskName: "wf.a", ref: "a" },
-          { taskRunId: "t-b", taskName: "wf.b", ref: "b", parents: ["a"] },
-          { taskRunId: "t-c", taskName: "wf.c", ref: "c", parents: ["b"] },
-          { taskRunId: "t-d", taskName: "wf.d", ref: "d", parents: ["a"] },
-          { taskRunId: "t-h", taskName: "wf.h", ref: "h", role: "onFailure" },
-        ],
-      },
-    }),
-  );
+  step(makeEvent(EventTypes.RunCreated, { runId, data: { ...data, trigger: { kind: "run" } } }));
   return {
     get state() {
       return state as RunState;
@@ -43,6 +31,21 @@ function dag(): { state: RunState; seq: number; step: (e: unknown) => RunState }
     },
     step,
   };
+}
+
+/** A DAG a → b → c, a → d, with an onFailure handler. */
+function dag() {
+  return folded({
+    workflowName: "wf",
+    input: { n: 1 },
+    tasks: [
+      { taskRunId: "t-a", taskName: "wf.a", ref: "a" },
+      { taskRunId: "t-b", taskName: "wf.b", ref: "b", parents: ["a"] },
+      { taskRunId: "t-c", taskName: "wf.c", ref: "c", parents: ["b"] },
+      { taskRunId: "t-d", taskName: "wf.d", ref: "d", parents: ["a"] },
+      { taskRunId: "t-h", taskName: "wf.h", ref: "h", role: "onFailure" },
+    ],
+  });
 }
 
 const start = (taskRunId: string, attempt = 0) =>
@@ -133,30 +136,21 @@ describe("replay", () => {
 
   it("replay - from a task one of whose descendants also needs a task that failed and is not re-run is refused", () => {
     // a → b, a → e, b + e → g: e failed, so g was cancelled; from b would re-run g, which would wait for e forever.
-    let s: RunState | undefined;
-    let seq = 0;
-    const step = (e: unknown) => {
-      s = evolve(s, ev(e), ++seq);
-      return s as RunState;
-    };
-    step(
-      makeEvent(EventTypes.RunCreated, {
-        runId,
-        data: {
-          workflowName: "wf",
-          input: {},
-          trigger: { kind: "run" },
-          tasks: [
-            { taskRunId: "t-a", taskName: "wf.a", ref: "a" },
-            { taskRunId: "t-b", taskName: "wf.b", ref: "b", parents: ["a"] },
-            { taskRunId: "t-e", taskName: "wf.e", ref: "e", parents: ["a"] },
-            { taskRunId: "t-g", taskName: "wf.g", ref: "g", parents: ["b", "e"] },
-          ],
-        },
-      }),
-    );
-    for (const e of [start("t-a"), complete("t-a"), start("t-b"), complete("t-b"), start("t-e"), fail("t-e")]) step(e);
-    const failed = s as RunState;
+    const { step } = folded({
+      workflowName: "wf",
+      input: {},
+      tasks: [
+        { taskRunId: "t-a", taskName: "wf.a", ref: "a" },
+        { taskRunId: "t-b", taskName: "wf.b", ref: "b", parents: ["a"] },
+        { taskRunId: "t-e", taskName: "wf.e", ref: "e", parents: ["a"] },
+        { taskRunId: "t-g", taskName: "wf.g", ref: "g", parents: ["b", "e"] },
+      ],
+    });
+    let failed: RunState | undefined;
+    for (const e of [start("t-a"), complete("t-a"), start("t-b"), complete("t-b"), start("t-e"), fail("t-e")]) {
+      failed = step(e);
+    }
+    if (!failed) throw new Error("no state");
     expect(failed.status).toBe("FAILED");
     expect(replayPlan(failed, "b")).toEqual({
       refused: `task g of run ${runId} also needs e, which did not complete and a replay from b does not re-run: replay the whole run, or from a task both depend on`,
@@ -166,18 +160,7 @@ describe("replay", () => {
   });
 
   it("replay - a replayed attempt gets the full retry budget again", () => {
-    let s: RunState | undefined;
-    let seq = 0;
-    const step = (e: unknown) => {
-      s = evolve(s, ev(e), ++seq);
-      return s as RunState;
-    };
-    step(
-      makeEvent(EventTypes.RunCreated, {
-        runId,
-        data: { workflowName: "t", input: {}, trigger: { kind: "run" }, tasks: [{ taskRunId: "t-0", taskName: "t" }] },
-      }),
-    );
+    const { step } = folded({ workflowName: "t", input: {}, tasks: [{ taskRunId: "t-0", taskName: "t" }] });
     const startWith = (attempt: number) =>
       makeEvent(EventTypes.TaskStarted, {
         runId,

@@ -12,7 +12,7 @@ import {
   newApiToken,
   ValidationError,
 } from "@taskjet/schemas";
-import { type Connection, openBucket } from "./connection.js";
+import { type Connection, isStreamNotFound, openBucket } from "./connection.js";
 import { assertWritable } from "./debug.js";
 import { kvNames } from "./kv-names.js";
 
@@ -110,7 +110,7 @@ export class ApiTokensClient {
 
   /** An engine older than the tokens bucket never made it. */
   private provisioningHint(err: unknown): unknown {
-    if (err instanceof Error && /no responders|stream not found/i.test(err.message)) {
+    if (isStreamNotFound(err) || (err instanceof Error && /no responders/i.test(err.message))) {
       return new NotProvisionedError(`KV_${Buckets.apiTokens}`, [this.conn.nc.getServer()]);
     }
     return err;

@@ -15,7 +15,7 @@ import {
   type TaskjetEventInput,
   ValidationError,
 } from "@taskjet/schemas";
-import { type Connection, permissionDenied } from "./connection.js";
+import { type Connection, isStreamNotFound, permissionDenied } from "./connection.js";
 import { assertWritable } from "./debug.js";
 import { readStream } from "./read-stream.js";
 
@@ -146,7 +146,7 @@ async function streamExists(conn: Connection): Promise<boolean> {
     await conn.jsm.streams.info(Streams.history);
     return true;
   } catch (err) {
-    if (err instanceof Error && /stream not found/i.test(err.message)) return false;
+    if (isStreamNotFound(err)) return false;
     return true; // cannot tell (the server is unavailable): treat as transient
   }
 }

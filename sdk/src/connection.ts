@@ -148,6 +148,11 @@ export function openBucket(conn: Connection, bucket: string): Promise<KV> {
   return new Kvm(conn.nc).open(bucket, conn.scoped ? { allow_direct: true } : {});
 }
 
+/** The server's answer for a stream (or bucket) that does not exist: no engine has provisioned it here. */
+export function isStreamNotFound(err: unknown): boolean {
+  return err instanceof Error && /stream not found/i.test(err.message);
+}
+
 /**
  * Turns the server's "stream not found" into NotProvisionedError (no engine has started against this NATS), and a
  * permissions violation into PermissionDeniedError.
@@ -156,7 +161,7 @@ export function withProvisioningHint(conn: Connection, stream: string): (err: un
   return (err) => {
     const denied = permissionDenied(err);
     if (denied) throw denied;
-    if (err instanceof Error && /stream not found/i.test(err.message)) {
+    if (isStreamNotFound(err)) {
       throw new NotProvisionedError(stream, [conn.nc.getServer()]);
     }
     throw err;

@@ -52,7 +52,7 @@ export type { StreamChunk } from "./chunks.js";
 export { Taskjet } from "./client.js";
 export { type ClientOptions, DEFAULT_NATS_URL } from "./config.js";
 /** @internal The engine connects with the same options and errors. */
-export { connectionError, inboxPrefixOf, natsAccessOptions } from "./connection.js";
+export { connectionError, inboxPrefixOf, isStreamNotFound, natsAccessOptions } from "./connection.js";
 export type { CronOptions, CronSpec, CronsClient } from "./crons.js";
 export {
   type DebugEffects,

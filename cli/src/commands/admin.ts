@@ -1,6 +1,6 @@
 import { rebuildProjection, verifyProjection } from "@taskjet/engine";
 import { Buckets, Streams } from "@taskjet/schemas";
-import { NotProvisionedError, type Taskjet } from "@taskjet/sdk";
+import { isStreamNotFound, NotProvisionedError, type Taskjet } from "@taskjet/sdk";
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
 import type { ConnectionFlags } from "../config.js";
@@ -76,7 +76,7 @@ async function requireStreams(tj: Taskjet): Promise<void> {
   const { nc, jsm } = tj.connection;
   for (const stream of [Streams.history, `KV_${Buckets.runs}`]) {
     await jsm.streams.info(stream).catch((err: unknown) => {
-      if (err instanceof Error && /stream not found/i.test(err.message)) {
+      if (isStreamNotFound(err)) {
         throw new NotProvisionedError(stream, [nc.getServer()]);
       }
       // Anything else (credentials that may not ask for stream info): the command itself says what goes wrong.

@@ -2,6 +2,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { type NatsConnection, RequestError } from "@nats-io/transport-node";
 import { Buckets, enginePing, keys } from "@taskjet/schemas";
+import { isStreamNotFound } from "@taskjet/sdk";
 import type { Command } from "commander";
 import type { ConnectionFlags } from "../config.js";
 import { ExitCodes } from "../errors.js";
@@ -74,7 +75,7 @@ async function readLeases(nc: NatsConnection): Promise<{ replicas: Replica[]; le
   if (!kv) return none;
   // Opening succeeds without the bucket's stream; listing its keys does not: no engine has run against this NATS.
   const names = await kv.keys().catch((err: unknown) => {
-    if (err instanceof Error && /stream not found/i.test(err.message)) return undefined;
+    if (isStreamNotFound(err)) return undefined;
     throw err;
   });
   if (!names) return none;

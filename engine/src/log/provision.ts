@@ -3,7 +3,7 @@ import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { nanos } from "@nats-io/transport-node";
 import { Buckets, RetiredStreams, StreamSubjects, Streams } from "@taskjet/schemas";
-import { isTransient } from "@taskjet/sdk";
+import { isStreamNotFound, isTransient } from "@taskjet/sdk";
 import type { Logger } from "pino";
 
 /** What the engine asks of the streams and buckets it creates. */
@@ -116,7 +116,7 @@ async function provisionOnce(
       config = differs ? (await jsm.streams.update(name, { ...info.config, ...wanted })).config : info.config;
       if (differs) log.info({ stream: name }, "stream updated");
     } catch (err) {
-      if (!isNotFound(err)) throw err;
+      if (!isStreamNotFound(err)) throw err;
       config = (await jsm.streams.add(wanted)).config;
       log.info({ stream: name }, "stream created");
     }
@@ -132,7 +132,7 @@ async function provisionOnce(
     await jsm.streams.delete(name).then(
       () => log.info({ stream: name }, "retired stream deleted"),
       (err) => {
-        if (!isNotFound(err)) throw err;
+        if (!isStreamNotFound(err)) throw err;
       },
     );
   }
@@ -168,8 +168,4 @@ async function provisionOnce(
       log.info({ bucket: b.name }, "bucket updated");
     }
   }
-}
-
-function isNotFound(err: unknown): boolean {
-  return err instanceof Error && /stream not found/i.test(err.message);
 }

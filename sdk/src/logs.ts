@@ -2,6 +2,7 @@ import type { JsMsg } from "@nats-io/jetstream";
 import { checkToken, RunNotFoundError, Streams, subjects, type TaskLogLine, TaskLogLineSchema } from "@taskjet/schemas";
 import { type Connection, withProvisioningHint } from "./connection.js";
 import { readStream } from "./read-stream.js";
+import { lastHistoryMessage } from "./run-reader.js";
 import { followRunSide } from "./run-tail.js";
 
 /** Task log lines (`ctx.logger.*`), stored per run in `TJ_LOGS`. */
@@ -28,12 +29,7 @@ export class LogsClient {
       withProvisioningHint(this.conn, Streams.logs)(err);
     }
     // No line: a run that logged nothing, or no run at all (its history says which).
-    if (lines.length === 0) {
-      const last = await this.conn.jsm.direct
-        .getMessage(Streams.history, { last_by_subj: subjects.history(this.ns, runId) })
-        .catch(withProvisioningHint(this.conn, Streams.history));
-      if (!last) throw new RunNotFoundError(runId);
-    }
+    if (lines.length === 0 && !(await lastHistoryMessage(this.conn, this.ns, runId))) throw new RunNotFoundError(runId);
     return lines;
   }
 

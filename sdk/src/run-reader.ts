@@ -78,3 +78,13 @@ export async function readUnprojected(conn: Connection, kv: KV, ns: string): Pro
   }
   return states;
 }
+
+/**
+ * The last message on a run's subject (a direct get), null when the run has no history.
+ * @throws NotProvisionedError when the history stream does not exist
+ */
+export function lastHistoryMessage(conn: Connection, ns: string, runId: string) {
+  return conn.jsm.direct
+    .getMessage(Streams.history, { last_by_subj: subjects.history(ns, runId) })
+    .catch(withProvisioningHint(conn, Streams.history));
+}

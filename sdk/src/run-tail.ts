@@ -1,8 +1,9 @@
 import type { JsMsg } from "@nats-io/jetstream";
-import { checkToken, evolve, isTerminal, RunNotFoundError, type RunState, Streams, subjects } from "@taskjet/schemas";
+import { checkToken, evolve, isTerminal, RunNotFoundError, type RunState, Streams } from "@taskjet/schemas";
 import { type Connection, withProvisioningHint } from "./connection.js";
 import { readHistory } from "./history.js";
 import { readStream } from "./read-stream.js";
+import { lastHistoryMessage } from "./run-reader.js";
 
 /** The sequence of the last message on `subject` (0 when none): by request body, or scoped, through a consumer. */
 async function lastSeqOf(conn: Connection, stream: string, subject: string): Promise<number> {
@@ -26,9 +27,7 @@ export async function* followRunSide(
   filter: string,
 ): AsyncGenerator<JsMsg> {
   checkToken(runId, "runId");
-  const last = await conn.jsm.direct
-    .getMessage(Streams.history, { last_by_subj: subjects.history(ns, runId) })
-    .catch(withProvisioningHint(conn, Streams.history));
+  const last = await lastHistoryMessage(conn, ns, runId);
   if (!last) throw new RunNotFoundError(runId);
   const stop = new AbortController();
   let endSeq: number | undefined;

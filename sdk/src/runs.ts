@@ -19,7 +19,6 @@ import {
   type RunStatus,
   RunStatuses,
   replayPlan,
-  Streams,
   statesOfEntry,
   subjects,
   type TaskjetEventInput,
@@ -30,7 +29,7 @@ import { type StreamChunk, toChunk } from "./chunks.js";
 import { type Connection, openBucket, withProvisioningHint } from "./connection.js";
 import { type HistoryEntry, readHistory } from "./history.js";
 import { readStream } from "./read-stream.js";
-import { readRunState, readTail, readUnprojected } from "./run-reader.js";
+import { lastHistoryMessage, readRunState, readTail, readUnprojected } from "./run-reader.js";
 import { followRunSide } from "./run-tail.js";
 
 /** Which runs a bulk operation picks from the projection. */
@@ -354,7 +353,7 @@ export class RunsClient {
    */
   async *history(runId: string, options: { follow?: boolean } = {}): AsyncGenerator<HistoryEntry> {
     checkToken(runId, "runId");
-    const last = await this.lastMessage(runId).catch(withProvisioningHint(this.conn, Streams.history));
+    const last = await lastHistoryMessage(this.conn, this.ns, runId);
     if (!last) throw new RunNotFoundError(runId);
     if (!options.follow) {
       yield* readHistory(this.conn.js, this.ns, runId);
@@ -389,11 +388,7 @@ export class RunsClient {
 
   /** @internal Whether the run's subject holds any message (a first message the engine has yet to refuse counts). */
   async hasHistory(runId: string): Promise<boolean> {
-    return Boolean(await this.lastMessage(runId).catch(withProvisioningHint(this.conn, Streams.history)));
-  }
-
-  private lastMessage(runId: string) {
-    return this.conn.jsm.direct.getMessage(Streams.history, { last_by_subj: subjects.history(this.ns, runId) });
+    return Boolean(await lastHistoryMessage(this.conn, this.ns, runId));
   }
 
   private bucket(): Promise<KV> {

@@ -77,7 +77,10 @@ dev_pid=$$ # `taskjet dev` takes this process over (exec, below), so signals sen
   taskjet trigger fail --wait
 (Commands run in $root find this server through .taskjet/dev.json; elsewhere: export TASKJET_NATS_URL=$url)
 MSG
-    if token="$("${taskjet[@]}" tokens create --name "dashboard-$(date +%s)" --nats "$url" 2>/dev/null)"; then
+    # One token for this script, made anew at each start: the one printed last time (shown once, so unknown now)
+    # is revoked rather than left valid beside it.
+    "${taskjet[@]}" tokens revoke npm-run-up --nats "$url" >/dev/null 2>&1 || true
+    if token="$("${taskjet[@]}" tokens create --name npm-run-up --nats "$url" 2>/dev/null)"; then
       where="http://$http/dashboard/"
       [ -n "$http" ] || where="/dashboard/ on the HTTP address printed above"
       cat <<MSG

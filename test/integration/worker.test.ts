@@ -1,5 +1,5 @@
 import { connect } from "@nats-io/transport-node";
-import { AssignmentSchema, subjects } from "@taskjet/schemas";
+import { AssignmentSchema, assignmentOf, type ControlMessage, subjects, type TaskRunState } from "@taskjet/schemas";
 import { describe, expect, it } from "vitest";
 import {
   connectClient,
@@ -248,6 +248,53 @@ describe("slots", () => {
         .sort((a, b) => a - b),
     ).toEqual(all);
     expect(Math.max(...batches.map((b) => b.length))).toBeGreaterThan(10);
+    await nc.close();
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("cancel - an attempt whose cancellation arrives right behind its assignment never runs its function", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const calls: boolean[] = [];
+    const t = tj.task({
+      name: "cancelled-at-once",
+      fn: async (_input, ctx) => {
+        calls.push(ctx.abortController.signal.aborted);
+        return {};
+      },
+    });
+    // Cancelled before any worker exists: the engine never places it, so the test plays the engine's part below.
+    const ref = await t.runNoWait({});
+    expect(await ref.cancel()).toBe(true);
+    let createdSeq = 0;
+    for await (const e of tj.runs.history(ref.runId)) createdSeq ||= e.seq;
+    const created = await tj.runs.stateAt(ref.runId, { seq: createdSeq });
+    const worker = await tj.worker("w", { workflows: [t] });
+    await worker.start();
+    const nc = await connect({ servers: nats.url });
+    // As a concurrency strategy's cancellation can follow a placement: the engine sends the assignment, folds the
+    // cancellation and tells the worker, and the worker reads both in one turn.
+    const task = created.tasks[0] as TaskRunState;
+    nc.publish(
+      subjects.assign(namespace, worker.id),
+      JSON.stringify(assignmentOf(created, task, { expectedSeq: createdSeq, assignedAt: new Date().toISOString() })),
+    );
+    const cancel: ControlMessage = {
+      v: 1,
+      type: "cancel",
+      runId: ref.runId,
+      taskRunId: task.taskRunId,
+      attempt: 0,
+      reason: "test",
+    };
+    nc.publish(subjects.control(namespace, worker.id), JSON.stringify(cancel));
+    await nc.flush();
+    // A turn for it to run, were it to (it then records a ReportIgnored).
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(calls).toEqual([]);
+    expect(await historyTypes(tj, ref.runId)).toEqual(["RunCreated", "RunCancelled"]);
     await nc.close();
     await tj.close();
     await engine.stop();

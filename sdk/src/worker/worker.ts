@@ -770,6 +770,14 @@ export class Worker {
     // slot counted), so a `releaseSlot()` or a cancel at its very start finds it, and whatever the same I/O turn
     // delivered first (a cancelled attempt's abort, before a newer one of its concurrency key) has run.
     await this.nextTurn();
+    // Cancelled in that turn (its cancellation came right behind it): the function would get a signal aborted before
+    // it could listen to it, and run to its end.
+    if (ctx.abortController.signal.aborted) {
+      attempt.stop();
+      this.ranToOutcome(key);
+      log.debug({}, "attempt cancelled before its function began: not run");
+      return false;
+    }
     attempt.begin((err) => {
       // Started elsewhere, or the run moved on before the start was recorded: stop this copy.
       if (err instanceof NotCurrentError)

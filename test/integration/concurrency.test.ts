@@ -214,6 +214,47 @@ describe("concurrency", () => {
     await engine.stop();
   });
 
+  it.each([
+    ["CANCEL_NEWEST", "the run arriving meanwhile is cancelled and the retry completes"],
+    ["CANCEL_IN_PROGRESS", "the run arriving meanwhile cancels it, and no retry runs"],
+  ] as const)("%s - a run waiting out a retry backoff keeps its place: %s", async (strategy, _outcome) => {
+    const { engine, tj } = await setup();
+    const probe = new ConcurrencyProbe();
+    const flaky = tj.task({
+      name: `flaky-${strategy}`,
+      retries: 1,
+      backoff: { factor: 2, maxSeconds: 2 },
+      concurrency: { expression: "input.key", maxRuns: 1, limitStrategy: strategy },
+      fn: (input: { key: string; n: number }, ctx) =>
+        probe.around(input.key, async () => {
+          if (input.n === 1 && ctx.retryCount() === 0) throw new Error("first attempt fails");
+          return { n: input.n, attempt: ctx.retryCount() };
+        }),
+    });
+    const worker = await tj.worker("w", { workflows: [flaky], slots: 5 });
+    await worker.start();
+    const older = await flaky.runNoWait({ key: "k", n: 1 });
+    // Its first attempt failed: the retry comes 2 s later.
+    await eventually(async () => ((await historyTypes(tj, older.runId)).includes("TaskFailed") ? true : undefined));
+    const newer = await flaky.runNoWait({ key: "k", n: 2 });
+    const [olderOutcome, newerOutcome] = await Promise.all(
+      [older, newer].map((r) => r.result().catch((e: unknown) => e)),
+    );
+    if (strategy === "CANCEL_NEWEST") {
+      expect(newerOutcome).toBeInstanceOf(RunCancelledError);
+      expect(olderOutcome).toEqual({ n: 1, attempt: 1 });
+    } else {
+      expect(olderOutcome).toBeInstanceOf(RunCancelledError);
+      expect((olderOutcome as RunCancelledError).reason).toContain(`admits newer run ${newer.runId}`);
+      expect(newerOutcome).toEqual({ n: 2, attempt: 0 });
+    }
+    // The older run's first attempt, then either its retry or the newer run: never both.
+    expect(probe.starts).toHaveLength(2);
+    expect(probe.maxByKey.get("k")).toBe(1);
+    await tj.close();
+    await engine.stop();
+  });
+
   it("shared key - two tasks naming the same rule key never overlap; the global expression caps a task", async () => {
     const { engine, tj } = await setup();
     const probe = new ConcurrencyProbe();

@@ -370,6 +370,11 @@ export class SchedulerCore {
    * they outnumber the known attempts.
    */
   private readonly deadlines = new MinHeap<QueuedTask>();
+  /**
+   * Failed attempts whose task retries after a backoff, by task-run id, still members of their cancelling groups
+   * (`awaitRetry`).
+   */
+  private readonly retrying = new Map<string, QueuedTask>();
 
   /**
    * Queues an attempt; an attempt already queued or placed is ignored. Returns what its concurrency strategies
@@ -377,6 +382,8 @@ export class SchedulerCore {
    */
   enqueue(task: QueuedTask, deadline?: number): Cancellation[] {
     if (this.known.has(task)) return [];
+    // A retry takes back the place its failed attempt kept.
+    if (this.retrying.size > 0) this.dropRetry(task.taskRunId);
     const flow = task.flow ?? NO_FLOW;
     const cancellations: Cancellation[] = [];
     for (const ref of flow.groups) {
@@ -482,6 +489,44 @@ export class SchedulerCore {
   /** An attempt reached a final state (or will never run): frees its slot and groups, or drops it from its queue. */
   finish(task: Pick<QueuedTask, "taskRunId" | "attempt">): void {
     this.forget(task);
+    if (this.retrying.size > 0 && this.retrying.get(task.taskRunId)?.attempt === task.attempt) {
+      this.dropRetry(task.taskRunId);
+    }
+  }
+
+  /**
+   * A failed attempt (finished) whose task will retry after a backoff: in groups whose strategy cancels, the run keeps
+   * its place through the backoff, so a run arriving meanwhile is the newer one: under CANCEL_NEWEST it is cancelled,
+   * under CANCEL_IN_PROGRESS it cancels this run. Were the place freed, the retry would arrive as the newest and the
+   * strategies would turn on the wrong run. Under GROUP_ROUND_ROBIN the place is free meanwhile: the retry queues.
+   * The place goes with the retry's `enqueue`, or `finish` of this attempt, or `dropRetry`.
+   */
+  awaitRetry(failed: QueuedTask): void {
+    const groups = (failed.flow ?? NO_FLOW).groups.filter((ref) => ref.strategy !== "GROUP_ROUND_ROBIN");
+    if (groups.length === 0) return;
+    this.dropRetry(failed.taskRunId);
+    this.retrying.set(failed.taskRunId, failed);
+    const key = attemptKey(failed);
+    for (const ref of groups) this.groupOf(ref).members.set(key, failed);
+  }
+
+  /** The task-run waits for no retry any more (its run ended): its kept places are free. */
+  dropRetry(taskRunId: string): void {
+    const failed = this.retrying.get(taskRunId);
+    if (!failed) return;
+    this.retrying.delete(taskRunId);
+    const key = attemptKey(failed);
+    for (const ref of failed.flow?.groups ?? []) {
+      const group = this.groups.get(ref.id);
+      if (group?.members.get(key) !== failed) continue;
+      group.members.delete(key);
+      this.maybeDropGroup(group);
+    }
+  }
+
+  /** Whether some failed attempt keeps its places for a retry (`awaitRetry`). */
+  awaitsRetries(): boolean {
+    return this.retrying.size > 0;
   }
 
   /**
@@ -877,6 +922,10 @@ export class SchedulerCore {
 
   /** The attempt is cancelled by a strategy: it stops counting as a member, and a queued one is never placed. */
   private cancel(victim: QueuedTask): void {
+    if (this.retrying.get(victim.taskRunId) === victim) {
+      this.dropRetry(victim.taskRunId);
+      return;
+    }
     const known = this.known.get(victim);
     if (!known) return;
     const key = attemptKey(victim);

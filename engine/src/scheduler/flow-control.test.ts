@@ -88,6 +88,58 @@ describe("flow control in the scheduler core", () => {
     expect(core.place(0).map((p) => p.task)).toEqual([third]);
   });
 
+  describe("a run waiting out a retry backoff", () => {
+    /** A placed run of group g whose attempt 0 failed with a retry to come; its attempt 1 to queue later. */
+    function failedOnce(core: SchedulerCore, strategy: "CANCEL_IN_PROGRESS" | "CANCEL_NEWEST" | "GROUP_ROUND_ROBIN") {
+      core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 10 });
+      const first = task("a", group("g", 1, strategy));
+      core.enqueue(first);
+      expect(core.place(0)).toHaveLength(1);
+      core.finish(first);
+      core.awaitRetry(first);
+      return { first, retry: { ...first, attempt: 1, order: first.order + 100 } };
+    }
+
+    it("CANCEL_NEWEST - keeps its place: a run arriving meanwhile is the one cancelled, and the retry runs", () => {
+      const core = new SchedulerCore();
+      const { retry } = failedOnce(core, "CANCEL_NEWEST");
+      const newer = task("a", group("g", 1, "CANCEL_NEWEST"));
+      expect(core.enqueue(newer).map((c) => c.task)).toEqual([newer]);
+      expect(core.enqueue(retry)).toEqual([]);
+      expect(core.place(0).map((p) => p.task)).toEqual([retry]);
+    });
+
+    it("CANCEL_IN_PROGRESS - a run arriving meanwhile cancels it and runs at once", () => {
+      const core = new SchedulerCore();
+      const { first } = failedOnce(core, "CANCEL_IN_PROGRESS");
+      const newer = task("a", group("g", 1, "CANCEL_IN_PROGRESS"));
+      expect(core.enqueue(newer).map((c) => c.task)).toEqual([first]);
+      expect(core.place(0).map((p) => p.task)).toEqual([newer]);
+    });
+
+    it("GROUP_ROUND_ROBIN - frees its place meanwhile: a run arriving starts, the retry waits for it", () => {
+      const core = new SchedulerCore();
+      const { retry } = failedOnce(core, "GROUP_ROUND_ROBIN");
+      const newer = task("a", group("g", 1));
+      expect(core.enqueue(newer)).toEqual([]);
+      expect(core.place(0).map((p) => p.task)).toEqual([newer]);
+      core.enqueue(retry);
+      expect(core.place(0)).toEqual([]);
+    });
+
+    it("its run ending (finish of the failed attempt, or dropRetry) frees the place it kept", () => {
+      const core = new SchedulerCore();
+      const { first } = failedOnce(core, "CANCEL_NEWEST");
+      core.finish(first);
+      expect(core.enqueue(task("a", group("g", 1, "CANCEL_NEWEST")))).toEqual([]);
+      const other = new SchedulerCore();
+      const kept = failedOnce(other, "CANCEL_NEWEST");
+      other.dropRetry(kept.first.taskRunId);
+      expect(other.awaitsRetries()).toBe(false);
+      expect(other.enqueue(task("a", group("g", 1, "CANCEL_NEWEST")))).toEqual([]);
+    });
+  });
+
   it("rate limits - paced and capped; a lane waits with a wake-up time and moves when it comes", () => {
     const core = new SchedulerCore();
     core.setRateLimit("api", 2, 1000);

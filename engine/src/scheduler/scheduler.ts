@@ -110,7 +110,7 @@ export class Scheduler {
       for (const task of state.tasks) {
         if (task.status === RunStatuses.queued && !task.retry) {
           queued.push({ state, task, order: task.queuedSeq ?? state.lastSeq });
-        }
+        } else if (task.retry) this.awaitRetry(state, task, state.lastSeq);
       }
     }
     queued.sort((a, b) => a.order - b.order);
@@ -144,6 +144,10 @@ export class Scheduler {
 
   onChange({ event, seq, state }: RunChange): void {
     this.watch(state);
+    // However the run ended (a sibling's failure ends a workflow too), its retries will not come.
+    if (this.core.awaitsRetries() && isTerminal(state.status)) {
+      for (const t of state.tasks) this.core.dropRetry(t.taskRunId);
+    }
     // A retry waits on its own appends, and any event of the run (a sibling task's, in a workflow) can make one of them
     // conflict: every fold of a run with a retry pending decides again.
     if (state.tasks.some((t) => t.retry)) this.o.retrier.onState(state);
@@ -186,6 +190,8 @@ export class Scheduler {
         const startedMs = this.startedWithResult(event);
         if (task && event.type !== EventTypes.TaskCancelled) this.ranFor(task, event, startedMs);
         if (task) this.core.finish({ taskRunId: task.taskRunId, attempt: event.data.attempt });
+        // Failed with a retry to come: the run keeps its places in groups that cancel.
+        if (task?.retry && task.attempt === event.data.attempt) this.awaitRetry(state, task, seq);
         // A workflow: tasks this one unblocked (children, handlers) are queued now.
         if (state.tasks.length > 1) this.enqueueReady(state, seq);
         break;
@@ -488,6 +494,16 @@ export class Scheduler {
         ? Date.parse(task.queuedAt) + (task.scheduleTimeoutMs ?? this.o.scheduleTimeoutMs)
         : undefined;
     for (const c of this.core.enqueue(queued, deadline)) this.cancelByStrategy(c);
+  }
+
+  /** A failed attempt whose task retries keeps its run's places meanwhile (`SchedulerCore.awaitRetry`). */
+  private awaitRetry(state: RunState, task: TaskRunState, order: number): void {
+    try {
+      this.core.awaitRetry(this.queued(state, task, order));
+    } catch (err) {
+      // No key for its input: the retry fails as unschedulable when it queues.
+      if (!(err instanceof FlowKeyError)) throw err;
+    }
   }
 
   private enqueueReady(state: RunState, order: number): void {

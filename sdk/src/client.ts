@@ -375,13 +375,15 @@ export class Taskjet implements Triggers {
 
   /** Appends a run's creation (an existing run id of the same task is that run) and returns its handle. */
   private async appendNoWait<O>(event: RunCreated): Promise<RunRef<O>> {
+    let existed: boolean;
     try {
-      if ((await appendEvent(this.connection, this.namespace, event, 0)).duplicate) await this.checkNotTaken(event);
+      existed = (await appendEvent(this.connection, this.namespace, event, 0)).duplicate;
     } catch (err) {
       if (!(err instanceof AppendConflictError)) throw err;
-      await this.checkNotTaken(event);
+      existed = true;
     }
-    return this.ref<O>(event.runId);
+    if (existed) await this.checkNotTaken(event);
+    return this.handle<O>(event.runId, existed);
   }
 
   /**
@@ -460,7 +462,9 @@ export class Taskjet implements Triggers {
     declared ??= await this.registered(taskName);
     const events = this.bulkEvents(taskName, await this.claimAll(taskName, items, declared), options, declared);
     const appended = await this.appendAll(events);
-    return appended.map((r, i) => (r instanceof Error ? r : this.ref<O>((events[i] as RunCreated).runId)));
+    return appended.map((r, i) =>
+      r instanceof Error ? r : this.handle<O>((events[i] as RunCreated).runId, r === "existed"),
+    );
   }
 
   /**
@@ -516,12 +520,7 @@ export class Taskjet implements Triggers {
     const event = this.runCreated(taskName, input, await this.claim(taskName, options, declared), declared);
     event.data.scheduledAt = scheduleTime(at, "at");
     event.data.trigger = { kind: "schedule" };
-    try {
-      await appendEvent(this.connection, this.namespace, event, 0);
-    } catch (err) {
-      if (!(err instanceof AppendConflictError)) throw err;
-    }
-    return this.ref<O>(event.runId);
+    return this.appendNoWait<O>(event);
   }
 
   /** @internal Creates child runs (pipelined; an existing id is that child) and returns their handles in order. */
@@ -543,18 +542,23 @@ export class Taskjet implements Triggers {
     const appended = await this.appendAll(events);
     const failed = appended.find((r) => r instanceof Error);
     if (failed) throw failed;
-    return events.map((e) => this.ref<JsonObject>(e.runId));
+    return events.map((e, i) => this.handle<JsonObject>(e.runId, appended[i] === "existed"));
   }
 
   /** A handle on an existing run. */
   ref<O = JsonObject>(runId: string): RunRef<O> {
     checkToken(runId, "runId");
+    return this.handle<O>(runId, false);
+  }
+
+  private handle<O>(runId: string, existing: boolean): RunRef<O> {
     return new RunRef<O>(
       runId,
       () => this.waitFor(runId),
       () => this.runs.get(runId),
       (reason) => this.runs.cancelOne(runId, reason),
       () => this.runs.history(runId, { follow: true }),
+      existing,
     );
   }
 

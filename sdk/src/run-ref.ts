@@ -34,6 +34,11 @@ export class RunRef<O = Record<string, unknown>> {
     private readonly read: () => Promise<RunState>,
     private readonly cancelRun: (reason?: string) => Promise<boolean>,
     private readonly follow: () => AsyncGenerator<HistoryEntry>,
+    /**
+     * The trigger that returned this handle found the run already there and created nothing: its run id was given
+     * before (a retried trigger), or its idempotency key holds an earlier run. Always false from `tj.ref`.
+     */
+    readonly existing = false,
   ) {}
 
   /**

@@ -401,7 +401,17 @@ describe("REST API", () => {
     const again = await call("POST", `${ns}/runs`, { token, body: { task: "echo", input: { a: 1 }, runId } });
     expect(again).toMatchObject({ status: 200, body: { runId, existing: true } });
     expect(again.headers.get("location")).toBe(`${ns}/runs/${runId}`);
-    expect((await tj.runNoWait("echo", { a: 1 }, { runId })).runId).toBe(runId);
+    expect(await tj.runNoWait("echo", { a: 1 }, { runId })).toMatchObject({ runId, existing: true });
+    // Requests at once naming a new run id: the append decides, one creates it and the others answer that run.
+    const racedId = `${runId}-raced`;
+    const raced = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        call("POST", `${ns}/runs`, { token, body: { task: "echo", input: { i }, runId: racedId } }),
+      ),
+    );
+    expect(raced.map((r) => r.status).sort()).toEqual([200, 200, 200, 200, 200, 200, 200, 201]);
+    const winner = raced.findIndex((r) => r.status === 201);
+    expect(await tj.ref(racedId).result()).toEqual({ i: winner });
     // For another task: refused, naming both; the run is untouched.
     const stored = await historyEvents(tj, runId);
     const taken = await call("POST", `${ns}/runs`, { token, body: { task: "long", input: {}, runId } });

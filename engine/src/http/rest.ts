@@ -24,10 +24,8 @@ import {
   ReplayRunBodySchema,
   RunFinishedError,
   RunHistorySchema,
-  RunIdTakenError,
   RunLogsSchema,
   RunParamsSchema,
-  type RunState,
   RunStateSchema,
   RunStatuses,
   RunsPageSchema,
@@ -325,16 +323,7 @@ export class RestApi {
             : {};
         const options = { ...given, ...trace, runId };
         const location = (id: string) => ({ location: `/api/v1/namespaces/${params.ns}/runs/${id}` });
-        // A run id given that names a run already: the same run again (as the SDK's runNoWait answers), unless that
-        // run is of another task.
-        if (given.runId !== undefined) {
-          const before = await existingRun(tj, runId);
-          if (before) {
-            if (before.workflowName !== task) throw new RunIdTakenError(runId, before.workflowName, task);
-            return { status: 200, body: { runId, existing: true }, headers: location(runId) };
-          }
-        }
-        let ref: { runId: string };
+        let ref: { runId: string; existing: boolean };
         try {
           ref = scheduleAt
             ? await tj.schedule(task, scheduleAt, input, options)
@@ -356,7 +345,9 @@ export class RestApi {
             },
           };
         }
-        const existing = ref.runId !== runId;
+        // A run id given again, or an idempotency key's earlier run: that run (as the SDK answers), unless it is of
+        // another task (RunIdTakenError, 409). Decided by the append itself, so of simultaneous requests one creates.
+        const { existing } = ref;
         return { status: existing ? 200 : 201, body: { runId: ref.runId, existing }, headers: location(ref.runId) };
       },
     );
@@ -652,16 +643,6 @@ function timeOf(value: string, field: string): string {
     ]);
   }
   return new Date(t).toISOString();
-}
-
-/** The run `runId` names, or undefined when there is none. */
-async function existingRun(tj: Taskjet, runId: string): Promise<RunState | undefined> {
-  try {
-    return await tj.runs.get(runId);
-  } catch (e) {
-    if (e instanceof TaskjetError && e.code === ErrorCodes.runNotFound) return undefined;
-    throw e;
-  }
 }
 
 function firstHeader(value: string | string[] | undefined): string | undefined {

@@ -24,8 +24,25 @@ export function celCompiler<V extends string>(...variables: V[]) {
         { path: field, message: `is not a valid CEL expression: ${reason}, got ${describeValue(expression)}` },
       ]);
     }
-    return env.parse(expression) as (vars: Record<V, unknown>) => unknown;
+    const evaluate = env.parse(expression) as (vars: Record<V, unknown>) => unknown;
+    return (vars) => {
+      try {
+        return evaluate(vars);
+      } catch (err) {
+        // cel-js tells a JS object's type by its `constructor` property, so a JSON object with a "constructor" key
+        // (a form field, say) is an "Unsupported type". As Maps, every key is only a key. Rare: only then converted.
+        if (!(err instanceof Error) || !err.message.startsWith("Unsupported type")) throw err;
+        return evaluate(asMaps(vars) as Record<V, unknown>);
+      }
+    };
   };
+}
+
+/** JSON with every object as a Map. */
+function asMaps(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(asMaps);
+  if (typeof value !== "object" || value === null) return value;
+  return new Map(Object.entries(value).map(([k, v]) => [k, asMaps(v)]));
 }
 
 /** A compiled CEL expression: evaluates to a group or rate-limit key. */

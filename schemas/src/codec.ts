@@ -8,7 +8,7 @@ import {
   type TriggerKinds,
 } from "./events.js";
 import { newId } from "./ids.js";
-import { compiledOnUse, jsonTooDeep, MAX_JSON_DEPTH, zodIssues } from "./validation.js";
+import { compiledOnUse, jsonTooDeep, MESSAGE_JSON_DEPTH, zodIssues } from "./validation.js";
 
 const decoder = new TextDecoder();
 const eventSchema = compiledOnUse(TaskjetEventSchema);
@@ -33,8 +33,8 @@ export function decodeJson(text: string, runId: string): Decoded {
     return { ok: false, reason: `not JSON: ${(err as Error).message}` };
   }
   // Each level takes at least two characters: only a message this long can be too deep.
-  if (text.length > 2 * MAX_JSON_DEPTH && jsonTooDeep(raw)) {
-    return { ok: false, reason: `nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels` };
+  if (text.length > 2 * MESSAGE_JSON_DEPTH && jsonTooDeep(raw, MESSAGE_JSON_DEPTH)) {
+    return { ok: false, reason: `nests objects and arrays deeper than ${MESSAGE_JSON_DEPTH} levels` };
   }
   const result = eventSchema().safeParse(raw);
   if (!result.success) {

@@ -14,6 +14,13 @@ const TOKEN = /^[A-Za-z0-9_-]+$/;
  */
 export const MAX_JSON_DEPTH = 256;
 
+/**
+ * Levels a message puts around such a value (an event's `data.input`, a durable event's `data.result.payload`): a whole
+ * message is checked against `MESSAGE_JSON_DEPTH`, so every value the edges accept fits in its message.
+ */
+const ENVELOPE_DEPTH = 4;
+export const MESSAGE_JSON_DEPTH = MAX_JSON_DEPTH + ENVELOPE_DEPTH;
+
 /** Whether `value` nests objects and arrays deeper than `limit`. Iterative, so no depth can overflow it. */
 export function jsonTooDeep(value: unknown, limit = MAX_JSON_DEPTH): boolean {
   const stack: [unknown, number][] = [[value, 1]];

@@ -1,6 +1,13 @@
 import { connect } from "@nats-io/transport-node";
 import { subjects } from "@taskjet/schemas";
-import { PayloadTooLargeError, type RunEnd, RunIdTakenError, RunStatuses, TaskRunError } from "@taskjet/sdk";
+import {
+  PayloadTooLargeError,
+  type RunEnd,
+  RunIdTakenError,
+  RunStatuses,
+  TaskRunError,
+  ValidationError,
+} from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
 import { startNatsServer } from "../harness/nats-server.js";
@@ -42,6 +49,26 @@ describe("run", () => {
     });
     await (await tj.worker("w", { workflows: [report] })).start();
     expect(await report.run({ day: "2026-11-28", note: undefined })).toStrictEqual({ why: "run", keys: ["day"] });
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("run - an input nested as deep as the edge takes (256 levels) runs, and its task's output as deep is recorded; one level more is refused", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const echo = tj.task({ name: "echo-deep", fn: async (input: Record<string, unknown>) => input });
+    await (await tj.worker("w", { workflows: [echo] })).start();
+    // `levels` objects, one inside the other.
+    const nested = (levels: number) => {
+      let v: Record<string, unknown> = {};
+      for (let i = 1; i < levels; i++) v = { v };
+      return v;
+    };
+    expect(await echo.run(nested(256))).toEqual(nested(256));
+    const err = await echo.runNoWait(nested(257)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ValidationError);
+    expect(String(err)).toMatch(/deeper than 256 levels/);
     await tj.close();
     await engine.stop();
   });

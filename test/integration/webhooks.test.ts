@@ -180,6 +180,33 @@ describe("webhooks", () => {
     await engine.stop();
   });
 
+  it("webhooks - a body nested as deep as the edge takes (256 levels) starts its run, which completes; one level more is 400", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], http: "127.0.0.1:0" });
+    const base = `http://${engine.httpAddress()}/api/v1/namespaces/${namespace}/webhooks`;
+    const tj = await connectClient(nats.url, { namespace });
+    const handle = tj.task({ name: "handle-deep", onEvents: ["deep:*"], fn: async (input) => input });
+    await (await tj.worker("w", { workflows: [handle] })).start();
+    await tj.webhooks.create({ name: "deep", eventKeyExpression: "body.type", auth: { type: "apiKey", key: "k-0123456789" } });
+    // `levels` objects, one inside the other, the outermost carrying the event key.
+    const nested = (levels: number) => {
+      let v: Record<string, unknown> = {};
+      for (let i = 2; i < levels; i++) v = { v };
+      return JSON.stringify({ type: "deep:x", v });
+    };
+    const send = (body: string) => post(`${base}/deep`, body, { "x-api-key": "k-0123456789" });
+    await eventually(async () => ((await send("{}")).status === 400 ? true : undefined)); // served: no key in {}
+    expect((await send(nested(257))).status).toBe(400);
+    expect((await send(nested(256))).status).toBe(202);
+    const run = await eventually(async () => {
+      const [listed] = await tj.runs.list({ taskName: "handle-deep" });
+      return listed?.status === "COMPLETED" ? listed : undefined;
+    });
+    expect((await tj.runs.get(run.runId)).output).toEqual(JSON.parse(nested(256)));
+    await tj.close();
+    await engine.stop();
+  });
+
   it("webhooks - NATS not answering the event's publish is 503 UNAVAILABLE, not 500", async () => {
     // The engine alone talks through the proxy; the client talks to the server directly.
     const proxy = await startTcpProxy({ host: "127.0.0.1", port: nats.server.port });

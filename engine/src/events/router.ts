@@ -13,7 +13,7 @@ import {
   eventKeyMatches,
   eventRunId,
   jsonTooDeep,
-  MAX_JSON_DEPTH,
+  MESSAGE_JSON_DEPTH,
   newRunCreated,
   type PushedEvent,
   PushedEventSchema,
@@ -81,7 +81,9 @@ export class EventRouter {
     try {
       const raw = m.json();
       // Refused here, or every append of a run made from it would fail (and the event be redelivered forever).
-      if (jsonTooDeep(raw)) throw new Error(`nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels`);
+      if (jsonTooDeep(raw, MESSAGE_JSON_DEPTH)) {
+        throw new Error(`nests objects and arrays deeper than ${MESSAGE_JSON_DEPTH} levels`);
+      }
       event = PushedEventSchema.parse(raw);
     } catch (err) {
       this.o.log.error({ err, seq: m.seq, subject: m.subject }, "malformed event left in the stream, not routed");

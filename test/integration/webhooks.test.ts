@@ -187,7 +187,11 @@ describe("webhooks", () => {
     const tj = await connectClient(nats.url, { namespace });
     const handle = tj.task({ name: "handle-deep", onEvents: ["deep:*"], fn: async (input) => input });
     await (await tj.worker("w", { workflows: [handle] })).start();
-    await tj.webhooks.create({ name: "deep", eventKeyExpression: "body.type", auth: { type: "apiKey", key: "k-0123456789" } });
+    await tj.webhooks.create({
+      name: "deep",
+      eventKeyExpression: "body.type",
+      auth: { type: "apiKey", key: "k-0123456789" },
+    });
     // `levels` objects, one inside the other, the outermost carrying the event key.
     const nested = (levels: number) => {
       let v: Record<string, unknown> = {};

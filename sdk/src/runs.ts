@@ -18,6 +18,7 @@ import {
   type RunState,
   type RunStatus,
   RunStatuses,
+  refuseUnknownKeys,
   replayPlan,
   statesOfEntry,
   subjects,
@@ -67,6 +68,9 @@ export interface ListRunsOptions {
   /** At most this many, newest first. @default 100 */
   limit?: number;
 }
+
+const FILTER_KEYS = ["statuses", "taskName", "since", "until", "additionalMetadata"] as const;
+const LIST_KEYS = ["statuses", "taskName", "limit"] as const;
 
 const decoder = new TextDecoder();
 
@@ -194,16 +198,32 @@ export class RunsClient {
       ]);
     }
     const f = options.filters;
+    // A misspelt filter would otherwise be no filter, and the operation would apply to every run.
+    refuseUnknownKeys(f, FILTER_KEYS, "filters", "a run filter");
+    if (f.taskName !== undefined && (typeof f.taskName !== "string" || f.taskName.length === 0)) {
+      throw new ValidationError([
+        { path: "filters.taskName", message: `must be a task name, got ${describeValue(f.taskName)}` },
+      ]);
+    }
+    const metadata = f.additionalMetadata ?? {};
+    if (typeof metadata !== "object" || metadata === null || Array.isArray(metadata)) {
+      throw new ValidationError([
+        {
+          path: "filters.additionalMetadata",
+          message: `must be an object of strings, got ${describeValue(metadata)}`,
+        },
+      ]);
+    }
     const since = f.since === undefined ? undefined : dateOf(f.since, "filters.since");
     const until = f.until === undefined ? undefined : dateOf(f.until, "filters.until");
     const matches = await this.list({
       statuses: f.statuses ?? defaults,
-      ...(f.taskName ? { taskName: f.taskName } : {}),
+      ...(f.taskName !== undefined ? { taskName: f.taskName } : {}),
       limit: Number.MAX_SAFE_INTEGER,
     });
     return matches
       .filter((s) => (since === undefined || s.createdAt >= since) && (until === undefined || s.createdAt < until))
-      .filter((s) => Object.entries(f.additionalMetadata ?? {}).every(([k, v]) => s.additionalMetadata[k] === v))
+      .filter((s) => Object.entries(metadata).every(([k, v]) => s.additionalMetadata[k] === v))
       .map((s) => s.runId);
   }
 
@@ -261,6 +281,7 @@ export class RunsClient {
     if (typeof options !== "object" || options === null || Array.isArray(options)) {
       throw new ValidationError([{ path: "options", message: `must be an object, got ${describeValue(options)}` }]);
     }
+    refuseUnknownKeys(options, LIST_KEYS, "", "a list option");
     const { statuses, taskName } = options;
     const limit = options.limit ?? 100;
     if (!Number.isInteger(limit) || limit <= 0) {

@@ -156,6 +156,16 @@ describe("cancellation", () => {
     expect((await tj.runs.get(c.runId)).status).toBe("QUEUED");
     await expect(tj.runs.cancel({ ids: ["bad.id"] })).rejects.toThrow(ValidationError);
     await expect(tj.runs.cancel({ filters: { since: "yesterday-ish" } })).rejects.toThrow(/filters.since/);
+    // A misspelt or empty filter is refused, not read as no filter (which would cancel every unfinished run).
+    await expect(tj.runs.cancel({ filters: { task: "a" } as never })).rejects.toThrow(
+      /filters.task: is not a run filter/,
+    );
+    await expect(tj.runs.cancel({ filters: { taskName: "" } })).rejects.toThrow(
+      /filters.taskName: must be a task name/,
+    );
+    await expect(tj.runs.replay({ filters: { status: ["FAILED"] } as never })).rejects.toThrow(/filters.status/);
+    await expect(tj.runs.list({ status: ["QUEUED"] } as never)).rejects.toThrow(/status: is not a list option/);
+    expect((await tj.runs.get(b.runId)).status).toBe("QUEUED");
     await tj.close();
     await engine.stop();
   });

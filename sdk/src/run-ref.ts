@@ -10,6 +10,7 @@ import {
   WaitTimeoutError,
 } from "@taskjet/schemas";
 import type { HistoryEntry } from "./history.js";
+import { longTimeout } from "./long-timeout.js";
 
 /** Turns a final run state into the caller's result: the output, or a typed error carrying the task's error. */
 export function outcome<O>(state: RunEnd): O {
@@ -59,14 +60,14 @@ export class RunRef<O = Record<string, unknown>> {
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
       throw new ValidationError([{ path: "timeoutMs", message: `must be a positive number, got ${timeoutMs}` }]);
     }
-    let timer: NodeJS.Timeout | undefined;
+    let cancel = () => {};
     const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new WaitTimeoutError(`run ${this.runId}`, timeoutMs)), timeoutMs);
+      cancel = longTimeout(() => reject(new WaitTimeoutError(`run ${this.runId}`, timeoutMs)), timeoutMs);
     });
     try {
       return outcome<O>(await Promise.race([this.wait(), expired]));
     } finally {
-      clearTimeout(timer);
+      cancel();
     }
   }
 

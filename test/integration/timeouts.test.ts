@@ -131,6 +131,34 @@ describe("timeouts", () => {
     await engine.stop();
   });
 
+  it("timeouts - durations beyond what one Node timer holds (24.8 days) are waited out, not fired at once", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const long = tj.task({
+      name: "long-deadline",
+      executionTimeout: "600h",
+      fn: async (_input, ctx) => {
+        await new Promise((r) => setTimeout(r, 100)); // past the start record: its deadline is armed
+        await ctx.refreshTimeout("700h");
+        await new Promise((r) => setTimeout(r, 100));
+        return { aborted: ctx.abortController.signal.aborted };
+      },
+    });
+    await (await tj.worker("w", { workflows: [long] })).start();
+    const ref = await long.runNoWait({});
+    expect(await ref.result({ timeoutMs: 2 ** 40 })).toEqual({ aborted: false });
+    expect(await ref.result({ timeoutMs: 40 * 86_400_000 })).toEqual({ aborted: false });
+    expect(await types(tj, ref.runId)).toEqual([
+      "RunCreated",
+      "TaskStarted0",
+      "TaskTimeoutRefreshed0",
+      "TaskCompleted0",
+    ]);
+    await tj.close();
+    await engine.stop();
+  });
+
   it("timeouts - durations are checked when the task is declared and when refreshed", async () => {
     const tj = await connectClient(nats.url);
     const fn = async () => ({});

@@ -32,6 +32,7 @@ import type { ClientConfig } from "../config.js";
 import { type Connection, openBucket } from "../connection.js";
 import { type CronSpec, type CronsClient, checkCronSpecs } from "../crons.js";
 import { inDebugMode } from "../debug.js";
+import { longTimeout } from "../long-timeout.js";
 import type { RateLimitsClient } from "../rate-limits.js";
 import type { RunRef } from "../run-ref.js";
 import type { JsonObject, TaskDeclaration } from "../task.js";
@@ -961,7 +962,8 @@ class AttemptClock {
   lastSeq: number;
   timeoutAt = 0;
   onDeadline: () => void = () => {};
-  private timer: NodeJS.Timeout | undefined;
+  /** Cancels the deadline's timer, when armed. */
+  private timer: (() => void) | undefined;
   private stopped = false;
   private onStartError: (err: unknown) => void = () => {};
   /** When the attempt began (epoch ms). */
@@ -1060,14 +1062,13 @@ class AttemptClock {
   }
 
   private disarm(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.();
     this.timer = undefined;
   }
 
   private arm(): void {
     this.disarm();
-    this.timer = setTimeout(() => this.onDeadline(), Math.max(0, this.timeoutAt - Date.now()));
-    this.timer.unref();
+    this.timer = longTimeout(() => this.onDeadline(), Math.max(0, this.timeoutAt - Date.now()), true);
   }
 }
 

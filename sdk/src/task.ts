@@ -6,6 +6,7 @@ import {
   parseDuration,
   type RetryPolicy,
   type RunOptions,
+  ValidationError,
 } from "@taskjet/schemas";
 import type { CronCreator, CronOptions, CronSpec } from "./crons.js";
 import type { RunRef } from "./run-ref.js";
@@ -211,7 +212,11 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
         return parent.bulkRunChildren(input.map((i) => ({ task: this.name, input: i }))) as Promise<Output<O>[]>;
       return parent.runChild(this.name, input as JsonObject) as Promise<Output<O>>;
     }
-    if (Array.isArray(input)) return this.runMany(input.map((i) => ({ input: i, options }))) as Promise<Output<O>[]>;
+    if (Array.isArray(input)) {
+      const refused = oneRunOption(options, input.length);
+      if (refused) return Promise.reject(refused);
+      return this.runMany(input.map((i) => ({ input: i, options }))) as Promise<Output<O>[]>;
+    }
     return this.triggers.run<Output<O>>(this.name, input as I, options, this.declared());
   }
 
@@ -232,6 +237,8 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
       return parent.runChildNoWait(this.name, input as JsonObject) as Promise<RunRef<Output<O>>>;
     }
     if (Array.isArray(input)) {
+      const refused = oneRunOption(options, input.length);
+      if (refused) return Promise.reject(refused);
       return this.runManyNoWait(input.map((i) => ({ input: i, options }))) as Promise<RunRef<Output<O>>[]>;
     }
     return this.triggers.runNoWait<Output<O>>(this.name, input as I, options, this.declared());
@@ -295,4 +302,19 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
       idempotencyTtlMs: this.idempotencyTtlMs,
     };
   }
+}
+
+/**
+ * Options given with an array of inputs apply to each run; one that names a single run (its id, an idempotency key)
+ * would make every input that run, all but the first input lost: refused.
+ */
+function oneRunOption(options: RunOptions | undefined, count: number): ValidationError | undefined {
+  const field = (["runId", "idempotencyKey"] as const).find((f) => options?.[f] !== undefined);
+  if (field === undefined) return undefined;
+  return new ValidationError([
+    {
+      path: `options.${field}`,
+      message: `names one run, so it cannot go with ${count} inputs: give each its own in runMany([{ input, options }])`,
+    },
+  ]);
 }

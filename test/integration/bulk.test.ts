@@ -48,6 +48,12 @@ describe("bulk", () => {
     expect(await echo.run([{ v: "a" }, { v: "b" }, { v: "c" }])).toEqual([{ v: "a" }, { v: "b" }, { v: "c" }]);
     const refs = await echo.runNoWait([{ v: "x" }, { v: "y" }]);
     expect(await Promise.all(refs.map((r) => r.result()))).toEqual([{ v: "x" }, { v: "y" }]);
+    // Options naming one run cannot go with several inputs (each input would be that run, and lost).
+    const sent = calls;
+    await expect(echo.run([{ v: "s" }, { v: "t" }], { runId: "one" })).rejects.toThrow(/options.runId: names one run/);
+    await expect(echo.runNoWait([{ v: "s" }], { idempotencyKey: "k" })).rejects.toThrow(/options.idempotencyKey/);
+    expect(await echo.run([{ v: "u" }, { v: "w" }], { priority: 3 })).toEqual([{ v: "u" }, { v: "w" }]);
+    expect(calls).toBe(sent + 2);
     const items = ["p", "q", "r"].map((v, i) => ({ input: { v }, options: { runId: `fixed-${i}` } }));
     expect(await echo.runMany(items)).toEqual([{ v: "p" }, { v: "q" }, { v: "r" }]);
     const before = calls;

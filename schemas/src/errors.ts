@@ -24,6 +24,7 @@ export const ErrorCodes = {
   notFound: "NOT_FOUND",
   runIdTaken: "RUN_ID_TAKEN",
   alreadyExists: "ALREADY_EXISTS",
+  attemptNotCurrent: "ATTEMPT_NOT_CURRENT",
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -261,6 +262,17 @@ export class RunCancelledError extends TaskjetError {
     this.name = "RunCancelledError";
     this.runId = runId;
     this.reason = reason;
+  }
+}
+
+/**
+ * What a task attempt tried to record (its start, a refreshed timeout, a checkpoint, child runs) was refused: the
+ * attempt is no longer the run's current one (cancelled, timed out, or given to another worker). The task should stop.
+ */
+export class AttemptNotCurrentError extends TaskjetError {
+  constructor(reason: string) {
+    super(ErrorCodes.attemptNotCurrent, `attempt no longer current: ${reason}`);
+    this.name = "AttemptNotCurrentError";
   }
 }
 

@@ -1,6 +1,7 @@
 export {
   AlreadyExistsError,
   AppendConflictError,
+  AttemptNotCurrentError,
   ClosedError,
   type ConcurrencyRule,
   ConnectionError,

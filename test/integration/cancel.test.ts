@@ -1,7 +1,7 @@
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { Buckets, keys } from "@taskjet/schemas";
-import { RunCancelledError, ValidationError } from "@taskjet/sdk";
+import { AttemptNotCurrentError, RunCancelledError, ValidationError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import {
   connectClient,
@@ -75,12 +75,15 @@ describe("cancellation", () => {
     const tj = await connectClient(nats.url, { namespace });
     let sawCancel = false;
     let started = false;
+    let refused: unknown;
     const slow = tj.task({
       name: "slow",
       fn: async (_input, ctx) => {
         started = true;
         await new Promise((resolve) => ctx.abortController.signal.addEventListener("abort", resolve));
         sawCancel = ctx.cancelled;
+        // What the attempt records from now on is refused, with a typed error.
+        refused = await ctx.refreshTimeout("1m").catch((e: unknown) => e);
         return { finished: true }; // a result after the cancellation
       },
     });
@@ -100,6 +103,8 @@ describe("cancellation", () => {
     });
     expect(h).toEqual(["RunCreated", "TaskStarted", "RunCancelled", "ReportIgnored"]);
     expect((await tj.runs.get(ref.runId)).status).toBe("CANCELLED");
+    expect(refused).toBeInstanceOf(AttemptNotCurrentError);
+    expect(refused).toMatchObject({ code: "ATTEMPT_NOT_CURRENT", message: expect.stringMatching(/CANCELLED/) });
     await tj.close();
     await engine.stop();
   });

@@ -3,6 +3,7 @@ import { InvalidArgumentError } from "@nats-io/transport-node";
 import {
   AppendConflictError,
   type Assignment,
+  AttemptNotCurrentError,
   describeValue,
   ErrorCodes,
   EventTypes,
@@ -30,14 +31,6 @@ import {
 import { appendEvent } from "../append.js";
 import type { Connection } from "../connection.js";
 import { readTail } from "../run-reader.js";
-
-/** The attempt was started elsewhere, or the run moved on: this worker must not run it. */
-export class NotCurrentError extends Error {
-  constructor(reason: string) {
-    super(reason);
-    this.name = "NotCurrentError";
-  }
-}
 
 /** Who reports. */
 export interface Reporter {
@@ -93,8 +86,8 @@ async function appendWhileCurrent(
   }
 }
 
-function notCurrent(task: TaskRunState | undefined): NotCurrentError {
-  return new NotCurrentError(`task is ${task?.status ?? "unknown"} at attempt ${task?.attempt ?? "?"}`);
+function notCurrent(task: TaskRunState | undefined): AttemptNotCurrentError {
+  return new AttemptNotCurrentError(`task is ${task?.status ?? "unknown"} at attempt ${task?.attempt ?? "?"}`);
 }
 
 /** What a worker records of an attempt's start: `TaskStarted`'s data beyond the attempt and worker ids. */
@@ -109,7 +102,7 @@ function waitingToStart(t: TaskRunState | undefined, a: Assignment): boolean {
  * Appends `TaskStarted` with CAS on the sequence the assignment was handed. On a conflict the run is re-read: if the
  * attempt is still waiting to start, the append is retried on the new tail; otherwise the attempt is not ours.
  * @returns the sequence of our `TaskStarted`
- * @throws NotCurrentError
+ * @throws AttemptNotCurrentError
  */
 export async function reportStarted(r: Reporter, a: Assignment, facts: StartFacts): Promise<number> {
   const event = makeEvent(EventTypes.TaskStarted, {
@@ -142,7 +135,7 @@ export type RunningFactType =
  * attempt and worker) with CAS on the
  * last sequence this worker wrote for it; on a conflict, retries on the new tail while the attempt is still ours.
  * @returns the new last sequence
- * @throws NotCurrentError when the attempt was timed out, cancelled or reassigned meanwhile
+ * @throws AttemptNotCurrentError when the attempt was timed out, cancelled or reassigned meanwhile
  */
 export async function reportRunningFact<T extends RunningFactType>(
   r: Reporter,

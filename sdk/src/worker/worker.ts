@@ -4,6 +4,7 @@ import type { Subscription } from "@nats-io/transport-node";
 import {
   type Assignment,
   AssignmentSchema,
+  AttemptNotCurrentError,
   Buckets,
   type ControlMessage,
   ControlMessageSchema,
@@ -43,7 +44,6 @@ import { currentTask } from "./current.js";
 import { Outbox } from "./outbox.js";
 import { Pending, PendingAttempts } from "./pending.js";
 import {
-  NotCurrentError,
   type Reporter,
   type RunningFactType,
   reportResult,
@@ -781,8 +781,7 @@ export class Worker {
     }
     attempt.begin((err) => {
       // Started elsewhere, or the run moved on before the start was recorded: stop this copy.
-      if (err instanceof NotCurrentError)
-        ctx.abortController.abort(new Error(`attempt no longer current: ${err.message}`));
+      if (err instanceof AttemptNotCurrentError) ctx.abortController.abort(err);
       else log.warn({ err }, "could not record the start; the result will carry it");
     });
     const task = this.tasks.get(a.taskName) as TaskDeclaration<JsonObject, JsonObject>;
@@ -1008,7 +1007,7 @@ class AttemptClock {
     this.recordStart().catch(this.onStartError);
   }
 
-  /** Appends `TaskStarted` once (CAS on the assignment's sequence). @throws NotCurrentError */
+  /** Appends `TaskStarted` once (CAS on the assignment's sequence). @throws AttemptNotCurrentError */
   recordStart(): Promise<void> {
     this.starts.delete(this);
     // Running on past the start sweep (or recording a fact before it): now its deadline needs its timer.
@@ -1033,7 +1032,7 @@ class AttemptClock {
     } catch (err) {
       // Not ours: the result's CAS on our last sequence then fails and it is recorded as ignored. Not known to be
       // stored (a failover): the result carries the start, which applies only if it was not.
-      return err instanceof NotCurrentError ? undefined : facts;
+      return err instanceof AttemptNotCurrentError ? undefined : facts;
     }
   }
 

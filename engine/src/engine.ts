@@ -110,7 +110,10 @@ class NamespaceRuntime {
         this.scheduler.onChange(change);
         this.metrics?.observe(change);
       },
-      onEnded: (state) => this.ends.announce(state),
+      onEnded: (state) => {
+        this.ends.announce(state);
+        this.scheduler.ended(state);
+      },
     });
     this.timers = new Timers(systemClock);
     const retrier = new Retrier({

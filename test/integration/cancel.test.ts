@@ -109,6 +109,60 @@ describe("cancellation", () => {
     await engine.stop();
   });
 
+  it("cancel - while no engine runs: once one starts, the running task's signal aborts and its child runs are cancelled", async () => {
+    const namespace = uniqueNamespace();
+    let engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const aborted: string[] = [];
+    const started = new Set<string>();
+    const waitForAbort = async (name: string, signal: AbortSignal) => {
+      started.add(name);
+      await new Promise((resolve) => signal.addEventListener("abort", resolve));
+      aborted.push(name);
+      return {};
+    };
+    const child = tj.task({
+      name: "away-child",
+      fn: (_input, ctx) => waitForAbort("child", ctx.abortController.signal),
+    });
+    const alone = tj.task({
+      name: "away-alone",
+      fn: (_input, ctx) => waitForAbort("alone", ctx.abortController.signal),
+    });
+    const parent = tj.task({
+      name: "away-parent",
+      fn: async (_input, ctx) => {
+        await child.runNoWait({});
+        return waitForAbort("parent", ctx.abortController.signal);
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [child, alone, parent], slots: 5 });
+    await worker.start();
+    const aloneRef = await alone.runNoWait({});
+    const parentRef = await parent.runNoWait({});
+    await eventually(() => (started.size === 3 ? true : undefined));
+    // Recorded as running (their starts stored), then the engine goes away and both runs are cancelled meanwhile.
+    await eventually(async () =>
+      (await aloneRef.status()) === "RUNNING" && (await parentRef.status()) === "RUNNING" ? true : undefined,
+    );
+    await engine.stop();
+    expect(await aloneRef.cancel("while away")).toBe(true);
+    expect(await parentRef.cancel("while away")).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(aborted).toEqual([]);
+    engine = await startEngine(nats.url, { namespaces: [namespace] });
+    await eventually(() => (aborted.length === 3 ? true : undefined));
+    expect(aborted.sort()).toEqual(["alone", "child", "parent"]);
+    const [childRun] = await tj.runs.list({ taskName: "away-child" });
+    expect(await tj.runs.get(childRun?.runId as string)).toMatchObject({
+      status: "CANCELLED",
+      error: { message: expect.stringMatching(/^parent run .* cancelled: while away/) },
+    });
+    await worker.stop();
+    await tj.close();
+    await engine.stop();
+  });
+
   it("cancel - a task that ignores its signal is abandoned after the grace period and its slot freed", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });

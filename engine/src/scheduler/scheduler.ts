@@ -90,6 +90,9 @@ export class Scheduler {
   private readonly resendTimer: NodeJS.Timeout;
   /** Placed attempts not started at the last `resendUnstarted`, as `workerId attemptKey`. */
   private unstarted = new Set<string>();
+  private recovered = false;
+  /** Runs cancelled while the log was read up to where it is (`ended`), for `recover`. */
+  private readonly cancelledAway: RunState[] = [];
 
   constructor(private readonly o: SchedulerOptions) {
     this.now = o.now ?? Date.now;
@@ -139,6 +142,8 @@ export class Scheduler {
       this.o.retrier.onState(state);
       this.watch(state);
     }
+    this.recovered = true;
+    for (const state of this.cancelledAway.splice(0)) this.cancelled(state, state.error?.message ?? "cancelled");
     this.kick();
   }
 
@@ -199,25 +204,7 @@ export class Scheduler {
       case EventTypes.TaskRetryScheduled:
         return;
       case EventTypes.RunCancelled:
-        this.cancelChildren(state, event.data.reason);
-        for (const task of state.tasks) {
-          if (task.status !== RunStatuses.cancelled) continue;
-          const placedOn = this.core.workerOf(task);
-          this.core.finish(task);
-          // It had started, or its worker may be running it before recording the start: that worker aborts it (and
-          // abandons it after a grace period if it ignores the signal).
-          const workerId = task.startedAt ? task.workerId : placedOn;
-          if (workerId) {
-            this.o.dispatcher.control(workerId, {
-              v: 1,
-              type: "cancel",
-              runId: state.runId,
-              taskRunId: task.taskRunId,
-              attempt: task.attempt,
-              reason: event.data.reason,
-            });
-          }
-        }
+        this.cancelled(state, event.data.reason);
         break;
       case EventTypes.TaskRateLimited: {
         // The attempt ended on the worker: its slot is free, its keys pause, and the next attempt queues.
@@ -595,6 +582,41 @@ export class Scheduler {
         3,
       );
     }
+  }
+
+  /**
+   * A run was cancelled: its child runs are cancelled too, and the workers running or about to run its tasks abort
+   * them (abandoning them after a grace period if they ignore the signal).
+   */
+  private cancelled(state: RunState, reason: string): void {
+    this.cancelChildren(state, reason);
+    for (const task of state.tasks) {
+      if (task.status !== RunStatuses.cancelled) continue;
+      const placedOn = this.core.workerOf(task);
+      this.core.finish(task);
+      // It had started, or its worker may be running it before recording the start.
+      const workerId = task.startedAt ? task.workerId : placedOn;
+      if (workerId) {
+        this.o.dispatcher.control(workerId, {
+          v: 1,
+          type: "cancel",
+          runId: state.runId,
+          taskRunId: task.taskRunId,
+          attempt: task.attempt,
+          reason,
+        });
+      }
+    }
+  }
+
+  /**
+   * A run ended, as the projector folds it, also while it catches up before `recover`. One cancelled then (while no
+   * engine read the log, or just before a takeover) is dealt with in `recover`: its workers were never told, and its
+   * children never cancelled. Telling them again what a previous leader told them is harmless.
+   */
+  ended(state: RunState): void {
+    if (this.recovered || state.status !== RunStatuses.cancelled) return;
+    if (state.children?.length || state.tasks.some((t) => t.startedAt && t.workerId)) this.cancelledAway.push(state);
   }
 
   /** A cancelled run's child runs are cancelled too (and theirs, as each cancellation is folded). */

@@ -8,10 +8,20 @@ import {
   formatFields,
   formatTable,
   prettyLogLine,
+  terminalSafe,
   useColor,
 } from "./output.js";
 
 describe("output", () => {
+  it("terminal - stored text cannot drive the terminal: its control characters print escaped, colour codes stay", () => {
+    const colour = createStyle(true);
+    const hostile = "evil\u001b[2J\u001b]0;title\u0007\r\u009b1A\u202eright";
+    expect(terminalSafe(`${colour.bad("FAILED")}\t${hostile}\n`)).toBe(
+      `${colour.bad("FAILED")}\tevil\\u001b[2J\\u001b]0;title\\u0007\\u000d\\u009b1A\\u202eright\n`,
+    );
+    expect(terminalSafe("plain: ünïcödé ✓ 🚀")).toBe("plain: ünïcödé ✓ 🚀");
+  });
+
   it("table - pads every column but the last", () => {
     expect(
       formatTable(

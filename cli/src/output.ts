@@ -35,6 +35,30 @@ export function processIo(): Io {
   };
 }
 
+/**
+ * What the CLI prints comes partly from others (worker names, errors, log lines, metadata): their control characters
+ * are shown escaped (`\u001b`), so that no stored text moves the cursor, clears or retitles the terminal, or rings it.
+ * Kept: newlines, tabs and colour codes (SGR, `ESC[...m`, the CLI's own; in stored text they can only colour it), and
+ * bidirectional overrides are escaped too (they reorder what is shown).
+ */
+export function terminalSafe(text: string): string {
+  return text.replace(UNSAFE, (c) =>
+    c === "\n" || c === "\t" || c.length > 1 ? c : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
+const UNSAFE = /\x1b\[[0-9;]*m|[\p{Cc}\u202a-\u202e\u2066-\u2069]/gu;
+
+/** An `Io` whose output goes through `terminalSafe`. */
+export function safeIo(io: Io): Io {
+  return {
+    out: (text) => io.out(terminalSafe(text)),
+    err: (text) => io.err(terminalSafe(text)),
+    interactive: io.interactive,
+  };
+}
+
 /** One line of text. */
 export function println(write: (text: string) => void, line = ""): void {
   write(`${line}\n`);

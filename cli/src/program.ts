@@ -21,7 +21,7 @@ import { registerWorkers } from "./commands/workers.js";
 import { type CliEnv, loadEnv } from "./config.js";
 import { type ExitCode, ExitCodes, UsageError } from "./errors.js";
 import { addExamples } from "./help.js";
-import { createStyle, type Io, processIo, useColor } from "./output.js";
+import { createStyle, type Io, processIo, safeIo, useColor } from "./output.js";
 
 const { version } = createRequire(import.meta.url)("../package.json") as { version: string };
 
@@ -77,7 +77,7 @@ export interface MainOptions {
  */
 export async function main(argv: string[], options: MainOptions = {}): Promise<ExitCode> {
   const ctx: CliContext = {
-    io: options.io ?? processIo(),
+    io: safeIo(options.io ?? processIo()),
     env: options.env ?? loadEnv(),
     cwd: options.cwd ?? process.cwd(),
     exitCode: ExitCodes.ok,

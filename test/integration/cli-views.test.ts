@@ -169,6 +169,28 @@ describe("cli views", () => {
     }
   });
 
+  it("terminal - stored text that would drive the terminal (a worker named with escape sequences) prints escaped", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    try {
+      const noop = tj.task({ name: "noop", fn: async () => ({}) });
+      const worker = await tj.worker("evil\u001b[2J\u001b]0;pwned\u0007", { workflows: [noop] });
+      await worker.start();
+      const table = await taskjet(["workers", "list", ...at(namespace)]);
+      expect(table.stdout).toContain("evil\\u001b[2J\\u001b]0;pwned\\u0007");
+      expect(table.stdout).not.toContain("\u001b");
+      // JSON keeps the name as it is (JSON escapes it).
+      expect(lines<{ name: string }>(await taskjet(["workers", "list", "--json", ...at(namespace)]))[0]?.name).toBe(
+        "evil\u001b[2J\u001b]0;pwned\u0007",
+      );
+      await worker.stop();
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
   it("queues - a task nobody runs shows its depth, the oldest wait and that no worker has it", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace], workerTtlMs: WORKER_TTL_MS });

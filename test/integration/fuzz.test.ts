@@ -434,12 +434,19 @@ describe("fuzz", () => {
       expect(garbled.code).toBe(2);
       expect(garbled.stderr).toMatch(/line 1: not JSON/);
       expect(garbled.stderr).not.toMatch(/\p{Cc}(?<!\n)/u); // no escape sequence reaches the terminal
+      // Too deep is known from the file: refused with the other bad lines, nothing sent.
       const mixed = join(dir, "mixed.jsonl");
-      await writeFile(mixed, [deep(10_000), `{"big":"${"x".repeat(1100 * 1024)}"}`, '{"ok":true}', ""].join("\n"));
-      const res = await bulk(mixed);
+      await writeFile(mixed, ['{"ok":true}', deep(10_000), ""].join("\n"));
+      const refused = await bulk(mixed);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toMatch(/line 2: nests objects and arrays deeper than 256 levels/);
+      expect(refused.stderr).toContain("nothing sent");
+      // Too large for the server is known once connected: that line fails, named by its line, the others are sent.
+      const large = join(dir, "large.jsonl");
+      await writeFile(large, ['{"ok":true}', `{"big":"${"x".repeat(1100 * 1024)}"}`, ""].join("\n"));
+      const res = await bulk(large);
       expect(res.code).toBe(1);
-      expect(res.stderr).toMatch(/line 1: .*deeper than 256 levels/);
-      expect(res.stderr).toMatch(/line 2: .*input is \d+ bytes as JSON, over the limit/);
+      expect(res.stderr).toMatch(/^line 2: input is \d+ bytes as JSON, over the limit/m);
       expect(res.stdout).toContain("1 runs of hello accepted");
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
+import { jsonTooDeep, MAX_JSON_DEPTH } from "@taskjet/schemas";
 import type { JsonObject, RunOptions, Taskjet } from "@taskjet/sdk";
 import { SingleBar } from "cli-progress";
 import { UsageError } from "../errors.js";
@@ -54,6 +55,10 @@ export async function readBulkFile(path: string): Promise<{ line: number; text: 
       bad.push(`line ${i + 1}: must be a JSON object (the run's input), got ${JSON.stringify(text.slice(0, 40))}`);
       continue;
     }
+    if (jsonTooDeep(input)) {
+      bad.push(`line ${i + 1}: nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels`);
+      continue;
+    }
     rows.push({ line: i + 1, text, input: input as JsonObject });
   }
   if (bad.length > 0) {
@@ -105,7 +110,8 @@ export async function triggerBulk(
         if (ref instanceof Error) {
           failed++;
           bar?.stop();
-          ctx.io.err(`line ${row.line}: ${ref.message}\n`);
+          // The SDK names an item by its index in the call (`[3].input`): the line says which.
+          ctx.io.err(`line ${row.line}: ${ref.message.replace(/^\[\d+\]\.?/, "")}\n`);
           bar?.start(rows.length, i + k);
         } else if (options.json) ctx.io.out(jsonLine({ line: row.line, runId: ref.runId }));
       }

@@ -94,6 +94,7 @@ class NamespaceRuntime {
       log: nsLog.child({ module: "dispatcher" }),
       onUndelivered: (p) => this.scheduler.undelivered(p),
       takesBatches: (workerId) => this.scheduler.registration(workerId)?.assignmentBatches === true,
+      takesSlim: (workerId) => this.scheduler.registration(workerId)?.slimAssignments === true,
     });
     this.projector = new Projector({
       js,

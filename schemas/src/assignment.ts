@@ -32,6 +32,12 @@ export function assignmentOf(
   };
 }
 
+/** An assignment without what can make it larger than a message (`Assignment.slim`): its worker reads those. */
+export function slimAssignment(a: Assignment): Assignment {
+  const { parentOutputs: _p, taskErrors: _e, checkpoints: _c, ...rest } = a;
+  return { ...rest, input: {}, slim: true };
+}
+
 /** What a workflow task needs from its run: its ref, its parents' outputs, and (for handlers) the errors. */
 function workflowContext(state: RunState, task: TaskRunState): Partial<Assignment> {
   const byRef = new Map(state.tasks.map((t) => [t.ref ?? t.taskName, t]));

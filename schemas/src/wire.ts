@@ -61,6 +61,12 @@ export const AssignmentSchema = z.object({
   /** W3C trace context of the trigger, when it had one: the task's spans join the caller's trace. */
   traceparent: z.string().max(256).optional(),
   tracestate: z.string().max(512).optional(),
+  /**
+   * Sent without its input, parents' outputs, errors and checkpoints, which together were larger than a NATS message
+   * (`slimAssignment`): the worker reads the run from its history for them. Only to workers whose registration says
+   * `slimAssignments`.
+   */
+  slim: z.literal(true).optional(),
 });
 export type Assignment = z.output<typeof AssignmentSchema>;
 
@@ -91,6 +97,8 @@ export const WorkerRegistrationSchema = z.object({
   runningTasks: z.record(z.string(), z.number().int().min(1)).default({}),
   /** Takes a JSON array of assignments in one message (older workers, without the field, one per message). */
   assignmentBatches: z.boolean().default(false),
+  /** Takes an assignment too large for a message as `slim`, reading the rest from the run's history. */
+  slimAssignments: z.boolean().default(false),
 });
 export type WorkerRegistration = z.output<typeof WorkerRegistrationSchema>;
 

@@ -408,6 +408,7 @@ async function registerBareWorker(
     runningTasks: {},
     // One assignment per message, as workers of SDKs before arrays take them.
     assignmentBatches: false,
+    slimAssignments: false,
   };
   await (await new Kvm(nc).open(Buckets.workers)).put(keys.worker(namespace, workerId), JSON.stringify(registration));
 }

@@ -1,8 +1,9 @@
 import { connect } from "@nats-io/transport-node";
 import { RunCancelledError, RunStatuses, TaskRunError, ValidationError } from "@taskjet/sdk";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { ConcurrencyProbe, sleep } from "../harness/concurrency-probe.js";
 import { eventually, historyTypes, startNamespace, useNatsServer } from "../harness/fixtures.js";
+import { startNatsServer } from "../harness/nats-server.js";
 
 const nats = useNatsServer();
 
@@ -71,6 +72,31 @@ describe("workflows", () => {
     const stored = await historyTypes(tj, ref.runId);
     expect(stored).toHaveLength(7);
     expect(stored.filter((t) => t === "TaskStarted")).toHaveLength(2);
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("large parents - a task whose parents' outputs together exceed a NATS message gets them all (read from the run's history)", async () => {
+    // The production default max_payload (1 MiB), where the harness raises it to 2 MiB.
+    const small = await startNatsServer({ maxPayload: "1048576" });
+    onTestFinished(() => small.stop());
+    const { engine, tj } = await startNamespace(small.url);
+    const wf = tj.workflow({ name: "big-parents" });
+    const big = (c: string) => ({ blob: c.repeat(600 * 1024) });
+    const a = wf.task({ name: "a", fn: async () => big("a") });
+    const b = wf.task({ name: "b", fn: async () => big("b") });
+    wf.task({
+      name: "c",
+      parents: [a, b],
+      fn: async (_input, ctx) => ({
+        a: ctx.parentOutput<{ blob: string }>(a).blob.length,
+        b: ctx.parentOutput<{ blob: string }>(b).blob.length,
+      }),
+    });
+    await (await tj.worker("w", { workflows: [wf] })).start();
+    const ref = await wf.runNoWait({});
+    // Before, its assignment was never delivered: the run waited for its schedule timeout.
+    expect(await ref.result({ timeoutMs: 20_000 })).toMatchObject({ c: { a: 600 * 1024, b: 600 * 1024 } });
     await tj.close();
     await engine.stop();
   });

@@ -1,5 +1,12 @@
 import type { NatsConnection } from "@nats-io/transport-node";
-import { type Assignment, assignmentOf, type ControlMessage, type RunState, subjects } from "@taskjet/schemas";
+import {
+  type Assignment,
+  assignmentOf,
+  type ControlMessage,
+  type RunState,
+  slimAssignment,
+  subjects,
+} from "@taskjet/schemas";
 import type { Logger } from "pino";
 import { maxPayloadOf } from "../nats/connect.js";
 import type { Placement } from "../scheduler/core.js";
@@ -12,6 +19,8 @@ export interface DispatcherOptions {
   onUndelivered: (placement: Placement) => void;
   /** Whether the worker takes its assignments in arrays (`WorkerRegistration.assignmentBatches`). */
   takesBatches: (workerId: string) => boolean;
+  /** Whether the worker reads what a slim assignment leaves out (`WorkerRegistration.slimAssignments`). */
+  takesSlim: (workerId: string) => boolean;
 }
 
 /** Assignments for one worker, to go in one message. */
@@ -54,7 +63,11 @@ export class Dispatcher {
         // The placed attempt: the state may already be past it, and the worker's CAS then refuses it.
         attempt: task.attempt,
       };
-      const json = JSON.stringify(assignment);
+      let json = JSON.stringify(assignment);
+      // Its input and its parents' outputs, each within a message, may not be within one together.
+      if (json.length * 3 > max && Buffer.byteLength(json) > max && this.o.takesSlim(workerId)) {
+        json = JSON.stringify(slimAssignment(assignment));
+      }
       if (!this.o.takesBatches(workerId)) {
         this.publish(workerId, json, [placement]);
         continue;

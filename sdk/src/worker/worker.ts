@@ -5,6 +5,7 @@ import {
   type Assignment,
   AssignmentSchema,
   AttemptNotCurrentError,
+  assignmentOf,
   Buckets,
   type ControlMessage,
   ControlMessageSchema,
@@ -35,6 +36,7 @@ import { type CronSpec, type CronsClient, checkCronSpecs } from "../crons.js";
 import { inDebugMode } from "../debug.js";
 import { longTimeout } from "../long-timeout.js";
 import type { RateLimitsClient } from "../rate-limits.js";
+import { readTail } from "../run-reader.js";
 import type { RunRef } from "../run-ref.js";
 import type { JsonObject, TaskDeclaration } from "../task.js";
 import { withTraceContext } from "../tracing.js";
@@ -167,6 +169,8 @@ export class Worker {
    * recorded, so no CAS on `TaskStarted` refuses it.
    */
   private finished = new Set<string>();
+  /** Slim assignments being made whole (`fillIn`), by attempt key. */
+  private readonly filling = new Set<string>();
   private finishedBefore = new Set<string>();
   /** Attempts whose slots were freed this turn, and attempts given back unstarted, announced at its end. */
   private freed: SlotsFreed["attempts"] = [];
@@ -515,6 +519,7 @@ export class Worker {
       usedDurableSlots: this.durableUsed,
       runningTasks: this.runningTasks(),
       assignmentBatches: true,
+      slimAssignments: true,
     };
     await this.workersKv?.put(keys.worker(this.config.namespace, this.id), JSON.stringify(registration));
   }
@@ -590,7 +595,42 @@ export class Worker {
       here.again = assignment;
       return;
     }
+    if (assignment.slim) {
+      this.fillIn(assignment, key);
+      return;
+    }
     this.pending.push(new Pending(assignment, key, Date.now()));
+  }
+
+  /**
+   * A slim assignment (too large for a message whole) is made whole from the run's history, then taken as it would
+   * have been. A failed read drops it: the engine sends again what stays placed and not started.
+   */
+  private fillIn(slim: Assignment, key: string): void {
+    if (this.filling.has(key)) return;
+    this.filling.add(key);
+    readTail(this.conn, this.config.namespace, slim.runId, undefined)
+      .then((state) => {
+        const task = state?.tasks.find((t) => t.taskRunId === slim.taskRunId);
+        if (!state || !task) throw new Error(`run ${slim.runId} has no task-run ${slim.taskRunId}`);
+        return { ...assignmentOf(state, task, slim), attempt: slim.attempt };
+      })
+      .then(
+        (whole) => {
+          this.filling.delete(key);
+          if (this.state !== "started") return;
+          this.accept(whole);
+          this.pump();
+          this.armGiveBack();
+        },
+        (err: unknown) => {
+          this.filling.delete(key);
+          this.log.warn(
+            { err, runId: slim.runId, taskRunId: slim.taskRunId },
+            "could not read a slim assignment's run",
+          );
+        },
+      );
   }
 
   /** While assignments wait for a slot: gives back, when it is due, each that waited `PENDING_GIVE_BACK_MS`. */

@@ -11,6 +11,7 @@ import {
   useNatsServer,
 } from "../harness/fixtures.js";
 import { startNatsServer } from "../harness/nats-server.js";
+import { startTcpProxy } from "../harness/tcp-proxy.js";
 
 const nats = useNatsServer();
 
@@ -432,6 +433,36 @@ describe("REST API", () => {
     expect(fresh).toMatchObject({ status: 201, body: { runId: `${runId}-2`, existing: false } });
 
     await worker.stop();
+    await tj.close();
+    await engine.stop();
+  });
+
+  it("rest - POST runs whose append NATS stored but never confirmed is 503 naming the run id, and sending it again with that id makes one run", async () => {
+    // The engine alone talks through the proxy; the client talks to the server directly.
+    const proxy = await startTcpProxy({ host: "127.0.0.1", port: nats.server.port });
+    onTestFinished(() => proxy.close());
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(proxy.url, { namespaces: [namespace], http: "127.0.0.1:0" });
+    const call = client(`http://${engine.httpAddress()}`);
+    const tj = await connectClient(nats.url, { namespace });
+    const token = await tokenFor(tj, call, "rest");
+    const ns = `/api/v1/namespaces/${namespace}`;
+    // From here the server's replies to the engine are lost: its append is stored, its ack never arrives.
+    proxy.deafen();
+    const lost = await call("POST", `${ns}/runs`, { token, body: { task: "echo", input: { n: 1 } } });
+    expect(lost.status).toBe(503);
+    const runId = /"runId": "([^"]+)"/.exec(lost.body.error?.message ?? "")?.[1] as string;
+    expect(lost.body.error).toEqual({
+      code: "UNAVAILABLE",
+      message: expect.stringMatching(/may have been recorded; send it again with "runId": "[^"]+" to have one run/),
+    });
+    expect(await tj.runs.get(runId)).toMatchObject({ workflowName: "echo", input: { n: 1 } });
+    proxy.cut(); // the engine reconnects, through a proxy that passes everything now
+    const again = await eventually(async () => {
+      const res = await call("POST", `${ns}/runs`, { token, body: { task: "echo", input: { n: 1 }, runId } });
+      return res.status === 503 ? undefined : res;
+    });
+    expect(again).toMatchObject({ status: 200, body: { runId, existing: true } });
     await tj.close();
     await engine.stop();
   });

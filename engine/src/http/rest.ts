@@ -329,7 +329,14 @@ export class RestApi {
             ? await tj.schedule(task, scheduleAt, input, options)
             : await tj.runNoWait(task, input, options);
         } catch (e) {
-          if (!(e instanceof PayloadTooLargeError) && natsFailureAnswer(e)?.status !== 413) throw e;
+          const answer = natsFailureAnswer(e);
+          if (answer?.status === 503) {
+            // A timeout does not say the append was not stored: the retry the answer asks for must not make a second.
+            const again = given.runId === undefined ? `; send it again with "runId": "${runId}" to have one run` : "";
+            const message = `${answer.body.error.message} (the run may have been recorded${again})`;
+            return { status: 503, body: { error: { ...answer.body.error, message } } };
+          }
+          if (!(e instanceof PayloadTooLargeError) && answer?.status !== 413) throw e;
           const size = (v: unknown) => Buffer.byteLength(JSON.stringify(v ?? {}), "utf8");
           const limit = this.o.nc.info?.max_payload;
           return {

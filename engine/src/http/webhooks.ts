@@ -165,8 +165,13 @@ export class Webhooks {
     try {
       await this.o.js.publish(subjects.event(ns, key), data, { msgID: event.id });
     } catch (err) {
-      const answer = natsFailureAnswer(err);
+      let answer = natsFailureAnswer(err);
       if (!answer) throw err;
+      if (answer.status === 503) {
+        // Not stored, or stored without the ack arriving: the sender's retry may make a second event.
+        const message = `${answer.body.error.message} (the event may have been recorded as ${event.id})`;
+        answer = { status: 503, body: { error: { ...answer.body.error, message } } };
+      }
       if (answer.status >= 500) this.o.log.warn({ err, webhook: name, ns }, "webhook event not recorded");
       return reply.status(answer.status).send(answer.body);
     }

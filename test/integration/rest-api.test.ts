@@ -146,6 +146,19 @@ describe("REST API", () => {
       headers: { "content-type": "application/xml" },
     });
     expect(xmlBody).toMatchObject({ status: 415, body: { error: { code: "INVALID_ARGUMENT" } } });
+    // Plain text is read as JSON (fetch sends a string body so by default); an empty body is no body.
+    const plain = await call("POST", `${ns}/runs`, {
+      token,
+      raw: JSON.stringify({ task: "hello", input: { n: 2 } }),
+      headers: { "content-type": "text/plain;charset=UTF-8" },
+    });
+    expect(plain).toMatchObject({ status: 201, body: { existing: false } });
+    const emptyCancel = await call("POST", `${ns}/runs/${plain.body.runId}/cancel`, {
+      token,
+      raw: "",
+      headers: { "content-type": "application/json" },
+    });
+    expect(emptyCancel.status).not.toBe(400);
     // Refused by Node's HTTP parser before any route, in the same shape: headers over its limit, a request not HTTP.
     const bigHeaders = await call("GET", `${ns}/runs`, { token, headers: { "x-pad": "p".repeat(20_000) } });
     expect(bigHeaders).toMatchObject({

@@ -226,18 +226,22 @@ export class RestApi {
       // Fastify's JSON parser, saying what it refuses: its error for a valid JSON body with a `__proto__` key (or a
       // `constructor` holding a `prototype`) is "Body is not valid JSON".
       const json = scope.getDefaultJsonParser("error", "error");
-      scope.removeContentTypeParser("application/json");
-      scope.addContentTypeParser("application/json", { parseAs: "string" }, (req, body, done) =>
-        json(req, body as string, (e, parsed) => {
-          if (!e || (e as FastifyError).code !== "FST_ERR_CTP_INVALID_JSON_BODY") return done(e, parsed);
-          let why = "keys named __proto__, or constructor with a prototype, are refused";
-          try {
-            JSON.parse(body as string);
-          } catch (notJson) {
-            why = `not valid JSON: ${(notJson as Error).message}`;
-          }
-          done(new ValidationError([{ path: "body", message: why }]), undefined);
-        }),
+      scope.removeContentTypeParser(["application/json", "text/plain"]);
+      // Plain text is read as JSON too: `fetch` sends a string body as text/plain unless told otherwise. An empty body
+      // is no body (`POST runs/:id/cancel` with a JSON content type and nothing to say).
+      scope.addContentTypeParser(["application/json", "text/plain"], { parseAs: "string" }, (req, body, done) =>
+        body === ""
+          ? done(null, undefined)
+          : json(req, body as string, (e, parsed) => {
+              if (!e || (e as FastifyError).code !== "FST_ERR_CTP_INVALID_JSON_BODY") return done(e, parsed);
+              let why = "keys named __proto__, or constructor with a prototype, are refused";
+              try {
+                JSON.parse(body as string);
+              } catch (notJson) {
+                why = `not valid JSON: ${(notJson as Error).message}`;
+              }
+              done(new ValidationError([{ path: "body", message: why }]), undefined);
+            }),
       );
       scope.setErrorHandler((e: FastifyError, _req, reply) => {
         const answer = errorAnswer(e);

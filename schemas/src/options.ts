@@ -36,3 +36,6 @@ export const RunOptionsSchema = z
   })
   .strict();
 export type RunOptions = z.input<typeof RunOptionsSchema>;
+
+/** What a child run may set of its own (its id derives from its parent, its trace is the parent task's). */
+export const ChildRunOptionsSchema = RunOptionsSchema.pick({ priority: true, additionalMetadata: true });

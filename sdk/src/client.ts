@@ -533,7 +533,8 @@ export class Taskjet implements Triggers {
         taskName: c.taskName,
         input: c.input,
         trigger: { kind: "child", parentRunId: parent.runId, parentTaskRunId: parent.taskRunId, key: c.key },
-        additionalMetadata: parent.additionalMetadata,
+        additionalMetadata: { ...parent.additionalMetadata, ...c.additionalMetadata },
+        ...(c.priority === undefined ? {} : { priority: c.priority }),
         sticky: c.sticky,
         // The task's active span (its own, or the run's trigger the worker activated): children join its trace.
         trace: activeTraceHeaders(),

@@ -1,6 +1,7 @@
 import type { CronDefinition, EventTrigger, TaskDefinition } from "@taskjet/schemas";
 import {
   type Duration,
+  describeValue,
   type FlowOptions,
   type FlowOptionsInput,
   parseDuration,
@@ -10,7 +11,7 @@ import {
 } from "@taskjet/schemas";
 import type { CronCreator, CronOptions, CronSpec } from "./crons.js";
 import type { RunRef } from "./run-ref.js";
-import type { Context } from "./worker/context.js";
+import type { ChildOptions, Context } from "./worker/context.js";
 import { currentTask } from "./worker/current.js";
 
 /** A JSON object: what tasks take and return. */
@@ -208,9 +209,14 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
     const parent = currentTask.getStore();
     if (parent) {
       // Inside a task: child runs of it.
-      if (Array.isArray(input))
-        return parent.bulkRunChildren(input.map((i) => ({ task: this.name, input: i }))) as Promise<Output<O>[]>;
-      return parent.runChild(this.name, input as JsonObject) as Promise<Output<O>>;
+      const child = childOptions(options, "options");
+      if (child instanceof ValidationError) return Promise.reject(child);
+      if (Array.isArray(input)) {
+        return parent.bulkRunChildren(input.map((i) => ({ ...child, task: this.name, input: i }))) as Promise<
+          Output<O>[]
+        >;
+      }
+      return parent.runChild(this.name, input as JsonObject, child) as Promise<Output<O>>;
     }
     if (Array.isArray(input)) {
       const refused = oneRunOption(options, input.length);
@@ -229,12 +235,14 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   runNoWait(input: I | readonly I[], options?: RunOptions): Promise<RunRef<Output<O>> | RunRef<Output<O>>[]> {
     const parent = currentTask.getStore();
     if (parent) {
+      const child = childOptions(options, "options");
+      if (child instanceof ValidationError) return Promise.reject(child);
       if (Array.isArray(input)) {
-        return parent.bulkRunChildrenNoWait(input.map((i) => ({ task: this.name, input: i }))) as Promise<
+        return parent.bulkRunChildrenNoWait(input.map((i) => ({ ...child, task: this.name, input: i }))) as Promise<
           RunRef<Output<O>>[]
         >;
       }
-      return parent.runChildNoWait(this.name, input as JsonObject) as Promise<RunRef<Output<O>>>;
+      return parent.runChildNoWait(this.name, input as JsonObject, child) as Promise<RunRef<Output<O>>>;
     }
     if (Array.isArray(input)) {
       const refused = oneRunOption(options, input.length);
@@ -254,7 +262,10 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   runMany(items: readonly BulkItem<I>[], options: BulkOptions = {}): Promise<(Output<O> | Error)[]> {
     const parent = currentTask.getStore();
     if (parent) {
-      return parent.bulkRunChildren(items.map((it) => ({ task: this.name, input: it.input }))) as Promise<Output<O>[]>;
+      return this.childrenNoWait(parent, items).then(async (refs) => {
+        if (!options.returnExceptions) return Promise.all(refs.map((r) => r.result()));
+        return Promise.all(refs.map((r) => r.result().catch((err: unknown) => err as Error)));
+      });
     }
     return this.triggers.runMany<Output<O>>(this.name, items, options, this.declared());
   }
@@ -264,11 +275,24 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   runManyNoWait(items: readonly BulkItem<I>[], options: BulkOptions): Promise<(RunRef<Output<O>> | Error)[]>;
   runManyNoWait(items: readonly BulkItem<I>[], options: BulkOptions = {}): Promise<(RunRef<Output<O>> | Error)[]> {
     const parent = currentTask.getStore();
-    if (parent) {
-      const children = items.map((it) => ({ task: this.name, input: it.input }));
-      return parent.bulkRunChildrenNoWait(children) as Promise<RunRef<Output<O>>[]>;
-    }
+    if (parent) return this.childrenNoWait(parent, items);
     return this.triggers.runManyNoWait<Output<O>>(this.name, items, options, this.declared());
+  }
+
+  /** Inside a task: the items as child runs of it, each with its options. */
+  private childrenNoWait(parent: Context, items: readonly BulkItem<I>[]): Promise<RunRef<Output<O>>[]> {
+    if (!Array.isArray(items)) {
+      return Promise.reject(
+        new ValidationError([{ path: "items", message: "must be an array of { input, options? }" }]),
+      );
+    }
+    const children = [];
+    for (const [i, it] of items.entries()) {
+      const child = childOptions(it?.options, `[${i}].options`);
+      if (child instanceof ValidationError) return Promise.reject(child);
+      children.push({ ...child, task: this.name, input: it?.input as JsonObject });
+    }
+    return parent.bulkRunChildrenNoWait(children) as Promise<RunRef<Output<O>>[]>;
   }
 
   /**
@@ -317,4 +341,35 @@ function oneRunOption(options: RunOptions | undefined, count: number): Validatio
       message: `names one run, so it cannot go with ${count} inputs: give each its own in runMany([{ input, options }])`,
     },
   ]);
+}
+
+/**
+ * Run options as a child run takes them: its priority and metadata (over the parent's); its id derives from the
+ * parent task-run and its trace is the parent task's, so an id, an idempotency key or a trace context is refused.
+ */
+function childOptions(options: RunOptions | undefined, path: string): ChildOptions | ValidationError {
+  if (options === undefined) return {};
+  if (typeof options !== "object" || options === null) {
+    return new ValidationError([{ path, message: `must be an object, got ${describeValue(options)}` }]);
+  }
+  const own = (["runId", "idempotencyKey", "traceparent", "tracestate"] as const).find((f) => options[f] !== undefined);
+  if (own !== undefined) {
+    return new ValidationError([
+      {
+        path: `${path}.${own}`,
+        message:
+          "inside a task a trigger is a child run, whose id derives from its parent task-run: give it a key " +
+          "(ctx.runChild(task, input, { key })) instead",
+      },
+    ]);
+  }
+  const { priority, additionalMetadata, ...rest } = options;
+  const unknown = Object.keys(rest)[0];
+  if (unknown !== undefined) {
+    return new ValidationError([{ path: `${path}.${unknown}`, message: "is not a run option" }]);
+  }
+  return {
+    ...(priority === undefined ? {} : { priority }),
+    ...(additionalMetadata === undefined ? {} : { additionalMetadata }),
+  };
 }

@@ -71,6 +71,47 @@ describe("child runs", () => {
     await engine.stop();
   });
 
+  it("child options - inside a task, a trigger's priority and metadata go to the child, runMany's returnExceptions holds, an id is refused", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const seen: { n: number; meta: Record<string, string> }[] = [];
+    const square = tj.task({
+      name: "square-opts",
+      fn: async (input: { n: number }, ctx) => {
+        seen.push({ n: input.n, meta: ctx.additionalMetadata() });
+        if (input.n < 0) throw new Error("negative");
+        return { sq: input.n * input.n };
+      },
+    });
+    const parent = tj.task({
+      name: "parent-opts",
+      fn: async (_input, ctx) => {
+        const one = await square.runNoWait({ n: 2 }, { priority: 3, additionalMetadata: { tenant: "acme" } });
+        const mixed = await square.runMany([{ input: { n: 3 } }, { input: { n: -1 } }], { returnExceptions: true });
+        const refused = await square.run({ n: 4 }, { runId: "mine" }).catch((e: unknown) => e);
+        return {
+          child: one.runId,
+          first: (await one.result()).sq,
+          mixed: mixed.map((m) => (m instanceof Error ? m.name : m.sq)),
+          refused: String(refused),
+        };
+      },
+    });
+    await (await tj.worker("w", { workflows: [square, parent], slots: 10 })).start();
+    const out = await parent.run({}, { additionalMetadata: { region: "eu" } });
+    expect(out).toMatchObject({
+      first: 4,
+      mixed: [9, "TaskRunError"],
+      refused: expect.stringMatching(/options.runId: inside a task a trigger is a child run/),
+    });
+    expect(await tj.runs.get(out.child as string)).toMatchObject({
+      priority: 3,
+      additionalMetadata: { region: "eu", tenant: "acme" },
+    });
+    expect(seen.find((s) => s.n === 3)?.meta).toEqual({ region: "eu" });
+    await tj.close();
+    await engine.stop();
+  });
+
   it("child keys - a key that is not a string is refused in the task, never two children made one", async () => {
     const { engine, tj } = await startNamespace(nats.url);
     const square = tj.task({ name: "square", fn: async (input: { i: number }) => ({ sq: input.i * input.i }) });

@@ -31,12 +31,20 @@ export type ChildOutput<O, T> = [O] extends [never]
   : O;
 
 /** One child run to start. */
-export interface ChildSpec {
-  taskName: string;
-  input: Record<string, unknown>;
+/** How a child run is made: `key` names it among this task-run's children (its id derives from it). */
+export interface ChildOptions {
   key?: string | undefined;
   /** Run on this worker: preferred, or required when this task is HARD-sticky. */
   sticky?: boolean | undefined;
+  /** 1 low .. 3 high (default 1). */
+  priority?: number | undefined;
+  /** Added to the metadata the child inherits from this run. */
+  additionalMetadata?: Record<string, string> | undefined;
+}
+
+export interface ChildSpec extends ChildOptions {
+  taskName: string;
+  input: Record<string, unknown>;
 }
 
 function taskNameOf(task: TaskRef): string {
@@ -269,7 +277,7 @@ export class Context {
   async runChild<O = never, T extends TaskRef = TaskRef>(
     task: T,
     input: Record<string, unknown>,
-    options: { key?: string; sticky?: boolean } = {},
+    options: ChildOptions = {},
   ): Promise<ChildOutput<O, T>> {
     return (await this.runChildNoWait<O, T>(task, input, options)).result();
   }
@@ -282,7 +290,7 @@ export class Context {
   spawnChild<O = never, T extends TaskRef = TaskRef>(
     task: T,
     input: Record<string, unknown>,
-    options: { key?: string; sticky?: boolean } = {},
+    options: ChildOptions = {},
   ): Promise<ChildOutput<O, T>> {
     return this.runChild<O, T>(task, input, options);
   }
@@ -291,17 +299,15 @@ export class Context {
   async runChildNoWait<O = never, T extends TaskRef = TaskRef>(
     task: T,
     input: Record<string, unknown>,
-    options: { key?: string; sticky?: boolean } = {},
+    options: ChildOptions = {},
   ): Promise<RunRef<ChildOutput<O, T>>> {
-    const [ref] = await this.hooks.spawn([
-      { taskName: taskNameOf(task), input, key: options.key, sticky: options.sticky },
-    ]);
+    const [ref] = await this.hooks.spawn([{ ...options, taskName: taskNameOf(task), input }]);
     return ref as unknown as RunRef<ChildOutput<O, T>>;
   }
 
   /** Starts many child runs in one go (one history write for all) and waits for their outputs, in order. */
   async bulkRunChildren<O = never, T extends TaskRef = TaskRef>(
-    children: { task: T; input: Record<string, unknown>; key?: string; sticky?: boolean }[],
+    children: ({ task: T; input: Record<string, unknown> } & ChildOptions)[],
   ): Promise<ChildOutput<O, T>[]> {
     const refs = await this.bulkRunChildrenNoWait<O, T>(children);
     return Promise.all(refs.map((r) => r.result()));
@@ -309,13 +315,13 @@ export class Context {
 
   /** Starts many child runs in one go; their handles, in order. */
   async bulkRunChildrenNoWait<O = never, T extends TaskRef = TaskRef>(
-    children: { task: T; input: Record<string, unknown>; key?: string; sticky?: boolean }[],
+    children: ({ task: T; input: Record<string, unknown> } & ChildOptions)[],
   ): Promise<RunRef<ChildOutput<O, T>>[]> {
     if (!Array.isArray(children)) {
       throw new ValidationError([{ path: "children", message: "must be an array of { task, input, key? }" }]);
     }
     const refs = await this.hooks.spawn(
-      children.map((c) => ({ taskName: taskNameOf(c?.task), input: c?.input, key: c?.key, sticky: c?.sticky })),
+      children.map((c) => ({ ...c, taskName: taskNameOf(c?.task), input: c?.input })),
     );
     return refs as unknown as RunRef<ChildOutput<O, T>>[];
   }

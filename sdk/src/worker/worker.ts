@@ -7,6 +7,7 @@ import {
   AttemptNotCurrentError,
   assignmentOf,
   Buckets,
+  ChildRunOptionsSchema,
   type ControlMessage,
   ControlMessageSchema,
   childRunId,
@@ -77,6 +78,9 @@ export interface NewChild {
   key: string;
   input: Record<string, unknown>;
   sticky?: { mode: "SOFT" | "HARD"; workerId: string };
+  priority?: number;
+  /** Over the parent's, which the child inherits. */
+  additionalMetadata?: Record<string, string>;
 }
 
 /** Creates child runs: implemented by the client. */
@@ -738,6 +742,8 @@ export class Worker {
         key: c.key,
         runId: (specs[i] as { runId: string }).runId,
         ...(c.sticky ? { sticky } : {}),
+        ...(c.priority === undefined ? {} : { priority: c.priority }),
+        ...(c.additionalMetadata === undefined ? {} : { additionalMetadata: c.additionalMetadata }),
       })),
     );
   }
@@ -926,6 +932,13 @@ class AttemptHooks implements ContextHooks {
 
   spawn(children: ChildSpec[]): Promise<RunRef<JsonObject>[]> {
     for (const [i, c] of children.entries()) {
+      // Checked before the children are recorded in this run's history.
+      const at = children.length === 1 ? "options" : `children[${i}]`;
+      try {
+        parseWith(ChildRunOptionsSchema, { priority: c?.priority, additionalMetadata: c?.additionalMetadata }, at);
+      } catch (err) {
+        return Promise.reject(err);
+      }
       // A key decides the child's id: `String()` of anything but a string would give distinct keys one child.
       if (c.key !== undefined && (typeof c.key !== "string" || c.key.length > 256)) {
         const path = children.length === 1 ? "options.key" : `children[${i}].key`;

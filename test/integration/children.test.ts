@@ -84,7 +84,7 @@ describe("child runs", () => {
     });
     const parent = tj.task({
       name: "parent-opts",
-      fn: async (_input, ctx) => {
+      fn: async () => {
         const one = await square.runNoWait({ n: 2 }, { priority: 3, additionalMetadata: { tenant: "acme" } });
         const mixed = await square.runMany([{ input: { n: 3 } }, { input: { n: -1 } }], { returnExceptions: true });
         const refused = await square.run({ n: 4 }, { runId: "mine" }).catch((e: unknown) => e);

@@ -288,20 +288,20 @@ export class Taskjet implements Triggers {
    * worker, and the new attempt replays the completed checkpoints instead of repeating them. Durable tasks run in the
    * worker's `durableSlots`.
    */
-  durableTask<I extends JsonObject = JsonObject, O extends JsonObject | void = JsonObject>(
+  durableTask<I extends object = JsonObject, O extends object | void = JsonObject>(
     options: TaskOptions<I, O>,
   ): TaskDeclaration<I, O> {
     return this.declare(options, true);
   }
 
   /** Declares a task. The returned runnable is registered on workers and triggers runs. */
-  task<I extends JsonObject = JsonObject, O extends JsonObject | void = JsonObject>(
+  task<I extends object = JsonObject, O extends object | void = JsonObject>(
     options: TaskOptions<I, O>,
   ): TaskDeclaration<I, O> {
     return this.declare(options, false);
   }
 
-  private declare<I extends JsonObject, O extends JsonObject | void>(
+  private declare<I extends object, O extends object | void>(
     options: TaskOptions<I, O>,
     durable: boolean,
   ): TaskDeclaration<I, O> {
@@ -401,7 +401,7 @@ export class Taskjet implements Triggers {
    * Declares a workflow: a DAG of tasks (`wf.task({ name, parents, fn })`) run as one run.
    * @throws ValidationError for a bad name
    */
-  workflow<I extends JsonObject = JsonObject>(options: WorkflowOptions): WorkflowDeclaration<I> {
+  workflow<I extends object = JsonObject>(options: WorkflowOptions): WorkflowDeclaration<I> {
     if (typeof options !== "object" || options === null) {
       throw new ValidationError([
         { path: "workflow", message: `must be an object with a name, got ${String(options)}` },
@@ -421,7 +421,8 @@ export class Taskjet implements Triggers {
 
   /** @internal Triggers a workflow run (`wf.run`, `wf.runNoWait`). */
   async runWorkflow<O>(
-    wf: WorkflowDeclaration,
+    // biome-ignore lint/suspicious/noExplicitAny: any workflow, whatever its input type
+    wf: WorkflowDeclaration<any>,
     input: JsonObject,
     options: RunOptions | undefined,
     mode: "wait" | "noWait" | { at: Date | string },

@@ -18,10 +18,10 @@ import { currentTask } from "./worker/current.js";
 export type JsonObject = Record<string, unknown>;
 
 /** A task function. Returning nothing records `{}`. */
-export type TaskFn<I extends JsonObject, O extends JsonObject | void> = (input: I, ctx: Context) => O | Promise<O>;
+export type TaskFn<I extends object, O extends object | void> = (input: I, ctx: Context) => O | Promise<O>;
 
 /** What `tj.task()` takes. */
-export interface TaskOptions<I extends JsonObject, O extends JsonObject | void> {
+export interface TaskOptions<I extends object, O extends object | void> {
   /** Unique within the namespace: letters, digits, `_`, `-` and inner dots. */
   name: string;
   /** The work. */
@@ -98,7 +98,7 @@ export type ConcurrencyOption = NonNullable<FlowOptionsInput["concurrency"]>[num
 export type Output<O> = O extends void ? JsonObject : O;
 
 /** One run of a bulk trigger. */
-export interface BulkItem<I extends JsonObject = JsonObject> {
+export interface BulkItem<I extends object = JsonObject> {
   input: I;
   options?: RunOptions;
 }
@@ -150,7 +150,7 @@ export interface DeclaredOptions {
 }
 
 /** A declared task: the runnable returned by `tj.task()`, registered on workers and triggered through it. */
-export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonObject | void = JsonObject> {
+export class TaskDeclaration<I extends object = JsonObject, O extends object | void = JsonObject> {
   readonly name: string;
   readonly fn: TaskFn<I, O>;
   /** Retries and backoff, validated. */
@@ -223,7 +223,7 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
       if (refused) return Promise.reject(refused);
       return this.runMany(input.map((i) => ({ input: i, options }))) as Promise<Output<O>[]>;
     }
-    return this.triggers.run<Output<O>>(this.name, input as I, options, this.declared());
+    return this.triggers.run<Output<O>>(this.name, input as JsonObject, options, this.declared());
   }
 
   /**
@@ -249,7 +249,7 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
       if (refused) return Promise.reject(refused);
       return this.runManyNoWait(input.map((i) => ({ input: i, options }))) as Promise<RunRef<Output<O>>[]>;
     }
-    return this.triggers.runNoWait<Output<O>>(this.name, input as I, options, this.declared());
+    return this.triggers.runNoWait<Output<O>>(this.name, input as JsonObject, options, this.declared());
   }
 
   /**
@@ -267,7 +267,7 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
         return Promise.all(refs.map((r) => r.result().catch((err: unknown) => err as Error)));
       });
     }
-    return this.triggers.runMany<Output<O>>(this.name, items, options, this.declared());
+    return this.triggers.runMany<Output<O>>(this.name, items as readonly BulkItem[], options, this.declared());
   }
 
   /** Triggers many runs, pipelined; resolves with their handles in input order once all are recorded. */
@@ -276,7 +276,7 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
   runManyNoWait(items: readonly BulkItem<I>[], options: BulkOptions = {}): Promise<(RunRef<Output<O>> | Error)[]> {
     const parent = currentTask.getStore();
     if (parent) return this.childrenNoWait(parent, items);
-    return this.triggers.runManyNoWait<Output<O>>(this.name, items, options, this.declared());
+    return this.triggers.runManyNoWait<Output<O>>(this.name, items as readonly BulkItem[], options, this.declared());
   }
 
   /** Inside a task: the items as child runs of it, each with its options. */
@@ -300,7 +300,7 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
    * @example const ref = await remind.schedule(new Date(Date.now() + 3_600_000), { userId: "u1" })
    */
   schedule(at: Date | string, input: I, options?: RunOptions): Promise<RunRef<Output<O>>> {
-    return this.triggers.schedule<Output<O>>(this.name, at, input, options, this.declared());
+    return this.triggers.schedule<Output<O>>(this.name, at, input as JsonObject, options, this.declared());
   }
 
   /** Creates a run that starts after `duration` (`"10m"`, `"1h30m"`, milliseconds). */
@@ -316,7 +316,7 @@ export class TaskDeclaration<I extends JsonObject = JsonObject, O extends JsonOb
    * @example await report.cron("nightly-report", "0 2 * * *", { kind: "daily" }, { timezone: "Europe/Paris" })
    */
   cron(name: string, expression: string, input?: I, options?: CronOptions): Promise<CronDefinition> {
-    return this.triggers.crons.create(name, this.name, expression, input, options);
+    return this.triggers.crons.create(name, this.name, expression, input as JsonObject | undefined, options);
   }
 
   private declared(): DeclaredOptions {

@@ -42,7 +42,7 @@ export interface WorkflowOptions {
 }
 
 /** One task of a workflow as users declare it. */
-export interface WorkflowTaskOptions<I extends JsonObject, O extends JsonObject | void>
+export interface WorkflowTaskOptions<I extends object, O extends object | void>
   extends Omit<TaskOptions<I, O>, "name" | "concurrency" | "sticky" | "onEvents" | "onCrons"> {
   /** Unique within the workflow. */
   name: string;
@@ -70,7 +70,8 @@ export interface WorkflowHost {
   checkOptions(options: Partial<TaskOptions<any, any>>, owner: string, prefix?: string): void;
   readonly crons: CronCreator;
   runWorkflow<O>(
-    workflow: WorkflowDeclaration,
+    // biome-ignore lint/suspicious/noExplicitAny: any workflow, whatever its input type
+    workflow: WorkflowDeclaration<any>,
     input: JsonObject,
     options: RunOptions | undefined,
     mode: "wait" | "noWait" | { at: Date | string },
@@ -87,7 +88,7 @@ export interface WorkflowHost {
  * const ship = wf.task({ name: "ship", parents: [charge], fn: async (_i, ctx) => ({ ok: ctx.parentOutput(charge) }) });
  * const { charge: c, ship: s } = await wf.run({ amount: 10 });
  */
-export class WorkflowDeclaration<I extends JsonObject = JsonObject> {
+export class WorkflowDeclaration<I extends object = JsonObject> {
   readonly name: string;
   readonly tasks: WorkflowTask[] = [];
 
@@ -116,25 +117,23 @@ export class WorkflowDeclaration<I extends JsonObject = JsonObject> {
    * Declares a task of the workflow.
    * @throws ValidationError for a duplicate name or a parent that is not a task of this workflow declared before
    */
-  task<TI extends JsonObject = I, O extends JsonObject | void = JsonObject>(
-    options: WorkflowTaskOptions<TI, O>,
-  ): WorkflowTask {
+  task<TI extends object = I, O extends object | void = JsonObject>(options: WorkflowTaskOptions<TI, O>): WorkflowTask {
     return this.add(options, undefined);
   }
 
   /** A task run once the others are done, if the run failed: `ctx.errors()` gives each failed task's error. */
-  onFailure<O extends JsonObject | void = JsonObject>(options: WorkflowTaskOptions<I, O>): WorkflowTask {
+  onFailure<O extends object | void = JsonObject>(options: WorkflowTaskOptions<I, O>): WorkflowTask {
     return this.add(options, "onFailure");
   }
 
   /** A task run once every other task completed. */
-  onSuccess<O extends JsonObject | void = JsonObject>(options: WorkflowTaskOptions<I, O>): WorkflowTask {
+  onSuccess<O extends object | void = JsonObject>(options: WorkflowTaskOptions<I, O>): WorkflowTask {
     return this.add(options, "onSuccess");
   }
 
   /** Creates or replaces the cron `name`: every tick runs the workflow with `input` (one run per tick). */
   cron(name: string, expression: string, input?: I, options?: CronOptions): Promise<CronDefinition> {
-    return this.host.crons.create(name, this.name, expression, input, options);
+    return this.host.crons.create(name, this.name, expression, input as JsonObject | undefined, options);
   }
 
   /** @internal The definition workers register for it (the engine builds runs from it for crons and events). */
@@ -154,18 +153,18 @@ export class WorkflowDeclaration<I extends JsonObject = JsonObject> {
   }
 
   /** Triggers a run and waits for it: `{ [taskName]: output }`. */
-  run<O extends JsonObject = JsonObject>(input: I, options?: RunOptions): Promise<O> {
-    return this.host.runWorkflow<O>(this, input, options, "wait") as Promise<O>;
+  run<O extends object = JsonObject>(input: I, options?: RunOptions): Promise<O> {
+    return this.host.runWorkflow<O>(this, input as JsonObject, options, "wait") as Promise<O>;
   }
 
   /** Triggers a run and returns once it is recorded. */
-  runNoWait<O extends JsonObject = JsonObject>(input: I, options?: RunOptions): Promise<RunRef<O>> {
-    return this.host.runWorkflow<O>(this, input, options, "noWait") as Promise<RunRef<O>>;
+  runNoWait<O extends object = JsonObject>(input: I, options?: RunOptions): Promise<RunRef<O>> {
+    return this.host.runWorkflow<O>(this, input as JsonObject, options, "noWait") as Promise<RunRef<O>>;
   }
 
   /** Creates a run that starts at `at` (SCHEDULED until then; `tj.scheduled` manages it). */
-  schedule<O extends JsonObject = JsonObject>(at: Date | string, input: I, options?: RunOptions): Promise<RunRef<O>> {
-    return this.host.runWorkflow<O>(this, input, options, { at }) as Promise<RunRef<O>>;
+  schedule<O extends object = JsonObject>(at: Date | string, input: I, options?: RunOptions): Promise<RunRef<O>> {
+    return this.host.runWorkflow<O>(this, input as JsonObject, options, { at }) as Promise<RunRef<O>>;
   }
 
   /** @internal The task specs of a new run. */
@@ -186,7 +185,7 @@ export class WorkflowDeclaration<I extends JsonObject = JsonObject> {
     });
   }
 
-  private add<TI extends JsonObject, O extends JsonObject | void>(
+  private add<TI extends object, O extends object | void>(
     options: WorkflowTaskOptions<TI, O>,
     role: "onFailure" | "onSuccess" | undefined,
   ): WorkflowTask {

@@ -35,6 +35,33 @@ describe("run", () => {
     await engine.stop();
   });
 
+  it("run - input and output types declared as interfaces: the task, its triggers and a workflow compile and run typed", async () => {
+    interface OrderInput {
+      orderId: string;
+      amount: number;
+    }
+    interface OrderOutput {
+      charged: boolean;
+    }
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const charge = tj.task({
+      name: "charge-typed",
+      fn: async (input: OrderInput): Promise<OrderOutput> => ({ charged: input.amount > 0 }),
+    });
+    const explicit = tj.task<OrderInput, OrderOutput>({ name: "charge-explicit", fn: async (i) => ({ charged: !!i }) });
+    const wf = tj.workflow<OrderInput>({ name: "order-typed" });
+    wf.task({ name: "bill", fn: async (input: OrderInput): Promise<OrderOutput> => ({ charged: input.amount > 1 }) });
+    await (await tj.worker("w", { workflows: [charge, explicit, wf] })).start();
+    const out: OrderOutput = await charge.run({ orderId: "o1", amount: 5 });
+    expect(out).toEqual({ charged: true });
+    expect(await explicit.run({ orderId: "o2", amount: 0 })).toEqual({ charged: true });
+    expect(await wf.run({ orderId: "o3", amount: 1 })).toEqual({ bill: { charged: false } });
+    await tj.close();
+    await engine.stop();
+  });
+
   it("run - properties set to undefined in an input or output are left out, as JSON.stringify leaves them out", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });

@@ -473,8 +473,11 @@ function withTask(
     next.error = cancelled.error;
   } else {
     next.status = RunStatuses.completed;
+    // A workflow's output is keyed by its tasks' refs, one task or many; a plain run's is its task's.
     next.output =
-      tasks.length === 1 ? tasks[0]?.output : Object.fromEntries(main.map((t) => [t.ref ?? t.taskName, t.output]));
+      tasks.length === 1 && tasks[0]?.ref === undefined
+        ? tasks[0]?.output
+        : Object.fromEntries(main.map((t) => [t.ref ?? t.taskName, t.output]));
   }
   return next;
 }

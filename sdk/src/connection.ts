@@ -1,4 +1,5 @@
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jserrors } from "@nats-io/jetstream/internal";
 import { type KV, Kvm } from "@nats-io/kv";
 import {
   type ConnectionOptions,
@@ -157,6 +158,20 @@ export function isStreamNotFound(err: unknown): boolean {
  * Turns the server's "stream not found" into NotProvisionedError (no engine has started against this NATS), and a
  * permissions violation into PermissionDeniedError.
  */
+/**
+ * Why a publish to `stream` failed: one to a subject no stream captures fails as "no responders"
+ * (JetStreamNotEnabled), as one to a stream between leaders does; when the stream is not there, NotProvisionedError.
+ */
+export async function whyPublishFailed(conn: Connection, stream: string, err: unknown): Promise<unknown> {
+  if (!(err instanceof jserrors.JetStreamNotEnabled)) return err;
+  try {
+    await conn.jsm.streams.info(stream);
+  } catch (infoErr) {
+    if (isStreamNotFound(infoErr)) return new NotProvisionedError(stream, [conn.nc.getServer()]);
+  }
+  return err;
+}
+
 export function withProvisioningHint(conn: Connection, stream: string): (err: unknown) => never {
   return (err) => {
     const denied = permissionDenied(err);

@@ -12,7 +12,7 @@ import {
   subjects,
   ValidationError,
 } from "@taskjet/schemas";
-import { type Connection, withProvisioningHint } from "./connection.js";
+import { type Connection, whyPublishFailed, withProvisioningHint } from "./connection.js";
 import { assertWritable } from "./debug.js";
 import { readStream } from "./read-stream.js";
 import type { JsonObject } from "./task.js";
@@ -129,7 +129,9 @@ export class EventsClient {
     const hint = withProvisioningHint(this.conn, Streams.events);
     return Promise.all(
       events.map(async (e) => {
-        await this.conn.js.publish(subjects.event(this.ns, key), JSON.stringify(e), { msgID: e.id }).catch(hint);
+        await this.conn.js
+          .publish(subjects.event(this.ns, key), JSON.stringify(e), { msgID: e.id })
+          .catch(async (err: unknown) => hint(await whyPublishFailed(this.conn, Streams.events, err)));
         return { eventId: e.id };
       }),
     );

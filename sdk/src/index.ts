@@ -16,6 +16,7 @@ export {
   NatsAuthenticationError,
   type NatsAuthOptions,
   type NatsTlsOptions,
+  NonDeterminismError,
   NonRetryableError,
   NotProvisionedError,
   PayloadTooLargeError,

@@ -10,7 +10,7 @@ import {
 } from "@taskjet/schemas";
 import type { CronCreator, CronOptions, CronSpec } from "./crons.js";
 import type { RunRef } from "./run-ref.js";
-import type { ConcurrencyOption, DeclaredOptions, JsonObject, TaskDeclaration, TaskOptions } from "./task.js";
+import type { ConcurrencyOption, DeclaredOptions, JsonObject, Output, TaskDeclaration, TaskOptions } from "./task.js";
 
 /** Options a workflow gives all its tasks unless a task says otherwise. */
 export interface TaskDefaults {
@@ -50,10 +50,13 @@ export interface WorkflowTaskOptions<I extends object, O extends object | void>
   parents?: (WorkflowTask | string)[];
 }
 
-/** A task of a workflow: pass it to `ctx.parentOutput()`. */
-export interface WorkflowTask {
+/** A task of a workflow: pass it to `ctx.parentOutput()`, which is typed by its output `O`. */
+// biome-ignore lint/suspicious/noExplicitAny: a parent list holds tasks of every output type
+export interface WorkflowTask<O = any> {
   /** Its name within the workflow. */
   readonly ref: string;
+  /** Type only (never set): the task's output, for `ctx.parentOutput(task)`. */
+  readonly outputType?: O;
   readonly parents: readonly string[];
   readonly role: "onFailure" | "onSuccess" | undefined;
   /** The task as registered on workers (`<workflow>.<ref>`). */
@@ -117,7 +120,9 @@ export class WorkflowDeclaration<I extends object = JsonObject> {
    * Declares a task of the workflow.
    * @throws ValidationError for a duplicate name or a parent that is not a task of this workflow declared before
    */
-  task<TI extends object = I, O extends object | void = JsonObject>(options: WorkflowTaskOptions<TI, O>): WorkflowTask {
+  task<TI extends object = I, O extends object | void = JsonObject>(
+    options: WorkflowTaskOptions<TI, O>,
+  ): WorkflowTask<Output<O>> {
     return this.add(options, undefined);
   }
 

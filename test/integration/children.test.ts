@@ -84,15 +84,19 @@ describe("child runs", () => {
     });
     const parent = tj.task({
       name: "parent-opts",
-      fn: async () => {
+      fn: async (_input, ctx) => {
         const one = await square.runNoWait({ n: 2 }, { priority: 3, additionalMetadata: { tenant: "acme" } });
         const mixed = await square.runMany([{ input: { n: 3 } }, { input: { n: -1 } }], { returnExceptions: true });
         const refused = await square.run({ n: 4 }, { runId: "mine" }).catch((e: unknown) => e);
+        // Typed by the child's declaration: an input it does not take does not compile.
+        // @ts-expect-error square takes { n: number }
+        const wrong = await ctx.runChildNoWait(square, { m: 1 }).catch((e: unknown) => e);
         return {
           child: one.runId,
           first: (await one.result()).sq,
           mixed: mixed.map((m) => (m instanceof Error ? m.name : m.sq)),
           refused: String(refused),
+          wrong: wrong instanceof Error ? wrong.name : "started",
         };
       },
     });
@@ -102,6 +106,7 @@ describe("child runs", () => {
       first: 4,
       mixed: [9, "TaskRunError"],
       refused: expect.stringMatching(/options.runId: inside a task a trigger is a child run/),
+      wrong: "started", // the types say no; nothing at run time checks a task's input shape
     });
     expect(await tj.runs.get(out.child as string)).toMatchObject({
       priority: 3,
@@ -167,9 +172,9 @@ describe("child runs", () => {
       fn: async (_input, ctx) => {
         await Promise.all([
           ctx.bulkRunChildren(
-            Array.from({ length: 10 }, () => ({ task: piece, input: { kind: "sticky" }, sticky: true })),
+            Array.from({ length: 10 }, () => ({ task: piece, input: { kind: "sticky" as const }, sticky: true })),
           ),
-          ctx.bulkRunChildren(Array.from({ length: 10 }, () => ({ task: piece, input: { kind: "free" } }))),
+          ctx.bulkRunChildren(Array.from({ length: 10 }, () => ({ task: piece, input: { kind: "free" as const } }))),
         ]);
         return { on: ctx.worker.id() };
       },

@@ -427,6 +427,12 @@ describe("skeleton", () => {
     const notYet = await tj.runNoWait("t", {}).catch((e: unknown) => e);
     expect(notYet).toBeInstanceOf(NotProvisionedError);
     expect((notYet as Error).message).toContain("start an engine");
+    // Pushing an event and starting a worker say the same, not nats.js's "jetstream is not enabled".
+    await expect(tj.events.push("k", {})).rejects.toBeInstanceOf(NotProvisionedError);
+    const worker = await tj.worker("w", { workflows: [tj.task({ name: "t", fn: async () => ({}) })] });
+    const notStarted = await worker.start().catch((e: unknown) => e);
+    expect(notStarted).toBeInstanceOf(NotProvisionedError);
+    expect((notStarted as Error).message).toContain("start an engine");
     await tj.close();
     await bare.stop();
   });

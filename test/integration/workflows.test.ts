@@ -88,10 +88,12 @@ describe("workflows", () => {
     wf.task({
       name: "c",
       parents: [a, b],
-      fn: async (_input, ctx) => ({
-        a: ctx.parentOutput<{ blob: string }>(a).blob.length,
-        b: ctx.parentOutput<{ blob: string }>(b).blob.length,
-      }),
+      fn: async (_input, ctx) => {
+        // Typed by the parent's declaration: a field it does not return does not compile.
+        // @ts-expect-error `a` returns { blob }
+        expect(ctx.parentOutput(a).nope).toBeUndefined();
+        return { a: ctx.parentOutput(a).blob.length, b: ctx.parentOutput(b).blob.length };
+      },
     });
     await (await tj.worker("w", { workflows: [wf] })).start();
     const ref = await wf.runNoWait({});

@@ -14,6 +14,7 @@ import {
 } from "@taskjet/schemas";
 import type { RunRef } from "../run-ref.js";
 import { contextFromHeaders, parseTraceparent, type TraceContext } from "../tracing.js";
+import type { WorkflowTask } from "../workflow.js";
 
 /** A task to start as a child: its declaration (`tj.task()`) or its name. */
 export type TaskRef = { name: string } | string;
@@ -29,6 +30,11 @@ export type ChildOutput<O, T> = [O] extends [never]
       : Awaited<R>
     : Record<string, unknown>
   : O;
+
+/** What a child run takes: the input of the task's declaration (its function's), or any JSON object by name. */
+export type ChildInput<T> = T extends { fn: (input: infer I, ...rest: never[]) => unknown }
+  ? I
+  : Record<string, unknown>;
 
 /** One child run to start. */
 /** How a child run is made: `key` names it among this task-run's children (its id derives from it). */
@@ -276,7 +282,7 @@ export class Context {
    */
   async runChild<O = never, T extends TaskRef = TaskRef>(
     task: T,
-    input: Record<string, unknown>,
+    input: ChildInput<T>,
     options: ChildOptions = {},
   ): Promise<ChildOutput<O, T>> {
     return (await this.runChildNoWait<O, T>(task, input, options)).result();
@@ -289,7 +295,7 @@ export class Context {
    */
   spawnChild<O = never, T extends TaskRef = TaskRef>(
     task: T,
-    input: Record<string, unknown>,
+    input: ChildInput<T>,
     options: ChildOptions = {},
   ): Promise<ChildOutput<O, T>> {
     return this.runChild<O, T>(task, input, options);
@@ -298,7 +304,7 @@ export class Context {
   /** Starts a child run and returns its handle once it is recorded. */
   async runChildNoWait<O = never, T extends TaskRef = TaskRef>(
     task: T,
-    input: Record<string, unknown>,
+    input: ChildInput<T>,
     options: ChildOptions = {},
   ): Promise<RunRef<ChildOutput<O, T>>> {
     const [ref] = await this.hooks.spawn([{ ...options, taskName: taskNameOf(task), input }]);
@@ -307,7 +313,7 @@ export class Context {
 
   /** Starts many child runs in one go (one history write for all) and waits for their outputs, in order. */
   async bulkRunChildren<O = never, T extends TaskRef = TaskRef>(
-    children: ({ task: T; input: Record<string, unknown> } & ChildOptions)[],
+    children: ({ task: T; input: ChildInput<T> } & ChildOptions)[],
   ): Promise<ChildOutput<O, T>[]> {
     const refs = await this.bulkRunChildrenNoWait<O, T>(children);
     return Promise.all(refs.map((r) => r.result()));
@@ -315,7 +321,7 @@ export class Context {
 
   /** Starts many child runs in one go; their handles, in order. */
   async bulkRunChildrenNoWait<O = never, T extends TaskRef = TaskRef>(
-    children: ({ task: T; input: Record<string, unknown> } & ChildOptions)[],
+    children: ({ task: T; input: ChildInput<T> } & ChildOptions)[],
   ): Promise<RunRef<ChildOutput<O, T>>[]> {
     if (!Array.isArray(children)) {
       throw new ValidationError([{ path: "children", message: "must be an array of { task, input, key? }" }]);
@@ -331,7 +337,9 @@ export class Context {
    * `onSuccess` handler sees every task that completed.
    * @throws ValidationError when the task is not a parent of this one
    */
-  parentOutput<O extends Record<string, unknown> = Record<string, unknown>>(task: { ref: string } | string): O {
+  parentOutput<T extends WorkflowTask<object>>(task: T): T extends WorkflowTask<infer O> ? O : never;
+  parentOutput<O extends object = Record<string, unknown>>(task: WorkflowTask | string): O;
+  parentOutput(task: { ref: string } | string): object {
     const ref = typeof task === "string" ? task : task?.ref;
     const outputs = this.assignment.parentOutputs ?? {};
     if (!(ref in outputs)) {
@@ -342,7 +350,7 @@ export class Context {
         },
       ]);
     }
-    return outputs[ref] as O;
+    return outputs[ref] as object;
   }
 
   /** Workflows, `onFailure` handler: each failed task's error, by task name. */

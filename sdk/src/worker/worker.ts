@@ -32,7 +32,7 @@ import {
   type WorkerRegistration,
 } from "@taskjet/schemas";
 import type { ClientConfig } from "../config.js";
-import { type Connection, openBucket } from "../connection.js";
+import { type Connection, openBucket, whyPublishFailed } from "../connection.js";
 import { type CronSpec, type CronsClient, checkCronSpecs } from "../crons.js";
 import { inDebugMode } from "../debug.js";
 import { longTimeout } from "../long-timeout.js";
@@ -318,7 +318,8 @@ export class Worker {
       this.assignments?.unsubscribe();
       this.control?.unsubscribe();
       if (this.state === "starting") this.state = "new";
-      throw err;
+      // Its first write is a definition: on a NATS no engine has provisioned, that says so.
+      throw await whyPublishFailed(this.conn, `KV_${Buckets.defs}`, err);
     }
   }
 

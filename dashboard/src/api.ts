@@ -60,7 +60,12 @@ export function setUnauthorizedHandler(handler: () => void): void {
   onUnauthorized = handler;
 }
 
-async function call<T>(token: string, path: string, init: { method?: string; body?: unknown } = {}): Promise<T> {
+/** `signingIn`: a refused token is the sign-in form's answer, not a session that expired. */
+async function call<T>(
+  token: string,
+  path: string,
+  init: { method?: string; body?: unknown; signingIn?: boolean } = {},
+): Promise<T> {
   let res: Response;
   try {
     res = await fetch(path, {
@@ -83,7 +88,7 @@ async function call<T>(token: string, path: string, init: { method?: string; bod
   }
   if (!res.ok) {
     const e = (json as { error?: { code?: string; message?: string; details?: unknown; issues?: unknown } })?.error;
-    if (res.status === 401) onUnauthorized();
+    if (res.status === 401 && !init.signingIn) onUnauthorized();
     throw new ApiError(
       res.status,
       e?.code ?? `HTTP_${res.status}`,
@@ -164,7 +169,9 @@ export class Api {
 
   /** Checks a token and learns its namespace (a dashboard route: any namespace's token is accepted). */
   static async signIn(token: string): Promise<Session> {
-    const who = await call<{ namespace: string; tokenName: string }>(token, "/api/v1/dashboard/session");
+    const who = await call<{ namespace: string; tokenName: string }>(token, "/api/v1/dashboard/session", {
+      signingIn: true,
+    });
     return { token, namespace: who.namespace, tokenName: who.tokenName };
   }
 

@@ -6,6 +6,10 @@ describe("format", () => {
     expect(formatDuration(450)).toBe("450 ms");
     expect(formatDuration(4200)).toBe("4.2 s");
     expect(formatDuration(185_000)).toBe("3 min 5 s");
+    // Rounded before it is split: never "60 s" or "1 min 60 s".
+    expect(formatDuration(59_600)).toBe("1 min");
+    expect(formatDuration(119_600)).toBe("2 min");
+    expect(formatDuration(3_599_600)).toBe("1 h");
     expect(formatDuration(2 * 3600_000 + 600_000)).toBe("2 h 10 min");
   });
 

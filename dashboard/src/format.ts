@@ -5,10 +5,11 @@ export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms)) return "–";
   if (ms < 0) ms = 0;
   if (ms < 1000) return `${Math.round(ms)} ms`;
-  const s = ms / 1000;
-  if (s < 60) return `${s < 10 ? s.toFixed(1) : Math.round(s)} s`;
+  // Whole seconds from 10 s on, rounded first: 59.6 s is "1 min", never "60 s" or "1 min 60 s".
+  const s = ms < 10_000 ? ms / 1000 : Math.round(ms / 1000);
+  if (s < 60) return `${s < 10 ? s.toFixed(1) : s} s`;
   const m = Math.floor(s / 60);
-  if (m < 60) return `${m} min${Math.round(s % 60) ? ` ${Math.round(s % 60)} s` : ""}`;
+  if (m < 60) return `${m} min${s % 60 ? ` ${s % 60} s` : ""}`;
   const h = Math.floor(m / 60);
   if (h < 24) return `${h} h${m % 60 ? ` ${m % 60} min` : ""}`;
   const d = Math.floor(h / 24);

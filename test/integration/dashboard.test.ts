@@ -64,9 +64,10 @@ describe("dashboard", () => {
         retries: 1,
         backoff: { factor: 1, maxSeconds: 1 },
         fn: async (input: { card: string }, ctx) => {
-          ctx.logger.warn("charging", { card: input.card, attempt: ctx.retryCount() });
+          // Long words in a log line and an error: they wrap, the page does not widen.
+          ctx.logger.warn(`charging ${"y".repeat(300)}`, { card: input.card, attempt: ctx.retryCount() });
           if (ctx.retryCount() === 0) throw new Error(`card ${input.card} declined`);
-          throw new NonRetryableError(`card ${input.card} blocked`);
+          throw new NonRetryableError(`card ${input.card} blocked ${"z".repeat(400)}`);
         },
       });
       const slow = tj.task({
@@ -166,6 +167,8 @@ describe("dashboard", () => {
       await page.getByLabel("API token").fill("tjt_not-a-token");
       await page.getByRole("button", { name: "Sign in" }).click();
       await page.getByText("Unknown or revoked token.").waitFor();
+      // Refused at sign-in is not a session that expired.
+      expect(await page.getByText(/sign in again/).count()).toBe(0);
       await page.getByLabel("API token").fill(token);
       await page.getByRole("button", { name: "Sign in" }).click();
       await poll(() => page.getByTestId("namespace").textContent()).toBe(namespace);
@@ -193,10 +196,12 @@ describe("dashboard", () => {
       await page.getByTestId("run-page").waitFor();
       await poll(() => page.getByTestId("run-error").textContent()).toContain("blocked");
       expect(await page.locator(".error-box .stack").textContent()).toContain("at ");
+      expect(await page.evaluate<number>("document.documentElement.scrollWidth")).toBeLessThanOrEqual(1400);
       await poll(() => page.locator('[data-testid="timeline"] .bar[data-kind="running"]').count()).toBe(2);
       expect(await page.locator('[data-testid="timeline"] .bar[data-kind="backoff"]').count()).toBe(1);
       await page.getByRole("tab", { name: /Logs/ }).click();
       await poll(() => page.getByTestId("logs").locator("tr").count()).toBe(2);
+      expect(await page.evaluate<number>("document.documentElement.scrollWidth")).toBeLessThanOrEqual(1400);
       await shoot(page, "run-failed", true);
 
       // The workflow run: DAG of four tasks, their timeline, logs and history.

@@ -15,6 +15,7 @@ import {
   type TaskRunState,
 } from "@taskjet/schemas";
 import { describe, expect, it } from "vitest";
+import { sleep } from "../harness/concurrency-probe.js";
 import {
   connectClient,
   eventually,
@@ -106,6 +107,34 @@ describe("invariants", () => {
     await tj2.close();
     await engine2.stop();
     await nc.close();
+  });
+
+  it("invariant 5 - a bad message on a finished run's subject is rejected beside it: the run stays as it ended, in memory or not", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, {
+      namespaces: [namespace],
+      projectionActiveDelayMs: 0,
+      projectionQueuedDelayMs: 0,
+    });
+    const tj = await connectClient(nats.url, { namespace });
+    const done = tj.task({ name: "done", fn: async () => ({ done: true }) });
+    await (await tj.worker("w", { workflows: [done] })).start();
+    const ref = await done.runNoWait({});
+    expect(await ref.result()).toEqual({ done: true });
+    // Projected (and so out of the engine's memory), then garbage on its subject.
+    await eventually(async () =>
+      (await projection(nats.url, namespace)).get(ref.runId)?.status === "COMPLETED" ? true : undefined,
+    );
+    const { nc, js } = await rawConnection(nats.url);
+    await js.publish(subjects.history(namespace, ref.runId), "not json");
+    await eventually(async () => ((await historyTypes(tj, ref.runId)).includes("EventRejected") ? true : undefined));
+    await sleep(300);
+    const projected = (await projection(nats.url, namespace)).get(ref.runId);
+    expect(projected).toMatchObject({ status: "COMPLETED", workflowName: "done", output: { done: true } });
+    expect((await tj.runs.list({ statuses: ["FAILED"] })).map((r) => r.runId)).not.toContain(ref.runId);
+    await nc.close();
+    await tj.close();
+    await engine.stop();
   });
 
   it("invariant 2 - an append with a stale expected sequence is refused as a typed conflict", async () => {

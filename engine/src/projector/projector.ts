@@ -358,16 +358,20 @@ export class Projector implements RunStates {
     }
     const { event } = decoded;
     const prev = this.states.get(runId);
-    if (prev || event.type === EventTypes.RunCreated || event.type === EventTypes.EventRejected) {
+    if (prev || event.type === EventTypes.RunCreated) {
       this.apply(prev, event, m.seq);
       return;
     }
-    // A cold run, or a late fact about a finished one: its stored state is its latest (a run leaves memory only once
-    // written and unchanged since), and nothing else folds meanwhile, so this event lands on it in order.
+    // A cold run, or a late fact about a finished one (a rejection of a bad message on its subject too): its stored
+    // state is its latest (a run leaves memory only once written and unchanged since), and nothing else folds
+    // meanwhile, so this event lands on it in order.
     return this.stored(runId).then((stored) => {
       if (stored) {
         this.apply(stored.state, event, m.seq);
         if (this.states.has(runId)) this.held(stored);
+      } else if (event.type === EventTypes.EventRejected) {
+        // The run's first message was refused: the run exists, FAILED.
+        this.apply(undefined, event, m.seq);
       } else {
         this.position = m.seq;
         this.reject(runId, m.seq, `${event.type} for a run that was never created`);

@@ -11,11 +11,11 @@ afterEach(() => {
 });
 
 /** A project dir with `.taskjet/dev.json` recording `pid`, and a nested working dir. */
-function project(pid: number): { root: string; nested: string } {
+function project(pid: number, namespace = "default"): { root: string; nested: string } {
   const root = mkdtempSync(join(tmpdir(), "tj-cfg-"));
   dirs.push(root);
   mkdirSync(join(root, ".taskjet"));
-  const info = { url: "nats://127.0.0.1:1234", pid, cliPid: pid, namespace: "default", startedAt: "" };
+  const info = { url: "nats://127.0.0.1:1234", pid, cliPid: pid, namespace, startedAt: "" };
   writeFileSync(join(root, ".taskjet", DEV_FILE), JSON.stringify(info));
   const nested = join(root, "a", "b");
   mkdirSync(nested, { recursive: true });
@@ -44,6 +44,15 @@ describe("config", () => {
       servers: ["nats://127.0.0.1:4222"],
       serversFrom: "default",
     });
+  });
+
+  it("connection - the namespace of the taskjet dev a command talks to is its namespace, unless one is named", () => {
+    const { nested } = project(process.pid, "staging");
+    expect(resolveConnection({}, {}, nested)).toMatchObject({ namespace: "staging", namespaceFrom: "dev.json" });
+    expect(resolveConnection({}, { TASKJET_NAMESPACE: "b" }, nested).namespace).toBe("b");
+    expect(resolveConnection({ namespace: "a" }, {}, nested).namespace).toBe("a");
+    // Another server named: the dev server's namespace is not that server's.
+    expect(resolveConnection({ nats: "nats://other:1" }, {}, nested).namespace).toBe("default");
   });
 
   it("connection - a dev.json whose process is gone is ignored", () => {

@@ -169,13 +169,14 @@ export function splitList(value: string): string[] {
 
 /**
  * Resolves servers (`--nats` > `TASKJET_NATS_URL` > a live `.taskjet/dev.json` above `cwd` > nats://127.0.0.1:4222)
- * and namespace (`--namespace` > `TASKJET_NAMESPACE` > "default").
+ * and namespace (`--namespace` > `TASKJET_NAMESPACE` > that dev.json's, when the servers came from it > "default").
  * @throws UsageError naming the flag or variable and the bad value
  */
 export function resolveConnection(flags: ConnectionFlags, env: CliEnv, cwd: string): ConnectionConfig {
   let servers: string[];
   let serversFrom: Source;
   let devFile: string | undefined;
+  let devNamespace: string | undefined;
   if (flags.nats !== undefined) {
     servers = parseServers(flags.nats, "--nats");
     serversFrom = "flag";
@@ -188,21 +189,28 @@ export function resolveConnection(flags: ConnectionFlags, env: CliEnv, cwd: stri
       servers = [dev.info.url];
       serversFrom = "dev.json";
       devFile = dev.file;
+      devNamespace = dev.info.namespace;
     } else {
       servers = [DEFAULT_NATS_URL];
       serversFrom = "default";
     }
   }
-  const { namespace, namespaceFrom } = resolveNamespace(flags.namespace, env);
+  const { namespace, namespaceFrom } = resolveNamespace(flags.namespace, env, devNamespace);
   const access = resolveNatsAuth(servers, flags, env);
   return { servers: access.servers, serversFrom, ...(devFile ? { devFile } : {}), namespace, namespaceFrom, access };
 }
 
-function resolveNamespace(flag: string | undefined, env: CliEnv): { namespace: string; namespaceFrom: Source } {
+/** `dev`: the namespace of the `taskjet dev` whose server the command talks to (its dev.json's). */
+function resolveNamespace(
+  flag: string | undefined,
+  env: CliEnv,
+  dev?: string,
+): { namespace: string; namespaceFrom: Source } {
   if (flag !== undefined) return { namespace: parseNamespace(flag, "--namespace"), namespaceFrom: "flag" };
   if (env.TASKJET_NAMESPACE) {
     return { namespace: parseNamespace(env.TASKJET_NAMESPACE, "TASKJET_NAMESPACE"), namespaceFrom: "env" };
   }
+  if (dev !== undefined) return { namespace: parseNamespace(dev, "dev.json namespace"), namespaceFrom: "dev.json" };
   return { namespace: DEFAULT_NAMESPACE, namespaceFrom: "default" };
 }
 

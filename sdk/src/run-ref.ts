@@ -1,4 +1,5 @@
 import {
+  isTerminal,
   RunCancelledError,
   type RunEnd,
   RunRejectedError,
@@ -61,8 +62,13 @@ export class RunRef<O = Record<string, unknown>> {
       throw new ValidationError([{ path: "timeoutMs", message: `must be a positive number, got ${timeoutMs}` }]);
     }
     let cancel = () => {};
-    const expired = new Promise<never>((_, reject) => {
-      cancel = longTimeout(() => reject(new WaitTimeoutError(`run ${this.runId}`, timeoutMs)), timeoutMs);
+    const expired = new Promise<RunEnd>((resolve, reject) => {
+      const timedOut = () => reject(new WaitTimeoutError(`run ${this.runId}`, timeoutMs));
+      // It may have ended as the time ran out: the log has its end before the engine announces it.
+      cancel = longTimeout(
+        () => this.read().then((state) => (isTerminal(state.status) ? resolve(state) : timedOut()), timedOut),
+        timeoutMs,
+      );
     });
     try {
       return outcome<O>(await Promise.race([this.wait(), expired]));

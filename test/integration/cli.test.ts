@@ -125,7 +125,10 @@ describe("cli", () => {
 
       const json = await taskjet(["trigger", "hello", "--json", "--run-id", "my-run-1", ...at(namespace)]);
       expect(json.code).toBe(0);
-      expect(JSON.parse(json.stdout)).toEqual({ runId: "my-run-1", task: "hello", namespace });
+      expect(JSON.parse(json.stdout)).toEqual({ runId: "my-run-1", task: "hello", namespace, existing: false });
+      // The same run id again: that run, which the output says.
+      const again = await taskjet(["trigger", "hello", "--json", "--run-id", "my-run-1", ...at(namespace)]);
+      expect(JSON.parse(again.stdout)).toEqual({ runId: "my-run-1", task: "hello", namespace, existing: true });
     } finally {
       await tj.close();
       await engine.stop();

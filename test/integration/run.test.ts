@@ -9,6 +9,7 @@ import {
   ValidationError,
 } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
+import { sleep } from "../harness/concurrency-probe.js";
 import { connectClient, eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
 import { startNatsServer } from "../harness/nats-server.js";
 import { startTcpProxy } from "../harness/tcp-proxy.js";
@@ -60,6 +61,36 @@ describe("run", () => {
     expect(await wf.run({ orderId: "o3", amount: 1 })).toEqual({ bill: { charged: false } });
     await tj.close();
     await engine.stop();
+  });
+
+  it("run - result({ timeoutMs }) of a run that ended as the time ran out (its end in the log, not announced yet) is that end", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const gated = tj.task({
+      name: "gated",
+      fn: async () => {
+        await gate;
+        return { done: true };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [gated] });
+    await worker.start();
+    const ref = await gated.runNoWait({});
+    await eventually(async () => ((await ref.status()) === "RUNNING" ? true : undefined));
+    // No engine to announce its end: the worker records it in the log, and nobody says so.
+    await engine.stop();
+    const waited = ref.result({ timeoutMs: 1500 });
+    await sleep(200); // listening, the run still RUNNING
+    release();
+    await eventually(async () => ((await ref.status()) === "COMPLETED" ? true : undefined));
+    expect(await waited).toEqual({ done: true });
+    await worker.stop();
+    await tj.close();
   });
 
   it("run - properties set to undefined in an input or output are left out, as JSON.stringify leaves them out", async () => {

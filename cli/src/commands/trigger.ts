@@ -1,10 +1,10 @@
-import { type JsonObject, RunCancelledError, type RunOptions, TaskRunError } from "@taskjet/sdk";
+import { type JsonObject, RunCancelledError, type RunOptions, TaskRunError, WaitTimeoutError } from "@taskjet/sdk";
 import { Argument, type Command } from "commander";
 import { ExitCodes, UsageError } from "../errors.js";
 import { indent, jsonLine, prettyJson } from "../output.js";
 import { collectKeyValue, intIn, parseDuration, parseJsonObject, parseRunId, parseTaskName } from "../parse.js";
 import { triggerBulk } from "./bulk.js";
-import { type CliContext, connectionOptions, withClient, within } from "./common.js";
+import { type CliContext, connectionOptions, withClient } from "./common.js";
 import { parseTime } from "./scheduled.js";
 
 interface TriggerFlags {
@@ -101,26 +101,25 @@ async function trigger(task: string, flags: TriggerFlags, ctx: CliContext): Prom
     }
     const ref = await tj.runNoWait(task, flags.input, options);
     if (!flags.wait) {
-      if (flags.json) io.out(jsonLine({ runId: ref.runId, task, namespace: conn.namespace }));
+      if (flags.json) io.out(jsonLine({ runId: ref.runId, task, namespace: conn.namespace, existing: ref.existing }));
       else {
         io.out(`${ref.runId}\n`);
         if (ctx.io.interactive) io.err(`follow it with: taskjet runs history ${ref.runId}\n`);
       }
       return ExitCodes.ok;
     }
-    const result = ref.result().then(
+    // A run ending as the time runs out is that end, not a timeout (`result` reads the log then).
+    const outcome = await ref.result(flags.timeout ? { timeoutMs: flags.timeout } : {}).then(
       (output) => ({ ok: true as const, output }),
       (error: unknown) => ({ ok: false as const, error }),
     );
-    const done = flags.timeout ? await within(result, flags.timeout) : { value: await result };
-    if (!done) {
+    if (!outcome.ok && outcome.error instanceof WaitTimeoutError) {
       const status = await ref.status().catch(() => "unknown");
       const message = `run ${ref.runId} is still ${status} after ${flags.timeout} ms (it goes on: taskjet runs get ${ref.runId})`;
       if (flags.json) io.out(jsonLine({ runId: ref.runId, status, timedOut: true }));
       io.err(`error: ${message}\n`);
       return ExitCodes.failure;
     }
-    const outcome = done.value;
     if (outcome.ok) {
       if (flags.json) io.out(jsonLine({ runId: ref.runId, status: "COMPLETED", output: outcome.output }));
       else {

@@ -1,5 +1,5 @@
 import { createRequire } from "node:module";
-import { ErrorCodes, TaskjetError } from "@taskjet/sdk";
+import { ErrorCodes, TaskjetError, ValidationError } from "@taskjet/sdk";
 import { Command, CommanderError } from "commander";
 import { registerAdmin } from "./commands/admin.js";
 import type { CliContext } from "./commands/common.js";
@@ -87,14 +87,23 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<E
     await buildProgram(ctx).parseAsync(argv);
     return ctx.exitCode;
   } catch (err) {
-    const code = report(err, ctx.io);
+    const code = report(err, ctx.io, ctx.flags);
     if (code === ExitCodes.failure && ctx.hint) ctx.io.err(`hint: ${ctx.hint}\n`);
     return code;
   }
 }
 
+/** The flag a field path came from (`auth.key` → `--key`), or the path when no flag fills it. */
+function flagOf(path: string, flags: Record<string, string>): string {
+  for (let at = path; at !== ""; at = at.slice(0, Math.max(0, Math.max(at.lastIndexOf("."), at.lastIndexOf("["))))) {
+    const flag = flags[at];
+    if (flag !== undefined) return at === path ? flag : `${flag} (${path})`;
+  }
+  return path;
+}
+
 /** Prints an error the way the CLI promises and picks the exit code. */
-function report(err: unknown, io: Io): ExitCode {
+function report(err: unknown, io: Io, flags: Record<string, string> = {}): ExitCode {
   // Commander printed its own message (or the help) already.
   if (err instanceof CommanderError) return err.exitCode === 0 ? ExitCodes.ok : ExitCodes.usage;
   if (err instanceof UsageError) {
@@ -103,7 +112,11 @@ function report(err: unknown, io: Io): ExitCode {
   }
   // A bad argument value the SDK caught (a key, a limit, a time it checks): a usage error too.
   if (err instanceof TaskjetError && err.code === ErrorCodes.invalidArgument) {
-    io.err(`error: ${err.message}\n(add --help for usage)\n`);
+    const message =
+      err instanceof ValidationError
+        ? err.issues.map((i) => (i.path ? `${flagOf(i.path, flags)}: ${i.message}` : i.message)).join("; ")
+        : err.message;
+    io.err(`error: ${message}\n(add --help for usage)\n`);
     return ExitCodes.usage;
   }
   if (err instanceof TaskjetError) {

@@ -60,7 +60,19 @@ export const EngineConfigSchema = z.object({
    * Where the HTTP server (webhooks) listens: `host:port`, or `off`. Unset: 127.0.0.1:8080, or a free port when that
    * is taken. @default unset
    */
-  http: z.union([z.literal("off"), z.string().regex(/^[^:\s]*:\d{1,5}$/, "must be host:port or off")]).optional(),
+  http: z
+    .union([
+      z.literal("off"),
+      z
+        .string()
+        .regex(/^(\[[0-9A-Fa-f:.]+\]|[^:\s[\]]*):\d{1,5}$/, "must be host:port ([::1]:port for IPv6) or off")
+        // Said once: a value that is no host:port has its own message above.
+        .refine(
+          (v) => !/:\d+$/.test(v) || Number(v.slice(v.lastIndexOf(":") + 1)) <= 65535,
+          "must have a port of at most 65535",
+        ),
+    ])
+    .optional(),
   /** pino level. @default "info" */
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   /**

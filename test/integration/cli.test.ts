@@ -313,6 +313,27 @@ describe("cli", () => {
     expect(array.stderr).toContain("JSON object");
   });
 
+  it("cli - a value the SDK or the engine refuses exits 2 naming the flag (or variable) typed, not the field it filled", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    try {
+      const cases: [string[], Record<string, string>, RegExp][] = [
+        [["trigger", "hello", "--at", "2099-01-01T00:00:00Z"], {}, /^error: --at: must be within 30 days/],
+        [["webhooks", "create", "k1", "--event-key", "a:b", "--auth", "apiKey", "--key", "s3"], {}, /^error: --key: /],
+        [["webhooks", "create", "k2", "--auth", "hmac", "--secret", "s3cret-s3cret"], {}, /^error: --event-key /],
+        [["engine", "--http", "127.0.0.1:99999"], {}, /^error: --http: must have a port of at most 65535/],
+        [["engine"], { TASKJET_HTTP: "bad" }, /^error: TASKJET_HTTP: must be host:port/],
+      ];
+      for (const [args, env, message] of cases) {
+        const res = await taskjet([...args, ...at(namespace)], { env });
+        expect(res.code, args.join(" ")).toBe(2);
+        expect(res.stderr, args.join(" ")).toMatch(message);
+      }
+    } finally {
+      await engine.stop();
+    }
+  });
+
   it("cli - an unknown flag or command exits 2", async () => {
     const flag = await taskjet(["runs", "list", "--no-such-flag", ...at("unused")]);
     expect(flag.code).toBe(2);

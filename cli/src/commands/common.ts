@@ -16,6 +16,11 @@ export interface CliContext {
   hint?: string;
   /** Colours of human output, decided before the action runs (`--color`, `--no-color`, NO_COLOR, a terminal). */
   style: Style;
+  /**
+   * The flag each SDK field comes from, for the command running (`{ at: "--at" }`): a ValidationError the SDK throws
+   * names the flag the user typed, not the field it filled.
+   */
+  flags?: Record<string, string>;
 }
 
 /** Adds `--nats`, `--namespace` and the NATS authentication and TLS flags. */

@@ -34,6 +34,7 @@ export function registerEngine(program: Command, ctx: CliContext): void {
 }
 
 async function runEngine(flags: EngineFlags, ctx: CliContext): Promise<0 | 1> {
+  ctx.flags = { http: flags.http !== undefined ? "--http" : "TASKJET_HTTP" };
   const config = resolveEngineCliConfig(flags, ctx.env, ctx.cwd);
   const logger = createLogger(config.logLevel, flags.logFormat, ctx.io.out);
   const engine = createEngine(

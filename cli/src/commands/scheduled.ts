@@ -78,6 +78,7 @@ export function registerScheduled(program: Command, ctx: CliContext): void {
     .requiredOption("--at <time>", "the new start time (ISO date-time)", parseTime("--at"))
     .option("--json", "print the run state as JSON");
   connectionOptions(update).action(async (runId: string, flags: ConnectionFlags & { at: Date; json?: boolean }) => {
+    ctx.flags = { triggerAt: "--at" };
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       const run = await tj.scheduled.update(runId, { triggerAt: flags.at });
       if (flags.json) ctx.io.out(`${JSON.stringify(run, null, 2)}\n`);

@@ -52,6 +52,12 @@ export function registerTrigger(program: Command, ctx: CliContext): void {
 }
 
 async function trigger(task: string, flags: TriggerFlags, ctx: CliContext): Promise<0 | 1> {
+  ctx.flags = {
+    at: "--at",
+    input: "--input",
+    "options.additionalMetadata": "--metadata",
+    "options.priority": "--priority",
+  };
   const { io } = ctx;
   const options: RunOptions = {
     additionalMetadata: flags.metadata,

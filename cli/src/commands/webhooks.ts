@@ -43,6 +43,16 @@ export function registerWebhooks(program: Command, ctx: CliContext): void {
     .option("--password <password>", "basic: the password (stored hashed)")
     .option("--json", "print JSON");
   connectionOptions(create).action(async (name: string, flags: CreateFlags) => {
+    ctx.flags = {
+      eventKey: "--event-key (or --event-key-expression)",
+      eventKeyExpression: "--event-key-expression",
+      "auth.secret": "--secret",
+      "auth.header": "--header",
+      "auth.prefix": "--prefix",
+      "auth.key": "--key",
+      "auth.username": "--username",
+      "auth.password": "--password",
+    };
     const auth = authOf(flags);
     ctx.exitCode = await withClient(flags, ctx, async (tj) => {
       const info = await tj.webhooks.create({

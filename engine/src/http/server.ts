@@ -63,7 +63,8 @@ function answerRouterError(err: FastifyError, _req: FastifyRequest, reply: Fasti
 /** Parses `host:port` (or `:port`). */
 export function parseListen(value: string): { host: string; port: number } {
   const i = value.lastIndexOf(":");
-  const host = i > 0 ? value.slice(0, i) : "127.0.0.1";
+  // An IPv6 address comes in brackets, which the listener does not take.
+  const host = i > 0 ? value.slice(0, i).replace(/^\[(.*)\]$/, "$1") : "127.0.0.1";
   const port = Number(value.slice(i + 1));
   if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
     throw new Error(`http: must be host:port or off, got "${value}"`);

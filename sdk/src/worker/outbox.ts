@@ -106,7 +106,8 @@ export class Outbox {
       this.log.debug({ err }, "log line not stored");
       return;
     }
-    this.track(this.js.publish(subjects.log(this.ns, this.attempt.runId), data), "debug", "log line not stored");
+    // Said at warn, as a lost chunk is: a line NATS did not store (an outage) is otherwise missing without a word.
+    this.track(this.js.publish(subjects.log(this.ns, this.attempt.runId), data), "log line not stored");
   }
 
   /** Publishes a `ctx.putStream` chunk; resolves at once unless too many chunks await their ack. */
@@ -118,7 +119,6 @@ export class Outbox {
     h.set(ChunkHeaders.index, String(this.chunks++));
     this.track(
       this.js.publish(subjects.chunk(this.ns, this.attempt.runId), data, { headers: h }),
-      "warn",
       "stream chunk not stored",
     );
     while (this.inFlight.size > MAX_IN_FLIGHT) await Promise.race(this.inFlight);
@@ -129,14 +129,14 @@ export class Outbox {
     await Promise.all([...this.inFlight]);
   }
 
-  private track(publish: Promise<unknown>, level: "debug" | "warn", failed: string): void {
+  private track(publish: Promise<unknown>, failed: string): void {
     const p: Promise<void> = publish.then(
       () => {
         this.inFlight.delete(p);
       },
       (err: unknown) => {
         this.inFlight.delete(p);
-        this.log[level]({ err }, failed);
+        this.log.warn({ err }, failed);
       },
     );
     this.inFlight.add(p);

@@ -101,17 +101,26 @@ export class RunsClient {
    * Appends `RunCancelled` with CAS to each unfinished run.
    * @returns the runs cancelled now, and those that had already finished
    */
-  async cancel(options: CancelRunsOptions): Promise<{ cancelled: string[]; alreadyFinished: string[] }> {
+  async cancel(
+    options: CancelRunsOptions,
+  ): Promise<{ cancelled: string[]; alreadyFinished: string[]; notFound: string[] }> {
     checkOptions(options);
     const reason = checkReason(options.reason) ?? "cancelled by request";
-    const ids = await this.select(options, [RunStatuses.queued, RunStatuses.running]);
+    const ids = new Set(await this.select(options, [RunStatuses.queued, RunStatuses.running]));
     const cancelled: string[] = [];
     const alreadyFinished: string[] = [];
+    // An id naming no run is said beside the others, which are cancelled all the same.
+    const notFound: string[] = [];
     for (const id of ids) {
-      if (await this.cancelOne(id, reason)) cancelled.push(id);
-      else alreadyFinished.push(id);
+      try {
+        if (await this.cancelOne(id, reason)) cancelled.push(id);
+        else alreadyFinished.push(id);
+      } catch (err) {
+        if (!(err instanceof RunNotFoundError)) throw err;
+        notFound.push(id);
+      }
     }
-    return { cancelled, alreadyFinished };
+    return { cancelled, alreadyFinished, notFound };
   }
 
   /**

@@ -225,6 +225,12 @@ describe("cancellation", () => {
     await expect(tj.runs.replay({ filters: { status: ["FAILED"] } as never })).rejects.toThrow(/filters.status/);
     await expect(tj.runs.list({ status: ["QUEUED"] } as never)).rejects.toThrow(/status: is not a list option/);
     expect((await tj.runs.get(b.runId)).status).toBe("QUEUED");
+    // By ids: each once, and one naming no run does not keep the others from being cancelled.
+    expect(await tj.runs.cancel({ ids: [b.runId, "no-such-run", b.runId, c.runId] })).toEqual({
+      cancelled: [b.runId, c.runId],
+      alreadyFinished: [],
+      notFound: ["no-such-run"],
+    });
     await tj.close();
     await engine.stop();
   });

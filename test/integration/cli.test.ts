@@ -198,8 +198,12 @@ describe("cli", () => {
         (await runState(namespace, ids[1] as string)).status === "QUEUED" ? true : undefined,
       );
       const filtered = await taskjet(["runs", "cancel", "--filter", "--task", "a", "--json", ...at(namespace)]);
-      expect(JSON.parse(filtered.stdout)).toEqual({ cancelled: [ids[1]], alreadyFinished: [] });
+      expect(JSON.parse(filtered.stdout)).toEqual({ cancelled: [ids[1]], alreadyFinished: [], notFound: [] });
       expect((await runState(namespace, ids[2] as string)).status).toBe("QUEUED");
+      // An id naming no run is an error (exit 1), and the others are cancelled all the same.
+      const mixed = await taskjet(["runs", "cancel", "no-such-run", ids[2] as string, "--json", ...at(namespace)]);
+      expect(mixed.code).toBe(1);
+      expect(JSON.parse(mixed.stdout)).toEqual({ cancelled: [ids[2]], alreadyFinished: [], notFound: ["no-such-run"] });
       const usage = await taskjet(["runs", "cancel", ...at(namespace)]);
       expect(usage.code).toBe(2);
     } finally {

@@ -89,9 +89,12 @@ export function registerRuns(program: Command, ctx: CliContext): void {
         else {
           for (const id of result.cancelled) ctx.io.out(`cancelled ${id}\n`);
           for (const id of result.alreadyFinished) ctx.io.out(`already finished ${id}\n`);
-          if (result.cancelled.length + result.alreadyFinished.length === 0) ctx.io.out("no matching runs\n");
+          for (const id of result.notFound) ctx.io.err(`error: run ${id} not found\n`);
+          if (result.cancelled.length + result.alreadyFinished.length + result.notFound.length === 0) {
+            ctx.io.out("no matching runs\n");
+          }
         }
-        return ExitCodes.ok;
+        return result.notFound.length > 0 ? ExitCodes.failure : ExitCodes.ok;
       });
     },
   );

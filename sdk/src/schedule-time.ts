@@ -1,7 +1,7 @@
 import { describeValue, parseIsoTime, ValidationError } from "@taskjet/schemas";
 
 /** How far ahead a run may be scheduled: within the history stream's default retention, so its events outlive it. */
-const MAX_SCHEDULE_AHEAD_MS = 30 * 24 * 3600 * 1000;
+export const MAX_SCHEDULE_AHEAD_MS = 30 * 24 * 3600 * 1000;
 
 /**
  * A schedule time as an ISO string.

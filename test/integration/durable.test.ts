@@ -261,6 +261,18 @@ describe("durable tasks", () => {
     const w2 = await tj.worker("w2", { workflows: [plain] });
     await w2.start();
     await expect(plain.run({})).rejects.toThrow(/only available in durable tasks/);
+    // Longer than the history lives (30 days): refused, as schedule() refuses it.
+    const sleeper = tj.durableTask({
+      name: "long-sleeper",
+      fn: async (_i, ctx) => {
+        await ctx.sleepFor("745h"); // 31 days
+        return {};
+      },
+    });
+    const w3 = await tj.worker("w3", { workflows: [sleeper], durableSlots: 1 });
+    await w3.start();
+    const slept = await sleeper.run({}).catch((e: unknown) => e);
+    expect(String(slept)).toMatch(/date: must be within 30 days/);
     await tj.close();
     await engine.stop();
   });

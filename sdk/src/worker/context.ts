@@ -13,6 +13,7 @@ import {
   ValidationError,
 } from "@taskjet/schemas";
 import type { RunRef } from "../run-ref.js";
+import { MAX_SCHEDULE_AHEAD_MS } from "../schedule-time.js";
 import { contextFromHeaders, parseTraceparent, type TraceContext } from "../tracing.js";
 import type { WorkflowTask } from "../workflow.js";
 
@@ -228,6 +229,14 @@ export class Context {
     if (recorded) {
       if (recorded.kind !== "sleep") throw new NonDeterminismError(index, "a sleep", describe(recorded));
       if (recorded.done || Date.parse(recorded.value) <= Date.now()) return;
+    } else if (at.getTime() - Date.now() > MAX_SCHEDULE_AHEAD_MS) {
+      // A run's history lives 30 days (the stream's default retention): a run asleep longer would wake without it.
+      throw new ValidationError([
+        {
+          path: "date",
+          message: `must be within 30 days (the history's default retention), got ${at.toISOString()}`,
+        },
+      ]);
     }
     await this.hooks.sleep(index, recorded?.value ?? at.toISOString());
     // The attempt is over: this promise is dropped with it.

@@ -20,12 +20,23 @@ export function parseMetadata(text: string): Record<string, string> {
   return out;
 }
 
+const AGO_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A since/until as the API takes it (an ISO time, or a duration ago: `90s`, `2h`, `7d`) as an ISO time. */
+export function instant(value: string, now = Date.now()): string | undefined {
+  const ago = /^(\d+)(ms|s|m|h|d)$/.exec(value);
+  const t = ago ? now - Number(ago[1]) * (AGO_UNITS[ago[2] as string] as number) : Date.parse(value);
+  return Number.isNaN(t) ? undefined : new Date(t).toISOString();
+}
+
 /** Whether a run belongs on a list with these filters (for runs learnt of from the live feed). */
 export function matches(run: RunSummary, q: RunQuery): boolean {
   if (q.statuses?.length && !(q.statuses as string[]).includes(run.status)) return false;
   if (q.task && run.workflowName !== q.task && !run.tasks.some((t) => t.taskName === q.task)) return false;
-  if (q.since && run.createdAt < q.since) return false;
-  if (q.until && run.createdAt >= q.until) return false;
+  const since = q.since ? instant(q.since) : undefined;
+  const until = q.until ? instant(q.until) : undefined;
+  if (since && run.createdAt < since) return false;
+  if (until && run.createdAt >= until) return false;
   for (const [k, v] of Object.entries(q.metadata ?? {})) if (run.additionalMetadata?.[k] !== v) return false;
   return true;
 }

@@ -739,6 +739,10 @@ describe("cli", () => {
       const refs = await Promise.all([1, 2, 3].map((i) => tj.runNoWait("hello", { name: `n${i}` })));
       await Promise.all(refs.map((r) => r.result()));
       await eventually(async () => ((await tj.runs.list()).length === 3 ? true : undefined));
+      // Refused while an engine leads the namespace: it writes the projection meanwhile.
+      const live = await taskjet(["admin", "rebuild", ...at(namespace)]);
+      expect(live.code).toBe(1);
+      expect(live.stderr).toMatch(/^error: engine \S+ \(.*\) leads namespace \S+: stop the engines first/);
       await engine.stop();
       const ok = await taskjet(["admin", "verify", ...at(namespace)]);
       // Short attempts: RunCreated, then TaskCompleted carrying its start.

@@ -1,5 +1,5 @@
 import { rebuildProjection, verifyProjection } from "@taskjet/engine";
-import { Buckets, Streams } from "@taskjet/schemas";
+import { Buckets, keys, Streams } from "@taskjet/schemas";
 import { isStreamNotFound, NotProvisionedError, type Taskjet } from "@taskjet/sdk";
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
@@ -7,6 +7,7 @@ import type { ConnectionFlags } from "../config.js";
 import { ExitCodes } from "../errors.js";
 import { jsonLine } from "../output.js";
 import { type CliContext, connectionOptions, withClient } from "./common.js";
+import { readLeases } from "./status.js";
 
 /** `taskjet admin rebuild|verify`: the projection against the log (invariant 1). */
 export function registerAdmin(program: Command, ctx: CliContext): void {
@@ -15,10 +16,20 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
   const rebuild = cmd
     .command("rebuild")
     .description("rebuild every run's projection (TJ_RUNS) from the log; stop the engines first")
+    .option("--force", "rebuild though an engine leads the namespace (it writes the projection meanwhile)")
     .option("--json", "print the report as JSON");
-  connectionOptions(rebuild).action(async (flags: ConnectionFlags & { json?: boolean }) => {
+  connectionOptions(rebuild).action(async (flags: ConnectionFlags & { json?: boolean; force?: boolean }) => {
     ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
       await requireStreams(tj);
+      const { replicas, leases } = await readLeases(tj.connection.nc);
+      const leader = replicas.find((r) => r.alive && r.engineId === leases[keys.lease(conn.namespace)]);
+      if (leader && !flags.force) {
+        ctx.io.err(
+          `error: engine ${leader.engineId} (${leader.host}, pid ${leader.pid}) leads namespace ${conn.namespace}: ` +
+            "stop the engines first (or --force)\n",
+        );
+        return ExitCodes.failure;
+      }
       const bar = ctx.io.interactive
         ? new SingleBar({ format: "{phase} {bar} {percentage}%  {eta_formatted} left", hideCursor: true })
         : undefined;

@@ -69,7 +69,7 @@ async function readStatus(nc: NatsConnection) {
 }
 
 /** Engine replicas (their presence in `TJ_LEASES`, alive if they answer a ping) and who leads each namespace. */
-async function readLeases(nc: NatsConnection): Promise<{ replicas: Replica[]; leases: Record<string, string> }> {
+export async function readLeases(nc: NatsConnection): Promise<{ replicas: Replica[]; leases: Record<string, string> }> {
   const none = { replicas: [], leases: {} };
   const kv = await new Kvm(nc).open(Buckets.leases).catch(() => undefined);
   if (!kv) return none;

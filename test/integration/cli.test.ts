@@ -327,6 +327,10 @@ describe("cli", () => {
         [["webhooks", "create", "k2", "--auth", "hmac", "--secret", "s3cret-s3cret"], {}, /^error: --event-key /],
         [["engine", "--http", "127.0.0.1:99999"], {}, /^error: --http: must have a port of at most 65535/],
         [["engine"], { TASKJET_HTTP: "bad" }, /^error: TASKJET_HTTP: must be host:port/],
+        // Flags that would be ignored are refused.
+        [["trigger", "hello", "--timeout", "1s"], {}, /^error: --timeout goes with --wait/],
+        [["trigger", "hello", "--batch-id", "b2"], {}, /^error: --batch-id goes with --bulk/],
+        [["runs", "cancel", "some-run", "--status", "FAILED"], {}, /^error: --status go with --filter/],
       ];
       for (const [args, env, message] of cases) {
         const res = await taskjet([...args, ...at(namespace)], { env });

@@ -268,7 +268,12 @@ function selectionOptions(cmd: Command, verb: string, defaultStatuses: string): 
 function selectionOf(ids: string[] | undefined, flags: SelectionFlags): { ids: string[] } | { filters: RunFilters } {
   if (!flags.filter && (!ids || ids.length === 0)) throw new UsageError("give run ids, or --filter");
   if (flags.filter && ids && ids.length > 0) throw new UsageError("give run ids or --filter, not both");
-  if (!flags.filter) return { ids: ids ?? [] };
+  if (!flags.filter) {
+    // Filters without --filter would be ignored: the ids alone would be acted on.
+    const filters = (["status", "task", "since", "until"] as const).filter((f) => flags[f] !== undefined);
+    if (filters.length > 0) throw new UsageError(`--${filters.join(", --")} go with --filter, not with run ids`);
+    return { ids: ids ?? [] };
+  }
   return {
     filters: {
       ...(flags.status ? { statuses: flags.status } : {}),

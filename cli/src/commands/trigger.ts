@@ -52,6 +52,9 @@ export function registerTrigger(program: Command, ctx: CliContext): void {
 }
 
 async function trigger(task: string, flags: TriggerFlags, ctx: CliContext): Promise<0 | 1> {
+  // A flag that would be ignored is refused: the user meant something by it.
+  if (flags.timeout !== undefined && !flags.wait) throw new UsageError("--timeout goes with --wait");
+  if (flags.batchId !== "default" && !flags.bulk) throw new UsageError("--batch-id goes with --bulk");
   ctx.flags = {
     at: "--at",
     input: "--input",

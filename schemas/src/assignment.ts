@@ -46,7 +46,13 @@ function workflowContext(state: RunState, task: TaskRunState): Partial<Assignmen
   );
   const out: Partial<Assignment> = { ...(task.ref ? { ref: task.ref } : {}), parentOutputs };
   if (task.role) {
-    const failed = state.tasks.filter((t) => t.role === undefined && t.status === RunStatuses.failed && t.error);
+    // Failed, or cancelled for a reason of its own (a schedule timeout); not those left unrun because a parent failed.
+    const failed = state.tasks.filter(
+      (t) =>
+        t.role === undefined &&
+        t.error &&
+        (t.status === RunStatuses.failed || (t.status === RunStatuses.cancelled && t.error.name !== "ParentFailed")),
+    );
     out.taskErrors = Object.fromEntries(failed.map((t) => [t.ref ?? t.taskName, t.error as RecordedError]));
     // A handler sees every task's output, as its "parents".
     out.parentOutputs = Object.fromEntries(

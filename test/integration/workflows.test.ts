@@ -195,6 +195,34 @@ describe("workflows", () => {
     await engine.stop();
   });
 
+  it("onFailure - a task cancelled for a reason of its own (its schedule timeout) is among ctx.errors()", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    let handled: Record<string, { name: string; message: string }> | undefined;
+    const wf = tj.workflow({ name: "stuck-flow" });
+    // No worker has the label it requires: it waits a second, then its schedule timeout cancels it.
+    const stuck = wf.task({
+      name: "stuck",
+      scheduleTimeout: "1s",
+      desiredWorkerLabels: { gpu: { value: "h100", required: true } },
+      fn: async () => ({}),
+    });
+    wf.task({ name: "after", parents: [stuck], fn: async () => ({}) });
+    wf.onFailure({
+      name: "alert",
+      fn: async (_i, ctx) => {
+        handled = ctx.errors();
+        return {};
+      },
+    });
+    await (await tj.worker("w", { workflows: [wf] })).start();
+    await wf.run({}).catch(() => undefined);
+    await eventually(() => handled);
+    // Its descendant, never run because of it, is not: the handler sees the cause.
+    expect(handled).toEqual({ stuck: expect.objectContaining({ message: expect.stringMatching(/SCHEDULE_TIMEOUT/) }) });
+    await tj.close();
+    await engine.stop();
+  });
+
   it("retry beside a sibling - a task failing once while its sibling completes at the same moment is retried in every run (the sibling's event made the retry's append conflict)", async () => {
     const { engine, tj } = await startNamespace(nats.url);
     const failed = new Set<string>();

@@ -362,7 +362,10 @@ export class Context {
     return outputs[ref] as object;
   }
 
-  /** Workflows, `onFailure` handler: each failed task's error, by task name. */
+  /**
+   * Workflows, `onFailure` handler: by ref (the task's name in the workflow), the error of each task that failed or was
+   * cancelled for a reason of its own (a schedule timeout); not of those left unrun because a parent failed.
+   */
   errors(): Record<string, { name: string; message: string; stack?: string | undefined }> {
     return this.assignment.taskErrors ?? {};
   }

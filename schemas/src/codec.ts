@@ -120,6 +120,7 @@ export function newRunCreated(run: {
           taskName: string;
           parents?: string[] | undefined;
           role?: "onFailure" | "onSuccess" | undefined;
+          scheduleTimeoutMs?: number | undefined;
         }[];
       }
     | undefined;
@@ -131,6 +132,7 @@ export function newRunCreated(run: {
         ref: t.ref,
         ...(t.parents?.length ? { parents: t.parents } : {}),
         ...(t.role ? { role: t.role } : {}),
+        ...(t.scheduleTimeoutMs ? { scheduleTimeoutMs: t.scheduleTimeoutMs } : {}),
       }))
     : [
         {

@@ -124,11 +124,18 @@ export const TaskDefinitionSchema = z.object({
             taskName: z.string(),
             parents: z.array(z.string()).optional(),
             role: z.enum(["onFailure", "onSuccess"]).optional(),
+            scheduleTimeoutMs: z.number().int().positive().optional(),
           }),
         )
         .min(1),
     })
     .optional(),
+  /**
+   * What a run of it gets unless its trigger says otherwise, for the runs made from the definition (by name, by events
+   * and crons): the task's `defaultPriority`, and how long an attempt may wait for a worker (`scheduleTimeout`).
+   */
+  defaultPriority: z.number().int().min(1).max(3).optional(),
+  scheduleTimeoutMs: z.number().int().positive().optional(),
   /** Pushed events that start a run of the task. */
   onEvents: z.array(EventTriggerSchema).max(32).optional(),
   registeredBy: z.string(),

@@ -763,7 +763,12 @@ export class Taskjet implements Triggers {
         this.registeredCache.set(taskName, { declared: undefined, until: now + UNREGISTERED_TTL_MS });
         return undefined;
       }
-      const declared = def.data.workflow ? { workflow: def.data.workflow } : undefined;
+      const { workflow, defaultPriority, scheduleTimeoutMs } = def.data;
+      const declared: DeclaredOptions = {
+        ...(workflow ? { workflow } : {}),
+        ...(defaultPriority ? { defaultPriority } : {}),
+        ...(scheduleTimeoutMs ? { scheduleTimeoutMs } : {}),
+      };
       this.registeredCache.set(taskName, { declared, until: now + REGISTERED_TTL_MS });
       return declared;
     } catch {

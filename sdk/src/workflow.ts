@@ -5,6 +5,7 @@ import {
   describeValue,
   type RunOptions,
   type StickyMode,
+  type TaskDefinition,
   type TaskSpec,
   ValidationError,
 } from "@taskjet/schemas";
@@ -142,9 +143,7 @@ export class WorkflowDeclaration<I extends object = JsonObject> {
   }
 
   /** @internal The definition workers register for it (the engine builds runs from it for crons and events). */
-  definition(): {
-    workflow: { tasks: { ref: string; taskName: string; parents?: string[]; role?: "onFailure" | "onSuccess" }[] };
-  } {
+  definition(): { workflow: NonNullable<TaskDefinition["workflow"]> } {
     return {
       workflow: {
         tasks: this.tasks.map((t) => ({
@@ -152,6 +151,7 @@ export class WorkflowDeclaration<I extends object = JsonObject> {
           taskName: t.declaration.name,
           ...(t.parents.length ? { parents: [...t.parents] } : {}),
           ...(t.role ? { role: t.role } : {}),
+          ...(t.declaration.scheduleTimeoutMs ? { scheduleTimeoutMs: t.declaration.scheduleTimeoutMs } : {}),
         })),
       },
     };

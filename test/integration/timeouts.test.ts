@@ -203,4 +203,38 @@ describe("schedule timeouts", () => {
     await tj.close();
     await engine.stop();
   });
+
+  it("timeouts - runs made from the registered definition (by name, by events, by another client) get its scheduleTimeout and defaultPriority", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], defaultScheduleTimeoutMs: 60_000 });
+    const tj = await connectClient(nats.url, { namespace });
+    const st = tj.task({
+      name: "registered-opts",
+      scheduleTimeout: "500ms",
+      defaultPriority: 3,
+      onEvents: ["st:go"],
+      fn: async () => ({}),
+    });
+    // Registered, then gone: nothing runs the runs below.
+    const worker = await tj.worker("w", { workflows: [st] });
+    await worker.start();
+    await worker.stop();
+    const other = await connectClient(nats.url, { namespace });
+    const byName = await other.runNoWait("registered-opts", {});
+    await other.events.push("st:go", { via: "event" });
+    const byEvent = await eventually(async () => {
+      const runs = await tj.runs.list({ taskName: "registered-opts" });
+      return runs.find((r) => r.trigger.kind === "event");
+    });
+    for (const runId of [byName.runId, byEvent.runId]) {
+      const ended = await eventually(async () => {
+        const state = await tj.runs.get(runId);
+        return state.status === "CANCELLED" ? state : undefined;
+      });
+      expect(ended).toMatchObject({ priority: 3, tasks: [{ error: { message: "SCHEDULE_TIMEOUT" } }] });
+    }
+    await other.close();
+    await tj.close();
+    await engine.stop();
+  });
 });

@@ -129,7 +129,8 @@ export class EventRouter {
         ? { kind: "webhook", webhook: event.source.slice("webhook:".length), eventId: event.id, key: event.key }
         : { kind: "event", eventId: event.id, key: event.key },
       additionalMetadata: event.additionalMetadata,
-      priority: event.priority ?? 1,
+      priority: event.priority ?? def.defaultPriority ?? 1,
+      scheduleTimeoutMs: def.scheduleTimeoutMs,
       workflow: def.workflow,
     });
     try {

@@ -26,6 +26,9 @@ export interface CompiledDefinition {
   idempotencyTtlMs?: number | undefined;
   /** A workflow's tasks, when the definition is a workflow. */
   workflow?: TaskDefinition["workflow"];
+  /** What the runs the engine makes of it (events, crons) get unless their trigger says otherwise. */
+  defaultPriority?: number | undefined;
+  scheduleTimeoutMs?: number | undefined;
   /** `onEvents` with their filters compiled. */
   onEvents: { key: string; filter: EventFilter | undefined }[];
   concurrency: KeyExpression[];
@@ -53,6 +56,8 @@ export function compileDefinition(def: TaskDefinition): CompiledDefinition {
     idempotencyKey: expression ? compileKeyExpression(expression, "idempotency.expression") : undefined,
     idempotencyTtlMs: def.idempotency?.ttlMs,
     workflow: def.workflow,
+    defaultPriority: def.defaultPriority,
+    scheduleTimeoutMs: def.scheduleTimeoutMs,
     concurrency,
     rateKeys,
     fingerprint: JSON.stringify(flow),

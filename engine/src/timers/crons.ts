@@ -134,7 +134,8 @@ export class Crons {
       input: def.input,
       trigger: { kind: "cron", cron: name, tick: tick.toISOString() },
       additionalMetadata: def.additionalMetadata,
-      priority: def.priority ?? 1,
+      priority: def.priority ?? taskDef?.defaultPriority ?? 1,
+      scheduleTimeoutMs: taskDef?.scheduleTimeoutMs,
       workflow: taskDef?.workflow,
     });
     try {

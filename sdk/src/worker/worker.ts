@@ -337,6 +337,8 @@ export class Worker {
           name: task.name,
           policy: task.policy,
           flow: task.flow,
+          ...(task.defaultPriority ? { defaultPriority: task.defaultPriority } : {}),
+          ...(task.scheduleTimeoutMs ? { scheduleTimeoutMs: task.scheduleTimeoutMs } : {}),
           ...(task.onEvents?.length ? { onEvents: [...task.onEvents] } : {}),
           ...(task.idempotencyExpression
             ? {
@@ -359,6 +361,7 @@ export class Worker {
         v: 1,
         name: wf.name,
         ...wf.definition(),
+        ...(wf.options.defaultPriority ? { defaultPriority: wf.options.defaultPriority } : {}),
         ...(onEvents.length ? { onEvents } : {}),
         registeredBy: this.name,
         registeredAt: now,

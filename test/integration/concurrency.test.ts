@@ -255,6 +255,55 @@ describe("concurrency", () => {
     await engine.stop();
   });
 
+  it.each([
+    ["CANCEL_IN_PROGRESS", "the running one is cancelled"],
+    ["CANCEL_NEWEST", "the new one is cancelled"],
+  ] as const)(
+    "%s - a run triggered while no engine leads meets its strategy once one does: %s",
+    async (strategy, _what) => {
+      const namespace = uniqueNamespace();
+      let engine = await startEngine(nats.url, { namespaces: [namespace] });
+      const tj = await connectClient(nats.url, { namespace });
+      const probe = new ConcurrencyProbe();
+      const held = tj.task({
+        name: `held-${strategy}`,
+        concurrency: { expression: "input.key", maxRuns: 1, limitStrategy: strategy },
+        fn: (input: { key: string; n: number }, ctx) =>
+          probe.around(input.key, async () => {
+            await new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, input.n === 1 ? 20_000 : 10);
+              ctx.abortController.signal.addEventListener("abort", () => {
+                clearTimeout(timer);
+                resolve();
+              });
+            });
+            return { n: input.n };
+          }),
+      });
+      const worker = await tj.worker("w", { workflows: [held], slots: 5 });
+      await worker.start();
+      const first = await held.runNoWait({ key: "k", n: 1 });
+      await eventually(async () => ((await first.status()) === "RUNNING" ? true : undefined));
+      await engine.stop();
+      const second = await held.runNoWait({ key: "k", n: 2 });
+      engine = await startEngine(nats.url, { namespaces: [namespace] });
+      const [firstOutcome, secondOutcome] = await Promise.all(
+        [first, second].map((r) => r.result({ timeoutMs: 15_000 }).catch((e: unknown) => e)),
+      );
+      if (strategy === "CANCEL_IN_PROGRESS") {
+        expect(firstOutcome).toBeInstanceOf(RunCancelledError);
+        expect(secondOutcome).toEqual({ n: 2 });
+      } else {
+        expect(secondOutcome).toBeInstanceOf(RunCancelledError);
+        await first.cancel();
+      }
+      expect(probe.maxByKey.get("k")).toBe(1);
+      await worker.stop();
+      await tj.close();
+      await engine.stop();
+    },
+  );
+
   it("shared key - two tasks naming the same rule key never overlap; the global expression caps a task", async () => {
     const { engine, tj } = await setup();
     const probe = new ConcurrencyProbe();

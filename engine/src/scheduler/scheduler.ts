@@ -108,6 +108,26 @@ export class Scheduler {
     // which a later event (`TaskWaiting`) moves past runs queued after it. Sorted first: the store gives them in the
     // order they were last written, and an attempt queued before a queue's tail walks back to its place.
     const states = [...this.o.states.values()];
+    // Running attempts first: they are members of their concurrency groups when the queued ones are enqueued, so a
+    // run triggered while no engine led (a failover) meets the strategy it would have met live.
+    for (const state of states) {
+      for (const task of state.tasks) {
+        if (task.status !== RunStatuses.running || !task.workerId) continue;
+        if (this.core.hasWorker(task.workerId)) {
+          this.hold(state, task, state.lastSeq);
+          // It runs on without its slot, keeping its concurrency places.
+          if (task.slotReleased) this.core.slotFreed(task, task.workerId);
+        } else if (!task.slotReleased)
+          // Its worker vanished while no engine watched: the attempt goes to another worker.
+          this.reassign(
+            state.runId,
+            task.taskRunId,
+            task.attempt,
+            task.workerId,
+            "worker gone before the engine started",
+          );
+      }
+    }
     const queued: { state: RunState; task: TaskRunState; order: number }[] = [];
     for (const state of states) {
       for (const task of state.tasks) {
@@ -122,23 +142,6 @@ export class Scheduler {
       this.enqueue(state, task, order);
     }
     for (const state of states) {
-      for (const task of state.tasks) {
-        if (task.status === RunStatuses.running && task.workerId) {
-          if (this.core.hasWorker(task.workerId)) {
-            this.hold(state, task, state.lastSeq);
-            // It runs on without its slot, keeping its concurrency places.
-            if (task.slotReleased) this.core.slotFreed(task, task.workerId);
-          } else if (!task.slotReleased)
-            // Its worker vanished while no engine watched: the attempt goes to another worker.
-            this.reassign(
-              state.runId,
-              task.taskRunId,
-              task.attempt,
-              task.workerId,
-              "worker gone before the engine started",
-            );
-        }
-      }
       this.o.retrier.onState(state);
       this.watch(state);
     }

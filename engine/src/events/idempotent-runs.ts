@@ -34,7 +34,9 @@ export class IdempotentRuns {
       key = evaluateKey(expression, input, metadata);
     } catch (err) {
       // No key for this input: nothing to dedupe on, the trigger makes its run.
-      this.log.warn({ err, task: def.name }, "idempotency expression failed: run created without a key");
+      // One line: the CEL error's own message draws the expression under it.
+      const reason = (err instanceof Error ? err.message : String(err)).split("\n")[0];
+      this.log.warn({ reason, task: def.name }, "idempotency expression failed: run created without a key");
       return proposed;
     }
     const storeKey = keys.idempotency(this.ns, idempotencyDigest(def.name, key));

@@ -865,6 +865,9 @@ export class Worker {
     // Only once an outcome is stored: the engine sends the assignment again to a worker that could not report it. An
     // ignored report stored none: if the engine still had the attempt waiting here, it places it again, to run.
     if (applied) this.ranToOutcome(key);
+    // A cancelled or timed-out attempt's late result is the expected end of it, not news.
+    else if (ctx.abortController.signal.aborted)
+      log.debug({}, "result of an aborted attempt recorded as ReportIgnored");
     else log.warn({}, "result arrived after the attempt was superseded: recorded as ReportIgnored");
     return applied;
   }

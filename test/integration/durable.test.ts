@@ -197,6 +197,27 @@ describe("durable tasks", () => {
     await engine.stop();
   });
 
+  it("spawnChild - a durable child of a durable parent on a worker with one durable slot: the parent waits without it", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const leaf = tj.durableTask({
+      name: "leaf",
+      fn: async (_input, ctx) => {
+        await ctx.now();
+        return { v: 1 };
+      },
+    });
+    const parent = tj.durableTask({
+      name: "parent",
+      fn: async (_input, ctx) => ({ child: await ctx.spawnChild(leaf, {}) }),
+    });
+    await (await tj.worker("w", { workflows: [leaf, parent], slots: 5, durableSlots: 1 })).start();
+    // Held by the parent, the slot would leave the child queued for good.
+    const ref = await parent.runNoWait({});
+    expect(await ref.result({ timeoutMs: 10_000 })).toEqual({ child: { v: 1 } });
+    await tj.close();
+    await engine.stop();
+  });
+
   it("retryCount - a durable task's resumptions are not retries; a failure is; spawnChild keeps { sticky: true }", async () => {
     const { engine, tj } = await startNamespace(nats.url);
     const counts: number[] = [];

@@ -299,15 +299,18 @@ export class Context {
 
   /**
    * Durable tasks: a child run as a checkpoint. Its id derives from this task-run and `key` (or its position among
-   * this task's children), so a replay gets the same child, and its output at once if it finished. While the child
-   * runs, this task waits holding its durable slot.
+   * this task's children), so a replay gets the same child, and its output at once if it finished. This task gives its
+   * durable slot back to wait for the child (`releaseSlot`), and runs on without one: a durable child may need that
+   * very slot (a worker with `durableSlots: 1` running both), which the parent would hold until the child ended.
    */
-  spawnChild<O = never, T extends TaskRef = TaskRef>(
+  async spawnChild<O = never, T extends TaskRef = TaskRef>(
     task: T,
     input: ChildInput<T>,
     options: ChildOptions = {},
   ): Promise<ChildOutput<O, T>> {
-    return this.runChild<O, T>(task, input, options);
+    const child = await this.runChildNoWait<O, T>(task, input, options);
+    if (this.durable) await this.releaseSlot();
+    return child.result();
   }
 
   /** Starts a child run and returns its handle once it is recorded. */

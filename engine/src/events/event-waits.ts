@@ -104,7 +104,8 @@ export class EventWaits {
     }
   }
 
-  private receive(wait: Wait, event: PushedEvent, tries = 0): void {
+  /** `conflicts` and `failures`: the appends tried so far that met another write, or failed otherwise. */
+  private receive(wait: Wait, event: PushedEvent, conflicts = 0, failures = 0): void {
     const state = this.o.states.get(wait.runId);
     const task = state?.tasks.find((t) => t.taskRunId === wait.taskRunId);
     if (!state || task?.status !== RunStatuses.pending || task.attempt !== wait.attempt) return;
@@ -119,13 +120,19 @@ export class EventWaits {
       },
     });
     this.o.append(received, state.lastSeq).catch((err) => {
-      if (!(err instanceof AppendConflictError) || tries >= 20) {
+      const conflict = err instanceof AppendConflictError;
+      if (conflict && conflicts >= 20) {
         this.o.log.warn({ err, runId: wait.runId }, "could not record a received event");
         return;
       }
-      // Someone wrote first: decide again on the folded tail.
+      // Someone wrote first: decide again on the folded tail. Anything else (NATS unavailable) would leave the run
+      // waiting until the next leader, as nothing folds: tried again, later and later, while the run still waits.
+      if (!conflict && failures === 0)
+        this.o.log.warn({ err, runId: wait.runId }, "could not record a received event: trying again");
       this.waits.set(wait.taskRunId, wait);
-      setTimeout(() => this.receive(wait, event, tries + 1), 50).unref();
+      const [c, f] = conflict ? [conflicts + 1, failures] : [conflicts, failures + 1];
+      const delay = conflict ? 50 : Math.min(10_000, 500 * 2 ** failures);
+      setTimeout(() => this.receive(wait, event, c, f), delay).unref();
     });
   }
 }

@@ -10,6 +10,7 @@ import {
   runIdFromHistorySubject,
   Streams,
   subjects,
+  type TaskjetEvent,
 } from "@taskjet/schemas";
 import { type Connection, withProvisioningHint } from "./connection.js";
 import { readStream } from "./read-stream.js";
@@ -63,20 +64,39 @@ export async function readTail(
  * waiting for a slot is written only after the engine's `projectionQueuedDelayMs`). What the checkpoint trails by
  * bounds the read: about that delay's worth of history.
  */
-export async function readUnprojected(conn: Connection, kv: KV, ns: string): Promise<Map<string, RunState>> {
+export async function readUnprojected(
+  conn: Connection,
+  kv: KV,
+  ns: string,
+): Promise<{ created: Map<string, RunState>; later: Map<string, { event: TaskjetEvent; seq: number }[]> }> {
   const entry = await kv.get(keys.projectorCheckpoint(ns)).catch(withProvisioningHint(conn, `KV_${Buckets.runs}`));
   const checkpoint = entry?.operation === "PUT" && entry.length > 0 ? Number(entry.string()) : 0;
-  const states = new Map<string, RunState>();
+  const created = new Map<string, RunState>();
+  const later = new Map<string, { event: TaskjetEvent; seq: number }[]>();
   const owned = new WeakSet<object>();
   for await (const m of readStream(conn.js, Streams.history, subjects.historyAll(ns), { startSeq: checkpoint + 1 })) {
     const runId = runIdFromHistorySubject(m.subject);
-    const state = states.get(runId);
+    const state = created.get(runId);
     const decoded = decodeEvent(m.data, runId);
-    if (!decoded.ok || (!state && decoded.event.type !== EventTypes.RunCreated)) continue;
+    if (!decoded.ok) continue;
+    if (!state && decoded.event.type !== EventTypes.RunCreated) {
+      // A run created before the checkpoint: these go onto its projected state, which the caller reads.
+      const events = later.get(runId) ?? [];
+      events.push({ event: decoded.event, seq: m.seq });
+      later.set(runId, events);
+      continue;
+    }
     const next = evolve(state, decoded.event, m.seq, owned);
-    if (next) states.set(runId, next);
+    if (next) created.set(runId, next);
   }
-  return states;
+  return { created, later };
+}
+
+/** A projected state with the events the log has after it (`readUnprojected`'s `later`) folded on. */
+export function caughtUp(state: RunState, events: { event: TaskjetEvent; seq: number }[] | undefined): RunState {
+  let out = state;
+  for (const { event, seq } of events ?? []) if (seq > out.lastSeq) out = evolve(out, event, seq) ?? out;
+  return out;
 }
 
 /**

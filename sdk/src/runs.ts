@@ -30,7 +30,7 @@ import { type StreamChunk, toChunk } from "./chunks.js";
 import { type Connection, openBucket, withProvisioningHint } from "./connection.js";
 import { type HistoryEntry, readHistory } from "./history.js";
 import { readStream } from "./read-stream.js";
-import { lastHistoryMessage, readRunState, readTail, readUnprojected } from "./run-reader.js";
+import { caughtUp, lastHistoryMessage, readRunState, readTail, readUnprojected } from "./run-reader.js";
 import { followRunSide } from "./run-tail.js";
 
 /** Which runs a bulk operation picks from the projection. */
@@ -335,11 +335,14 @@ export class RunsClient {
         projected.set(state.runId, state);
       }
     }
-    for (const state of projected.values()) {
-      // The log after the checkpoint has it as it is now; the projection may have an older state.
-      if (!unprojected.has(state.runId) && wanted(state)) out.push(state);
+    const { created, later } = unprojected;
+    for (const projectedState of projected.values()) {
+      // Created after the checkpoint: the log has it as it is now. Else the log's events after the checkpoint go on.
+      if (created.has(projectedState.runId)) continue;
+      const state = caughtUp(projectedState, later.get(projectedState.runId));
+      if (wanted(state)) out.push(state);
     }
-    for (const state of unprojected.values()) if (wanted(state)) out.push(state);
+    for (const state of created.values()) if (wanted(state)) out.push(state);
     // Newest first; run ids break ties within a millisecond (ULIDs sort by creation).
     out.sort((a, b) => (a.createdAt === b.createdAt ? cmp(b.runId, a.runId) : cmp(b.createdAt, a.createdAt)));
     const page = out.slice(0, limit);

@@ -22,8 +22,9 @@ export class ScheduledClient {
   ) {}
 
   /**
-   * Scheduled runs, soonest first, from the projection (a run scheduled in the last second may be missing).
+   * Scheduled runs, soonest first: the first `limit` of them.
    * @param options.taskName only runs of this task
+   * @param options.limit at most this many, @default 100
    */
   async list(options: { taskName?: string; limit?: number } = {}): Promise<RunState[]> {
     const runs = await this.runs.list({

@@ -365,8 +365,11 @@ export function isRateLimited(err: unknown): err is RateLimitedError {
  * is not deterministic, or it changed): the task fails, not retried.
  */
 export class NonDeterminismError extends Error {
-  constructor(index: number, now: string, recorded: string) {
-    super(`checkpoint ${index}: the task now calls ${now}, but its history recorded ${recorded}`);
+  /** `at`: the checkpoint's index, or what else it is (a child run). */
+  constructor(at: number | string, now: string, recorded: string) {
+    super(
+      `${typeof at === "number" ? `checkpoint ${at}` : at}: the task now calls ${now}, but its history recorded ${recorded}`,
+    );
     this.name = "NonDeterminismError";
   }
 }

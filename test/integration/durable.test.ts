@@ -272,6 +272,24 @@ describe("durable tasks", () => {
       /checkpoint 0: the task now calls a sleep, but its history recorded now\(\)/,
     );
     expect(runs).toBe(2); // not retried
+    // A replay spawning another task where history has a child: the same error, naming both.
+    const childA = tj.task({ name: "child-a", fn: async () => ({}) });
+    const childB = tj.task({ name: "child-b", fn: async () => ({}) });
+    let spawns = 0;
+    const changing = tj.durableTask({
+      name: "changing",
+      fn: async (_input, ctx) => {
+        await ctx.spawnChild(spawns++ === 0 ? childA : childB, {});
+        await ctx.sleepFor("100ms");
+        return {};
+      },
+    });
+    await (await tj.worker("w-children", { workflows: [childA, childB, changing], durableSlots: 2 })).start();
+    const changed = await changing.run({}).catch((e: unknown) => e);
+    expect((changed as TaskRunError).taskError?.name).toBe("NonDeterminismError");
+    expect(String(changed)).toMatch(
+      /the task now calls spawnChild\(child-b\), but its history recorded spawnChild\(child-a\)/,
+    );
     const plain = tj.task({
       name: "plain",
       fn: async (_i, ctx) => {

@@ -9,6 +9,7 @@ import {
   parseDuration,
   parseWith,
   RateLimitedError,
+  RunIdTakenError,
   type TaskLogLine,
   ValidationError,
 } from "@taskjet/schemas";
@@ -308,7 +309,15 @@ export class Context {
     input: ChildInput<T>,
     options: ChildOptions = {},
   ): Promise<ChildOutput<O, T>> {
-    const child = await this.runChildNoWait<O, T>(task, input, options);
+    const child = await this.runChildNoWait<O, T>(task, input, options).catch((err: unknown) => {
+      // A replay that spawns another task where history has a child: the code changed, as for any checkpoint.
+      if (!(err instanceof RunIdTakenError)) throw err;
+      throw new NonDeterminismError(
+        `child run ${err.runId}`,
+        `spawnChild(${taskNameOf(task)})`,
+        `spawnChild(${err.existingTask})`,
+      );
+    });
     if (this.durable) await this.releaseSlot();
     return child.result();
   }

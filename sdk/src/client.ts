@@ -526,16 +526,22 @@ export class Taskjet implements Triggers {
 
   /** @internal Creates child runs (pipelined; an existing id is that child) and returns their handles in order. */
   async createChildren(parent: ChildParent, children: NewChild[]): Promise<RunRef<JsonObject>[]> {
+    // A child named by a workflow (or a task registered with a priority and schedule timeout) is built from what its
+    // workers registered, as a trigger by name is: a workflow's name alone would make a run no worker takes.
+    const names = [...new Set(children.map((c, i) => checkTaskName(c.taskName, `children[${i}].task`)))];
+    const declared = new Map(await Promise.all(names.map(async (n) => [n, await this.registered(n)] as const)));
     const events = children.map((c, i) => {
-      checkTaskName(c.taskName, `children[${i}].task`);
       encodeJsonObject(c.input, `children[${i}].input`, this.connection.payloadLimit);
+      const d = declared.get(c.taskName);
       return newRunCreated({
         runId: c.runId,
         taskName: c.taskName,
         input: c.input,
         trigger: { kind: "child", parentRunId: parent.runId, parentTaskRunId: parent.taskRunId, key: c.key },
         additionalMetadata: { ...parent.additionalMetadata, ...c.additionalMetadata },
-        ...(c.priority === undefined ? {} : { priority: c.priority }),
+        priority: c.priority ?? d?.defaultPriority ?? 1,
+        scheduleTimeoutMs: d?.scheduleTimeoutMs,
+        workflow: d?.workflow,
         sticky: c.sticky,
         // The task's active span (its own, or the run's trigger the worker activated): children join its trace.
         trace: activeTraceHeaders(),

@@ -117,6 +117,18 @@ describe("child runs", () => {
     await engine.stop();
   });
 
+  it("child workflow - a workflow started as a child runs as that workflow (built from what its workers registered)", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const wf = tj.workflow({ name: "two-step" });
+    const x = wf.task({ name: "x", fn: async (input: { n: number }) => ({ v: input.n * 2 }) });
+    wf.task({ name: "y", parents: [x], fn: async (_i, ctx) => ({ w: ctx.parentOutput(x).v * 10 }) });
+    const parent = tj.task({ name: "wf-parent", fn: async (_input, ctx) => ctx.runChild(wf, { n: 3 }) });
+    await (await tj.worker("w", { workflows: [wf, parent] })).start();
+    expect(await parent.run({})).toEqual({ x: { v: 6 }, y: { w: 60 } });
+    await tj.close();
+    await engine.stop();
+  });
+
   it("child keys - a key that is not a string is refused in the task, never two children made one", async () => {
     const { engine, tj } = await startNamespace(nats.url);
     const square = tj.task({ name: "square", fn: async (input: { i: number }) => ({ sq: input.i * input.i }) });

@@ -27,16 +27,25 @@ export type TaskRef = { name: string } | string;
  */
 export type ChildOutput<O, T> = [O] extends [never]
   ? T extends { fn: (...args: never[]) => infer R }
-    ? Awaited<R> extends void
-      ? Record<string, unknown>
-      : Awaited<R>
+    ? OutputOf<Awaited<R>>
     : Record<string, unknown>
   : O;
 
-/** What a child run takes: the input of the task's declaration (its function's), or any JSON object by name. */
-export type ChildInput<T> = T extends { fn: (input: infer I, ...rest: never[]) => unknown }
-  ? I
-  : Record<string, unknown>;
+/** A function's result as the run gives it: nothing (void, undefined) is an empty object, each union member apart. */
+type OutputOf<R> = R extends void | undefined ? Record<string, unknown> : R;
+
+/**
+ * What a child run takes: the input of the task's declaration (its function's), or any JSON object by name, or when
+ * the output type `O` was given (the task's type is then not inferred, so the input is not checked against it).
+ */
+export type ChildInput<T, O = never> = [O] extends [never]
+  ? T extends { fn: (input: infer I, ...rest: never[]) => unknown }
+    ? I
+    : object
+  : object;
+
+/** One child of `bulkRunChildren`, typed by its task's declaration. */
+export type ChildItem<T extends TaskRef, O = never> = { task: T; input: ChildInput<T, O> } & ChildOptions;
 
 /** One child run to start. */
 /** How a child run is made: `key` names it among this task-run's children (its id derives from it). */
@@ -292,7 +301,7 @@ export class Context {
    */
   async runChild<O = never, T extends TaskRef = TaskRef>(
     task: T,
-    input: ChildInput<T>,
+    input: ChildInput<T, O>,
     options: ChildOptions = {},
   ): Promise<ChildOutput<O, T>> {
     return (await this.runChildNoWait<O, T>(task, input, options)).result();
@@ -306,7 +315,7 @@ export class Context {
    */
   async spawnChild<O = never, T extends TaskRef = TaskRef>(
     task: T,
-    input: ChildInput<T>,
+    input: ChildInput<T, O>,
     options: ChildOptions = {},
   ): Promise<ChildOutput<O, T>> {
     const child = await this.runChildNoWait<O, T>(task, input, options).catch((err: unknown) => {
@@ -325,32 +334,43 @@ export class Context {
   /** Starts a child run and returns its handle once it is recorded. */
   async runChildNoWait<O = never, T extends TaskRef = TaskRef>(
     task: T,
-    input: ChildInput<T>,
+    input: ChildInput<T, O>,
     options: ChildOptions = {},
   ): Promise<RunRef<ChildOutput<O, T>>> {
-    const [ref] = await this.hooks.spawn([{ ...options, taskName: taskNameOf(task), input }]);
+    const [ref] = await this.hooks.spawn([
+      { ...options, taskName: taskNameOf(task), input: input as Record<string, unknown> },
+    ]);
     return ref as unknown as RunRef<ChildOutput<O, T>>;
   }
 
-  /** Starts many child runs in one go (one history write for all) and waits for their outputs, in order. */
-  async bulkRunChildren<O = never, T extends TaskRef = TaskRef>(
-    children: ({ task: T; input: ChildInput<T> } & ChildOptions)[],
-  ): Promise<ChildOutput<O, T>[]> {
-    const refs = await this.bulkRunChildrenNoWait<O, T>(children);
+  /**
+   * Starts many child runs in one go (one history write for all) and waits for their outputs, in order. Children of
+   * one task are typed by its declaration; children of several tasks give JSON objects (or `O` when given).
+   */
+  bulkRunChildren<O = never, T extends TaskRef = TaskRef>(
+    children: readonly ChildItem<T, O>[],
+  ): Promise<ChildOutput<O, T>[]>;
+  bulkRunChildren(children: readonly ChildItem<TaskRef, Record<string, unknown>>[]): Promise<Record<string, unknown>[]>;
+  async bulkRunChildren(children: readonly ChildItem<TaskRef, object>[]): Promise<unknown[]> {
+    const refs = await this.bulkRunChildrenNoWait(children);
     return Promise.all(refs.map((r) => r.result()));
   }
 
-  /** Starts many child runs in one go; their handles, in order. */
-  async bulkRunChildrenNoWait<O = never, T extends TaskRef = TaskRef>(
-    children: ({ task: T; input: ChildInput<T> } & ChildOptions)[],
-  ): Promise<RunRef<ChildOutput<O, T>>[]> {
+  /** Starts many child runs in one go; their handles, in order (typed as `bulkRunChildren`'s outputs). */
+  bulkRunChildrenNoWait<O = never, T extends TaskRef = TaskRef>(
+    children: readonly ChildItem<T, O>[],
+  ): Promise<RunRef<ChildOutput<O, T>>[]>;
+  bulkRunChildrenNoWait(
+    children: readonly ChildItem<TaskRef, Record<string, unknown>>[],
+  ): Promise<RunRef<Record<string, unknown>>[]>;
+  async bulkRunChildrenNoWait(children: readonly ChildItem<TaskRef, object>[]): Promise<RunRef<unknown>[]> {
     if (!Array.isArray(children)) {
       throw new ValidationError([{ path: "children", message: "must be an array of { task, input, key? }" }]);
     }
     const refs = await this.hooks.spawn(
-      children.map((c) => ({ ...c, taskName: taskNameOf(c?.task), input: c?.input })),
+      children.map((c) => ({ ...c, taskName: taskNameOf(c?.task), input: c?.input as Record<string, unknown> })),
     );
-    return refs as unknown as RunRef<ChildOutput<O, T>>[];
+    return refs as unknown as RunRef<unknown>[];
   }
 
   /**

@@ -304,6 +304,46 @@ describe("concurrency", () => {
     },
   );
 
+  it("CANCEL_IN_PROGRESS - a run arriving as an older one fails toward a quick retry: the newer completes, the older is cancelled, never both", async () => {
+    const { engine, tj, namespace } = await setup();
+    const other = await connectClient(nats.url, { namespace });
+    const task = tj.task({
+      name: "quick-retry",
+      retries: 2, // no backoff: the retry comes 100 ms later
+      concurrency: { expression: "input.key", maxRuns: 1, limitStrategy: "CANCEL_IN_PROGRESS" },
+      fn: async (input: { key: string; first: boolean }, ctx) => {
+        if (input.first && ctx.retryCount() === 0) {
+          // The newer run arrives as this attempt fails.
+          await other.runNoWait("quick-retry", { key: input.key, first: false });
+          throw new Error("fails once");
+        }
+        return { first: input.first };
+      },
+    });
+    await (await tj.worker("w", { workflows: [task], slots: 10 })).start();
+    for (let i = 0; i < 8; i++) {
+      const key = `k${i}`;
+      const older = await task.runNoWait({ key, first: true });
+      const newer = await eventually(async () => {
+        const runs = await tj.runs.list({ taskName: "quick-retry" });
+        return runs.find((r) => r.runId !== older.runId && r.input.key === key);
+      });
+      const [a, b] = await Promise.all(
+        [older.runId, newer.runId].map((id) =>
+          tj
+            .ref(id)
+            .result({ timeoutMs: 10_000 })
+            .catch((e: unknown) => e),
+        ),
+      );
+      expect(b, key).toEqual({ first: false });
+      expect(a, key).toBeInstanceOf(RunCancelledError);
+    }
+    await other.close();
+    await tj.close();
+    await engine.stop();
+  });
+
   it("shared key - two tasks naming the same rule key never overlap; the global expression caps a task", async () => {
     const { engine, tj } = await setup();
     const probe = new ConcurrencyProbe();

@@ -91,6 +91,8 @@ export class Scheduler {
   /** Placed attempts not started at the last `resendUnstarted`, as `workerId attemptKey`. */
   private unstarted = new Set<string>();
   private recovered = false;
+  /** Runs a concurrency strategy is cancelling, until that is recorded (`cancelByStrategy`). */
+  private readonly cancelling = new Set<string>();
   /** Runs cancelled while the log was read up to where it is (`ended`), for `recover`. */
   private readonly cancelledAway: RunState[] = [];
 
@@ -470,6 +472,7 @@ export class Scheduler {
   }
 
   private enqueue(state: RunState, task: TaskRunState, order: number): void {
+    if (this.cancelling.size > 0 && this.cancelling.has(state.runId)) return;
     let queued: QueuedTask;
     try {
       queued = this.queued(state, task, order);
@@ -488,6 +491,7 @@ export class Scheduler {
 
   /** A failed attempt whose task retries keeps its run's places meanwhile (`SchedulerCore.awaitRetry`). */
   private awaitRetry(state: RunState, task: TaskRunState, order: number): void {
+    if (this.cancelling.size > 0 && this.cancelling.has(state.runId)) return;
     try {
       this.core.awaitRetry(this.queued(state, task, order));
     } catch (err) {
@@ -560,11 +564,23 @@ export class Scheduler {
   /** A concurrency strategy cancels a run: `RunCancelled` with the strategy as the reason. */
   private cancelByStrategy({ task, reason }: Cancellation): void {
     this.o.log.info({ runId: task.runId, reason }, "cancelled by a concurrency strategy");
-    // A run that finished meanwhile has nothing to cancel (its final event already freed it in the core).
-    this.decide(task.runId, (s) =>
-      isTerminal(s.status)
-        ? undefined
-        : makeEvent(EventTypes.RunCancelled, { runId: s.runId, data: { reason: reason.slice(0, 200) } }),
+    // Until its cancellation is recorded, the run's attempts queue nowhere: a retry coming due meanwhile would come in
+    // as the newest run of its key and turn the strategy on the run that cancelled it.
+    this.cancelling.add(task.runId);
+    this.decide(
+      task.runId,
+      // A run that finished meanwhile has nothing to cancel (its final event already freed it in the core).
+      (s) =>
+        isTerminal(s.status)
+          ? undefined
+          : makeEvent(EventTypes.RunCancelled, { runId: s.runId, data: { reason: reason.slice(0, 200) } }),
+      MAX_DECISION_TRIES,
+      0,
+      (recorded) => {
+        this.cancelling.delete(task.runId);
+        // Not cancelled after all (given up): what it has queued goes back in its queues.
+        if (!recorded) this.withState(task.runId, (s) => isTerminal(s.status) || this.enqueueReady(s, s.lastSeq));
+      },
     );
   }
 
@@ -660,20 +676,27 @@ export class Scheduler {
    * Appends the event `build` makes from the run's current state, with CAS; on a conflict, decides again on the folded
    * tail shortly. `build` returning nothing means the decision no longer applies.
    */
+  /** `settled`: told once whether the decision was recorded (false: no longer needed, or given up). */
   private decide(
     runId: string,
     build: (state: RunState) => TaskjetEventInput | undefined,
     maxTries = MAX_DECISION_TRIES,
     tries = 0,
+    settled?: (recorded: boolean) => void,
   ): void {
     this.withState(runId, (state) => {
       const event = build(state);
-      if (!event) return;
-      this.o.append(event, state.lastSeq).catch((err) => {
-        if (this.stopped || tries + 1 >= maxTries)
-          return this.o.log.warn({ err, runId, type: event.type }, "decision not recorded");
-        setTimeout(() => this.decide(runId, build, maxTries, tries + 1), 100).unref();
-      });
+      if (!event) return settled?.(false);
+      this.o.append(event, state.lastSeq).then(
+        () => settled?.(true),
+        (err: unknown) => {
+          if (this.stopped || tries + 1 >= maxTries) {
+            this.o.log.warn({ err, runId, type: event.type }, "decision not recorded");
+            return settled?.(false);
+          }
+          setTimeout(() => this.decide(runId, build, maxTries, tries + 1, settled), 100).unref();
+        },
+      );
     });
   }
 

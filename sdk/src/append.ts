@@ -56,7 +56,7 @@ export async function appendEvent(
   ns: string,
   event: TaskjetEventInput,
   expectedSeq: number,
-): Promise<{ seq: number; duplicate: boolean }> {
+): Promise<{ seq: number; duplicate: boolean; earlierTry?: boolean }> {
   assertWritable(`appending ${event.type} to run ${event.runId}`);
   const subject = subjects.history(ns, event.runId);
   const data = encodeEvent(event);
@@ -80,8 +80,8 @@ export async function appendEvent(
       if (!(err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE)) failure = err;
       else {
         try {
-          const seq = await storedAlready(conn, subject, event, expectedSeq);
-          if (seq !== undefined) return { seq, duplicate: true };
+          const stored = await storedAlready(conn, subject, event, expectedSeq);
+          if (stored !== undefined) return { seq: stored.seq, duplicate: true, earlierTry: stored.earlierTry };
         } catch (readErr) {
           failure = readErr; // a failover interrupted the read: retried with the append, which conflicts again
         }
@@ -101,14 +101,15 @@ export async function appendEvent(
 
 /**
  * The sequence of `event` when it is the message after `expectedSeq` on its subject (compared by dedup id), read from
- * the stream leader: the leader that refused the append holds that message.
+ * the stream leader: the leader that refused the append holds that message. `earlierTry`: it is this very event (its
+ * id), stored by an earlier try of this append, not the same fact appended by another (a second trigger of a run id).
  */
 async function storedAlready(
   conn: Connection,
   subject: string,
   event: TaskjetEventInput,
   expectedSeq: number,
-): Promise<number | undefined> {
+): Promise<{ seq: number; earlierTry: boolean } | undefined> {
   let next: { seq: number; data: Uint8Array } | undefined;
   if (conn.scoped) {
     // A read by request body is denied: a consumer filtered on the run's subject, which permissions can check.
@@ -123,7 +124,8 @@ async function storedAlready(
   }
   if (!next) return undefined;
   const decoded = decodeEvent(next.data, event.runId);
-  return decoded.ok && eventMsgId(decoded.event) === eventMsgId(event) ? next.seq : undefined;
+  if (!decoded.ok || eventMsgId(decoded.event) !== eventMsgId(event)) return undefined;
+  return { seq: next.seq, earlierTry: decoded.event.id === event.id };
 }
 
 /** JetStream's "system temporarily unavailable": a stream or meta leader being elected. */

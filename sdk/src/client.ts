@@ -356,7 +356,7 @@ export class Taskjet implements Triggers {
     try {
       let existed: boolean;
       try {
-        existed = (await appendEvent(this.connection, this.namespace, event, 0)).duplicate;
+        existed = existedBefore(await appendEvent(this.connection, this.namespace, event, 0));
       } catch (err) {
         if (!(err instanceof AppendConflictError)) throw err;
         existed = true;
@@ -377,7 +377,7 @@ export class Taskjet implements Triggers {
   private async appendNoWait<O>(event: RunCreated): Promise<RunRef<O>> {
     let existed: boolean;
     try {
-      existed = (await appendEvent(this.connection, this.namespace, event, 0)).duplicate;
+      existed = existedBefore(await appendEvent(this.connection, this.namespace, event, 0));
     } catch (err) {
       if (!(err instanceof AppendConflictError)) throw err;
       existed = true;
@@ -710,8 +710,9 @@ export class Taskjet implements Triggers {
         }
         try {
           try {
-            const { duplicate } = await appendEvent(this.connection, this.namespace, event, 0);
-            results[i] = duplicate ? "existed" : "created";
+            results[i] = existedBefore(await appendEvent(this.connection, this.namespace, event, 0))
+              ? "existed"
+              : "created";
           } catch (err) {
             if (!(err instanceof AppendConflictError)) throw err;
             results[i] = "existed";
@@ -812,4 +813,12 @@ export class Taskjet implements Triggers {
       await Promise.all([...this.waiters].map((w) => this.catchUp(w)));
     }
   }
+}
+
+/**
+ * Whether a run's creation found the run there already: stored by another trigger of its run id, not by an earlier
+ * try of this append (whose ack was lost: the run is this trigger's).
+ */
+function existedBefore(appended: { duplicate: boolean; earlierTry?: boolean }): boolean {
+  return appended.duplicate && !appended.earlierTry;
 }

@@ -476,6 +476,13 @@ describe("REST API", () => {
       return res.status === 503 ? undefined : res;
     });
     expect(again).toMatchObject({ status: 200, body: { runId, existing: true } });
+    // Its acks lost for a while only: the append's retry finds its own first try stored, a run this request created.
+    proxy.deafen();
+    const slow = call("POST", `${ns}/runs`, { token, body: { task: "echo", input: { n: 2 } } });
+    // Past its first try's timeout: later tries meet the stored first one once the engine reconnects.
+    await new Promise((resolve) => setTimeout(resolve, 6000));
+    proxy.cut();
+    expect(await slow).toMatchObject({ status: 201, body: { existing: false } });
     await tj.close();
     await engine.stop();
   });

@@ -53,6 +53,8 @@ describe("config", () => {
     expect(resolveConnection({ namespace: "a" }, {}, nested).namespace).toBe("a");
     // Another server named: the dev server's namespace is not that server's.
     expect(resolveConnection({ nats: "nats://other:1" }, {}, nested).namespace).toBe("default");
+    // An engine started there serves it too.
+    expect(resolveEngineCliConfig({}, {}, nested).namespaces).toEqual(["staging"]);
   });
 
   it("connection - a dev.json whose process is gone is ignored", () => {

@@ -381,10 +381,13 @@ export function resolveEngineCliConfig(
 ): EngineCliConfig {
   const { namespace: _, ...connFlags } = flags;
   const conn = resolveConnection(connFlags, env, cwd);
+  // The namespace a taskjet dev found through its dev.json serves, as for the other commands.
   const [raw, name] =
     flags.namespace !== undefined
       ? [flags.namespace, "--namespace"]
-      : [env.TASKJET_NAMESPACE || DEFAULT_NAMESPACE, "TASKJET_NAMESPACE"];
+      : env.TASKJET_NAMESPACE
+        ? [env.TASKJET_NAMESPACE, "TASKJET_NAMESPACE"]
+        : [conn.namespace, conn.namespaceFrom === "dev.json" ? "dev.json namespace" : "TASKJET_NAMESPACE"];
   const namespaces = splitList(raw).map((ns) => parseNamespace(ns, name));
   if (namespaces.length === 0) throw new UsageError(`${name} must name at least one namespace, got ""`);
   return {

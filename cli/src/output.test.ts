@@ -20,6 +20,8 @@ describe("output", () => {
       `${colour.bad("FAILED")}\tevil\\u001b[2J\\u001b]0;title\\u0007\\u000d\\u009b1A\\u202eright\n`,
     );
     expect(terminalSafe("plain: ünïcödé ✓ 🚀")).toBe("plain: ünïcödé ✓ 🚀");
+    // Not colouring (NO_COLOR, --no-color, a pipe): no colour code passes, stored or not.
+    expect(terminalSafe("boom\u001b[31mred", false)).toBe("boom\\u001b[31mred");
   });
 
   it("table - pads every column but the last", () => {

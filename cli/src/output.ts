@@ -38,23 +38,25 @@ export function processIo(): Io {
 /**
  * What the CLI prints comes partly from others (worker names, errors, log lines, metadata): their control characters
  * are shown escaped (`\u001b`), so that no stored text moves the cursor, clears or retitles the terminal, or rings it.
- * Kept: newlines, tabs and colour codes (SGR, `ESC[...m`, the CLI's own; in stored text they can only colour it), and
- * bidirectional overrides are escaped too (they reorder what is shown).
+ * Kept: newlines, tabs and, with `colour`, colour codes (SGR, `ESC[...m`, the CLI's own; in stored text they can only
+ * colour it); without colour they are escaped too. Bidirectional overrides are escaped (they reorder what is shown).
  */
-export function terminalSafe(text: string): string {
-  return text.replace(UNSAFE, (c) =>
-    c === "\n" || c === "\t" || c.length > 1 ? c : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
+export function terminalSafe(text: string, colour = true): string {
+  return text.replace(UNSAFE, (c) => {
+    if (c === "\n" || c === "\t" || (colour && c.length > 1)) return c;
+    // A colour code (ESC[...m) is its escape character and plain text after it.
+    return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}${c.slice(1)}`;
+  });
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
 const UNSAFE = /\x1b\[[0-9;]*m|[\p{Cc}\u202a-\u202e\u2066-\u2069]/gu;
 
-/** An `Io` whose output goes through `terminalSafe`. */
-export function safeIo(io: Io): Io {
+/** An `Io` whose output goes through `terminalSafe`, colour codes kept while `colour()` says so. */
+export function safeIo(io: Io, colour: () => boolean): Io {
   return {
-    out: (text) => io.out(terminalSafe(text)),
-    err: (text) => io.err(terminalSafe(text)),
+    out: (text) => io.out(terminalSafe(text, colour())),
+    err: (text) => io.err(terminalSafe(text, colour())),
     interactive: io.interactive,
   };
 }

@@ -77,7 +77,8 @@ export interface MainOptions {
  */
 export async function main(argv: string[], options: MainOptions = {}): Promise<ExitCode> {
   const ctx: CliContext = {
-    io: safeIo(options.io ?? processIo()),
+    // Colour codes pass only while the CLI colours its output (decided once the command's flags are parsed).
+    io: safeIo(options.io ?? processIo(), () => ctx.style.enabled),
     env: options.env ?? loadEnv(),
     cwd: options.cwd ?? process.cwd(),
     exitCode: ExitCodes.ok,

@@ -175,14 +175,15 @@ describe("cli views", () => {
     const tj = await connectClient(nats.url, { namespace });
     try {
       const noop = tj.task({ name: "noop", fn: async () => ({}) });
-      const worker = await tj.worker("evil\u001b[2J\u001b]0;pwned\u0007", { workflows: [noop] });
+      const worker = await tj.worker("evil\u001b[2J\u001b]0;pwned\u0007\u001b[31mred", { workflows: [noop] });
       await worker.start();
       const table = await taskjet(["workers", "list", ...at(namespace)]);
-      expect(table.stdout).toContain("evil\\u001b[2J\\u001b]0;pwned\\u0007");
+      // Not colouring (not a terminal): a colour code in it is escaped too.
+      expect(table.stdout).toContain("evil\\u001b[2J\\u001b]0;pwned\\u0007\\u001b[31mred");
       expect(table.stdout).not.toContain("\u001b");
       // JSON keeps the name as it is (JSON escapes it).
       expect(lines<{ name: string }>(await taskjet(["workers", "list", "--json", ...at(namespace)]))[0]?.name).toBe(
-        "evil\u001b[2J\u001b]0;pwned\u0007",
+        "evil\u001b[2J\u001b]0;pwned\u0007\u001b[31mred",
       );
       await worker.stop();
     } finally {

@@ -331,6 +331,31 @@ describe("cli", () => {
         [["trigger", "hello", "--timeout", "1s"], {}, /^error: --timeout goes with --wait/],
         [["trigger", "hello", "--batch-id", "b2"], {}, /^error: --batch-id goes with --bulk/],
         [["runs", "cancel", "some-run", "--status", "FAILED"], {}, /^error: --status go with --filter/],
+        [["trigger", "hello", "--delay", "800h"], {}, /^error: --delay: must be within 30 days/],
+        [
+          ["trigger", "hello", "--bulk", "lines.jsonl", "--input", '{"a":1}'],
+          {},
+          /^error: --bulk does not go with --input/,
+        ],
+        [
+          [
+            "webhooks",
+            "create",
+            "w",
+            "--event-key",
+            "a:b",
+            "--auth",
+            "basic",
+            "--username",
+            "u",
+            "--password",
+            "p4ssword",
+            "--key",
+            "k",
+          ],
+          {},
+          /^error: --auth basic does not take --key/,
+        ],
       ];
       for (const [args, env, message] of cases) {
         const res = await taskjet([...args, ...at(namespace)], { env });

@@ -382,6 +382,14 @@ describe("REST API", () => {
       body: { task: "hello", input: { n: 5 }, scheduleAt: at },
     });
     expect(scheduledPost.status).toBe(201);
+    const tooFar = await call("POST", `${ns}/runs`, {
+      token,
+      body: { task: "hello", scheduleAt: new Date(Date.now() + 40 * 86_400_000).toISOString() },
+    });
+    expect(tooFar).toMatchObject({
+      status: 400,
+      body: { error: { message: expect.stringMatching(/^body\.scheduleAt: must be within 30 days/) } },
+    });
     const scheduled = await eventually(async () => {
       const r = await call("GET", `${ns}/scheduled?task=hello`, { token });
       return (r.body.runs as unknown[]).length === 1 ? r : undefined;

@@ -50,6 +50,7 @@ export function registerEvents(program: Command, ctx: CliContext): void {
     .option("-n, --limit <n>", "at most this many", intIn("--limit", 1, 10_000), 20)
     .option("--json", "one JSON object per line");
   connectionOptions(list).action(async (flags: ConnectionFlags & { key?: string; limit: number; json?: boolean }) => {
+    ctx.flags = { key: "--key", limit: "--limit" };
     ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
       const events = await tj.events.list({ ...(flags.key ? { key: flags.key } : {}), limit: flags.limit });
       if (flags.json) for (const e of events) ctx.io.out(jsonLine(e));

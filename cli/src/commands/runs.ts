@@ -154,6 +154,7 @@ export function registerRuns(program: Command, ctx: CliContext): void {
     .option("--json", "print the state as JSON");
   connectionOptions(state).action(
     async (id: string, flags: ConnectionFlags & { at?: { seq: number } | { time: Date }; json?: boolean }) => {
+      ctx.flags = { at: "--at" };
       ctx.exitCode = await withClient(flags, ctx, async (tj) => {
         // A time goes as ISO text: the SDK's "no event at or before" names it as given, never as Date.toString().
         const at = flags.at && "time" in flags.at ? { time: flags.at.time.toISOString() } : flags.at;

@@ -16,6 +16,7 @@ export function registerTokens(program: Command, ctx: CliContext): void {
     .option("--name <name>", "name to list and revoke it by (default: a random one)")
     .option("--json", "print JSON");
   connectionOptions(create).action(async (flags: ConnectionFlags & { name?: string; json?: boolean }) => {
+    ctx.flags = { name: "--name" };
     ctx.exitCode = await withClient(flags, ctx, async (tj, conn) => {
       const made = await tj.apiTokens.create(flags.name === undefined ? {} : { name: flags.name });
       if (flags.json) ctx.io.out(jsonLine(made));

@@ -56,10 +56,13 @@ async function trigger(task: string, flags: TriggerFlags, ctx: CliContext): Prom
   if (flags.timeout !== undefined && !flags.wait) throw new UsageError("--timeout goes with --wait");
   if (flags.batchId !== "default" && !flags.bulk) throw new UsageError("--batch-id goes with --bulk");
   ctx.flags = {
-    at: "--at",
+    at: flags.delay !== undefined ? "--delay" : "--at",
     input: "--input",
+    runId: "--run-id",
+    "options.runId": "--run-id",
     "options.additionalMetadata": "--metadata",
     "options.priority": "--priority",
+    "options.idempotencyKey": "--idempotency-key",
   };
   const { io } = ctx;
   const options: RunOptions = {
@@ -72,6 +75,9 @@ async function trigger(task: string, flags: TriggerFlags, ctx: CliContext): Prom
     if (flags.runId || flags.wait) throw new UsageError("--bulk does not go with --run-id or --wait");
     // A bulk trigger starts every line now (runManyNoWait schedules nothing), and one idempotency key for every line
     // would make one run of them all: refused rather than ignored.
+    if (Object.keys(flags.input).length > 0) {
+      throw new UsageError("--bulk does not go with --input: each line of the file is a run's input");
+    }
     const refused = [
       ...(flags.at ? ["--at"] : []),
       ...(flags.delay !== undefined ? ["--delay"] : []),

@@ -106,6 +106,16 @@ function authOf(flags: CreateFlags): WebhookSpec["auth"] {
     if (!value) throw new UsageError(`--auth ${flags.auth} needs ${flag}`);
     return value;
   };
+  // A flag of another kind of auth would be dropped: refused, as the user meant something by it.
+  const takes = {
+    hmac: ["secret", "header", "encoding", "prefix"],
+    apiKey: ["key", "header"],
+    basic: ["username", "password"],
+  };
+  const stray = (["secret", "header", "encoding", "prefix", "key", "username", "password"] as const).filter(
+    (f) => flags[f] !== undefined && !takes[flags.auth].includes(f),
+  );
+  if (stray.length > 0) throw new UsageError(`--auth ${flags.auth} does not take --${stray.join(", --")}`);
   if (flags.auth === "hmac") {
     return {
       type: "hmac",

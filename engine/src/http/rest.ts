@@ -333,6 +333,10 @@ export class RestApi {
             ? await tj.schedule(task, scheduleAt, input, options)
             : await tj.runNoWait(task, input, options);
         } catch (e) {
+          // The SDK names the time it schedules at `at`: here it is the body's scheduleAt.
+          if (e instanceof ValidationError && e.issues.some((i) => i.path === "at")) {
+            throw new ValidationError(e.issues.map((i) => (i.path === "at" ? { ...i, path: "body.scheduleAt" } : i)));
+          }
           const answer = natsFailureAnswer(e);
           if (answer?.status === 503) {
             // A timeout does not say the append was not stored: the retry the answer asks for must not make a second.

@@ -255,6 +255,10 @@ export const QueuesSchema = z.object({
 });
 export type Queues = z.output<typeof QueuesSchema>;
 
+/** `GET queues`, `GET workers` */
+export const QueuesQuerySchema = z.object({ task: taskName.optional().describe("only this task's queue") }).strict();
+export const NoQuerySchema = z.object({}).strict();
+
 /** `GET crons` */
 export const CronsQuerySchema = z.object({ task: taskName.optional().describe("only crons of this task") }).strict();
 export const CronsSchema = z.object({ crons: z.array(CronDefinitionSchema) });

@@ -354,6 +354,11 @@ describe("REST API", () => {
       return q?.queued === 3 ? r : undefined;
     });
     expect(queues.body.source).toBe("leader");
+    // ?task= filters to that task's queue (it listed every task); an unknown parameter is 400, as on other lists.
+    const one = await call("GET", `${ns}/queues?task=unserved`, { token });
+    expect((one.body.queues as { taskName: string }[]).map((q) => q.taskName)).toEqual(["unserved"]);
+    expect((await call("GET", `${ns}/queues?tsk=unserved`, { token })).status).toBe(400);
+    expect((await call("GET", `${ns}/workers?x=1`, { token })).status).toBe(400);
     expect(queues.body.queues).toContainEqual(
       expect.objectContaining({
         taskName: "unserved",

@@ -13,11 +13,13 @@ import {
   ListRunsQuerySchema,
   NamespaceParamsSchema,
   type NatsAccess,
+  NoQuerySchema,
   NotFoundError,
   newId,
   PayloadTooLargeError,
   parseIsoTime,
   type Queues,
+  QueuesQuerySchema,
   QueuesSchema,
   ReplayedRunSchema,
   ReplayRefusedError,
@@ -493,7 +495,8 @@ export class RestApi {
         description: "Registrations in `TJ_WORKERS` as of each worker's last heartbeat.",
         tags: tags.ops,
         params: ns,
-        responses: { 200: { description: "the workers", schema: WorkersSchema } },
+        query: NoQuerySchema,
+        responses: { 200: { description: "the workers", schema: WorkersSchema }, 400: err("INVALID_ARGUMENT") },
       },
       async ({ params }) => {
         const now = Date.now();
@@ -517,9 +520,16 @@ export class RestApi {
           "no leader answers within 2 s, computed from the projection (`source: projection`, without limiter state).",
         tags: tags.ops,
         params: ns,
-        responses: { 200: { description: "the queues", schema: QueuesSchema } },
+        query: QueuesQuerySchema,
+        responses: { 200: { description: "the queues", schema: QueuesSchema }, 400: err("INVALID_ARGUMENT") },
       },
-      async ({ params }) => ({ status: 200, body: await this.queues(params.ns) }),
+      async ({ params, query }) => {
+        const all = await this.queues(params.ns);
+        return {
+          status: 200,
+          body: query.task ? { ...all, queues: all.queues.filter((q) => q.taskName === query.task) } : all,
+        };
+      },
     );
     apiRoute(
       scope,

@@ -416,7 +416,7 @@ export class Worker {
       for (const [key, r] of [...this.running, ...this.released]) {
         this.log.warn({ attempt: key }, "task still running after the shutdown grace: aborting it, for another worker");
         this.stoppedUnder.add(r.ctx);
-        r.ctx.abortController.abort(new Error("worker stopped"));
+        r.ctx.abort(new Error("worker stopped"));
       }
       // Give aborted tasks a moment to report; one that ignores its signal is abandoned.
       await Promise.race([drained, new Promise((r) => setTimeout(r, 1000).unref())]);
@@ -549,7 +549,7 @@ export class Worker {
       return;
     }
     running.again = undefined;
-    running.ctx.abortController.abort(new Error(`cancelled: ${message.reason}`));
+    running.ctx.abort(new Error(`cancelled: ${message.reason}`));
     setTimeout(() => {
       if (this.running.get(key) !== running) return;
       this.log.warn(
@@ -687,7 +687,7 @@ export class Worker {
             reportTimedOut(this.reporter, next.assignment, attempt.lastSeq, new Date(attempt.timeoutAt).toISOString()),
           )
           .catch((err) => log.warn({ err }, "could not record the timeout; the engine will"))
-          .finally(() => ctx.abortController.abort(new Error(`execution timeout of ${attempt.timeoutMs} ms exceeded`)));
+          .finally(() => ctx.abort(new Error(`execution timeout of ${attempt.timeoutMs} ms exceeded`)));
       };
       const done: Promise<void> = this.execute(next, ctx, attempt, outbox, log, hooks.suspended)
         .catch((err) => {
@@ -823,7 +823,7 @@ export class Worker {
     await this.nextTurn();
     // Cancelled in that turn (its cancellation came right behind it): the function would get a signal aborted before
     // it could listen to it, and run to its end.
-    if (ctx.abortController.signal.aborted) {
+    if (ctx.aborted) {
       attempt.stop();
       this.ranToOutcome(key);
       log.debug({}, "attempt cancelled before its function began: not run");
@@ -831,7 +831,7 @@ export class Worker {
     }
     attempt.begin((err) => {
       // Started elsewhere, or the run moved on before the start was recorded: stop this copy.
-      if (err instanceof AttemptNotCurrentError) ctx.abortController.abort(err);
+      if (err instanceof AttemptNotCurrentError) ctx.abort(err);
       else log.warn({ err }, "could not record the start; the result will carry it");
     });
     const task = this.tasks.get(a.taskName) as TaskDeclaration<JsonObject, JsonObject>;
@@ -866,8 +866,7 @@ export class Worker {
     // ignored report stored none: if the engine still had the attempt waiting here, it places it again, to run.
     if (applied) this.ranToOutcome(key);
     // A cancelled or timed-out attempt's late result is the expected end of it, not news.
-    else if (ctx.abortController.signal.aborted)
-      log.debug({}, "result of an aborted attempt recorded as ReportIgnored");
+    else if (ctx.aborted) log.debug({}, "result of an aborted attempt recorded as ReportIgnored");
     else log.warn({}, "result arrived after the attempt was superseded: recorded as ReportIgnored");
     return applied;
   }

@@ -15,7 +15,7 @@ import {
   type TaskjetEventInput,
   ValidationError,
 } from "@taskjet/schemas";
-import { type Connection, isStreamNotFound, permissionDenied } from "./connection.js";
+import { type Connection, permissionDenied, whyPublishFailed } from "./connection.js";
 import { assertWritable } from "./debug.js";
 import { readStream } from "./read-stream.js";
 
@@ -91,8 +91,9 @@ export async function appendEvent(
     const denied = permissionDenied(failure);
     if (denied) throw denied; // another namespace's run: retrying will not help
     // No responders is what a missing stream and a stream between leaders both look like.
-    if (failure instanceof jserrors.JetStreamNotEnabled && attempt === 0 && !(await streamExists(conn))) {
-      throw new NotProvisionedError(Streams.history, [conn.nc.getServer()]);
+    if (attempt === 0) {
+      const why = await whyPublishFailed(conn, Streams.history, failure);
+      if (why instanceof NotProvisionedError) throw why;
     }
     if (!isTransient(failure) || Date.now() > deadline) throw failure;
     await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** attempt)));
@@ -141,14 +142,4 @@ export function isTransient(err: unknown): boolean {
     err instanceof TimeoutError ||
     (err instanceof JetStreamApiError && err.code === UNAVAILABLE)
   );
-}
-
-async function streamExists(conn: Connection): Promise<boolean> {
-  try {
-    await conn.jsm.streams.info(Streams.history);
-    return true;
-  } catch (err) {
-    if (isStreamNotFound(err)) return false;
-    return true; // cannot tell (the server is unavailable): treat as transient
-  }
 }

@@ -17,6 +17,7 @@ import {
 import type { Logger } from "pino";
 import { scan } from "../log/scan.js";
 import type { RunStates } from "../projector/projector.js";
+import { failedAppendDelayMs } from "../timers/retry-append.js";
 
 interface Wait {
   runId: string;
@@ -131,7 +132,7 @@ export class EventWaits {
         this.o.log.warn({ err, runId: wait.runId }, "could not record a received event: trying again");
       this.waits.set(wait.taskRunId, wait);
       const [c, f] = conflict ? [conflicts + 1, failures] : [conflicts, failures + 1];
-      const delay = conflict ? 50 : Math.min(10_000, 500 * 2 ** failures);
+      const delay = conflict ? 50 : failedAppendDelayMs(failures);
       setTimeout(() => this.receive(wait, event, c, f), delay).unref();
     });
   }

@@ -2,9 +2,10 @@ import { AppendConflictError } from "@taskjet/schemas";
 import type { Logger } from "pino";
 import type { Timers } from "./timers.js";
 
-/** How soon a timer whose append failed fires again: doubling from the first to the last delay. */
-const FIRST_RETRY_MS = 500;
-const MAX_RETRY_MS = 10_000;
+/** How soon an append that failed (not by a conflict) is tried again after `tries` tries: 0.5 s doubling to 10 s. */
+export function failedAppendDelayMs(tries: number): number {
+  return Math.min(10_000, 500 * 2 ** tries);
+}
 
 /**
  * What a timer does when the append it fired fails. A CAS conflict means the run moved: folding that event arms the
@@ -24,6 +25,6 @@ export function retryUnlessConflict(
     // Once per timer at warn: an outage fails every timer due during it, each several times.
     (tries === 0 ? o.log.warn : o.log.debug).call(o.log, { err, key, tries }, `${what}: trying again`);
     if (o.timers.has(key)) return;
-    o.timers.set(key, o.timers.now() + Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** tries), again, tries + 1);
+    o.timers.set(key, o.timers.now() + failedAppendDelayMs(tries), again, tries + 1);
   };
 }

@@ -15,6 +15,7 @@ import { OpenApiDocs } from "./http/openapi.js";
 import { RestApi } from "./http/rest.js";
 import { type HttpServer, startHttpServer } from "./http/server.js";
 import { Webhooks } from "./http/webhooks.js";
+import type { Fence } from "./leases/fence.js";
 import { Leases } from "./leases/leases.js";
 import { appendEvent } from "./log/append.js";
 import { LEASE_RENEW_MS, LEASE_TTL_MS, provision } from "./log/provision.js";
@@ -82,6 +83,7 @@ class NamespaceRuntime {
     kvs: Kvs,
     config: EngineConfig,
     log: Logger,
+    fence: Fence,
     private readonly metrics?: NamespaceMetrics,
   ) {
     const nsLog = log.child({ ns });
@@ -95,6 +97,7 @@ class NamespaceRuntime {
       onUndelivered: (p) => this.scheduler.undelivered(p),
       takesBatches: (workerId) => this.scheduler.registration(workerId)?.assignmentBatches === true,
       takesSlim: (workerId) => this.scheduler.registration(workerId)?.slimAssignments === true,
+      fence,
     });
     this.projector = new Projector({
       js,
@@ -107,6 +110,7 @@ class NamespaceRuntime {
       queuedDelayMs: config.projectionQueuedDelayMs,
       hotLimit: config.hotRunLimit,
       pinned: (state) => this.scheduler.placed(state),
+      fence,
       onChange: (change) => {
         this.scheduler.onChange(change);
         this.metrics?.observe(change);
@@ -116,7 +120,7 @@ class NamespaceRuntime {
         this.scheduler.ended(state);
       },
     });
-    this.timers = new Timers(systemClock);
+    this.timers = new Timers(systemClock, fence);
     const retrier = new Retrier({
       timers: this.timers,
       clock: systemClock,
@@ -279,9 +283,18 @@ type Kvs = Record<
   Awaited<ReturnType<Kvm["open"]>>
 >;
 
-/** Until the connection closes: after a reconnect, what went out just before the drop may not have got through. */
-async function watchReconnects(nc: NatsConnection, onReconnect: () => void): Promise<void> {
-  for await (const status of nc.status()) if (status.type === "reconnect") onReconnect();
+/**
+ * Until the connection closes. After a drop, the other replicas found this one's ping unanswered and may have taken its
+ * leases; after a reconnect, what went out just before the drop may not have got through.
+ */
+async function watchConnection(
+  nc: NatsConnection,
+  on: { disconnect: () => void; reconnect: () => void },
+): Promise<void> {
+  for await (const status of nc.status()) {
+    if (status.type === "disconnect") on.disconnect();
+    else if (status.type === "reconnect") on.reconnect();
+  }
 }
 
 /**
@@ -318,8 +331,11 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
       state = "started";
       try {
         nc = deps.connection ?? (await connectNats(config.servers, "taskjet-engine", config.access));
-        watchReconnects(nc, () => {
-          for (const rt of runtimes.values()) rt.reconnected();
+        watchConnection(nc, {
+          disconnect: () => leases?.disconnected(),
+          reconnect: () => {
+            for (const rt of runtimes.values()) rt.reconnected();
+          },
         }).catch((err) => log.warn({ err }, "connection status watch ended"));
         const js = jetstream(nc);
         const jsm = await jetstreamManager(nc);
@@ -344,7 +360,7 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
           log: baseLog.child({ module: "leases", engineId: id }),
           renewMs: LEASE_RENEW_MS,
           ttlMs: LEASE_TTL_MS,
-          lead: async (ns) => {
+          lead: async (ns, fence) => {
             const rt = new NamespaceRuntime(
               ns,
               nc as NatsConnection,
@@ -354,6 +370,7 @@ export function createEngine(options: EngineConfigInput = {}, deps: EngineDeps =
               kvs,
               config,
               baseLog,
+              fence,
               metrics.of(ns),
             );
             runtimes.set(ns, rt);

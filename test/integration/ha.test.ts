@@ -193,4 +193,50 @@ describe("highly available engines", () => {
     await kill(worker.child, "SIGTERM");
     for (const e of engines) await kill(e.child, "SIGTERM");
   });
+
+  it("failover - a leader woken from a freeze acts on nothing it folds before it learns it lost: no task runs twice, no stale state is listed", async () => {
+    const namespace = uniqueNamespace();
+    const engines = [await startEngineProcess(nats.url, namespace), await startEngineProcess(nats.url, namespace)];
+    const workers = [
+      await startWorkerProcess(nats.url, namespace, "job", 10, 10),
+      await startWorkerProcess(nats.url, namespace, "job", 10, 10),
+    ];
+    const tj = await connectClient(nats.url, { namespace });
+    await (await tj.runNoWait("job", { warm: true })).result({ timeoutMs: 10_000 });
+    const leader = await eventually(() => leaseHolder(namespace), 5000, "a lease holder");
+    const hung = engines.find((e) => e.child.pid === leader.pid) as (typeof engines)[number];
+    // A steady trickle from before the freeze to after it: the frozen leader's socket holds some of them.
+    const refs: RunRef<unknown>[] = [];
+    let trickling = true;
+    const trickle = (async () => {
+      for (let i = 0; trickling; i++) {
+        refs.push(await tj.runNoWait("job", { i }));
+        await sleep(50);
+      }
+    })();
+    await sleep(1000);
+    hung.child.kill("SIGSTOP");
+    await sleep(10_000); // well past the lease's TTL
+    hung.child.kill("SIGCONT");
+    await eventually(
+      () => (hung.output().includes("lease lost") ? true : undefined),
+      10_000,
+      "the old leader stood down",
+    );
+    await sleep(2000);
+    trickling = false;
+    await trickle;
+    for (const ref of refs) await ref.result({ timeoutMs: 20_000 });
+    await sleep(1500); // what the old leader would still send or write
+    const done = workers.map((w) => w.output()).join("");
+    for (const ref of refs) {
+      expect(done.split(`done ${ref.runId}\n`).length - 1, `${ref.runId} ran`).toBe(1);
+      for await (const e of tj.runs.history(ref.runId)) expect(e.event?.type).not.toBe("ReportIgnored");
+    }
+    const listed = new Map((await tj.runs.list({ limit: 1000 })).map((r) => [r.runId, r.status]));
+    for (const ref of refs) expect(listed.get(ref.runId), ref.runId).toBe("COMPLETED");
+    await tj.close();
+    for (const w of workers) await kill(w.child, "SIGTERM");
+    for (const e of engines) await kill(e.child, "SIGTERM");
+  });
 });

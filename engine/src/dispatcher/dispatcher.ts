@@ -8,6 +8,7 @@ import {
   subjects,
 } from "@taskjet/schemas";
 import type { Logger } from "pino";
+import type { Gate } from "../leases/fence.js";
 import { maxPayloadOf } from "../nats/connect.js";
 import type { Placement } from "../scheduler/core.js";
 
@@ -21,6 +22,8 @@ export interface DispatcherOptions {
   takesBatches: (workerId: string) => boolean;
   /** Whether the worker reads what a slim assignment leaves out (`WorkerRegistration.slimAssignments`). */
   takesSlim: (workerId: string) => boolean;
+  /** Assignments wait while the lease is not confirmed: a deposed leader's would run a task a second time. */
+  fence?: Gate;
 }
 
 /** Assignments for one worker, to go in one message. */
@@ -44,9 +47,22 @@ interface Batch {
  * arrays: a message costs each process it crosses more than the JSON it carries.
  */
 export class Dispatcher {
+  private held: [Placement[], (runId: string) => RunState | undefined][] = [];
+  private readonly sendHeld = () => {
+    const held = this.held;
+    this.held = [];
+    for (const [placements, stateOf] of held) this.send(placements, stateOf);
+  };
+
   constructor(private readonly o: DispatcherOptions) {}
 
   send(placements: Placement[], stateOf: (runId: string) => RunState | undefined): void {
+    const { fence } = this.o;
+    if (fence && !fence.ok) {
+      this.held.push([placements, stateOf]);
+      fence.whenOk(this.sendHeld);
+      return;
+    }
     const now = new Date().toISOString();
     const max = maxPayloadOf(this.o.nc);
     const batches = new Map<string, Batch>();

@@ -4,6 +4,7 @@ import type { KV } from "@nats-io/kv";
 import { type NatsConnection, RequestError, type Subscription } from "@nats-io/transport-node";
 import { enginePing, keys } from "@taskjet/schemas";
 import type { Logger } from "pino";
+import { Fence } from "./fence.js";
 import { planLeases } from "./plan.js";
 
 export interface LeasesOptions {
@@ -16,8 +17,8 @@ export interface LeasesOptions {
   renewMs: number;
   /** The lease bucket's TTL: a replica not seen for this long is gone. */
   ttlMs: number;
-  /** This replica now leads `ns`: start serving it. */
-  lead(ns: string): Promise<void>;
+  /** This replica now leads `ns`: start serving it, acting only while `fence` says the lease is still held. */
+  lead(ns: string, fence: Fence): Promise<void>;
   /** This replica no longer leads `ns`: stop at once; `graceful` when it gave the lease up itself. */
   follow(ns: string, graceful: boolean): Promise<void>;
 }
@@ -33,12 +34,15 @@ interface LeaseValue {
  * One scheduling leader per namespace (DESIGN: KV lease, CAS on revision, bucket TTL). Each replica renews its
  * presence and leases every `renewMs`, takes free leases up to its fair share (`planLeases`) and hands surplus ones
  * over. A replica that crashed is noticed at once rather than after the TTL: its ping subject has no responders, so its
- * leases are deleted (CAS on their revision) and taken. A replica whose renewal fails lost the lease and stops serving
- * the namespace at once; appends are CAS-fenced anyway (invariant 2).
+ * leases are deleted (CAS on their revision) and taken. A replica whose renewal is refused lost the lease and stops
+ * serving the namespace at once. Its appends are CAS-fenced (invariant 2); what is not (assignments, timers, projection
+ * writes) waits on the namespace's `Fence` whenever the lease was not confirmed within the TTL.
  */
 export class Leases {
   /** Namespaces led, with the lease entry's revision. */
   private readonly held = new Map<string, number>();
+  /** Namespaces led: whether the lease was confirmed lately enough to act. */
+  private readonly fences = new Map<string, Fence>();
   /** Namespaces being started: renewals go on meanwhile (a start can take seconds, the TTL is short). */
   private readonly starting = new Map<string, Promise<void>>();
   /** Replicas by id: when their presence was last written. */
@@ -77,13 +81,21 @@ export class Leases {
     })().catch((err) => this.o.log.warn({ err }, "replica watch ended"));
     await retryTransient(() => this.cycle(), this.o.log);
     await Promise.all(this.starting.values());
-    this.timer = setInterval(() => {
-      this.cycling ??= this.cycle()
-        .catch((err) => this.o.log.warn({ err }, "lease cycle failed"))
-        .finally(() => {
-          this.cycling = undefined;
-        });
-    }, this.o.renewMs);
+    this.timer = setInterval(() => this.renew(), this.o.renewMs);
+  }
+
+  /** The connection dropped: no namespace is acted for until a renewal gets through again. */
+  disconnected(): void {
+    for (const fence of this.fences.values()) fence.lapse();
+  }
+
+  private renew(): void {
+    if (this.stopped) return;
+    this.cycling ??= this.cycle()
+      .catch((err) => this.o.log.warn({ err }, "lease cycle failed"))
+      .finally(() => {
+        this.cycling = undefined;
+      });
   }
 
   /** Stops serving every namespace, then gives the leases up so another replica takes them at once. */
@@ -92,7 +104,7 @@ export class Leases {
     clearInterval(this.timer);
     await this.cycling;
     for (const [ns, revision] of [...this.held]) {
-      this.held.delete(ns);
+      this.unheld(ns);
       await this.followed(ns, true);
       await this.o.kv.delete(keys.lease(ns), { previousSeq: revision }).catch(() => undefined);
     }
@@ -110,12 +122,14 @@ export class Leases {
     const { kv, log, engineId } = this.o;
     await kv.put(keys.engine(engineId), this.value());
     for (const [ns, revision] of [...this.held]) {
+      const sentAt = performance.now();
       try {
         this.held.set(ns, await kv.update(keys.lease(ns), this.value(), revision));
+        this.fences.get(ns)?.confirm(sentAt);
       } catch (err) {
         // Only a newer revision means another replica took it. While the bucket's stream is between leaders (5-8 s
-        // after a node dies) renewals fail too: going on serving costs nothing (appends are CAS-fenced), stopping
-        // would cost a restart of the namespace for nothing.
+        // after a node dies) renewals fail too: serving goes on (past the TTL, only what is CAS-fenced acts), where
+        // stopping would cost a restart of the namespace for nothing.
         if (!isTakenOver(err)) {
           log.warn({ ns, err }, "lease renewal failed; still leading, trying again");
           continue;
@@ -123,13 +137,15 @@ export class Leases {
         if (this.stopped || !this.held.has(ns)) continue;
         // The bucket's age limit may have expired the lease while its stream had no leader (a NATS node died): if
         // nobody took it since, take it again and go on leading, rather than restarting the namespace.
+        const retakenAt = performance.now();
         const retaken = await this.retake(ns);
         if (retaken !== undefined) {
           this.held.set(ns, retaken);
+          this.fences.get(ns)?.confirm(retakenAt);
           log.info({ ns }, "lease had expired during an outage; taken again, still leading");
           continue;
         }
-        this.held.delete(ns);
+        this.unheld(ns);
         log.warn({ ns, err }, "lease lost: no longer leading this namespace");
         await this.followed(ns, false);
       }
@@ -156,7 +172,7 @@ export class Leases {
     const plan = planLeases({ self: engineId, namespaces: this.o.namespaces, holders, live });
     for (const ns of plan.release) {
       const revision = this.held.get(ns) as number;
-      this.held.delete(ns);
+      this.unheld(ns);
       log.info({ ns }, "handing the lease over to spread namespaces across replicas");
       await this.followed(ns, true);
       await kv.delete(keys.lease(ns), { previousSeq: revision }).catch(() => undefined);
@@ -167,17 +183,23 @@ export class Leases {
   /** Takes a free lease (deleting a gone holder's first), then serves the namespace. */
   private async acquire(ns: string, goneHolder: string | undefined, revision: number | undefined): Promise<void> {
     const { kv, log } = this.o;
+    // No other replica can take the lease within the TTL of its last write: a second less, for the time an action
+    // takes to reach the workers and for the bucket's expiry to be seen by the others.
+    const fence = new Fence(this.o.ttlMs - 1000, () => this.renew());
     try {
       if (revision !== undefined) await kv.delete(keys.lease(ns), { previousSeq: revision });
+      const sentAt = performance.now();
       this.held.set(ns, await kv.create(keys.lease(ns), this.value()));
+      fence.confirm(sentAt);
     } catch {
       return; // another replica was first
     }
+    this.fences.set(ns, fence);
     log.info({ ns, ...(goneHolder ? { from: goneHolder } : {}) }, "lease acquired: leading this namespace");
-    const started = this.o.lead(ns).catch(async (err) => {
+    const started = this.o.lead(ns, fence).catch(async (err) => {
       log.error({ ns, err }, "could not start serving the namespace; giving the lease up");
       const held = this.held.get(ns);
-      this.held.delete(ns);
+      this.unheld(ns);
       await this.o.follow(ns, false).catch(() => undefined);
       if (held !== undefined) await kv.delete(keys.lease(ns), { previousSeq: held }).catch(() => undefined);
     });
@@ -194,6 +216,12 @@ export class Leases {
     } catch {
       return undefined;
     }
+  }
+
+  private unheld(ns: string): void {
+    this.held.delete(ns);
+    this.fences.get(ns)?.drop();
+    this.fences.delete(ns);
   }
 
   /** Stops serving `ns`, once its start (if still going) has settled. */

@@ -21,6 +21,7 @@ import {
   youngCopy,
 } from "@taskjet/schemas";
 import type { Logger } from "pino";
+import type { Gate } from "../leases/fence.js";
 import { appendAtTail } from "../log/append.js";
 import { onIdle } from "../log/scan.js";
 import type { RunStore, Stored } from "./run-store.js";
@@ -72,6 +73,8 @@ export interface ProjectorOptions {
   hotLimit?: number;
   /** Whether something still looks a run up in memory, though `mayGoCold` says it may go (a placed attempt). */
   pinned?: (state: RunState) => boolean;
+  /** Writes wait while the lease is not confirmed: a deposed leader's stale states would stand over the new one's. */
+  fence?: Gate;
 }
 
 /**
@@ -179,6 +182,7 @@ export class Projector implements RunStates {
   private live = false;
   private onLive?: () => void;
   private flushTimer: NodeJS.Timeout | undefined;
+  private readonly flushSoon = () => this.scheduleFlush(0);
   private flushDue = 0;
   private savedCheckpoint = 0;
   private flushing: Promise<void> | undefined;
@@ -439,6 +443,11 @@ export class Projector implements RunStates {
     this.flushDue = due;
     this.flushTimer = setTimeout(() => {
       this.flushTimer = undefined;
+      const { fence } = this.o;
+      if (fence && !fence.ok) {
+        fence.whenOk(this.flushSoon);
+        return;
+      }
       this.flush(false).catch((err) => this.o.log.error({ err }, "projection flush failed"));
     }, inMs);
   }

@@ -31,6 +31,8 @@ export interface RunFilter {
 interface Entry {
   createdAt: string;
   runId: string;
+  /** How far into its history the summary was folded: an older state read later does not replace it. */
+  lastSeq: number;
   summary: RunSummary;
 }
 
@@ -209,14 +211,16 @@ export class RunIndex {
 
   private putState(state: RunState): void {
     if (typeof state?.runId !== "string" || typeof state.createdAt !== "string") return;
-    const summary = summarize(state);
     const existing = this.byId.get(state.runId);
+    if (existing && existing.lastSeq > state.lastSeq) return; // a stale write (a deposed leader's) read after
+    const summary = summarize(state);
     if (existing && existing.createdAt === state.createdAt) {
       existing.summary = summary; // status changes keep the run's place: creation time never changes
+      existing.lastSeq = state.lastSeq;
       return;
     }
     if (existing) this.remove(state.runId);
-    const entry: Entry = { createdAt: state.createdAt, runId: state.runId, summary };
+    const entry: Entry = { createdAt: state.createdAt, runId: state.runId, lastSeq: state.lastSeq, summary };
     this.byId.set(state.runId, entry);
     // Runs are projected roughly in creation order: walk back from the end to the entry's place.
     let i = this.sorted.length;

@@ -172,11 +172,14 @@ export class RunStore {
     await scan(this.js, `KV_${Buckets.runs}`, KV_PREFIX + keys.runsOf(this.ns), "lastPerSubject", (m) => {
       if (m.data.length === 0) return; // delete marker
       const key = m.subject.slice(KV_PREFIX.length);
-      // Delivered in write order: a later entry of a run replaces an earlier one. Finished runs are not held when not
-      // asked for: a namespace keeps millions.
+      // The entry folded furthest into the run's history stands, not the one written last (a leader deposed while
+      // frozen may write an older state after the new leader's). Finished runs are not held when not asked for: a
+      // namespace keeps millions.
       const states = statesOfEntry(key, decoder.decode(m.data));
       const keyed = !isPageKey(key);
       for (const state of states) {
+        const known = byRun.get(state.runId);
+        if (known && known.state.lastSeq > state.lastSeq) continue;
         if (options.activeOnly && isTerminal(state.status)) byRun.delete(state.runId);
         else byRun.set(state.runId, { state, keyed });
       }

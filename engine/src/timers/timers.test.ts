@@ -30,6 +30,33 @@ function fakeClock() {
 }
 
 describe("timers", () => {
+  it("timers - due timers wait while the lease is not confirmed, then fire in order, once", () => {
+    const c = fakeClock();
+    let ok = false;
+    let resume: (() => void) | undefined;
+    const timers = new Timers(c.clock, {
+      get ok() {
+        return ok;
+      },
+      whenOk: (fn) => {
+        resume = fn;
+      },
+    });
+    const fired: string[] = [];
+    timers.set("b", c.now() + 20, () => fired.push("b"));
+    timers.set("a", c.now() + 10, () => fired.push("a"));
+    c.advance(30);
+    expect(fired).toEqual([]);
+    timers.set("c", c.now() + 5, () => fired.push("c"));
+    c.advance(10);
+    expect(fired).toEqual([]);
+    ok = true;
+    resume?.();
+    expect(fired).toEqual(["a", "b", "c"]);
+    c.advance(100);
+    expect(fired).toEqual(["a", "b", "c"]);
+  });
+
   it("timers - a timer further out than a host timeout can wait (~24.8 days) fires on its day, not at once", () => {
     const c = fakeClock();
     const timers = new Timers(c.clock);

@@ -1,3 +1,4 @@
+import type { Gate } from "../leases/fence.js";
 import { MinHeap } from "../scheduler/min-heap.js";
 
 /** Time as the engine sees it: injected so timer logic is tested without sleeping. */
@@ -36,7 +37,13 @@ export class Timers {
   private armed: { handle: unknown; due: number } | undefined;
   private stopped = false;
 
-  constructor(private readonly clock: Clock = systemClock) {}
+  private readonly fireNow = () => this.fire();
+
+  /** @param fence due timers wait while it is closed (a cron tick fired by a deposed leader would be late and twice) */
+  constructor(
+    private readonly clock: Clock = systemClock,
+    private readonly fence?: Gate,
+  ) {}
 
   /**
    * Runs `fn(arg)` at `due` (epoch ms); replaces a timer with the same key. With `arg`, one `fn` serves many timers:
@@ -95,6 +102,10 @@ export class Timers {
 
   private fire(): void {
     this.armed = undefined;
+    if (this.fence && !this.fence.ok) {
+      this.fence.whenOk(this.fireNow);
+      return;
+    }
     const now = this.clock.now();
     for (let next = this.peek(); next && next.due <= now; next = this.peek()) {
       this.heap.pop();

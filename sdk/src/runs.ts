@@ -74,6 +74,19 @@ const LIST_KEYS = ["statuses", "taskName", "limit"] as const;
 
 const decoder = new TextDecoder();
 
+/** @internal A list's options checked (an object of `keys`, a positive integer limit): its limit, 100 by default. */
+export function listLimit(options: { limit?: number }, keys: readonly string[]): number {
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new ValidationError([{ path: "options", message: `must be an object, got ${describeValue(options)}` }]);
+  }
+  refuseUnknownKeys(options, keys, "", "a list option");
+  const limit = options.limit ?? 100;
+  if (!Number.isInteger(limit) || limit <= 0) {
+    throw new ValidationError([{ path: "limit", message: `must be a positive integer, got ${describeValue(limit)}` }]);
+  }
+  return limit;
+}
+
 /** Reading runs: state, lists and history. */
 export class RunsClient {
   private kv: Promise<KV> | undefined;
@@ -287,17 +300,8 @@ export class RunsClient {
    * its checkpoint folded from the log on top. Reads the whole projection, and the log after the checkpoint.
    */
   async list(options: ListRunsOptions = {}): Promise<RunState[]> {
-    if (typeof options !== "object" || options === null || Array.isArray(options)) {
-      throw new ValidationError([{ path: "options", message: `must be an object, got ${describeValue(options)}` }]);
-    }
-    refuseUnknownKeys(options, LIST_KEYS, "", "a list option");
+    const limit = listLimit(options, LIST_KEYS);
     const { statuses, taskName } = options;
-    const limit = options.limit ?? 100;
-    if (!Number.isInteger(limit) || limit <= 0) {
-      throw new ValidationError([
-        { path: "limit", message: `must be a positive integer, got ${describeValue(limit)}` },
-      ]);
-    }
     if (statuses !== undefined && !Array.isArray(statuses)) {
       throw new ValidationError([
         { path: "statuses", message: `must be an array of statuses, got ${describeValue(statuses)}` },
@@ -326,13 +330,15 @@ export class RunsClient {
     // Read first: a run the projection gets meanwhile is then in one of the two.
     const unprojected = await readUnprojected(this.conn, await this.bucket(), this.ns);
     // A run's state is under its key or in pages (finished, or queued), and may be in several (queued in one page,
-    // finished in another; replayed after it was paged): entries come in write order, the later replaces the earlier.
+    // finished in another; replayed after it was paged): the one folded furthest into its history stands, whatever
+    // the order they were written in (a leader deposed while frozen may write an older state last).
     const projected = new Map<string, RunState>();
     const prefix = `$KV.${Buckets.runs}.`;
     for await (const m of readStream(this.conn.js, stream, filter, "lastPerSubject")) {
       if (m.data.length === 0) continue;
       for (const state of statesOfEntry(m.subject.slice(prefix.length), decoder.decode(m.data))) {
-        projected.set(state.runId, state);
+        const known = projected.get(state.runId);
+        if (!known || known.lastSeq <= state.lastSeq) projected.set(state.runId, state);
       }
     }
     const { created, later } = unprojected;

@@ -10,7 +10,7 @@ import {
 } from "@taskjet/schemas";
 import { appendEvent } from "./append.js";
 import type { Connection } from "./connection.js";
-import type { RunsClient } from "./runs.js";
+import { listLimit, type RunsClient } from "./runs.js";
 import { scheduleTime } from "./schedule-time.js";
 
 /** Runs created to start later (`task.schedule`, `task.delay`), while they are SCHEDULED. */
@@ -27,13 +27,14 @@ export class ScheduledClient {
    * @param options.limit at most this many, @default 100
    */
   async list(options: { taskName?: string; limit?: number } = {}): Promise<RunState[]> {
+    const limit = listLimit(options, ["taskName", "limit"]);
     const runs = await this.runs.list({
       statuses: [RunStatuses.scheduled],
       ...(options.taskName ? { taskName: options.taskName } : {}),
       limit: Number.MAX_SAFE_INTEGER,
     });
     runs.sort((a, b) => (a.scheduledAt ?? "").localeCompare(b.scheduledAt ?? ""));
-    return runs.slice(0, options.limit ?? 100);
+    return runs.slice(0, limit);
   }
 
   /**
@@ -71,11 +72,20 @@ export class ScheduledClient {
    * @throws RunNotScheduledError when it already started or finished (cancel a running one with `runs.cancel`)
    */
   async delete(runId: string): Promise<boolean> {
-    const state = await this.runs.get(runId);
-    if (state.status !== RunStatuses.scheduled) {
+    checkToken(runId, "runId");
+    const event = makeEvent(EventTypes.RunCancelled, { runId, data: { reason: "scheduled run deleted" } });
+    let state = await this.runs.read(runId, undefined);
+    for (;;) {
+      if (!state) throw new RunNotFoundError(runId);
       if (state.status === RunStatuses.cancelled) return false;
-      throw new RunNotScheduledError(runId, state.status);
+      // Decided again after every conflict: the engine may have made it due meanwhile, and a due run may start.
+      if (state.status !== RunStatuses.scheduled) throw new RunNotScheduledError(runId, state.status);
+      try {
+        return !(await appendEvent(this.conn, this.ns, event, state.lastSeq)).duplicate;
+      } catch (err) {
+        if (!(err instanceof AppendConflictError)) throw err;
+        state = await this.runs.read(runId, state);
+      }
     }
-    return this.runs.cancelOne(runId, "scheduled run deleted");
   }
 }

@@ -82,6 +82,50 @@ describe("scheduled runs", () => {
     await engine.stop();
   });
 
+  it("scheduled - delete racing the engine at the run's time: true only for a run that never runs, else RunNotScheduledError; list checks its options", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const ran = new Set<string>();
+    const job = tj.task({
+      name: "race",
+      fn: async (_: object, ctx) => {
+        ran.add(ctx.workflowRunId());
+        await sleep(50);
+        return {};
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [job], slots: 100 });
+    await worker.start();
+    const at = Date.now() + 1500;
+    const refs = await Promise.all(Array.from({ length: 60 }, () => job.schedule(new Date(at), {})));
+    await sleep(at - 60 - Date.now());
+    const outcomes = await Promise.all(
+      refs.map(async (ref, i) => {
+        await sleep(i * 2);
+        return tj.scheduled.delete(ref.runId).then(
+          (deleted) => (deleted ? "deleted" : "false"),
+          (err) => (err instanceof RunNotScheduledError ? "started" : String(err)),
+        );
+      }),
+    );
+    for (const [i, ref] of refs.entries()) {
+      const outcome = outcomes[i];
+      if (outcome === "deleted") {
+        await expect(ref.result({ timeoutMs: 5000 })).rejects.toBeInstanceOf(RunCancelledError);
+      } else {
+        expect(outcome, ref.runId).toBe("started");
+        await ref.result({ timeoutMs: 5000 });
+      }
+    }
+    await sleep(200);
+    for (const [i, ref] of refs.entries())
+      expect(ran.has(ref.runId), `${ref.runId} ${outcomes[i]}`).toBe(outcomes[i] === "started");
+    await expect(tj.scheduled.list({ limit: -1 })).rejects.toThrow(/limit: must be a positive integer, got -1/);
+    await expect(tj.scheduled.list({ limit: 2.5 })).rejects.toThrow(ValidationError);
+    await expect(tj.scheduled.list({ bogus: 1 } as never)).rejects.toThrow(/bogus/);
+    await tj.close();
+    await engine.stop();
+  });
+
   it("scheduled - a time that passes while no engine runs fires when one starts; the engine's timer fires on time", async () => {
     const { engine, tj, namespace } = await startNamespace(nats.url);
     const ran: Record<string, number> = {};

@@ -385,15 +385,17 @@ export class SchedulerCore {
     // A retry takes back the place its failed attempt kept.
     if (this.retrying.size > 0) this.dropRetry(task.taskRunId);
     const flow = task.flow ?? NO_FLOW;
+    // Every rule must admit the run: one that refuses it (CANCEL_NEWEST) is decided before any other evicts for it.
+    for (const ref of flow.groups) {
+      if (ref.strategy !== "CANCEL_NEWEST" || this.groupOf(ref).members.size < ref.maxRuns) continue;
+      // Known but nowhere: the cancellation's event finishes it.
+      this.known.set(task, { task, cancelling: true });
+      return [{ task, reason: `CONCURRENCY_CANCEL_NEWEST: group ${ref.id} already has ${ref.maxRuns} run(s)` }];
+    }
     const cancellations: Cancellation[] = [];
     for (const ref of flow.groups) {
       const group = this.groupOf(ref);
-      if (ref.strategy === "GROUP_ROUND_ROBIN" || group.members.size < ref.maxRuns) continue;
-      if (ref.strategy === "CANCEL_NEWEST") {
-        // Known but nowhere: the cancellation's event finishes it.
-        this.known.set(task, { task, cancelling: true });
-        return [{ task, reason: `CONCURRENCY_CANCEL_NEWEST: group ${ref.id} already has ${ref.maxRuns} run(s)` }];
-      }
+      if (ref.strategy !== "CANCEL_IN_PROGRESS" || group.members.size < ref.maxRuns) continue;
       const victims = [...group.members.values()].sort((a, b) => a.order - b.order);
       for (const victim of victims.slice(0, group.members.size - ref.maxRuns + 1)) {
         this.cancel(victim);

@@ -88,6 +88,28 @@ describe("flow control in the scheduler core", () => {
     expect(core.place(0).map((p) => p.task)).toEqual([third]);
   });
 
+  it("several rules - a run one CANCEL_NEWEST rule refuses evicts nobody under its CANCEL_IN_PROGRESS rule", () => {
+    const core = new SchedulerCore();
+    core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 1 });
+    const rules = (a: string, b: string) => ({
+      lane: `${a}/${b}`,
+      groups: [
+        { id: `a:${a}`, maxRuns: 1, strategy: "CANCEL_IN_PROGRESS" as const },
+        { id: `b:${b}`, maxRuns: 1, strategy: "CANCEL_NEWEST" as const },
+      ],
+    });
+    const running = task("a", rules("w", "y"));
+    core.enqueue(running);
+    expect(core.place(0).map((p) => p.task)).toEqual([running]);
+    const queued = task("a", rules("x", "z"));
+    expect(core.enqueue(queued)).toEqual([]);
+    // a:x is full (queued) and b:y is full (running): b's rule refuses the newest; a's must not evict for it.
+    const newest = task("a", rules("x", "y"));
+    expect(core.enqueue(newest).map((c) => c.task)).toEqual([newest]);
+    core.finish(running);
+    expect(core.place(0).map((p) => p.task)).toEqual([queued]);
+  });
+
   describe("a run waiting out a retry backoff", () => {
     /** A placed run of group g whose attempt 0 failed with a retry to come; its attempt 1 to queue later. */
     function failedOnce(core: SchedulerCore, strategy: "CANCEL_IN_PROGRESS" | "CANCEL_NEWEST" | "GROUP_ROUND_ROBIN") {

@@ -71,6 +71,36 @@ describe("timeouts", () => {
     await engine.stop();
   });
 
+  it("timeouts - a task that holds the event loop past its execution timeout times out, as one that awaited would", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const busy = tj.task({
+      name: "busy",
+      executionTimeout: 1000,
+      fn: async (input: { ms: number }) => {
+        const t0 = Date.now();
+        while (Date.now() - t0 < input.ms) {} // no timer can fire meanwhile, not even the worker's
+        return { busyMs: input.ms };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [busy] });
+    await worker.start();
+    for (const ms of [1300, 100]) {
+      const ref = await busy.runNoWait({ ms });
+      if (ms < 1000) {
+        expect(await ref.result()).toEqual({ busyMs: ms });
+        continue;
+      }
+      const err = (await ref.result().catch((e: unknown) => e)) as TaskRunError;
+      expect(err).toBeInstanceOf(TaskRunError);
+      expect(err.taskError.name).toBe("TaskTimedOut");
+      expect(await types(tj, ref.runId)).toContain("TaskTimedOut0");
+    }
+    await tj.close();
+    await engine.stop();
+  });
+
   it("timeouts - with no engine left, the worker itself aborts an attempt at its execution timeout of seconds", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });

@@ -681,7 +681,7 @@ export class Worker {
       attempt.onDeadline = () => {
         log.warn({ timeoutAt: attempt.timeoutAt }, "execution timeout: aborting the task");
         // Record the timeout first, so the aborted task's own failure is not taken for the attempt's outcome.
-        attempt
+        return attempt
           .recordStart()
           .then(() =>
             reportTimedOut(this.reporter, next.assignment, attempt.lastSeq, new Date(attempt.timeoutAt).toISOString()),
@@ -854,6 +854,9 @@ export class Worker {
       return false;
     }
     attempt.stop();
+    // Past its deadline, and no timer could catch it (the task held the event loop throughout): timed out, as it would
+    // have been had it awaited anything. Its result is then recorded as ignored, like any timed-out attempt's.
+    if (!ctx.aborted && Date.now() > attempt.timeoutAt) await attempt.onDeadline();
     if (!result.ok && this.stoppedUnder.has(ctx)) {
       log.warn({}, "attempt aborted by the worker's stop: left to another worker, no failure recorded");
       return false;
@@ -1019,7 +1022,7 @@ class AttemptHooks implements ContextHooks {
 class AttemptClock {
   lastSeq: number;
   timeoutAt = 0;
-  onDeadline: () => void = () => {};
+  onDeadline: () => Promise<void> = async () => {};
   /** Cancels the deadline's timer, when armed. */
   private timer: (() => void) | undefined;
   private stopped = false;

@@ -63,11 +63,15 @@ export function parseCron(
       ]);
     }
   }
+  let cron: Cron;
   try {
-    return new Cron(expression, { paused: true, ...(timezone ? { timezone: timezone as string } : {}) });
+    cron = new Cron(expression, { paused: true, ...(timezone ? { timezone: timezone as string } : {}) });
   } catch (err) {
     return fail(`is not a valid cron expression (${err instanceof Error ? err.message : String(err)})`);
   }
+  // Valid field by field, yet no date has them all (30 February): a schedule that would be listed and never fire.
+  if (!cron.nextRun()) fail("never fires: no date matches it");
+  return cron;
 }
 
 /** The run id of one tick: the same for every engine and restart, so a tick makes one run (CAS on sequence 0). */

@@ -74,6 +74,7 @@ describe("crons", () => {
     for (const [spec, message] of [
       ["61 * * * *", /bad\.onCrons\[0\]: is not a valid cron expression \(.*minute.*\), got "61 \* \* \* \*"/],
       ["* * *", /must have 5 fields \(6 with seconds first\), not 3/],
+      ["0 0 30 2 *", /bad\.onCrons\[0\]: never fires: no date matches it, got "0 0 30 2 \*"/],
       [{ expression: "0 9 * * *", timezone: "Mars/Olympus" }, /bad\.onCrons\[0\]\.timezone: must be an IANA time zone/],
     ] as const) {
       let err: unknown;

@@ -292,6 +292,14 @@ export class Context {
   /** Durable tasks: sleeps for `duration` (`"10m"`, milliseconds), measured from the first time it is reached. */
   async sleepFor(duration: Duration): Promise<void> {
     const ms = parseDuration(duration, "duration", { allowZero: true });
+    if (ms > MAX_SCHEDULE_AHEAD_MS) {
+      throw new ValidationError([
+        {
+          path: "duration",
+          message: `must be at most 30 days (the history's default retention), got ${describeValue(duration)}`,
+        },
+      ]);
+    }
     return this.sleepUntil(new Date(Date.now() + ms));
   }
 

@@ -29,8 +29,8 @@ function finished(runId: string, size: number): RunState {
 function store(maxPayload: number) {
   const published: { subject: string; data: string }[] = [];
   const publisher = {
-    publish: async (subject: string, data: string) => {
-      published.push({ subject, data });
+    publish: async (subject: string, data: string | Uint8Array) => {
+      published.push({ subject, data: typeof data === "string" ? data : new TextDecoder().decode(data) });
     },
   } as unknown as Publisher;
   const s = new RunStore({} as JetStreamClient, {} as JetStreamManager, {} as KV, "ns1", publisher, () => maxPayload);
@@ -51,6 +51,17 @@ describe("run store - pages", () => {
       ["D", "E"],
     ]);
     expect(pages[0]?.[1]).toEqual(states[1]);
+  });
+
+  it("pages - characters of several bytes are written whole, and one page's bytes never reach the next", async () => {
+    const { s, published } = store(30_000);
+    const wide = finished("W", 300);
+    (wide.input as { pad: string }).pad = 'é€😀\u2028"quoted"'.repeat(20);
+    const states = [finished("A", 5000), wide, finished("B", 200)];
+    await s.putPaged(states);
+    await s.putPaged([finished("C", 50)]);
+    const pages = published.map((p) => statesOfEntry(p.subject.slice("$KV.TJ_RUNS.".length), p.data));
+    expect(pages).toEqual([states, [finished("C", 50)]]);
   });
 
   it("pages - a run's own key is one state; a page's is many, and a page that is not an array holds none", () => {

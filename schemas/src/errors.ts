@@ -25,6 +25,7 @@ export const ErrorCodes = {
   runIdTaken: "RUN_ID_TAKEN",
   alreadyExists: "ALREADY_EXISTS",
   attemptNotCurrent: "ATTEMPT_NOT_CURRENT",
+  unavailable: "UNAVAILABLE",
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -291,6 +292,28 @@ export class ClosedError extends TaskjetError {
   constructor(what: string) {
     super(ErrorCodes.closed, `${what} is closed`);
     this.name = "ClosedError";
+  }
+}
+
+/**
+ * NATS did not acknowledge an append for longer than a stream leader's election takes (the server unreachable, or the
+ * history stream without a leader): the event may have been stored all the same.
+ */
+export class UnavailableError extends TaskjetError {
+  constructor(
+    readonly eventType: string,
+    readonly runId: string,
+    ms: number,
+    options?: { cause?: unknown },
+  ) {
+    const why = options?.cause instanceof Error ? ` (${options.cause.message})` : "";
+    super(
+      ErrorCodes.unavailable,
+      `NATS did not acknowledge ${eventType} of run ${runId} within ${ms / 1000} s${why}: it may have been recorded ` +
+        "all the same; try again with the same run id, which records it once",
+      options,
+    );
+    this.name = "UnavailableError";
   }
 }
 

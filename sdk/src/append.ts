@@ -13,6 +13,7 @@ import {
   Streams,
   subjects,
   type TaskjetEventInput,
+  UnavailableError,
   ValidationError,
 } from "@taskjet/schemas";
 import { type Connection, permissionDenied, whyPublishFailed } from "./connection.js";
@@ -49,7 +50,8 @@ const PRECHECKED = new Set<string>([
  * message: a map of two entries per task for two minutes, which nats-server's GC scans (measured on a 3-node
  * cluster: about 4 % less server CPU per task, within the noise of single pairs).
  * @throws AppendConflictError when someone else appended first; NotProvisionedError when no stream captures it;
- *   ValidationError when the engine would refuse the event; PayloadTooLargeError when it is over the server's limit
+ *   ValidationError when the engine would refuse the event; PayloadTooLargeError when it is over the server's limit;
+ *   UnavailableError when NATS did not acknowledge it for 15 s (it may be stored: the same append again is one)
  */
 export async function appendEvent(
   conn: Connection,
@@ -95,7 +97,8 @@ export async function appendEvent(
       const why = await whyPublishFailed(conn, Streams.history, failure);
       if (why instanceof NotProvisionedError) throw why;
     }
-    if (!isTransient(failure) || Date.now() > deadline) throw failure;
+    if (!isTransient(failure)) throw failure;
+    if (Date.now() > deadline) throw new UnavailableError(event.type, event.runId, RETRY_FOR_MS, { cause: failure });
     await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** attempt)));
   }
 }
@@ -138,6 +141,7 @@ const UNAVAILABLE = 10008;
  */
 export function isTransient(err: unknown): boolean {
   return (
+    err instanceof UnavailableError ||
     err instanceof jserrors.JetStreamNotEnabled ||
     err instanceof TimeoutError ||
     (err instanceof JetStreamApiError && err.code === UNAVAILABLE)

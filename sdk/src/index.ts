@@ -43,6 +43,7 @@ export {
   type TaskRateLimit,
   TaskRunError,
   type TaskRunState,
+  UnavailableError,
   ValidationError,
   WaitTimeoutError,
   type WorkerRegistration,

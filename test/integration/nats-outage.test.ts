@@ -1,3 +1,4 @@
+import { UnavailableError } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import { connectClient, eventually, historyTypes, startEngine, uniqueNamespace } from "../harness/fixtures.js";
 import { startNatsServer } from "../harness/nats-server.js";
@@ -95,4 +96,49 @@ describe("NATS outage", () => {
       await nats.stop();
     }
   }, 60_000);
+
+  it("outage - a task that ends while NATS is down for longer than an append retries has its outcome kept and recorded once NATS is back; a trigger meanwhile fails with UnavailableError", async () => {
+    const nats = await startNatsServer();
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    try {
+      const ran: string[] = [];
+      const job = tj.task({
+        name: "job",
+        fn: async (_input, ctx) => {
+          ran.push(ctx.workflowRunId());
+          await new Promise((r) => setTimeout(r, 1000));
+          return { done: true };
+        },
+      });
+      const worker = await tj.worker("w", { workflows: [job] });
+      await worker.start();
+      const ref = await job.runNoWait({});
+      await eventually(
+        async () => ((await historyTypes(tj, ref.runId)).includes("TaskStarted") ? true : undefined),
+        5000,
+        "the start recorded",
+      );
+      await nats.kill("SIGKILL");
+      // Past the 15 s an append retries for: the task's result and this trigger are both refused meanwhile.
+      const refused = await job.runNoWait({}).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(UnavailableError);
+      expect((refused as UnavailableError).code).toBe("UNAVAILABLE");
+      expect((refused as Error).message).toMatch(/did not acknowledge RunCreated of run \S+ within 15 s.*try again/);
+      await nats.restart();
+      expect(await ref.result({ timeoutMs: 20_000 })).toEqual({ done: true });
+      // The refused trigger may run too (nats.js sent it once reconnected): what it said, "may have been recorded".
+      expect(await historyTypes(tj, ref.runId, { expand: true })).toEqual([
+        "RunCreated",
+        "TaskStarted",
+        "TaskCompleted",
+      ]);
+      expect(ran.filter((id) => id === ref.runId)).toHaveLength(1);
+    } finally {
+      await tj.close();
+      await engine.stop();
+      await nats.stop();
+    }
+  }, 90_000);
 });

@@ -168,7 +168,10 @@ export function natsFailureAnswer(err: unknown): { status: number; body: z.outpu
     err.name === "JetStreamNotEnabled" ||
     (err.name === "JetStreamApiError" && (api.code === JS_UNAVAILABLE || api.status === 503)) ||
     (err instanceof TaskjetError &&
-      (err.code === ErrorCodes.connectionFailed || err.code === ErrorCodes.timeout || err.code === ErrorCodes.closed));
+      (err.code === ErrorCodes.connectionFailed ||
+        err.code === ErrorCodes.timeout ||
+        err.code === ErrorCodes.closed ||
+        err.code === ErrorCodes.unavailable));
   if (unavailable) {
     return {
       status: 503,

@@ -28,7 +28,7 @@ import {
   toRecordedError,
   truncateText,
 } from "@taskjet/schemas";
-import { appendEvent } from "../append.js";
+import { appendEvent, isTransient } from "../append.js";
 import type { Connection } from "../connection.js";
 import { readTail } from "../run-reader.js";
 
@@ -197,14 +197,15 @@ export async function reportResult(
     : (t?: TaskRunState) => isOurs(t, a, r);
   let outcome: Awaited<ReturnType<typeof appendWhileCurrent>>;
   try {
-    outcome = await appendWhileCurrent(r, a, event, lastSeq, current);
+    outcome = await untilAcknowledged(r, () => appendWhileCurrent(r, a, event, lastSeq, current));
   } catch (err) {
     if (!refusedForGood(err)) throw err;
     // The same event would be refused again, and an attempt without an outcome leaves its run waiting for good (it
     // never started on record, so nothing times it out): record that it failed, and why, so retries apply.
     event = refusedOutcome(r, a, event, err);
     if (started) event.data.started = started;
-    outcome = await appendWhileCurrent(r, a, event, lastSeq, current);
+    const refused = event;
+    outcome = await untilAcknowledged(r, () => appendWhileCurrent(r, a, refused, lastSeq, current));
   }
   if (!("stale" in outcome)) return true;
   const report =
@@ -216,6 +217,22 @@ export async function reportResult(
   const { task, state } = outcome.stale;
   await recordIgnored(r, a, report, task, state);
   return false;
+}
+
+/**
+ * An outcome is what a worker must not drop: past an append's own retries (NATS down for longer than an election), it
+ * goes on trying, every few seconds, until NATS takes it or the connection is closed. Dropped, the run stayed RUNNING
+ * until its execution timeout, which then failed it or ran the task again. The same event again is stored once.
+ */
+async function untilAcknowledged<T>(r: Reporter, append: () => Promise<T>): Promise<T> {
+  for (let tries = 0; ; tries++) {
+    try {
+      return await append();
+    } catch (err) {
+      if (!isTransient(err) || r.conn.nc.isClosed()) throw err;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 1000 * 2 ** tries)));
+    }
+  }
 }
 
 /** JetStream's "message size exceeds maximum allowed" (the stream's `max_msg_size`). */

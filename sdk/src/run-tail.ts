@@ -38,9 +38,10 @@ export async function* followRunSide(
     const history = readHistory(conn.js, ns, runId, {
       follow: true,
       signal: stop.signal,
+      // Not before what was stored when it was asked: a replayed run was terminal before its replay's events.
       until: (e) => {
         if (e.event) state = evolve(state, e.event, e.seq);
-        return state !== undefined && isTerminal(state.status);
+        return e.seq >= last.seq && state !== undefined && isTerminal(state.status);
       },
     });
     for await (const _ of history);

@@ -94,6 +94,38 @@ describe("streaming", () => {
     }
   });
 
+  it("streaming - following a replayed run goes on until the replay ends, not to the end it had before", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    try {
+      const slow = tj.task({
+        name: "slow-logs",
+        fn: async (_input, ctx) => {
+          for (let i = 0; i < 5; i++) {
+            ctx.logger.info(`line ${i}`);
+            await sleep(100);
+          }
+          return {};
+        },
+      });
+      const worker = await tj.worker("w", { workflows: [slow] });
+      await worker.start();
+      const ref = await slow.runNoWait({});
+      await ref.result();
+      await tj.runs.replay({ ids: [ref.runId] });
+      const lines: [number, string][] = [];
+      for await (const l of tj.logs.follow(ref.runId)) lines.push([l.attempt, l.message]);
+      expect(lines.filter(([attempt]) => attempt === 1).map(([, m]) => m)).toEqual(
+        [0, 1, 2, 3, 4].map((i) => `line ${i}`),
+      );
+      await worker.stop();
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
   it("streaming - a retried task's chunks and log lines carry their attempt; an unknown run is RunNotFoundError", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace] });

@@ -19,14 +19,17 @@ const taskName = z
   .max(128);
 const status = z.enum(RUN_STATUS_VALUES as [string, ...string[]]);
 
-/** A query parameter given once, several times, or comma-separated: always a list. */
-function listParam<T extends z.ZodType>(item: T) {
+/**
+ * A query parameter given once or several times, and comma-separated unless its values may hold commas: always a
+ * list.
+ */
+function listParam<T extends z.ZodType>(item: T, { commas = true } = {}) {
   return z.preprocess(
     (v) =>
       v === undefined
         ? undefined
         : (Array.isArray(v) ? v : [v])
-            .flatMap((s) => (typeof s === "string" ? s.split(",") : [s]))
+            .flatMap((s) => (commas && typeof s === "string" ? s.split(",") : [s]))
             .filter((s) => s !== ""),
     z.array(item),
   );
@@ -52,7 +55,8 @@ export const ListRunsQuerySchema = z
     task: taskName.optional().describe("only runs of this task or workflow (or having a task of this name)"),
     since: timeParam.optional().describe("created at or after: ISO time, or a duration before now (1h)"),
     until: timeParam.optional().describe("created before: ISO time, or a duration before now"),
-    metadata: listParam(z.string().regex(/^[^=]+=.*$/, "must be key=value"))
+    // A value may hold commas (and "="): one pair per parameter, split at its first "=".
+    metadata: listParam(z.string().regex(/^[^=]+=.*$/, "must be key=value"), { commas: false })
       .optional()
       .describe("key=value pairs the run's additionalMetadata must all have (repeat the parameter)"),
     limit: z.coerce.number().int().min(1).max(500).default(50).describe("runs per page, newest first"),

@@ -270,7 +270,8 @@ describe("REST API", () => {
     for (let i = 0; i < 12; i++) {
       const fail = i % 4 === 0;
       const task = i % 4 === 1 ? other : hello;
-      refs.push(await task.runNoWait({ n: i, fail }, { additionalMetadata: { batch: i < 6 ? "a" : "b" } }));
+      const tags: Record<string, string> = i === 11 ? { tags: "x,y=z" } : {}; // a value with a comma and an "="
+      refs.push(await task.runNoWait({ n: i, fail }, { additionalMetadata: { batch: i < 6 ? "a" : "b", ...tags } }));
     }
     await Promise.allSettled(refs.map((r) => r.result()));
     const total = refs.length + 2; // the POSTed run and the idempotent one
@@ -312,6 +313,8 @@ describe("REST API", () => {
     expect((batchB.body.runs as unknown[]).length).toBe(6);
     const byEnv = await call("GET", `${ns}/runs?metadata=env%3Dprod`, { token });
     expect((byEnv.body.runs as { runId: string }[]).map((r) => r.runId)).toEqual([runId]);
+    const byTags = await call("GET", `${ns}/runs?metadata=tags%3Dx%2Cy%3Dz&metadata=batch=b`, { token });
+    expect((byTags.body.runs as { runId: string }[]).map((r) => r.runId)).toEqual([refs[11]?.runId]);
     const future = await call("GET", `${ns}/runs?since=${new Date(Date.now() + 60_000).toISOString()}`, { token });
     expect(future.body.runs).toEqual([]);
     const recent = await call(

@@ -347,7 +347,7 @@ function oneRunOption(options: RunOptions | undefined, count: number): Validatio
  * Run options as a child run takes them: its priority and metadata (over the parent's); its id derives from the
  * parent task-run and its trace is the parent task's, so an id, an idempotency key or a trace context is refused.
  */
-function childOptions(options: RunOptions | undefined, path: string): ChildOptions | ValidationError {
+export function childOptions(options: RunOptions | undefined, path: string): ChildOptions | ValidationError {
   if (options === undefined) return {};
   if (typeof options !== "object" || options === null) {
     return new ValidationError([{ path, message: `must be an object, got ${describeValue(options)}` }]);

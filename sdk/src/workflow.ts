@@ -11,7 +11,16 @@ import {
 } from "@taskjet/schemas";
 import type { CronCreator, CronOptions, CronSpec } from "./crons.js";
 import type { RunRef } from "./run-ref.js";
-import type { ConcurrencyOption, DeclaredOptions, JsonObject, Output, TaskDeclaration, TaskOptions } from "./task.js";
+import {
+  type ConcurrencyOption,
+  childOptions,
+  type DeclaredOptions,
+  type JsonObject,
+  type Output,
+  type TaskDeclaration,
+  type TaskOptions,
+} from "./task.js";
+import { currentTask } from "./worker/current.js";
 
 /** Options a workflow gives all its tasks unless a task says otherwise. */
 export interface TaskDefaults {
@@ -157,13 +166,25 @@ export class WorkflowDeclaration<I extends object = JsonObject> {
     };
   }
 
-  /** Triggers a run and waits for it: `{ [taskName]: output }`. */
+  /** Triggers a run and waits for it: `{ [taskName]: output }`. Inside a task, a child run of it. */
   run<O extends object = JsonObject>(input: I, options?: RunOptions): Promise<O> {
+    const parent = currentTask.getStore();
+    if (parent) {
+      const child = childOptions(options, "options");
+      if (child instanceof ValidationError) return Promise.reject(child);
+      return parent.runChild<O>(this, input as JsonObject, child) as Promise<O>;
+    }
     return this.host.runWorkflow<O>(this, input as JsonObject, options, "wait") as Promise<O>;
   }
 
-  /** Triggers a run and returns once it is recorded. */
+  /** Triggers a run and returns once it is recorded. Inside a task, a child run of it. */
   runNoWait<O extends object = JsonObject>(input: I, options?: RunOptions): Promise<RunRef<O>> {
+    const parent = currentTask.getStore();
+    if (parent) {
+      const child = childOptions(options, "options");
+      if (child instanceof ValidationError) return Promise.reject(child);
+      return parent.runChildNoWait<O>(this, input as JsonObject, child) as Promise<RunRef<O>>;
+    }
     return this.host.runWorkflow<O>(this, input as JsonObject, options, "noWait") as Promise<RunRef<O>>;
   }
 

@@ -71,6 +71,36 @@ describe("child runs", () => {
     await engine.stop();
   });
 
+  it("workflow inside a task - wf.run() is a child run of it: a retried parent gets the same workflow run", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    const wf = tj.workflow({ name: "inner" });
+    const a = wf.task({ name: "inner-a", fn: async (input: { n: number }) => ({ a: input.n }) });
+    wf.task({
+      name: "inner-b",
+      parents: [a],
+      fn: async (_input, ctx) => ({ b: (ctx.parentOutput(a) as { a: number }).a + 1 }),
+    });
+    const outer = tj.task({
+      name: "outer",
+      retries: 1,
+      fn: async (input: { n: number }, ctx) => {
+        const out = await wf.run<{ "inner-b": { b: number } }>({ n: input.n });
+        if (ctx.retryCount() === 0) throw new Error("fail once, after the workflow ran");
+        return { b: out["inner-b"].b };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [wf, outer] });
+    await worker.start();
+    const ref = await outer.runNoWait({ n: 4 });
+    expect(await ref.result()).toEqual({ b: 5 });
+    const inner = await tj.runs.list({ taskName: "inner" });
+    expect(inner).toHaveLength(1); // not one per attempt of the parent
+    expect(inner[0]?.trigger.kind).toBe("child");
+    expect((await tj.runs.get(ref.runId)).children?.map((c) => c.runId)).toEqual([inner[0]?.runId]);
+    await tj.close();
+    await engine.stop();
+  });
+
   it("child options - inside a task, a trigger's priority and metadata go to the child, runMany's returnExceptions holds, an id is refused", async () => {
     const { engine, tj } = await startNamespace(nats.url);
     const seen: { n: number; meta: Record<string, string> }[] = [];
@@ -136,7 +166,7 @@ describe("child runs", () => {
       name: "keys",
       fn: async (_input, ctx) => {
         const refused: string[] = [];
-        for (const key of [{ a: 1 }, 7, "k".repeat(257)]) {
+        for (const key of [{ a: 1 }, 7, "k".repeat(257), "#0"]) {
           const err = await ctx.runChild(square, { i: 2 }, { key: key as never }).catch((e: unknown) => e);
           if (err instanceof ValidationError) refused.push(err.message);
         }
@@ -154,12 +184,14 @@ describe("child runs", () => {
     const worker = await tj.worker("w", { workflows: [square, keys] });
     await worker.start();
     const out = (await keys.run({})) as { refused: string[]; bulk: string; a: number; b: number };
+    const why = 'must be a string of at most 256 characters, not starting with "#" (unkeyed children\'s), got';
     expect(out.refused).toEqual([
-      'options.key: must be a string of at most 256 characters, got {"a":1}',
-      "options.key: must be a string of at most 256 characters, got 7",
-      expect.stringMatching(/^options\.key: must be a string of at most 256 characters, got "k+\.\.\."$/),
+      `options.key: ${why} {"a":1}`,
+      `options.key: ${why} 7`,
+      expect.stringMatching(/^options\.key: must be .*, got "k+\.\.\."$/),
+      `options.key: ${why} "#0"`, // the first unkeyed child's key: it would be that child
     ]);
-    expect(out.bulk).toBe('children[1].key: must be a string of at most 256 characters, got {"b":2}');
+    expect(out.bulk).toBe(`children[1].key: ${why} {"b":2}`);
     expect([out.a, out.b]).toEqual([4, 9]);
     const { children } = await tj.runs.get((await tj.runs.list({ taskName: "keys" }))[0]?.runId as string);
     expect(children?.map((c) => c.key)).toEqual(["a", "b"]); // the refused ones made nothing

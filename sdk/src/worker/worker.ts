@@ -203,9 +203,9 @@ export class Worker {
     payloadLimit: () => this.conn.payloadLimit,
     eventsLastSeq: async () => (await this.conn.jsm.streams.info(Streams.events)).state.last_seq,
     spawnChildren: (a, attempt, children) => this.spawnChildren(a, attempt, children),
-    releaseSlot: async (key, attempt) => {
+    releaseSlot: async (key, attempt, forChild) => {
       if (this.released.has(key) || !this.running.has(key)) return;
-      await attempt.releaseSlot();
+      await attempt.releaseSlot(forChild);
       // Still running and still reported, but no longer counted against the slots.
       const entry = this.running.get(key);
       if (!entry) return;
@@ -905,7 +905,7 @@ interface AttemptHost {
     children: (ChildSpec & { key: string })[],
   ): Promise<RunRef<JsonObject>[]>;
   /** `ctx.releaseSlot()`: the attempt runs on, no longer counted against the slots. */
-  releaseSlot(key: string, attempt: AttemptClock): Promise<void>;
+  releaseSlot(key: string, attempt: AttemptClock, forChild?: boolean): Promise<void>;
 }
 
 /**
@@ -948,12 +948,16 @@ class AttemptHooks implements ContextHooks {
       } catch (err) {
         return Promise.reject(err);
       }
-      // A key decides the child's id: `String()` of anything but a string would give distinct keys one child.
-      if (c.key !== undefined && (typeof c.key !== "string" || c.key.length > 256)) {
+      // A key decides the child's id: `String()` of anything but a string would give distinct keys one child, and
+      // "#n" is the n-th unkeyed child's.
+      if (c.key !== undefined && (typeof c.key !== "string" || c.key.length > 256 || c.key.startsWith("#"))) {
         const path = children.length === 1 ? "options.key" : `children[${i}].key`;
         return Promise.reject(
           new ValidationError([
-            { path, message: `must be a string of at most 256 characters, got ${describeValue(c.key)}` },
+            {
+              path,
+              message: `must be a string of at most 256 characters, not starting with "#" (unkeyed children's), got ${describeValue(c.key)}`,
+            },
           ]),
         );
       }
@@ -1009,8 +1013,8 @@ class AttemptHooks implements ContextHooks {
     return this.attempt.refresh(ms);
   }
 
-  releaseSlot(): Promise<void> {
-    return this.host.releaseSlot(this.key, this.attempt);
+  releaseSlot(forChild?: boolean): Promise<void> {
+    return this.host.releaseSlot(this.key, this.attempt, forChild);
   }
 }
 
@@ -1105,8 +1109,8 @@ class AttemptClock {
     this.arm();
   }
 
-  async releaseSlot(): Promise<void> {
-    await this.record(EventTypes.TaskSlotReleased, {});
+  async releaseSlot(forChild?: boolean): Promise<void> {
+    await this.record(EventTypes.TaskSlotReleased, forChild ? { forChild } : {});
   }
 
   /** Appends a fact about this running attempt after the last one it wrote (CAS), and moves its place. */

@@ -220,12 +220,15 @@ export const TaskReassignedSchema = z.object({
   data: z.object({ attempt: z.number().int().min(0), fromWorkerId: token, reason: z.string() }),
 });
 
-/** The running attempt gave its worker slot back early (`ctx.releaseSlot()`); it keeps running. */
+/**
+ * The running attempt gave its worker slot back early (`ctx.releaseSlot()`); it keeps running. `forChild`: a durable
+ * task waiting for a child (`ctx.spawnChild`), which replays on another worker if its own dies.
+ */
 export const TaskSlotReleasedSchema = z.object({
   ...envelope,
   type: z.literal(EventTypes.TaskSlotReleased),
   taskRunId: token,
-  data: z.object({ ...attemptFacts }),
+  data: z.object({ ...attemptFacts, forChild: z.literal(true).optional() }),
 });
 
 /** One task was cancelled by the engine (e.g. `SCHEDULE_TIMEOUT`: queued too long). */

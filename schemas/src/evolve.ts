@@ -172,13 +172,13 @@ function apply(state: RunState, event: TaskjetEvent, seq: number, owned: WeakSet
     case EventTypes.TaskReassigned: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
       if (!task || task.status !== RunStatuses.running || task.workerId !== event.data.fromWorkerId) return next;
-      const { workerId: _w, workerName: _n, timeoutAt: _t, slotReleased: _s, ...rest } = task;
+      const { workerId: _w, workerName: _n, timeoutAt: _t, slotReleased: _s, waitsForChild: _c, ...rest } = task;
       return withTask(next, { ...rest, status: RunStatuses.queued, queuedAt: event.at });
     }
     case EventTypes.TaskSlotReleased: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
       if (task?.status !== RunStatuses.running || task.workerId !== event.data.workerId) return next;
-      return withTask(next, { ...task, slotReleased: true });
+      return withTask(next, { ...task, slotReleased: true, ...(event.data.forChild ? { waitsForChild: true } : {}) });
     }
     case EventTypes.TaskCancelled: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
@@ -351,7 +351,15 @@ function runningAttempt(
 
 /** The task without its running attempt's worker facts: the attempt left the worker. */
 function offWorker(task: TaskRunState): TaskRunState {
-  const { workerId: _w, workerName: _n, startedAt: _s, timeoutAt: _t, slotReleased: _r, ...rest } = task;
+  const {
+    workerId: _w,
+    workerName: _n,
+    startedAt: _s,
+    timeoutAt: _t,
+    slotReleased: _r,
+    waitsForChild: _c,
+    ...rest
+  } = task;
   return rest;
 }
 

@@ -67,8 +67,10 @@ export interface TaskRunState {
   queuedSeq?: number;
   /** How long an attempt may wait for a worker (absent: the engine's default). */
   scheduleTimeoutMs?: number;
-  /** The running attempt gave its slot back: it is not reassigned if its worker dies. */
+  /** The running attempt gave its slot back: it is not reassigned if its worker dies (unless `waitsForChild`). */
   slotReleased?: boolean;
+  /** A durable attempt gave its slot back to wait for a child: it replays on another worker if its own dies. */
+  waitsForChild?: boolean;
   /** The running attempt's execution deadline. */
   timeoutAt?: string;
   /** How failed attempts are retried, as recorded by the last start. */

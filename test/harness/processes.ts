@@ -12,7 +12,7 @@ export async function startWorkerProcess(
   task: string,
   slots: number,
   taskMs: number,
-  mode?: "release" | "durable",
+  mode?: "release" | "durable" | "child",
 ): Promise<{ child: ChildProcess; workerId: string; output: () => string }> {
   const args = [WORKER, url, namespace, task, String(slots), String(taskMs), ...(mode ? [mode] : [])];
   const child = spawn(process.execPath, ["--import", "tsx", ...args], { stdio: ["ignore", "pipe", "inherit"] });

@@ -172,6 +172,29 @@ describe("lost workers", () => {
     await engine.stop();
   });
 
+  it("durable spawnChild - a durable task that gave its slot back to wait for a child is reassigned when its worker dies, and replays", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace], workerTtlMs: 1000 });
+    const tj = await connectClient(nats.url, { namespace });
+    const doomed = await startWorkerProcess(nats.url, namespace, "parent", 2, 60_000, "child");
+    const ref = await tj.runNoWait("parent", {});
+    await eventually(async () => {
+      for await (const e of tj.runs.history(ref.runId)) if (e.event?.type === "TaskSlotReleased") return true;
+      return undefined;
+    });
+    await kill(doomed.child, "SIGKILL");
+    const other = await startWorkerProcess(nats.url, namespace, "parent", 2, 10, "child");
+    const out = (await ref.result({ timeoutMs: 20_000 })) as { pid: number };
+    expect(out.pid).toBe(other.child.pid);
+    expect(await tj.runs.list({ taskName: "parent-child" })).toHaveLength(1); // replayed, not spawned again
+    const types = await historyTypes(tj, ref.runId);
+    expect(types).toContain("TaskReassigned");
+    expect(types.filter((t) => t === "ChildrenSpawned").length).toBeGreaterThanOrEqual(1);
+    await kill(other.child, "SIGTERM");
+    await tj.close();
+    await engine.stop();
+  });
+
   it("reassign - a worker killed with SIGKILL mid-task: its attempts are reassigned (not retried) and complete on another worker", async () => {
     const namespace = uniqueNamespace();
     const engine = await startEngine(nats.url, { namespaces: [namespace], workerTtlMs: 1500 });

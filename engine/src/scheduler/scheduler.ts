@@ -119,7 +119,7 @@ export class Scheduler {
           this.hold(state, task, state.lastSeq);
           // It runs on without its slot, keeping its concurrency places.
           if (task.slotReleased) this.core.slotFreed(task, task.workerId);
-        } else if (!task.slotReleased)
+        } else if (!task.slotReleased || task.waitsForChild)
           // Its worker vanished while no engine watched: the attempt goes to another worker.
           this.reassign(
             state.runId,
@@ -368,7 +368,7 @@ export class Scheduler {
     }
     for (const state of this.o.states.values()) {
       for (const t of state.tasks) {
-        if (t.status === RunStatuses.running && t.workerId === workerId && !t.slotReleased) {
+        if (t.status === RunStatuses.running && t.workerId === workerId && (!t.slotReleased || t.waitsForChild)) {
           this.reassign(state.runId, t.taskRunId, t.attempt, workerId, `worker ${reason}`);
         }
       }

@@ -88,7 +88,8 @@ export interface TaskLogger {
 /** What a `Context` asks of the worker running its attempt. */
 export interface ContextHooks {
   refresh(ms: number): Promise<void>;
-  releaseSlot(): Promise<void>;
+  /** `forChild`: a durable task waiting for its child, which replays elsewhere if this worker dies. */
+  releaseSlot(forChild?: boolean): Promise<void>;
   spawn(children: ChildSpec[]): Promise<RunRef<Record<string, unknown>>[]>;
   checkpoint(index: number, value: string): Promise<void>;
   sleep(index: number, until: string): Promise<void>;
@@ -348,7 +349,7 @@ export class Context {
         `spawnChild(${err.existingTask})`,
       );
     });
-    if (this.durable) await this.releaseSlot();
+    if (this.durable) await this.hooks.releaseSlot(true);
     return child.result();
   }
 

@@ -225,15 +225,48 @@ export async function reportResult(
  * until its execution timeout, which then failed it or ran the task again. The same event again is stored once.
  */
 async function untilAcknowledged<T>(r: Reporter, append: () => Promise<T>): Promise<T> {
+  try {
+    return await append();
+  } catch (err) {
+    if (!isTransient(err) || r.conn.nc.isClosed()) throw err;
+  }
   for (let tries = 0; ; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 1000 * 2 ** tries)));
     try {
-      return await append();
+      return await afterFailure.run(append);
     } catch (err) {
       if (!isTransient(err) || r.conn.nc.isClosed()) throw err;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 1000 * 2 ** tries)));
     }
   }
 }
+
+/**
+ * At most this many outcomes are retried at once after their first append gave up. 100,000 outcomes reported in one
+ * burst (a worker holding as many attempts, released together) time out together; retried together, each retry's
+ * conflict read-back overflowed the server's API queue, timed out and was retried again, for good.
+ */
+const RETRYING_AT_ONCE = 32;
+
+/** Runs at most `limit` of the functions given at once; the others wait their turn, first come first served. */
+class Limiter {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.running >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.running++;
+    try {
+      return await fn();
+    } finally {
+      this.running--;
+      this.waiting.shift()?.();
+    }
+  }
+}
+
+const afterFailure = new Limiter(RETRYING_AT_ONCE);
 
 /** JetStream's "message size exceeds maximum allowed" (the stream's `max_msg_size`). */
 const MESSAGE_TOO_LARGE = 10054;

@@ -250,15 +250,20 @@ export class RunsClient {
   }
 
   /**
-   * @internal Cancels one run; `false` when it had already finished.
+   * @internal Cancels one run; `false` when it had already finished (or `applies`, decided again after every
+   * conflict, says no; it may throw instead).
    * @throws RunNotFoundError
    */
-  async cancelOne(runId: string, reason?: string): Promise<boolean> {
+  async cancelOne(
+    runId: string,
+    reason?: string,
+    applies: (state: RunState) => boolean = (s) => !isTerminal(s.status),
+  ): Promise<boolean> {
     reason = checkReason(reason) ?? "cancelled by request";
     const state = await this.read(runId, undefined);
     if (!state) throw new RunNotFoundError(runId);
     const event = makeEvent(EventTypes.RunCancelled, { runId, data: { reason } });
-    return this.appendDecided(state, event, (s) => !isTerminal(s.status));
+    return this.appendDecided(state, event, applies);
   }
 
   /** @internal The latest state, from `known` (folding only the log after it) or from the projection. */

@@ -73,19 +73,11 @@ export class ScheduledClient {
    */
   async delete(runId: string): Promise<boolean> {
     checkToken(runId, "runId");
-    const event = makeEvent(EventTypes.RunCancelled, { runId, data: { reason: "scheduled run deleted" } });
-    let state = await this.runs.read(runId, undefined);
-    for (;;) {
-      if (!state) throw new RunNotFoundError(runId);
-      if (state.status === RunStatuses.cancelled) return false;
-      // Decided again after every conflict: the engine may have made it due meanwhile, and a due run may start.
-      if (state.status !== RunStatuses.scheduled) throw new RunNotScheduledError(runId, state.status);
-      try {
-        return !(await appendEvent(this.conn, this.ns, event, state.lastSeq)).duplicate;
-      } catch (err) {
-        if (!(err instanceof AppendConflictError)) throw err;
-        state = await this.runs.read(runId, state);
-      }
-    }
+    // Decided again after every conflict: the engine may have made it due meanwhile, and a due run may start.
+    return this.runs.cancelOne(runId, "scheduled run deleted", (s) => {
+      if (s.status === RunStatuses.cancelled) return false;
+      if (s.status !== RunStatuses.scheduled) throw new RunNotScheduledError(runId, s.status);
+      return true;
+    });
   }
 }

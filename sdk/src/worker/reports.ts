@@ -204,8 +204,7 @@ export async function reportResult(
     // never started on record, so nothing times it out): record that it failed, and why, so retries apply.
     event = refusedOutcome(r, a, event, err);
     if (started) event.data.started = started;
-    const refused = event;
-    outcome = await untilAcknowledged(r, () => appendWhileCurrent(r, a, refused, lastSeq, current));
+    outcome = await untilAcknowledged(r, () => appendWhileCurrent(r, a, event, lastSeq, current));
   }
   if (!("stale" in outcome)) return true;
   const report =

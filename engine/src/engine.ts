@@ -156,6 +156,7 @@ class NamespaceRuntime {
       eventWaits,
       append,
       states: this.projector,
+      awaitWorker: (id) => this.registry.expect(id),
       definition: (name) => this.definitions.get(name),
       scheduleTimeoutMs: config.defaultScheduleTimeoutMs,
       resendAfterMs: config.assignmentResendMs,
@@ -275,6 +276,7 @@ class NamespaceRuntime {
   /** The engine's connection came back after a drop. */
   reconnected(): void {
     this.ends.again();
+    this.registry.reconnected();
   }
 }
 

@@ -13,6 +13,7 @@ import {
   subjects,
   type WorkerRegistration,
 } from "@taskjet/schemas";
+import type { RunRef } from "@taskjet/sdk";
 import { describe, expect, it } from "vitest";
 import {
   connectClient,
@@ -124,6 +125,57 @@ describe("lost workers", () => {
     await kill(lone.child, "SIGTERM");
     await tj.close();
     await engine.stop();
+  });
+
+  it("takeover - a worker whose registration lapsed while no engine led (NATS down, or it froze) keeps its attempt if it heartbeats within a TTL of the new leader; one that does not has it reassigned", async () => {
+    const namespace = uniqueNamespace();
+    const config = { namespaces: [namespace], workerTtlMs: 1500 };
+    const first = await startEngine(nats.url, config);
+    const tj = await connectClient(nats.url, { namespace });
+    const frozen = await workerProcess(namespace, "job", 1, 1500);
+    const dead = await workerProcess(namespace, "job", 1, 60_000);
+    const refs = await Promise.all([1, 2].map((n) => tj.runNoWait("job", { n })));
+    await eventually(async () => {
+      const states = await Promise.all(refs.map((r) => tj.runs.get(r.runId)));
+      return states.every((s) => s.status === "RUNNING") ? true : undefined;
+    });
+    const [a, b] = refs as [RunRef, RunRef];
+    const [onDead, onFrozen] = (await tj.runs.get(a.runId)).tasks[0]?.workerId === dead.workerId ? [a, b] : [b, a];
+    await first.stop();
+    frozen.child.kill("SIGSTOP");
+    await kill(dead.child, "SIGKILL");
+    // Both registrations expire while no engine leads.
+    const nc = await connect({ servers: nats.url });
+    const kv = await new Kvm(nc).open(Buckets.workers);
+    await eventually(
+      async () => ((await kv.get(keys.worker(namespace, frozen.workerId)))?.operation === "PUT" ? undefined : true),
+      10_000,
+      "the frozen worker's registration expired",
+    );
+    await nc.close();
+    const second = await startEngine(nats.url, config);
+    frozen.child.kill("SIGCONT");
+    try {
+      expect(await onFrozen.result({ timeoutMs: 20_000 })).toMatchObject({
+        worker: frozen.workerId,
+      });
+      expect(await historyTypes(tj, onFrozen.runId)).toEqual(["RunCreated", "TaskStarted", "TaskCompleted"]);
+      // Nobody heartbeats for the dead one: its attempt runs again on the frozen worker once that is free.
+      expect(await onDead.result({ timeoutMs: 20_000 })).toMatchObject({
+        worker: frozen.workerId,
+      });
+      expect(await historyTypes(tj, onDead.runId)).toEqual([
+        "RunCreated",
+        "TaskStarted",
+        "TaskReassigned",
+        "TaskStarted",
+        "TaskCompleted",
+      ]);
+    } finally {
+      await kill(frozen.child, "SIGTERM");
+      await tj.close();
+      await second.stop();
+    }
   });
 
   it("reassign - a worker that came back, was given its attempt again and died again has it reassigned a second time", async () => {

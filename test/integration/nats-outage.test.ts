@@ -100,9 +100,8 @@ describe("NATS outage", () => {
   it("outage - a task that ends while NATS is down for longer than an append retries has its outcome kept and recorded once NATS is back; a trigger meanwhile fails with UnavailableError", async () => {
     const nats = await startNatsServer();
     const namespace = uniqueNamespace();
-    // A registration outliving the outage: what is tested is the outcome kept, not how soon after an outage a worker
-    // must heartbeat again (with the default TTL the engine may take it for gone and reassign its attempt).
-    const engine = await startEngine(nats.url, { namespaces: [namespace], workerTtlMs: 60_000 });
+    // The default worker TTL (15 s), shorter than the outage: the new leader waits for the worker's heartbeat.
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
     const tj = await connectClient(nats.url, { namespace });
     try {
       const ran: string[] = [];

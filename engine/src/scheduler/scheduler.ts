@@ -37,6 +37,8 @@ export interface SchedulerOptions {
   append: (event: TaskjetEventInput, expectedSeq: number) => Promise<number>;
   /** The projector's run states: a queued run may be cold (read back with `load`). */
   states: RunStates;
+  /** Running attempts name a worker not registered: it is declared gone (`workerDown`) unless it heartbeats. */
+  awaitWorker: (workerId: string) => void;
   /** Registered task definitions. */
   definition: (taskName: string) => CompiledDefinition | undefined;
   /** How long an attempt may wait for a worker when its run does not say (then `timeouts` cancels it). */
@@ -115,19 +117,16 @@ export class Scheduler {
     for (const state of states) {
       for (const task of state.tasks) {
         if (task.status !== RunStatuses.running || !task.workerId) continue;
-        if (this.core.hasWorker(task.workerId)) {
-          this.hold(state, task, state.lastSeq);
-          // It runs on without its slot, keeping its concurrency places.
-          if (task.slotReleased) this.core.slotFreed(task, task.workerId);
-        } else if (!task.slotReleased || task.waitsForChild)
-          // Its worker vanished while no engine watched: the attempt goes to another worker.
-          this.reassign(
-            state.runId,
-            task.taskRunId,
-            task.attempt,
-            task.workerId,
-            "worker gone before the engine started",
-          );
+        if (!this.core.hasWorker(task.workerId)) {
+          // Its registration lapsed while no engine watched: the worker may have died then, or NATS was down for
+          // longer than the TTL and kept it from heartbeating. It holds its attempts, placed nothing, until it
+          // heartbeats or the registry declares it gone (`workerDown` then reassigns them).
+          this.core.upsertWorker({ workerId: task.workerId, tasks: [], slots: 0 });
+          this.o.awaitWorker(task.workerId);
+        }
+        this.hold(state, task, state.lastSeq);
+        // It runs on without its slot, keeping its concurrency places.
+        if (task.slotReleased) this.core.slotFreed(task, task.workerId);
       }
     }
     const queued: { state: RunState; task: TaskRunState; order: number }[] = [];

@@ -30,8 +30,13 @@ export class WorkerRegistry {
   private readonly lastSeen = new Map<string, Seen>();
   /** Workers whose registration is being read to confirm they are gone. */
   private readonly confirming = new Set<string>();
-  /** Since when the bucket answered every read (epoch ms): a worker had no chance to heartbeat while it did not. */
+  /**
+   * Since when the bucket answered every read (epoch ms): a worker had no chance to heartbeat while it did not. Set
+   * by the first read answered after one failed, not by the failure: a failed read tells when NATS was still down,
+   * not when it came back, and a worker it kept from heartbeating gets a whole TTL from then.
+   */
   private readableSince = Date.now();
+  private unreadable = false;
   private sweeper: NodeJS.Timeout | undefined;
   private stopWatch: (() => void) | undefined;
 
@@ -51,6 +56,19 @@ export class WorkerRegistry {
     this.sweeper.unref();
   }
 
+  /**
+   * A worker that running attempts name but that is not registered: its registration may have lapsed while no engine
+   * watched (NATS was down for longer than the TTL). It gets a TTL to heartbeat before it is declared gone.
+   */
+  expect(workerId: string): void {
+    if (!this.lastSeen.has(workerId)) this.lastSeen.set(workerId, { at: Date.now(), revision: 0 });
+  }
+
+  /** The engine's connection came back: what it missed, heartbeats included, gets a TTL to show. */
+  reconnected(): void {
+    this.readableSince = Date.now();
+  }
+
   stop(): void {
     if (this.sweeper) clearInterval(this.sweeper);
     this.stopWatch?.();
@@ -67,7 +85,8 @@ export class WorkerRegistry {
     const known = this.lastSeen.get(registration.workerId);
     if (known && known.revision > revision) return; // an older one, read while the watch delivered a newer
     this.lastSeen.set(registration.workerId, { at: Date.now(), revision });
-    if (!known) this.o.log.info({ workerId: registration.workerId, name: registration.name }, "worker joined");
+    if (!known?.revision)
+      this.o.log.info({ workerId: registration.workerId, name: registration.name }, "worker joined");
     this.o.onUp(registration);
   }
 
@@ -97,12 +116,16 @@ export class WorkerRegistry {
       .get(key)
       .then(
         (entry) => {
+          if (this.unreadable) {
+            this.unreadable = false;
+            this.readableSince = Date.now();
+          }
           if (entry?.operation === "PUT" && entry.revision > revision) this.put(key, entry.string(), entry.revision);
           else if (Date.now() - this.readableSince < this.o.ttlMs) return;
           else if (this.lastSeen.get(workerId)?.revision === revision) this.down(workerId, "expired");
         },
         (err: unknown) => {
-          this.readableSince = Date.now();
+          this.unreadable = true;
           this.o.log.debug({ err, workerId }, "cannot tell whether a silent worker is gone yet");
         },
       )

@@ -85,10 +85,13 @@ export class CronsClient implements CronCreator {
     checkCronOptions(options);
     parseCron(expression, options.timezone, "expression", "options.timezone");
     encodeJsonObject(input, "input", this.conn.payloadLimit);
-    const opts = parseWith(RunOptionsSchema.pick({ additionalMetadata: true, priority: true }), {
-      additionalMetadata: options.additionalMetadata,
-      priority: options.priority,
-    });
+    const opts = parseWith(
+      RunOptionsSchema.pick({ additionalMetadata: true, priority: true }).extend({
+        catchUp: CronDefinitionSchema.shape.catchUp,
+      }),
+      { additionalMetadata: options.additionalMetadata, priority: options.priority, catchUp: options.catchUp },
+      "options",
+    );
     const def = parseWith(CronDefinitionSchema, {
       v: 1,
       name,
@@ -98,7 +101,7 @@ export class CronsClient implements CronCreator {
       input,
       additionalMetadata: opts.additionalMetadata ?? {},
       ...(opts.priority ? { priority: opts.priority } : {}),
-      catchUp: options.catchUp ?? "none",
+      catchUp: opts.catchUp,
       source: "api",
       createdAt: new Date().toISOString(),
     });

@@ -211,7 +211,7 @@ describe("crons", () => {
     await engine.stop();
   });
 
-  it("cron() options - a string instead of options, or an unknown key, is refused naming it (the zone is never silently dropped)", async () => {
+  it("cron() options - a string instead of options, an unknown key or a bad value is refused naming it (the zone is never silently dropped)", async () => {
     const { engine, tj } = await startNamespace(nats.url);
     const t = tj.task({ name: "t", fn: async () => ({}) });
     for (const [options, path, message] of [
@@ -225,6 +225,8 @@ describe("crons", () => {
       ],
       [{ timezone: "UTC", catchup: "latest" }, "options.catchup", /got "latest"$/],
       [{ timezone: "Mars/Olympus" }, "options.timezone", /must be an IANA time zone .*, got "Mars\/Olympus"$/],
+      [{ catchUp: "all" }, "options.catchUp", /got "all"$/],
+      [{ priority: 7 }, "options.priority", /got 7$/],
     ] as const) {
       const err = await t.cron("nightly", "0 3 * * *", {}, options as never).catch((e) => e);
       expect(err, JSON.stringify(options)).toBeInstanceOf(ValidationError);

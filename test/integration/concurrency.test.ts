@@ -148,6 +148,37 @@ describe("concurrency", () => {
     await engine.stop();
   });
 
+  it("GROUP_ROUND_ROBIN - with a rule per key and a shared one, a key's backlog does not hold up another key, whatever the order of the rules", async () => {
+    const { engine, tj } = await setup();
+    const perKey = { expression: "input.key", maxRuns: 1 };
+    const shared = { expression: "'all'", maxRuns: 1 };
+    const probes = [new ConcurrencyProbe(), new ConcurrencyProbe()] as const;
+    const tasks = [
+      [perKey, shared],
+      [shared, perKey],
+    ].map((concurrency, i) =>
+      tj.task({
+        name: `two-rules-${i}`,
+        concurrency,
+        fn: (input: { key: string }) => probes[i as 0 | 1].around(input.key, () => sleep(5).then(() => ({}))),
+      }),
+    );
+    const worker = await tj.worker("w", { workflows: tasks, slots: 1 });
+    for (const t of tasks) {
+      await Promise.all(Array.from({ length: 20 }, () => t.runNoWait({ key: "big" })));
+      await Promise.all(Array.from({ length: 3 }, () => t.runNoWait({ key: "small" })));
+    }
+    await worker.start();
+    await eventually(() => (probes.every((p) => p.starts.length === 23) ? true : undefined), 20_000);
+    for (const probe of probes) {
+      const order = probe.starts.map((s) => (s.key === "big" ? "B" : "s"));
+      // In turn while both keys have runs queued (FIFO would start the small key's runs last).
+      expect(order.join("").slice(0, 6)).toBe("BsBsBs");
+    }
+    await tj.close();
+    await engine.stop();
+  });
+
   it("CANCEL_IN_PROGRESS - a new run of a key cancels the running one, which history says; the new one runs", async () => {
     const { engine, tj } = await setup();
     const probe = new ConcurrencyProbe();

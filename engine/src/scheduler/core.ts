@@ -148,6 +148,8 @@ interface Lane {
   queues: [TaskQueue, TaskQueue, TaskQueue];
   inRing: [boolean, boolean, boolean];
   parked: Park | undefined;
+  /** When an attempt of it was last placed (the core's count of placements): 0 for never. */
+  served: number;
 }
 
 interface TaskEntry {
@@ -361,6 +363,7 @@ export class SchedulerCore {
   private waits: Wait[] = [];
   /** The latest time the shell passed in: when a finish without a clock settles rate units. */
   private lastNow = 0;
+  private placedCount = 0;
   private readonly waitReported = new Set<string>();
   private readonly runTimes = new RunTimes();
   /**
@@ -647,6 +650,7 @@ export class SchedulerCore {
       lane.task.rings[p].shift();
       lane.queues[p].shift();
       lane.task.size--;
+      lane.served = ++this.placedCount;
       if (lane.queues[p].size > 0) lane.task.rings[p].push(lane);
       else lane.inRing[p] = false;
       if (lane.queues.every((q) => q.size === 0)) this.dropLane(lane);
@@ -985,13 +989,21 @@ export class SchedulerCore {
     }
     worker?.freed.delete(key);
     known.workerId = undefined;
+    let woken: Lane[] | undefined;
+    let groupsWoken = 0;
     for (const ref of known.task.flow?.groups ?? []) {
       const group = this.groups.get(ref.id);
       if (!group?.held.delete(key) || !wakeGroups) continue;
+      if (group.waiters.size > 0) groupsWoken++;
       for (const lane of group.waiters)
-        if (lane.parked?.kind === "group" && lane.parked.group === group) this.unpark(lane);
+        if (lane.parked?.kind === "group" && lane.parked.group === group) (woken ??= []).push(lane);
       group.waiters.clear();
     }
+    if (!woken) return;
+    // Back into their rings least recently served first. Woken group by group, in the order of the rules, a lane
+    // parked on its own key's group would come back ahead of those parked on a shared one every time, and starve them.
+    if (groupsWoken > 1) woken.sort((a, b) => a.served - b.served);
+    for (const lane of woken) this.unpark(lane);
   }
 
   /** Takes a queued attempt out of its lane: the lane its flow names (a lane is dropped only once empty). */
@@ -1025,6 +1037,7 @@ export class SchedulerCore {
         queues: [new TaskQueue(), new TaskQueue(), new TaskQueue()],
         inRing: [false, false, false],
         parked: undefined,
+        served: 0,
       };
       entry.lanes.set(flow.lane, lane);
     }

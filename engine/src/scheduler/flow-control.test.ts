@@ -110,6 +110,28 @@ describe("flow control in the scheduler core", () => {
     expect(core.place(0).map((p) => p.task)).toEqual([queued]);
   });
 
+  it("concurrency - with a rule per key and a shared one, keys take turns whatever the order of the rules", () => {
+    for (const perKeyFirst of [true, false]) {
+      const core = new SchedulerCore();
+      core.upsertWorker({ workerId: "w", tasks: ["a"], slots: 1 });
+      const flowOf = (key: string) => {
+        const own = { id: `k:${key}`, maxRuns: 1, strategy: "GROUP_ROUND_ROBIN" as const };
+        const shared = { id: "global", maxRuns: 1, strategy: "GROUP_ROUND_ROBIN" as const };
+        return { lane: key, groups: perKeyFirst ? [own, shared] : [shared, own] };
+      };
+      for (let i = 0; i < 5; i++) core.enqueue(task("a", flowOf("A")));
+      for (let i = 0; i < 2; i++) core.enqueue(task("a", flowOf("B")));
+      const served: string[] = [];
+      for (let placed = core.place(0); placed.length > 0; placed = core.place(0)) {
+        for (const p of placed) {
+          served.push(p.task.flow?.lane as string);
+          core.finish(p.task);
+        }
+      }
+      expect(served.join(""), `per-key rule first: ${perKeyFirst}`).toBe("ABABAAA");
+    }
+  });
+
   describe("a run waiting out a retry backoff", () => {
     /** A placed run of group g whose attempt 0 failed with a retry to come; its attempt 1 to queue later. */
     function failedOnce(core: SchedulerCore, strategy: "CANCEL_IN_PROGRESS" | "CANCEL_NEWEST" | "GROUP_ROUND_ROBIN") {

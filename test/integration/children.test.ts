@@ -199,6 +199,56 @@ describe("child runs", () => {
     await engine.stop();
   });
 
+  it("child keys - a key given again with another input, in one call or two, and a misspelt option are refused; the same key and input give the same child", async () => {
+    const { engine, tj } = await startNamespace(nats.url);
+    let ran = 0;
+    const square = tj.task({
+      name: "square",
+      fn: async (input: { i: number }) => {
+        ran++;
+        return { sq: input.i * input.i };
+      },
+    });
+    const parent = tj.task({
+      name: "parent",
+      fn: async (_input, ctx) => {
+        const message = (e: unknown) => (e instanceof ValidationError ? `${e.field} | ${e.message}` : String(e));
+        const inOneCall = await ctx
+          .bulkRunChildren([
+            { task: square, input: { i: 1 }, key: "k" },
+            { task: square, input: { i: 2 }, key: "k" },
+          ])
+          .catch(message);
+        const first = await ctx.runChild(square, { i: 3 }, { key: "k3" });
+        const again = await ctx.runChild(square, { i: 3 }, { key: "k3" });
+        const other = await ctx.runChild(square, { i: 4 }, { key: "k3" }).catch(message);
+        const misspelt = await ctx.runChild(square, { i: 5 }, { keey: "x" } as never).catch(message);
+        const misspeltItem = await ctx
+          .bulkRunChildren([{ task: square, input: { i: 6 }, priorty: 2 } as never])
+          .catch(message);
+        return { inOneCall, first: first.sq, again: again.sq, other, misspelt, misspeltItem };
+      },
+    });
+    const worker = await tj.worker("w", { workflows: [square, parent] });
+    await worker.start();
+    const out = await parent.run({});
+    expect(out).toEqual({
+      inOneCall: expect.stringMatching(
+        /^children\[1\]\.key \| .*"k" already names a child of this attempt with another input \(\{"i":1\}\)/,
+      ),
+      first: 9,
+      again: 9,
+      other: expect.stringMatching(/^options\.key \| .*"k3" already names a child .* another input \(\{"i":3\}\)/),
+      misspelt: expect.stringMatching(
+        /^options\.keey \| .*is not a child run option \(key, sticky, priority, additionalMetadata\), got "x"$/,
+      ),
+      misspeltItem: expect.stringMatching(/^children\[0\]\.priorty \| .*is not a child field .*, got 2$/),
+    });
+    expect(ran).toBe(1); // k3, once: nothing refused made a child
+    await tj.close();
+    await engine.stop();
+  });
+
   it("sticky children - children run with { sticky: true } stay on the parent's worker (HARD), others go elsewhere", async () => {
     const { engine, tj } = await startNamespace(nats.url);
     const ranOn: Record<string, string[]> = { sticky: [], free: [] };

@@ -10,6 +10,7 @@ import {
   parseWith,
   RateLimitedError,
   RunIdTakenError,
+  refuseUnknownKeys,
   type TaskLogLine,
   ValidationError,
 } from "@taskjet/schemas";
@@ -62,6 +63,17 @@ export interface ChildOptions {
 export interface ChildSpec extends ChildOptions {
   taskName: string;
   input: Record<string, unknown>;
+}
+
+const CHILD_OPTION_KEYS = ["key", "sticky", "priority", "additionalMetadata"];
+const CHILD_ITEM_KEYS = ["task", "input", ...CHILD_OPTION_KEYS];
+
+/** A misspelt option (`{ keey: "x" }`) would otherwise be dropped, and the child made without it. */
+function checkChildFields(value: unknown, known: readonly string[], path: string, what: string): void {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ValidationError([{ path, message: `must be an object, got ${describeValue(value)}` }]);
+  }
+  refuseUnknownKeys(value, known, path, what);
 }
 
 function taskNameOf(task: TaskRef): string {
@@ -359,6 +371,7 @@ export class Context {
     input: ChildInput<T, O>,
     options: ChildOptions = {},
   ): Promise<RunRef<ChildOutput<O, T>>> {
+    checkChildFields(options, CHILD_OPTION_KEYS, "options", "a child run option");
     const [ref] = await this.hooks.spawn([
       { ...options, taskName: taskNameOf(task), input: input as Record<string, unknown> },
     ]);
@@ -389,6 +402,7 @@ export class Context {
     if (!Array.isArray(children)) {
       throw new ValidationError([{ path: "children", message: "must be an array of { task, input, key? }" }]);
     }
+    for (const [i, c] of children.entries()) checkChildFields(c, CHILD_ITEM_KEYS, `children[${i}]`, "a child field");
     const refs = await this.hooks.spawn(
       children.map((c) => ({ ...c, taskName: taskNameOf(c?.task), input: c?.input as Record<string, unknown> })),
     );

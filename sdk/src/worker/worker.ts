@@ -923,6 +923,8 @@ class AttemptHooks implements ContextHooks {
   readonly suspended: Promise<"suspended"> | undefined;
   private suspend: () => void = () => {};
   private childIndex = 0;
+  /** This attempt's keyed children so far: a key names one child, so the same key with another input is a mistake. */
+  private keyedInputs: Map<string, { taskName: string; input: string }> | undefined;
 
   constructor(
     private readonly host: AttemptHost,
@@ -940,6 +942,7 @@ class AttemptHooks implements ContextHooks {
   }
 
   spawn(children: ChildSpec[]): Promise<RunRef<JsonObject>[]> {
+    const added = new Map<string, { taskName: string; input: string }>();
     for (const [i, c] of children.entries()) {
       // Checked before the children are recorded in this run's history.
       const at = children.length === 1 ? "options" : `children[${i}]`;
@@ -950,8 +953,8 @@ class AttemptHooks implements ContextHooks {
       }
       // A key decides the child's id: `String()` of anything but a string would give distinct keys one child, and
       // "#n" is the n-th unkeyed child's.
+      const path = children.length === 1 ? "options.key" : `children[${i}].key`;
       if (c.key !== undefined && (typeof c.key !== "string" || c.key.length > 256 || c.key.startsWith("#"))) {
-        const path = children.length === 1 ? "options.key" : `children[${i}].key`;
         return Promise.reject(
           new ValidationError([
             {
@@ -961,6 +964,26 @@ class AttemptHooks implements ContextHooks {
           ]),
         );
       }
+      if (c.key !== undefined) {
+        const input = JSON.stringify(c.input);
+        const before = this.keyedInputs?.get(c.key) ?? added.get(c.key);
+        // Another task under the same key is refused where the child is recorded (RunIdTakenError).
+        if (before?.taskName === c.taskName && before.input !== input) {
+          return Promise.reject(
+            new ValidationError([
+              {
+                path,
+                message: `${describeValue(c.key)} already names a child of this attempt with another input (${before.input.slice(0, 80)}): one key is one child, whose output it would give back`,
+              },
+            ]),
+          );
+        }
+        if (!before) added.set(c.key, { taskName: c.taskName, input });
+      }
+    }
+    if (added.size > 0) {
+      this.keyedInputs ??= new Map();
+      for (const [key, child] of added) this.keyedInputs.set(key, child);
     }
     // Keys decide child ids; unkeyed children are numbered in the order this attempt starts them.
     const keyed = children.map((c) => ({ ...c, key: c.key ?? `#${this.childIndex++}` }));

@@ -989,16 +989,19 @@ export class SchedulerCore {
     }
     worker?.freed.delete(key);
     known.workerId = undefined;
-    const woken: Lane[] = [];
+    // Made only when a group had waiters: most releases (tasks without concurrency rules) wake nobody.
+    let woken: Lane[] | undefined;
     let groupsWoken = 0;
     for (const ref of known.task.flow?.groups ?? []) {
       const group = this.groups.get(ref.id);
-      if (!group?.held.delete(key) || !wakeGroups) continue;
-      if (group.waiters.size > 0) groupsWoken++;
+      if (!group?.held.delete(key) || !wakeGroups || group.waiters.size === 0) continue;
+      groupsWoken++;
+      if (!woken) woken = [];
       for (const lane of group.waiters)
         if (lane.parked?.kind === "group" && lane.parked.group === group) woken.push(lane);
       group.waiters.clear();
     }
+    if (!woken) return;
     // Back into their rings least recently served first. Woken group by group, in the order of the rules, a lane
     // parked on its own key's group would come back ahead of those parked on a shared one every time, and starve them.
     if (groupsWoken > 1) woken.sort((a, b) => a.served - b.served);

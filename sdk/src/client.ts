@@ -674,6 +674,12 @@ export class Taskjet implements Triggers {
   ): (RunCreated | Error)[] {
     this.assertOpen();
     checkTaskName(taskName, "taskName");
+    if (typeof options !== "object" || options === null || Array.isArray(options)) {
+      throw new ValidationError([
+        { path: "options", message: `must be an object { returnExceptions? }, got ${describeValue(options)}` },
+      ]);
+    }
+    refuseUnknownKeys(options, ["returnExceptions"], "options", "a bulk option");
     if (!Array.isArray(items)) {
       throw new ValidationError([
         { path: "items", message: `must be an array of { input, options }, got ${typeof items}` },
@@ -684,6 +690,7 @@ export class Taskjet implements Triggers {
         if (typeof item !== "object" || item === null) {
           throw new ValidationError([{ path: `[${i}]`, message: `must be { input, options? }, got ${String(item)}` }]);
         }
+        refuseUnknownKeys(item, ["input", "options"], `[${i}]`, "a bulk item field");
         return this.runCreated(taskName, item.input, item.options, declared, `[${i}].`);
       } catch (err) {
         if (!options.returnExceptions) throw err;

@@ -111,6 +111,7 @@ export class CronsClient implements CronCreator {
 
   /** Every cron of the namespace (optionally of one task), by name. */
   async list(options: { taskName?: string } = {}): Promise<CronDefinition[]> {
+    if (options.taskName !== undefined) checkTaskName(options.taskName, "taskName");
     const kv = await this.bucket();
     // Opening the bucket succeeds without its stream; listing it is where a NATS no engine ran against shows.
     const names = await kvNames(kv, this.ns, keys.cronsOf(this.ns)).catch(
@@ -119,7 +120,7 @@ export class CronsClient implements CronCreator {
     const crons = (await Promise.all(names.map((n) => this.get(n)))).filter(
       (c): c is CronDefinition => c !== undefined,
     );
-    return options.taskName ? crons.filter((c) => c.taskName === options.taskName) : crons;
+    return options.taskName !== undefined ? crons.filter((c) => c.taskName === options.taskName) : crons;
   }
 
   /** One cron, if it exists. */

@@ -2,6 +2,7 @@ import type { KV } from "@nats-io/kv";
 import {
   AppendConflictError,
   Buckets,
+  checkTaskName,
   checkToken,
   decodeRunEnd,
   describeValue,
@@ -222,11 +223,8 @@ export class RunsClient {
     const f = options.filters;
     // A misspelt filter would otherwise be no filter, and the operation would apply to every run.
     refuseUnknownKeys(f, FILTER_KEYS, "filters", "a run filter");
-    if (f.taskName !== undefined && (typeof f.taskName !== "string" || f.taskName.length === 0)) {
-      throw new ValidationError([
-        { path: "filters.taskName", message: `must be a task name, got ${describeValue(f.taskName)}` },
-      ]);
-    }
+    // Checked as names are: a name no task can have would match nothing, silently.
+    if (f.taskName !== undefined) checkTaskName(f.taskName, "filters.taskName");
     const metadata = f.additionalMetadata ?? {};
     if (typeof metadata !== "object" || metadata === null || Array.isArray(metadata)) {
       throw new ValidationError([
@@ -312,9 +310,7 @@ export class RunsClient {
         { path: "statuses", message: `must be an array of statuses, got ${describeValue(statuses)}` },
       ]);
     }
-    if (taskName !== undefined && (typeof taskName !== "string" || taskName.length === 0)) {
-      throw new ValidationError([{ path: "taskName", message: `must be a task name, got ${describeValue(taskName)}` }]);
-    }
+    if (taskName !== undefined) checkTaskName(taskName, "taskName");
     for (const [i, s] of (statuses ?? []).entries()) {
       if (!RUN_STATUS_VALUES.includes(s)) {
         throw new ValidationError([

@@ -7,6 +7,7 @@ import {
   RunNotScheduledError,
   type RunState,
   RunStatuses,
+  refuseUnknownKeys,
 } from "@taskjet/schemas";
 import { appendEvent } from "./append.js";
 import type { Connection } from "./connection.js";
@@ -30,7 +31,7 @@ export class ScheduledClient {
     const limit = listLimit(options, ["taskName", "limit"]);
     const runs = await this.runs.list({
       statuses: [RunStatuses.scheduled],
-      ...(options.taskName ? { taskName: options.taskName } : {}),
+      ...(options.taskName !== undefined ? { taskName: options.taskName } : {}),
       limit: Number.MAX_SAFE_INTEGER,
     });
     runs.sort((a, b) => (a.scheduledAt ?? "").localeCompare(b.scheduledAt ?? ""));
@@ -51,6 +52,8 @@ export class ScheduledClient {
    */
   async update(runId: string, change: { triggerAt: Date | string }): Promise<RunState> {
     checkToken(runId, "runId");
+    if (typeof change === "object" && change !== null)
+      refuseUnknownKeys(change, ["triggerAt"], "", "a schedule change");
     const scheduledAt = scheduleTime(change?.triggerAt, "triggerAt");
     const event = makeEvent(EventTypes.RunRescheduled, { runId, data: { scheduledAt } });
     let state = await this.runs.read(runId, undefined);

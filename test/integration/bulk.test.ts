@@ -83,6 +83,13 @@ describe("bulk", () => {
     await expect(half.runManyNoWait([{ input: { n: 1 }, options: { priority: 9 as 3 } }])).rejects.toThrow(
       /\[0\]\.options\.priority/,
     );
+    // Misspelt options or item fields are refused, not dropped.
+    await expect(half.runManyNoWait([{ input: { n: 1 } }], { returnException: true } as never)).rejects.toThrow(
+      /options.returnException: is not a bulk option \(returnExceptions\), got true/,
+    );
+    await expect(half.runManyNoWait([{ input: { n: 1 }, option: { priority: 3 } } as never])).rejects.toThrow(
+      /\[0\]\.option: is not a bulk item field \(input, options\)/,
+    );
     expect(calls).toBe(0);
     const results = await half.runMany([...bad, { input: { n: 3 } }, { input: { n: 4 } }], { returnExceptions: true });
     expect(results[0]).toEqual({ half: 0 });

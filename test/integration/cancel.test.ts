@@ -219,8 +219,9 @@ describe("cancellation", () => {
     await expect(tj.runs.cancel({ filters: { task: "a" } as never })).rejects.toThrow(
       /filters.task: is not a run filter/,
     );
-    await expect(tj.runs.cancel({ filters: { taskName: "" } })).rejects.toThrow(
-      /filters.taskName: must be a task name/,
+    await expect(tj.runs.cancel({ filters: { taskName: "" } })).rejects.toThrow(/filters.taskName: must be 1-128/);
+    await expect(tj.runs.replay({ filters: { taskName: "bad name!" } })).rejects.toThrow(
+      /filters.taskName: must be 1-128 .*, got "bad name!"/,
     );
     await expect(tj.runs.replay({ filters: { status: ["FAILED"] } as never })).rejects.toThrow(/filters.status/);
     await expect(tj.runs.list({ status: ["QUEUED"] } as never)).rejects.toThrow(/status: is not a list option/);

@@ -73,6 +73,9 @@ describe("scheduled runs", () => {
       RunNotScheduledError,
     );
     await expect(tj.scheduled.update(doomed.runId, { triggerAt: new Date() })).rejects.toThrow(/is CANCELLED/);
+    await expect(tj.scheduled.update(later.runId, { triggerAt: new Date(), at: 1 } as never)).rejects.toThrow(
+      /^at: is not a schedule change \(triggerAt\), got 1$/,
+    );
     await expect(job.schedule("not a date", {})).rejects.toThrow(ValidationError);
     await expect(job.schedule(new Date(Date.now() + 40 * 86_400_000), {})).rejects.toThrow(
       /at: must be within 30 days/,

@@ -317,7 +317,13 @@ describe("skeleton", () => {
     await expect(Taskjet.connect({ servers: 5 as never })).rejects.toThrow(/servers: must be a URL or a list/);
     await expect(tj.runs.list(null as never)).rejects.toThrow(/options: must be an object, got null/);
     await expect(tj.runs.list({ statuses: "FAILED" as never })).rejects.toThrow(/statuses: must be an array/);
-    await expect(tj.runs.list({ taskName: 5 as never })).rejects.toThrow(/taskName: must be a task name, got 5/);
+    await expect(tj.runs.list({ taskName: 5 as never })).rejects.toThrow(/taskName: must be 1-128 characters.*, got 5/);
+    // A name no task can have would match nothing, silently: refused as a name is.
+    await expect(tj.runs.list({ taskName: "bad name!" })).rejects.toThrow(
+      /taskName: must be 1-128 .*, got "bad name!"/,
+    );
+    await expect(tj.scheduled.list({ taskName: "" })).rejects.toThrow(/taskName: must be 1-128 .*, got ""/);
+    await expect(tj.crons.list({ taskName: "a b" })).rejects.toThrow(/taskName: must be 1-128 .*, got "a b"/);
     expect(() => tj.ref("a b")).toThrow(ValidationError);
     await expect(tj.webhooks.get("a b")).rejects.toThrow(ValidationError);
     await expect(tj.ratelimits.get("a b")).rejects.toThrow(ValidationError);

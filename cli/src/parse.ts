@@ -1,6 +1,7 @@
 import {
   checkTaskName,
   checkToken,
+  parseDuration as parseDurationValue,
   parseIsoTime,
   parseWith,
   RUN_STATUS_VALUES,
@@ -68,17 +69,16 @@ export function intIn(flag: string, min: number, max: number): (value: string) =
   };
 }
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** `500ms`, `30s`, `2m`, `1h`, `1d`, or a bare number of milliseconds. */
+/** The SDK's durations (`500ms`, `1h30m`, `1d`), or a bare number of milliseconds: one grammar at every edge. */
 export function parseDuration(flag: string): (value: string) => number {
   return (value) => {
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim());
-    const ms = m ? Number(m[1]) * (UNITS[m[2] ?? "ms"] ?? 1) : Number.NaN;
-    if (!Number.isFinite(ms) || ms <= 0) {
-      throw new InvalidArgumentError(`${flag} must be a positive duration like 500ms, 30s or 2m`);
+    const v = value.trim();
+    try {
+      return parseDurationValue(/^\d+$/.test(v) ? Number(v) : v, flag);
+    } catch (err) {
+      if (err instanceof ValidationError) throw new InvalidArgumentError(err.message);
+      throw err;
     }
-    return Math.round(ms);
   };
 }
 
@@ -86,7 +86,7 @@ export function parseDuration(flag: string): (value: string) => number {
 export function parseTimeOrAgo(flag: string): (value: string) => Date {
   const ago = parseDuration(flag);
   return (value) => {
-    if (/^\d+(\.\d+)?(ms|s|m|h|d)$/.test(value.trim())) return new Date(Date.now() - ago(value));
+    if (/^\d+(ms|s|m|h|d)/.test(value.trim())) return new Date(Date.now() - ago(value));
     const time = parseIsoTime(value);
     if (time === undefined) {
       throw new InvalidArgumentError(

@@ -9,12 +9,31 @@ describe("durations", () => {
     expect(parseDuration("500ms", "t")).toBe(500);
     expect(parseDuration("2m", "t")).toBe(120_000);
     expect(parseDuration("1m500ms", "t")).toBe(60_500);
+    expect(parseDuration("1d", "t")).toBe(86_400_000);
+    expect(parseDuration("2d12h", "t")).toBe(216_000_000);
     expect(parseDuration(250, "t")).toBe(250);
     expect(parseDuration(0, "t", { allowZero: true })).toBe(0);
   });
 
   it("durations - anything else is a ValidationError naming the option and the value", () => {
-    for (const bad of ["", "-5s", "5", "1.5s", "5 s", "1d", "s", "ms", -1, 0, 1.5, Number.NaN, null, {}, "5ms1s"]) {
+    for (const bad of [
+      "",
+      "-5s",
+      "5",
+      "1.5s",
+      "5 s",
+      "1h1d",
+      "d",
+      "s",
+      "ms",
+      -1,
+      0,
+      1.5,
+      Number.NaN,
+      null,
+      {},
+      "5ms1s",
+    ]) {
       let err: unknown;
       try {
         parseDuration(bad, "executionTimeout");

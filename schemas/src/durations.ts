@@ -1,10 +1,10 @@
 import { ValidationError } from "./errors.js";
 import { describeValue } from "./validation.js";
 
-const UNIT_MS = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 } as const;
-const DURATION = /^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$/;
+const UNIT_MS = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000, ms: 1 } as const;
+const DURATION = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$/;
 
-/** A duration as users write it: `"1h30m5s"`, `"15s"`, `"500ms"`, or a number of milliseconds. */
+/** A duration as users write it: `"1d12h"`, `"1h30m5s"`, `"15s"`, `"500ms"`, or a number of milliseconds. */
 export type Duration = string | number;
 
 /**
@@ -16,7 +16,7 @@ export function parseDuration(value: unknown, field: string, options: { allowZer
     throw new ValidationError([
       {
         path: field,
-        message: `must be a ${options.allowZero ? "non-negative" : "positive"} duration such as "1h30m5s", "15s", "500ms" or a number of milliseconds, got ${describeValue(value)}`,
+        message: `must be a ${options.allowZero ? "non-negative" : "positive"} duration such as "1d", "1h30m5s", "15s", "500ms" or a number of milliseconds, got ${describeValue(value)}`,
       },
     ]);
   };
@@ -27,8 +27,9 @@ export function parseDuration(value: unknown, field: string, options: { allowZer
   } else if (typeof value === "string" && value.length > 0) {
     const match = DURATION.exec(value.trim());
     if (!match || match.slice(1).every((g) => g === undefined)) fail();
-    const [, h, m, s, milli] = match as RegExpExecArray;
+    const [, d, h, m, s, milli] = match as RegExpExecArray;
     ms =
+      Number(d ?? 0) * UNIT_MS.d +
       Number(h ?? 0) * UNIT_MS.h +
       Number(m ?? 0) * UNIT_MS.m +
       Number(s ?? 0) * UNIT_MS.s +

@@ -332,6 +332,12 @@ describe("cli", () => {
         [["trigger", "hello", "--batch-id", "b2"], {}, /^error: --batch-id goes with --bulk/],
         [["runs", "cancel", "some-run", "--status", "FAILED"], {}, /^error: --status go with --filter/],
         [["trigger", "hello", "--delay", "800h"], {}, /^error: --delay: must be within 30 days/],
+        // The SDK's durations: compound units, no fractions.
+        [
+          ["trigger", "hello", "--delay", "1.5h"],
+          {},
+          /argument '1.5h' is invalid\. --delay: must be a positive duration such as "1d", .*, got "1.5h"/,
+        ],
         [
           ["trigger", "hello", "--bulk", "lines.jsonl", "--input", '{"a":1}'],
           {},
@@ -549,7 +555,10 @@ describe("cli", () => {
       const moved = await taskjet(["scheduled", "update", farRun, "--at", soon, ...at(namespace)]);
       expect(moved.stdout).toContain(`now starts ${soon}`);
       expect(await tj.ref(farRun).result()).toEqual({ greeting: "hello nobody" });
-      const third = (await taskjet(["trigger", "hello", "--delay", "10m", ...at(namespace)])).stdout.trim();
+      const third = (await taskjet(["trigger", "hello", "--delay", "1h10m", ...at(namespace)])).stdout.trim();
+      const inMinutes = (Date.parse((await tj.runs.get(third)).scheduledAt as string) - Date.now()) / 60_000;
+      expect(inMinutes).toBeGreaterThan(69);
+      expect(inMinutes).toBeLessThanOrEqual(70);
       expect((await taskjet(["scheduled", "delete", third, ...at(namespace)])).stdout).toBe(`${third} deleted\n`);
       const late = await taskjet(["scheduled", "update", third, "--at", soon, ...at(namespace)]);
       expect(late.code).toBe(1);

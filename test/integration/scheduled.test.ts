@@ -81,6 +81,11 @@ describe("scheduled runs", () => {
       /at: must be within 30 days/,
     );
     await expect(job.delay("soon", {})).rejects.toThrow(/duration/);
+    // Days, as the CLI's --delay takes them.
+    const tomorrow = await job.delay("1d", {});
+    const inHours = (Date.parse((await tj.runs.get(tomorrow.runId)).scheduledAt as string) - Date.now()) / 3_600_000;
+    expect(inHours).toBeGreaterThan(23.9);
+    expect(await tj.scheduled.delete(tomorrow.runId)).toBe(true);
     await tj.close();
     await engine.stop();
   });

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { CronDefinitionSchema } from "./cron.js";
 import { RecordedErrorSchema, TaskjetEventSchema } from "./events.js";
+import { parseIsoTime } from "./iso-time.js";
 import { RunOptionsSchema } from "./options.js";
 import { RUN_STATUS_VALUES } from "./run-state.js";
 import { TaskLogLineSchema, WorkerRegistrationSchema } from "./wire.js";
@@ -168,7 +169,16 @@ export const TriggerRunBodySchema = z
   .object({
     task: taskName.describe("the task or workflow to run"),
     input: z.record(z.string(), z.unknown()).default({}).describe("a JSON object, at most 1 MiB"),
-    scheduleAt: z.iso.datetime({ offset: true }).optional().describe("start then instead of now (SCHEDULED until)"),
+    // As the SDK's schedule() and the CLI's --at read it: the same time gets the same answer at every edge.
+    scheduleAt: z
+      .string()
+      .refine((s) => parseIsoTime(s) !== undefined, {
+        message: "must be an ISO 8601 date-time such as 2026-12-01T09:00:00Z",
+      })
+      .optional()
+      .describe(
+        "start then instead of now (SCHEDULED until): ISO 8601; a date alone is its midnight UTC, a time without a zone the engine's local time",
+      ),
     ...RunOptionsSchema.shape,
   })
   .strict();

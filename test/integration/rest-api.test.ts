@@ -405,6 +405,23 @@ describe("REST API", () => {
     expect(scheduled.body.runs).toEqual([
       expect.objectContaining({ runId: scheduledPost.body.runId, status: "SCHEDULED", scheduledAt: at }),
     ]);
+    // The times the SDK's schedule() takes, read as it reads them (a date alone is its midnight UTC).
+    const day = new Date(Date.now() + 2 * 86_400_000).toISOString().slice(0, 10);
+    const byDate = await call("POST", `${ns}/runs`, { token, body: { task: "hello", scheduleAt: day } });
+    expect(byDate.status).toBe(201);
+    expect((await tj.runs.get(byDate.body.runId as string)).scheduledAt).toBe(`${day}T00:00:00.000Z`);
+    const local = `${day}T10:00:00`;
+    const byLocal = await call("POST", `${ns}/runs`, { token, body: { task: "hello", scheduleAt: local } });
+    expect((await tj.runs.get(byLocal.body.runId as string)).scheduledAt).toBe(new Date(local).toISOString());
+    expect(await call("POST", `${ns}/runs`, { token, body: { task: "hello", scheduleAt: "tomorrow" } })).toMatchObject({
+      status: 400,
+      body: {
+        error: {
+          message: 'body.scheduleAt: must be an ISO 8601 date-time such as 2026-12-01T09:00:00Z, got "tomorrow"',
+        },
+      },
+    });
+    for (const r of [byDate, byLocal]) await tj.ref(r.body.runId as string).cancel("test over");
 
     for (const r of queuedRefs) await r.cancel("test over");
     await worker.stop();

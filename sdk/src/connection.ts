@@ -155,10 +155,6 @@ export function isStreamNotFound(err: unknown): boolean {
 }
 
 /**
- * Turns the server's "stream not found" into NotProvisionedError (no engine has started against this NATS), and a
- * permissions violation into PermissionDeniedError.
- */
-/**
  * Why a publish to `stream` failed: one to a subject no stream captures fails as "no responders"
  * (JetStreamNotEnabled), as one to a stream between leaders does; when the stream is not there, NotProvisionedError.
  */
@@ -172,6 +168,10 @@ export async function whyPublishFailed(conn: Connection, stream: string, err: un
   return err;
 }
 
+/**
+ * Turns the server's "stream not found" into NotProvisionedError (no engine has started against this NATS), and a
+ * permissions violation into PermissionDeniedError.
+ */
 export function withProvisioningHint(conn: Connection, stream: string): (err: unknown) => never {
   return (err) => {
     const denied = permissionDenied(err);
@@ -181,4 +181,23 @@ export function withProvisioningHint(conn: Connection, stream: string): (err: un
     }
     throw err;
   };
+}
+
+/**
+ * Runs `op` on a bucket. Opening one succeeds without its stream, so its reads and writes are where a NATS no engine
+ * ran against shows: a read as "stream not found", a write as "no responders" (JetStreamNotEnabled, though JetStream
+ * is on). Both become NotProvisionedError, a permissions violation PermissionDeniedError.
+ */
+export async function onBucket<T>(
+  conn: Connection,
+  bucket: string,
+  kv: Promise<KV>,
+  op: (kv: KV) => Promise<T>,
+): Promise<T> {
+  const stream = `KV_${bucket}`;
+  try {
+    return await op(await kv);
+  } catch (err) {
+    return withProvisioningHint(conn, stream)(await whyPublishFailed(conn, stream, err));
+  }
 }

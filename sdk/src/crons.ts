@@ -15,7 +15,7 @@ import {
   refuseUnknownKeys,
   ValidationError,
 } from "@taskjet/schemas";
-import { type Connection, openBucket, withProvisioningHint } from "./connection.js";
+import { type Connection, onBucket, openBucket } from "./connection.js";
 import { assertWritable, inDebugMode } from "./debug.js";
 import { kvNames } from "./kv-names.js";
 import type { JsonObject } from "./task.js";
@@ -112,11 +112,7 @@ export class CronsClient implements CronCreator {
   /** Every cron of the namespace (optionally of one task), by name. */
   async list(options: { taskName?: string } = {}): Promise<CronDefinition[]> {
     if (options.taskName !== undefined) checkTaskName(options.taskName, "taskName");
-    const kv = await this.bucket();
-    // Opening the bucket succeeds without its stream; listing it is where a NATS no engine ran against shows.
-    const names = await kvNames(kv, this.ns, keys.cronsOf(this.ns)).catch(
-      withProvisioningHint(this.conn, `KV_${Buckets.crons}`),
-    );
+    const names = await this.on((kv) => kvNames(kv, this.ns, keys.cronsOf(this.ns)));
     const crons = (await Promise.all(names.map((n) => this.get(n)))).filter(
       (c): c is CronDefinition => c !== undefined,
     );
@@ -126,9 +122,7 @@ export class CronsClient implements CronCreator {
   /** One cron, if it exists. */
   async get(name: string): Promise<CronDefinition | undefined> {
     parseWith(CronDefinitionSchema.shape.name, name, "name");
-    const entry = await (await this.bucket())
-      .get(keys.cron(this.ns, name))
-      .catch(withProvisioningHint(this.conn, `KV_${Buckets.crons}`));
+    const entry = await this.on((kv) => kv.get(keys.cron(this.ns, name)));
     if (entry?.operation !== "PUT" || entry.length === 0) return undefined;
     return CronDefinitionSchema.parse(entry.json());
   }
@@ -137,7 +131,7 @@ export class CronsClient implements CronCreator {
   async delete(name: string): Promise<boolean> {
     if (!(await this.get(name))) return false;
     assertWritable(`deleting cron ${name}`);
-    await (await this.bucket()).delete(keys.cron(this.ns, name));
+    await this.on((kv) => kv.delete(keys.cron(this.ns, name)));
     return true;
   }
 
@@ -163,12 +157,12 @@ export class CronsClient implements CronCreator {
 
   private async put(def: CronDefinition): Promise<void> {
     if (inDebugMode()) return; // a worker module's set-up, skipped by `taskjet debug`
-    await (await this.bucket()).put(keys.cron(this.ns, def.name), JSON.stringify(def));
+    await this.on((kv) => kv.put(keys.cron(this.ns, def.name), JSON.stringify(def)));
   }
 
-  private bucket(): Promise<KV> {
-    this.kv ??= openBucket(this.conn, Buckets.crons).catch(withProvisioningHint(this.conn, `KV_${Buckets.crons}`));
-    return this.kv;
+  private on<T>(op: (kv: KV) => Promise<T>): Promise<T> {
+    this.kv ??= openBucket(this.conn, Buckets.crons);
+    return onBucket(this.conn, Buckets.crons, this.kv, op);
   }
 }
 

@@ -7,7 +7,7 @@ import {
   RateLimitDefinitionSchema,
   type RateLimitDuration,
 } from "@taskjet/schemas";
-import { type Connection, openBucket, withProvisioningHint } from "./connection.js";
+import { type Connection, onBucket, openBucket } from "./connection.js";
 import { inDebugMode } from "./debug.js";
 import { kvNames } from "./kv-names.js";
 
@@ -40,13 +40,13 @@ export class RateLimitsClient {
     const { key, limit, duration } = parseWith(SpecSchema, spec, "ratelimit");
     const def: RateLimitDefinition = { v: 1, key, limit, duration, updatedAt: new Date().toISOString() };
     if (inDebugMode()) return; // a worker module's set-up, skipped by `taskjet debug`
-    await (await this.bucket()).put(keys.rateLimit(this.ns, key), JSON.stringify(def));
+    await this.on((kv) => kv.put(keys.rateLimit(this.ns, key), JSON.stringify(def)));
   }
 
   /** A static limit, if defined. */
   async get(key: string): Promise<RateLimitSpec | undefined> {
     parseWith(RateLimitDefinitionSchema.shape.key, key, "key");
-    const entry = await (await this.bucket()).get(keys.rateLimit(this.ns, key));
+    const entry = await this.on((kv) => kv.get(keys.rateLimit(this.ns, key)));
     if (entry?.operation !== "PUT" || entry.length === 0) return undefined;
     const { limit, duration } = RateLimitDefinitionSchema.parse(entry.json());
     return { key, limit, duration };
@@ -54,16 +54,13 @@ export class RateLimitsClient {
 
   /** Every static limit of the namespace, by key. */
   async list(): Promise<RateLimitSpec[]> {
-    const kv = await this.bucket();
-    const names = await kvNames(kv, this.ns, keys.rateLimitsOf(this.ns));
+    const names = await this.on((kv) => kvNames(kv, this.ns, keys.rateLimitsOf(this.ns)));
     const limits = await Promise.all(names.map((key) => this.get(key)));
     return limits.filter((l): l is RateLimitSpec => l !== undefined);
   }
 
-  private bucket(): Promise<KV> {
-    this.kv ??= openBucket(this.conn, Buckets.rateLimits).catch(
-      withProvisioningHint(this.conn, `KV_${Buckets.rateLimits}`),
-    );
-    return this.kv;
+  private on<T>(op: (kv: KV) => Promise<T>): Promise<T> {
+    this.kv ??= openBucket(this.conn, Buckets.rateLimits);
+    return onBucket(this.conn, Buckets.rateLimits, this.kv, op);
   }
 }

@@ -11,7 +11,7 @@ import {
   type WebhookDefinition,
   WebhookDefinitionSchema,
 } from "@taskjet/schemas";
-import { type Connection, openBucket, withProvisioningHint } from "./connection.js";
+import { type Connection, onBucket, openBucket } from "./connection.js";
 import { assertWritable } from "./debug.js";
 import { kvNames } from "./kv-names.js";
 
@@ -72,20 +72,19 @@ export class WebhooksClient {
       createdAt: new Date().toISOString(),
     });
     assertWritable(`creating webhook ${def.name}`);
-    await (await this.bucket()).put(keys.webhook(this.ns, def.name), JSON.stringify(def));
+    await this.on((kv) => kv.put(keys.webhook(this.ns, def.name), JSON.stringify(def)));
     return this.info(def);
   }
 
   async list(): Promise<WebhookInfo[]> {
-    const kv = await this.bucket();
-    const names = await kvNames(kv, this.ns, keys.webhooksOf(this.ns));
+    const names = await this.on((kv) => kvNames(kv, this.ns, keys.webhooksOf(this.ns)));
     const hooks = await Promise.all(names.map((n) => this.get(n)));
     return hooks.filter((h): h is WebhookInfo => h !== undefined);
   }
 
   async get(name: string): Promise<WebhookInfo | undefined> {
     parseWith(WebhookDefinitionSchema.shape.name, name, "name");
-    const entry = await (await this.bucket()).get(keys.webhook(this.ns, name));
+    const entry = await this.on((kv) => kv.get(keys.webhook(this.ns, name)));
     if (entry?.operation !== "PUT" || entry.length === 0) return undefined;
     return this.info(WebhookDefinitionSchema.parse(entry.json()));
   }
@@ -94,7 +93,7 @@ export class WebhooksClient {
   async delete(name: string): Promise<boolean> {
     if (!(await this.get(name))) return false;
     assertWritable(`deleting webhook ${name}`);
-    await (await this.bucket()).delete(keys.webhook(this.ns, name));
+    await this.on((kv) => kv.delete(keys.webhook(this.ns, name)));
     return true;
   }
 
@@ -110,10 +109,8 @@ export class WebhooksClient {
     };
   }
 
-  private bucket(): Promise<KV> {
-    this.kv ??= openBucket(this.conn, Buckets.webhooks).catch(
-      withProvisioningHint(this.conn, `KV_${Buckets.webhooks}`),
-    );
-    return this.kv;
+  private on<T>(op: (kv: KV) => Promise<T>): Promise<T> {
+    this.kv ??= openBucket(this.conn, Buckets.webhooks);
+    return onBucket(this.conn, Buckets.webhooks, this.kv, op);
   }
 }

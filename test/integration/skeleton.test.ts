@@ -439,6 +439,21 @@ describe("skeleton", () => {
     const notStarted = await worker.start().catch((e: unknown) => e);
     expect(notStarted).toBeInstanceOf(NotProvisionedError);
     expect((notStarted as Error).message).toContain("start an engine");
+    // Reads and writes of the definition buckets too (opening one succeeds without its stream).
+    const t = tj.task({ name: "t2", fn: async () => ({}) });
+    for (const call of [
+      () => tj.webhooks.list(),
+      () => tj.webhooks.get("x"),
+      () => tj.webhooks.create({ name: "x", eventKey: "a:b", auth: { type: "hmac", secret: "s3cret-s3cret" } }),
+      () => t.cron("c", "0 * * * *", {}),
+      () => tj.crons.list(),
+      () => tj.ratelimits.upsert({ key: "k", limit: 1, duration: "SECOND" }),
+      () => tj.ratelimits.list(),
+    ]) {
+      const e = await call().catch((x: unknown) => x);
+      expect(e, call.toString()).toBeInstanceOf(NotProvisionedError);
+      expect((e as Error).message).toContain("start an engine");
+    }
     await tj.close();
     await bare.stop();
   });

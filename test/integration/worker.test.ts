@@ -1,5 +1,9 @@
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
 import { AssignmentSchema, assignmentOf, type ControlMessage, subjects, type TaskRunState } from "@taskjet/schemas";
+import { ClosedError, Taskjet, ValidationError } from "@taskjet/sdk";
+import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import {
   connectClient,
@@ -109,6 +113,161 @@ describe("worker", () => {
     await a.close();
     await b.close();
     await engine.stop();
+  });
+
+  it("stop - a second stop() and tj.close() wait for a stop under way; a stop during start() waits for it, then drains; start() after close() is ClosedError", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const other = await connectClient(nats.url, { namespace });
+    try {
+      const slow = tj.task({
+        name: "slow",
+        fn: async () => {
+          await new Promise((r) => setTimeout(r, 800));
+          return { ok: true };
+        },
+      });
+      const w = await tj.worker("w", { workflows: [slow], handleSignals: false });
+      await w.start();
+      const ref = await other.runNoWait("slow", {});
+      await eventually(() => (w.runningCount === 1 ? true : undefined));
+      const first = w.stop();
+      const t0 = Date.now();
+      await w.stop();
+      expect(Date.now() - t0).toBeGreaterThan(400); // it waited for the drain
+      await tj.close();
+      await first;
+      // The result was recorded before the connection closed.
+      expect(await ref.result({ timeoutMs: 5000 })).toEqual({ ok: true });
+      expect(await historyTypes(other, ref.runId, { expand: true })).toEqual([
+        "RunCreated",
+        "TaskStarted",
+        "TaskCompleted",
+      ]);
+      // Stopped while starting: it does not go on to take work.
+      const quick = other.task({ name: "quick", fn: async () => ({}) });
+      const w2 = await other.worker("w2", { workflows: [quick], handleSignals: false });
+      const started = w2.start();
+      await w2.stop();
+      await started;
+      expect((await other.workers.list()).map((x) => x.name)).not.toContain("w2");
+      // A client closed before its worker started.
+      const closing = await connectClient(nats.url, { namespace });
+      const w3 = await closing.worker("w3", { workflows: [closing.task({ name: "q3", fn: async () => ({}) })] });
+      await closing.close();
+      const err = await w3.start().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ClosedError);
+      expect((err as ClosedError).code).toBe("CLOSED");
+    } finally {
+      await other.close();
+      await engine.stop();
+    }
+  });
+
+  it("context - a log line whose fields cannot be read does not fail the task; parentOutput of an Object.prototype name is not a parent", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    // The process's logger as users have it (pino), not the tests' capture: it serializes the fields itself.
+    const tj = await Taskjet.connect({
+      servers: nats.url,
+      namespace,
+      logger: pino({ level: "info" }, pino.destination("/dev/null")),
+    });
+    try {
+      const wf = tj.workflow({ name: "logs" });
+      const a = wf.task({ name: "a", fn: async () => ({ v: 1 }) });
+      wf.task({
+        name: "b",
+        parents: [a],
+        fn: async (_input, ctx) => {
+          ctx.logger.warn("about to charge", {
+            get card(): string {
+              throw new Error("card getter exploded");
+            },
+          });
+          const notParents = ["toString", "constructor", "__proto__"].map((ref) => {
+            try {
+              return typeof ctx.parentOutput(ref);
+            } catch (err) {
+              return err instanceof ValidationError ? "refused" : String(err);
+            }
+          });
+          return { notParents };
+        },
+      });
+      const w = await tj.worker("w", { workflows: [wf], handleSignals: false });
+      await w.start();
+      const ref = await wf.runNoWait({});
+      expect(await ref.result()).toMatchObject({ b: { notParents: ["refused", "refused", "refused"] } });
+      expect((await tj.logs.list(ref.runId)).map((l) => l.message)).toEqual(["about to charge"]);
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
+  it("timeout - a task that ignores its signal after its execution timeout is abandoned after cancelGraceMs: its slot runs the retry and other runs", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    try {
+      const hang = tj.task({
+        name: "hang",
+        retries: 1,
+        executionTimeout: "1s",
+        fn: async (input: { hang: boolean }, ctx) => {
+          if (input.hang && ctx.retryCount() === 0) await new Promise(() => {});
+          return { ok: true };
+        },
+      });
+      const w = await tj.worker("w", { workflows: [hang], slots: 1, cancelGraceMs: 300, handleSignals: false });
+      await w.start();
+      const hung = await hang.runNoWait({ hang: true });
+      await eventually(() => (w.runningCount === 1 ? true : undefined));
+      const next = await hang.runNoWait({ hang: false });
+      expect(await hung.result({ timeoutMs: 10_000 })).toEqual({ ok: true }); // its retry ran
+      expect(await next.result({ timeoutMs: 10_000 })).toEqual({ ok: true });
+      expect(await historyTypes(tj, hung.runId)).toEqual([
+        "RunCreated",
+        "TaskStarted",
+        "TaskTimedOut",
+        "TaskRetryScheduled",
+        "TaskQueued",
+        "TaskCompleted",
+      ]);
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  });
+
+  it("signals - SIGTERM to a process with two workers drains both: it exits once the busy one's task ended and was recorded", async () => {
+    const namespace = uniqueNamespace();
+    const engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    const script = fileURLToPath(new URL("../harness/two-workers-process.ts", import.meta.url));
+    const child = spawn(process.execPath, ["--import", "tsx", script, nats.url, namespace, "1500"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    child.stdout?.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    try {
+      await eventually(() => (out.includes("ready") ? true : undefined), 20_000);
+      const ref = await tj.runNoWait("long", {});
+      await eventually(async () => ((await tj.runs.get(ref.runId)).status === "RUNNING" ? true : undefined), 10_000);
+      child.kill("SIGTERM");
+      const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
+      expect(code).toBe(0);
+      expect(out).toContain("done");
+      expect((await tj.runs.get(ref.runId)).status).toBe("COMPLETED");
+    } finally {
+      child.kill("SIGKILL");
+      await tj.close();
+      await engine.stop();
+    }
   });
 
   it("stop - a worker draining longer than its registration's TTL keeps it alive: its running task is not given to another, its result counts", async () => {

@@ -419,7 +419,7 @@ export class Context {
   parentOutput(task: { ref: string } | string): object {
     const ref = typeof task === "string" ? task : task?.ref;
     const outputs = this.assignment.parentOutputs ?? {};
-    if (!(ref in outputs)) {
+    if (typeof ref !== "string" || !Object.hasOwn(outputs, ref)) {
       throw new ValidationError([
         {
           path: "task",
@@ -501,7 +501,13 @@ class AttemptLogger implements TaskLogger {
   ) {}
 
   private line(level: LogLevel, message: string, fields: Record<string, unknown> | undefined): void {
-    this.log[level](fields ?? {}, message);
+    try {
+      this.log[level](fields ?? {}, message);
+    } catch (err) {
+      // The process's logger serializes the fields as they are (a getter that throws, say): a task's logging must not
+      // fail it, and the stored line is cut or described (`encodeLogLine`).
+      this.log[level]({ fieldsError: String(err) }, message);
+    }
     this.hooks.log(level, message, fields);
   }
 }

@@ -8,6 +8,7 @@ import {
   assignmentOf,
   Buckets,
   ChildRunOptionsSchema,
+  ClosedError,
   type ControlMessage,
   ControlMessageSchema,
   childRunId,
@@ -139,6 +140,12 @@ const PENDING_GIVE_BACK_MS = 1_000;
  * A long-running process's slots for tasks: registers in `TJ_WORKERS`, listens on its own assignment subject, runs
  * each attempt and appends its facts (started, completed, failed) to the run's history with CAS.
  */
+/**
+ * The workers of this process that handle SIGTERM/SIGINT, and the exit code once they have all drained: each worker
+ * gets the signal, and the process must not end when the first of them has stopped.
+ */
+const signalExit = { workers: new Set<Worker>(), code: 0 };
+
 export class Worker {
   /** Unique per process: a restarted worker is a new worker. */
   readonly id = newId();
@@ -156,10 +163,15 @@ export class Worker {
   private readonly handleSignals: boolean;
   private readonly onSignal = (signal: NodeJS.Signals) => {
     this.log.info({ signal }, "signal received: draining");
-    this.stop().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
+    this.stop()
+      .catch(() => {
+        signalExit.code = 1;
+      })
+      .finally(() => {
+        // Every worker of the process got the signal: the last to have drained ends it.
+        signalExit.workers.delete(this);
+        if (signalExit.workers.size === 0) process.exit(signalExit.code);
+      });
   };
   private control: Subscription | undefined;
   private readonly log: Logger;
@@ -185,6 +197,8 @@ export class Worker {
   /** Attempts whose start is not recorded yet, recorded once they run past `START_RECORD_DELAY_MS`. */
   private readonly starts = new StartSweep();
   private state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
+  private starting: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
   private assignments: Subscription | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private heartbeatMs = 5000;
@@ -304,11 +318,17 @@ export class Worker {
   }
 
   /** Registers the worker and starts taking work; resolves once registered. */
-  async start(): Promise<void> {
-    if (this.state !== "new") throw new Error(`worker ${this.name} is ${this.state}`);
+  start(): Promise<void> {
+    if (this.state !== "new") return Promise.reject(new Error(`worker ${this.name} is ${this.state}`));
+    if (this.conn.nc.isClosed()) return Promise.reject(new ClosedError("client"));
     // `taskjet debug` loads the worker's module only for its task functions.
-    if (inDebugMode()) return;
+    if (inDebugMode()) return Promise.resolve();
     this.state = "starting";
+    this.starting = this.startOnce();
+    return this.starting;
+  }
+
+  private async startOnce(): Promise<void> {
     try {
       await this.checkFlow();
       await this.startTakingWork();
@@ -384,6 +404,7 @@ export class Worker {
     this.beat(false);
     this.state = "started";
     if (this.handleSignals) {
+      signalExit.workers.add(this);
       process.once("SIGTERM", this.onSignal);
       process.once("SIGINT", this.onSignal);
     }
@@ -395,8 +416,20 @@ export class Worker {
    * attempts go to another worker, as a crashed worker's do (a failure they report once aborted is not recorded).
    * Assignments it had not started go back to the queue.
    */
-  async stop(): Promise<void> {
-    if (this.state !== "started" && this.state !== "starting") return;
+  stop(): Promise<void> {
+    if (this.state === "new" || this.state === "stopped") return Promise.resolve();
+    // A second caller (a shutdown hook, then `tj.close()`) waits for the same drain.
+    this.stopping ??= this.stopOnce();
+    return this.stopping;
+  }
+
+  private async stopOnce(): Promise<void> {
+    // Stopped while starting: the start goes on to subscribe and register, so it is let finish, then drained.
+    if (this.state === "starting") await this.starting?.catch(() => undefined);
+    if (this.state !== "started") {
+      this.stopping = undefined; // the start failed: nothing to stop, and it may start again
+      return;
+    }
     this.state = "stopping";
     process.off("SIGTERM", this.onSignal);
     process.off("SIGINT", this.onSignal);
@@ -427,6 +460,7 @@ export class Worker {
     this.control?.unsubscribe();
     await this.workersKv?.delete(keys.worker(ns, this.id)).catch(() => undefined);
     this.state = "stopped";
+    signalExit.workers.delete(this);
     this.onStopped(this);
     this.log.info({}, "worker stopped");
   }
@@ -550,16 +584,21 @@ export class Worker {
     }
     running.again = undefined;
     running.ctx.abort(new Error(`cancelled: ${message.reason}`));
+    this.abandonAfterGrace(key, running, "cancelled");
+  }
+
+  /** A task that ignores its abort signal (cancelled, timed out) is abandoned after the grace: its slot serves others. */
+  private abandonAfterGrace(key: string, running: Running, why: "cancelled" | "timed out"): void {
     setTimeout(() => {
       if (this.running.get(key) !== running) return;
       this.log.warn(
         {
-          runId: message.runId,
-          taskRunId: message.taskRunId,
+          runId: running.ctx.workflowRunId(),
+          taskRunId: running.ctx.taskRunId(),
           taskName: running.ctx.taskName(),
           graceMs: this.cancelGraceMs,
         },
-        "cancelled task ignored its signal: abandoned, its slot freed",
+        `${why} task ignored its signal: abandoned, its slot freed`,
       );
       this.freeSlot(key);
       this.pump();
@@ -687,7 +726,11 @@ export class Worker {
             reportTimedOut(this.reporter, next.assignment, attempt.lastSeq, new Date(attempt.timeoutAt).toISOString()),
           )
           .catch((err) => log.warn({ err }, "could not record the timeout; the engine will"))
-          .finally(() => ctx.abort(new Error(`execution timeout of ${attempt.timeoutMs} ms exceeded`)));
+          .finally(() => {
+            ctx.abort(new Error(`execution timeout of ${attempt.timeoutMs} ms exceeded`));
+            const running = this.running.get(key);
+            if (running?.ctx === ctx) this.abandonAfterGrace(key, running, "timed out");
+          });
       };
       const done: Promise<void> = this.execute(next, ctx, attempt, outbox, log, hooks.suspended)
         .catch((err) => {

@@ -171,6 +171,49 @@ describe("durable tasks", () => {
     await engine.stop();
   });
 
+  it("waitForEvent backlog - an event pushed before the wait began is not taken, though the engine's router reads it after the wait began", async () => {
+    const namespace = uniqueNamespace();
+    let engine = await startEngine(nats.url, { namespaces: [namespace] });
+    const tj = await connectClient(nats.url, { namespace });
+    try {
+      const wait = tj.durableTask({
+        name: "wait",
+        fn: async (_input, ctx) => ({ got: (await ctx.waitForEvent("k:target")).payload.tag }),
+      });
+      // Its runs tell when the router has read an event.
+      const seen = tj.task({ name: "seen", onEvents: ["k:target"], fn: async () => ({}) });
+      const worker = await tj.worker("w", { workflows: [wait, seen], durableSlots: 5 });
+      await worker.start();
+      await engine.stop();
+      // A backlog for the next engine's router, then the event the wait must not take.
+      for (let b = 0; b < 4; b++) {
+        await tj.events.bulkPush(
+          "noise:x",
+          Array.from({ length: 5000 }, (_, i) => ({ payload: { i } })),
+        );
+      }
+      await tj.events.push("k:target", { tag: "before" });
+      const ref = await wait.runNoWait({});
+      engine = await startEngine(nats.url, { namespaces: [namespace] });
+      await eventually(
+        async () => ((await historyTypes(tj, ref.runId)).includes("DurableWaitingForEvent") ? true : undefined),
+        20_000,
+        "the wait recorded",
+      );
+      // The router reads the event from before the wait only now, past the backlog.
+      await eventually(
+        async () => ((await tj.runs.list({ taskName: "seen" })).length === 1 ? true : undefined),
+        30_000,
+        "the router read the event pushed before the wait",
+      );
+      await tj.events.push("k:target", { tag: "after" });
+      expect(await ref.result({ timeoutMs: 30_000 })).toEqual({ got: "after" });
+    } finally {
+      await tj.close();
+      await engine.stop();
+    }
+  }, 90_000);
+
   it("spawnChild - a child as a checkpoint: the replay after a sleep gets the same child's output, not a new child", async () => {
     const { engine, tj } = await startNamespace(nats.url);
     let childRuns = 0;

@@ -26,6 +26,8 @@ interface Wait {
   index: number;
   key: string;
   filter: EventFilter | undefined;
+  /** The events stream's last sequence when the wait began: only events stored after it are for this wait. */
+  afterSeq: number;
 }
 
 export interface EventWaitsOptions {
@@ -71,23 +73,29 @@ export class EventWaits {
         index: wait.index,
         key: wait.value,
         filter,
+        afterSeq: wait.afterSeq ?? 0,
       };
       this.waits.set(task.taskRunId, entry);
-      this.catchUp(entry, wait.afterSeq ?? 0).catch((err) =>
+      this.catchUp(entry).catch((err) =>
         this.o.log.warn({ err, runId: state.runId }, "could not read the events a wait may have missed"),
       );
     }
   }
 
-  /** A new event: every wait it matches receives it. */
-  offer(event: PushedEvent): void {
-    for (const wait of this.waits.values()) if (this.matches(wait, event)) this.receive(wait, event);
+  /**
+   * An event the router read (`seq` in the events stream): every wait it matches receives it. The router may be behind
+   * (a backlog, a restart), so an event stored before a wait began can come after it: not for that wait.
+   */
+  offer(event: PushedEvent, seq: number): void {
+    for (const wait of this.waits.values()) {
+      if (seq > wait.afterSeq && this.matches(wait, event)) this.receive(wait, event);
+    }
   }
 
-  private async catchUp(wait: Wait, afterSeq: number): Promise<void> {
+  private async catchUp(wait: Wait): Promise<void> {
     const filter = wait.key.includes("*") ? subjects.eventsAll(this.o.ns) : subjects.event(this.o.ns, wait.key);
     let found: PushedEvent | undefined;
-    await scan(this.o.js, Streams.events, filter, { startSeq: afterSeq + 1 }, (m) => {
+    await scan(this.o.js, Streams.events, filter, { startSeq: wait.afterSeq + 1 }, (m) => {
       if (found) return;
       const parsed = PushedEventSchema.safeParse(m.json());
       if (parsed.success && this.matches(wait, parsed.data)) found = parsed.data;

@@ -35,7 +35,7 @@ export interface EventRouterOptions {
   append: (event: TaskjetEventInput, expectedSeq: number) => Promise<number>;
   idempotent: IdempotentRuns;
   /** Durable tasks waiting for events: offered every event routed. */
-  eventWaits: { offer(event: PushedEvent): void };
+  eventWaits: { offer(event: PushedEvent, seq: number): void };
 }
 
 /**
@@ -92,7 +92,7 @@ export class EventRouter {
     }
     const targets = [...this.o.definitions()].filter((def) => this.matches(def, event));
     await Promise.all(targets.map((def) => this.startRun(def, event)));
-    this.o.eventWaits.offer(event);
+    this.o.eventWaits.offer(event, m.seq);
     m.ack();
     if (targets.length > 0) {
       this.o.log.debug({ eventId: event.id, key: event.key, tasks: targets.map((d) => d.name) }, "event routed");

@@ -777,11 +777,12 @@ export class Taskjet implements Triggers {
         this.registeredCache.set(taskName, { declared: undefined, until: now + UNREGISTERED_TTL_MS });
         return undefined;
       }
-      const { workflow, defaultPriority, scheduleTimeoutMs } = def.data;
+      const { workflow, defaultPriority, scheduleTimeoutMs, idempotency } = def.data;
       const declared: DeclaredOptions = {
         ...(workflow ? { workflow } : {}),
         ...(defaultPriority ? { defaultPriority } : {}),
         ...(scheduleTimeoutMs ? { scheduleTimeoutMs } : {}),
+        ...(idempotency?.ttlMs ? { idempotencyTtlMs: idempotency.ttlMs } : {}),
       };
       this.registeredCache.set(taskName, { declared, until: now + REGISTERED_TTL_MS });
       return declared;

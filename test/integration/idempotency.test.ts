@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { sleep } from "../harness/concurrency-probe.js";
-import { startNamespace, useNatsServer } from "../harness/fixtures.js";
+import { connectClient, startNamespace, useNatsServer } from "../harness/fixtures.js";
 
 const nats = useNatsServer();
 
 describe("idempotency keys", () => {
   it("idempotencyKey - triggers with the same key within the ttl get the first run; the task runs once", async () => {
-    const { engine, tj } = await startNamespace(nats.url);
+    const { engine, tj, namespace } = await startNamespace(nats.url);
     let calls = 0;
     const charge = tj.task({
       name: "charge",
@@ -44,6 +44,15 @@ describe("idempotency keys", () => {
     expect(bulk[0]?.runId).toBe(bulk[1]?.runId);
     expect(await Promise.all(bulk.map((r) => r.result()))).toEqual([{ charged: 1 }, { charged: 1 }, { charged: 3 }]);
     expect(calls).toBe(before + 2);
+    // By name from a client that did not declare the task (as REST and the CLI trigger): the registered ttl holds.
+    const other = await connectClient(nats.url, { namespace });
+    const first = await other.runNoWait("charge", { amount: 11 }, { idempotencyKey: "by-name" });
+    expect((await other.runNoWait("charge", { amount: 12 }, { idempotencyKey: "by-name" })).runId).toBe(first.runId);
+    await sleep(1600);
+    const later = await other.runNoWait("charge", { amount: 13 }, { idempotencyKey: "by-name" });
+    expect(later.runId).not.toBe(first.runId);
+    expect(await later.result()).toEqual({ charged: 13 });
+    await other.close();
     expect(() => tj.task({ name: "x", idempotency: { ttl: "40d" as "1h" }, fn: async () => ({}) })).toThrow(
       /idempotency\.ttl/,
     );

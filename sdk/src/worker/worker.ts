@@ -360,10 +360,11 @@ export class Worker {
           ...(task.defaultPriority ? { defaultPriority: task.defaultPriority } : {}),
           ...(task.scheduleTimeoutMs ? { scheduleTimeoutMs: task.scheduleTimeoutMs } : {}),
           ...(task.onEvents?.length ? { onEvents: [...task.onEvents] } : {}),
-          ...(task.idempotencyExpression
+          // The ttl also without an expression: a trigger by name (REST, the CLI) keys its runs for that long.
+          ...(task.idempotencyExpression || task.idempotencyTtlMs
             ? {
                 idempotency: {
-                  expression: task.idempotencyExpression,
+                  ...(task.idempotencyExpression ? { expression: task.idempotencyExpression } : {}),
                   ...(task.idempotencyTtlMs ? { ttlMs: task.idempotencyTtlMs } : {}),
                 },
               }

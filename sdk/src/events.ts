@@ -15,6 +15,7 @@ import {
 import { type Connection, whyPublishFailed, withProvisioningHint } from "./connection.js";
 import { assertWritable } from "./debug.js";
 import { readStream } from "./read-stream.js";
+import { listLimit } from "./runs.js";
 import type { JsonObject } from "./task.js";
 
 /** Options of `events.push`. */
@@ -69,7 +70,7 @@ export class EventsClient {
    * with `onEvents` now).
    */
   async list(options: { key?: string; limit?: number } = {}): Promise<ListedEvent[]> {
-    const limit = options.limit ?? 50;
+    const limit = listLimit(options, ["key", "limit"], 50);
     const filter = options.key ? subjects.event(this.ns, checkKey(options.key, "key")) : subjects.eventsAll(this.ns);
     const info = await this.conn.jsm.streams
       .info(Streams.events)

@@ -76,16 +76,30 @@ const LIST_KEYS = ["statuses", "taskName", "limit"] as const;
 const decoder = new TextDecoder();
 
 /** @internal A list's options checked (an object of `keys`, a positive integer limit): its limit, 100 by default. */
-export function listLimit(options: { limit?: number }, keys: readonly string[]): number {
+export function listLimit(options: { limit?: number }, keys: readonly string[], fallback = 100): number {
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
     throw new ValidationError([{ path: "options", message: `must be an object, got ${describeValue(options)}` }]);
   }
   refuseUnknownKeys(options, keys, "", "a list option");
-  const limit = options.limit ?? 100;
+  const limit = options.limit ?? fallback;
   if (!Number.isInteger(limit) || limit <= 0) {
     throw new ValidationError([{ path: "limit", message: `must be a positive integer, got ${describeValue(limit)}` }]);
   }
   return limit;
+}
+
+function checkStatuses(statuses: unknown, path: string): void {
+  if (statuses === undefined) return;
+  if (!Array.isArray(statuses)) {
+    throw new ValidationError([{ path, message: `must be an array of statuses, got ${describeValue(statuses)}` }]);
+  }
+  for (const [i, s] of statuses.entries()) {
+    if (!RUN_STATUS_VALUES.includes(s)) {
+      throw new ValidationError([
+        { path: `${path}[${i}]`, message: `must be one of ${RUN_STATUS_VALUES.join(", ")}, got ${describeValue(s)}` },
+      ]);
+    }
+  }
 }
 
 /** Reading runs: state, lists and history. */
@@ -210,7 +224,8 @@ export class RunsClient {
           { path: "ids", message: `must be an array of run ids, got ${describeValue(options.ids)}` },
         ]);
       }
-      return options.ids.map((id, i) => checkToken(id, `ids[${i}]`));
+      // Each run once: a repeated id would be both done and refused as no longer applying.
+      return [...new Set(options.ids.map((id, i) => checkToken(id, `ids[${i}]`)))];
     }
     if (!("filters" in options) || typeof options.filters !== "object" || options.filters === null) {
       throw new ValidationError([
@@ -234,6 +249,14 @@ export class RunsClient {
         },
       ]);
     }
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== "string") {
+        throw new ValidationError([
+          { path: `filters.additionalMetadata.${k}`, message: `must be a string, got ${describeValue(v)}` },
+        ]);
+      }
+    }
+    checkStatuses(f.statuses, "filters.statuses");
     const since = f.since === undefined ? undefined : dateOf(f.since, "filters.since");
     const until = f.until === undefined ? undefined : dateOf(f.until, "filters.until");
     const matches = await this.list({
@@ -305,22 +328,8 @@ export class RunsClient {
   async list(options: ListRunsOptions = {}): Promise<RunState[]> {
     const limit = listLimit(options, LIST_KEYS);
     const { statuses, taskName } = options;
-    if (statuses !== undefined && !Array.isArray(statuses)) {
-      throw new ValidationError([
-        { path: "statuses", message: `must be an array of statuses, got ${describeValue(statuses)}` },
-      ]);
-    }
+    checkStatuses(statuses, "statuses");
     if (taskName !== undefined) checkTaskName(taskName, "taskName");
-    for (const [i, s] of (statuses ?? []).entries()) {
-      if (!RUN_STATUS_VALUES.includes(s)) {
-        throw new ValidationError([
-          {
-            path: `statuses[${i}]`,
-            message: `must be one of ${RUN_STATUS_VALUES.join(", ")}, got ${describeValue(s)}`,
-          },
-        ]);
-      }
-    }
     const out: RunState[] = [];
     const wanted = (state: RunState) =>
       (!statuses || statuses.includes(state.status)) &&

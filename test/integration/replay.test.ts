@@ -57,9 +57,13 @@ describe("replay", () => {
     expect(state).toMatchObject({ status: RunStatuses.completed, replays: 1, output: { charged: 42 } });
     expect(state.error).toBeUndefined();
 
-    // A replayed attempt has the task's retries again: two more failures make one retry, then FAILED.
+    // A replayed attempt has the task's retries again: two more failures make one retry, then FAILED. An id given
+    // three times is one run replayed once, not also refused as no longer finished.
     fixed = false;
-    await tj.runs.replay({ ids: [ref.runId] });
+    expect(await tj.runs.replay({ ids: [ref.runId, ref.runId, ref.runId] })).toEqual({
+      replayed: [ref.runId],
+      refused: [],
+    });
     await expect(ref.result()).rejects.toThrow("declined 42");
     expect(inputs.slice(3).map((i) => (i as { attempt: number }).attempt)).toEqual([3, 4]);
 
@@ -77,6 +81,15 @@ describe("replay", () => {
       ]),
     );
     await expect(tj.runs.replay({ ids: ["bad id"] })).rejects.toThrow(ValidationError);
+    // Filters named by their path; a metadata value that is not a string would match nothing.
+    await expect(tj.runs.replay({ filters: { statuses: ["DONE" as "FAILED"] } })).rejects.toThrow(
+      /^filters\.statuses\[0\]: must be one of .*, got "DONE"$/,
+    );
+    await expect(tj.runs.replay({ filters: { additionalMetadata: { k: 1 as never } } })).rejects.toThrow(
+      /^filters\.additionalMetadata\.k: must be a string, got 1$/,
+    );
+    await expect(tj.events.list({ limit: -1 })).rejects.toThrow(/^limit: must be a positive integer, got -1$/);
+    await expect(tj.events.list({ keyy: "x" } as never)).rejects.toThrow(/^keyy: is not a list option/);
     await running.result();
     await tj.close();
     await engine.stop();

@@ -137,15 +137,15 @@ class Running {
 const PENDING_GIVE_BACK_MS = 1_000;
 
 /**
- * A long-running process's slots for tasks: registers in `TJ_WORKERS`, listens on its own assignment subject, runs
- * each attempt and appends its facts (started, completed, failed) to the run's history with CAS.
- */
-/**
  * The workers of this process that handle SIGTERM/SIGINT, and the exit code once they have all drained: each worker
  * gets the signal, and the process must not end when the first of them has stopped.
  */
 const signalExit = { workers: new Set<Worker>(), code: 0 };
 
+/**
+ * A long-running process's slots for tasks: registers in `TJ_WORKERS`, listens on its own assignment subject, runs
+ * each attempt and appends its facts (started, completed, failed) to the run's history with CAS.
+ */
 export class Worker {
   /** Unique per process: a restarted worker is a new worker. */
   readonly id = newId();

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import { eventually, startEngine, uniqueNamespace, useNatsServer } from "../harness/fixtures.js";
+import { startTcpProxy } from "../harness/tcp-proxy.js";
 
 const nats = useNatsServer();
 
@@ -21,4 +22,24 @@ describe("health", () => {
       await engine.stop();
     }
   });
+
+  it("healthz - a replica cut off from NATS claims no namespace, while the one that took over does: never two", async () => {
+    const namespace = uniqueNamespace();
+    const proxy = await startTcpProxy({ host: "127.0.0.1", port: nats.server.port });
+    const cutOff = await startEngine(proxy.url, { namespaces: [namespace], http: "127.0.0.1:0" });
+    const other = await startEngine(nats.url, { namespaces: [namespace], http: "127.0.0.1:0" });
+    const leading = async (engine: typeof other) =>
+      ((await (await fetch(`http://${engine.httpAddress()}/healthz`)).json()) as { leading: string[] }).leading;
+    try {
+      expect(await leading(cutOff)).toEqual([namespace]);
+      expect(await leading(other)).toEqual([]);
+      await proxy.close();
+      await eventually(async () => ((await leading(other)).length === 1 ? true : undefined), 20_000, "takeover");
+      expect(await leading(cutOff)).toEqual([]);
+      expect(cutOff.leading()).toEqual([]);
+    } finally {
+      await other.stop();
+      await cutOff.stop();
+    }
+  }, 60_000);
 });

@@ -56,9 +56,12 @@ export class Leases {
 
   constructor(private readonly o: LeasesOptions) {}
 
-  /** Namespaces this replica leads now. */
+  /**
+   * Namespaces this replica leads now: held, and its fence open. One cut off from NATS acts for none (its fences lapse),
+   * and another replica takes them: it must not claim them too (`/healthz`, `taskjet_lease_held`).
+   */
   leading(): string[] {
-    return [...this.held.keys()];
+    return [...this.held.keys()].filter((ns) => this.fences.get(ns)?.ok ?? true);
   }
 
   /** Starts answering pings and watching replicas, then takes the leases it should (resolves once those are served). */

@@ -38,6 +38,8 @@ export interface CliEnv {
   TASKJET_LOG_LEVEL?: string | undefined;
   /** Replicas of what `taskjet engine` creates (3 on a cluster). */
   TASKJET_REPLICAS?: string | undefined;
+  /** The engine's HTTP address (`taskjet engine`, `taskjet dev`), read by the engine itself. */
+  TASKJET_HTTP?: string | undefined;
   /** nats-server binary for `taskjet dev`, instead of looking on PATH and at /usr/sbin/nats-server. */
   TASKJET_NATS_SERVER_BIN?: string | undefined;
   /** NATS authentication and TLS (`NatsAuthEnv`): TASKJET_NATS_USER, _PASSWORD, _TOKEN, _NKEY, _CREDS, _TLS_*. */
@@ -63,6 +65,7 @@ export function loadEnv(env: NodeJS.ProcessEnv = process.env): CliEnv {
     TASKJET_NAMESPACE: env.TASKJET_NAMESPACE,
     TASKJET_LOG_LEVEL: env.TASKJET_LOG_LEVEL,
     TASKJET_REPLICAS: env.TASKJET_REPLICAS,
+    TASKJET_HTTP: env.TASKJET_HTTP,
     TASKJET_NATS_SERVER_BIN: env.TASKJET_NATS_SERVER_BIN,
     ...Object.fromEntries(Object.values(NatsAuthEnv).map((name) => [name, env[name]])),
     PATH: env.PATH,

@@ -368,6 +368,18 @@ describe("cli", () => {
         expect(res.code, args.join(" ")).toBe(2);
         expect(res.stderr, args.join(" ")).toMatch(message);
       }
+      // `taskjet dev` refuses the engine's address before its nats-server starts.
+      const dir = join(tmpdir(), `tj-dev-${namespace}`);
+      for (const [args, env, message] of [
+        [["--http", "nope"], {}, /^error: --http: must be host:port/],
+        [[], { TASKJET_HTTP: "nope" }, /^error: TASKJET_HTTP: must be host:port/],
+      ] as const) {
+        const res = await taskjet(["dev", "--port", "1", "--dir", dir, ...args], { env });
+        expect(res.code).toBe(2);
+        expect(res.stderr).toMatch(message);
+        expect(res.stdout).not.toContain("nats-server");
+      }
+      expect(existsSync(dir)).toBe(false);
     } finally {
       await engine.stop();
     }

@@ -1,7 +1,7 @@
 import { rmSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { createEngine } from "@taskjet/engine";
+import { createEngine, DEFAULT_NATS_URL, resolveEngineConfig } from "@taskjet/engine";
 import { NatsAccess } from "@taskjet/schemas";
 import { Taskjet } from "@taskjet/sdk";
 import type { Command } from "commander";
@@ -69,6 +69,17 @@ interface Cleanup {
 async function runDev(flags: DevFlags, ctx: CliContext): Promise<ExitCode> {
   const { io } = ctx;
   const config = resolveDevConfig(flags, ctx.env, ctx.cwd);
+  ctx.flags = { http: flags.http !== undefined ? "--http" : "TASKJET_HTTP" };
+  // The engine's address checked before nats-server starts, named as typed (flag or variable).
+  resolveEngineConfig(
+    {
+      servers: [DEFAULT_NATS_URL],
+      auth: NatsAccess.none([DEFAULT_NATS_URL]),
+      namespaces: [config.namespace],
+      ...(flags.http ? { http: flags.http } : {}),
+    },
+    ctx.env.TASKJET_HTTP === undefined ? {} : { TASKJET_HTTP: ctx.env.TASKJET_HTTP },
+  );
   if (!config.natsServerBin) {
     io.err(installHelp(config.natsServerSearched));
     return ExitCodes.failure;

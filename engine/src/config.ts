@@ -6,6 +6,7 @@ import {
   natsOptionNames,
   parseWith,
   resolveNatsAccess,
+  ValidationError,
 } from "@taskjet/schemas";
 import { z } from "zod";
 
@@ -98,6 +99,15 @@ export function splitServers(value: string): string[] {
     .filter((s) => s.length > 0);
 }
 
+/** The variables `resolveEngineConfig` reads, by the option each sets. */
+const ENV_NAMES = {
+  servers: "TASKJET_NATS_URL",
+  namespaces: "TASKJET_NAMESPACE",
+  replicas: "TASKJET_REPLICAS",
+  http: "TASKJET_HTTP",
+  logLevel: "TASKJET_LOG_LEVEL",
+} as const;
+
 /**
  * Resolves the configuration: defaults < environment (`TASKJET_NATS_URL`, `TASKJET_NAMESPACE`, `TASKJET_REPLICAS`,
  * `TASKJET_HTTP`, `TASKJET_LOG_LEVEL`, the `TASKJET_NATS_*` authentication and TLS variables) < explicit options. The only place the engine reads `process.env`.
@@ -110,12 +120,33 @@ export function resolveEngineConfig(
   const fromEnv: EngineConfigInput = {};
   if (env.TASKJET_NATS_URL) fromEnv.servers = splitServers(env.TASKJET_NATS_URL);
   if (env.TASKJET_NAMESPACE) fromEnv.namespaces = splitServers(env.TASKJET_NAMESPACE);
-  if (env.TASKJET_REPLICAS) fromEnv.replicas = Number(env.TASKJET_REPLICAS);
+  // Digits only, else the string itself: the error then shows what was set ("abc", not NaN).
+  if (env.TASKJET_REPLICAS) {
+    fromEnv.replicas = /^\d+$/.test(env.TASKJET_REPLICAS)
+      ? Number(env.TASKJET_REPLICAS)
+      : (env.TASKJET_REPLICAS as never);
+  }
   if (env.TASKJET_HTTP) fromEnv.http = env.TASKJET_HTTP;
   if (env.TASKJET_LOG_LEVEL) fromEnv.logLevel = env.TASKJET_LOG_LEVEL as EngineConfig["logLevel"];
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
-  const config = parseWith(EngineConfigSchema, { ...fromEnv, ...defined });
-  for (const [i, ns] of config.namespaces.entries()) checkToken(ns, `namespaces[${i}]`);
+  // A bad value named as it was set: the variable's name when the environment gave it.
+  const named = (err: unknown): never => {
+    if (!(err instanceof ValidationError)) throw err;
+    throw new ValidationError(
+      err.issues.map((issue) => {
+        const option = /^[a-zA-Z]+/.exec(issue.path)?.[0] as keyof typeof ENV_NAMES | undefined;
+        const variable = option && !(option in defined) && option in fromEnv ? ENV_NAMES[option] : undefined;
+        return variable ? { ...issue, path: variable } : issue;
+      }),
+    );
+  };
+  let config: z.output<typeof EngineConfigSchema>;
+  try {
+    config = parseWith(EngineConfigSchema, { ...fromEnv, ...defined });
+    for (const [i, ns] of config.namespaces.entries()) checkToken(ns, `namespaces[${i}]`);
+  } catch (err) {
+    return named(err);
+  }
   const access =
     config.auth instanceof NatsAccess
       ? config.auth

@@ -220,7 +220,11 @@ describe("child runs", () => {
           ])
           .catch(message);
         const first = await ctx.runChild(square, { i: 3 }, { key: "k3" });
-        const again = await ctx.runChild(square, { i: 3 }, { key: "k3" });
+        // The same input with its keys in another order is the same input.
+        const again = await ctx.runChild(square, { x: [1, { b: 2, a: 1 }], i: 3 } as never, { key: "k4" });
+        const reordered = await ctx.runChild(square, { i: 3, x: [1, { a: 1, b: 2 }] } as never, { key: "k4" });
+        if (again.sq !== reordered.sq) throw new Error("another child");
+        await ctx.runChild(square, { i: 3 }, { key: "k3" });
         const other = await ctx.runChild(square, { i: 4 }, { key: "k3" }).catch(message);
         const misspelt = await ctx.runChild(square, { i: 5 }, { keey: "x" } as never).catch(message);
         const misspeltItem = await ctx
@@ -244,7 +248,7 @@ describe("child runs", () => {
       ),
       misspeltItem: expect.stringMatching(/^children\[0\]\.priorty \| .*is not a child field .*, got 2$/),
     });
-    expect(ran).toBe(1); // k3, once: nothing refused made a child
+    expect(ran).toBe(2); // k3 and k4, once each: nothing refused made a child
     await tj.close();
     await engine.stop();
   });

@@ -921,6 +921,15 @@ export class Worker {
 
 type Task = TaskDeclaration<JsonObject, JsonObject>;
 
+/** JSON with every object's keys sorted: an input written in another key order is the same input. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}
+
 /**
  * How long an attempt runs before its worker records `TaskStarted`. One that ends sooner (most do) records its start
  * in its result: one append per attempt instead of two. Meanwhile the run reads QUEUED, and a second copy of the
@@ -1009,7 +1018,7 @@ class AttemptHooks implements ContextHooks {
         );
       }
       if (c.key !== undefined) {
-        const input = JSON.stringify(c.input);
+        const input = canonicalJson(c.input);
         const before = this.keyedInputs?.get(c.key) ?? added.get(c.key);
         // Another task under the same key is refused where the child is recorded (RunIdTakenError).
         if (before?.taskName === c.taskName && before.input !== input) {

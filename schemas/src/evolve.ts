@@ -172,8 +172,8 @@ function apply(state: RunState, event: TaskjetEvent, seq: number, owned: WeakSet
     case EventTypes.TaskReassigned: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
       if (!task || task.status !== RunStatuses.running || task.workerId !== event.data.fromWorkerId) return next;
-      const { workerId: _w, workerName: _n, timeoutAt: _t, slotReleased: _s, waitsForChild: _c, ...rest } = task;
-      return withTask(next, { ...rest, status: RunStatuses.queued, queuedAt: event.at });
+      // The same attempt, not a new one: it keeps the start it had.
+      return withTask(next, { ...withoutWorkerFacts(task), status: RunStatuses.queued, queuedAt: event.at });
     }
     case EventTypes.TaskSlotReleased: {
       const task = currentTask(next, event.taskRunId, event.data.attempt);
@@ -349,17 +349,15 @@ function runningAttempt(
   return task?.status === RunStatuses.running && fromRunner(task, workerId) ? task : undefined;
 }
 
-/** The task without its running attempt's worker facts: the attempt left the worker. */
+/** The task without its running attempt's worker facts and start: the attempt left the worker. */
 function offWorker(task: TaskRunState): TaskRunState {
-  const {
-    workerId: _w,
-    workerName: _n,
-    startedAt: _s,
-    timeoutAt: _t,
-    slotReleased: _r,
-    waitsForChild: _c,
-    ...rest
-  } = task;
+  const { startedAt: _s, ...rest } = withoutWorkerFacts(task);
+  return rest;
+}
+
+/** The facts of the worker running the attempt, gone; its start kept. Every key in one place: a new fact is added here. */
+function withoutWorkerFacts(task: TaskRunState): TaskRunState {
+  const { workerId: _w, workerName: _n, timeoutAt: _t, slotReleased: _r, waitsForChild: _c, ...rest } = task;
   return rest;
 }
 

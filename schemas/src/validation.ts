@@ -51,6 +51,24 @@ export function refuseUnknownKeys(value: object, known: readonly string[], path:
   ]);
 }
 
+/**
+ * An object of known keys (a call's `options`): anything else is refused, named under `path` with the shape expected
+ * (`{ a?, b? }` unless `shape` says), and so is a key not in `known` (`refuseUnknownKeys`).
+ * @throws ValidationError
+ */
+export function checkKnownKeys(
+  value: unknown,
+  known: readonly string[],
+  path: string,
+  what: string,
+  shape = `{ ${known.map((k) => `${k}?`).join(", ")} }`,
+): asserts value is object {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ValidationError([{ path, message: `must be an object ${shape}, got ${describeValue(value)}` }]);
+  }
+  refuseUnknownKeys(value, known, path, what);
+}
+
 /** Renders a value for an error message, short. */
 export function describeValue(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);

@@ -4,6 +4,7 @@ import {
   AppendConflictError,
   Buckets,
   ClosedError,
+  checkKnownKeys,
   checkTaskName,
   checkToken,
   describeValue,
@@ -674,12 +675,7 @@ export class Taskjet implements Triggers {
   ): (RunCreated | Error)[] {
     this.assertOpen();
     checkTaskName(taskName, "taskName");
-    if (typeof options !== "object" || options === null || Array.isArray(options)) {
-      throw new ValidationError([
-        { path: "options", message: `must be an object { returnExceptions? }, got ${describeValue(options)}` },
-      ]);
-    }
-    refuseUnknownKeys(options, ["returnExceptions"], "options", "a bulk option");
+    checkKnownKeys(options, ["returnExceptions"], "options", "a bulk option");
     if (!Array.isArray(items)) {
       throw new ValidationError([
         { path: "items", message: `must be an array of { input, options }, got ${typeof items}` },

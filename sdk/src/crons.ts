@@ -4,6 +4,7 @@ import {
   Buckets,
   type CronDefinition,
   CronDefinitionSchema,
+  checkKnownKeys,
   checkTaskName,
   DEFAULT_MAX_PAYLOAD_BYTES,
   describeValue,
@@ -12,7 +13,6 @@ import {
   parseCron,
   parseWith,
   RunOptionsSchema,
-  refuseUnknownKeys,
   ValidationError,
 } from "@taskjet/schemas";
 import { type Connection, onBucket, openBucket } from "./connection.js";
@@ -36,19 +36,6 @@ export interface CronOptions {
 }
 
 const CRON_OPTION_KEYS = ["timezone", "additionalMetadata", "priority", "catchUp"];
-
-/** `task.cron()`'s options: an object of known keys. */
-function checkCronOptions(options: unknown): asserts options is CronOptions {
-  if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new ValidationError([
-      {
-        path: "options",
-        message: `must be an object { timezone?, additionalMetadata?, priority?, catchUp? }, got ${describeValue(options)}`,
-      },
-    ]);
-  }
-  refuseUnknownKeys(options, CRON_OPTION_KEYS, "options", "a cron option");
-}
 
 /** What declarations need to make a cron (`task.cron`, `wf.cron`). */
 export interface CronCreator {
@@ -82,7 +69,7 @@ export class CronsClient implements CronCreator {
     options: CronOptions = {},
   ): Promise<CronDefinition> {
     checkTaskName(taskName, "taskName");
-    checkCronOptions(options);
+    checkKnownKeys(options, CRON_OPTION_KEYS, "options", "a cron option");
     parseCron(expression, options.timezone, "expression", "options.timezone");
     encodeJsonObject(input, "input", this.conn.payloadLimit);
     const opts = parseWith(

@@ -1,5 +1,6 @@
 import {
   type Assignment,
+  checkKnownKeys,
   compileEventFilter,
   type Duration,
   describeValue,
@@ -10,7 +11,6 @@ import {
   parseWith,
   RateLimitedError,
   RunIdTakenError,
-  refuseUnknownKeys,
   type TaskLogLine,
   ValidationError,
 } from "@taskjet/schemas";
@@ -65,16 +65,10 @@ export interface ChildSpec extends ChildOptions {
   input: Record<string, unknown>;
 }
 
+// A misspelt option (`{ keey: "x" }`) would otherwise be dropped, and the child made without it.
 const CHILD_OPTION_KEYS = ["key", "sticky", "priority", "additionalMetadata"];
 const CHILD_ITEM_KEYS = ["task", "input", ...CHILD_OPTION_KEYS];
-
-/** A misspelt option (`{ keey: "x" }`) would otherwise be dropped, and the child made without it. */
-function checkChildFields(value: unknown, known: readonly string[], path: string, what: string): void {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new ValidationError([{ path, message: `must be an object, got ${describeValue(value)}` }]);
-  }
-  refuseUnknownKeys(value, known, path, what);
-}
+const CHILD_ITEM_SHAPE = "{ task, input, key?, sticky?, priority?, additionalMetadata? }";
 
 function taskNameOf(task: TaskRef): string {
   const name = typeof task === "string" ? task : task?.name;
@@ -371,7 +365,7 @@ export class Context {
     input: ChildInput<T, O>,
     options: ChildOptions = {},
   ): Promise<RunRef<ChildOutput<O, T>>> {
-    checkChildFields(options, CHILD_OPTION_KEYS, "options", "a child run option");
+    checkKnownKeys(options, CHILD_OPTION_KEYS, "options", "a child run option");
     const [ref] = await this.hooks.spawn([
       { ...options, taskName: taskNameOf(task), input: input as Record<string, unknown> },
     ]);
@@ -402,7 +396,9 @@ export class Context {
     if (!Array.isArray(children)) {
       throw new ValidationError([{ path: "children", message: "must be an array of { task, input, key? }" }]);
     }
-    for (const [i, c] of children.entries()) checkChildFields(c, CHILD_ITEM_KEYS, `children[${i}]`, "a child field");
+    for (const [i, c] of children.entries()) {
+      checkKnownKeys(c, CHILD_ITEM_KEYS, `children[${i}]`, "a child field", CHILD_ITEM_SHAPE);
+    }
     const refs = await this.hooks.spawn(
       children.map((c) => ({ ...c, taskName: taskNameOf(c?.task), input: c?.input as Record<string, unknown> })),
     );
